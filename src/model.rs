@@ -1,0 +1,207 @@
+//! Validated model of the configuration: types that cannot hold an invalid
+//! value. Built only by `config::validate`; everything after loading (plan,
+//! apply, status) works on these types.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// An address with its prefix length, as assigned to a link (`10.0.0.2/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("address {s:?} has no prefix length (write e.g. {s}/24)"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{a:?} is not an IPv4 or IPv6 address"))?;
+        let max = max_prefix(addr);
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("prefix length {p:?} is not a number in 0..={max}"))?;
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// The network address of the subnet (host bits cleared).
+    pub fn network(&self) -> IpAddr {
+        mask(self.addr, self.prefix)
+    }
+
+    /// Whether `ip` lies inside this address's subnet.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == self.network()
+    }
+
+    pub fn is_v4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
+    /// The subnet as a CIDR with host bits cleared.
+    pub fn subnet(&self) -> Cidr {
+        Cidr {
+            addr: self.network(),
+            prefix: self.prefix,
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+pub fn max_prefix(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    Input,
+    Forward,
+    Output,
+}
+
+impl Hook {
+    pub fn parse(s: &str) -> Option<Hook> {
+        match s {
+            "input" => Some(Hook::Input),
+            "forward" => Some(Hook::Forward),
+            "output" => Some(Hook::Output),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    Strict,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    Veth,
+    Dummy,
+}
+
+impl LinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Veth => "veth",
+            LinkKind::Dummy => "dummy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub kind: LinkKind,
+    /// Name inside the context.
+    pub name: String,
+    /// Host-side name (veth only; defaults already resolved).
+    pub host: Option<String>,
+    pub host_addresses: Vec<Cidr>,
+    pub addresses: Vec<Cidr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    /// Destination; `default` is `0.0.0.0/0` or `::/0` by the gateway's family.
+    pub to: Cidr,
+    pub via: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guest {
+    pub command: Vec<String>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub name: String,
+    pub id: Option<u16>,
+    pub ip_forward: bool,
+    pub log: Vec<Hook>,
+    pub log_group: u16,
+    pub isolation: Isolation,
+    pub hostname: String,
+    pub links: Vec<Link>,
+    pub routes: Vec<Route>,
+    pub guest: Option<Guest>,
+    /// The file that declared it.
+    pub file: PathBuf,
+}
+
+impl Context {
+    /// The context's assigned addresses: the union of `addresses` on its links.
+    pub fn assigned(&self) -> impl Iterator<Item = &Cidr> {
+        self.links.iter().flat_map(|l| l.addresses.iter())
+    }
+}
+
+/// A whole validated configuration; contexts sorted by name.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub contexts: Vec<Context>,
+}
+
+impl Config {
+    pub fn get(&self, name: &str) -> Option<&Context> {
+        self.contexts.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parse_and_contains() {
+        let c = Cidr::parse("10.100.0.2/24").unwrap();
+        assert_eq!(c.network().to_string(), "10.100.0.0");
+        assert!(c.contains("10.100.0.1".parse().unwrap()));
+        assert!(!c.contains("10.100.1.1".parse().unwrap()));
+        assert!(!c.contains("fd00::1".parse().unwrap()));
+        let v6 = Cidr::parse("fd00:100::2/64").unwrap();
+        assert!(v6.contains("fd00:100::1".parse().unwrap()));
+        assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().network().to_string(), "0.0.0.0");
+        assert!(Cidr::parse("10.0.0.1").is_err());
+        assert!(Cidr::parse("10.0.0.1/33").is_err());
+        assert!(Cidr::parse("fd00::1/129").is_err());
+        assert!(Cidr::parse("10.0.0/24").is_err());
+    }
+}
