@@ -1,9 +1,9 @@
 mod config;
 mod model;
-fn main() {
-    let p = std::env::args().nth(1).unwrap();
-    match config::load(std::path::Path::new(&p)) {
-        Ok(c) => println!("ok {}", c.contexts.len()),
-        Err(e) => println!("{e}"),
-    }
-}
+mod msgs;
+mod netns;
+mod nl;
+mod owner;
+mod plan;
+mod state;
+fn main() {}

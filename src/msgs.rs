@@ -1,0 +1,201 @@
+//! Builders of rtnetlink messages: pure data, made before anything is sent,
+//! testable without root. `apply` and `observe` send what these build.
+
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage as M};
+
+use crate::model::Cidr;
+use crate::nl::Request;
+
+pub const CREATE: u16 = NLM_F_CREATE | NLM_F_EXCL;
+/// `rtm_protocol` netctx puts on its routes (RTPROT_STATIC, as `ip route` does
+/// for administrator routes).
+pub const ROUTE_PROTO: RouteProtocol = RouteProtocol::Static;
+const MAIN_TABLE: u8 = 254;
+
+fn link_named(name: &str) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::IfName(name.to_string()));
+    m
+}
+
+/// A veth pair: `host` in the socket's namespace, `peer` created directly in
+/// the namespace `peer_ns` under its final name.
+pub fn new_veth(host: &str, peer: &str, peer_ns: RawFd) -> Request {
+    let mut peer_msg = link_named(peer);
+    peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_ns));
+    let mut m = link_named(host);
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+    ]));
+    Request { msg: M::NewLink(m), flags: CREATE }
+}
+
+pub fn new_dummy(name: &str) -> Request {
+    let mut m = link_named(name);
+    m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Dummy)]));
+    Request { msg: M::NewLink(m), flags: CREATE }
+}
+
+/// Set the alias (`IFLA_IFALIAS`) of an existing link found by name.
+pub fn set_alias(name: &str, alias: &str) -> Request {
+    let mut m = link_named(name);
+    m.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+    Request { msg: M::SetLink(m), flags: 0 }
+}
+
+pub fn del_link(name: &str) -> Request {
+    Request { msg: M::DelLink(link_named(name)), flags: 0 }
+}
+
+pub fn set_link_up(name: &str, up: bool) -> Request {
+    let mut m = link_named(name);
+    m.header.change_mask = LinkFlags::Up;
+    if up {
+        m.header.flags = LinkFlags::Up;
+    }
+    Request { msg: M::SetLink(m), flags: 0 }
+}
+
+pub fn get_link(name: &str) -> M {
+    M::GetLink(link_named(name))
+}
+
+pub fn dump_links() -> M {
+    M::GetLink(LinkMessage::default())
+}
+
+pub fn dump_addresses() -> M {
+    M::GetAddress(AddressMessage::default())
+}
+
+pub fn dump_routes() -> M {
+    M::GetRoute(RouteMessage::default())
+}
+
+fn family(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+fn address(index: u32, cidr: Cidr) -> AddressMessage {
+    let mut m = AddressMessage::default();
+    m.header.family = family(cidr.addr);
+    m.header.prefix_len = cidr.prefix;
+    m.header.index = index;
+    if cidr.is_v4() {
+        m.attributes.push(AddressAttribute::Local(cidr.addr));
+    }
+    m.attributes.push(AddressAttribute::Address(cidr.addr));
+    m
+}
+
+/// Add an address. IPv6 addresses skip duplicate address detection so they
+/// can be bound at once (the peers are netctx's own links).
+pub fn add_address(index: u32, cidr: Cidr) -> Request {
+    let mut m = address(index, cidr);
+    if !cidr.is_v4() {
+        m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    Request { msg: M::NewAddress(m), flags: CREATE }
+}
+
+pub fn del_address(index: u32, cidr: Cidr) -> Request {
+    Request { msg: M::DelAddress(address(index, cidr)), flags: 0 }
+}
+
+fn route(to: Cidr, via: Option<IpAddr>, oif: Option<u32>) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = family(to.addr);
+    m.header.destination_prefix_length = to.prefix;
+    m.header.table = MAIN_TABLE;
+    m.header.protocol = ROUTE_PROTO;
+    m.header.scope = RouteScope::Universe;
+    m.header.kind = RouteType::Unicast;
+    if to.prefix > 0 {
+        m.attributes.push(RouteAttribute::Destination(RouteAddress::from(to.addr)));
+    }
+    if let Some(gw) = via {
+        m.attributes.push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+    }
+    if let Some(oif) = oif {
+        m.attributes.push(RouteAttribute::Oif(oif));
+    }
+    m
+}
+
+pub fn add_route(to: Cidr, via: IpAddr) -> Request {
+    Request { msg: M::NewRoute(route(to, Some(via), None)), flags: CREATE }
+}
+
+pub fn del_route(to: Cidr, via: Option<IpAddr>, oif: Option<u32>, protocol: RouteProtocol) -> Request {
+    let mut m = route(to, via, oif);
+    m.header.protocol = protocol;
+    m.header.scope = RouteScope::NoWhere;
+    m.header.kind = RouteType::Unspec;
+    Request { msg: M::DelRoute(m), flags: 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::Emitable;
+
+    fn bytes(m: &M) -> Vec<u8> {
+        let mut b = vec![0; m.buffer_len()];
+        m.emit(&mut b);
+        b
+    }
+
+    #[test]
+    fn veth_request_carries_peer_name_and_namespace() {
+        let r = new_veth("nx-web", "eth0", 7);
+        assert_eq!(r.flags, CREATE);
+        let b = bytes(&r.msg);
+        let find = |needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+        assert!(find(b"nx-web\0"));
+        assert!(find(b"eth0\0"));
+        assert!(find(b"veth\0"));
+        // IFLA_NET_NS_FD (28) with value 7 inside the peer.
+        assert!(find(&[8, 0, 28, 0, 7, 0, 0, 0]));
+    }
+
+    #[test]
+    fn ipv4_address_has_local_and_address_v6_has_nodad() {
+        let c = Cidr::parse("10.0.0.2/24").unwrap();
+        let M::NewAddress(m) = add_address(3, c).msg else { panic!() };
+        assert_eq!((m.header.index, m.header.prefix_len), (3, 24));
+        assert_eq!(m.attributes.len(), 2);
+        let c6 = Cidr::parse("fd00::2/64").unwrap();
+        let M::NewAddress(m) = add_address(3, c6).msg else { panic!() };
+        assert!(m.attributes.contains(&AddressAttribute::Flags(AddressFlags::Nodad)));
+    }
+
+    #[test]
+    fn default_route_has_no_destination_attribute() {
+        let d = Cidr::parse("0.0.0.0/0").unwrap();
+        let M::NewRoute(m) = add_route(d, "10.0.0.1".parse().unwrap()).msg else { panic!() };
+        assert_eq!(m.header.destination_prefix_length, 0);
+        assert!(!m.attributes.iter().any(|a| matches!(a, RouteAttribute::Destination(_))));
+        assert!(m.attributes.iter().any(|a| matches!(a, RouteAttribute::Gateway(_))));
+        assert_eq!(m.header.table, MAIN_TABLE);
+    }
+
+    #[test]
+    fn link_up_sets_flag_and_mask_down_only_mask() {
+        let M::SetLink(up) = set_link_up("eth0", true).msg else { panic!() };
+        assert_eq!((up.header.flags, up.header.change_mask), (LinkFlags::Up, LinkFlags::Up));
+        let M::SetLink(down) = set_link_up("eth0", false).msg else { panic!() };
+        assert!(down.header.flags.is_empty());
+    }
+}

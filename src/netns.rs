@@ -1,0 +1,159 @@
+//! Named network namespaces as iproute2 makes them (`/run/netns/NAME`, a bind
+//! mount of an nsfs file under a shared mount), and running work inside one on
+//! an OS thread of its own. The calling thread never changes namespace.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+pub const NETNS_DIR: &str = "/run/netns";
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+pub fn path(name: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(name)
+}
+
+/// What is at `/run/netns/NAME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsFile {
+    Absent,
+    /// A mounted namespace; its inode identifies it.
+    Mounted { inode: u64 },
+    /// A plain file with no namespace mounted on it.
+    Unmounted,
+}
+
+pub fn probe(name: &str) -> io::Result<NsFile> {
+    let p = path(name);
+    let f = match File::open(&p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(NsFile::Absent),
+        Err(e) => return Err(e),
+    };
+    if is_nsfs(&f)? {
+        Ok(NsFile::Mounted {
+            inode: f.metadata()?.ino(),
+        })
+    } else {
+        Ok(NsFile::Unmounted)
+    }
+}
+
+fn is_nsfs(f: &File) -> io::Result<bool> {
+    let st = nix::sys::statfs::fstatfs(f.as_fd()).map_err(io::Error::from)?;
+    Ok(st.filesystem_type().0 as i64 == NSFS_MAGIC)
+}
+
+/// Open a mounted named namespace.
+pub fn open(name: &str) -> io::Result<File> {
+    let f = File::open(path(name))?;
+    if !is_nsfs(&f)? {
+        return Err(io::Error::other(format!(
+            "{} is not a mounted network namespace",
+            path(name).display()
+        )));
+    }
+    Ok(f)
+}
+
+/// Make `/run/netns` exist and be a shared mount, as `ip netns add` does,
+/// so namespaces mounted there propagate to other mount namespaces.
+pub fn prepare_dir() -> io::Result<()> {
+    std::fs::create_dir_all(NETNS_DIR)?;
+    let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
+    match mount(None::<&str>, NETNS_DIR, Some("none"), shared, None::<&str>) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL) => {
+            mount(
+                Some(NETNS_DIR),
+                NETNS_DIR,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
+            mount(None::<&str>, NETNS_DIR, Some("none"), shared, None::<&str>)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Create `/run/netns/NAME` holding a fresh network namespace, then run `f`
+/// inside it on a thread of its own. Returns the namespace file (opened) with
+/// `f`'s result. On failure to create, nothing is left behind.
+pub fn create_and_run<T: Send>(
+    name: &str,
+    f: impl FnOnce(&File) -> T + Send,
+) -> io::Result<T> {
+    let p = path(name);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0)
+        .open(&p)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let made = (|| -> io::Result<File> {
+                unshare(CloneFlags::CLONE_NEWNET)?;
+                mount(
+                    Some("/proc/thread-self/ns/net"),
+                    &p,
+                    Some("none"),
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )?;
+                File::open(&p)
+            })();
+            match made {
+                Ok(file) => Ok(f(&file)),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&p);
+                    Err(e)
+                }
+            }
+        })
+        .join()
+        .map_err(|_| io::Error::other("namespace worker thread panicked"))?
+    })
+}
+
+/// Run `f` inside the namespace `ns` on a thread of its own.
+pub fn run_in<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| io::Error::other("namespace worker thread panicked"))?
+    })
+}
+
+/// Unmount and remove `/run/netns/NAME`. The kernel destroys the namespace
+/// (and everything in it) once the last user is gone.
+pub fn remove(name: &str) -> io::Result<()> {
+    let p = path(name);
+    match umount2(&p, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The inode of the calling thread's network namespace.
+pub fn current_inode() -> io::Result<u64> {
+    Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())
+}
+
+pub fn raw(f: &File) -> i32 {
+    f.as_raw_fd()
+}

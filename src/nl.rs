@@ -1,0 +1,287 @@
+//! A small synchronous rtnetlink client: requests are sent in batches (many
+//! messages in one `sendmsg`, then all acks collected) and dumps are read to
+//! `NLMSG_DONE`. The socket belongs to the network namespace of the thread
+//! that opened it; open one per namespace, on the thread that entered it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+
+const NLM_F_ACK_TLVS: u16 = 0x200;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+/// Messages sent in one `sendmsg`: keeps the acks well inside the receive
+/// buffer.
+const BATCH: usize = 128;
+
+/// A kernel refusal: the errno and, when the kernel gave one, its extended
+/// ack message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NlError {
+    pub errno: i32,
+    pub extack: Option<String>,
+}
+
+impl NlError {
+    fn io(e: &io::Error) -> NlError {
+        NlError {
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+            extack: None,
+        }
+    }
+}
+
+impl fmt::Display for NlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = io::Error::from_raw_os_error(self.errno);
+        match &self.extack {
+            Some(m) => write!(f, "{e} ({m})"),
+            None => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for NlError {}
+
+/// One request: the message and its creation flags (`NLM_F_CREATE` …);
+/// `NLM_F_REQUEST | NLM_F_ACK` are added.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub msg: RouteNetlinkMessage,
+    pub flags: u16,
+}
+
+pub struct Rtnl {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+    /// Messages sent, for tests and benchmarks that count kernel traffic.
+    pub sent: usize,
+}
+
+impl Rtnl {
+    /// Open a route socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<Rtnl> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.set_ext_ack(true)?;
+        sock.set_cap_ack(true)?;
+        // Dumps of a busy host can exceed the default buffer.
+        let _ = sock.set_rx_buf_sz(4 << 20);
+        Ok(Rtnl {
+            sock,
+            seq: 1,
+            buf: Vec::with_capacity(1 << 16),
+            sent: 0,
+        })
+    }
+
+    fn encode(&mut self, msg: RouteNetlinkMessage, flags: u16, out: &mut Vec<u8>) -> u32 {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        self.seq = self.seq.wrapping_add(1);
+        header.sequence_number = self.seq;
+        let mut m = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        m.finalize();
+        let start = out.len();
+        out.resize(start + m.buffer_len(), 0);
+        m.serialize(&mut out[start..]);
+        self.sent += 1;
+        self.seq
+    }
+
+    fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        let n = self.sock.send(bytes, 0)?;
+        if n != bytes.len() {
+            return Err(io::Error::other("short netlink send"));
+        }
+        Ok(())
+    }
+
+    /// Receive one datagram and hand each message in it to `f`.
+    fn recv_each(
+        &mut self,
+        mut f: impl FnMut(NetlinkMessage<RouteNetlinkMessage>),
+    ) -> io::Result<()> {
+        self.buf.clear();
+        self.buf.reserve(1 << 16);
+        self.sock.recv(&mut self.buf, 0)?;
+        let mut off = 0;
+        while off + 16 <= self.buf.len() {
+            let len = u32::from_ne_bytes(self.buf[off..off + 4].try_into().unwrap()) as usize;
+            if len < 16 || off + len > self.buf.len() {
+                break;
+            }
+            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..off + len]) {
+                Ok(m) => f(m),
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            }
+            off += (len + 3) & !3;
+        }
+        Ok(())
+    }
+
+    /// Send every request, then collect every ack. Results are in request
+    /// order; the kernel processes the messages in order and goes on after a
+    /// failed one, so later requests may fail because of an earlier one.
+    pub fn exec(&mut self, reqs: Vec<Request>) -> Vec<Result<(), NlError>> {
+        let total = reqs.len();
+        let mut results: Vec<Option<Result<(), NlError>>> = vec![None; total];
+        let mut iter = reqs.into_iter().enumerate().peekable();
+        while iter.peek().is_some() {
+            let mut out = Vec::new();
+            let mut pending: HashMap<u32, usize> = HashMap::new();
+            for (i, r) in iter.by_ref().take(BATCH) {
+                let seq = self.encode(r.msg, r.flags | NLM_F_ACK, &mut out);
+                pending.insert(seq, i);
+            }
+            if let Err(e) = self.send(&out) {
+                for i in pending.values() {
+                    results[*i] = Some(Err(NlError::io(&e)));
+                }
+                continue;
+            }
+            while !pending.is_empty() {
+                let mut acks = Vec::new();
+                let r = self.recv_each(|m| {
+                    if let NetlinkPayload::Error(e) = &m.payload {
+                        acks.push((m.header.sequence_number, m.header.flags, e.clone()));
+                    }
+                });
+                if let Err(e) = r {
+                    for i in pending.drain().map(|(_, i)| i) {
+                        results[i] = Some(Err(NlError::io(&e)));
+                    }
+                    break;
+                }
+                for (seq, flags, e) in acks {
+                    if let Some(i) = pending.remove(&seq) {
+                        results[i] = Some(match e.code {
+                            None => Ok(()),
+                            Some(code) => Err(NlError {
+                                errno: -code.get(),
+                                extack: extack_msg(flags, &e.header),
+                            }),
+                        });
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(NlError { errno: libc::EIO, extack: None })))
+            .collect()
+    }
+
+    /// One request; its result.
+    pub fn exec_one(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<(), NlError> {
+        self.exec(vec![Request { msg, flags }]).remove(0)
+    }
+
+    /// A dump request; every message of the answer.
+    pub fn dump(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+        self.query(msg, NLM_F_DUMP)
+    }
+
+    /// A request whose answer is data (a dump, or a single `GET`).
+    pub fn query(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+        'retry: for _ in 0..5 {
+            let mut out = Vec::new();
+            let seq = self.encode(msg.clone(), flags, &mut out);
+            self.send(&out).map_err(|e| NlError::io(&e))?;
+            let mut msgs = Vec::new();
+            let (mut done, mut intr, mut err) = (false, false, None);
+            while !done {
+                self.recv_each(|m| {
+                    if m.header.sequence_number != seq {
+                        return;
+                    }
+                    intr |= m.header.flags & NLM_F_DUMP_INTR != 0;
+                    match m.payload {
+                        NetlinkPayload::InnerMessage(i) => {
+                            msgs.push(i);
+                            // A non-dump GET answers with one message.
+                            done |= flags & NLM_F_DUMP == 0;
+                        }
+                        NetlinkPayload::Done(_) => done = true,
+                        NetlinkPayload::Error(e) => {
+                            done = true;
+                            if let Some(code) = e.code {
+                                err = Some(NlError {
+                                    errno: -code.get(),
+                                    extack: extack_msg(m.header.flags, &e.header),
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                })
+                .map_err(|e| NlError::io(&e))?;
+            }
+            if let Some(e) = err {
+                return Err(e);
+            }
+            if intr {
+                continue 'retry;
+            }
+            return Ok(msgs);
+        }
+        Err(NlError {
+            errno: libc::EAGAIN,
+            extack: Some("dump kept being interrupted".into()),
+        })
+    }
+}
+
+/// The extended ack message of an error, if the kernel sent one. With
+/// `NETLINK_CAP_ACK` the payload is the request's 16-byte header followed by
+/// attributes.
+fn extack_msg(flags: u16, payload: &[u8]) -> Option<String> {
+    if flags & NLM_F_ACK_TLVS == 0 || payload.len() < 16 {
+        return None;
+    }
+    let mut rest = &payload[16..];
+    while rest.len() >= 4 {
+        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
+        let ty = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
+        if len < 4 || len > rest.len() {
+            break;
+        }
+        if ty == NLMSGERR_ATTR_MSG {
+            let s = &rest[4..len];
+            let s = s.split(|b| *b == 0).next().unwrap_or_default();
+            return Some(String::from_utf8_lossy(s).into_owned());
+        }
+        let next = ((len + 3) & !3).min(rest.len());
+        rest = &rest[next..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extack_message_is_read_from_the_tlvs() {
+        let mut p = vec![0u8; 16];
+        let msg = b"Invalid prefix\0";
+        let len = (4 + msg.len()) as u16;
+        p.extend_from_slice(&len.to_ne_bytes());
+        p.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+        p.extend_from_slice(msg);
+        assert_eq!(extack_msg(NLM_F_ACK_TLVS, &p).as_deref(), Some("Invalid prefix"));
+        assert_eq!(extack_msg(0, &p), None);
+        assert_eq!(extack_msg(NLM_F_ACK_TLVS, &p[..10]), None);
+    }
+}

@@ -1,0 +1,239 @@
+use super::*;
+use crate::config::load_sources;
+use crate::state::{alias_for, ObsLink, ObsRoute};
+use netlink_packet_route::route::RouteProtocol;
+use std::path::PathBuf;
+
+const WEB: &str = r#"
+[context.web]
+ip_forward = true
+[[context.web.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.100.0.1/24"]
+addresses = ["10.100.0.2/24", "fd00:100::2/64"]
+[[context.web.link]]
+kind = "dummy"
+name = "dummy0"
+addresses = ["10.200.0.1/32"]
+[[context.web.route]]
+to = "default"
+via = "10.100.0.1"
+"#;
+
+fn ctx() -> Context {
+    let c = load_sources(&[(PathBuf::from("t.toml"), WEB.to_string())]).unwrap();
+    c.contexts[0].clone()
+}
+
+fn link(index: u32, name: &str, kind: &str, addrs: &[&str]) -> ObsLink {
+    ObsLink {
+        index,
+        name: name.into(),
+        kind: Some(kind.into()),
+        up: true,
+        alias: None,
+        addrs: addrs.iter().map(|a| Cidr::parse(a).unwrap()).collect(),
+    }
+}
+
+/// The state `up` leaves behind for `ctx()`.
+fn converged() -> (NsState, HashMap<String, ObsLink>) {
+    let mut lo = link(1, "lo", "", &[]);
+    lo.kind = None;
+    let ns = NsState {
+        links: vec![
+            lo,
+            link(2, "eth0", "veth", &["10.100.0.2/24", "fd00:100::2/64"]),
+            link(3, "dummy0", "dummy", &["10.200.0.1/32"]),
+        ],
+        routes: vec![ObsRoute {
+            to: Cidr::parse("0.0.0.0/0").unwrap(),
+            via: Some("10.100.0.1".parse().unwrap()),
+            oif: Some(2),
+            protocol: RouteProtocol::Static,
+        }],
+        forward_v4: true,
+        forward_v6: true,
+    };
+    let mut h = link(9, "nx-web", "veth", &["10.100.0.1/24"]);
+    h.alias = Some(alias_for("web"));
+    let mut other = link(4, "eth0", "", &["192.0.2.1/24"]);
+    other.kind = None;
+    let host = HashMap::from([("nx-web".to_string(), h), ("eth0".to_string(), other)]);
+    (ns, host)
+}
+
+fn texts(a: &[Action]) -> Vec<String> {
+    a.iter().map(|a| a.to_string()).collect()
+}
+
+#[test]
+fn nothing_there_builds_everything_in_order() {
+    let host = HashMap::new();
+    let obs = Observed {
+        owner: NsOwner::Absent,
+        ns: NsState::default(),
+        host: &host,
+    };
+    let p = plan(&ctx(), &obs).unwrap();
+    assert_eq!(
+        texts(&p),
+        [
+            "create network namespace",
+            "create veth eth0 (host side nx-web)",
+            "create dummy dummy0",
+            "add address 10.100.0.1/24 to host link nx-web",
+            "set host link nx-web up",
+            "add address 10.100.0.2/24 to link eth0",
+            "add address fd00:100::2/64 to link eth0",
+            "set link eth0 up",
+            "add address 10.200.0.1/32 to link dummy0",
+            "set link dummy0 up",
+            "set link lo up",
+            "add route default via 10.100.0.1",
+            "set net.ipv4.ip_forward = 1",
+            "set net.ipv6.conf.all.forwarding = 1",
+        ]
+    );
+}
+
+#[test]
+fn converged_state_needs_nothing() {
+    let (ns, host) = converged();
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns,
+        host: &host,
+    };
+    assert_eq!(plan(&ctx(), &obs).unwrap(), []);
+}
+
+#[test]
+fn drift_is_repaired_and_only_the_drift() {
+    let (mut ns, mut host) = converged();
+    ns.links[1].addrs.push(Cidr::parse("10.100.0.99/24").unwrap()); // extra address
+    ns.links[2].up = false; // link down
+    ns.routes.clear(); // missing route
+    ns.forward_v6 = false;
+    ns.links.push(link(7, "sneaky", "dummy", &[])); // extra link
+    host.get_mut("nx-web").unwrap().addrs.clear();
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns,
+        host: &host,
+    };
+    assert_eq!(
+        texts(&plan(&ctx(), &obs).unwrap()),
+        [
+            "delete link sneaky",
+            "add address 10.100.0.1/24 to host link nx-web",
+            "remove address 10.100.0.99/24 from link eth0",
+            "set link dummy0 up",
+            "add route default via 10.100.0.1",
+            "set net.ipv6.conf.all.forwarding = 1",
+        ]
+    );
+}
+
+#[test]
+fn extra_route_is_removed_and_routes_through_recreated_links_are_readded() {
+    let (mut ns, host) = converged();
+    ns.routes.push(ObsRoute {
+        to: Cidr::parse("10.9.0.0/16").unwrap(),
+        via: Some("10.100.0.1".parse().unwrap()),
+        oif: Some(2),
+        protocol: RouteProtocol::Boot,
+    });
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns: ns.clone(),
+        host: &host,
+    };
+    assert_eq!(texts(&plan(&ctx(), &obs).unwrap()), ["remove route 10.9.0.0/16 via 10.100.0.1"]);
+
+    // eth0 is a dummy now: it is recreated as veth; its routes went with it.
+    ns.links[1].kind = Some("dummy".into());
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns,
+        host: &host,
+    };
+    let t = texts(&plan(&ctx(), &obs).unwrap());
+    assert_eq!(t[0], "delete link eth0");
+    assert!(t.contains(&"delete host link nx-web".to_string()), "{t:?}");
+    assert!(t.contains(&"create veth eth0 (host side nx-web)".to_string()));
+    assert!(t.contains(&"add route default via 10.100.0.1".to_string()));
+    assert!(!t.iter().any(|a| a.starts_with("remove route")), "{t:?}");
+}
+
+#[test]
+fn foreign_objects_are_refused() {
+    let (ns, mut host) = converged();
+    let obs = Observed {
+        owner: NsOwner::Foreign,
+        ns: ns.clone(),
+        host: &host,
+    };
+    assert_eq!(plan(&ctx(), &obs), Err(Refusal::ForeignNamespace("web".into())));
+
+    host.get_mut("nx-web").unwrap().alias = None;
+    let obs = Observed {
+        owner: NsOwner::Absent,
+        ns: NsState::default(),
+        host: &host,
+    };
+    assert_eq!(plan(&ctx(), &obs), Err(Refusal::ForeignHostLink("nx-web".into())));
+
+    host.get_mut("nx-web").unwrap().alias = Some(alias_for("db"));
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns,
+        host: &host,
+    };
+    assert_eq!(
+        plan(&ctx(), &obs),
+        Err(Refusal::OtherContextsLink {
+            name: "nx-web".into(),
+            owner: "db".into()
+        })
+    );
+}
+
+#[test]
+fn leftover_host_link_of_a_vanished_namespace_is_replaced() {
+    let (_, host) = converged();
+    let obs = Observed {
+        owner: NsOwner::OursMissing,
+        ns: NsState::default(),
+        host: &host,
+    };
+    let t = texts(&plan(&ctx(), &obs).unwrap());
+    assert_eq!(t[..3], ["create network namespace", "delete host link nx-web", "create veth eth0 (host side nx-web)"]);
+}
+
+#[test]
+fn undeclared_host_link_of_this_context_is_removed() {
+    let (ns, mut host) = converged();
+    let mut old = link(12, "nx-web1", "veth", &[]);
+    old.alias = Some(alias_for("web"));
+    host.insert("nx-web1".into(), old);
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns,
+        host: &host,
+    };
+    assert_eq!(texts(&plan(&ctx(), &obs).unwrap()), ["delete host link nx-web1"]);
+}
+
+#[test]
+fn unmounted_namespace_file_of_ours_is_remade() {
+    let host = HashMap::new();
+    let obs = Observed {
+        owner: NsOwner::OursUnmounted,
+        ns: NsState::default(),
+        host: &host,
+    };
+    let t = texts(&plan(&ctx(), &obs).unwrap());
+    assert_eq!(t[..2], ["remove the unmounted namespace file", "create network namespace"]);
+}
