@@ -1,0 +1,406 @@
+//! Carrying out a plan: the only place that changes the kernel for a context.
+//! Requests are batched per namespace and phase; every request that succeeded
+//! leaves its inverse in a journal, and a failure replays the journal
+//! backwards so the context is as it was (a new context is removed whole).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+
+use crate::model::Context;
+use crate::msgs;
+use crate::netns;
+use crate::nl::{NlError, Request, Rtnl};
+use crate::owner::{self, NsOwner};
+use crate::plan::{plan, Action, Observed, Refusal, Side};
+use crate::state::{self, alias_for, NsState, ObsLink};
+
+/// Why a context could not be converged; shown after `context NAME: `.
+#[derive(Debug, thiserror::Error)]
+pub enum CtxError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("{object}: {cause}")]
+    Kernel { object: String, cause: String },
+    #[error("namespace /run/netns/{name}: {source}")]
+    Namespace { name: String, source: io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CtxError {
+    fn kernel(object: &str, e: &NlError) -> CtxError {
+        let cause = if e.errno == libc::EOPNOTSUPP && object.contains("(dummy)") {
+            "this kernel cannot create dummy links (CONFIG_DUMMY)".to_string()
+        } else {
+            e.to_string()
+        };
+        CtxError::Kernel {
+            object: object.replace(" (dummy)", ""),
+            cause,
+        }
+    }
+    fn ns(name: &str, source: io::Error) -> CtxError {
+        CtxError::Namespace {
+            name: name.to_string(),
+            source,
+        }
+    }
+}
+
+/// What `converge` did or would do.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub actions: Vec<Action>,
+    /// Who owned the namespace before.
+    pub owner: Option<NsOwner>,
+}
+
+/// A kernel request with what it is about (for errors) and how to undo it.
+struct Step {
+    side: Side,
+    req: Request,
+    what: String,
+    undo: Option<Request>,
+    /// errno values that count as success (e.g. ENODEV when deleting).
+    ok_errno: &'static [i32],
+}
+
+enum Undo {
+    Nl(Side, Request),
+    Sysctl(&'static str, bool),
+}
+
+struct Sockets<'a> {
+    host: &'a mut Rtnl,
+    ns: Rtnl,
+}
+
+impl Sockets<'_> {
+    fn get(&mut self, side: Side) -> &mut Rtnl {
+        match side {
+            Side::Host => self.host,
+            Side::Ctx => &mut self.ns,
+        }
+    }
+}
+
+/// Observe one context and plan it. `host` is the host's links by name.
+/// With `dry`, nothing is changed and the plan is returned; otherwise the
+/// plan is applied, or rolled back on failure.
+pub fn converge(
+    ctx: &Context,
+    host: &HashMap<String, ObsLink>,
+    host_nl: &mut Rtnl,
+    dry: bool,
+) -> Result<Outcome, CtxError> {
+    let name = &ctx.name;
+    let owner = owner::ns_owner(name).map_err(|e| CtxError::ns(name, e))?;
+    if owner == NsOwner::Ours {
+        let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
+        return netns::run_in(&file, || -> Result<Outcome, CtxError> {
+            let mut ns_nl = Rtnl::open().map_err(|e| CtxError::ns(name, e))?;
+            let ns = state::read_ns(&mut ns_nl)
+                .map_err(|e| CtxError::kernel("reading the namespace", &e))?;
+            let actions = plan(ctx, &Observed { owner, ns, host })?;
+            if !dry && !actions.is_empty() {
+                let mut socks = Sockets {
+                    host: host_nl,
+                    ns: ns_nl,
+                };
+                let mut journal = Vec::new();
+                if let Err(e) = apply(ctx, &actions, &file, &mut socks, &mut journal) {
+                    rollback(&mut socks, journal);
+                    return Err(e);
+                }
+            }
+            Ok(Outcome {
+                actions,
+                owner: Some(owner),
+            })
+        })
+        .map_err(|e| CtxError::ns(name, e))?;
+    }
+
+    let actions = plan(
+        ctx,
+        &Observed {
+            owner,
+            ns: NsState::default(),
+            host,
+        },
+    )?;
+    if dry {
+        return Ok(Outcome {
+            actions,
+            owner: Some(owner),
+        });
+    }
+    if actions.contains(&Action::RemoveNsFile) {
+        netns::remove(name).map_err(|e| CtxError::ns(name, e))?;
+    }
+    owner::mark_intent(name).map_err(|e| CtxError::ns(name, e))?;
+    let made = netns::create_and_run(name, |file| -> Result<(), CtxError> {
+        let inode = netns::current_inode().map_err(|e| CtxError::ns(name, e))?;
+        owner::mark_made(name, inode).map_err(|e| CtxError::ns(name, e))?;
+        let ns_nl = Rtnl::open().map_err(|e| CtxError::ns(name, e))?;
+        let mut socks = Sockets { host: host_nl, ns: ns_nl };
+        let mut journal = Vec::new();
+        let r = apply(ctx, &actions, file, &mut socks, &mut journal);
+        if r.is_err() {
+            // A new context leaves nothing: its host links go now, the rest
+            // with the namespace.
+            let dels: Vec<Request> = journal
+                .into_iter()
+                .filter_map(|u| match u {
+                    Undo::Nl(Side::Host, req) => Some(req),
+                    _ => None,
+                })
+                .collect();
+            socks.host.exec(dels);
+        }
+        r
+    });
+    let r = match made {
+        Ok(r) => r,
+        Err(e) => Err(CtxError::ns(name, e)),
+    };
+    if r.is_err() {
+        let _ = netns::remove(name);
+        let _ = owner::unmark(name);
+    }
+    r.map(|()| Outcome {
+        actions,
+        owner: Some(owner),
+    })
+}
+
+/// Run steps on their sockets in order (consecutive steps of one side go in
+/// one batch); journal the undo of each success; stop at the first failure.
+fn run(socks: &mut Sockets, steps: Vec<Step>, journal: &mut Vec<Undo>) -> Result<(), CtxError> {
+    let mut steps = steps.into_iter().peekable();
+    while let Some(first) = steps.next() {
+        let side = first.side;
+        let mut group = vec![first];
+        while let Some(s) = steps.next_if(|s| s.side == side) {
+            group.push(s);
+        }
+        let reqs = group.iter().map(|s| s.req.clone()).collect();
+        let results = socks.get(side).exec(reqs);
+        let mut failed = None;
+        for (s, r) in group.into_iter().zip(results) {
+            match r {
+                Ok(()) => journal.extend(s.undo.map(|u| Undo::Nl(side, u))),
+                Err(e) if s.ok_errno.contains(&e.errno) => {}
+                Err(e) => {
+                    failed.get_or_insert(CtxError::kernel(&s.what, &e));
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn rollback(socks: &mut Sockets, journal: Vec<Undo>) {
+    for u in journal.into_iter().rev() {
+        match u {
+            Undo::Nl(side, req) => {
+                let _ = socks.get(side).exec(vec![req]);
+            }
+            Undo::Sysctl(path, old) => {
+                let _ = std::fs::write(path, if old { "1" } else { "0" });
+            }
+        }
+    }
+}
+
+fn link_what(side: Side, name: &str) -> String {
+    match side {
+        Side::Host => format!("host link {name}"),
+        Side::Ctx => format!("link {name}"),
+    }
+}
+
+/// Apply `actions` to the context whose namespace is `ns_file`; the calling
+/// thread is inside that namespace.
+fn apply(
+    ctx: &Context,
+    actions: &[Action],
+    ns_file: &File,
+    socks: &mut Sockets,
+    journal: &mut Vec<Undo>,
+) -> Result<(), CtxError> {
+    // Phase 1: links disappear, then appear.
+    let mut deletions = Vec::new();
+    let mut creations = Vec::new();
+    for a in actions {
+        match a {
+            Action::DeleteLink { side, name } => deletions.push(Step {
+                side: *side,
+                req: msgs::del_link(name),
+                what: link_what(*side, name),
+                undo: None,
+                ok_errno: &[libc::ENODEV],
+            }),
+            Action::CreateVeth { host, peer } => {
+                creations.push(Step {
+                    side: Side::Host,
+                    req: msgs::new_veth(host, peer, netns::raw(ns_file)),
+                    what: format!("link {peer} (veth, host side {host})"),
+                    undo: Some(msgs::del_link(host)),
+                    ok_errno: &[],
+                });
+                creations.push(Step {
+                    side: Side::Host,
+                    req: msgs::set_alias(host, &alias_for(&ctx.name)),
+                    what: link_what(Side::Host, host),
+                    undo: None,
+                    ok_errno: &[],
+                });
+            }
+            Action::CreateDummy { name } => creations.push(Step {
+                side: Side::Ctx,
+                req: msgs::new_dummy(name),
+                what: format!("link {name} (dummy)"),
+                undo: Some(msgs::del_link(name)),
+                ok_errno: &[],
+            }),
+            _ => {}
+        }
+    }
+    // Deletions first (a new link may take a deleted one's name), and wait
+    // until deleted host links have let go of their names.
+    run(socks, deletions, journal)?;
+    for a in actions {
+        if let Action::DeleteLink { side: Side::Host, name } = a {
+            wait_gone(socks.host, name)?;
+        }
+    }
+    run(socks, creations, journal)?;
+
+    // Phase 2: ifindexes of the links addresses go on.
+    let mut index: HashMap<(Side, String), u32> = HashMap::new();
+    let ns_links = state::read_links(&mut socks.ns)
+        .map_err(|e| CtxError::kernel("reading links", &e))?;
+    for l in ns_links {
+        index.insert((Side::Ctx, l.name), l.index);
+    }
+    for a in actions {
+        if let Action::AddAddr { side: Side::Host, link, .. }
+        | Action::DelAddr { side: Side::Host, link, .. } = a
+        {
+            if !index.contains_key(&(Side::Host, link.clone())) {
+                let l = state::read_link(socks.host, link)
+                    .map_err(|e| CtxError::kernel(&link_what(Side::Host, link), &e))?
+                    .ok_or_else(|| CtxError::Other(format!("host link {link} vanished")))?;
+                index.insert((Side::Host, link.clone()), l.index);
+            }
+        }
+    }
+    let idx = |side: Side, link: &str| -> Result<u32, CtxError> {
+        index
+            .get(&(side, link.to_string()))
+            .copied()
+            .ok_or_else(|| CtxError::Other(format!("{} is missing", link_what(side, link))))
+    };
+
+    // Phase 3: addresses, link state, routes; host side before the inside so
+    // the veth has carrier when routes go in.
+    let mut host_steps = Vec::new();
+    let mut ns_steps = Vec::new();
+    for a in actions {
+        let (side, step) = match a {
+            Action::DelAddr { side, link, cidr } => {
+                let i = idx(*side, link)?;
+                let step = Step {
+                    side: *side,
+                    req: msgs::del_address(i, *cidr),
+                    what: format!("address {cidr} on {}", link_what(*side, link)),
+                    undo: Some(msgs::add_address(i, *cidr)),
+                    ok_errno: &[libc::EADDRNOTAVAIL],
+                };
+                (*side, step)
+            }
+            Action::AddAddr { side, link, cidr } => {
+                let i = idx(*side, link)?;
+                let step = Step {
+                    side: *side,
+                    req: msgs::add_address(i, *cidr),
+                    what: format!("address {cidr} on {}", link_what(*side, link)),
+                    undo: Some(msgs::del_address(i, *cidr)),
+                    ok_errno: &[],
+                };
+                (*side, step)
+            }
+            Action::SetUp { side, link } => {
+                let step = Step {
+                    side: *side,
+                    req: msgs::set_link_up(link, true),
+                    what: link_what(*side, link),
+                    undo: Some(msgs::set_link_up(link, false)),
+                    ok_errno: &[],
+                };
+                (*side, step)
+            }
+            Action::DelRoute(r) => {
+                let step = Step {
+                    side: Side::Ctx,
+                    req: msgs::del_route(r.to, r.via, r.oif, r.protocol),
+                    what: format!("route {}", a.to_string().trim_start_matches("remove route ")),
+                    undo: r.via.map(|via| msgs::add_route(r.to, via)),
+                    ok_errno: &[libc::ESRCH, libc::ENOENT],
+                };
+                (Side::Ctx, step)
+            }
+            Action::AddRoute(r) => {
+                let step = Step {
+                    side: Side::Ctx,
+                    req: msgs::add_route(r.to, r.via),
+                    what: format!("route {}", a.to_string().trim_start_matches("add route ")),
+                    undo: Some(msgs::del_route(r.to, Some(r.via), None, msgs::ROUTE_PROTO)),
+                    ok_errno: &[],
+                };
+                (Side::Ctx, step)
+            }
+            _ => continue,
+        };
+        match side {
+            Side::Host => host_steps.push(step),
+            Side::Ctx => ns_steps.push(step),
+        }
+    }
+    host_steps.extend(ns_steps);
+    run(socks, host_steps, journal)?;
+
+    // Phase 4: forwarding switches inside the namespace.
+    for a in actions {
+        if let Action::SetForward { v6, on } = a {
+            let path = if *v6 {
+                state::FORWARD_V6
+            } else {
+                state::FORWARD_V4
+            };
+            std::fs::write(path, if *on { "1" } else { "0" })
+                .map_err(|e| CtxError::Other(format!("{}: {e}", a)))?;
+            journal.push(Undo::Sysctl(path, !on));
+        }
+    }
+    Ok(())
+}
+
+/// Wait until no link is called `name` any more: a link the kernel is
+/// destroying (its namespace was removed a moment ago) holds its name for up
+/// to a few hundred milliseconds.
+pub fn wait_gone(nl: &mut Rtnl, name: &str) -> Result<(), CtxError> {
+    for _ in 0..250 {
+        match state::read_link(nl, name) {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => return Err(CtxError::kernel(&link_what(Side::Host, name), &e)),
+        }
+    }
+    Err(CtxError::Other(format!("host link {name} is still there 5 s after its deletion")))
+}
