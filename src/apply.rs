@@ -144,7 +144,10 @@ pub fn converge(
         let inode = netns::current_inode().map_err(|e| CtxError::ns(name, e))?;
         owner::mark_made(name, inode).map_err(|e| CtxError::ns(name, e))?;
         let ns_nl = Rtnl::open().map_err(|e| CtxError::ns(name, e))?;
-        let mut socks = Sockets { host: host_nl, ns: ns_nl };
+        let mut socks = Sockets {
+            host: host_nl,
+            ns: ns_nl,
+        };
         let mut journal = Vec::new();
         let r = apply(ctx, &actions, file, &mut socks, &mut journal);
         if r.is_err() {
@@ -275,7 +278,11 @@ fn apply(
     // until deleted host links have let go of their names.
     run(socks, deletions, journal)?;
     for a in actions {
-        if let Action::DeleteLink { side: Side::Host, name } = a {
+        if let Action::DeleteLink {
+            side: Side::Host,
+            name,
+        } = a
+        {
             wait_gone(socks.host, name)?;
         }
     }
@@ -283,20 +290,30 @@ fn apply(
 
     // Phase 2: ifindexes of the links addresses go on.
     let mut index: HashMap<(Side, String), u32> = HashMap::new();
-    let ns_links = state::read_links(&mut socks.ns)
-        .map_err(|e| CtxError::kernel("reading links", &e))?;
+    let ns_links =
+        state::read_links(&mut socks.ns).map_err(|e| CtxError::kernel("reading links", &e))?;
     for l in ns_links {
         index.insert((Side::Ctx, l.name), l.index);
     }
     for a in actions {
-        if let Action::AddAddr { side: Side::Host, link, .. }
-        | Action::DelAddr { side: Side::Host, link, .. } = a
+        if let Action::AddAddr {
+            side: Side::Host,
+            link,
+            ..
+        }
+        | Action::DelAddr {
+            side: Side::Host,
+            link,
+            ..
+        } = a
         {
-            if !index.contains_key(&(Side::Host, link.clone())) {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                index.entry((Side::Host, link.clone()))
+            {
                 let l = state::read_link(socks.host, link)
                     .map_err(|e| CtxError::kernel(&link_what(Side::Host, link), &e))?
                     .ok_or_else(|| CtxError::Other(format!("host link {link} vanished")))?;
-                index.insert((Side::Host, link.clone()), l.index);
+                slot.insert(l.index);
             }
         }
     }
@@ -349,7 +366,10 @@ fn apply(
                 let step = Step {
                     side: Side::Ctx,
                     req: msgs::del_route(r.to, r.via, r.oif, r.protocol),
-                    what: format!("route {}", a.to_string().trim_start_matches("remove route ")),
+                    what: format!(
+                        "route {}",
+                        a.to_string().trim_start_matches("remove route ")
+                    ),
                     undo: r.via.map(|via| msgs::add_route(r.to, via)),
                     ok_errno: &[libc::ESRCH, libc::ENOENT],
                 };
@@ -402,5 +422,7 @@ pub fn wait_gone(nl: &mut Rtnl, name: &str) -> Result<(), CtxError> {
             Err(e) => return Err(CtxError::kernel(&link_what(Side::Host, name), &e)),
         }
     }
-    Err(CtxError::Other(format!("host link {name} is still there 5 s after its deletion")))
+    Err(CtxError::Other(format!(
+        "host link {name} is still there 5 s after its deletion"
+    )))
 }

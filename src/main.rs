@@ -106,7 +106,10 @@ fn main() -> ExitCode {
                 for d in diags {
                     eprintln!("{d}");
                 }
-                eprintln!("netctx: error: {} error(s) in the configuration", diags.len());
+                eprintln!(
+                    "netctx: error: {} error(s) in the configuration",
+                    diags.len()
+                );
             } else {
                 eprintln!("netctx: error: {e:#}");
             }
@@ -266,8 +269,12 @@ fn cmd_status(load: impl Fn() -> anyhow::Result<Config>, l: &Listing) -> anyhow:
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, true)?) {
         let (state, detail) = match r {
             Ok(o) if o.actions.is_empty() => ("up", vec![]),
-            Ok(o) if o.owner == Some(NsOwner::Absent)
-                && !o.actions.iter().any(|a| matches!(a, plan::Action::DeleteLink { .. })) =>
+            Ok(o)
+                if o.owner == Some(NsOwner::Absent)
+                    && !o
+                        .actions
+                        .iter()
+                        .any(|a| matches!(a, plan::Action::DeleteLink { .. })) =>
             {
                 ("down", vec![])
             }
@@ -283,14 +290,18 @@ fn cmd_status(load: impl Fn() -> anyhow::Result<Config>, l: &Listing) -> anyhow:
                 d.extend(
                     o.actions
                         .iter()
-                        .filter(|a| !matches!(a, plan::Action::CreateNs | plan::Action::RemoveNsFile))
+                        .filter(|a| {
+                            !matches!(a, plan::Action::CreateNs | plan::Action::RemoveNsFile)
+                        })
                         .map(|a| format!("needs: {a}")),
                 );
                 ("drifted", d)
             }
-            Err(CtxError::Refused(r @ (Refusal::ForeignNamespace(_) | Refusal::ForeignHostLink(_) | Refusal::OtherContextsLink { .. }))) => {
-                ("conflict", vec![r.to_string()])
-            }
+            Err(CtxError::Refused(
+                r @ (Refusal::ForeignNamespace(_)
+                | Refusal::ForeignHostLink(_)
+                | Refusal::OtherContextsLink { .. }),
+            )) => ("conflict", vec![r.to_string()]),
             Err(e) => ("error", vec![e.to_string()]),
         };
         out.push(Status {
@@ -314,7 +325,9 @@ fn cmd_status(load: impl Fn() -> anyhow::Result<Config>, l: &Listing) -> anyhow:
     if l.json {
         let v: Vec<_> = out
             .iter()
-            .map(|s| json!({"name": s.name, "state": s.state, "drift": s.detail, "guest_pid": null}))
+            .map(
+                |s| json!({"name": s.name, "state": s.state, "drift": s.detail, "guest_pid": null}),
+            )
             .collect();
         println!("{}", json!({ "contexts": v, "drift": finding }));
     } else {

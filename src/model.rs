@@ -96,13 +96,6 @@ impl Hook {
             _ => None,
         }
     }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Hook::Input => "input",
-            Hook::Forward => "forward",
-            Hook::Output => "output",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,13 +159,6 @@ pub struct Context {
     pub file: PathBuf,
 }
 
-impl Context {
-    /// The context's assigned addresses: the union of `addresses` on its links.
-    pub fn assigned(&self) -> impl Iterator<Item = &Cidr> {
-        self.links.iter().flat_map(|l| l.addresses.iter())
-    }
-}
-
 /// A whole validated configuration; contexts sorted by name.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -198,7 +184,10 @@ mod tests {
         assert!(!c.contains("fd00::1".parse().unwrap()));
         let v6 = Cidr::parse("fd00:100::2/64").unwrap();
         assert!(v6.contains("fd00:100::1".parse().unwrap()));
-        assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().network().to_string(), "0.0.0.0");
+        assert_eq!(
+            Cidr::parse("0.0.0.0/0").unwrap().network().to_string(),
+            "0.0.0.0"
+        );
         assert!(Cidr::parse("10.0.0.1").is_err());
         assert!(Cidr::parse("10.0.0.1/33").is_err());
         assert!(Cidr::parse("fd00::1/129").is_err());

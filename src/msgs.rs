@@ -6,8 +6,12 @@ use std::os::fd::RawFd;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage as M};
 
 use crate::model::Cidr;
@@ -35,24 +39,39 @@ pub fn new_veth(host: &str, peer: &str, peer_ns: RawFd) -> Request {
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
     ]));
-    Request { msg: M::NewLink(m), flags: CREATE }
+    Request {
+        msg: M::NewLink(m),
+        flags: CREATE,
+    }
 }
 
 pub fn new_dummy(name: &str) -> Request {
     let mut m = link_named(name);
-    m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Dummy)]));
-    Request { msg: M::NewLink(m), flags: CREATE }
+    m.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::Dummy,
+        )]));
+    Request {
+        msg: M::NewLink(m),
+        flags: CREATE,
+    }
 }
 
 /// Set the alias (`IFLA_IFALIAS`) of an existing link found by name.
 pub fn set_alias(name: &str, alias: &str) -> Request {
     let mut m = link_named(name);
     m.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
-    Request { msg: M::SetLink(m), flags: 0 }
+    Request {
+        msg: M::SetLink(m),
+        flags: 0,
+    }
 }
 
 pub fn del_link(name: &str) -> Request {
-    Request { msg: M::DelLink(link_named(name)), flags: 0 }
+    Request {
+        msg: M::DelLink(link_named(name)),
+        flags: 0,
+    }
 }
 
 pub fn set_link_up(name: &str, up: bool) -> Request {
@@ -61,7 +80,10 @@ pub fn set_link_up(name: &str, up: bool) -> Request {
     if up {
         m.header.flags = LinkFlags::Up;
     }
-    Request { msg: M::SetLink(m), flags: 0 }
+    Request {
+        msg: M::SetLink(m),
+        flags: 0,
+    }
 }
 
 pub fn get_link(name: &str) -> M {
@@ -105,13 +127,20 @@ fn address(index: u32, cidr: Cidr) -> AddressMessage {
 pub fn add_address(index: u32, cidr: Cidr) -> Request {
     let mut m = address(index, cidr);
     if !cidr.is_v4() {
-        m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        m.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
     }
-    Request { msg: M::NewAddress(m), flags: CREATE }
+    Request {
+        msg: M::NewAddress(m),
+        flags: CREATE,
+    }
 }
 
 pub fn del_address(index: u32, cidr: Cidr) -> Request {
-    Request { msg: M::DelAddress(address(index, cidr)), flags: 0 }
+    Request {
+        msg: M::DelAddress(address(index, cidr)),
+        flags: 0,
+    }
 }
 
 fn route(to: Cidr, via: Option<IpAddr>, oif: Option<u32>) -> RouteMessage {
@@ -123,10 +152,12 @@ fn route(to: Cidr, via: Option<IpAddr>, oif: Option<u32>) -> RouteMessage {
     m.header.scope = RouteScope::Universe;
     m.header.kind = RouteType::Unicast;
     if to.prefix > 0 {
-        m.attributes.push(RouteAttribute::Destination(RouteAddress::from(to.addr)));
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(to.addr)));
     }
     if let Some(gw) = via {
-        m.attributes.push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
     }
     if let Some(oif) = oif {
         m.attributes.push(RouteAttribute::Oif(oif));
@@ -135,15 +166,26 @@ fn route(to: Cidr, via: Option<IpAddr>, oif: Option<u32>) -> RouteMessage {
 }
 
 pub fn add_route(to: Cidr, via: IpAddr) -> Request {
-    Request { msg: M::NewRoute(route(to, Some(via), None)), flags: CREATE }
+    Request {
+        msg: M::NewRoute(route(to, Some(via), None)),
+        flags: CREATE,
+    }
 }
 
-pub fn del_route(to: Cidr, via: Option<IpAddr>, oif: Option<u32>, protocol: RouteProtocol) -> Request {
+pub fn del_route(
+    to: Cidr,
+    via: Option<IpAddr>,
+    oif: Option<u32>,
+    protocol: RouteProtocol,
+) -> Request {
     let mut m = route(to, via, oif);
     m.header.protocol = protocol;
     m.header.scope = RouteScope::NoWhere;
     m.header.kind = RouteType::Unspec;
-    Request { msg: M::DelRoute(m), flags: 0 }
+    Request {
+        msg: M::DelRoute(m),
+        flags: 0,
+    }
 }
 
 #[cfg(test)]
@@ -173,29 +215,50 @@ mod tests {
     #[test]
     fn ipv4_address_has_local_and_address_v6_has_nodad() {
         let c = Cidr::parse("10.0.0.2/24").unwrap();
-        let M::NewAddress(m) = add_address(3, c).msg else { panic!() };
+        let M::NewAddress(m) = add_address(3, c).msg else {
+            panic!()
+        };
         assert_eq!((m.header.index, m.header.prefix_len), (3, 24));
         assert_eq!(m.attributes.len(), 2);
         let c6 = Cidr::parse("fd00::2/64").unwrap();
-        let M::NewAddress(m) = add_address(3, c6).msg else { panic!() };
-        assert!(m.attributes.contains(&AddressAttribute::Flags(AddressFlags::Nodad)));
+        let M::NewAddress(m) = add_address(3, c6).msg else {
+            panic!()
+        };
+        assert!(m
+            .attributes
+            .contains(&AddressAttribute::Flags(AddressFlags::Nodad)));
     }
 
     #[test]
     fn default_route_has_no_destination_attribute() {
         let d = Cidr::parse("0.0.0.0/0").unwrap();
-        let M::NewRoute(m) = add_route(d, "10.0.0.1".parse().unwrap()).msg else { panic!() };
+        let M::NewRoute(m) = add_route(d, "10.0.0.1".parse().unwrap()).msg else {
+            panic!()
+        };
         assert_eq!(m.header.destination_prefix_length, 0);
-        assert!(!m.attributes.iter().any(|a| matches!(a, RouteAttribute::Destination(_))));
-        assert!(m.attributes.iter().any(|a| matches!(a, RouteAttribute::Gateway(_))));
+        assert!(!m
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Destination(_))));
+        assert!(m
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Gateway(_))));
         assert_eq!(m.header.table, MAIN_TABLE);
     }
 
     #[test]
     fn link_up_sets_flag_and_mask_down_only_mask() {
-        let M::SetLink(up) = set_link_up("eth0", true).msg else { panic!() };
-        assert_eq!((up.header.flags, up.header.change_mask), (LinkFlags::Up, LinkFlags::Up));
-        let M::SetLink(down) = set_link_up("eth0", false).msg else { panic!() };
+        let M::SetLink(up) = set_link_up("eth0", true).msg else {
+            panic!()
+        };
+        assert_eq!(
+            (up.header.flags, up.header.change_mask),
+            (LinkFlags::Up, LinkFlags::Up)
+        );
+        let M::SetLink(down) = set_link_up("eth0", false).msg else {
+            panic!()
+        };
         assert!(down.header.flags.is_empty());
     }
 }

@@ -23,7 +23,9 @@ pub fn path(name: &str) -> PathBuf {
 pub enum NsFile {
     Absent,
     /// A mounted namespace; its inode identifies it.
-    Mounted { inode: u64 },
+    Mounted {
+        inode: u64,
+    },
     /// A plain file with no namespace mounted on it.
     Unmounted,
 }
@@ -86,15 +88,12 @@ pub fn prepare_dir() -> io::Result<()> {
 /// Create `/run/netns/NAME` holding a fresh network namespace, then run `f`
 /// inside it on a thread of its own. Returns the namespace file (opened) with
 /// `f`'s result. On failure to create, nothing is left behind.
-pub fn create_and_run<T: Send>(
-    name: &str,
-    f: impl FnOnce(&File) -> T + Send,
-) -> io::Result<T> {
+pub fn create_and_run<T: Send>(name: &str, f: impl FnOnce(&File) -> T + Send) -> io::Result<T> {
     let p = path(name);
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0)
+        .mode(0o000)
         .open(&p)?;
     std::thread::scope(|s| {
         s.spawn(|| {

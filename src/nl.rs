@@ -39,7 +39,7 @@ impl NlError {
 
 impl fmt::Display for NlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let e = io::Error::from_raw_os_error(self.errno);
+        let e = nix::errno::Errno::from_raw(self.errno).desc();
         match &self.extack {
             Some(m) => write!(f, "{e} ({m})"),
             None => write!(f, "{e}"),
@@ -175,13 +175,13 @@ impl Rtnl {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or(Err(NlError { errno: libc::EIO, extack: None })))
+            .map(|r| {
+                r.unwrap_or(Err(NlError {
+                    errno: libc::EIO,
+                    extack: None,
+                }))
+            })
             .collect()
-    }
-
-    /// One request; its result.
-    pub fn exec_one(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<(), NlError> {
-        self.exec(vec![Request { msg, flags }]).remove(0)
     }
 
     /// A dump request; every message of the answer.
@@ -280,7 +280,10 @@ mod tests {
         p.extend_from_slice(&len.to_ne_bytes());
         p.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
         p.extend_from_slice(msg);
-        assert_eq!(extack_msg(NLM_F_ACK_TLVS, &p).as_deref(), Some("Invalid prefix"));
+        assert_eq!(
+            extack_msg(NLM_F_ACK_TLVS, &p).as_deref(),
+            Some("Invalid prefix")
+        );
         assert_eq!(extack_msg(0, &p), None);
         assert_eq!(extack_msg(NLM_F_ACK_TLVS, &p[..10]), None);
     }

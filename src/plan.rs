@@ -20,15 +20,37 @@ pub enum Action {
     /// Remove a namespace file of ours that has nothing mounted on it.
     RemoveNsFile,
     CreateNs,
-    DeleteLink { side: Side, name: String },
-    CreateVeth { host: String, peer: String },
-    CreateDummy { name: String },
-    DelAddr { side: Side, link: String, cidr: Cidr },
-    AddAddr { side: Side, link: String, cidr: Cidr },
-    SetUp { side: Side, link: String },
+    DeleteLink {
+        side: Side,
+        name: String,
+    },
+    CreateVeth {
+        host: String,
+        peer: String,
+    },
+    CreateDummy {
+        name: String,
+    },
+    DelAddr {
+        side: Side,
+        link: String,
+        cidr: Cidr,
+    },
+    AddAddr {
+        side: Side,
+        link: String,
+        cidr: Cidr,
+    },
+    SetUp {
+        side: Side,
+        link: String,
+    },
     DelRoute(ObsRoute),
     AddRoute(Route),
-    SetForward { v6: bool, on: bool },
+    SetForward {
+        v6: bool,
+        on: bool,
+    },
 }
 
 fn side(s: Side) -> &'static str {
@@ -56,10 +78,18 @@ impl fmt::Display for Action {
                 write!(f, "create veth {peer} (host side {host})")
             }
             Action::CreateDummy { name } => write!(f, "create dummy {name}"),
-            Action::DelAddr { side: s, link, cidr } => {
+            Action::DelAddr {
+                side: s,
+                link,
+                cidr,
+            } => {
                 write!(f, "remove address {cidr} from {} {link}", side(*s))
             }
-            Action::AddAddr { side: s, link, cidr } => {
+            Action::AddAddr {
+                side: s,
+                link,
+                cidr,
+            } => {
                 write!(f, "add address {cidr} to {} {link}", side(*s))
             }
             Action::SetUp { side: s, link } => write!(f, "set {} {link} up", side(*s)),
@@ -169,9 +199,7 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
         }
     }
     for d in &ctx.links {
-        let present = ns
-            .link(&d.name)
-            .is_some_and(|l| !gone.contains(&l.index));
+        let present = ns.link(&d.name).is_some_and(|l| !gone.contains(&l.index));
         if present {
             continue;
         }
@@ -269,7 +297,13 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     Ok(acts)
 }
 
-fn diff_addrs(acts: &mut Vec<Action>, side: Side, link: &str, obs: Option<&ObsLink>, want: &[Cidr]) {
+fn diff_addrs(
+    acts: &mut Vec<Action>,
+    side: Side,
+    link: &str,
+    obs: Option<&ObsLink>,
+    want: &[Cidr],
+) {
     let have: &[Cidr] = obs.map_or(&[], |l| &l.addrs);
     for c in have.iter().filter(|c| !want.contains(c)) {
         acts.push(Action::DelAddr {

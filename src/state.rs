@@ -7,7 +7,9 @@ use std::net::IpAddr;
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
+};
 use netlink_packet_route::RouteNetlinkMessage as M;
 
 use crate::model::Cidr;
@@ -35,7 +37,9 @@ pub struct ObsLink {
 impl ObsLink {
     /// The context whose alias this link carries, if any.
     pub fn owner(&self) -> Option<&str> {
-        self.alias.as_deref().and_then(|a| a.strip_prefix(ALIAS_PREFIX))
+        self.alias
+            .as_deref()
+            .and_then(|a| a.strip_prefix(ALIAS_PREFIX))
     }
 }
 
@@ -176,7 +180,11 @@ pub fn read_links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
             _ => None,
         })
         .collect();
-    let by_index: HashMap<u32, usize> = links.iter().enumerate().map(|(i, l)| (l.index, i)).collect();
+    let by_index: HashMap<u32, usize> = links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.index, i))
+        .collect();
     for m in nl.dump(msgs::dump_addresses())? {
         if let M::NewAddress(a) = m {
             if let Some((index, cidr)) = parse_address(&a) {
@@ -223,7 +231,7 @@ pub fn read_ns(nl: &mut Rtnl) -> Result<NsState, NlError> {
             _ => None,
         })
         .collect();
-    routes.sort_by(|a, b| (a.to, a.via).cmp(&(b.to, b.via)));
+    routes.sort_by_key(|r| (r.to, r.via));
     Ok(NsState {
         links,
         routes,

@@ -173,10 +173,17 @@ mod tests {
         assert_eq!(names, ["dual", "leaf1", "leaf2", "router", "web"]);
         let router = c.get("router").unwrap();
         assert!(router.ip_forward);
-        let hosts: Vec<_> = router.links.iter().map(|l| l.host.clone().unwrap()).collect();
+        let hosts: Vec<_> = router
+            .links
+            .iter()
+            .map(|l| l.host.clone().unwrap())
+            .collect();
         assert_eq!(hosts, ["nx-router", "nx-router1"]);
         // [defaults] of vserver-mail.toml applies to every context.
-        assert_eq!(c.get("web").unwrap().log, [Hook::Input, Hook::Forward, Hook::Output]);
+        assert_eq!(
+            c.get("web").unwrap().log,
+            [Hook::Input, Hook::Forward, Hook::Output]
+        );
     }
 
     #[test]
@@ -200,7 +207,10 @@ name = "d0"
         .unwrap();
         let a = c.get("a").unwrap();
         assert!(a.ip_forward);
-        assert_eq!((a.log_group, a.isolation, a.hostname.as_str()), (9, Isolation::Off, "a"));
+        assert_eq!(
+            (a.log_group, a.isolation, a.hostname.as_str()),
+            (9, Isolation::Off, "a")
+        );
         assert!(a.log.is_empty());
         let b = c.get("b").unwrap();
         assert_eq!((b.log_group, b.hostname.as_str()), (7, "bee.example"));
@@ -212,13 +222,20 @@ name = "d0"
     fn without_anything_set_isolation_is_strict_and_forwarding_off() {
         let c = load_str(&[("a.toml", "[context.a]\n")]).unwrap();
         let a = c.get("a").unwrap();
-        assert_eq!((a.ip_forward, a.isolation, a.log_group), (false, Isolation::Strict, 100));
+        assert_eq!(
+            (a.ip_forward, a.isolation, a.log_group),
+            (false, Isolation::Strict, 100)
+        );
     }
 
     #[test]
     fn a_context_is_declared_once_over_all_files() {
-        let e = load_str(&[("a.toml", "[context.x]\n"), ("b.toml", "\n[context.x]\n")]).unwrap_err();
-        assert_eq!(e, ["b.toml:2:10: context x already declared at a.toml:1:10"]);
+        let e =
+            load_str(&[("a.toml", "[context.x]\n"), ("b.toml", "\n[context.x]\n")]).unwrap_err();
+        assert_eq!(
+            e,
+            ["b.toml:2:10: context x already declared at a.toml:1:10"]
+        );
         let e = load_str(&[("a.toml", "[defaults]\n"), ("b.toml", "[defaults]\n")]).unwrap_err();
         assert_eq!(e, ["b.toml:1:2: [defaults] already declared at a.toml:1:2"]);
     }
@@ -232,7 +249,10 @@ name = "d0"
         }
         let e = load_str(&[("a.toml", &text)]).unwrap_err();
         assert_eq!(e.len(), 1);
-        assert!(e[0].contains("more than 10 veth links need explicit host names"), "{e:?}");
+        assert!(
+            e[0].contains("more than 10 veth links need explicit host names"),
+            "{e:?}"
+        );
 
         let e = load_str(&[(
             "a.toml",

@@ -94,7 +94,11 @@ pub fn parse_file(file: &Path, text: &str, diags: &mut Vec<Diag>) -> FileDecl {
                     }
                 }
             }
-            other => w.unknown(key, other, "at top level (expected [defaults] or [context.NAME])"),
+            other => w.unknown(
+                key,
+                other,
+                "at top level (expected [defaults] or [context.NAME])",
+            ),
         }
     }
     out
@@ -159,7 +163,10 @@ impl Walker<'_> {
         match n {
             Some(n) if n >= i128::from(min) && n <= i128::from(max) => Some(n as u16),
             _ => {
-                self.err(v.span(), format!("{key} must be an integer in {min}..={max}"));
+                self.err(
+                    v.span(),
+                    format!("{key} must be an integer in {min}..={max}"),
+                );
                 None
             }
         }
@@ -180,7 +187,10 @@ impl Walker<'_> {
         let items = self.array(v, key)?;
         let mut out = Vec::new();
         for item in items {
-            out.push((self.string(item, &format!("each entry of {key}"))?, item.span()));
+            out.push((
+                self.string(item, &format!("each entry of {key}"))?,
+                item.span(),
+            ));
         }
         Some(out)
     }
@@ -239,7 +249,11 @@ impl Walker<'_> {
         for (k, v) in t {
             let key = k.get_ref().as_ref();
             if !self.setting(&mut s, key, v) && is_defaults {
-                self.unknown(k, key, "in [defaults] (expected ip_forward, log, log_group, isolation)");
+                self.unknown(
+                    k,
+                    key,
+                    "in [defaults] (expected ip_forward, log, log_group, isolation)",
+                );
             }
         }
         s
@@ -358,10 +372,16 @@ impl Walker<'_> {
         };
         if kind == LinkKind::Dummy {
             if let Some((_, span)) = &host {
-                self.err(span.clone(), "host is for veth links only, not dummy".into());
+                self.err(
+                    span.clone(),
+                    "host is for veth links only, not dummy".into(),
+                );
             }
             if let Some(span) = host_addr_span {
-                self.err(span, "host_addresses is for veth links only, not dummy".into());
+                self.err(
+                    span,
+                    "host_addresses is for veth links only, not dummy".into(),
+                );
             }
         }
         let Some((name, loc)) = name else {
@@ -421,7 +441,10 @@ impl Walker<'_> {
                     Some(s) => match s.parse::<IpAddr>() {
                         Ok(ip) => via = Some((ip, self.loc(val.span()))),
                         Err(_) => {
-                            self.err(val.span(), format!("route gateway {s:?} is not an IP address"));
+                            self.err(
+                                val.span(),
+                                format!("route gateway {s:?} is not an IP address"),
+                            );
                             ok = false;
                         }
                     },
@@ -466,7 +489,10 @@ impl Walker<'_> {
             }
         }
         let Some(command) = command else {
-            self.err(v.span(), "guest needs a command (an array of strings)".into());
+            self.err(
+                v.span(),
+                "guest needs a command (an array of strings)".into(),
+            );
             return None;
         };
         Some(Guest { command, user })
@@ -500,7 +526,10 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err(format!("interface name {name:?} is not allowed"));
     }
-    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
         return Err(format!(
             "interface name {name:?} must not contain '/', ':' or whitespace"
         ));
@@ -514,7 +543,9 @@ fn check_hostname(h: &str) -> Result<(), String> {
         && h.split('.').all(|label| {
             !label.is_empty()
                 && !label.starts_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if ok {
         Ok(())

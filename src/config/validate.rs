@@ -38,13 +38,19 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
     let mut ids: HashMap<u16, (String, Loc)> = HashMap::new();
     decls.retain(|c| {
         if let Some(first) = seen.get(&c.name) {
-            err(&c.loc, format!("context {} already declared at {first}", c.name));
+            err(
+                &c.loc,
+                format!("context {} already declared at {first}", c.name),
+            );
             return false;
         }
         seen.insert(c.name.clone(), c.loc.clone());
         if let Some((id, loc)) = &c.id {
             if let Some((other, first)) = ids.get(id) {
-                err(loc, format!("id {id} already used by context {other} at {first}"));
+                err(
+                    loc,
+                    format!("id {id} already used by context {other} at {first}"),
+                );
             } else {
                 ids.insert(*id, (c.name.clone(), loc.clone()));
             }
@@ -62,7 +68,13 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
         let mut hosts = Vec::new();
         for l in &c.links {
             if let Some(first) = names.get(l.name.as_str()) {
-                err(&l.loc, format!("context {}: link {} already declared at {first}", c.name, l.name));
+                err(
+                    &l.loc,
+                    format!(
+                        "context {}: link {} already declared at {first}",
+                        c.name, l.name
+                    ),
+                );
             } else {
                 names.insert(&l.name, &l.loc);
             }
@@ -114,7 +126,11 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
                 .addresses
                 .iter()
                 .map(|a| (a, format!("context {}", c.name)))
-                .chain(l.host_addresses.iter().map(|a| (a, format!("the host side of context {}", c.name))));
+                .chain(
+                    l.host_addresses
+                        .iter()
+                        .map(|a| (a, format!("the host side of context {}", c.name))),
+                );
             for ((cidr, loc), owner) in places {
                 if let Some((first_owner, first)) = owners.get(&cidr.addr) {
                     err(
@@ -163,7 +179,10 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
             });
             let route = Route { to, via: r.via };
             if routes.iter().any(|x: &Route| x.to == to) {
-                err(&r.via_loc, format!("context {}: a second route to {to}", c.name));
+                err(
+                    &r.via_loc,
+                    format!("context {}: a second route to {to}", c.name),
+                );
                 continue;
             }
             routes.push(route);

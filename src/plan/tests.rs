@@ -112,7 +112,9 @@ fn converged_state_needs_nothing() {
 #[test]
 fn drift_is_repaired_and_only_the_drift() {
     let (mut ns, mut host) = converged();
-    ns.links[1].addrs.push(Cidr::parse("10.100.0.99/24").unwrap()); // extra address
+    ns.links[1]
+        .addrs
+        .push(Cidr::parse("10.100.0.99/24").unwrap()); // extra address
     ns.links[2].up = false; // link down
     ns.routes.clear(); // missing route
     ns.forward_v6 = false;
@@ -150,7 +152,10 @@ fn extra_route_is_removed_and_routes_through_recreated_links_are_readded() {
         ns: ns.clone(),
         host: &host,
     };
-    assert_eq!(texts(&plan(&ctx(), &obs).unwrap()), ["remove route 10.9.0.0/16 via 10.100.0.1"]);
+    assert_eq!(
+        texts(&plan(&ctx(), &obs).unwrap()),
+        ["remove route 10.9.0.0/16 via 10.100.0.1"]
+    );
 
     // eth0 is a dummy now: it is recreated as veth; its routes went with it.
     ns.links[1].kind = Some("dummy".into());
@@ -175,7 +180,10 @@ fn foreign_objects_are_refused() {
         ns: ns.clone(),
         host: &host,
     };
-    assert_eq!(plan(&ctx(), &obs), Err(Refusal::ForeignNamespace("web".into())));
+    assert_eq!(
+        plan(&ctx(), &obs),
+        Err(Refusal::ForeignNamespace("web".into()))
+    );
 
     host.get_mut("nx-web").unwrap().alias = None;
     let obs = Observed {
@@ -183,7 +191,10 @@ fn foreign_objects_are_refused() {
         ns: NsState::default(),
         host: &host,
     };
-    assert_eq!(plan(&ctx(), &obs), Err(Refusal::ForeignHostLink("nx-web".into())));
+    assert_eq!(
+        plan(&ctx(), &obs),
+        Err(Refusal::ForeignHostLink("nx-web".into()))
+    );
 
     host.get_mut("nx-web").unwrap().alias = Some(alias_for("db"));
     let obs = Observed {
@@ -209,7 +220,14 @@ fn leftover_host_link_of_a_vanished_namespace_is_replaced() {
         host: &host,
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
-    assert_eq!(t[..3], ["create network namespace", "delete host link nx-web", "create veth eth0 (host side nx-web)"]);
+    assert_eq!(
+        t[..3],
+        [
+            "create network namespace",
+            "delete host link nx-web",
+            "create veth eth0 (host side nx-web)"
+        ]
+    );
 }
 
 #[test]
@@ -223,7 +241,10 @@ fn undeclared_host_link_of_this_context_is_removed() {
         ns,
         host: &host,
     };
-    assert_eq!(texts(&plan(&ctx(), &obs).unwrap()), ["delete host link nx-web1"]);
+    assert_eq!(
+        texts(&plan(&ctx(), &obs).unwrap()),
+        ["delete host link nx-web1"]
+    );
 }
 
 #[test]
@@ -235,5 +256,11 @@ fn unmounted_namespace_file_of_ours_is_remade() {
         host: &host,
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
-    assert_eq!(t[..2], ["remove the unmounted namespace file", "create network namespace"]);
+    assert_eq!(
+        t[..2],
+        [
+            "remove the unmounted namespace file",
+            "create network namespace"
+        ]
+    );
 }

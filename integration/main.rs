@@ -1,0 +1,5 @@
+//! Integration tests: the real binary against the real kernel, each test in
+//! a sandbox of its own (see `sandbox.rs`). They need root.
+
+mod engine;
+mod sandbox;

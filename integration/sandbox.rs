@@ -1,0 +1,216 @@
+//! Every integration test runs in a sandbox of its own: a process holding a
+//! fresh network namespace and a fresh mount namespace with private tmpfs
+//! over /run (so /run/netns and /run/netctx are the sandbox's own). A fresh
+//! network namespace has no route out; nothing here adds one. When the
+//! sandbox is dropped its holder dies and the kernel removes everything in it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_netctx");
+
+pub struct Sandbox {
+    holder: Child,
+    pub dir: PathBuf,
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the integration tests create namespaces and links: run them as root (CAP_SYS_ADMIN, CAP_NET_ADMIN)"
+    );
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        require_root();
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "netctx-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut holder = Command::new("unshare")
+            .args([
+                "--net",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+            ])
+            .arg(
+                "mount -t tmpfs -o mode=0755 netctx-test /run && mkdir /run/netns /run/netctx \
+                 && echo ready && exec sleep 1000000",
+            )
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux) must be installed");
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "sandbox did not start");
+        Sandbox { holder, dir }
+    }
+
+    fn enter(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.holder.id().to_string())
+            .args(["--net", "--mount", "--"])
+            .arg(program);
+        c
+    }
+
+    /// Run a shell script inside the sandbox.
+    pub fn sh(&self, script: &str) -> Output {
+        self.enter("sh").arg("-c").arg(script).output().unwrap()
+    }
+
+    /// Run a shell script that must succeed; its stdout.
+    pub fn ok(&self, script: &str) -> String {
+        let o = self.sh(script);
+        assert!(
+            o.status.success(),
+            "`{script}` failed: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Run netctx inside the sandbox.
+    pub fn netctx(&self, args: &[&str]) -> Run {
+        let o = self.enter(BIN).args(args).output().unwrap();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Run netctx with a configuration file holding `toml`.
+    pub fn netctx_with(&self, toml: &str, args: &[&str]) -> Run {
+        let cfg = self.write_config("netctx.toml", toml);
+        let mut all = vec!["-c", cfg.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.netctx(&all)
+    }
+
+    pub fn write_config(&self, name: &str, toml: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, toml).unwrap();
+        p
+    }
+
+    /// `ip -j ARGS` in the sandbox (`ns` = None) or in a named namespace.
+    pub fn ip(&self, ns: Option<&str>, args: &str) -> Value {
+        let script = match ns {
+            Some(ns) => format!("ip -n {ns} -j {args}"),
+            None => format!("ip -j {args}"),
+        };
+        let out = self.ok(&script);
+        if out.trim().is_empty() {
+            return Value::Array(vec![]);
+        }
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ip -j {args}: {e}: {out}"))
+    }
+
+    /// Links of a namespace: name → (ifindex, up).
+    pub fn links(&self, ns: Option<&str>) -> Vec<(String, u64, bool)> {
+        let v = self.ip(ns, "link show");
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let flags = l["flags"].as_array().unwrap();
+                (
+                    l["ifname"].as_str().unwrap().to_string(),
+                    l["ifindex"].as_u64().unwrap(),
+                    flags.iter().any(|f| f == "UP"),
+                )
+            })
+            .collect()
+    }
+
+    /// Global addresses of one link, as `addr/prefix`.
+    pub fn addrs(&self, ns: Option<&str>, dev: &str) -> Vec<String> {
+        let v = self.ip(ns, &format!("addr show dev {dev}"));
+        let mut out: Vec<String> = v[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["scope"] == "global")
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn netns_list(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ok("ls /run/netns")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// nsfs mounts in the sandbox's mount namespace.
+    pub fn nsfs_mounts(&self) -> usize {
+        self.ok("grep -c ' nsfs ' /proc/self/mountinfo || true")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn ping(&self, ns: Option<&str>, dst: &str) -> bool {
+        let prefix = ns
+            .map(|n| format!("ip netns exec {n} "))
+            .unwrap_or_default();
+        self.sh(&format!("{prefix}ping -c1 -W1 -q {dst}"))
+            .status
+            .success()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "netctx failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+pub fn examples() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/contexts"))
+}
