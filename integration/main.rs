@@ -2,4 +2,5 @@
 //! a sandbox of its own (see `sandbox.rs`). They need root.
 
 mod engine;
+mod guests;
 mod sandbox;

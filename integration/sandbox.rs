@@ -187,6 +187,14 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // Guests are processes that would keep their namespaces alive after
+        // the holder is gone: stop them (and everything else) first.
+        let _ = self
+            .enter(BIN)
+            .args(["down", "--all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.holder.kill();
         let _ = self.holder.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -3,8 +3,11 @@
 //! the modules.
 
 mod apply;
+mod audit;
+mod commands;
 mod config;
 mod down;
+mod guest;
 mod model;
 mod msgs;
 mod netns;
@@ -14,31 +17,23 @@ mod plan;
 mod pool;
 mod state;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
-use serde_json::json;
 
-use crate::apply::{converge, CtxError};
+use crate::commands::{EXIT_ERROR, EXIT_OK};
 use crate::config::ConfigError;
-use crate::model::{Config, Context};
-use crate::owner::NsOwner;
-use crate::plan::Refusal;
+use crate::model::Config;
 
-/// Exit codes (design §2).
-const EXIT_OK: u8 = 0;
-const EXIT_ERROR: u8 = 1;
-const EXIT_FINDING: u8 = 2;
+pub static VERBOSE: AtomicBool = AtomicBool::new(false);
 
-static VERBOSE: AtomicBool = AtomicBool::new(false);
-
+/// Debug logging to stderr with `-v`.
+#[macro_export]
 macro_rules! debug {
     ($($arg:tt)*) => {
-        if VERBOSE.load(Ordering::Relaxed) {
+        if $crate::VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
             eprintln!("netctx: debug: {}", format!($($arg)*));
         }
     };
@@ -55,7 +50,7 @@ struct Cli {
     #[arg(short, long, global = true)]
     verbose: bool,
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 #[derive(Subcommand)]
@@ -70,30 +65,72 @@ enum Command {
     Down(DownArgs),
     /// Declared vs actual state of each context
     Status(Listing),
+    /// Run a command inside a context; exit status is the command's
+    Exec(ExecArgs),
+    /// Start the context's declared guest, detached
+    Start(StartArgs),
+    /// Stop the context's guest (SIGTERM, then SIGKILL after a grace period)
+    Stop(StopArgs),
+    /// Every TCP/UDP socket of every context and of the host, with violations
+    Audit(Listing),
 }
 
 #[derive(Args)]
-struct Select {
+pub struct Select {
     /// Contexts (default: all declared)
-    contexts: Vec<String>,
+    pub contexts: Vec<String>,
 }
 
 #[derive(Args)]
-struct Listing {
+pub struct Listing {
     /// Contexts (default: all declared, and any netctx still has)
-    contexts: Vec<String>,
+    pub contexts: Vec<String>,
     /// One JSON document on stdout
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Args)]
-struct DownArgs {
+pub struct ExecArgs {
+    /// Keep CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN (dangerous: the
+    /// command can then change the context's network and leave it)
+    #[arg(long)]
+    pub privileged: bool,
+    /// Run as this user
+    #[arg(long, short)]
+    pub user: Option<String>,
+    /// The context
+    pub context: String,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// The context whose [context.NAME.guest] to start
+    pub context: String,
+    /// Keep CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN (dangerous)
+    #[arg(long)]
+    pub privileged: bool,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// The context whose guest to stop
+    pub context: String,
+    /// Seconds between SIGTERM and SIGKILL
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+#[derive(Args)]
+pub struct DownArgs {
     /// Contexts to remove (their configuration may be gone)
-    contexts: Vec<String>,
+    pub contexts: Vec<String>,
     /// Every context netctx made
     #[arg(long, conflicts_with = "contexts")]
-    all: bool,
+    pub all: bool,
 }
 
 fn main() -> ExitCode {
@@ -130,213 +167,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("{}: {} context(s), valid", path.display(), c.contexts.len());
             Ok(EXIT_OK)
         }
-        Command::Plan(sel) => cmd_plan(&load()?, &sel.contexts),
-        Command::Up(sel) => cmd_up(&load()?, &sel.contexts),
-        Command::Down(args) => cmd_down(&args),
-        Command::Status(l) => cmd_status(load, &l),
+        Command::Plan(sel) => commands::engine::plan(&load()?, &sel.contexts),
+        Command::Up(sel) => commands::engine::up(&load()?, &sel.contexts),
+        Command::Down(args) => commands::engine::down(&args),
+        Command::Status(l) => commands::engine::status(&load()?, &l),
+        Command::Exec(args) => commands::guest::exec(&load()?, &args),
+        Command::Start(args) => commands::guest::start(&load()?, &args),
+        Command::Stop(args) => commands::guest::stop(&args),
+        Command::Audit(l) => commands::audit::audit(&load()?, &l),
     }
-}
-
-/// The declared contexts named (all when none are).
-fn select<'a>(cfg: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a Context>> {
-    if names.is_empty() {
-        return Ok(cfg.contexts.iter().collect());
-    }
-    let mut out = Vec::new();
-    for n in names {
-        match cfg.get(n) {
-            Some(c) => out.push(c),
-            None => bail!("context {n} is not declared in the configuration"),
-        }
-    }
-    Ok(out)
-}
-
-fn host_links(nl: &mut nl::Rtnl) -> anyhow::Result<HashMap<String, state::ObsLink>> {
-    let links = state::read_links(nl).context("reading the host's links")?;
-    Ok(links.into_iter().map(|l| (l.name.clone(), l)).collect())
-}
-
-/// Observe (and with `dry == false`, converge) every selected context.
-fn converge_all(
-    ctxs: &[&Context],
-    dry: bool,
-) -> anyhow::Result<Vec<Result<apply::Outcome, CtxError>>> {
-    let mut nl = nl::Rtnl::open().context("opening a route netlink socket")?;
-    let host = host_links(&mut nl)?;
-    let what = (!dry).then_some("up");
-    Ok(pool::map(ctxs, what, |nl, c| converge(c, &host, nl, dry))?)
-}
-
-fn cmd_plan(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
-    let ctxs = select(cfg, names)?;
-    let mut failed = false;
-    for (c, r) in ctxs.iter().zip(converge_all(&ctxs, true)?) {
-        match r {
-            Ok(o) if o.actions.is_empty() => println!("{}: up to date", c.name),
-            Ok(o) => {
-                println!("{}:", c.name);
-                for a in o.actions {
-                    println!("  {a}");
-                }
-            }
-            Err(e) => {
-                eprintln!("netctx: error: context {}: {e}", c.name);
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { EXIT_ERROR } else { EXIT_OK })
-}
-
-fn cmd_up(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
-    let ctxs = select(cfg, names)?;
-    let _lock = owner::lock().context("taking the netctx lock")?;
-    netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
-    let mut failed = Vec::new();
-    for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?) {
-        match r {
-            Ok(o) => {
-                for a in &o.actions {
-                    debug!("context {}: {a}", c.name);
-                }
-                let what = match (o.owner, o.actions.len()) {
-                    (_, 0) => "unchanged".to_string(),
-                    (Some(NsOwner::Ours), n) => format!("converged ({n} change(s))"),
-                    (_, _) => "created".to_string(),
-                };
-                println!("{}: {what}", c.name);
-            }
-            Err(e) => {
-                eprintln!("netctx: error: context {}: {e}", c.name);
-                failed.push(c.name.as_str());
-            }
-        }
-    }
-    if failed.is_empty() {
-        Ok(EXIT_OK)
-    } else {
-        eprintln!(
-            "netctx: error: {} of {} context(s) failed and were rolled back: {}",
-            failed.len(),
-            ctxs.len(),
-            failed.join(", ")
-        );
-        Ok(EXIT_ERROR)
-    }
-}
-
-fn cmd_down(args: &DownArgs) -> anyhow::Result<u8> {
-    if !args.all && args.contexts.is_empty() {
-        bail!("name the contexts to remove, or use --all");
-    }
-    let _lock = owner::lock().context("taking the netctx lock")?;
-    let mut nl = nl::Rtnl::open().context("opening a route netlink socket")?;
-    let names = if args.all {
-        down::known(&mut nl)?
-    } else {
-        for n in &args.contexts {
-            config::check_context_name(n).map_err(anyhow::Error::msg)?;
-        }
-        args.contexts.clone()
-    };
-    let mut failed = false;
-    for (name, r) in down::down(&mut nl, &names) {
-        match r {
-            Ok(down::Removed::Removed) => println!("{name}: removed"),
-            Ok(down::Removed::NotPresent) => println!("{name}: not present"),
-            Err(e) => {
-                eprintln!("netctx: error: context {name}: {e}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { EXIT_ERROR } else { EXIT_OK })
-}
-
-/// One context's state for `status`.
-struct Status {
-    name: String,
-    state: &'static str,
-    detail: Vec<String>,
-}
-
-fn cmd_status(load: impl Fn() -> anyhow::Result<Config>, l: &Listing) -> anyhow::Result<u8> {
-    let cfg = load()?;
-    let ctxs = select(&cfg, &l.contexts)?;
-    let mut nl = nl::Rtnl::open().context("opening a route netlink socket")?;
-    let mut out = Vec::new();
-    for (c, r) in ctxs.iter().zip(converge_all(&ctxs, true)?) {
-        let (state, detail) = match r {
-            Ok(o) if o.actions.is_empty() => ("up", vec![]),
-            Ok(o)
-                if o.owner == Some(NsOwner::Absent)
-                    && !o
-                        .actions
-                        .iter()
-                        .any(|a| matches!(a, plan::Action::DeleteLink { .. })) =>
-            {
-                ("down", vec![])
-            }
-            Ok(o) => {
-                let mut d: Vec<String> = Vec::new();
-                match o.owner {
-                    Some(NsOwner::OursMissing) => d.push("namespace is missing".into()),
-                    Some(NsOwner::OursUnmounted) => {
-                        d.push("namespace file has nothing mounted".into())
-                    }
-                    _ => {}
-                }
-                d.extend(
-                    o.actions
-                        .iter()
-                        .filter(|a| {
-                            !matches!(a, plan::Action::CreateNs | plan::Action::RemoveNsFile)
-                        })
-                        .map(|a| format!("needs: {a}")),
-                );
-                ("drifted", d)
-            }
-            Err(CtxError::Refused(
-                r @ (Refusal::ForeignNamespace(_)
-                | Refusal::ForeignHostLink(_)
-                | Refusal::OtherContextsLink { .. }),
-            )) => ("conflict", vec![r.to_string()]),
-            Err(e) => ("error", vec![e.to_string()]),
-        };
-        out.push(Status {
-            name: c.name.clone(),
-            state,
-            detail,
-        });
-    }
-    if l.contexts.is_empty() {
-        for name in down::known(&mut nl)? {
-            if cfg.get(&name).is_none() {
-                out.push(Status {
-                    name,
-                    state: "orphaned",
-                    detail: vec!["not in the configuration; `netctx down NAME` removes it".into()],
-                });
-            }
-        }
-    }
-    let finding = out.iter().any(|s| s.state != "up" && s.state != "down");
-    if l.json {
-        let v: Vec<_> = out
-            .iter()
-            .map(
-                |s| json!({"name": s.name, "state": s.state, "drift": s.detail, "guest_pid": null}),
-            )
-            .collect();
-        println!("{}", json!({ "contexts": v, "drift": finding }));
-    } else {
-        for s in &out {
-            println!("{:<12} {}", s.name, s.state);
-            for d in &s.detail {
-                println!("{:<12}   {d}", "");
-            }
-        }
-    }
-    Ok(if finding { EXIT_FINDING } else { EXIT_OK })
 }

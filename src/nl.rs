@@ -1,4 +1,4 @@
-//! A small synchronous rtnetlink client: requests are sent in batches (many
+//! A small synchronous netlink client (route and sock_diag families): requests are sent in batches (many
 //! messages in one `sendmsg`, then all acks collected) and dumps are read to
 //! `NLMSG_DONE`. The socket belongs to the network namespace of the thread
 //! that opened it; open one per namespace, on the thread that entered it.
@@ -8,11 +8,13 @@ use std::fmt;
 use std::io;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR,
-    NLM_F_REQUEST,
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_SOCK_DIAG};
+use netlink_sys::Socket;
 
 const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
@@ -26,6 +28,12 @@ const BATCH: usize = 128;
 pub struct NlError {
     pub errno: i32,
     pub extack: Option<String>,
+}
+
+impl From<io::Error> for NlError {
+    fn from(e: io::Error) -> NlError {
+        NlError::io(&e)
+    }
 }
 
 impl NlError {
@@ -52,37 +60,58 @@ impl std::error::Error for NlError {}
 /// One request: the message and its creation flags (`NLM_F_CREATE` …);
 /// `NLM_F_REQUEST | NLM_F_ACK` are added.
 #[derive(Debug, Clone)]
-pub struct Request {
-    pub msg: RouteNetlinkMessage,
+pub struct Request<M = RouteNetlinkMessage> {
+    pub msg: M,
     pub flags: u16,
 }
 
-pub struct Rtnl {
+/// A netlink socket speaking messages of type `M`.
+pub struct Nl<M> {
     sock: Socket,
     seq: u32,
     buf: Vec<u8>,
-    /// Messages sent, for tests and benchmarks that count kernel traffic.
-    pub sent: usize,
+    _msg: std::marker::PhantomData<M>,
 }
+
+/// rtnetlink: links, addresses, routes.
+pub type Rtnl = Nl<RouteNetlinkMessage>;
+/// NETLINK_SOCK_DIAG: sockets.
+pub type Diag = Nl<SockDiagMessage>;
 
 impl Rtnl {
     /// Open a route socket in the calling thread's network namespace.
     pub fn open() -> io::Result<Rtnl> {
-        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        Nl::open_proto(NETLINK_ROUTE)
+    }
+}
+
+impl Diag {
+    /// Open a sock_diag socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<Diag> {
+        Nl::open_proto(NETLINK_SOCK_DIAG)
+    }
+}
+
+impl<M> Nl<M>
+where
+    M: NetlinkSerializable + NetlinkDeserializable + Clone + fmt::Debug,
+{
+    fn open_proto(proto: isize) -> io::Result<Nl<M>> {
+        let mut sock = Socket::new(proto)?;
         sock.bind_auto()?;
         sock.set_ext_ack(true)?;
         sock.set_cap_ack(true)?;
         // Dumps of a busy host can exceed the default buffer.
         let _ = sock.set_rx_buf_sz(4 << 20);
-        Ok(Rtnl {
+        Ok(Nl {
             sock,
             seq: 1,
             buf: Vec::with_capacity(1 << 16),
-            sent: 0,
+            _msg: std::marker::PhantomData,
         })
     }
 
-    fn encode(&mut self, msg: RouteNetlinkMessage, flags: u16, out: &mut Vec<u8>) -> u32 {
+    fn encode(&mut self, msg: M, flags: u16, out: &mut Vec<u8>) -> u32 {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
         self.seq = self.seq.wrapping_add(1);
@@ -92,7 +121,6 @@ impl Rtnl {
         let start = out.len();
         out.resize(start + m.buffer_len(), 0);
         m.serialize(&mut out[start..]);
-        self.sent += 1;
         self.seq
     }
 
@@ -105,10 +133,7 @@ impl Rtnl {
     }
 
     /// Receive one datagram and hand each message in it to `f`.
-    fn recv_each(
-        &mut self,
-        mut f: impl FnMut(NetlinkMessage<RouteNetlinkMessage>),
-    ) -> io::Result<()> {
+    fn recv_each(&mut self, mut f: impl FnMut(NetlinkMessage<M>)) -> io::Result<()> {
         self.buf.clear();
         self.buf.reserve(1 << 16);
         self.sock.recv(&mut self.buf, 0)?;
@@ -118,7 +143,7 @@ impl Rtnl {
             if len < 16 || off + len > self.buf.len() {
                 break;
             }
-            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..off + len]) {
+            match NetlinkMessage::<M>::deserialize(&self.buf[off..off + len]) {
                 Ok(m) => f(m),
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }
@@ -130,7 +155,7 @@ impl Rtnl {
     /// Send every request, then collect every ack. Results are in request
     /// order; the kernel processes the messages in order and goes on after a
     /// failed one, so later requests may fail because of an earlier one.
-    pub fn exec(&mut self, reqs: Vec<Request>) -> Vec<Result<(), NlError>> {
+    pub fn exec(&mut self, reqs: Vec<Request<M>>) -> Vec<Result<(), NlError>> {
         let total = reqs.len();
         let mut results: Vec<Option<Result<(), NlError>>> = vec![None; total];
         let mut iter = reqs.into_iter().enumerate().peekable();
@@ -185,16 +210,12 @@ impl Rtnl {
     }
 
     /// A dump request; every message of the answer.
-    pub fn dump(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+    pub fn dump(&mut self, msg: M) -> Result<Vec<M>, NlError> {
         self.query(msg, NLM_F_DUMP)
     }
 
     /// A request whose answer is data (a dump, or a single `GET`).
-    pub fn query(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-    ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+    pub fn query(&mut self, msg: M, flags: u16) -> Result<Vec<M>, NlError> {
         'retry: for _ in 0..5 {
             let mut out = Vec::new();
             let seq = self.encode(msg.clone(), flags, &mut out);

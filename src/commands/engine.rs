@@ -1,0 +1,230 @@
+//! `plan`, `up`, `down`, `status`: the engine's commands.
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context as _};
+use serde_json::json;
+
+use super::{EXIT_ERROR, EXIT_FINDING, EXIT_OK};
+use crate::apply::{self, converge, CtxError};
+use crate::model::{Config, Context};
+use crate::owner::{self, NsOwner};
+use crate::plan::{self, Refusal};
+use crate::{config, debug, down, guest, netns, nl, pool, state};
+
+/// The declared contexts named (all when none are).
+pub fn select<'a>(cfg: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a Context>> {
+    if names.is_empty() {
+        return Ok(cfg.contexts.iter().collect());
+    }
+    let mut out = Vec::new();
+    for n in names {
+        match cfg.get(n) {
+            Some(c) => out.push(c),
+            None => bail!("context {n} is not declared in the configuration"),
+        }
+    }
+    Ok(out)
+}
+
+fn host_links(nl: &mut nl::Rtnl) -> anyhow::Result<HashMap<String, state::ObsLink>> {
+    let links = state::read_links(nl).context("reading the host's links")?;
+    Ok(links.into_iter().map(|l| (l.name.clone(), l)).collect())
+}
+
+/// Observe (and with `dry == false`, converge) every selected context.
+fn converge_all(
+    ctxs: &[&Context],
+    dry: bool,
+) -> anyhow::Result<Vec<Result<apply::Outcome, CtxError>>> {
+    let mut nl = nl::Rtnl::open().context("opening a route netlink socket")?;
+    let host = host_links(&mut nl)?;
+    let what = (!dry).then_some("up");
+    Ok(pool::map(ctxs, what, |nl, c| converge(c, &host, nl, dry))?)
+}
+
+pub fn plan(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
+    let ctxs = select(cfg, names)?;
+    let mut failed = false;
+    for (c, r) in ctxs.iter().zip(converge_all(&ctxs, true)?) {
+        match r {
+            Ok(o) if o.actions.is_empty() => println!("{}: up to date", c.name),
+            Ok(o) => {
+                println!("{}:", c.name);
+                for a in o.actions {
+                    println!("  {a}");
+                }
+            }
+            Err(e) => {
+                eprintln!("netctx: error: context {}: {e}", c.name);
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { EXIT_ERROR } else { EXIT_OK })
+}
+
+pub fn up(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
+    let ctxs = select(cfg, names)?;
+    let _lock = owner::lock().context("taking the netctx lock")?;
+    netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
+    let mut failed = Vec::new();
+    for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?) {
+        match r {
+            Ok(o) => {
+                for a in &o.actions {
+                    debug!("context {}: {a}", c.name);
+                }
+                let what = match (o.owner, o.actions.len()) {
+                    (_, 0) => "unchanged".to_string(),
+                    (Some(NsOwner::Ours), n) => format!("converged ({n} change(s))"),
+                    (_, _) => "created".to_string(),
+                };
+                println!("{}: {what}", c.name);
+            }
+            Err(e) => {
+                eprintln!("netctx: error: context {}: {e}", c.name);
+                failed.push(c.name.as_str());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(EXIT_OK)
+    } else {
+        eprintln!(
+            "netctx: error: {} of {} context(s) failed and were rolled back: {}",
+            failed.len(),
+            ctxs.len(),
+            failed.join(", ")
+        );
+        Ok(EXIT_ERROR)
+    }
+}
+
+pub fn down(args: &crate::DownArgs) -> anyhow::Result<u8> {
+    if !args.all && args.contexts.is_empty() {
+        bail!("name the contexts to remove, or use --all");
+    }
+    let _lock = owner::lock().context("taking the netctx lock")?;
+    let mut nl = nl::Rtnl::open().context("opening a route netlink socket")?;
+    let names = if args.all {
+        down::known(&mut nl)?
+    } else {
+        for n in &args.contexts {
+            config::check_context_name(n).map_err(anyhow::Error::msg)?;
+        }
+        args.contexts.clone()
+    };
+    let mut failed = false;
+    // Guests first: a namespace with processes in it outlives its mount.
+    for name in &names {
+        match guest::stop(name, std::time::Duration::from_secs(10)) {
+            Ok(Some(pid)) => println!("{name}: guest stopped (pid {pid})"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("netctx: error: context {name}: stopping its guest: {e}");
+                failed = true;
+            }
+        }
+    }
+    for (name, r) in down::down(&mut nl, &names) {
+        match r {
+            Ok(down::Removed::Removed) => println!("{name}: removed"),
+            Ok(down::Removed::NotPresent) => println!("{name}: not present"),
+            Err(e) => {
+                eprintln!("netctx: error: context {name}: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { EXIT_ERROR } else { EXIT_OK })
+}
+
+/// One context's state for `status`.
+struct Status {
+    name: String,
+    state: &'static str,
+    detail: Vec<String>,
+}
+
+pub fn status(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
+    let ctxs = select(cfg, &l.contexts)?;
+    let mut nl = nl::Rtnl::open().context("opening a route netlink socket")?;
+    let mut out = Vec::new();
+    for (c, r) in ctxs.iter().zip(converge_all(&ctxs, true)?) {
+        let (state, detail) = match r {
+            Ok(o) if o.actions.is_empty() => ("up", vec![]),
+            Ok(o)
+                if o.owner == Some(NsOwner::Absent)
+                    && !o
+                        .actions
+                        .iter()
+                        .any(|a| matches!(a, plan::Action::DeleteLink { .. })) =>
+            {
+                ("down", vec![])
+            }
+            Ok(o) => {
+                let mut d: Vec<String> = Vec::new();
+                match o.owner {
+                    Some(NsOwner::OursMissing) => d.push("namespace is missing".into()),
+                    Some(NsOwner::OursUnmounted) => {
+                        d.push("namespace file has nothing mounted".into())
+                    }
+                    _ => {}
+                }
+                d.extend(
+                    o.actions
+                        .iter()
+                        .filter(|a| {
+                            !matches!(a, plan::Action::CreateNs | plan::Action::RemoveNsFile)
+                        })
+                        .map(|a| format!("needs: {a}")),
+                );
+                ("drifted", d)
+            }
+            Err(CtxError::Refused(
+                r @ (Refusal::ForeignNamespace(_)
+                | Refusal::ForeignHostLink(_)
+                | Refusal::OtherContextsLink { .. }),
+            )) => ("conflict", vec![r.to_string()]),
+            Err(e) => ("error", vec![e.to_string()]),
+        };
+        out.push(Status {
+            name: c.name.clone(),
+            state,
+            detail,
+        });
+    }
+    if l.contexts.is_empty() {
+        for name in down::known(&mut nl)? {
+            if cfg.get(&name).is_none() {
+                out.push(Status {
+                    name,
+                    state: "orphaned",
+                    detail: vec!["not in the configuration; `netctx down NAME` removes it".into()],
+                });
+            }
+        }
+    }
+    let finding = out.iter().any(|s| s.state != "up" && s.state != "down");
+    if l.json {
+        let v: Vec<_> = out
+            .iter()
+            .map(
+                |s| json!({"name": s.name, "state": s.state, "drift": s.detail, "guest_pid": guest::running(&s.name)}),
+            )
+            .collect();
+        println!("{}", json!({ "contexts": v, "drift": finding }));
+    } else {
+        for s in &out {
+            match guest::running(&s.name) {
+                Some(pid) => println!("{:<12} {:<9} guest pid {pid}", s.name, s.state),
+                None => println!("{:<12} {}", s.name, s.state),
+            }
+            for d in &s.detail {
+                println!("{:<12}   {d}", "");
+            }
+        }
+    }
+    Ok(if finding { EXIT_FINDING } else { EXIT_OK })
+}
