@@ -11,6 +11,7 @@ mod guest;
 mod model;
 mod msgs;
 mod netns;
+mod nft;
 mod nl;
 mod owner;
 mod plan;

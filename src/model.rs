@@ -150,6 +150,8 @@ pub struct Context {
     pub ip_forward: bool,
     pub log: Vec<Hook>,
     pub log_group: u16,
+    /// Packets a second each logging rule lets through (burst the same).
+    pub log_rate: u32,
     pub isolation: Isolation,
     pub hostname: String,
     pub links: Vec<Link>,

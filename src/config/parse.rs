@@ -20,6 +20,7 @@ pub struct Settings {
     pub ip_forward: Option<bool>,
     pub log: Option<Vec<Hook>>,
     pub log_group: Option<u16>,
+    pub log_rate: Option<u32>,
     pub isolation: Option<Isolation>,
 }
 
@@ -212,6 +213,7 @@ impl Walker<'_> {
         match key {
             "ip_forward" => s.ip_forward = self.boolean(v, key),
             "log_group" => s.log_group = self.integer(v, key, 0, u16::MAX),
+            "log_rate" => s.log_rate = self.integer(v, key, 1, u16::MAX).map(u32::from),
             "isolation" => {
                 s.isolation = match self.string(v, key).as_deref() {
                     Some("strict") => Some(Isolation::Strict),
@@ -252,7 +254,7 @@ impl Walker<'_> {
                 self.unknown(
                     k,
                     key,
-                    "in [defaults] (expected ip_forward, log, log_group, isolation)",
+                    "in [defaults] (expected ip_forward, log, log_group, log_rate, isolation)",
                 );
             }
         }
@@ -310,7 +312,7 @@ impl Walker<'_> {
                 _ => self.unknown(
                     k,
                     key,
-                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, isolation, hostname, link, route, guest)"),
+                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, hostname, link, route, guest)"),
                 ),
             }
         }

@@ -1,0 +1,90 @@
+//! Reading back netctx's table: its comment, chains, the comments of its
+//! rules, and the elements of its sets, with one dump per kind.
+
+use super::ruleset::{Digest, TABLE};
+use super::sock::Nft;
+use super::wire::{attr, msg, parse_attrs, udata_comment, Attrs};
+use crate::nl::NlError;
+
+/// The table `inet netctx` of one namespace as the kernel has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Live {
+    pub exists: bool,
+    pub comment: Option<String>,
+    pub digest: Digest,
+}
+
+impl Live {
+    /// The part of the digest about chains whose name starts with `prefix`
+    /// (a context's chains in the host's table).
+    pub fn only(&self, prefix: &str) -> Digest {
+        Digest {
+            chains: self.digest.chains.iter().filter(|c| c.0.starts_with(prefix)).cloned().collect(),
+            rules: self.digest.rules.iter().filter(|r| r.0.starts_with(prefix)).cloned().collect(),
+            sets: Vec::new(),
+        }
+    }
+}
+
+/// Rules grouped by chain name, in their order inside each chain.
+pub fn normalize(d: &mut Digest) {
+    d.chains.sort();
+    d.rules.sort_by(|a, b| a.0.cmp(&b.0));
+    d.sets.sort();
+}
+
+pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
+    let mut name = Attrs::default();
+    name.str(attr::TABLE_NAME, TABLE);
+    let tables = nft.get(msg::GETTABLE, &name.0, false)?;
+    let Some(t) = tables.first() else {
+        return Ok(Live::default());
+    };
+    let mut live = Live {
+        exists: true,
+        comment: t.get(attr::TABLE_USERDATA).and_then(udata_comment),
+        digest: Digest::default(),
+    };
+    for c in nft.get(msg::GETCHAIN, &[], true)? {
+        if c.get_str(attr::CHAIN_TABLE).as_deref() != Some(TABLE) {
+            continue;
+        }
+        let hooknum = c
+            .get(attr::CHAIN_HOOK)
+            .and_then(|h| parse_attrs(h).find(|(t, _)| *t == attr::HOOK_HOOKNUM))
+            .and_then(|(_, v)| v.try_into().ok().map(u32::from_be_bytes))
+            .unwrap_or(u32::MAX);
+        live.digest.chains.push((c.get_str(attr::CHAIN_NAME).unwrap_or_default(), hooknum));
+    }
+    let mut filter = Attrs::default();
+    filter.str(attr::RULE_TABLE, TABLE);
+    for r in nft.get(msg::GETRULE, &filter.0, true)? {
+        let chain = r.get_str(attr::RULE_CHAIN).unwrap_or_default();
+        let comment = r.get(attr::RULE_USERDATA).and_then(udata_comment).unwrap_or_default();
+        live.digest.rules.push((chain, comment));
+    }
+    for s in sets {
+        let mut a = Attrs::default();
+        a.str(attr::SET_ELEM_LIST_TABLE, TABLE).str(attr::SET_ELEM_LIST_SET, s);
+        let mut elems = Vec::new();
+        let answers = match nft.get(msg::GETSETELEM, &a.0, true) {
+            Ok(a) => a,
+            Err(e) if e.errno == libc::ENOENT => continue,
+            Err(e) => return Err(e),
+        };
+        for ans in answers {
+            let Some(list) = ans.get(attr::SET_ELEM_LIST_ELEMENTS) else { continue };
+            for (_, elem) in parse_attrs(list) {
+                let key = parse_attrs(elem)
+                    .find(|(t, _)| *t == attr::SET_ELEM_KEY)
+                    .and_then(|(_, k)| parse_attrs(k).find(|(t, _)| *t == attr::DATA_VALUE))
+                    .map(|(_, v)| v.to_vec());
+                elems.extend(key);
+            }
+        }
+        elems.sort();
+        live.digest.sets.push((s.to_string(), elems));
+    }
+    normalize(&mut live.digest);
+    Ok(live)
+}

@@ -1,0 +1,175 @@
+//! The encoder against fixtures derived from the real `nft` (see
+//! fixtures/derive.py): for a context with strict isolation, logging on all
+//! hooks and forwarding, and for the host's chains, every table, set,
+//! element, chain and rule message must be byte for byte what `nft -f` sends
+//! for the same ruleset in `nft` syntax.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::ruleset::{self, context_table, host_chains, render_chain, Table};
+use super::wire::{attr, msg, parse_attrs, Attrs, Msg};
+use crate::config::load_sources;
+use crate::model::Context;
+
+const CTX: &str = r#"
+[context.web]
+ip_forward = true
+log = ["input", "forward", "output"]
+log_group = 7
+log_rate = 50
+[[context.web.link]]
+kind = "veth"
+name = "eth0"
+host = "nx-web"
+host_addresses = ["10.100.0.1/24"]
+addresses = ["10.100.0.2/24", "fd00:100::2/64"]
+[[context.web.link]]
+kind = "veth"
+name = "eth1"
+host = "nx-web1"
+addresses = ["10.4.0.1/22"]
+"#;
+
+fn ctx() -> Context {
+    load_sources(&[(PathBuf::from("t.toml"), CTX.into())]).unwrap().contexts[0].clone()
+}
+
+fn fixture(name: &str, rendered: &str) -> &'static str {
+    let (nft, hex) = match name {
+        "context" => (include_str!("fixtures/context.nft"), include_str!("fixtures/context.nft.hex")),
+        _ => (include_str!("fixtures/host.nft"), include_str!("fixtures/host.nft.hex")),
+    };
+    if std::env::var_os("NETCTX_UPDATE_FIXTURES").is_some() {
+        std::fs::write(format!("src/nft/fixtures/{name}.nft"), rendered).unwrap();
+    }
+    assert_eq!(rendered, nft, "the ruleset changed: rerun with NETCTX_UPDATE_FIXTURES=1, then derive.py");
+    hex
+}
+
+/// Messages keyed by what they create, so that order does not matter.
+fn keyed(msgs: impl Iterator<Item = (u16, Vec<u8>)>) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut rule_n: BTreeMap<String, usize> = BTreeMap::new();
+    for (ty, attrs) in msgs {
+        let s = |t: u16| {
+            parse_attrs(&attrs)
+                .find(|(a, _)| *a == t)
+                .map(|(_, v)| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
+                .unwrap_or_default()
+        };
+        let key = match ty {
+            msg::NEWTABLE => "table".to_string(),
+            msg::NEWCHAIN => format!("chain {}", s(attr::CHAIN_NAME)),
+            msg::NEWRULE => {
+                let c = s(attr::RULE_CHAIN);
+                let n = rule_n.entry(c.clone()).or_default();
+                *n += 1;
+                format!("rule {c} #{n}")
+            }
+            msg::NEWSET => format!("set {}", s(attr::SET_NAME)),
+            msg::NEWSETELEM => format!("elements {}", s(attr::SET_ELEM_LIST_SET)),
+            _ => continue,
+        };
+        // nft adds its own user data to sets (key byte order and such).
+        let attrs = if ty == msg::NEWSET {
+            let mut a = Attrs::default();
+            for (t, v) in parse_attrs(&attrs).filter(|(t, _)| *t != 13) {
+                a.bytes(t, v);
+            }
+            a.0
+        } else {
+            attrs
+        };
+        out.insert(key, attrs);
+    }
+    out
+}
+
+fn from_hex(text: &str) -> BTreeMap<String, Vec<u8>> {
+    keyed(text.lines().filter(|l| !l.is_empty()).map(|l| {
+        let (ty, hex) = l.split_once(' ').unwrap();
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        (ty.parse().unwrap(), bytes)
+    }))
+}
+
+fn ours(msgs: &[Msg]) -> BTreeMap<String, Vec<u8>> {
+    // Only the creating half: the first NEWTABLE of a replacement has no
+    // comment and is there to make the DELTABLE safe.
+    let skip = msgs.iter().position(|m| m.ty == msg::DELTABLE).map_or(0, |i| i + 1);
+    keyed(msgs[skip..].iter().map(|m| (m.ty, m.attrs.0.clone())))
+}
+
+fn compare(ours: BTreeMap<String, Vec<u8>>, nft: BTreeMap<String, Vec<u8>>) {
+    assert_eq!(ours.keys().collect::<Vec<_>>(), nft.keys().collect::<Vec<_>>());
+    for (k, v) in &nft {
+        assert_eq!(&ours[k], v, "{k} differs from what nft sends");
+    }
+}
+
+#[test]
+fn context_table_is_encoded_as_nft_encodes_it() {
+    let t: Table = context_table(&ctx()).unwrap();
+    let hex = fixture("context", &t.render());
+    compare(ours(&ruleset::replace_table(Some(&t))), from_hex(hex));
+}
+
+#[test]
+fn host_chains_are_encoded_as_nft_encodes_them() {
+    let chains = host_chains(&ctx());
+    let mut text = format!("table inet netctx {{\n\tcomment \"{}\"\n", ruleset::HOST_COMMENT);
+    for c in &chains {
+        text.push_str(&render_chain(c));
+    }
+    text.push_str("}\n");
+    let hex = fixture("host", &text);
+    compare(ours(&ruleset::replace_host_chains(&[], &chains)), from_hex(hex));
+}
+
+#[test]
+fn strict_context_table_has_the_expected_shape() {
+    let t = context_table(&ctx()).unwrap();
+    let names: Vec<&str> = t.chains.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["input", "forward", "output"]);
+    assert_eq!(t.sets[0].elems, ["10.100.0.2".parse::<std::net::IpAddr>().unwrap(), "10.4.0.1".parse().unwrap()]);
+    assert_eq!(t.sets[1].elems.len(), 1);
+    // forward: only logging (a routing context forwards).
+    assert_eq!(t.chains[1].rules.len(), 1);
+    let text = t.render();
+    assert!(text.contains("log prefix \"CTX:INPUT:\" group 7"));
+    assert!(text.contains("limit rate 50/second burst 50 packets log prefix \"CTX:DROP:\" group 7"));
+    // Host side: one chain per veth; routing context: its subnets too.
+    let hc = host_chains(&ctx());
+    assert_eq!(hc.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["web_nx-web", "web_nx-web1"]);
+    let h = render_chain(&hc[0]);
+    assert!(h.contains("ip saddr 10.100.0.0/24 accept"), "{h}");
+    assert!(h.contains("ip saddr 10.4.0.0/22 accept"), "{h}");
+}
+
+#[test]
+fn isolation_off_without_logs_needs_no_table_and_no_host_chains() {
+    let mut c = ctx();
+    c.isolation = crate::model::Isolation::Off;
+    c.log.clear();
+    assert_eq!(context_table(&c), None);
+    assert!(host_chains(&c).is_empty());
+    // Only logging: no sets, no drops.
+    c.log = vec![crate::model::Hook::Output];
+    let t = context_table(&c).unwrap();
+    assert!(t.sets.is_empty());
+    assert_eq!(t.chains.len(), 1);
+    assert!(!t.render().contains("drop"));
+}
+
+#[test]
+fn a_non_forwarding_context_is_allowed_only_its_own_addresses_on_the_host() {
+    let mut c = ctx();
+    c.ip_forward = false;
+    let h = render_chain(&host_chains(&c)[0]);
+    assert!(h.contains("ip saddr 10.100.0.2 accept"), "{h}");
+    assert!(!h.contains("10.100.0.0/24"), "{h}");
+}
