@@ -10,6 +10,9 @@ use std::io;
 use crate::model::Context;
 use crate::msgs;
 use crate::netns;
+use crate::nft::observe::Live;
+use crate::nft::ruleset;
+use crate::nft::sock::Nft;
 use crate::nl::{NlError, Request, Rtnl};
 use crate::owner::{self, NsOwner};
 use crate::plan::{plan, Action, Observed, Refusal, Side};
@@ -68,45 +71,91 @@ struct Step {
 
 enum Undo {
     Nl(Side, Request),
-    Sysctl(&'static str, bool),
+    Sysctl(String, bool),
+}
+
+/// The host's sockets of one worker, opened in the host's namespace.
+pub struct Host {
+    pub rtnl: Rtnl,
+    pub nft: Nft,
+}
+
+impl Host {
+    pub fn open() -> io::Result<Host> {
+        Ok(Host {
+            rtnl: Rtnl::open()?,
+            nft: Nft::open()?,
+        })
+    }
+}
+
+/// What the host has, read once per run: its links by name, its table.
+pub struct HostView {
+    pub links: HashMap<String, ObsLink>,
+    pub nft: Live,
+}
+
+impl HostView {
+    pub fn read(host: &mut Host) -> Result<HostView, NlError> {
+        let links = state::read_links(&mut host.rtnl)?;
+        Ok(HostView {
+            links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
+            nft: crate::nft::observe::read(&mut host.nft, &[])?,
+        })
+    }
 }
 
 struct Sockets<'a> {
-    host: &'a mut Rtnl,
+    host: &'a mut Host,
     ns: Rtnl,
+    ns_nft: Nft,
 }
 
 impl Sockets<'_> {
     fn get(&mut self, side: Side) -> &mut Rtnl {
         match side {
-            Side::Host => self.host,
+            Side::Host => &mut self.host.rtnl,
             Side::Ctx => &mut self.ns,
         }
     }
 }
 
-/// Observe one context and plan it. `host` is the host's links by name.
-/// With `dry`, nothing is changed and the plan is returned; otherwise the
-/// plan is applied, or rolled back on failure.
+/// Sockets inside the calling thread's namespace.
+fn open_here(name: &str) -> Result<(Rtnl, Nft), CtxError> {
+    let rtnl = Rtnl::open().map_err(|e| CtxError::ns(name, e))?;
+    let nft = Nft::open().map_err(|e| CtxError::ns(name, e))?;
+    Ok((rtnl, nft))
+}
+
+/// Observe one context and plan it against the host's `view`. With `dry`,
+/// nothing is changed and the plan is returned; otherwise the plan is
+/// applied, or rolled back on failure.
 pub fn converge(
     ctx: &Context,
-    host: &HashMap<String, ObsLink>,
-    host_nl: &mut Rtnl,
+    view: &HostView,
+    host: &mut Host,
     dry: bool,
 ) -> Result<Outcome, CtxError> {
     let name = &ctx.name;
     let owner = owner::ns_owner(name).map_err(|e| CtxError::ns(name, e))?;
+    let observed = |ns| Observed {
+        owner,
+        ns,
+        host: &view.links,
+        host_nft: &view.nft,
+    };
     if owner == NsOwner::Ours {
         let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
         return netns::run_in(&file, || -> Result<Outcome, CtxError> {
-            let mut ns_nl = Rtnl::open().map_err(|e| CtxError::ns(name, e))?;
-            let ns = state::read_ns(&mut ns_nl)
+            let (mut ns_nl, mut ns_nft) = open_here(name)?;
+            let ns = state::read_ns(&mut ns_nl, &mut ns_nft)
                 .map_err(|e| CtxError::kernel("reading the namespace", &e))?;
-            let actions = plan(ctx, &Observed { owner, ns, host })?;
+            let actions = plan(ctx, &observed(ns))?;
             if !dry && !actions.is_empty() {
                 let mut socks = Sockets {
-                    host: host_nl,
+                    host,
                     ns: ns_nl,
+                    ns_nft,
                 };
                 let mut journal = Vec::new();
                 if let Err(e) = apply(ctx, &actions, &file, &mut socks, &mut journal) {
@@ -122,14 +171,7 @@ pub fn converge(
         .map_err(|e| CtxError::ns(name, e))?;
     }
 
-    let actions = plan(
-        ctx,
-        &Observed {
-            owner,
-            ns: NsState::default(),
-            host,
-        },
-    )?;
+    let actions = plan(ctx, &observed(NsState::default()))?;
     if dry {
         return Ok(Outcome {
             actions,
@@ -143,11 +185,10 @@ pub fn converge(
     let made = netns::create_and_run(name, |file| -> Result<(), CtxError> {
         let inode = netns::current_inode().map_err(|e| CtxError::ns(name, e))?;
         owner::mark_made(name, inode).map_err(|e| CtxError::ns(name, e))?;
-        let ns_nl = Rtnl::open().map_err(|e| CtxError::ns(name, e))?;
-        let mut socks = Sockets {
-            host: host_nl,
-            ns: ns_nl,
-        };
+        // New links in here refuse router advertisements from the start.
+        let _ = state::write_sysctl("net/ipv6/conf/default/accept_ra", false);
+        let (ns, ns_nft) = open_here(name)?;
+        let mut socks = Sockets { host, ns, ns_nft };
         let mut journal = Vec::new();
         let r = apply(ctx, &actions, file, &mut socks, &mut journal);
         if r.is_err() {
@@ -160,7 +201,7 @@ pub fn converge(
                     _ => None,
                 })
                 .collect();
-            socks.host.exec(dels);
+            socks.host.rtnl.exec(dels);
         }
         r
     });
@@ -214,7 +255,7 @@ fn rollback(socks: &mut Sockets, journal: Vec<Undo>) {
                 let _ = socks.get(side).exec(vec![req]);
             }
             Undo::Sysctl(path, old) => {
-                let _ = std::fs::write(path, if old { "1" } else { "0" });
+                let _ = state::write_sysctl(&path, old);
             }
         }
     }
@@ -283,7 +324,7 @@ fn apply(
             name,
         } = a
         {
-            wait_gone(socks.host, name)?;
+            wait_gone(&mut socks.host.rtnl, name)?;
         }
     }
     run(socks, creations, journal)?;
@@ -310,7 +351,7 @@ fn apply(
             if let std::collections::hash_map::Entry::Vacant(slot) =
                 index.entry((Side::Host, link.clone()))
             {
-                let l = state::read_link(socks.host, link)
+                let l = state::read_link(&mut socks.host.rtnl, link)
                     .map_err(|e| CtxError::kernel(&link_what(Side::Host, link), &e))?
                     .ok_or_else(|| CtxError::Other(format!("host link {link} vanished")))?;
                 slot.insert(l.index);
@@ -323,6 +364,15 @@ fn apply(
             .copied()
             .ok_or_else(|| CtxError::Other(format!("{} is missing", link_what(side, link))))
     };
+
+    // Switches before links come up (router advertisements), forwarding.
+    for a in actions {
+        if let Action::Sysctl { path, on } = a {
+            let old = state::read_sysctl(path).unwrap_or(!on);
+            state::write_sysctl(path, *on).map_err(|e| CtxError::Other(format!("{a}: {e}")))?;
+            journal.push(Undo::Sysctl(path.clone(), old));
+        }
+    }
 
     // Phase 3: addresses, link state, routes; host side before the inside so
     // the veth has carrier when routes go in.
@@ -395,18 +445,35 @@ fn apply(
     host_steps.extend(ns_steps);
     run(socks, host_steps, journal)?;
 
-    // Phase 4: forwarding switches inside the namespace.
+    // Phase 4: rules, one transaction inside, one on the host. Each is all
+    // or nothing.
     for a in actions {
-        if let Action::SetForward { v6, on } = a {
-            let path = if *v6 {
-                state::FORWARD_V6
-            } else {
-                state::FORWARD_V4
-            };
-            std::fs::write(path, if *on { "1" } else { "0" })
-                .map_err(|e| CtxError::Other(format!("{}: {e}", a)))?;
-            journal.push(Undo::Sysctl(path, !on));
-        }
+        let (nft, msgs, object) = match a {
+            Action::ReplaceTable { .. } => {
+                let t = ruleset::context_table(ctx);
+                (
+                    &mut socks.ns_nft,
+                    ruleset::replace_table(t.as_ref()),
+                    "nftables table inet netctx",
+                )
+            }
+            Action::DeleteTable => (
+                &mut socks.ns_nft,
+                ruleset::replace_table(None),
+                "nftables table inet netctx",
+            ),
+            Action::ReplaceHostChains { remove, .. } => {
+                let chains = ruleset::host_chains(ctx);
+                (
+                    &mut socks.host.nft,
+                    ruleset::replace_host_chains(remove, &chains),
+                    "host nftables table inet netctx",
+                )
+            }
+            _ => continue,
+        };
+        nft.transaction(&msgs)
+            .map_err(|(_, e)| CtxError::kernel(object, &e))?;
     }
     Ok(())
 }

@@ -6,20 +6,33 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::apply::CtxError;
+use crate::apply::{CtxError, Host};
 use crate::msgs;
 use crate::netns;
+use crate::nft::{observe, ruleset};
 use crate::nl::{Request, Rtnl};
 use crate::owner::{self, NsOwner};
 use crate::plan::Refusal;
 use crate::state;
 
-/// Every context netctx has something of: markers and aliased host links.
-pub fn known(nl: &mut Rtnl) -> anyhow::Result<Vec<String>> {
+/// Every context netctx has something of: markers, aliased host links and
+/// chains in the host's table.
+pub fn known(host: &mut Host) -> anyhow::Result<Vec<String>> {
     let mut names: HashSet<String> = owner::marked()?.into_iter().collect();
-    for l in state::read_links(nl).map_err(|e| anyhow::anyhow!("reading host links: {e}"))? {
+    for l in
+        state::read_links(&mut host.rtnl).map_err(|e| anyhow::anyhow!("reading host links: {e}"))?
+    {
         if let Some(o) = l.owner() {
             names.insert(o.to_string());
+        }
+    }
+    let live = observe::read(&mut host.nft, &[])
+        .map_err(|e| anyhow::anyhow!("reading the host's nftables table: {e}"))?;
+    if live.comment.as_deref() == Some(ruleset::HOST_COMMENT) {
+        for (chain, _) in live.digest.chains {
+            if let Some((ctx, _)) = chain.split_once('_') {
+                names.insert(ctx.to_string());
+            }
         }
     }
     let mut v: Vec<_> = names.into_iter().collect();
@@ -34,7 +47,37 @@ pub enum Removed {
     NotPresent,
 }
 
-pub fn down(nl: &mut Rtnl, names: &[String]) -> Vec<(String, Result<Removed, CtxError>)> {
+/// The host's chains of these contexts go in one transaction, and the host's
+/// table with them when nothing else is left in it.
+fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, CtxError> {
+    let kernel = |e: &crate::nl::NlError| CtxError::Kernel {
+        object: "host nftables table inet netctx".into(),
+        cause: e.to_string(),
+    };
+    let live = observe::read(&mut host.nft, &[]).map_err(|e| kernel(&e))?;
+    if !live.exists || live.comment.as_deref() != Some(ruleset::HOST_COMMENT) {
+        return Ok(Vec::new());
+    }
+    let prefixes: Vec<String> = names
+        .iter()
+        .map(|n| ruleset::host_chain_prefix(n))
+        .collect();
+    let (gone, kept): (Vec<String>, Vec<String>) = live
+        .digest
+        .chains
+        .into_iter()
+        .map(|c| c.0)
+        .partition(|c| prefixes.iter().any(|p| c.starts_with(p.as_str())));
+    let mut msgs: Vec<_> = gone.iter().map(|c| ruleset::del_chain(c)).collect();
+    if kept.is_empty() {
+        msgs = vec![ruleset::del_table()];
+    }
+    host.nft.transaction(&msgs).map_err(|(_, e)| kernel(&e))?;
+    Ok(gone)
+}
+
+pub fn down(host: &mut Host, names: &[String]) -> Vec<(String, Result<Removed, CtxError>)> {
+    let nl = &mut host.rtnl;
     let mut out = Vec::new();
     for name in names {
         let r = (|| -> Result<Removed, CtxError> {
@@ -95,6 +138,25 @@ pub fn down(nl: &mut Rtnl, names: &[String]) -> Vec<(String, Result<Removed, Ctx
         }
         for (_, link) in &left {
             let _ = crate::apply::wait_gone(nl, link);
+        }
+    }
+    match remove_host_chains(host, names) {
+        Ok(gone) => {
+            for (name, r) in &mut out {
+                let prefix = ruleset::host_chain_prefix(name);
+                if matches!(r, Ok(Removed::NotPresent))
+                    && gone.iter().any(|c| c.starts_with(&prefix))
+                {
+                    *r = Ok(Removed::Removed);
+                }
+            }
+        }
+        Err(e) => {
+            for (_, r) in &mut out {
+                if r.is_ok() {
+                    *r = Err(CtxError::Other(e.to_string()));
+                }
+            }
         }
     }
     out

@@ -128,6 +128,8 @@ pub struct Link {
     pub host: Option<String>,
     pub host_addresses: Vec<Cidr>,
     pub addresses: Vec<Cidr>,
+    /// Accept IPv6 router advertisements on this link (default: no).
+    pub accept_ra: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::model::{Cidr, Context, LinkKind, Route};
+use crate::nft::observe::Live;
+use crate::nft::ruleset::{self, HOST_COMMENT};
 use crate::owner::NsOwner;
-use crate::state::{NsState, ObsLink, ObsRoute};
+use crate::state::{self, NsState, ObsLink, ObsRoute};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -47,9 +49,21 @@ pub enum Action {
     },
     DelRoute(ObsRoute),
     AddRoute(Route),
-    SetForward {
-        v6: bool,
+    /// A switch under /proc/sys inside the namespace.
+    Sysctl {
+        path: String,
         on: bool,
+    },
+    /// Replace the context's table `inet netctx` (one transaction).
+    ReplaceTable {
+        rules: usize,
+    },
+    /// Remove the context's table (isolation off, no logging).
+    DeleteTable,
+    /// Replace the context's chains in the host's table (one transaction).
+    ReplaceHostChains {
+        remove: Vec<String>,
+        chains: Vec<String>,
     },
 }
 
@@ -98,13 +112,18 @@ impl fmt::Display for Action {
                 None => write!(f, "remove route {}", dest(&r.to)),
             },
             Action::AddRoute(r) => write!(f, "add route {} via {}", dest(&r.to), r.via),
-            Action::SetForward { v6, on } => {
-                let key = if *v6 {
-                    "net.ipv6.conf.all.forwarding"
-                } else {
-                    "net.ipv4.ip_forward"
-                };
-                write!(f, "set {key} = {}", u8::from(*on))
+            Action::Sysctl { path, on } => {
+                write!(f, "set {} = {}", path.replace('/', "."), u8::from(*on))
+            }
+            Action::ReplaceTable { rules } => {
+                write!(f, "replace nftables table inet netctx ({rules} rules)")
+            }
+            Action::DeleteTable => write!(f, "delete nftables table inet netctx"),
+            Action::ReplaceHostChains { remove, chains } if chains.is_empty() => {
+                write!(f, "remove host nftables chains {}", remove.join(", "))
+            }
+            Action::ReplaceHostChains { chains, .. } => {
+                write!(f, "replace host nftables chains {}", chains.join(", "))
             }
         }
     }
@@ -119,6 +138,8 @@ pub enum Refusal {
     ForeignHostLink(String),
     #[error("host link {name} belongs to context {owner}")]
     OtherContextsLink { name: String, owner: String },
+    #[error("the host's nftables table inet netctx was not made by netctx; not touching it")]
+    ForeignHostTable,
 }
 
 /// What the kernel has for one context.
@@ -128,6 +149,8 @@ pub struct Observed<'a> {
     pub ns: NsState,
     /// The host's links by name.
     pub host: &'a HashMap<String, ObsLink>,
+    /// The host's table `inet netctx`.
+    pub host_nft: &'a Live,
 }
 
 /// The actions, in order, that bring the kernel to `ctx`.
@@ -147,7 +170,6 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
             &empty
         }
     };
-    let new_ns = obs.owner != NsOwner::Ours;
 
     // Host side first: refuse before deciding anything else.
     let declared_hosts: Vec<&str> = ctx.links.iter().filter_map(|l| l.host.as_deref()).collect();
@@ -276,22 +298,57 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
         }
     }
 
-    // Forwarding, inside the namespace only. A new namespace starts with 0.
-    let (v4, v6) = if new_ns {
-        (false, false)
-    } else {
-        (ns.forward_v4, ns.forward_v6)
-    };
-    if v4 != ctx.ip_forward {
-        acts.push(Action::SetForward {
-            v6: false,
-            on: ctx.ip_forward,
-        });
+    // Switches, inside the namespace only: forwarding (a new namespace
+    // starts with 0) and router advertisements (a new link accepts them;
+    // rogue advertisements are a known way out of a container).
+    let mut want: Vec<(String, bool, bool)> = vec![
+        (state::FORWARD_V4.into(), ctx.ip_forward, false),
+        (state::FORWARD_V6.into(), ctx.ip_forward, false),
+    ];
+    want.extend(
+        ctx.links
+            .iter()
+            .map(|d| (state::accept_ra(&d.name), d.accept_ra, true)),
+    );
+    for (path, on, default) in want {
+        let renewed = fresh.iter().any(|f| path == state::accept_ra(f));
+        let have = if renewed {
+            None
+        } else {
+            ns.sysctls.get(&path).copied()
+        };
+        if have.unwrap_or(default) != on {
+            acts.push(Action::Sysctl { path, on });
+        }
     }
-    if v6 != ctx.ip_forward {
-        acts.push(Action::SetForward {
-            v6: true,
-            on: ctx.ip_forward,
+
+    // Rules inside: replaced whole when anything differs.
+    match ruleset::context_table(ctx) {
+        Some(t) => {
+            let differs = !ns.nft.exists
+                || ns.nft.comment.as_deref() != Some(t.comment.as_str())
+                || ns.nft.digest != t.digest();
+            if differs {
+                acts.push(Action::ReplaceTable {
+                    rules: t.chains.iter().map(|c| c.rules.len()).sum(),
+                });
+            }
+        }
+        None if ns.nft.exists => acts.push(Action::DeleteTable),
+        None => {}
+    }
+
+    // The host's chains for this context.
+    let prefix = ruleset::host_chain_prefix(&ctx.name);
+    let chains = ruleset::host_chains(ctx);
+    let have = obs.host_nft.only(&prefix);
+    if have != ruleset::digest_of(&chains, &[]) {
+        if obs.host_nft.exists && obs.host_nft.comment.as_deref() != Some(HOST_COMMENT) {
+            return Err(Refusal::ForeignHostTable);
+        }
+        acts.push(Action::ReplaceHostChains {
+            remove: have.chains.into_iter().map(|c| c.0).collect(),
+            chains: chains.into_iter().map(|c| c.name).collect(),
         });
     }
     Ok(acts)

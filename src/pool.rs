@@ -1,12 +1,12 @@
 //! A small pool of OS threads for per-context work. Each worker opens its own
-//! route socket in the host namespace; namespace work is done on threads the
+//! sockets in the host namespace; namespace work is done on threads the
 //! workers spawn (see `netns`), so no worker ever changes namespace.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::nl::Rtnl;
+use crate::apply::Host;
 
 fn threads(n: usize) -> usize {
     let want = std::env::var("NETCTX_THREADS")
@@ -21,7 +21,7 @@ fn threads(n: usize) -> usize {
 pub fn map<T: Sync, R: Send>(
     items: &[T],
     progress: Option<&str>,
-    f: impl Fn(&mut Rtnl, &T) -> R + Sync,
+    f: impl Fn(&mut Host, &T) -> R + Sync,
 ) -> std::io::Result<Vec<R>> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -31,7 +31,7 @@ pub fn map<T: Sync, R: Send>(
     std::thread::scope(|s| {
         for _ in 0..threads(items.len()) {
             s.spawn(|| {
-                let mut nl = match Rtnl::open() {
+                let mut nl = match Host::open() {
                     Ok(nl) => nl,
                     Err(e) => {
                         *open_err.lock().unwrap() = Some(e);

@@ -2,7 +2,7 @@
 //! namespace, and netctx's host-side links. Read with one dump per object kind
 //! per namespace; turned into plain data that `plan` compares with the model.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
@@ -14,6 +14,7 @@ use netlink_packet_route::RouteNetlinkMessage as M;
 
 use crate::model::Cidr;
 use crate::msgs;
+use crate::nft::observe::Live;
 use crate::nl::{NlError, Rtnl};
 
 /// Prefix of the alias netctx puts on the host-side links it makes.
@@ -56,8 +57,10 @@ pub struct ObsRoute {
 pub struct NsState {
     pub links: Vec<ObsLink>,
     pub routes: Vec<ObsRoute>,
-    pub forward_v4: bool,
-    pub forward_v6: bool,
+    /// Switches netctx manages, by path under /proc/sys.
+    pub sysctls: BTreeMap<String, bool>,
+    /// The table `inet netctx`.
+    pub nft: Live,
 }
 
 impl NsState {
@@ -212,16 +215,27 @@ pub fn read_link(nl: &mut Rtnl, name: &str) -> Result<Option<ObsLink>, NlError> 
     }
 }
 
-fn read_bool_sysctl(path: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|s| s.trim() != "0")
+pub const FORWARD_V4: &str = "net/ipv4/ip_forward";
+pub const FORWARD_V6: &str = "net/ipv6/conf/all/forwarding";
+
+pub fn accept_ra(link: &str) -> String {
+    format!("net/ipv6/conf/{link}/accept_ra")
 }
 
-pub const FORWARD_V4: &str = "/proc/sys/net/ipv4/ip_forward";
-pub const FORWARD_V6: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+/// Read a switch under /proc/sys; `None` if it does not exist (IPv6 off).
+pub fn read_sysctl(path: &str) -> Option<bool> {
+    std::fs::read_to_string(format!("/proc/sys/{path}"))
+        .ok()
+        .map(|s| s.trim() != "0")
+}
+
+pub fn write_sysctl(path: &str, on: bool) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/sys/{path}"), if on { "1" } else { "0" })
+}
 
 /// Everything inside the calling thread's namespace. `/proc/sys/net` shows
 /// the namespace of the reading thread, so this is right on a setns'd thread.
-pub fn read_ns(nl: &mut Rtnl) -> Result<NsState, NlError> {
+pub fn read_ns(nl: &mut Rtnl, nft: &mut crate::nft::sock::Nft) -> Result<NsState, NlError> {
     let links = read_links(nl)?;
     let mut routes: Vec<ObsRoute> = nl
         .dump(msgs::dump_routes())?
@@ -232,10 +246,24 @@ pub fn read_ns(nl: &mut Rtnl) -> Result<NsState, NlError> {
         })
         .collect();
     routes.sort_by_key(|r| (r.to, r.via));
+    let mut sysctls = BTreeMap::new();
+    let mut paths = vec![FORWARD_V4.to_string(), FORWARD_V6.to_string()];
+    paths.extend(
+        links
+            .iter()
+            .filter(|l| l.name != "lo")
+            .map(|l| accept_ra(&l.name)),
+    );
+    for p in paths {
+        if let Some(v) = read_sysctl(&p) {
+            sysctls.insert(p, v);
+        }
+    }
+    let nft = crate::nft::observe::read(nft, &crate::nft::ruleset::SET_NAMES)?;
     Ok(NsState {
         links,
         routes,
-        forward_v4: read_bool_sysctl(FORWARD_V4),
-        forward_v6: read_bool_sysctl(FORWARD_V6),
+        sysctls,
+        nft,
     })
 }

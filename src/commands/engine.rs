@@ -1,16 +1,15 @@
 //! `plan`, `up`, `down`, `status`: the engine's commands.
 
-use std::collections::HashMap;
-
 use anyhow::{bail, Context as _};
 use serde_json::json;
 
 use super::{EXIT_ERROR, EXIT_FINDING, EXIT_OK};
 use crate::apply::{self, converge, CtxError};
 use crate::model::{Config, Context};
+use crate::nft::ruleset;
 use crate::owner::{self, NsOwner};
 use crate::plan::{self, Refusal};
-use crate::{config, debug, down, guest, netns, nl, pool, state};
+use crate::{config, debug, down, guest, netns, pool};
 
 /// The declared contexts named (all when none are).
 pub fn select<'a>(cfg: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a Context>> {
@@ -27,20 +26,17 @@ pub fn select<'a>(cfg: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a C
     Ok(out)
 }
 
-fn host_links(nl: &mut nl::Rtnl) -> anyhow::Result<HashMap<String, state::ObsLink>> {
-    let links = state::read_links(nl).context("reading the host's links")?;
-    Ok(links.into_iter().map(|l| (l.name.clone(), l)).collect())
-}
-
 /// Observe (and with `dry == false`, converge) every selected context.
 fn converge_all(
     ctxs: &[&Context],
     dry: bool,
 ) -> anyhow::Result<Vec<Result<apply::Outcome, CtxError>>> {
-    let mut nl = nl::Rtnl::open().context("opening a route netlink socket")?;
-    let host = host_links(&mut nl)?;
+    let mut host = apply::Host::open().context("opening netlink sockets")?;
+    let view = apply::HostView::read(&mut host).context("reading the host's links and rules")?;
     let what = (!dry).then_some("up");
-    Ok(pool::map(ctxs, what, |nl, c| converge(c, &host, nl, dry))?)
+    Ok(pool::map(ctxs, what, |host, c| {
+        converge(c, &view, host, dry)
+    })?)
 }
 
 pub fn plan(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
@@ -51,8 +47,27 @@ pub fn plan(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
             Ok(o) if o.actions.is_empty() => println!("{}: up to date", c.name),
             Ok(o) => {
                 println!("{}:", c.name);
-                for a in o.actions {
+                for a in &o.actions {
                     println!("  {a}");
+                    // With -v, the rules themselves, in nft syntax.
+                    if !crate::VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+                        continue;
+                    }
+                    let text = match a {
+                        plan::Action::ReplaceTable { .. } => {
+                            ruleset::context_table(c).map(|t| t.render())
+                        }
+                        plan::Action::ReplaceHostChains { .. } => Some(
+                            ruleset::host_chains(c)
+                                .iter()
+                                .map(ruleset::render_chain)
+                                .collect(),
+                        ),
+                        _ => None,
+                    };
+                    for line in text.unwrap_or_default().lines() {
+                        println!("      {line}");
+                    }
                 }
             }
             Err(e) => {
@@ -106,7 +121,7 @@ pub fn down(args: &crate::DownArgs) -> anyhow::Result<u8> {
         bail!("name the contexts to remove, or use --all");
     }
     let _lock = owner::lock().context("taking the netctx lock")?;
-    let mut nl = nl::Rtnl::open().context("opening a route netlink socket")?;
+    let mut nl = apply::Host::open().context("opening netlink sockets")?;
     let names = if args.all {
         down::known(&mut nl)?
     } else {
@@ -149,7 +164,7 @@ struct Status {
 
 pub fn status(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
     let ctxs = select(cfg, &l.contexts)?;
-    let mut nl = nl::Rtnl::open().context("opening a route netlink socket")?;
+    let mut nl = apply::Host::open().context("opening netlink sockets")?;
     let mut out = Vec::new();
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, true)?) {
         let (state, detail) = match r {

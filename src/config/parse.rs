@@ -44,6 +44,7 @@ pub struct LinkDecl {
     pub host: Option<(String, Loc)>,
     pub host_addresses: Vec<(Cidr, Loc)>,
     pub addresses: Vec<(Cidr, Loc)>,
+    pub accept_ra: bool,
 }
 
 #[derive(Debug)]
@@ -324,6 +325,7 @@ impl Walker<'_> {
         let (mut kind, mut name, mut host) = (None, None, None);
         let (mut host_addresses, mut addresses) = (Vec::new(), Vec::new());
         let mut host_addr_span = None;
+        let mut accept_ra = false;
         let mut ok = true;
         for (k, val) in t {
             let key = k.get_ref().as_ref();
@@ -354,6 +356,7 @@ impl Walker<'_> {
                     }
                 }
                 "addresses" => addresses = self.cidrs(val, key),
+                "accept_ra" => accept_ra = self.boolean(val, key).unwrap_or(false),
                 "host_addresses" => {
                     host_addresses = self.cidrs(val, key);
                     host_addr_span = Some(k.span());
@@ -361,7 +364,7 @@ impl Walker<'_> {
                 _ => self.unknown(
                     k,
                     key,
-                    "in link (expected kind, name, host, host_addresses, addresses)",
+                    "in link (expected kind, name, host, host_addresses, addresses, accept_ra)",
                 ),
             }
         }
@@ -399,6 +402,7 @@ impl Walker<'_> {
             host: host.map(|(h, _)| h),
             host_addresses,
             addresses,
+            accept_ra,
         })
     }
 

@@ -196,7 +196,10 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
             ip_forward: s.ip_forward.or(d.ip_forward).unwrap_or(false),
             log: s.log.clone().or_else(|| d.log.clone()).unwrap_or_default(),
             log_group: s.log_group.or(d.log_group).unwrap_or(DEFAULT_LOG_GROUP),
-            log_rate: s.log_rate.or(d.log_rate).unwrap_or(crate::nft::ruleset::DEFAULT_LOG_RATE),
+            log_rate: s
+                .log_rate
+                .or(d.log_rate)
+                .unwrap_or(crate::nft::ruleset::DEFAULT_LOG_RATE),
             isolation: s.isolation.or(d.isolation).unwrap_or(Isolation::Strict),
             links: c
                 .links
@@ -208,6 +211,7 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
                     host,
                     host_addresses: l.host_addresses.into_iter().map(|(a, _)| a).collect(),
                     addresses: l.addresses.into_iter().map(|(a, _)| a).collect(),
+                    accept_ra: l.accept_ra,
                 })
                 .collect(),
             routes,

@@ -19,8 +19,20 @@ impl Live {
     /// (a context's chains in the host's table).
     pub fn only(&self, prefix: &str) -> Digest {
         Digest {
-            chains: self.digest.chains.iter().filter(|c| c.0.starts_with(prefix)).cloned().collect(),
-            rules: self.digest.rules.iter().filter(|r| r.0.starts_with(prefix)).cloned().collect(),
+            chains: self
+                .digest
+                .chains
+                .iter()
+                .filter(|c| c.0.starts_with(prefix))
+                .cloned()
+                .collect(),
+            rules: self
+                .digest
+                .rules
+                .iter()
+                .filter(|r| r.0.starts_with(prefix))
+                .cloned()
+                .collect(),
             sets: Vec::new(),
         }
     }
@@ -54,18 +66,24 @@ pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
             .and_then(|h| parse_attrs(h).find(|(t, _)| *t == attr::HOOK_HOOKNUM))
             .and_then(|(_, v)| v.try_into().ok().map(u32::from_be_bytes))
             .unwrap_or(u32::MAX);
-        live.digest.chains.push((c.get_str(attr::CHAIN_NAME).unwrap_or_default(), hooknum));
+        live.digest
+            .chains
+            .push((c.get_str(attr::CHAIN_NAME).unwrap_or_default(), hooknum));
     }
     let mut filter = Attrs::default();
     filter.str(attr::RULE_TABLE, TABLE);
     for r in nft.get(msg::GETRULE, &filter.0, true)? {
         let chain = r.get_str(attr::RULE_CHAIN).unwrap_or_default();
-        let comment = r.get(attr::RULE_USERDATA).and_then(udata_comment).unwrap_or_default();
+        let comment = r
+            .get(attr::RULE_USERDATA)
+            .and_then(udata_comment)
+            .unwrap_or_default();
         live.digest.rules.push((chain, comment));
     }
     for s in sets {
         let mut a = Attrs::default();
-        a.str(attr::SET_ELEM_LIST_TABLE, TABLE).str(attr::SET_ELEM_LIST_SET, s);
+        a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
+            .str(attr::SET_ELEM_LIST_SET, s);
         let mut elems = Vec::new();
         let answers = match nft.get(msg::GETSETELEM, &a.0, true) {
             Ok(a) => a,
@@ -73,7 +91,9 @@ pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
             Err(e) => return Err(e),
         };
         for ans in answers {
-            let Some(list) = ans.get(attr::SET_ELEM_LIST_ELEMENTS) else { continue };
+            let Some(list) = ans.get(attr::SET_ELEM_LIST_ELEMENTS) else {
+                continue;
+            };
             for (_, elem) in parse_attrs(list) {
                 let key = parse_attrs(elem)
                     .find(|(t, _)| *t == attr::SET_ELEM_KEY)

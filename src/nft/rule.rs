@@ -34,9 +34,17 @@ pub enum Match {
     OifName(String),
     PktType(u8),
     /// The address is in the named set (`v6` picks ip6 and its set type).
-    InSet { v6: bool, dir: Dir, set: String, set_id: u32 },
+    InSet {
+        v6: bool,
+        dir: Dir,
+        set: String,
+        set_id: u32,
+    },
     /// The address lies in the prefix (a /32 or /128 is one address).
-    Prefix { dir: Dir, cidr: Cidr },
+    Prefix {
+        dir: Dir,
+        cidr: Cidr,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +53,11 @@ pub enum Action {
     /// Count and drop.
     Drop,
     /// Log to an NFLOG group, rate-limited (packets per second, burst).
-    Log { rate: u32, prefix: String, group: u16 },
+    Log {
+        rate: u32,
+        prefix: String,
+        group: u16,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +90,10 @@ fn cmp_eq(list: &mut Attrs, value: &[u8]) {
 
 fn payload(list: &mut Attrs, offset: u32, len: u32) {
     expr(list, "payload", |d| {
-        d.be32(1, REG_1).be32(2, PAYLOAD_NETWORK).be32(3, offset).be32(4, len);
+        d.be32(1, REG_1)
+            .be32(2, PAYLOAD_NETWORK)
+            .be32(3, offset)
+            .be32(4, len);
     });
 }
 
@@ -151,7 +166,12 @@ impl Rule {
                     meta(&mut l, META_PKTTYPE);
                     cmp_eq(&mut l, &[*t]);
                 }
-                Match::InSet { v6, dir, set, set_id } => {
+                Match::InSet {
+                    v6,
+                    dir,
+                    set,
+                    set_id,
+                } => {
                     nfproto(&mut l, *v6);
                     payload(&mut l, addr_offset(*v6, *dir), if *v6 { 16 } else { 4 });
                     expr(&mut l, "lookup", |d| {
@@ -216,7 +236,11 @@ impl Rule {
                 Match::IifName(n) => write!(s, "iifname \"{n}\" "),
                 Match::OifName(n) => write!(s, "oifname \"{n}\" "),
                 Match::PktType(t) => {
-                    let name = if *t == PACKET_BROADCAST { "broadcast" } else { "multicast" };
+                    let name = if *t == PACKET_BROADCAST {
+                        "broadcast"
+                    } else {
+                        "multicast"
+                    };
                     write!(s, "meta pkttype {name} ")
                 }
                 Match::InSet { v6, dir, set, .. } => {
@@ -225,7 +249,11 @@ impl Rule {
                     write!(s, "meta nfproto {fam} {ip} {d} @{set} ")
                 }
                 Match::Prefix { dir, cidr } => {
-                    let (fam, ip) = if cidr.is_v4() { ("ipv4", "ip") } else { ("ipv6", "ip6") };
+                    let (fam, ip) = if cidr.is_v4() {
+                        ("ipv4", "ip")
+                    } else {
+                        ("ipv6", "ip6")
+                    };
                     let d = if *dir == Dir::Src { "saddr" } else { "daddr" };
                     if cidr.prefix == crate::model::max_prefix(cidr.addr) {
                         write!(s, "meta nfproto {fam} {ip} {d} {} ", cidr.addr)

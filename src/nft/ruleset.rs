@@ -11,6 +11,8 @@ use super::wire::{attr, comment_udata, msg, Attrs, Msg, NLM_F_APPEND, NLM_F_CREA
 use crate::model::{Cidr, Context, Hook, Isolation, LinkKind};
 
 pub const TABLE: &str = "netctx";
+/// The address sets of a context's table.
+pub const SET_NAMES: [&str; 2] = ["assigned4", "assigned6"];
 /// Comment on the host's table: who made it.
 pub const HOST_COMMENT: &str = "netctx";
 /// Default for `log_rate`: packets a second each logging rule passes on.
@@ -116,12 +118,34 @@ pub fn context_table(ctx: &Context) -> Option<Table> {
     if !strict && ctx.log.is_empty() {
         return None;
     }
-    let v4: Vec<IpAddr> = ctx.links.iter().flat_map(|l| &l.addresses).filter(|a| a.is_v4()).map(|a| a.addr).collect();
-    let v6: Vec<IpAddr> = ctx.links.iter().flat_map(|l| &l.addresses).filter(|a| !a.is_v4()).map(|a| a.addr).collect();
+    let v4: Vec<IpAddr> = ctx
+        .links
+        .iter()
+        .flat_map(|l| &l.addresses)
+        .filter(|a| a.is_v4())
+        .map(|a| a.addr)
+        .collect();
+    let v6: Vec<IpAddr> = ctx
+        .links
+        .iter()
+        .flat_map(|l| &l.addresses)
+        .filter(|a| !a.is_v4())
+        .map(|a| a.addr)
+        .collect();
     let sets = if strict {
         vec![
-            Set { name: "assigned4".into(), v6: false, id: 1, elems: v4 },
-            Set { name: "assigned6".into(), v6: true, id: 2, elems: v6 },
+            Set {
+                name: "assigned4".into(),
+                v6: false,
+                id: 1,
+                elems: v4,
+            },
+            Set {
+                name: "assigned6".into(),
+                v6: true,
+                id: 2,
+                elems: v6,
+            },
         ]
     } else {
         vec![]
@@ -150,16 +174,25 @@ pub fn context_table(ctx: &Context) -> Option<Table> {
             // link-local).
             rules.push(accept(vec![Match::PktType(PACKET_BROADCAST)]));
             rules.push(accept(vec![Match::PktType(PACKET_MULTICAST)]));
-            rules.push(accept(vec![Match::Prefix { dir: Dir::Dst, cidr: cidr("fe80::/10") }]));
+            rules.push(accept(vec![Match::Prefix {
+                dir: Dir::Dst,
+                cidr: cidr("fe80::/10"),
+            }]));
             rules.extend(drop_rules(ctx));
         }
         if strict && hook == Hook::Output {
             rules.push(accept(vec![Match::OifName("lo".into())]));
             rules.push(accept(vec![in_set(false, Dir::Src)]));
             rules.push(accept(vec![in_set(true, Dir::Src)]));
-            rules.push(accept(vec![Match::Prefix { dir: Dir::Src, cidr: cidr("fe80::/10") }]));
+            rules.push(accept(vec![Match::Prefix {
+                dir: Dir::Src,
+                cidr: cidr("fe80::/10"),
+            }]));
             // Duplicate address detection sends from ::.
-            rules.push(accept(vec![Match::Prefix { dir: Dir::Src, cidr: cidr("::/128") }]));
+            rules.push(accept(vec![Match::Prefix {
+                dir: Dir::Src,
+                cidr: cidr("::/128"),
+            }]));
             rules.extend(drop_rules(ctx));
         }
         if !rules.is_empty() {
@@ -201,7 +234,10 @@ pub fn host_chains(ctx: &Context) -> Vec<Chain> {
     let mut sources: Vec<Cidr> = Vec::new();
     for l in &ctx.links {
         for a in &l.addresses {
-            let own = Cidr { addr: a.addr, prefix: crate::model::max_prefix(a.addr) };
+            let own = Cidr {
+                addr: a.addr,
+                prefix: crate::model::max_prefix(a.addr),
+            };
             let src = if ctx.ip_forward { a.subnet() } else { own };
             if !sources.contains(&src) {
                 sources.push(src);
@@ -217,7 +253,12 @@ pub fn host_chains(ctx: &Context) -> Vec<Chain> {
         .map(|host| {
             let mut rules: Vec<Rule> = sources
                 .iter()
-                .map(|c| accept(vec![Match::Prefix { dir: Dir::Src, cidr: *c }]))
+                .map(|c| {
+                    accept(vec![Match::Prefix {
+                        dir: Dir::Src,
+                        cidr: *c,
+                    }])
+                })
                 .collect();
             rules.extend(drop_rules(ctx));
             Chain {
@@ -263,7 +304,8 @@ pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
         .str(attr::CHAIN_TYPE, "filter")
         .be32(attr::CHAIN_POLICY, 1)
         .nested(attr::CHAIN_HOOK, |h| {
-            h.be32(attr::HOOK_HOOKNUM, c.hooknum).be32(attr::HOOK_PRIORITY, 0);
+            h.be32(attr::HOOK_HOOKNUM, c.hooknum)
+                .be32(attr::HOOK_PRIORITY, 0);
             if let Some(d) = &c.device {
                 h.str(attr::HOOK_DEV, d);
             }
@@ -273,8 +315,14 @@ pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
         let mut a = Attrs::default();
         a.str(attr::RULE_TABLE, TABLE)
             .str(attr::RULE_CHAIN, &c.name)
-            .bytes(attr::RULE_EXPRESSIONS | super::wire::NLA_F_NESTED, &r.encode().0)
-            .bytes(attr::RULE_USERDATA, &comment_udata(&rule_comment(&c.name, r)));
+            .bytes(
+                attr::RULE_EXPRESSIONS | super::wire::NLA_F_NESTED,
+                &r.encode().0,
+            )
+            .bytes(
+                attr::RULE_USERDATA,
+                &comment_udata(&rule_comment(&c.name, r)),
+            );
         out.push(Msg::new(msg::NEWRULE, NLM_F_CREATE | NLM_F_APPEND, a));
     }
 }
@@ -284,7 +332,10 @@ pub fn set_msgs(s: &Set, out: &mut Vec<Msg>) {
     a.str(attr::SET_TABLE, TABLE)
         .str(attr::SET_NAME, &s.name)
         .be32(attr::SET_FLAGS, 0)
-        .be32(attr::SET_KEY_TYPE, if s.v6 { TYPE_IPV6_ADDR } else { TYPE_IPV4_ADDR })
+        .be32(
+            attr::SET_KEY_TYPE,
+            if s.v6 { TYPE_IPV6_ADDR } else { TYPE_IPV4_ADDR },
+        )
         .be32(attr::SET_KEY_LEN, if s.v6 { 16 } else { 4 })
         .be32(attr::SET_ID, s.id);
     out.push(Msg::new(msg::NEWSET, NLM_F_CREATE, a));
@@ -385,11 +436,23 @@ pub fn render_chain(c: &Chain) -> String {
         HOOK_INPUT => "input".to_string(),
         HOOK_FORWARD => "forward".to_string(),
         HOOK_OUTPUT => "output".to_string(),
-        _ => format!("ingress device \"{}\"", c.device.as_deref().unwrap_or_default()),
+        _ => format!(
+            "ingress device \"{}\"",
+            c.device.as_deref().unwrap_or_default()
+        ),
     };
-    let mut s = format!("\tchain {} {{\n\t\ttype filter hook {hook} priority 0; policy accept;\n", c.name);
+    let mut s = format!(
+        "\tchain {} {{\n\t\ttype filter hook {hook} priority 0; policy accept;\n",
+        c.name
+    );
     for r in &c.rules {
-        writeln!(s, "\t\t{} comment \"{}\"", r.render(), rule_comment(&c.name, r)).unwrap();
+        writeln!(
+            s,
+            "\t\t{} comment \"{}\"",
+            r.render(),
+            rule_comment(&c.name, r)
+        )
+        .unwrap();
     }
     s.push_str("\t}\n");
     s

@@ -6,7 +6,10 @@ use std::io;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
-use super::wire::{batch, encode_raw, parse_attrs, Msg, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use super::wire::{
+    batch, encode_raw, parse_attrs, Msg, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLM_F_ACK, NLM_F_DUMP,
+    NLM_F_REQUEST,
+};
 use crate::nl::NlError;
 
 const NLMSG_ERROR: u16 = 2;
@@ -22,13 +25,14 @@ pub struct Nft {
 
 /// One message of a dump: its NFT_MSG type and attributes.
 pub struct Answer {
-    pub ty: u16,
     pub attrs: Vec<u8>,
 }
 
 impl Answer {
     pub fn get(&self, ty: u16) -> Option<&[u8]> {
-        parse_attrs(&self.attrs).find(|(t, _)| *t == ty).map(|(_, v)| v)
+        parse_attrs(&self.attrs)
+            .find(|(t, _)| *t == ty)
+            .map(|(_, v)| v)
     }
     pub fn get_str(&self, ty: u16) -> Option<String> {
         self.get(ty).map(|v| {
@@ -48,10 +52,12 @@ fn extack(flags: u16, payload: &[u8]) -> Option<String> {
     if flags & 0x200 == 0 || payload.len() < 20 {
         return None;
     }
-    parse_attrs(&payload[20..]).find(|(t, _)| *t == 1).map(|(_, v)| {
-        let v = v.split(|b| *b == 0).next().unwrap_or_default();
-        String::from_utf8_lossy(v).into_owned()
-    })
+    parse_attrs(&payload[20..])
+        .find(|(t, _)| *t == 1)
+        .map(|(_, v)| {
+            let v = v.split(|b| *b == 0).next().unwrap_or_default();
+            String::from_utf8_lossy(v).into_owned()
+        })
 }
 
 impl Nft {
@@ -142,7 +148,15 @@ impl Nft {
             let seq = self.seq;
             let mut out = Vec::new();
             let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
-            encode_raw((NFNL_SUBSYS_NFTABLES << 8) | ty, flags, seq, NFPROTO_INET, 0, attrs, &mut out);
+            encode_raw(
+                (NFNL_SUBSYS_NFTABLES << 8) | ty,
+                flags,
+                seq,
+                NFPROTO_INET,
+                0,
+                attrs,
+                &mut out,
+            );
             self.sock.send(&out, 0)?;
             let mut answers = Vec::new();
             let mut err = None;
@@ -163,7 +177,6 @@ impl Nft {
                     }
                     _ => {
                         answers.push(Answer {
-                            ty: mty & 0xff,
                             attrs: payload.get(4..).unwrap_or_default().to_vec(),
                         });
                         got_one = true;
@@ -175,7 +188,12 @@ impl Nft {
             let _ = (acked, got_one);
             match err {
                 Some(e) if e == libc::ENOENT => return Ok(Vec::new()),
-                Some(errno) => return Err(NlError { errno, extack: None }),
+                Some(errno) => {
+                    return Err(NlError {
+                        errno,
+                        extack: None,
+                    })
+                }
                 None if intr => continue,
                 None => return Ok(answers),
             }

@@ -32,18 +32,30 @@ addresses = ["10.4.0.1/22"]
 "#;
 
 fn ctx() -> Context {
-    load_sources(&[(PathBuf::from("t.toml"), CTX.into())]).unwrap().contexts[0].clone()
+    load_sources(&[(PathBuf::from("t.toml"), CTX.into())])
+        .unwrap()
+        .contexts[0]
+        .clone()
 }
 
 fn fixture(name: &str, rendered: &str) -> &'static str {
     let (nft, hex) = match name {
-        "context" => (include_str!("fixtures/context.nft"), include_str!("fixtures/context.nft.hex")),
-        _ => (include_str!("fixtures/host.nft"), include_str!("fixtures/host.nft.hex")),
+        "context" => (
+            include_str!("fixtures/context.nft"),
+            include_str!("fixtures/context.nft.hex"),
+        ),
+        _ => (
+            include_str!("fixtures/host.nft"),
+            include_str!("fixtures/host.nft.hex"),
+        ),
     };
     if std::env::var_os("NETCTX_UPDATE_FIXTURES").is_some() {
         std::fs::write(format!("src/nft/fixtures/{name}.nft"), rendered).unwrap();
     }
-    assert_eq!(rendered, nft, "the ruleset changed: rerun with NETCTX_UPDATE_FIXTURES=1, then derive.py");
+    assert_eq!(
+        rendered, nft,
+        "the ruleset changed: rerun with NETCTX_UPDATE_FIXTURES=1, then derive.py"
+    );
     hex
 }
 
@@ -55,7 +67,11 @@ fn keyed(msgs: impl Iterator<Item = (u16, Vec<u8>)>) -> BTreeMap<String, Vec<u8>
         let s = |t: u16| {
             parse_attrs(&attrs)
                 .find(|(a, _)| *a == t)
-                .map(|(_, v)| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
+                .map(|(_, v)| {
+                    String::from_utf8_lossy(v)
+                        .trim_end_matches('\0')
+                        .to_string()
+                })
                 .unwrap_or_default()
         };
         let key = match ty {
@@ -100,12 +116,18 @@ fn from_hex(text: &str) -> BTreeMap<String, Vec<u8>> {
 fn ours(msgs: &[Msg]) -> BTreeMap<String, Vec<u8>> {
     // Only the creating half: the first NEWTABLE of a replacement has no
     // comment and is there to make the DELTABLE safe.
-    let skip = msgs.iter().position(|m| m.ty == msg::DELTABLE).map_or(0, |i| i + 1);
+    let skip = msgs
+        .iter()
+        .position(|m| m.ty == msg::DELTABLE)
+        .map_or(0, |i| i + 1);
     keyed(msgs[skip..].iter().map(|m| (m.ty, m.attrs.0.clone())))
 }
 
 fn compare(ours: BTreeMap<String, Vec<u8>>, nft: BTreeMap<String, Vec<u8>>) {
-    assert_eq!(ours.keys().collect::<Vec<_>>(), nft.keys().collect::<Vec<_>>());
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        nft.keys().collect::<Vec<_>>()
+    );
     for (k, v) in &nft {
         assert_eq!(&ours[k], v, "{k} differs from what nft sends");
     }
@@ -121,13 +143,19 @@ fn context_table_is_encoded_as_nft_encodes_it() {
 #[test]
 fn host_chains_are_encoded_as_nft_encodes_them() {
     let chains = host_chains(&ctx());
-    let mut text = format!("table inet netctx {{\n\tcomment \"{}\"\n", ruleset::HOST_COMMENT);
+    let mut text = format!(
+        "table inet netctx {{\n\tcomment \"{}\"\n",
+        ruleset::HOST_COMMENT
+    );
     for c in &chains {
         text.push_str(&render_chain(c));
     }
     text.push_str("}\n");
     let hex = fixture("host", &text);
-    compare(ours(&ruleset::replace_host_chains(&[], &chains)), from_hex(hex));
+    compare(
+        ours(&ruleset::replace_host_chains(&[], &chains)),
+        from_hex(hex),
+    );
 }
 
 #[test]
@@ -135,7 +163,13 @@ fn strict_context_table_has_the_expected_shape() {
     let t = context_table(&ctx()).unwrap();
     let names: Vec<&str> = t.chains.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["input", "forward", "output"]);
-    assert_eq!(t.sets[0].elems, ["10.100.0.2".parse::<std::net::IpAddr>().unwrap(), "10.4.0.1".parse().unwrap()]);
+    assert_eq!(
+        t.sets[0].elems,
+        [
+            "10.100.0.2".parse::<std::net::IpAddr>().unwrap(),
+            "10.4.0.1".parse().unwrap()
+        ]
+    );
     assert_eq!(t.sets[1].elems.len(), 1);
     // forward: only logging (a routing context forwards).
     assert_eq!(t.chains[1].rules.len(), 1);
@@ -144,7 +178,10 @@ fn strict_context_table_has_the_expected_shape() {
     assert!(text.contains("limit rate 50/second burst 50 packets log prefix \"CTX:DROP:\" group 7"));
     // Host side: one chain per veth; routing context: its subnets too.
     let hc = host_chains(&ctx());
-    assert_eq!(hc.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["web_nx-web", "web_nx-web1"]);
+    assert_eq!(
+        hc.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["web_nx-web", "web_nx-web1"]
+    );
     let h = render_chain(&hc[0]);
     assert!(h.contains("ip saddr 10.100.0.0/24 accept"), "{h}");
     assert!(h.contains("ip saddr 10.4.0.0/22 accept"), "{h}");

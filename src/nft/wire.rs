@@ -152,7 +152,15 @@ impl Msg {
     }
 }
 
-pub fn encode_raw(ty: u16, flags: u16, seq: u32, family: u8, res_id: u16, attrs: &[u8], out: &mut Vec<u8>) {
+pub fn encode_raw(
+    ty: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    attrs: &[u8],
+    out: &mut Vec<u8>,
+) {
     let len = 16 + 4 + attrs.len();
     out.extend_from_slice(&(len as u32).to_ne_bytes());
     out.extend_from_slice(&ty.to_ne_bytes());
@@ -171,7 +179,15 @@ pub fn batch(msgs: &[Msg], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
     let mut out = Vec::new();
     let mut seqs = Vec::new();
     let mut seq = first_seq;
-    encode_raw(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, &[], &mut out);
+    encode_raw(
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+        &mut out,
+    );
     for m in msgs {
         seq += 1;
         let mut m = m.clone();
@@ -180,7 +196,15 @@ pub fn batch(msgs: &[Msg], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
         seqs.push(seq);
     }
     seq += 1;
-    encode_raw(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, &[], &mut out);
+    encode_raw(
+        NFNL_MSG_BATCH_END,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+        &mut out,
+    );
     (out, seqs)
 }
 
@@ -233,7 +257,10 @@ mod tests {
         // BATCH_BEGIN: len 20, type 0x10, res_id = NFNL_SUBSYS_NFTABLES big-endian.
         assert_eq!(&bytes[..6], &[20, 0, 0, 0, 0x10, 0]);
         assert_eq!(&bytes[18..20], &[0, 10]);
-        assert_eq!(&bytes[bytes.len() - 20 + 4..bytes.len() - 20 + 6], &[0x11, 0]);
+        assert_eq!(
+            &bytes[bytes.len() - 20 + 4..bytes.len() - 20 + 6],
+            &[0x11, 0]
+        );
     }
 
     #[test]

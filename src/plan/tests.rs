@@ -1,5 +1,7 @@
 use super::*;
 use crate::config::load_sources;
+use crate::nft::observe::Live;
+use crate::nft::ruleset::{context_table, digest_of, host_chains, HOST_COMMENT};
 use crate::state::{alias_for, ObsLink, ObsRoute};
 use netlink_packet_route::route::RouteProtocol;
 use std::path::PathBuf;
@@ -53,8 +55,23 @@ fn converged() -> (NsState, HashMap<String, ObsLink>) {
             oif: Some(2),
             protocol: RouteProtocol::Static,
         }],
-        forward_v4: true,
-        forward_v6: true,
+        sysctls: [
+            ("net/ipv4/ip_forward", true),
+            ("net/ipv6/conf/all/forwarding", true),
+            ("net/ipv6/conf/eth0/accept_ra", false),
+            ("net/ipv6/conf/dummy0/accept_ra", false),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        nft: {
+            let t = context_table(&ctx()).unwrap();
+            Live {
+                exists: true,
+                comment: Some(t.comment.clone()),
+                digest: t.digest(),
+            }
+        },
     };
     let mut h = link(9, "nx-web", "veth", &["10.100.0.1/24"]);
     h.alias = Some(alias_for("web"));
@@ -75,6 +92,7 @@ fn nothing_there_builds_everything_in_order() {
         owner: NsOwner::Absent,
         ns: NsState::default(),
         host: &host,
+        host_nft: &Live::default(),
     };
     let p = plan(&ctx(), &obs).unwrap();
     assert_eq!(
@@ -94,6 +112,10 @@ fn nothing_there_builds_everything_in_order() {
             "add route default via 10.100.0.1",
             "set net.ipv4.ip_forward = 1",
             "set net.ipv6.conf.all.forwarding = 1",
+            "set net.ipv6.conf.eth0.accept_ra = 0",
+            "set net.ipv6.conf.dummy0.accept_ra = 0",
+            "replace nftables table inet netctx (15 rules)",
+            "replace host nftables chains web_nx-web",
         ]
     );
 }
@@ -105,6 +127,7 @@ fn converged_state_needs_nothing() {
         owner: NsOwner::Ours,
         ns,
         host: &host,
+        host_nft: &host_live(),
     };
     assert_eq!(plan(&ctx(), &obs).unwrap(), []);
 }
@@ -117,13 +140,15 @@ fn drift_is_repaired_and_only_the_drift() {
         .push(Cidr::parse("10.100.0.99/24").unwrap()); // extra address
     ns.links[2].up = false; // link down
     ns.routes.clear(); // missing route
-    ns.forward_v6 = false;
+    ns.sysctls
+        .insert("net/ipv6/conf/all/forwarding".into(), false);
     ns.links.push(link(7, "sneaky", "dummy", &[])); // extra link
     host.get_mut("nx-web").unwrap().addrs.clear();
     let obs = Observed {
         owner: NsOwner::Ours,
         ns,
         host: &host,
+        host_nft: &host_live(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -151,6 +176,7 @@ fn extra_route_is_removed_and_routes_through_recreated_links_are_readded() {
         owner: NsOwner::Ours,
         ns: ns.clone(),
         host: &host,
+        host_nft: &host_live(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -163,6 +189,7 @@ fn extra_route_is_removed_and_routes_through_recreated_links_are_readded() {
         owner: NsOwner::Ours,
         ns,
         host: &host,
+        host_nft: &host_live(),
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
     assert_eq!(t[0], "delete link eth0");
@@ -179,6 +206,7 @@ fn foreign_objects_are_refused() {
         owner: NsOwner::Foreign,
         ns: ns.clone(),
         host: &host,
+        host_nft: &host_live(),
     };
     assert_eq!(
         plan(&ctx(), &obs),
@@ -190,6 +218,7 @@ fn foreign_objects_are_refused() {
         owner: NsOwner::Absent,
         ns: NsState::default(),
         host: &host,
+        host_nft: &host_live(),
     };
     assert_eq!(
         plan(&ctx(), &obs),
@@ -201,6 +230,7 @@ fn foreign_objects_are_refused() {
         owner: NsOwner::Ours,
         ns,
         host: &host,
+        host_nft: &host_live(),
     };
     assert_eq!(
         plan(&ctx(), &obs),
@@ -218,6 +248,7 @@ fn leftover_host_link_of_a_vanished_namespace_is_replaced() {
         owner: NsOwner::OursMissing,
         ns: NsState::default(),
         host: &host,
+        host_nft: &host_live(),
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
     assert_eq!(
@@ -240,6 +271,7 @@ fn undeclared_host_link_of_this_context_is_removed() {
         owner: NsOwner::Ours,
         ns,
         host: &host,
+        host_nft: &host_live(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -254,6 +286,7 @@ fn unmounted_namespace_file_of_ours_is_remade() {
         owner: NsOwner::OursUnmounted,
         ns: NsState::default(),
         host: &host,
+        host_nft: &host_live(),
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
     assert_eq!(
@@ -261,6 +294,75 @@ fn unmounted_namespace_file_of_ours_is_remade() {
         [
             "remove the unmounted namespace file",
             "create network namespace"
+        ]
+    );
+}
+
+/// The host's table as `up` leaves it for `ctx()`.
+fn host_live() -> Live {
+    Live {
+        exists: true,
+        comment: Some(HOST_COMMENT.into()),
+        digest: digest_of(&host_chains(&ctx()), &[]),
+    }
+}
+
+#[test]
+fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
+    let (mut ns, host) = converged();
+    ns.nft.digest.rules.pop();
+    let hl = host_live();
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns: ns.clone(),
+        host: &host,
+        host_nft: &hl,
+    };
+    assert_eq!(
+        texts(&plan(&ctx(), &obs).unwrap()),
+        ["replace nftables table inet netctx (15 rules)"]
+    );
+
+    let (ns, host) = converged();
+    let mut hl = host_live();
+    hl.digest.rules.clear();
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns: ns.clone(),
+        host: &host,
+        host_nft: &hl,
+    };
+    assert_eq!(
+        texts(&plan(&ctx(), &obs).unwrap()),
+        ["replace host nftables chains web_nx-web"]
+    );
+    hl.comment = Some("someone else".into());
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns,
+        host: &host,
+        host_nft: &hl,
+    };
+    assert_eq!(plan(&ctx(), &obs), Err(Refusal::ForeignHostTable));
+}
+
+#[test]
+fn isolation_off_removes_the_rules() {
+    let (ns, host) = converged();
+    let mut c = ctx();
+    c.isolation = crate::model::Isolation::Off;
+    let hl = host_live();
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns,
+        host: &host,
+        host_nft: &hl,
+    };
+    assert_eq!(
+        texts(&plan(&c, &obs).unwrap()),
+        [
+            "delete nftables table inet netctx",
+            "remove host nftables chains web_nx-web"
         ]
     );
 }
