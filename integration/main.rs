@@ -3,4 +3,5 @@
 
 mod engine;
 mod guests;
+mod isolation;
 mod sandbox;

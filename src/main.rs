@@ -11,6 +11,7 @@ mod guest;
 mod model;
 mod msgs;
 mod netns;
+mod nflog;
 mod nft;
 mod nl;
 mod owner;
@@ -74,6 +75,8 @@ enum Command {
     Stop(StopArgs),
     /// Every TCP/UDP socket of every context and of the host, with violations
     Audit(Listing),
+    /// Print the packets the logging chains see
+    Logs(LogsArgs),
 }
 
 #[derive(Args)]
@@ -105,6 +108,24 @@ pub struct ExecArgs {
     /// The command and its arguments
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Contexts (default: all declared)
+    pub contexts: Vec<String>,
+    /// Keep following (the default: print until interrupted)
+    #[arg(short, long)]
+    pub follow: bool,
+    /// One JSON object a line
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after N lines
+    #[arg(long, value_name = "N")]
+    pub count: Option<usize>,
+    /// Stop after SECS seconds
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
 }
 
 #[derive(Args)]
@@ -176,5 +197,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Start(args) => commands::guest::start(&load()?, &args),
         Command::Stop(args) => commands::guest::stop(&args),
         Command::Audit(l) => commands::audit::audit(&load()?, &l),
+        Command::Logs(a) => commands::logs::logs(&load()?, &a),
     }
 }

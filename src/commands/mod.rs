@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod engine;
 pub mod guest;
+pub mod logs;
 
 /// Exit codes (design §2).
 pub const EXIT_OK: u8 = 0;

@@ -1,0 +1,392 @@
+//! Strict isolation and logging chains, proved with real packets: the
+//! tables netctx loads (read back with `nft -j`), anti-spoofing in the
+//! context and on the host, wildcard sockets, binds of foreign addresses,
+//! the VServer mail's three pings in `netctx logs`, and convergence of rules.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::sandbox::{examples, Sandbox, BIN};
+
+const TWO: &str = r#"
+[defaults]
+log = ["input", "forward", "output"]
+
+[context.a]
+[[context.a.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.31.0.1/24"]
+addresses = ["10.31.0.2/24", "fd00:31::2/64"]
+[[context.a.route]]
+to = "default"
+via = "10.31.0.1"
+
+[context.b]
+[[context.b.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.32.0.1/24"]
+addresses = ["10.32.0.2/24"]
+[[context.b.route]]
+to = "default"
+via = "10.32.0.1"
+"#;
+
+fn nft_json(sb: &Sandbox, ns: Option<&str>) -> Vec<Value> {
+    let prefix = ns
+        .map(|n| format!("ip netns exec {n} "))
+        .unwrap_or_default();
+    let out = sb.ok(&format!("{prefix}nft -j list table inet netctx"));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["nftables"].as_array().unwrap().clone()
+}
+
+fn objects<'a>(v: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    v.iter().filter_map(|o| o.get(kind)).collect()
+}
+
+/// A UDP receiver in `ns` (None: the sandbox host) on `port`, writing what
+/// it receives to `file`, for `secs` seconds.
+fn udp_receiver(sb: &Sandbox, ns: Option<&str>, port: u16, file: &str, secs: f64) {
+    let prefix = ns
+        .map(|n| format!("ip netns exec {n} "))
+        .unwrap_or_default();
+    sb.ok(&format!(
+        "{prefix}python3 -c 'import socket,sys
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((\"0.0.0.0\", {port}))
+s.settimeout({secs})
+f=open(\"{file}\", \"w\")
+try:
+    while True:
+        d,a=s.recvfrom(100); f.write(d.decode()+\" \"+a[0]+\"\\n\"); f.flush()
+except socket.timeout: pass' >/dev/null 2>&1 & sleep 0.3"
+    ));
+}
+
+fn send_udp(sb: &Sandbox, ns: Option<&str>, dst: &str, port: u16, text: &str) {
+    let prefix = ns
+        .map(|n| format!("ip netns exec {n} "))
+        .unwrap_or_default();
+    sb.ok(&format!(
+        "{prefix}python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b\"{text}\", (\"{dst}\", {port}))'"
+    ));
+}
+
+/// Send a UDP datagram from `ns` with a forged IPv4 source, through a raw
+/// socket (the sender is privileged: `ip netns exec` runs as root).
+fn forge(sb: &Sandbox, ns: &str, src: &str, dst: &str, port: u16, text: &str) {
+    sb.ok(&format!(
+        "ip netns exec {ns} python3 -c 'import socket,struct
+src,dst=socket.inet_aton(\"{src}\"),socket.inet_aton(\"{dst}\")
+data=b\"{text}\"
+udp=struct.pack(\"!HHHH\", 40000, {port}, 8+len(data), 0)+data
+ip=struct.pack(\"!BBHHHBBH4s4s\", 0x45, 0, 20+len(udp), 1, 0, 64, 17, 0, src, dst)
+s=socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+try: s.sendto(ip+udp, (\"{dst}\", 0))
+except PermissionError: pass  # dropped on output: the kernel says EPERM'"
+    ));
+}
+
+fn received(sb: &Sandbox, file: &str, secs: f64) -> String {
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    sb.ok(&format!("cat {file} 2>/dev/null || true"))
+}
+
+#[test]
+fn tables_inside_and_on_the_host_read_back_with_nft() {
+    let sb = Sandbox::new();
+    sb.netctx_with(TWO, &["up"]).ok();
+    let a = nft_json(&sb, Some("a"));
+    let chains: Vec<&str> = objects(&a, "chain")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(chains, ["input", "forward", "output"]);
+    let sets = objects(&a, "set");
+    assert_eq!(sets[0]["name"], "assigned4");
+    assert_eq!(sets[0]["elem"], serde_json::json!(["10.31.0.2"]));
+    assert_eq!(sets[1]["elem"], serde_json::json!(["fd00:31::2"]));
+    let rules = objects(&a, "rule");
+    assert_eq!(rules.len(), 18, "{rules:?}");
+    let text = sb.ok("ip netns exec a nft list table inet netctx");
+    for want in [
+        "log prefix \"CTX:INPUT:\" group 100",
+        "log prefix \"CTX:FORWARD:\" group 100",
+        "log prefix \"CTX:OUTPUT:\" group 100",
+        "ip daddr @assigned4 accept",
+        "ip6 saddr @assigned6 accept",
+        "log prefix \"CTX:DROP:\" group 100",
+        "limit rate 100/second burst 100 packets",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let host = nft_json(&sb, None);
+    let hc: Vec<&str> = objects(&host, "chain")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(hc, ["a_nx-a", "b_nx-b"]);
+    assert_eq!(objects(&host, "chain")[0]["hook"], "ingress");
+    assert!(sb
+        .ok("nft list chain inet netctx a_nx-a")
+        .contains("hook ingress device \"nx-a\""));
+    assert!(sb
+        .ok("nft list table inet netctx")
+        .contains("comment \"netctx\""));
+    // Router advertisements are refused on the context's links.
+    assert_eq!(
+        sb.ok("ip netns exec a sysctl -n net.ipv6.conf.eth0.accept_ra"),
+        "0\n"
+    );
+
+    // Isolation off and no logging: no table, no host chain.
+    let off = TWO.replace("[context.b]", "[context.b]\nisolation = \"off\"\nlog = []");
+    sb.netctx_with(&off, &["up"]).ok();
+    assert!(!sb
+        .sh("ip netns exec b nft list table inet netctx")
+        .status
+        .success());
+    let hc: Vec<String> = objects(&nft_json(&sb, None), "chain")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(hc, ["a_nx-a"]);
+}
+
+#[test]
+fn second_up_sends_no_nftables_message_and_drift_is_replaced() {
+    let sb = Sandbox::new();
+    let cfg = sb.write_config("c.toml", TWO);
+    let c = cfg.to_str().unwrap();
+    // nf_tables messages that change something, as strace decodes them.
+    let count = |args: &str| -> usize {
+        let out = sb.ok(&format!(
+            "strace -f -e trace=sendto,sendmsg -o /run/trace {BIN} -c {c} {args} >/dev/null 2>&1; \
+             grep -o 'NFT_MSG_NEW[A-Z]*\\|NFT_MSG_DEL[A-Z]*' /run/trace | wc -l"
+        ));
+        out.trim().parse().unwrap()
+    };
+    sb.netctx(&["-c", c, "down", "--all"]).ok();
+    let first = count("up");
+    assert!(first > 0, "the first up sent no nf_tables message");
+    assert_eq!(count("up"), 0, "a second up sent nf_tables messages");
+    // Someone flushes a chain inside: status says so, up replaces the table.
+    sb.ok("ip netns exec a nft flush chain inet netctx output");
+    let s = sb.netctx(&["-c", c, "status"]);
+    assert_eq!(s.code, 2);
+    assert!(
+        s.stdout.contains("replace nftables table inet netctx"),
+        "{}",
+        s.stdout
+    );
+    sb.netctx(&["-c", c, "up"]).ok();
+    assert_eq!(sb.netctx(&["-c", c, "status"]).code, 0);
+    assert_eq!(objects(&nft_json(&sb, Some("a")), "rule").len(), 18);
+}
+
+#[test]
+fn down_leaves_no_netctx_table_anywhere() {
+    let sb = Sandbox::new();
+    sb.netctx_with(TWO, &["up"]).ok();
+    sb.netctx_with(TWO, &["down", "a"]).ok();
+    let hc: Vec<String> = objects(&nft_json(&sb, None), "chain")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(hc, ["b_nx-b"], "a's host chain left behind");
+    sb.netctx_with(TWO, &["down", "--all"]).ok();
+    assert_eq!(sb.ok("nft list tables"), "");
+}
+
+#[test]
+fn wildcard_socket_receives_only_for_declared_addresses() {
+    let sb = Sandbox::new();
+    sb.netctx_with(TWO, &["up"]).ok();
+    sb.ok("ip -n a addr add 10.31.0.99/24 dev eth0");
+    udp_receiver(&sb, Some("a"), 5000, "/run/rx-a", 1.5);
+    send_udp(&sb, None, "10.31.0.2", 5000, "declared");
+    send_udp(&sb, None, "10.31.0.99", 5000, "sneaked");
+    let got = received(&sb, "/run/rx-a", 1.0);
+    assert!(got.contains("declared 10.31.0.1"), "{got:?}");
+    assert!(!got.contains("sneaked"), "{got:?}");
+}
+
+#[test]
+fn binding_another_contexts_address_fails() {
+    let sb = Sandbox::new();
+    sb.netctx_with(TWO, &["up"]).ok();
+    let r = sb.netctx_with(
+        TWO,
+        &["exec", "a", "--", "python3", "-c", "import socket,errno\ntry:\n socket.socket().bind(('10.32.0.2', 80))\nexcept OSError as e:\n print(errno.errorcode[e.errno])"],
+    );
+    assert_eq!(r.ok().stdout.trim(), "EADDRNOTAVAIL");
+}
+
+#[test]
+fn forged_source_reaches_neither_host_nor_other_context() {
+    let sb = Sandbox::new();
+    sb.netctx_with(TWO, &["up"]).ok();
+    // The sandbox host routes between contexts for this test, so that
+    // without the rules a forged packet would get through to b.
+    sb.ok("sysctl -qw net.ipv4.ip_forward=1");
+    udp_receiver(&sb, None, 6000, "/run/rx-host", 2.5);
+    udp_receiver(&sb, Some("b"), 6000, "/run/rx-b", 2.5);
+    // Control: a's own source gets through to both.
+    forge(&sb, "a", "10.31.0.2", "10.31.0.1", 6000, "own-to-host");
+    forge(&sb, "a", "10.31.0.2", "10.32.0.2", 6000, "own-to-b");
+    // Forged with b's source: dropped in a's output chain.
+    forge(&sb, "a", "10.32.0.2", "10.31.0.1", 6000, "forged-to-host");
+    forge(&sb, "a", "10.32.0.2", "10.32.0.2", 6000, "forged-to-b");
+    assert_eq!(
+        drops(&sb, Some("a"), "output"),
+        2,
+        "a's output chain did not drop the forgeries"
+    );
+    // A context that got its rules out of the way (a privileged guest):
+    // the host's chain on nx-a still drops the forgery.
+    sb.ok("ip netns exec a nft delete table inet netctx");
+    forge(&sb, "a", "10.32.0.2", "10.31.0.1", 6000, "unruled-to-host");
+    forge(&sb, "a", "10.32.0.2", "10.32.0.2", 6000, "unruled-to-b");
+    let host = received(&sb, "/run/rx-host", 0.5);
+    let b = received(&sb, "/run/rx-b", 0.0);
+    assert!(host.contains("own-to-host"), "control failed: {host:?}");
+    assert!(b.contains("own-to-b"), "control failed: {b:?}");
+    for (who, got) in [("host", &host), ("b", &b)] {
+        assert!(
+            !got.contains("forged") && !got.contains("unruled"),
+            "{who} got a forgery: {got:?}"
+        );
+    }
+    assert_eq!(
+        drops(&sb, None, "a_nx-a"),
+        2,
+        "the host's chain did not drop the forgeries"
+    );
+}
+
+/// Packets counted by the drop rule of a chain.
+fn drops(sb: &Sandbox, ns: Option<&str>, chain: &str) -> u64 {
+    let prefix = ns
+        .map(|n| format!("ip netns exec {n} "))
+        .unwrap_or_default();
+    let v: Value =
+        serde_json::from_str(&sb.ok(&format!("{prefix}nft -j list chain inet netctx {chain}")))
+            .unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["rule"]["expr"].as_array())
+        .flatten()
+        .find_map(|e| e["counter"]["packets"].as_u64())
+        .expect("a drop counter")
+}
+
+/// Start `netctx logs` in the background; wait until it reads.
+fn start_logs(sb: &Sandbox, cfg: &str, args: &str, out: &str) {
+    sb.ok(&format!(
+        "{BIN} -c {cfg} logs {args} >{out} 2>{out}.err & echo $! >{out}.pid; \
+         for i in $(seq 100); do grep -q reading {out}.err && break; sleep 0.05; done; grep -q reading {out}.err"
+    ));
+}
+
+/// Stop it (as ^C would) and return what it printed.
+fn stop_logs(sb: &Sandbox, out: &str) -> String {
+    std::thread::sleep(Duration::from_millis(300));
+    sb.ok(&format!("kill -INT $(cat {out}.pid); cat {out}"))
+}
+
+#[test]
+fn the_mails_three_pings_appear_in_logs() {
+    let sb = Sandbox::new();
+    let cfg = examples().join("vserver-mail.toml");
+    let c = cfg.to_str().unwrap();
+    sb.netctx(&["-c", c, "up"]).ok();
+    sb.ok("ip netns add far && ip link set nx-router1 netns far \
+         && ip -n far addr add 10.4.0.9/24 dev nx-router1 && ip -n far link set nx-router1 up \
+         && ip -n far route add default via 10.4.0.1 && ip route add 10.4.0.0/24 via 10.3.0.2");
+    start_logs(&sb, c, "--timeout 4", "/run/logs");
+    assert!(sb.ping(None, "10.1.0.2"), "terminating ping");
+    assert!(sb.ping(Some("leaf1"), "10.1.0.1"), "originating ping");
+    assert!(sb.ping(None, "10.4.0.9"), "routed ping");
+    let out = stop_logs(&sb, "/run/logs");
+    let has = |pat: &[&str]| out.lines().any(|l| pat.iter().all(|p| l.contains(p)));
+    // Terminating: the echo request in INPUT, the reply in OUTPUT.
+    assert!(
+        has(&["leaf1 INPUT: IN=eth0 OUT= SRC=10.1.0.1 DST=10.1.0.2 LEN=84 PROTO=ICMP TYPE=8"]),
+        "{out}"
+    );
+    assert!(
+        has(&["leaf1 OUTPUT: IN= OUT=eth0 SRC=10.1.0.2 DST=10.1.0.1 LEN=84 PROTO=ICMP TYPE=0"]),
+        "{out}"
+    );
+    // Originating: the request in OUTPUT, the reply in INPUT.
+    assert!(
+        has(&["leaf1 OUTPUT: IN= OUT=eth0 SRC=10.1.0.2 DST=10.1.0.1 LEN=84 PROTO=ICMP TYPE=8"]),
+        "{out}"
+    );
+    assert!(
+        has(&["leaf1 INPUT: IN=eth0 OUT= SRC=10.1.0.1 DST=10.1.0.2 LEN=84 PROTO=ICMP TYPE=0"]),
+        "{out}"
+    );
+    // Routed: FORWARD from eth0 to eth1, and no INPUT of it in the router.
+    assert!(
+        has(&[
+            "router FORWARD: IN=eth0 OUT=eth1 SRC=10.3.0.1 DST=10.4.0.9 LEN=84 PROTO=ICMP TYPE=8"
+        ]),
+        "{out}"
+    );
+    assert!(!has(&["router INPUT:", "DST=10.4.0.9"]), "{out}");
+}
+
+#[test]
+fn logs_json_and_a_second_reader_is_refused() {
+    let sb = Sandbox::new();
+    let cfg = sb.write_config("c.toml", TWO);
+    let c = cfg.to_str().unwrap();
+    sb.netctx(&["-c", c, "up"]).ok();
+    start_logs(&sb, c, "a --json --timeout 3", "/run/logs");
+    let second = sb.netctx(&["-c", c, "logs", "a", "--timeout", "1"]);
+    assert_eq!(second.code, 1);
+    assert!(
+        second
+            .stderr
+            .contains("another reader holds group 100 in context a"),
+        "{}",
+        second.stderr
+    );
+    assert!(sb.ping(None, "10.31.0.2"));
+    let out = stop_logs(&sb, "/run/logs");
+    let req = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["chain"] == "INPUT" && v["proto"] == "ICMP" && v["icmp_type"] == 8)
+        .unwrap_or_else(|| panic!("no echo request in {out}"));
+    assert_eq!(req["context"], "a");
+    assert_eq!(req["in"], "eth0");
+    assert_eq!(req["src"], "10.31.0.1");
+    assert_eq!(req["dst"], "10.31.0.2");
+    assert_eq!(req["len"], 84);
+}
+
+#[test]
+fn host_drops_of_forged_packets_are_logged() {
+    let sb = Sandbox::new();
+    let cfg = sb.write_config("c.toml", TWO);
+    let c = cfg.to_str().unwrap();
+    sb.netctx(&["-c", c, "up"]).ok();
+    sb.ok("ip netns exec a nft delete table inet netctx");
+    start_logs(&sb, c, "a --timeout 3", "/run/logs");
+    forge(&sb, "a", "10.32.0.2", "10.31.0.1", 6000, "x");
+    let out = stop_logs(&sb, "/run/logs");
+    assert!(
+        out.lines().any(
+            |l| l.starts_with("a DROP: IN=nx-a OUT= SRC=10.32.0.2 DST=10.31.0.1")
+                && l.contains("PROTO=UDP SPT=40000 DPT=6000")
+        ),
+        "{out}"
+    );
+}

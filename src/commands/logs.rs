@@ -1,0 +1,178 @@
+//! `netctx logs`: one reader thread per context namespace (and one in the
+//! host's for the drops of the host's chains), merged into one stream.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use super::engine::select;
+use super::EXIT_OK;
+use crate::model::{Config, Context, Isolation};
+use crate::nflog::{self, Subscription};
+use crate::nl::Rtnl;
+use crate::owner::{self, NsOwner};
+use crate::{netns, state, LogsArgs};
+
+enum Msg {
+    Ready,
+    Line(String),
+    /// A reader could not start: fatal for a context's, a warning for the
+    /// host's (another program may read that group there).
+    Failed(String, bool),
+}
+
+/// Interface names of the calling thread's namespace by index, with the
+/// context owning each (host side: from the link's alias).
+fn link_names() -> HashMap<u32, (String, Option<String>)> {
+    let Ok(mut nl) = Rtnl::open() else {
+        return HashMap::new();
+    };
+    state::read_links(&mut nl)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| (l.index, (l.name.clone(), l.owner().map(str::to_string))))
+        .collect()
+}
+
+/// Read one group in the calling thread's namespace until the channel
+/// closes. `ctx` names the context; `None` for the host, where a packet's
+/// context is the owner of its input link.
+fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc::Sender<Msg>) {
+    let sub = match Subscription::bind(group) {
+        Ok(s) => s,
+        Err(e) => {
+            let place = ctx.map_or("the host".to_string(), |c| format!("context {c}"));
+            let why = if e.raw_os_error() == Some(libc::EPERM) {
+                format!("another reader holds group {group} in {place}")
+            } else {
+                format!("cannot read NFLOG group {group} in {place}: {e}")
+            };
+            let _ = tx.send(Msg::Failed(why, ctx.is_some()));
+            return;
+        }
+    };
+    let _ = tx.send(Msg::Ready);
+    let mut names = link_names();
+    loop {
+        let Ok(packets) = sub.recv() else { return };
+        for p in packets {
+            let mut name = |i: Option<u32>| -> (String, Option<String>) {
+                let Some(i) = i else {
+                    return (String::new(), None);
+                };
+                if !names.contains_key(&i) {
+                    names = link_names();
+                }
+                names.get(&i).cloned().unwrap_or((i.to_string(), None))
+            };
+            let (indev, in_owner) = name(p.indev);
+            let (outdev, _) = name(p.outdev);
+            let chain = nflog::chain_of(&p.prefix).to_string();
+            let who = match ctx {
+                Some(c) => c.to_string(),
+                // The host logs only the drops of its chains, by input link.
+                None => match in_owner {
+                    Some(o) if chain == "DROP" && wanted.contains(&o) => o,
+                    _ => continue,
+                },
+            };
+            let h = nflog::parse_headers(&p.payload);
+            let line = if json {
+                nflog::to_json(&who, &chain, &indev, &outdev, &h).to_string()
+            } else {
+                nflog::format_line(&who, &chain, &indev, &outdev, &h)
+            };
+            if tx.send(Msg::Line(line)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<u8> {
+    let ctxs: Vec<&Context> = select(cfg, &a.contexts)?;
+    let (tx, rx) = mpsc::channel();
+    let mut readers = 0;
+    let wanted: Vec<String> = ctxs.iter().map(|c| c.name.clone()).collect();
+    for c in &ctxs {
+        if owner::ns_owner(&c.name)? != NsOwner::Ours {
+            eprintln!("netctx: context {} is not up; not reading it", c.name);
+            continue;
+        }
+        let file = netns::open(&c.name)?;
+        let (tx, name, group, json) = (tx.clone(), c.name.clone(), c.log_group, a.json);
+        // A thread of its own, in the context's namespace until it ends.
+        std::thread::spawn(move || {
+            if let Err(e) = nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET) {
+                let why = format!("context {name}: entering its namespace: {e}");
+                let _ = tx.send(Msg::Failed(why, true));
+                return;
+            }
+            read(group, Some(&name), &[], json, &tx);
+        });
+        readers += 1;
+    }
+    let mut host_groups: Vec<u16> = ctxs
+        .iter()
+        .filter(|c| c.isolation == Isolation::Strict)
+        .map(|c| c.log_group)
+        .collect();
+    host_groups.sort();
+    host_groups.dedup();
+    for group in host_groups {
+        let (tx, wanted, json) = (tx.clone(), wanted.clone(), a.json);
+        std::thread::spawn(move || read(group, None, &wanted, json, &tx));
+        readers += 1;
+    }
+    drop(tx);
+    if readers == 0 {
+        bail!("no context to read");
+    }
+
+    let deadline = a
+        .timeout
+        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut ready = 0;
+    let mut printed = 0;
+    loop {
+        if a.count.is_some_and(|n| printed >= n) {
+            break;
+        }
+        let wait = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(w) => w,
+                None => break,
+            },
+            None => Duration::from_secs(3600),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Msg::Ready) => {
+                ready += 1;
+                if ready == readers {
+                    eprintln!("netctx: reading {readers} log group subscription(s)");
+                }
+            }
+            Ok(Msg::Line(l)) => {
+                println!("{l}");
+                printed += 1;
+            }
+            Ok(Msg::Failed(why, true)) => bail!(why),
+            Ok(Msg::Failed(why, false)) => {
+                eprintln!("netctx: warning: {why}; drops on the host side are not shown");
+                readers -= 1;
+                if ready == readers {
+                    eprintln!("netctx: reading {readers} log group subscription(s)");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if deadline.is_some() {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    Ok(EXIT_OK)
+}
