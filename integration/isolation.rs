@@ -124,10 +124,11 @@ fn tables_inside_and_on_the_host_read_back_with_nft() {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
     let host = nft_json(&sb, None);
-    let hc: Vec<&str> = objects(&host, "chain")
+    let mut hc: Vec<&str> = objects(&host, "chain")
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
+    hc.sort();
     assert_eq!(hc, ["a_nx-a", "b_nx-b"]);
     assert_eq!(objects(&host, "chain")[0]["hook"], "ingress");
     assert!(sb
