@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 
+use crate::crash;
 use crate::model::Context;
 use crate::msgs;
 use crate::netns;
@@ -182,7 +183,9 @@ pub fn converge(
         netns::remove(name).map_err(|e| CtxError::ns(name, e))?;
     }
     owner::mark_intent(name).map_err(|e| CtxError::ns(name, e))?;
+    crash::point("marker written, no namespace yet");
     let made = netns::create_and_run(name, |file| -> Result<(), CtxError> {
+        crash::point("namespace made, not configured");
         let inode = netns::current_inode().map_err(|e| CtxError::ns(name, e))?;
         owner::mark_made(name, inode).map_err(|e| CtxError::ns(name, e))?;
         // New links in here refuse router advertisements from the start.
@@ -241,6 +244,7 @@ fn run(socks: &mut Sockets, steps: Vec<Step>, journal: &mut Vec<Undo>) -> Result
                 }
             }
         }
+        crash::point("a batch of link, address or route requests done");
         if let Some(e) = failed {
             return Err(e);
         }
@@ -371,6 +375,7 @@ fn apply(
             let old = state::read_sysctl(path).unwrap_or(!on);
             state::write_sysctl(path, *on).map_err(|e| CtxError::Other(format!("{a}: {e}")))?;
             journal.push(Undo::Sysctl(path.clone(), old));
+            crash::point("a sysctl written");
         }
     }
 
@@ -474,6 +479,7 @@ fn apply(
         };
         nft.transaction(&msgs)
             .map_err(|(_, e)| CtxError::kernel(object, &e))?;
+        crash::point("an nf_tables transaction done");
     }
     Ok(())
 }

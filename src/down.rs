@@ -73,6 +73,7 @@ fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, 
         msgs = vec![ruleset::del_table()];
     }
     host.nft.transaction(&msgs).map_err(|(_, e)| kernel(&e))?;
+    crate::crash::point("host chains removed");
     Ok(gone)
 }
 
@@ -90,7 +91,9 @@ pub fn down(host: &mut Host, names: &[String]) -> Vec<(String, Result<Removed, C
                 NsOwner::Absent => Ok(Removed::NotPresent),
                 NsOwner::Ours | NsOwner::OursUnmounted | NsOwner::OursMissing => {
                     netns::remove(name).map_err(ns_err)?;
+                    crate::crash::point("namespace removed, marker still there");
                     owner::unmark(name).map_err(ns_err)?;
+                    crate::crash::point("context removed");
                     Ok(Removed::Removed)
                 }
             }

@@ -6,6 +6,7 @@ mod apply;
 mod audit;
 mod commands;
 mod config;
+mod crash;
 mod down;
 mod guest;
 mod model;
@@ -51,6 +52,9 @@ struct Cli {
     /// Debug logging to stderr
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Seconds to wait for another netctx's lock before giving up
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 300.0)]
+    wait: f64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -158,6 +162,7 @@ pub struct DownArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     VERBOSE.store(cli.verbose, Ordering::Relaxed);
+    *owner::LOCK_WAIT.lock().unwrap() = std::time::Duration::from_secs_f64(cli.wait.max(0.0));
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -3,6 +3,8 @@
 //! reporting every problem as `FILE:LINE:COL: message`. Never touches the
 //! kernel.
 
+#[cfg(test)]
+mod fuzz;
 mod parse;
 mod validate;
 
@@ -23,17 +25,31 @@ pub struct Loc {
     pub col: usize,
 }
 
-impl Loc {
-    pub fn from_offset(file: &Path, text: &str, offset: usize) -> Loc {
-        let offset = offset.min(text.len());
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
+/// Where each line of a text starts, to turn byte offsets into line and
+/// column without rescanning the text (a large file has many locations).
+pub struct Lines<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(text: &'a str) -> Lines<'a> {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Lines { text, starts }
+    }
+
+    pub fn loc(&self, file: &Path, offset: usize) -> Loc {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|s| *s <= offset);
+        let start = self.starts[line - 1];
         Loc {
             file: file.to_path_buf(),
             line,
-            col,
+            col: self.text[start..offset].chars().count() + 1,
         }
     }
 }

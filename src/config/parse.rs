@@ -11,7 +11,7 @@ use std::path::Path;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::{Diag, Loc};
+use super::{Diag, Lines, Loc};
 use crate::model::{Cidr, Guest, Hook, Isolation, LinkKind};
 
 /// Context-level settings that `[defaults]` may also carry.
@@ -65,14 +65,18 @@ type Value<'i> = Spanned<DeValue<'i>>;
 
 struct Walker<'a> {
     file: &'a Path,
-    text: &'a str,
+    lines: Lines<'a>,
     diags: &'a mut Vec<Diag>,
 }
 
 /// Parse one file's text. Syntax and shape errors go to `diags`.
 pub fn parse_file(file: &Path, text: &str, diags: &mut Vec<Diag>) -> FileDecl {
     let (doc, errors) = DeTable::parse_recoverable(text);
-    let mut w = Walker { file, text, diags };
+    let mut w = Walker {
+        file,
+        lines: Lines::new(text),
+        diags,
+    };
     for e in errors {
         let at = e.span().map(|s| s.start).unwrap_or(0);
         let msg = e.message().trim().to_string();
@@ -108,7 +112,7 @@ pub fn parse_file(file: &Path, text: &str, diags: &mut Vec<Diag>) -> FileDecl {
 
 impl Walker<'_> {
     fn loc(&self, span: Range<usize>) -> Loc {
-        Loc::from_offset(self.file, self.text, span.start)
+        self.lines.loc(self.file, span.start)
     }
 
     fn err(&mut self, span: Range<usize>, msg: String) {
@@ -116,7 +120,7 @@ impl Walker<'_> {
     }
 
     fn err_at(&mut self, offset: usize, msg: String) {
-        let loc = Loc::from_offset(self.file, self.text, offset);
+        let loc = self.lines.loc(self.file, offset);
         self.diags.push(Diag { loc, msg });
     }
 
