@@ -4,4 +4,5 @@
 mod engine;
 mod guests;
 mod isolation;
+mod reliability;
 mod sandbox;
