@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 
-use crate::crash;
+use crate::crash::{self, profile};
 use crate::model::Context;
 use crate::msgs;
 use crate::netns;
@@ -149,7 +149,7 @@ pub fn converge(
         let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
         return netns::run_in(&file, || -> Result<Outcome, CtxError> {
             let (mut ns_nl, mut ns_nft) = open_here(name)?;
-            let ns = state::read_ns(&mut ns_nl, &mut ns_nft)
+            let ns = profile::time(6, || state::read_ns(&mut ns_nl, &mut ns_nft))
                 .map_err(|e| CtxError::kernel("reading the namespace", &e))?;
             let actions = plan(ctx, &observed(ns))?;
             if !dry && !actions.is_empty() {
@@ -184,7 +184,10 @@ pub fn converge(
     }
     owner::mark_intent(name).map_err(|e| CtxError::ns(name, e))?;
     crash::point("marker written, no namespace yet");
+    let started = std::time::Instant::now();
+    let mut inner = std::time::Duration::ZERO;
     let made = netns::create_and_run(name, |file| -> Result<(), CtxError> {
+        let t = std::time::Instant::now();
         crash::point("namespace made, not configured");
         let inode = netns::current_inode().map_err(|e| CtxError::ns(name, e))?;
         owner::mark_made(name, inode).map_err(|e| CtxError::ns(name, e))?;
@@ -194,6 +197,7 @@ pub fn converge(
         let mut socks = Sockets { host, ns, ns_nft };
         let mut journal = Vec::new();
         let r = apply(ctx, &actions, file, &mut socks, &mut journal);
+        inner = t.elapsed();
         if r.is_err() {
             // A new context leaves nothing: its host links go now, the rest
             // with the namespace.
@@ -208,6 +212,7 @@ pub fn converge(
         }
         r
     });
+    profile::add(0, started.elapsed().saturating_sub(inner));
     let r = match made {
         Ok(r) => r,
         Err(e) => Err(CtxError::ns(name, e)),
@@ -321,7 +326,7 @@ fn apply(
     }
     // Deletions first (a new link may take a deleted one's name), and wait
     // until deleted host links have let go of their names.
-    run(socks, deletions, journal)?;
+    profile::time(1, || run(socks, deletions, journal))?;
     for a in actions {
         if let Action::DeleteLink {
             side: Side::Host,
@@ -331,7 +336,7 @@ fn apply(
             wait_gone(&mut socks.host.rtnl, name)?;
         }
     }
-    run(socks, creations, journal)?;
+    profile::time(1, || run(socks, creations, journal))?;
 
     // Phase 2: ifindexes of the links addresses go on.
     let mut index: HashMap<(Side, String), u32> = HashMap::new();
@@ -373,7 +378,8 @@ fn apply(
     for a in actions {
         if let Action::Sysctl { path, on } = a {
             let old = state::read_sysctl(path).unwrap_or(!on);
-            state::write_sysctl(path, *on).map_err(|e| CtxError::Other(format!("{a}: {e}")))?;
+            profile::time(3, || state::write_sysctl(path, *on))
+                .map_err(|e| CtxError::Other(format!("{a}: {e}")))?;
             journal.push(Undo::Sysctl(path.clone(), old));
             crash::point("a sysctl written");
         }
@@ -448,23 +454,23 @@ fn apply(
         }
     }
     host_steps.extend(ns_steps);
-    run(socks, host_steps, journal)?;
+    profile::time(2, || run(socks, host_steps, journal))?;
 
     // Phase 4: rules, one transaction inside, one on the host. Each is all
     // or nothing.
     for a in actions {
         let (nft, msgs, object) = match a {
-            Action::ReplaceTable { .. } => {
+            Action::ReplaceTable { exists, .. } => {
                 let t = ruleset::context_table(ctx);
                 (
                     &mut socks.ns_nft,
-                    ruleset::replace_table(t.as_ref()),
+                    ruleset::replace_table(t.as_ref(), *exists),
                     "nftables table inet netctx",
                 )
             }
             Action::DeleteTable => (
                 &mut socks.ns_nft,
-                ruleset::replace_table(None),
+                ruleset::replace_table(None, true),
                 "nftables table inet netctx",
             ),
             Action::ReplaceHostChains { remove, .. } => {
@@ -477,7 +483,8 @@ fn apply(
             }
             _ => continue,
         };
-        nft.transaction(&msgs)
+        let phase = if matches!(a, Action::ReplaceHostChains { .. }) { 5 } else { 4 };
+        profile::time(phase, || nft.transaction(&msgs))
             .map_err(|(_, e)| CtxError::kernel(object, &e))?;
         crash::point("an nf_tables transaction done");
     }

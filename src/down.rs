@@ -77,7 +77,10 @@ fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, 
     Ok(gone)
 }
 
-pub fn down(host: &mut Host, names: &[String]) -> Vec<(String, Result<Removed, CtxError>)> {
+/// Remove the contexts. With `wait`, return only once the kernel has
+/// destroyed their host veths (deleting those it does not destroy);
+/// without, as soon as the namespaces are unmounted.
+pub fn down(host: &mut Host, names: &[String], wait: bool) -> Vec<(String, Result<Removed, CtxError>)> {
     let nl = &mut host.rtnl;
     let mut out = Vec::new();
     for name in names {
@@ -105,7 +108,7 @@ pub fn down(host: &mut Host, names: &[String]) -> Vec<(String, Result<Removed, C
     // then delete whatever is left (links whose peer was elsewhere).
     let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
     let ours = |nl: &mut Rtnl| -> Vec<(String, String)> {
-        state::read_links(nl)
+        state::read_links_only(nl)
             .unwrap_or_default()
             .into_iter()
             .filter_map(|l| {
@@ -115,7 +118,7 @@ pub fn down(host: &mut Host, names: &[String]) -> Vec<(String, Result<Removed, C
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(2);
-    let mut left = ours(nl);
+    let mut left = if wait { ours(nl) } else { Vec::new() };
     while !left.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
         left = ours(nl);

@@ -157,13 +157,20 @@ pub struct DownArgs {
     /// Every context netctx made
     #[arg(long, conflicts_with = "contexts")]
     pub all: bool,
+    /// Return once the namespaces are unmounted; the kernel destroys them
+    /// and their host veths in the background (a later `up` waits for a
+    /// dying link whose name it needs)
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     VERBOSE.store(cli.verbose, Ordering::Relaxed);
     *owner::LOCK_WAIT.lock().unwrap() = std::time::Duration::from_secs_f64(cli.wait.max(0.0));
-    match run(cli) {
+    let result = run(cli);
+    crash::profile::report();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if let Some(ConfigError::Invalid(diags)) = e.downcast_ref::<ConfigError>() {

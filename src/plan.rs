@@ -57,6 +57,9 @@ pub enum Action {
     /// Replace the context's table `inet netctx` (one transaction).
     ReplaceTable {
         rules: usize,
+        /// Whether a table is there to replace (a new one needs no delete,
+        /// and a transaction without deletes is cheaper to close).
+        exists: bool,
     },
     /// Remove the context's table (isolation off, no logging).
     DeleteTable,
@@ -115,7 +118,7 @@ impl fmt::Display for Action {
             Action::Sysctl { path, on } => {
                 write!(f, "set {} = {}", path.replace('/', "."), u8::from(*on))
             }
-            Action::ReplaceTable { rules } => {
+            Action::ReplaceTable { rules, .. } => {
                 write!(f, "replace nftables table inet netctx ({rules} rules)")
             }
             Action::DeleteTable => write!(f, "delete nftables table inet netctx"),
@@ -331,6 +334,7 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
             if differs {
                 acts.push(Action::ReplaceTable {
                     rules: t.chains.iter().map(|c| c.rules.len()).sum(),
+                    exists: ns.nft.exists,
                 });
             }
         }

@@ -173,16 +173,21 @@ fn parse_route(m: &RouteMessage) -> Option<ObsRoute> {
     })
 }
 
-/// Every link of the socket's namespace with its addresses.
-pub fn read_links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
-    let mut links: Vec<ObsLink> = nl
+/// Every link of the socket's namespace, without addresses.
+pub fn read_links_only(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
+    Ok(nl
         .dump(msgs::dump_links())?
         .iter()
         .filter_map(|m| match m {
             M::NewLink(l) => Some(parse_link(l)),
             _ => None,
         })
-        .collect();
+        .collect())
+}
+
+/// Every link of the socket's namespace with its addresses.
+pub fn read_links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
+    let mut links = read_links_only(nl)?;
     let by_index: HashMap<u32, usize> = links
         .iter()
         .enumerate()

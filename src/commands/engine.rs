@@ -142,7 +142,7 @@ pub fn down(args: &crate::DownArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    for (name, r) in down::down(&mut nl, &names) {
+    for (name, r) in down::down(&mut nl, &names, !args.no_wait) {
         match r {
             Ok(down::Removed::Removed) => println!("{name}: removed"),
             Ok(down::Removed::NotPresent) => println!("{name}: not present"),

@@ -361,9 +361,13 @@ pub fn set_msgs(s: &Set, out: &mut Vec<Msg>) {
 
 /// One transaction that replaces the context's table (or removes it when
 /// `t` is None) with no moment without rules: create if missing, delete,
-/// create anew.
-pub fn replace_table(t: Option<&Table>) -> Vec<Msg> {
-    let mut out = vec![new_table(None), del_table()];
+/// create anew. Without an existing table, only the creation.
+pub fn replace_table(t: Option<&Table>, exists: bool) -> Vec<Msg> {
+    let mut out = if exists {
+        vec![new_table(None), del_table()]
+    } else {
+        Vec::new()
+    };
     if let Some(t) = t {
         out.push(new_table(Some(&t.comment)));
         for s in &t.sets {

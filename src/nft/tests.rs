@@ -137,7 +137,8 @@ fn compare(ours: BTreeMap<String, Vec<u8>>, nft: BTreeMap<String, Vec<u8>>) {
 fn context_table_is_encoded_as_nft_encodes_it() {
     let t: Table = context_table(&ctx()).unwrap();
     let hex = fixture("context", &t.render());
-    compare(ours(&ruleset::replace_table(Some(&t))), from_hex(hex));
+    compare(ours(&ruleset::replace_table(Some(&t), true)), from_hex(hex));
+    compare(ours(&ruleset::replace_table(Some(&t), false)), from_hex(hex));
 }
 
 #[test]
