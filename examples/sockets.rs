@@ -36,7 +36,10 @@ fn open_in(ns: &str, addr: IpAddr, n: u16) -> std::io::Result<Vec<OwnedFd>> {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: u16 = args.next().and_then(|s| s.parse().ok()).expect("usage: sockets N NS:ADDR…");
+    let n: u16 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("usage: sockets N NS:ADDR…");
     let mut held = Vec::new();
     for spec in args {
         let (ns, addr) = spec.split_once(':').expect("NS:ADDR");

@@ -1,9 +1,9 @@
 //! Guests and audit: `exec`, `start`/`stop` without escape capabilities, and
 //! `netctx audit` through sock_diag, checked with real processes and sockets.
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::{probe, Sandbox};
 
-const CFG: &str = r#"
+const CFG_TEMPLATE: &str = r#"
 [context.a]
 hostname = "alpha"
 [[context.a.link]]
@@ -12,16 +12,8 @@ name = "eth0"
 host_addresses = ["10.21.0.1/24"]
 addresses = ["10.21.0.2/24", "fd00:21::2/64"]
 [context.a.guest]
-command = ["python3", "-c", """
-import signal, socket, sys, time
-signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a guest that ignores SIGTERM
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.21.0.2", 8080))
-s.listen()
-print("listening", flush=True)
-time.sleep(60)
-"""]
+# A guest that ignores SIGTERM.
+command = ["PROBE", "listen", "10.21.0.2", "8080", "--tcp", "--ignore-term"]
 
 [context.b]
 [[context.b.link]]
@@ -33,14 +25,18 @@ addresses = ["10.22.0.2/24"]
 command = ["sleep", "60"]
 "#;
 
+fn cfg() -> String {
+    CFG_TEMPLATE.replace("PROBE", &probe())
+}
+
 fn up(sb: &Sandbox) {
-    sb.netctx_with(CFG, &["up"]).ok();
+    sb.netctx_with(&cfg(), &["up"]).ok();
 }
 
 fn exec(sb: &Sandbox, args: &[&str]) -> crate::sandbox::Run {
     let mut all = vec!["exec"];
     all.extend_from_slice(args);
-    sb.netctx_with(CFG, &all)
+    sb.netctx_with(&cfg(), &all)
 }
 
 #[test]
@@ -81,7 +77,7 @@ fn exec_sees_the_context_its_hostname_and_passes_exit_status() {
         missing.stderr
     );
     // Only when the context is up.
-    sb.netctx_with(CFG, &["down", "b"]).ok();
+    sb.netctx_with(&cfg(), &["down", "b"]).ok();
     let r = exec(&sb, &["b", "--", "true"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("context b is not up"), "{}", r.stderr);
@@ -144,13 +140,7 @@ fn exec_cannot_change_the_network_or_escape() {
     ]);
     fails(&["a", "--", "nft", "flush", "ruleset"]);
     fails(&["a", "--", "nsenter", "--net=/proc/1/ns/net", "true"]);
-    fails(&[
-        "a",
-        "--",
-        "python3",
-        "-c",
-        "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, 1)",
-    ]);
+    fails(&["a", "--", &probe(), "raw"]);
     assert_eq!(
         sb.addrs(Some("a"), "eth0"),
         ["10.21.0.2/24", "fd00:21::2/64"]
@@ -186,7 +176,7 @@ fn exec_cannot_change_the_network_or_escape() {
 }
 
 fn status_json(sb: &Sandbox) -> serde_json::Value {
-    let r = sb.netctx_with(CFG, &["status", "--json"]);
+    let r = sb.netctx_with(&cfg(), &["status", "--json"]);
     serde_json::from_str(&r.stdout).unwrap()
 }
 
@@ -202,10 +192,10 @@ fn alive(sb: &Sandbox, pid: u64) -> bool {
 fn start_stop_status_lifecycle_with_a_guest_ignoring_sigterm() {
     let sb = Sandbox::new();
     up(&sb);
-    let r = sb.netctx_with(CFG, &["start", "a"]);
+    let r = sb.netctx_with(&cfg(), &["start", "a"]);
     r.ok();
     assert!(r.stdout.contains("a: guest started (pid"), "{}", r.stdout);
-    let again = sb.netctx_with(CFG, &["start", "a"]);
+    let again = sb.netctx_with(&cfg(), &["start", "a"]);
     again.ok();
     assert!(again.stdout.contains("already running"), "{}", again.stdout);
 
@@ -229,7 +219,7 @@ fn start_stop_status_lifecycle_with_a_guest_ignoring_sigterm() {
     assert!(sb.ok("cat /run/netctx/guests/a.log").contains("listening"));
 
     let t = std::time::Instant::now();
-    let r = sb.netctx_with(CFG, &["stop", "a", "--timeout", "1"]);
+    let r = sb.netctx_with(&cfg(), &["stop", "a", "--timeout", "1"]);
     r.ok();
     assert!(
         r.stdout.contains(&format!("a: guest stopped (pid {pid})")),
@@ -241,7 +231,7 @@ fn start_stop_status_lifecycle_with_a_guest_ignoring_sigterm() {
         "SIGKILL came before the grace period"
     );
     assert!(!alive(&sb, pid));
-    let r = sb.netctx_with(CFG, &["stop", "a"]);
+    let r = sb.netctx_with(&cfg(), &["stop", "a"]);
     r.ok();
     assert!(r.stdout.contains("a: guest not running"));
     assert_eq!(
@@ -254,11 +244,11 @@ fn start_stop_status_lifecycle_with_a_guest_ignoring_sigterm() {
 fn down_stops_running_guests() {
     let sb = Sandbox::new();
     up(&sb);
-    sb.netctx_with(CFG, &["start", "b"]).ok();
+    sb.netctx_with(&cfg(), &["start", "b"]).ok();
     let pid = status_json(&sb)["contexts"][1]["guest_pid"]
         .as_u64()
         .unwrap();
-    let r = sb.netctx_with(CFG, &["down", "--all"]);
+    let r = sb.netctx_with(&cfg(), &["down", "--all"]);
     r.ok();
     assert!(
         r.stdout.contains(&format!("b: guest stopped (pid {pid})")),
@@ -270,7 +260,7 @@ fn down_stops_running_guests() {
 }
 
 fn audit(sb: &Sandbox) -> (i32, serde_json::Value) {
-    let r = sb.netctx_with(CFG, &["audit", "--json"]);
+    let r = sb.netctx_with(&cfg(), &["audit", "--json"]);
     (
         r.code,
         serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", r.stdout, r.stderr)),
@@ -281,9 +271,12 @@ fn audit(sb: &Sandbox) -> (i32, serde_json::Value) {
 fn audit_lists_legitimate_listeners_with_their_processes() {
     let sb = Sandbox::new();
     up(&sb);
-    sb.netctx_with(CFG, &["start", "a"]).ok();
+    sb.netctx_with(&cfg(), &["start", "a"]).ok();
     // A wildcard UDP socket in b: listed and marked, not a violation.
-    sb.ok("ip netns exec b python3 -c 'import socket,time; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind((\"::\", 5353)); time.sleep(5)' >/dev/null 2>&1 & sleep 0.5");
+    sb.ok(&format!(
+        "ip netns exec b {} listen :: 5353 --secs 5 >/dev/null 2>&1 & sleep 0.5",
+        probe()
+    ));
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (code, v) = audit(&sb);
     assert_eq!(code, 0, "{v}");
@@ -297,7 +290,7 @@ fn audit_lists_legitimate_listeners_with_their_processes() {
         .expect("guest listener listed");
     assert_eq!(listener["local"], "10.21.0.2");
     assert_eq!(listener["state"], "LISTEN");
-    assert_eq!(listener["command"], "python3");
+    assert_eq!(listener["command"], "netprobe");
     assert_eq!(listener["verdict"], "assigned");
     let guest = status_json(&sb)["contexts"][0]["guest_pid"].clone();
     assert_eq!(listener["pid"], guest);
@@ -312,10 +305,10 @@ fn audit_lists_legitimate_listeners_with_their_processes() {
         (wild["proto"].as_str(), wild["verdict"].as_str()),
         (Some("udp"), Some("wildcard"))
     );
-    let text = sb.netctx_with(CFG, &["audit"]);
+    let text = sb.netctx_with(&cfg(), &["audit"]);
     assert_eq!(text.code, 0);
     assert!(text.stdout.contains("10.21.0.2:8080"), "{}", text.stdout);
-    assert!(text.stdout.contains("/python3"), "{}", text.stdout);
+    assert!(text.stdout.contains("/netprobe"), "{}", text.stdout);
 }
 
 #[test]
@@ -323,7 +316,10 @@ fn audit_flags_freebind_of_another_contexts_address() {
     let sb = Sandbox::new();
     up(&sb);
     // With IP_FREEBIND, b binds a's address although b does not have it.
-    sb.ok("ip netns exec b python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_IP, 15, 1); s.bind((\"10.21.0.2\", 9999)); s.listen(); time.sleep(5)' >/dev/null 2>&1 & sleep 0.5");
+    sb.ok(&format!(
+        "ip netns exec b {} listen 10.21.0.2 9999 --tcp --freebind --secs 5 >/dev/null 2>&1 & sleep 0.5",
+        probe()
+    ));
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (code, v) = audit(&sb);
     assert_eq!(code, 2, "{v}");
@@ -334,7 +330,7 @@ fn audit_flags_freebind_of_another_contexts_address() {
         msg.contains("10.21.0.2") && msg.contains("not assigned to b"),
         "{msg}"
     );
-    let text = sb.netctx_with(CFG, &["audit", "b"]);
+    let text = sb.netctx_with(&cfg(), &["audit", "b"]);
     assert_eq!(text.code, 2);
     assert!(
         text.stdout
@@ -362,7 +358,7 @@ fn audit_flags_an_address_added_behind_netctx() {
 #[test]
 fn audit_flags_a_guest_that_left_its_namespace() {
     let sb = Sandbox::new();
-    let cfg = CFG.replace(
+    let cfg = cfg().replace(
         r#"command = ["sleep", "60"]"#,
         r#"command = ["nsenter", "--net=/run/netns/a", "sleep", "60"]"#,
     );

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::sandbox::{examples, Sandbox, BIN};
+use crate::sandbox::{examples, probe, Sandbox, BIN};
 
 const TWO: &str = r#"
 [defaults]
@@ -47,46 +47,36 @@ fn objects<'a>(v: &'a [Value], kind: &str) -> Vec<&'a Value> {
     v.iter().filter_map(|o| o.get(kind)).collect()
 }
 
+fn in_ns(ns: Option<&str>) -> String {
+    ns.map(|n| format!("ip netns exec {n} "))
+        .unwrap_or_default()
+}
+
 /// A UDP receiver in `ns` (None: the sandbox host) on `port`, writing what
-/// it receives to `file`, for `secs` seconds.
+/// it receives to `file`, until `secs` pass without a datagram.
 fn udp_receiver(sb: &Sandbox, ns: Option<&str>, port: u16, file: &str, secs: f64) {
-    let prefix = ns
-        .map(|n| format!("ip netns exec {n} "))
-        .unwrap_or_default();
     sb.ok(&format!(
-        "{prefix}python3 -c 'import socket,sys
-s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((\"0.0.0.0\", {port}))
-s.settimeout({secs})
-f=open(\"{file}\", \"w\")
-try:
-    while True:
-        d,a=s.recvfrom(100); f.write(d.decode()+\" \"+a[0]+\"\\n\"); f.flush()
-except socket.timeout: pass' >/dev/null 2>&1 & sleep 0.3"
+        "{}{} recv-udp 0.0.0.0 {port} {secs} {file} >/dev/null 2>&1 & sleep 0.3",
+        in_ns(ns),
+        probe()
     ));
 }
 
 fn send_udp(sb: &Sandbox, ns: Option<&str>, dst: &str, port: u16, text: &str) {
-    let prefix = ns
-        .map(|n| format!("ip netns exec {n} "))
-        .unwrap_or_default();
     sb.ok(&format!(
-        "{prefix}python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b\"{text}\", (\"{dst}\", {port}))'"
+        "{}{} send-udp {dst} {port} {text}",
+        in_ns(ns),
+        probe()
     ));
 }
 
 /// Send a UDP datagram from `ns` with a forged IPv4 source, through a raw
-/// socket (the sender is privileged: `ip netns exec` runs as root).
+/// socket (the sender is privileged: `ip netns exec` runs as root). A drop
+/// on output shows as EPERM, which is fine here.
 fn forge(sb: &Sandbox, ns: &str, src: &str, dst: &str, port: u16, text: &str) {
     sb.ok(&format!(
-        "ip netns exec {ns} python3 -c 'import socket,struct
-src,dst=socket.inet_aton(\"{src}\"),socket.inet_aton(\"{dst}\")
-data=b\"{text}\"
-udp=struct.pack(\"!HHHH\", 40000, {port}, 8+len(data), 0)+data
-ip=struct.pack(\"!BBHHHBBH4s4s\", 0x45, 0, 20+len(udp), 1, 0, 64, 17, 0, src, dst)
-s=socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-try: s.sendto(ip+udp, (\"{dst}\", 0))
-except PermissionError: pass  # dropped on output: the kernel says EPERM'"
+        "ip netns exec {ns} {} forge {src} {dst} {port} {text}",
+        probe()
     ));
 }
 
@@ -221,7 +211,7 @@ fn binding_another_contexts_address_fails() {
     sb.netctx_with(TWO, &["up"]).ok();
     let r = sb.netctx_with(
         TWO,
-        &["exec", "a", "--", "python3", "-c", "import socket,errno\ntry:\n socket.socket().bind(('10.32.0.2', 80))\nexcept OSError as e:\n print(errno.errorcode[e.errno])"],
+        &["exec", "a", "--", &probe(), "bind", "10.32.0.2", "80"],
     );
     assert_eq!(r.ok().stdout.trim(), "EADDRNOTAVAIL");
 }

@@ -12,6 +12,13 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_netctx");
 
+/// The probe built from examples/netprobe.rs (cargo builds examples with
+/// the tests), next to the binary.
+pub fn probe() -> String {
+    let dir = Path::new(BIN).parent().unwrap();
+    dir.join("examples/netprobe").to_string_lossy().into_owned()
+}
+
 pub struct Sandbox {
     holder: Child,
     pub dir: PathBuf,

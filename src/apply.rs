@@ -483,7 +483,11 @@ fn apply(
             }
             _ => continue,
         };
-        let phase = if matches!(a, Action::ReplaceHostChains { .. }) { 5 } else { 4 };
+        let phase = if matches!(a, Action::ReplaceHostChains { .. }) {
+            5
+        } else {
+            4
+        };
         profile::time(phase, || nft.transaction(&msgs))
             .map_err(|(_, e)| CtxError::kernel(object, &e))?;
         crash::point("an nf_tables transaction done");

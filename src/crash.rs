@@ -35,7 +35,15 @@ pub mod profile {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Instant;
 
-    pub const PHASES: [&str; 7] = ["namespace", "links", "addresses+routes", "sysctls", "rules (context)", "rules (host)", "observe"];
+    pub const PHASES: [&str; 7] = [
+        "namespace",
+        "links",
+        "addresses+routes",
+        "sysctls",
+        "rules (context)",
+        "rules (host)",
+        "observe",
+    ];
     static NANOS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
 
     pub fn enabled() -> bool {

@@ -80,8 +80,27 @@ fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, 
 /// Remove the contexts. With `wait`, return only once the kernel has
 /// destroyed their host veths (deleting those it does not destroy);
 /// without, as soon as the namespaces are unmounted.
-pub fn down(host: &mut Host, names: &[String], wait: bool) -> Vec<(String, Result<Removed, CtxError>)> {
+pub fn down(
+    host: &mut Host,
+    names: &[String],
+    wait: bool,
+) -> Vec<(String, Result<Removed, CtxError>)> {
     let nl = &mut host.rtnl;
+    // Host ends vanish with their namespaces, a little later: note which
+    // are ours and listen for their deletion before anything goes.
+    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let ours = |nl: &mut Rtnl| -> Vec<(String, String)> {
+        state::read_links_only(nl)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|l| {
+                let o = l.owner()?.to_string();
+                wanted.contains(o.as_str()).then_some((o, l.name))
+            })
+            .collect()
+    };
+    let mut events = if wait { Rtnl::link_events().ok() } else { None };
+    let before = if wait { ours(nl) } else { Vec::new() };
     let mut out = Vec::new();
     for name in names {
         let r = (|| -> Result<Removed, CtxError> {
@@ -104,21 +123,21 @@ pub fn down(host: &mut Host, names: &[String], wait: bool) -> Vec<(String, Resul
         out.push((name.clone(), r));
     }
 
-    // Host ends vanish with their namespaces, a little later; wait for them,
+    // Wait for their deletion notices (or poll, if notices were lost),
     // then delete whatever is left (links whose peer was elsewhere).
-    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
-    let ours = |nl: &mut Rtnl| -> Vec<(String, String)> {
-        state::read_links_only(nl)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|l| {
-                let o = l.owner()?.to_string();
-                wanted.contains(o.as_str()).then_some((o, l.name))
-            })
-            .collect()
-    };
+    let mut pending: HashSet<String> = before.into_iter().map(|(_, l)| l).collect();
+    if let Some(ev) = events.as_mut().filter(|_| !pending.is_empty()) {
+        let _ = ev.wait_deleted(Duration::from_secs(2), |name| {
+            pending.remove(name);
+            pending.is_empty()
+        });
+    }
     let deadline = Instant::now() + Duration::from_secs(2);
-    let mut left = if wait { ours(nl) } else { Vec::new() };
+    let mut left = if wait && !pending.is_empty() {
+        ours(nl)
+    } else {
+        Vec::new()
+    };
     while !left.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
         left = ours(nl);

@@ -7,7 +7,7 @@ use std::os::fd::RawFd;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -90,8 +90,12 @@ pub fn get_link(name: &str) -> M {
     M::GetLink(link_named(name))
 }
 
+/// A dump of links without their statistics (smaller, faster to parse).
 pub fn dump_links() -> M {
-    M::GetLink(LinkMessage::default())
+    let mut m = LinkMessage::default();
+    m.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    M::GetLink(m)
 }
 
 pub fn dump_addresses() -> M {

@@ -85,6 +85,65 @@ impl Rtnl {
     }
 }
 
+impl Rtnl {
+    /// A socket subscribed to link notifications (RTNLGRP_LINK) of the
+    /// calling thread's namespace.
+    pub fn link_events() -> io::Result<Rtnl> {
+        let nl = Rtnl::open()?;
+        nl.sock.add_membership(libc::RTNLGRP_LINK)?;
+        let _ = nl.sock.set_rx_buf_sz(16 << 20);
+        Ok(nl)
+    }
+
+    /// Names of links deleted, as notified, until `done` says so or
+    /// `timeout` passes. `Err` if notifications were lost (ENOBUFS).
+    pub fn wait_deleted(
+        &mut self,
+        timeout: std::time::Duration,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> io::Result<bool> {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let tv = libc::timeval {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_usec: left.subsec_micros().max(1) as libc::suseconds_t,
+            };
+            // SAFETY: setting a receive timeout on a socket we own, with a
+            // valid timeval of the size given.
+            unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.sock),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv as *const libc::timeval as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            let mut finished = false;
+            match self.recv_each(|m| {
+                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) = m.payload {
+                    for a in &l.attributes {
+                        if let netlink_packet_route::link::LinkAttribute::IfName(n) = a {
+                            finished |= done(n);
+                        }
+                    }
+                }
+            }) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            if finished {
+                return Ok(true);
+            }
+        }
+    }
+}
+
 impl Diag {
     /// Open a sock_diag socket in the calling thread's network namespace.
     pub fn open() -> io::Result<Diag> {

@@ -138,7 +138,10 @@ fn context_table_is_encoded_as_nft_encodes_it() {
     let t: Table = context_table(&ctx()).unwrap();
     let hex = fixture("context", &t.render());
     compare(ours(&ruleset::replace_table(Some(&t), true)), from_hex(hex));
-    compare(ours(&ruleset::replace_table(Some(&t), false)), from_hex(hex));
+    compare(
+        ours(&ruleset::replace_table(Some(&t), false)),
+        from_hex(hex),
+    );
 }
 
 #[test]

@@ -1,0 +1,246 @@
+//! A small network probe used by the integration tests (and handy by hand),
+//! so that checking packets and sockets needs no interpreter:
+//!
+//!     netprobe listen ADDR PORT [--tcp] [--freebind] [--ignore-term] [--secs S]
+//!     netprobe recv-udp ADDR PORT SECS FILE     append "TEXT SOURCE" lines to FILE
+//!     netprobe send-udp DST PORT TEXT
+//!     netprobe forge SRC DST PORT TEXT          IPv4/UDP with any source (raw socket)
+//!     netprobe bind ADDR PORT                   prints "ok" or the errno's name
+//!     netprobe raw                              opens a raw socket; exit 1 if refused
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+fn die(msg: &str) -> ! {
+    eprintln!("netprobe: {msg}");
+    std::process::exit(2)
+}
+
+fn errno_name(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EADDRNOTAVAIL) => "EADDRNOTAVAIL".into(),
+        Some(libc::EPERM) => "EPERM".into(),
+        Some(libc::EACCES) => "EACCES".into(),
+        Some(libc::EADDRINUSE) => "EADDRINUSE".into(),
+        Some(n) => format!("errno {n}"),
+        None => e.to_string(),
+    }
+}
+
+/// A socket bound to ADDR:PORT (a listener with `tcp`), optionally with
+/// IP_FREEBIND so that an address the namespace does not have is accepted.
+fn bound(addr: IpAddr, port: u16, tcp: bool, freebind: bool) -> std::io::Result<i32> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let ty = if tcp {
+        libc::SOCK_STREAM
+    } else {
+        libc::SOCK_DGRAM
+    };
+    // SAFETY: plain socket(2); the descriptor is checked and owned here.
+    let fd = unsafe { libc::socket(domain, ty, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid int option value.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &one as *const _ as *const libc::c_void,
+            4,
+        );
+        if freebind {
+            libc::setsockopt(
+                fd,
+                libc::SOL_IP,
+                libc::IP_FREEBIND,
+                &one as *const _ as *const libc::c_void,
+                4,
+            );
+        }
+    }
+    let sa = socket2_addr(SocketAddr::new(addr, port));
+    // SAFETY: bind with a sockaddr built for this family and its length.
+    let r = unsafe { libc::bind(fd, sa.0.as_ptr() as *const libc::sockaddr, sa.1) };
+    if r != 0 || (tcp && unsafe { libc::listen(fd, 16) } != 0) {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+fn socket2_addr(sa: SocketAddr) -> (Vec<u8>, libc::socklen_t) {
+    match sa {
+        SocketAddr::V4(a) => {
+            let s = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: viewing a plain C struct as bytes.
+            let b = unsafe {
+                std::slice::from_raw_parts(&s as *const _ as *const u8, std::mem::size_of_val(&s))
+            };
+            (b.to_vec(), b.len() as libc::socklen_t)
+        }
+        SocketAddr::V6(a) => {
+            let s = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: viewing a plain C struct as bytes.
+            let b = unsafe {
+                std::slice::from_raw_parts(&s as *const _ as *const u8, std::mem::size_of_val(&s))
+            };
+            (b.to_vec(), b.len() as libc::socklen_t)
+        }
+    }
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn forge(src: Ipv4Addr, dst: Ipv4Addr, port: u16, text: &[u8]) -> std::io::Result<()> {
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&40000u16.to_be_bytes());
+    udp.extend_from_slice(&port.to_be_bytes());
+    udp.extend_from_slice(&(8 + text.len() as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(text);
+    let total = 20 + udp.len() as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&udp);
+    // SAFETY: a raw socket; IPPROTO_RAW implies IP_HDRINCL.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let sa = socket2_addr(SocketAddr::new(IpAddr::V4(dst), 0));
+    // SAFETY: sendto with a valid buffer and address.
+    let r = unsafe {
+        libc::sendto(
+            fd,
+            ip.as_ptr() as *const libc::c_void,
+            ip.len(),
+            0,
+            sa.0.as_ptr() as *const libc::sockaddr,
+            sa.1,
+        )
+    };
+    let e = std::io::Error::last_os_error();
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| die("missing argument"))
+    };
+    let ip = |i: usize| -> IpAddr { arg(i).parse().unwrap_or_else(|_| die("not an address")) };
+    let num = |i: usize| -> u64 { arg(i).parse().unwrap_or_else(|_| die("not a number")) };
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    match arg(0).as_str() {
+        "listen" => {
+            if flag("--ignore-term") {
+                // SAFETY: ignoring a signal.
+                unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            }
+            let secs = args
+                .iter()
+                .position(|a| a == "--secs")
+                .map_or(60, |i| num(i + 1));
+            let fd = bound(ip(1), num(2) as u16, flag("--tcp"), flag("--freebind"))
+                .unwrap_or_else(|e| die(&format!("bind: {}", errno_name(&e))));
+            println!("listening");
+            let _ = std::io::stdout().flush();
+            std::thread::sleep(Duration::from_secs(secs));
+            let _ = fd;
+        }
+        "recv-udp" => {
+            let s = UdpSocket::bind(SocketAddr::new(ip(1), num(2) as u16))
+                .unwrap_or_else(|e| die(&e.to_string()));
+            s.set_read_timeout(Some(Duration::from_secs_f64(arg(3).parse().unwrap_or(1.0))))
+                .unwrap();
+            let mut out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(arg(4))
+                .unwrap();
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                writeln!(out, "{} {}", String::from_utf8_lossy(&buf[..n]), from.ip()).unwrap();
+            }
+        }
+        "send-udp" => {
+            let dst = SocketAddr::new(ip(1), num(2) as u16);
+            let local: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+                .parse()
+                .unwrap();
+            let s = UdpSocket::bind(local).unwrap_or_else(|e| die(&e.to_string()));
+            s.send_to(arg(3).as_bytes(), dst)
+                .unwrap_or_else(|e| die(&e.to_string()));
+        }
+        "forge" => {
+            let (IpAddr::V4(src), IpAddr::V4(dst)) = (ip(1), ip(2)) else {
+                die("IPv4 only")
+            };
+            match forge(src, dst, num(3) as u16, arg(4).as_bytes()) {
+                Ok(()) => println!("sent"),
+                // Dropped on output: the kernel says EPERM.
+                Err(e) => println!("{}", errno_name(&e)),
+            }
+        }
+        "bind" => match bound(ip(1), num(2) as u16, true, false) {
+            Ok(_) => println!("ok"),
+            Err(e) => println!("{}", errno_name(&e)),
+        },
+        "raw" => {
+            // SAFETY: plain socket(2).
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+            if fd < 0 {
+                println!("{}", errno_name(&std::io::Error::last_os_error()));
+                std::process::exit(1);
+            }
+            println!("ok");
+        }
+        other => die(&format!("unknown command {other}")),
+    }
+}
