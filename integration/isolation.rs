@@ -152,18 +152,28 @@ fn second_up_sends_no_nftables_message_and_drift_is_replaced() {
     let sb = Sandbox::new();
     let cfg = sb.write_config("c.toml", TWO);
     let c = cfg.to_str().unwrap();
-    // nf_tables messages that change something, as strace decodes them.
+    // nf_tables messages that change something (NEW*/DEL*), as strace shows
+    // them: by name when it knows the socket's family, else by number.
     let count = |args: &str| -> usize {
         let out = sb.ok(&format!(
-            "strace -f -e trace=sendto,sendmsg -o /run/trace {BIN} -c {c} {args} >/dev/null 2>&1; \
-             grep -o 'NFT_MSG_NEW[A-Z]*\\|NFT_MSG_DEL[A-Z]*' /run/trace | wc -l"
+            "strace -f -e trace=sendto,sendmsg -o /run/trace {BIN} -v -c {c} {args} >/run/trace.out 2>&1; \
+             grep -o 'NFT_MSG_NEW[A-Z]*\\|NFT_MSG_DEL[A-Z]*\\|nlmsg_type=0xa0[0235689bce][ ,]' /run/trace | wc -l"
         ));
         out.trim().parse().unwrap()
     };
     sb.netctx(&["-c", c, "down", "--all"]).ok();
     let first = count("up");
-    assert!(first > 0, "the first up sent no nf_tables message");
-    assert_eq!(count("up"), 0, "a second up sent nf_tables messages");
+    assert!(
+        first > 0,
+        "the first up sent no nf_tables message; trace:\n{}",
+        sb.ok("head -c 3000 /run/trace; strace -V 2>&1 | head -2")
+    );
+    assert_eq!(
+        count("up"),
+        0,
+        "a second up sent nf_tables messages:\n{}",
+        sb.ok("cat /run/trace.out; grep 'NFT_MSG_NEW\\|NFT_MSG_DEL\\|nlmsg_type=0xa0[0235689bce][ ,]' /run/trace | cut -c1-300")
+    );
     // Someone flushes a chain inside: status says so, up replaces the table.
     sb.ok("ip netns exec a nft flush chain inet netctx output");
     let s = sb.netctx(&["-c", c, "status"]);
@@ -380,4 +390,58 @@ fn host_drops_of_forged_packets_are_logged() {
         ),
         "{out}"
     );
+}
+
+/// The mail's own setup, with its dummy leg: on a kernel with dummy links
+/// (the VM lane), addresses and routes on the dummy, and the routed ping
+/// leaving through it in the FORWARD log; on a kernel without, the clear
+/// error and nothing left of the context.
+#[test]
+fn the_mails_dummy_leg_forwards_or_fails_clearly() {
+    let sb = Sandbox::new();
+    let cfg = examples().join("dummy/vserver-mail.toml");
+    let c = cfg.to_str().unwrap();
+    let has_dummy = sb
+        .sh("ip link add probe0 type dummy && ip link del probe0")
+        .status
+        .success();
+    let r = sb.netctx(&["-c", c, "up"]);
+    if !has_dummy {
+        assert_eq!(r.code, 1);
+        assert!(
+            r.stderr.contains(
+                "context client: link dummy0: this kernel cannot create dummy links (CONFIG_DUMMY)"
+            ),
+            "{}",
+            r.stderr
+        );
+        assert!(sb.netns_list().is_empty());
+        assert!(sb.links(None).iter().all(|l| l.0 == "lo"));
+        return;
+    }
+    r.ok();
+    assert_eq!(sb.addrs(Some("client"), "dummy0"), ["10.200.0.1/24"]);
+    let routes = sb.ip(Some("client"), "route show 10.201.0.0/16");
+    assert_eq!(routes[0]["gateway"], "10.200.0.254");
+    assert_eq!(routes[0]["dev"], "dummy0");
+    assert_eq!(sb.netctx(&["-c", c, "status"]).code, 0);
+    sb.ok("ip route add 10.200.0.0/24 via 10.0.0.2");
+    start_logs(&sb, c, "--timeout 4", "/run/logs");
+    assert!(
+        sb.ping(None, "10.200.0.1"),
+        "the dummy's own address answers"
+    );
+    assert!(!sb.ping(None, "10.200.0.9"), "nobody lives behind a dummy");
+    let out = stop_logs(&sb, "/run/logs");
+    let has = |pat: &str| out.lines().any(|l| l.contains(pat));
+    assert!(
+        has("client FORWARD: IN=eth0 OUT=dummy0 SRC=10.0.0.1 DST=10.200.0.9 LEN=84 PROTO=ICMP TYPE=8"),
+        "{out}"
+    );
+    assert!(
+        has("client INPUT: IN=eth0 OUT= SRC=10.0.0.1 DST=10.200.0.1 LEN=84 PROTO=ICMP TYPE=8"),
+        "{out}"
+    );
+    sb.netctx(&["-c", c, "down", "--all"]).ok();
+    assert!(sb.netns_list().is_empty());
 }

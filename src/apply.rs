@@ -459,39 +459,59 @@ fn apply(
     // Phase 4: rules, one transaction inside, one on the host. Each is all
     // or nothing.
     for a in actions {
-        let (nft, msgs, object) = match a {
+        match a {
             Action::ReplaceTable { exists, .. } => {
-                let t = ruleset::context_table(ctx);
-                (
-                    &mut socks.ns_nft,
-                    ruleset::replace_table(t.as_ref(), *exists),
-                    "nftables table inet netctx",
-                )
+                let msgs = ruleset::replace_table(ruleset::context_table(ctx).as_ref(), *exists);
+                nft_transaction(&mut socks.ns_nft, &msgs, "nftables table inet netctx", 4)?;
             }
-            Action::DeleteTable => (
-                &mut socks.ns_nft,
-                ruleset::replace_table(None, true),
-                "nftables table inet netctx",
-            ),
+            Action::DeleteTable => {
+                let msgs = ruleset::replace_table(None, true);
+                nft_transaction(&mut socks.ns_nft, &msgs, "nftables table inet netctx", 4)?;
+            }
             Action::ReplaceHostChains { remove, .. } => {
                 let chains = ruleset::host_chains(ctx);
-                (
-                    &mut socks.host.nft,
-                    ruleset::replace_host_chains(remove, &chains),
-                    "host nftables table inet netctx",
-                )
+                let mut remove = remove.clone();
+                let object = "host nftables table inet netctx";
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let msgs = ruleset::replace_host_chains(&remove, &chains);
+                    match profile::time(5, || socks.host.nft.transaction(&msgs)) {
+                        Ok(()) => break,
+                        // A chain to remove went on its own (its device was
+                        // deleted, on kernels that drop such chains): look
+                        // again at what is there.
+                        Err((_, e)) if e.errno == libc::ENOENT && attempt <= 3 => {
+                            let live = crate::nft::observe::read(&mut socks.host.nft, &[])
+                                .map_err(|e| CtxError::kernel(object, &e))?;
+                            remove = live
+                                .only(&ruleset::host_chain_prefix(&ctx.name))
+                                .chains
+                                .into_iter()
+                                .map(|c| c.0)
+                                .collect();
+                        }
+                        Err((_, e)) => return Err(CtxError::kernel(object, &e)),
+                    }
+                }
+                crash::point("an nf_tables transaction done");
             }
-            _ => continue,
-        };
-        let phase = if matches!(a, Action::ReplaceHostChains { .. }) {
-            5
-        } else {
-            4
-        };
-        profile::time(phase, || nft.transaction(&msgs))
-            .map_err(|(_, e)| CtxError::kernel(object, &e))?;
-        crash::point("an nf_tables transaction done");
+            _ => {}
+        }
     }
+    Ok(())
+}
+
+/// One nf_tables transaction, timed as profile phase `phase`.
+fn nft_transaction(
+    nft: &mut Nft,
+    msgs: &[crate::nft::wire::Msg],
+    object: &str,
+    phase: usize,
+) -> Result<(), CtxError> {
+    profile::time(phase, || nft.transaction(msgs))
+        .map_err(|(_, e)| CtxError::kernel(object, &e))?;
+    crash::point("an nf_tables transaction done");
     Ok(())
 }
 

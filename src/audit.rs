@@ -124,7 +124,17 @@ pub fn read_sockets(nl: &mut Diag) -> Result<Vec<Socket>, NlError> {
                 states: StateFlags::all(),
                 socket_id: id.clone(),
             });
-            for m in nl.dump(req)? {
+            let answer = nl.dump(req).map_err(|mut e| {
+                let fam = if family == AF_INET { "IPv4" } else { "IPv6" };
+                let why = if e.errno == libc::ENOENT {
+                    " (this kernel has no socket diagnostics for it: modules inet_diag, tcp_diag, udp_diag)"
+                } else {
+                    ""
+                };
+                e.extack = Some(format!("NETLINK_SOCK_DIAG dump of {name}/{fam}{why}"));
+                e
+            })?;
+            for m in answer {
                 if let SockDiagMessage::InetResponse(r) = m {
                     let h = &r.header;
                     out.push(Socket {

@@ -54,25 +54,37 @@ fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, 
         object: "host nftables table inet netctx".into(),
         cause: e.to_string(),
     };
-    let live = observe::read(&mut host.nft, &[]).map_err(|e| kernel(&e))?;
-    if !live.exists || live.comment.as_deref() != Some(ruleset::HOST_COMMENT) {
-        return Ok(Vec::new());
-    }
     let prefixes: Vec<String> = names
         .iter()
         .map(|n| ruleset::host_chain_prefix(n))
         .collect();
-    let (gone, kept): (Vec<String>, Vec<String>) = live
-        .digest
-        .chains
-        .into_iter()
-        .map(|c| c.0)
-        .partition(|c| prefixes.iter().any(|p| c.starts_with(p.as_str())));
-    let mut msgs: Vec<_> = gone.iter().map(|c| ruleset::del_chain(c)).collect();
-    if kept.is_empty() {
-        msgs = vec![ruleset::del_table()];
-    }
-    host.nft.transaction(&msgs).map_err(|(_, e)| kernel(&e))?;
+    // Chains on the ingress of veths that are going may vanish on their own
+    // meanwhile (kernels before 6.16 drop them with the device): if the
+    // transaction misses one, look again.
+    let mut attempt = 0;
+    let gone = loop {
+        attempt += 1;
+        let live = observe::read(&mut host.nft, &[]).map_err(|e| kernel(&e))?;
+        if !live.exists || live.comment.as_deref() != Some(ruleset::HOST_COMMENT) {
+            return Ok(Vec::new());
+        }
+        let (gone, kept): (Vec<String>, Vec<String>) = live
+            .digest
+            .chains
+            .into_iter()
+            .map(|c| c.0)
+            .partition(|c| prefixes.iter().any(|p| c.starts_with(p.as_str())));
+        let msgs: Vec<_> = if kept.is_empty() {
+            vec![ruleset::del_table()]
+        } else {
+            gone.iter().map(|c| ruleset::del_chain(c)).collect()
+        };
+        match host.nft.transaction(&msgs) {
+            Ok(()) => break gone,
+            Err((_, e)) if e.errno == libc::ENOENT && attempt < 3 => continue,
+            Err((_, e)) => return Err(kernel(&e)),
+        }
+    };
     crate::crash::point("host chains removed");
     Ok(gone)
 }
