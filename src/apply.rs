@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 
-use crate::crash::{self, profile};
+use crate::crash;
 use crate::model::Context;
 use crate::msgs;
 use crate::netns;
@@ -17,6 +17,7 @@ use crate::nft::sock::Nft;
 use crate::nl::{NlError, Request, Rtnl};
 use crate::owner::{self, NsOwner};
 use crate::plan::{plan, Action, Observed, Refusal, Side};
+use crate::profile;
 use crate::state::{self, alias_for, NsState, ObsLink};
 
 /// Why a context could not be converged; shown after `context NAME: `.
@@ -53,11 +54,11 @@ impl CtxError {
 }
 
 /// What `converge` did or would do.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outcome {
     pub actions: Vec<Action>,
     /// Who owned the namespace before.
-    pub owner: Option<NsOwner>,
+    pub owner: NsOwner,
 }
 
 /// A kernel request with what it is about (for errors) and how to undo it.
@@ -164,20 +165,14 @@ pub fn converge(
                     return Err(e);
                 }
             }
-            Ok(Outcome {
-                actions,
-                owner: Some(owner),
-            })
+            Ok(Outcome { actions, owner })
         })
         .map_err(|e| CtxError::ns(name, e))?;
     }
 
     let actions = plan(ctx, &observed(NsState::default()))?;
     if dry {
-        return Ok(Outcome {
-            actions,
-            owner: Some(owner),
-        });
+        return Ok(Outcome { actions, owner });
     }
     if actions.contains(&Action::RemoveNsFile) {
         netns::remove(name).map_err(|e| CtxError::ns(name, e))?;
@@ -221,10 +216,7 @@ pub fn converge(
         let _ = netns::remove(name);
         let _ = owner::unmark(name);
     }
-    r.map(|()| Outcome {
-        actions,
-        owner: Some(owner),
-    })
+    r.map(|()| Outcome { actions, owner })
 }
 
 /// Run steps on their sockets in order (consecutive steps of one side go in

@@ -18,6 +18,7 @@ mod nl;
 mod owner;
 mod plan;
 mod pool;
+mod profile;
 mod state;
 
 use std::path::PathBuf;
@@ -169,7 +170,7 @@ fn main() -> ExitCode {
     VERBOSE.store(cli.verbose, Ordering::Relaxed);
     *owner::LOCK_WAIT.lock().unwrap() = std::time::Duration::from_secs_f64(cli.wait.max(0.0));
     let result = run(cli);
-    crash::profile::report();
+    profile::report();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use serde_json::{json, Value};
 
-use crate::nft::wire::{encode_raw, parse_attrs, Attrs, NLM_F_ACK, NLM_F_REQUEST};
+use crate::nft::wire::{encode_raw, frames, parse_attrs, Attrs, NLM_F_ACK, NLM_F_REQUEST};
 
 const NFNL_SUBSYS_ULOG: u16 = 4;
 const NFULNL_MSG_PACKET: u16 = 0;
@@ -100,39 +100,34 @@ impl Subscription {
 /// The packets in one datagram from the kernel.
 pub fn parse_datagram(buf: &[u8]) -> Vec<Packet> {
     let mut out = Vec::new();
-    let mut off = 0;
-    while off + 20 <= buf.len() {
-        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
-        if len < 20 || off + len > buf.len() {
-            break;
+    for m in frames(buf) {
+        if m.ty != (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET || m.bytes.len() < 20 {
+            continue;
         }
-        let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-        if ty == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET {
-            let mut p = Packet {
-                prefix: String::new(),
-                indev: None,
-                outdev: None,
-                payload: Vec::new(),
+        let mut p = Packet {
+            prefix: String::new(),
+            indev: None,
+            outdev: None,
+            payload: Vec::new(),
+        };
+        // After the header: nfgenmsg (4 bytes), then attributes.
+        for (t, v) in parse_attrs(&m.bytes[20..]) {
+            let be32 = || {
+                v.get(..4)
+                    .map(|b| u32::from_be_bytes(b.try_into().unwrap()))
             };
-            for (t, v) in parse_attrs(&buf[off + 20..off + len]) {
-                let be32 = || {
-                    v.get(..4)
-                        .map(|b| u32::from_be_bytes(b.try_into().unwrap()))
-                };
-                match t {
-                    NFULA_PREFIX => {
-                        let s = v.split(|b| *b == 0).next().unwrap_or_default();
-                        p.prefix = String::from_utf8_lossy(s).into_owned();
-                    }
-                    NFULA_IFINDEX_INDEV => p.indev = be32(),
-                    NFULA_IFINDEX_OUTDEV => p.outdev = be32(),
-                    NFULA_PAYLOAD => p.payload = v.to_vec(),
-                    _ => {}
+            match t {
+                NFULA_PREFIX => {
+                    let s = v.split(|b| *b == 0).next().unwrap_or_default();
+                    p.prefix = String::from_utf8_lossy(s).into_owned();
                 }
+                NFULA_IFINDEX_INDEV => p.indev = be32(),
+                NFULA_IFINDEX_OUTDEV => p.outdev = be32(),
+                NFULA_PAYLOAD => p.payload = v.to_vec(),
+                _ => {}
             }
-            out.push(p);
         }
-        off += (len + 3) & !3;
+        out.push(p);
     }
     out
 }

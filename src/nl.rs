@@ -196,17 +196,11 @@ where
         self.buf.clear();
         self.buf.reserve(1 << 16);
         self.sock.recv(&mut self.buf, 0)?;
-        let mut off = 0;
-        while off + 16 <= self.buf.len() {
-            let len = u32::from_ne_bytes(self.buf[off..off + 4].try_into().unwrap()) as usize;
-            if len < 16 || off + len > self.buf.len() {
-                break;
-            }
-            match NetlinkMessage::<M>::deserialize(&self.buf[off..off + len]) {
+        for frame in crate::nft::wire::frames(&self.buf) {
+            match NetlinkMessage::<M>::deserialize(frame.bytes) {
                 Ok(m) => f(m),
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }
-            off += (len + 3) & !3;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use crate::apply::{self, converge, CtxError};
 use crate::model::{Config, Context};
 use crate::nft::ruleset;
 use crate::owner::{self, NsOwner};
-use crate::plan::{self, Refusal};
+use crate::plan;
 use crate::{config, debug, down, guest, netns, pool};
 
 /// The declared contexts named (all when none are).
@@ -92,7 +92,7 @@ pub fn up(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
                 }
                 let what = match (o.owner, o.actions.len()) {
                     (_, 0) => "unchanged".to_string(),
-                    (Some(NsOwner::Ours), n) => format!("converged ({n} change(s))"),
+                    (NsOwner::Ours, n) => format!("converged ({n} change(s))"),
                     (_, _) => "created".to_string(),
                 };
                 println!("{}: {what}", c.name);
@@ -170,7 +170,7 @@ pub fn status(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
         let (state, detail) = match r {
             Ok(o) if o.actions.is_empty() => ("up", vec![]),
             Ok(o)
-                if o.owner == Some(NsOwner::Absent)
+                if o.owner == NsOwner::Absent
                     && !o
                         .actions
                         .iter()
@@ -181,10 +181,8 @@ pub fn status(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
             Ok(o) => {
                 let mut d: Vec<String> = Vec::new();
                 match o.owner {
-                    Some(NsOwner::OursMissing) => d.push("namespace is missing".into()),
-                    Some(NsOwner::OursUnmounted) => {
-                        d.push("namespace file has nothing mounted".into())
-                    }
+                    NsOwner::OursMissing => d.push("namespace is missing".into()),
+                    NsOwner::OursUnmounted => d.push("namespace file has nothing mounted".into()),
                     _ => {}
                 }
                 d.extend(
@@ -197,11 +195,7 @@ pub fn status(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
                 );
                 ("drifted", d)
             }
-            Err(CtxError::Refused(
-                r @ (Refusal::ForeignNamespace(_)
-                | Refusal::ForeignHostLink(_)
-                | Refusal::OtherContextsLink { .. }),
-            )) => ("conflict", vec![r.to_string()]),
+            Err(CtxError::Refused(r)) => ("conflict", vec![r.to_string()]),
             Err(e) => ("error", vec![e.to_string()]),
         };
         out.push(Status {

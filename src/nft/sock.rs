@@ -7,8 +7,8 @@ use std::io;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
 use super::wire::{
-    batch, encode_raw, parse_attrs, Msg, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLM_F_ACK, NLM_F_DUMP,
-    NLM_F_REQUEST,
+    batch, encode_raw, frames, parse_attrs, Msg, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLM_F_ACK,
+    NLM_F_DUMP, NLM_F_REQUEST,
 };
 use crate::nl::NlError;
 
@@ -81,19 +81,10 @@ impl Nft {
         loop {
             buf.clear();
             self.sock.recv(&mut buf, 0)?;
-            let mut off = 0;
-            while off + 16 <= buf.len() {
-                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
-                if len < 16 || off + len > buf.len() {
-                    break;
-                }
-                let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-                let flags = u16::from_ne_bytes([buf[off + 6], buf[off + 7]]);
-                let seq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().unwrap());
-                if f(ty, flags, seq, &buf[off + 16..off + len]) {
+            for m in frames(&buf) {
+                if f(m.ty, m.flags, m.seq, m.payload()) {
                     return Ok(());
                 }
-                off += (len + 3) & !3;
             }
         }
     }

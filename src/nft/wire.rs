@@ -125,6 +125,44 @@ pub fn parse_attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
+/// One netlink message of a received datagram.
+pub struct Frame<'a> {
+    pub ty: u16,
+    pub flags: u16,
+    pub seq: u32,
+    /// The whole message, header included.
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// What follows the 16-byte netlink header.
+    pub fn payload(&self) -> &'a [u8] {
+        &self.bytes[16..]
+    }
+}
+
+/// The netlink messages in one datagram, as the kernel frames them.
+pub fn frames(buf: &[u8]) -> impl Iterator<Item = Frame<'_>> {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        if off + 16 > buf.len() {
+            return None;
+        }
+        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+        if len < 16 || off + len > buf.len() {
+            return None;
+        }
+        let f = Frame {
+            ty: u16::from_ne_bytes([buf[off + 4], buf[off + 5]]),
+            flags: u16::from_ne_bytes([buf[off + 6], buf[off + 7]]),
+            seq: u32::from_ne_bytes(buf[off + 8..off + 12].try_into().unwrap()),
+            bytes: &buf[off..off + len],
+        };
+        off += (len + 3) & !3;
+        Some(f)
+    })
+}
+
 /// One nf_tables request: type, extra flags, attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Msg {

@@ -1,0 +1,46 @@
+//! Time spent per phase of `up`, summed over contexts and printed at exit
+//! with `NETCTX_PROFILE=1`, for the benchmark's breakdown of where the time
+//! goes. Off, it costs one check per phase.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+pub const PHASES: [&str; 7] = [
+    "namespace",
+    "links",
+    "addresses+routes",
+    "sysctls",
+    "rules (context)",
+    "rules (host)",
+    "observe",
+];
+static NANOS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+
+pub fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("NETCTX_PROFILE").is_some())
+}
+
+/// Time `f` as phase `i`.
+pub fn time<T>(i: usize, f: impl FnOnce() -> T) -> T {
+    if !enabled() {
+        return f();
+    }
+    let t = Instant::now();
+    let r = f();
+    NANOS[i].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    r
+}
+
+pub fn add(i: usize, d: std::time::Duration) {
+    NANOS[i].fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+}
+
+pub fn report() {
+    if enabled() {
+        for (i, p) in PHASES.iter().enumerate() {
+            let ms = NANOS[i].load(Ordering::Relaxed) as f64 / 1e6;
+            eprintln!("netctx: profile: {p:<18} {ms:10.1} ms (summed over threads)");
+        }
+    }
+}
