@@ -477,3 +477,22 @@ fn validate_prints_every_error_located_and_exits_1() {
     // Nothing touched the kernel.
     assert!(sb.netns_list().is_empty());
 }
+
+#[test]
+fn plan_and_status_speak_json() {
+    let sb = Sandbox::new();
+    let p = sb.netctx_with(TWO, &["plan", "--json", "a"]);
+    p.ok();
+    let v: serde_json::Value = serde_json::from_str(&p.stdout).unwrap();
+    assert_eq!(v["contexts"][0]["name"], "a");
+    assert_eq!(v["contexts"][0]["actions"][0], "create network namespace");
+    assert!(sb.netns_list().is_empty(), "plan touched the kernel");
+    sb.netctx_with(TWO, &["up"]).ok();
+    let p = sb.netctx_with(TWO, &["plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&p.stdout).unwrap();
+    assert_eq!(v["contexts"][1]["actions"], serde_json::json!([]));
+    let s = sb.netctx_with(TWO, &["-v", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+    assert_eq!(v["contexts"][0]["state"], "up");
+    assert_eq!(v["drift"], false);
+}

@@ -114,7 +114,11 @@ pub fn down(
     let mut events = if wait { Rtnl::link_events().ok() } else { None };
     let before = if wait { ours(nl) } else { Vec::new() };
     let mut out = Vec::new();
-    for name in names {
+    let progress = names.len() > 1 && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    for (i, name) in names.iter().enumerate() {
+        if progress {
+            eprint!("\rdown: {}/{}", i + 1, names.len());
+        }
         let r = (|| -> Result<Removed, CtxError> {
             let ns_err = |e| CtxError::Namespace {
                 name: name.clone(),
@@ -133,6 +137,9 @@ pub fn down(
             }
         })();
         out.push((name.clone(), r));
+    }
+    if progress {
+        eprintln!();
     }
 
     // Wait for their deletion notices (or poll, if notices were lost),

@@ -65,7 +65,7 @@ enum Command {
     /// Parse and validate the configuration; print every error
     Validate,
     /// Print the actions `up` would take, touching nothing
-    Plan(Select),
+    Plan(Listing),
     /// Converge the kernel to the configuration (idempotent)
     Up(Select),
     /// Remove everything netctx made for these contexts
@@ -202,7 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("{}: {} context(s), valid", path.display(), c.contexts.len());
             Ok(EXIT_OK)
         }
-        Command::Plan(sel) => commands::engine::plan(&load()?, &sel.contexts),
+        Command::Plan(l) => commands::engine::plan(&load()?, &l),
         Command::Up(sel) => commands::engine::up(&load()?, &sel.contexts),
         Command::Down(args) => commands::engine::down(&args),
         Command::Status(l) => commands::engine::status(&load()?, &l),

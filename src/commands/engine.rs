@@ -39,10 +39,24 @@ fn converge_all(
     })?)
 }
 
-pub fn plan(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
-    let ctxs = select(cfg, names)?;
+pub fn plan(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
+    let ctxs = select(cfg, &l.contexts)?;
     let mut failed = false;
-    for (c, r) in ctxs.iter().zip(converge_all(&ctxs, true)?) {
+    let results = converge_all(&ctxs, true)?;
+    if l.json {
+        let v: Vec<_> = ctxs
+            .iter()
+            .zip(&results)
+            .map(|(c, r)| match r {
+                Ok(o) => json!({"name": c.name, "actions": o.actions.iter().map(|a| a.to_string()).collect::<Vec<_>>()}),
+                Err(e) => json!({"name": c.name, "error": e.to_string()}),
+            })
+            .collect();
+        println!("{}", json!({ "contexts": v }));
+        let failed = results.iter().any(|r| r.is_err());
+        return Ok(if failed { EXIT_ERROR } else { EXIT_OK });
+    }
+    for (c, r) in ctxs.iter().zip(results) {
         match r {
             Ok(o) if o.actions.is_empty() => println!("{}: up to date", c.name),
             Ok(o) => {
@@ -220,7 +234,7 @@ pub fn status(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
         let v: Vec<_> = out
             .iter()
             .map(
-                |s| json!({"name": s.name, "state": s.state, "drift": s.detail, "guest_pid": guest::running(&s.name)}),
+                |s| json!({"name": s.name, "id": cfg.get(&s.name).and_then(|c| c.id), "state": s.state, "drift": s.detail, "guest_pid": guest::running(&s.name)}),
             )
             .collect();
         println!("{}", json!({ "contexts": v, "drift": finding }));
