@@ -445,3 +445,61 @@ fn the_mails_dummy_leg_forwards_or_fails_clearly() {
     sb.netctx(&["-c", c, "down", "--all"]).ok();
     assert!(sb.netns_list().is_empty());
 }
+
+/// Each shape of ruleset netctx builds, loaded by netctx and read back with
+/// `nft -j`: strict without logging, logging without isolation, strict with
+/// forwarding (host chain accepting the subnets).
+#[test]
+fn every_ruleset_shape_reads_back() {
+    let sb = Sandbox::new();
+    let cfg = r#"
+[context.s]
+[[context.s.link]]
+kind = "veth"
+name = "eth0"
+addresses = ["10.41.0.2/24"]
+[context.l]
+isolation = "off"
+log = ["forward"]
+[[context.l.link]]
+kind = "veth"
+name = "eth0"
+addresses = ["10.42.0.2/24"]
+[context.f]
+ip_forward = true
+[[context.f.link]]
+kind = "veth"
+name = "eth0"
+addresses = ["10.43.0.2/24"]
+"#;
+    sb.netctx_with(cfg, &["up"]).ok();
+    let chains = |ns: &str| -> Vec<(String, usize)> {
+        let v = nft_json(&sb, Some(ns));
+        objects(&v, "chain")
+            .iter()
+            .map(|c| {
+                let name = c["name"].as_str().unwrap().to_string();
+                let n = objects(&v, "rule")
+                    .iter()
+                    .filter(|r| r["chain"] == name.as_str())
+                    .count();
+                (name, n)
+            })
+            .collect()
+    };
+    let owned = |v: &[(&str, usize)]| {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), *b))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(chains("s"), owned(&[("input", 8), ("output", 7)]));
+    assert_eq!(chains("l"), owned(&[("forward", 1)]));
+    assert!(objects(&nft_json(&sb, Some("l")), "set").is_empty());
+    assert_eq!(chains("f"), owned(&[("input", 8), ("output", 7)]));
+    let host = sb.ok("nft list table inet netctx");
+    assert!(host.contains("chain s_nx-s"), "{host}");
+    assert!(!host.contains("chain l_nx-l"), "{host}");
+    assert!(host.contains("ip saddr 10.43.0.0/24 accept"), "{host}");
+    assert!(host.contains("ip saddr 10.41.0.2 accept"), "{host}");
+    assert_eq!(sb.netctx_with(cfg, &["status"]).code, 0);
+}

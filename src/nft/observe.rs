@@ -48,7 +48,11 @@ pub fn normalize(d: &mut Digest) {
 pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
     let mut name = Attrs::default();
     name.str(attr::TABLE_NAME, TABLE);
-    let tables = nft.get(msg::GETTABLE, &name.0, false)?;
+    let tables = match nft.get(msg::GETTABLE, &name.0, false) {
+        Ok(t) => t,
+        Err(e) if e.errno == libc::ENOENT => return Ok(Live::default()),
+        Err(e) => return Err(e),
+    };
     let Some(t) = tables.first() else {
         return Ok(Live::default());
     };

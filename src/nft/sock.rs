@@ -131,7 +131,8 @@ impl Nft {
         }
     }
 
-    /// A GET request (`dump` for many objects); the answers. ENOENT is an
+    /// A GET request (`dump` for many objects); the answers. ENOENT (no
+    /// such table or set) is an error for the caller to read.
     /// empty answer.
     pub fn get(&mut self, ty: u16, attrs: &[u8], dump: bool) -> Result<Vec<Answer>, NlError> {
         for _ in 0..5 {
@@ -178,7 +179,6 @@ impl Nft {
             })?;
             let _ = (acked, got_one);
             match err {
-                Some(e) if e == libc::ENOENT => return Ok(Vec::new()),
                 Some(errno) => {
                     return Err(NlError {
                         errno,
