@@ -374,3 +374,24 @@ fn audit_flags_a_guest_that_left_its_namespace() {
         "{msg}"
     );
 }
+
+#[test]
+fn status_tells_a_guest_that_exited() {
+    let sb = Sandbox::new();
+    let cfg = cfg().replace(
+        r#"command = ["sleep", "60"]"#,
+        r#"command = ["sleep", "0.2"]"#,
+    );
+    sb.netctx_with(&cfg, &["up"]).ok();
+    sb.netctx_with(&cfg, &["start", "b"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let s = sb.netctx_with(&cfg, &["status"]);
+    assert!(s.stdout.contains("guest exited (was pid"), "{}", s.stdout);
+    let j: serde_json::Value =
+        serde_json::from_str(&sb.netctx_with(&cfg, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(j["contexts"][1]["guest"], "exited");
+    assert_eq!(j["contexts"][1]["guest_pid"], serde_json::Value::Null);
+    // Starting it again works: the old pid file is not a running guest.
+    let r = sb.netctx_with(&cfg, &["start", "b"]);
+    assert!(r.stdout.contains("guest started"), "{}", r.stdout);
+}

@@ -234,17 +234,21 @@ fn start_time(pid: i32) -> Option<(u64, char)> {
     Some((fields.get(19)?.parse().ok()?, state))
 }
 
-/// The running guest of a context: its pid, if the pid file names a live
-/// process that is still the one netctx started.
-pub fn running(ctx: &str) -> Option<i32> {
+/// The guest netctx started for a context, if any: its pid and whether it
+/// still runs (the pid names a live process with the recorded start time).
+pub fn recorded(ctx: &str) -> Option<(i32, bool)> {
     let s = std::fs::read_to_string(pid_file(ctx)).ok()?;
     let mut it = s.split_whitespace();
     let pid: i32 = it.next()?.parse().ok()?;
     let started: u64 = it.next()?.parse().ok()?;
-    match start_time(pid) {
-        Some((t, state)) if t == started && state != 'Z' && state != 'X' => Some(pid),
-        _ => None,
-    }
+    let alive =
+        matches!(start_time(pid), Some((t, state)) if t == started && state != 'Z' && state != 'X');
+    Some((pid, alive))
+}
+
+/// The running guest of a context: its pid.
+pub fn running(ctx: &str) -> Option<i32> {
+    recorded(ctx).filter(|g| g.1).map(|g| g.0)
 }
 
 /// Start the guest detached, in its own session, output to its log file.

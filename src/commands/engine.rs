@@ -169,6 +169,11 @@ pub fn down(args: &crate::DownArgs) -> anyhow::Result<u8> {
     Ok(if failed { EXIT_ERROR } else { EXIT_OK })
 }
 
+/// The guest as `status --json` shows it.
+fn guest_state(ctx: &str) -> Option<&'static str> {
+    guest::recorded(ctx).map(|(_, alive)| if alive { "running" } else { "exited" })
+}
+
 /// One context's state for `status`.
 struct Status {
     name: String,
@@ -234,14 +239,17 @@ pub fn status(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
         let v: Vec<_> = out
             .iter()
             .map(
-                |s| json!({"name": s.name, "id": cfg.get(&s.name).and_then(|c| c.id), "state": s.state, "drift": s.detail, "guest_pid": guest::running(&s.name)}),
+                |s| json!({"name": s.name, "id": cfg.get(&s.name).and_then(|c| c.id), "state": s.state, "drift": s.detail, "guest_pid": guest::running(&s.name), "guest": guest_state(&s.name)}),
             )
             .collect();
         println!("{}", json!({ "contexts": v, "drift": finding }));
     } else {
         for s in &out {
-            match guest::running(&s.name) {
-                Some(pid) => println!("{:<12} {:<9} guest pid {pid}", s.name, s.state),
+            match guest::recorded(&s.name) {
+                Some((pid, true)) => println!("{:<12} {:<9} guest pid {pid}", s.name, s.state),
+                Some((pid, false)) => {
+                    println!("{:<12} {:<9} guest exited (was pid {pid})", s.name, s.state)
+                }
                 None => println!("{:<12} {}", s.name, s.state),
             }
             for d in &s.detail {
