@@ -69,7 +69,9 @@ fn bound(addr: IpAddr, port: u16, tcp: bool, freebind: bool) -> std::io::Result<
     let sa = socket2_addr(SocketAddr::new(addr, port));
     // SAFETY: bind with a sockaddr built for this family and its length.
     let r = unsafe { libc::bind(fd, sa.0.as_ptr() as *const libc::sockaddr, sa.1) };
-    if r != 0 || (tcp && unsafe { libc::listen(fd, 16) } != 0) {
+    // SAFETY: listen(2) on the descriptor just bound (only if it was).
+    let listening = r == 0 && (!tcp || unsafe { libc::listen(fd, 16) } == 0);
+    if !listening {
         let e = std::io::Error::last_os_error();
         // SAFETY: closing our own descriptor.
         unsafe { libc::close(fd) };

@@ -1,3 +1,6 @@
+//! The planner's tests: synthetic observed states (empty, converged, drifted,
+//! foreign objects) against one declared context.
+
 use super::*;
 use crate::config::load_sources;
 use crate::nft::observe::Live;
