@@ -293,7 +293,7 @@ fn apply(
             Action::CreateVeth { host, peer } => {
                 creations.push(Step {
                     side: Side::Host,
-                    req: msgs::new_veth(host, peer, netns::raw(ns_file)),
+                    req: msgs::new_veth(host, peer, std::os::fd::AsRawFd::as_raw_fd(ns_file)),
                     what: format!("link {peer} (veth, host side {host})"),
                     undo: Some(msgs::del_link(host)),
                     ok_errno: &[],

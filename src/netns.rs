@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -151,8 +151,4 @@ pub fn remove(name: &str) -> io::Result<()> {
 /// The inode of the calling thread's network namespace.
 pub fn current_inode() -> io::Result<u64> {
     Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())
-}
-
-pub fn raw(f: &File) -> i32 {
-    f.as_raw_fd()
 }
