@@ -57,6 +57,18 @@ impl fmt::Display for NlError {
 
 impl std::error::Error for NlError {}
 
+/// A netlink socket of `proto` in the calling thread's namespace, bound,
+/// with extended and capped acks.
+pub fn socket(proto: isize) -> io::Result<Socket> {
+    let mut sock = Socket::new(proto)?;
+    sock.bind_auto()?;
+    sock.set_ext_ack(true)?;
+    sock.set_cap_ack(true)?;
+    // Dumps of a busy host can exceed the default buffer.
+    let _ = sock.set_rx_buf_sz(4 << 20);
+    Ok(sock)
+}
+
 /// One request: the message and its creation flags (`NLM_F_CREATE` …);
 /// `NLM_F_REQUEST | NLM_F_ACK` are added.
 #[derive(Debug, Clone)]
@@ -156,14 +168,8 @@ where
     M: NetlinkSerializable + NetlinkDeserializable + Clone + fmt::Debug,
 {
     fn open_proto(proto: isize) -> io::Result<Nl<M>> {
-        let mut sock = Socket::new(proto)?;
-        sock.bind_auto()?;
-        sock.set_ext_ack(true)?;
-        sock.set_cap_ack(true)?;
-        // Dumps of a busy host can exceed the default buffer.
-        let _ = sock.set_rx_buf_sz(4 << 20);
         Ok(Nl {
-            sock,
+            sock: socket(proto)?,
             seq: 1,
             buf: Vec::with_capacity(1 << 16),
             _msg: std::marker::PhantomData,

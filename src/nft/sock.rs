@@ -62,13 +62,8 @@ fn extack(flags: u16, payload: &[u8]) -> Option<String> {
 
 impl Nft {
     pub fn open() -> io::Result<Nft> {
-        let mut sock = Socket::new(NETLINK_NETFILTER)?;
-        sock.bind_auto()?;
-        sock.set_ext_ack(true)?;
-        sock.set_cap_ack(true)?;
-        let _ = sock.set_rx_buf_sz(4 << 20);
         Ok(Nft {
-            sock,
+            sock: crate::nl::socket(NETLINK_NETFILTER)?,
             seq: 1,
             changes: 0,
         })
