@@ -496,3 +496,22 @@ fn plan_and_status_speak_json() {
     assert_eq!(v["contexts"][0]["state"], "up");
     assert_eq!(v["drift"], false);
 }
+
+/// `down --no-wait` returns once the namespaces are unmounted; an `up`
+/// right after it must not trip over host veths the kernel is still
+/// destroying.
+#[test]
+fn up_right_after_down_no_wait() {
+    let sb = Sandbox::new();
+    let cfg = sb.write_config("c.toml", &crate::reliability::contexts(30));
+    let c = cfg.to_str().unwrap();
+    for _ in 0..3 {
+        sb.netctx(&["-c", c, "up"]).ok();
+        sb.netctx(&["-c", c, "down", "--all", "--no-wait"]).ok();
+    }
+    sb.netctx(&["-c", c, "up"]).ok();
+    assert_eq!(sb.netctx(&["-c", c, "status"]).code, 0);
+    assert_eq!(sb.netns_list().len(), 30);
+    sb.netctx(&["-c", c, "down", "--all"]).ok();
+    assert!(sb.links(None).iter().all(|l| l.0 == "lo"));
+}
