@@ -487,6 +487,25 @@ fn plan_and_status_speak_json() {
     assert_eq!(v["contexts"][0]["name"], "a");
     assert_eq!(v["contexts"][0]["actions"][0], "create network namespace");
     assert!(sb.netns_list().is_empty(), "plan touched the kernel");
+    // With -v, the rules it would load, in nft syntax.
+    let v = sb.netctx_with(TWO, &["plan", "-v", "a"]);
+    assert!(
+        v.stdout.contains("replace nftables table inet netctx"),
+        "{}",
+        v.stdout
+    );
+    assert!(
+        v.stdout
+            .contains("meta nfproto ipv4 ip daddr @assigned4 accept"),
+        "{}",
+        v.stdout
+    );
+    assert!(
+        v.stdout
+            .contains("type filter hook ingress device \"nx-a\""),
+        "{}",
+        v.stdout
+    );
     sb.netctx_with(TWO, &["up"]).ok();
     let p = sb.netctx_with(TWO, &["plan", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&p.stdout).unwrap();
