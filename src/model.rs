@@ -6,6 +6,11 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+/// Default `log_group`: the NFLOG group of the logging rules.
+pub const DEFAULT_LOG_GROUP: u16 = 100;
+/// Default `log_rate`: packets a second each logging rule passes on.
+pub const DEFAULT_LOG_RATE: u32 = 100;
+
 /// An address with its prefix length, as assigned to a link (`10.0.0.2/24`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cidr {

@@ -9,8 +9,6 @@ use super::parse::{CtxDecl, FileDecl, Settings};
 use super::{Diag, Loc};
 use crate::model::{Cidr, Config, Context, Isolation, Link, LinkKind, Route};
 
-pub const DEFAULT_LOG_GROUP: u16 = 100;
-
 pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
     let mut err = |loc: &Loc, msg: String| {
         diags.push(Diag {
@@ -195,11 +193,14 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
             id: c.id.map(|(i, _)| i),
             ip_forward: s.ip_forward.or(d.ip_forward).unwrap_or(false),
             log: s.log.clone().or_else(|| d.log.clone()).unwrap_or_default(),
-            log_group: s.log_group.or(d.log_group).unwrap_or(DEFAULT_LOG_GROUP),
+            log_group: s
+                .log_group
+                .or(d.log_group)
+                .unwrap_or(crate::model::DEFAULT_LOG_GROUP),
             log_rate: s
                 .log_rate
                 .or(d.log_rate)
-                .unwrap_or(crate::nft::ruleset::DEFAULT_LOG_RATE),
+                .unwrap_or(crate::model::DEFAULT_LOG_RATE),
             isolation: s.isolation.or(d.isolation).unwrap_or(Isolation::Strict),
             links: c
                 .links

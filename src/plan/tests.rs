@@ -3,9 +3,10 @@
 
 use super::*;
 use crate::config::load_sources;
-use crate::nft::observe::Live;
-use crate::nft::ruleset::{context_table, digest_of, host_chains, HOST_COMMENT};
-use crate::state::{alias_for, ObsLink, ObsRoute};
+use crate::kernel::nft::table::{digest_of, HOST_COMMENT};
+use crate::observe::links::{alias_for, ObsLink, ObsRoute};
+use crate::observe::nft::Live;
+use crate::plan::rules::{context_table, host_chains};
 use netlink_packet_route::route::RouteProtocol;
 use std::path::PathBuf;
 

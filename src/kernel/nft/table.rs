@@ -1,29 +1,31 @@
-//! The rules netctx wants: the table `inet netctx` inside a context (address
-//! sets, strict isolation, logging chains) and, on the host, one ingress chain
-//! per host-side veth that drops sources the context does not own. Pure: from
-//! the model to messages, `nft` text and a digest to compare with the kernel.
+//! nf_tables tables, chains and sets as data, and their encoding: the
+//! messages that create or replace them, their `nft` text, and the digest
+//! compared with what the kernel holds. No policy: which rules a context gets
+//! is `plan::rules`.
 
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use super::rule::{Action, Dir, Match, Rule, PACKET_BROADCAST, PACKET_MULTICAST};
-use super::wire::{attr, comment_udata, msg, Attrs, Msg, NLM_F_APPEND, NLM_F_CREATE};
-use crate::model::{Cidr, Context, Hook, Isolation, LinkKind};
+use super::expr::Rule;
+use super::wire::{attr, comment_udata, msg, Attrs, Msg, NLA_F_NESTED, NLM_F_APPEND, NLM_F_CREATE};
 
+/// The name of netctx's table, in every namespace.
 pub const TABLE: &str = "netctx";
-/// The address sets of a context's table.
-pub const SET_NAMES: [&str; 2] = ["assigned4", "assigned6"];
 /// Comment on the host's table: who made it.
 pub const HOST_COMMENT: &str = "netctx";
-/// Default for `log_rate`: packets a second each logging rule passes on.
-pub const DEFAULT_LOG_RATE: u32 = 100;
+/// The address sets of a context's table.
+pub const SETS: [&str; 2] = ["assigned4", "assigned6"];
 
-const HOOK_INPUT: u32 = 1;
-const HOOK_FORWARD: u32 = 2;
-const HOOK_OUTPUT: u32 = 3;
-const HOOK_INGRESS: u32 = 5;
-const TYPE_IPV4_ADDR: u32 = 7;
-const TYPE_IPV6_ADDR: u32 = 8;
+/// Hook numbers (enum nf_inet_hooks, linux/netfilter.h; NF_NETDEV_INGRESS).
+pub const NF_INET_LOCAL_IN: u32 = 1;
+pub const NF_INET_FORWARD: u32 = 2;
+pub const NF_INET_LOCAL_OUT: u32 = 3;
+pub const NF_INET_INGRESS: u32 = 5;
+/// Set key types (nft's datatype numbers, as in nftables' datatype.h).
+const TYPE_IPADDR: u32 = 7;
+const TYPE_IP6ADDR: u32 = 8;
+/// NF_ACCEPT as a chain policy.
+const POLICY_ACCEPT: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Set {
@@ -58,6 +60,15 @@ pub struct Digest {
     pub sets: Vec<(String, Vec<Vec<u8>>)>,
 }
 
+impl Digest {
+    /// Rules grouped by chain name, in their order inside each chain.
+    pub fn normalize(&mut self) {
+        self.chains.sort();
+        self.rules.sort_by(|a, b| a.0.cmp(&b.0));
+        self.sets.sort();
+    }
+}
+
 fn fnv(data: &[u8], mut h: u64) -> u64 {
     for b in data {
         h ^= u64::from(*b);
@@ -72,203 +83,11 @@ pub fn rule_comment(chain: &str, r: &Rule) -> String {
     format!("netctx:{h:016x}")
 }
 
-fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
+pub fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
     match ip {
         IpAddr::V4(a) => a.octets().to_vec(),
         IpAddr::V6(a) => a.octets().to_vec(),
     }
-}
-
-fn log_rule(ctx: &Context, prefix: &str) -> Rule {
-    Rule {
-        matches: vec![],
-        action: Action::Log {
-            rate: ctx.log_rate,
-            prefix: prefix.to_string(),
-            group: ctx.log_group,
-        },
-    }
-}
-
-fn accept(matches: Vec<Match>) -> Rule {
-    Rule {
-        matches,
-        action: Action::Accept,
-    }
-}
-
-fn drop_rules(ctx: &Context) -> [Rule; 2] {
-    [
-        log_rule(ctx, "CTX:DROP:"),
-        Rule {
-            matches: vec![],
-            action: Action::Drop,
-        },
-    ]
-}
-
-fn cidr(s: &str) -> Cidr {
-    Cidr::parse(s).expect("constant prefix")
-}
-
-/// The table inside the context; `None` when it needs none (isolation off
-/// and no logging).
-pub fn context_table(ctx: &Context) -> Option<Table> {
-    let strict = ctx.isolation == Isolation::Strict;
-    if !strict && ctx.log.is_empty() {
-        return None;
-    }
-    let v4: Vec<IpAddr> = ctx
-        .links
-        .iter()
-        .flat_map(|l| &l.addresses)
-        .filter(|a| a.is_v4())
-        .map(|a| a.addr)
-        .collect();
-    let v6: Vec<IpAddr> = ctx
-        .links
-        .iter()
-        .flat_map(|l| &l.addresses)
-        .filter(|a| !a.is_v4())
-        .map(|a| a.addr)
-        .collect();
-    let sets = if strict {
-        vec![
-            Set {
-                name: "assigned4".into(),
-                v6: false,
-                id: 1,
-                elems: v4,
-            },
-            Set {
-                name: "assigned6".into(),
-                v6: true,
-                id: 2,
-                elems: v6,
-            },
-        ]
-    } else {
-        vec![]
-    };
-    let in_set = |v6: bool, dir: Dir| Match::InSet {
-        v6,
-        dir,
-        set: if v6 { "assigned6" } else { "assigned4" }.into(),
-        set_id: if v6 { 2 } else { 1 },
-    };
-    let mut chains = Vec::new();
-    for (hook, hooknum, prefix) in [
-        (Hook::Input, HOOK_INPUT, "CTX:INPUT:"),
-        (Hook::Forward, HOOK_FORWARD, "CTX:FORWARD:"),
-        (Hook::Output, HOOK_OUTPUT, "CTX:OUTPUT:"),
-    ] {
-        let mut rules = Vec::new();
-        if ctx.log.contains(&hook) {
-            rules.push(log_rule(ctx, prefix));
-        }
-        if strict && hook == Hook::Input {
-            rules.push(accept(vec![Match::IifName("lo".into())]));
-            rules.push(accept(vec![in_set(false, Dir::Dst)]));
-            rules.push(accept(vec![in_set(true, Dir::Dst)]));
-            // Subnet broadcast, and IPv6 neighbour discovery (multicast,
-            // link-local).
-            rules.push(accept(vec![Match::PktType(PACKET_BROADCAST)]));
-            rules.push(accept(vec![Match::PktType(PACKET_MULTICAST)]));
-            rules.push(accept(vec![Match::Prefix {
-                dir: Dir::Dst,
-                cidr: cidr("fe80::/10"),
-            }]));
-            rules.extend(drop_rules(ctx));
-        }
-        if strict && hook == Hook::Output {
-            rules.push(accept(vec![Match::OifName("lo".into())]));
-            rules.push(accept(vec![in_set(false, Dir::Src)]));
-            rules.push(accept(vec![in_set(true, Dir::Src)]));
-            rules.push(accept(vec![Match::Prefix {
-                dir: Dir::Src,
-                cidr: cidr("fe80::/10"),
-            }]));
-            // Duplicate address detection sends from ::.
-            rules.push(accept(vec![Match::Prefix {
-                dir: Dir::Src,
-                cidr: cidr("::/128"),
-            }]));
-            rules.extend(drop_rules(ctx));
-        }
-        if !rules.is_empty() {
-            chains.push(Chain {
-                name: hook_name(hook).into(),
-                hooknum,
-                device: None,
-                rules,
-            });
-        }
-    }
-    Some(Table {
-        comment: format!("netctx context {}", ctx.name),
-        sets,
-        chains,
-    })
-}
-
-fn hook_name(h: Hook) -> &'static str {
-    match h {
-        Hook::Input => "input",
-        Hook::Forward => "forward",
-        Hook::Output => "output",
-    }
-}
-
-/// Prefix of the names of a context's chains in the host's table.
-pub fn host_chain_prefix(ctx: &str) -> String {
-    format!("{ctx}_")
-}
-
-/// The host's chains for a context: one per host-side veth, on its ingress,
-/// accepting the context's sources (its addresses; with ip_forward also the
-/// subnets of its links) and dropping the rest.
-pub fn host_chains(ctx: &Context) -> Vec<Chain> {
-    if ctx.isolation != Isolation::Strict {
-        return Vec::new();
-    }
-    let mut sources: Vec<Cidr> = Vec::new();
-    for l in &ctx.links {
-        for a in &l.addresses {
-            let own = Cidr {
-                addr: a.addr,
-                prefix: crate::model::max_prefix(a.addr),
-            };
-            let src = if ctx.ip_forward { a.subnet() } else { own };
-            if !sources.contains(&src) {
-                sources.push(src);
-            }
-        }
-    }
-    sources.push(cidr("fe80::/10"));
-    sources.push(cidr("::/128"));
-    ctx.links
-        .iter()
-        .filter(|l| l.kind == LinkKind::Veth)
-        .filter_map(|l| l.host.clone())
-        .map(|host| {
-            let mut rules: Vec<Rule> = sources
-                .iter()
-                .map(|c| {
-                    accept(vec![Match::Prefix {
-                        dir: Dir::Src,
-                        cidr: *c,
-                    }])
-                })
-                .collect();
-            rules.extend(drop_rules(ctx));
-            Chain {
-                name: format!("{}{host}", host_chain_prefix(&ctx.name)),
-                hooknum: HOOK_INGRESS,
-                device: Some(host),
-                rules,
-            }
-        })
-        .collect()
 }
 
 fn table_attrs(a: &mut Attrs) -> &mut Attrs {
@@ -302,7 +121,7 @@ pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
     a.str(attr::CHAIN_TABLE, TABLE)
         .str(attr::CHAIN_NAME, &c.name)
         .str(attr::CHAIN_TYPE, "filter")
-        .be32(attr::CHAIN_POLICY, 1)
+        .be32(attr::CHAIN_POLICY, POLICY_ACCEPT)
         .nested(attr::CHAIN_HOOK, |h| {
             h.be32(attr::HOOK_HOOKNUM, c.hooknum)
                 .be32(attr::HOOK_PRIORITY, 0);
@@ -315,10 +134,7 @@ pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
         let mut a = Attrs::default();
         a.str(attr::RULE_TABLE, TABLE)
             .str(attr::RULE_CHAIN, &c.name)
-            .bytes(
-                attr::RULE_EXPRESSIONS | super::wire::NLA_F_NESTED,
-                &r.encode().0,
-            )
+            .bytes(attr::RULE_EXPRESSIONS | NLA_F_NESTED, &r.encode().0)
             .bytes(
                 attr::RULE_USERDATA,
                 &comment_udata(&rule_comment(&c.name, r)),
@@ -334,7 +150,7 @@ pub fn set_msgs(s: &Set, out: &mut Vec<Msg>) {
         .be32(attr::SET_FLAGS, 0)
         .be32(
             attr::SET_KEY_TYPE,
-            if s.v6 { TYPE_IPV6_ADDR } else { TYPE_IPV4_ADDR },
+            if s.v6 { TYPE_IP6ADDR } else { TYPE_IPADDR },
         )
         .be32(attr::SET_KEY_LEN, if s.v6 { 16 } else { 4 })
         .be32(attr::SET_ID, s.id);
@@ -431,15 +247,15 @@ pub fn digest_of(chains: &[Chain], sets: &[Set]) -> Digest {
         e.sort();
         d.sets.push((s.name.clone(), e));
     }
-    super::observe::normalize(&mut d);
+    d.normalize();
     d
 }
 
 pub fn render_chain(c: &Chain) -> String {
     let hook = match c.hooknum {
-        HOOK_INPUT => "input".to_string(),
-        HOOK_FORWARD => "forward".to_string(),
-        HOOK_OUTPUT => "output".to_string(),
+        NF_INET_LOCAL_IN => "input".to_string(),
+        NF_INET_FORWARD => "forward".to_string(),
+        NF_INET_LOCAL_OUT => "output".to_string(),
         _ => format!(
             "ingress device \"{}\"",
             c.device.as_deref().unwrap_or_default()

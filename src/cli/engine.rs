@@ -1,15 +1,20 @@
 //! `plan`, `up`, `down`, `status`: the engine's commands.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context as _};
 use serde_json::json;
 
-use super::{EXIT_ERROR, EXIT_FINDING, EXIT_OK};
+use super::Exit;
+use crate::apply::teardown as down;
 use crate::apply::{self, converge, CtxError};
+use crate::kernel::nft::table;
+use crate::kernel::{lock, netns, pool};
 use crate::model::{Config, Context};
-use crate::nft::ruleset;
-use crate::owner::{self, NsOwner};
+use crate::observe::owner::NsOwner;
 use crate::plan;
-use crate::{config, debug, down, guest, netns, pool};
+use crate::plan::rules;
+use crate::{config, guest};
 
 /// The declared contexts named (all when none are).
 pub fn select<'a>(cfg: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a Context>> {
@@ -34,12 +39,12 @@ fn converge_all(
     let mut host = apply::Host::open().context("opening netlink sockets")?;
     let view = apply::HostView::read(&mut host).context("reading the host's links and rules")?;
     let what = (!dry).then_some("up");
-    Ok(pool::map(ctxs, what, |host, c| {
+    Ok(pool::map(ctxs, what, apply::Host::open, |host, c| {
         converge(c, &view, host, dry)
     })?)
 }
 
-pub fn plan(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
+pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<Exit> {
     let ctxs = select(cfg, &l.contexts)?;
     let mut failed = false;
     let results = converge_all(&ctxs, true)?;
@@ -54,7 +59,7 @@ pub fn plan(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
             .collect();
         println!("{}", json!({ "contexts": v }));
         let failed = results.iter().any(|r| r.is_err());
-        return Ok(if failed { EXIT_ERROR } else { EXIT_OK });
+        return Ok(if failed { Exit::Error } else { Exit::Ok });
     }
     for (c, r) in ctxs.iter().zip(results) {
         match r {
@@ -64,17 +69,17 @@ pub fn plan(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
                 for a in &o.actions {
                     println!("  {a}");
                     // With -v, the rules themselves, in nft syntax.
-                    if !crate::VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+                    if !verbose {
                         continue;
                     }
                     let text = match a {
                         plan::Action::ReplaceTable { .. } => {
-                            ruleset::context_table(c).map(|t| t.render())
+                            rules::context_table(c).map(|t| t.render())
                         }
                         plan::Action::ReplaceHostChains { .. } => Some(
-                            ruleset::host_chains(c)
+                            rules::host_chains(c)
                                 .iter()
-                                .map(ruleset::render_chain)
+                                .map(table::render_chain)
                                 .collect(),
                         ),
                         _ => None,
@@ -90,19 +95,19 @@ pub fn plan(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(if failed { EXIT_ERROR } else { EXIT_OK })
+    Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 
-pub fn up(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
+pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit> {
     let ctxs = select(cfg, names)?;
-    let _lock = owner::lock().context("taking the netctx lock")?;
+    let _lock = lock::lock(wait).context("taking the netctx lock")?;
     netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
     let mut failed = Vec::new();
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?) {
         match r {
             Ok(o) => {
                 for a in &o.actions {
-                    debug!("context {}: {a}", c.name);
+                    tracing::debug!(context = %c.name, action = %a, "planned");
                 }
                 let what = match (o.owner, o.actions.len()) {
                     (_, 0) => "unchanged".to_string(),
@@ -118,7 +123,7 @@ pub fn up(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
         }
     }
     if failed.is_empty() {
-        Ok(EXIT_OK)
+        Ok(Exit::Ok)
     } else {
         eprintln!(
             "netctx: error: {} of {} context(s) failed and were rolled back: {}",
@@ -126,15 +131,15 @@ pub fn up(cfg: &Config, names: &[String]) -> anyhow::Result<u8> {
             ctxs.len(),
             failed.join(", ")
         );
-        Ok(EXIT_ERROR)
+        Ok(Exit::Error)
     }
 }
 
-pub fn down(args: &crate::DownArgs) -> anyhow::Result<u8> {
+pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
     if !args.all && args.contexts.is_empty() {
         bail!("name the contexts to remove, or use --all");
     }
-    let _lock = owner::lock().context("taking the netctx lock")?;
+    let _lock = lock::lock(wait).context("taking the netctx lock")?;
     let mut nl = apply::Host::open().context("opening netlink sockets")?;
     let names = if args.all {
         down::known(&mut nl)?
@@ -166,7 +171,7 @@ pub fn down(args: &crate::DownArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(if failed { EXIT_ERROR } else { EXIT_OK })
+    Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 
 /// The guest as `status --json` shows it.
@@ -181,7 +186,7 @@ struct Status {
     detail: Vec<String>,
 }
 
-pub fn status(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
+pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
     let ctxs = select(cfg, &l.contexts)?;
     let mut nl = apply::Host::open().context("opening netlink sockets")?;
     let mut out = Vec::new();
@@ -257,5 +262,5 @@ pub fn status(cfg: &Config, l: &crate::Listing) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(if finding { EXIT_FINDING } else { EXIT_OK })
+    Ok(if finding { Exit::Finding } else { Exit::Ok })
 }

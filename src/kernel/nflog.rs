@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use serde_json::{json, Value};
 
-use crate::nft::wire::{encode_raw, frames, parse_attrs, Attrs, NLM_F_ACK, NLM_F_REQUEST};
+use crate::kernel::nft::wire::{encode_raw, frames, parse_attrs, Attrs, NLM_F_ACK, NLM_F_REQUEST};
 
 const NFNL_SUBSYS_ULOG: u16 = 4;
 const NFULNL_MSG_PACKET: u16 = 0;

@@ -12,10 +12,11 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::RouteNetlinkMessage as M;
 
+use crate::kernel::netlink::{NlError, Rtnl};
+use crate::kernel::rtnl;
+use crate::kernel::sysctl;
 use crate::model::Cidr;
-use crate::msgs;
-use crate::nft::observe::Live;
-use crate::nl::{NlError, Rtnl};
+use crate::observe::nft::Live;
 
 /// Prefix of the alias netctx puts on the host-side links it makes.
 pub const ALIAS_PREFIX: &str = "netctx:";
@@ -176,7 +177,7 @@ fn parse_route(m: &RouteMessage) -> Option<ObsRoute> {
 /// Every link of the socket's namespace, without addresses.
 pub fn read_links_only(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
     Ok(nl
-        .dump(msgs::dump_links())?
+        .dump(rtnl::dump_links())?
         .iter()
         .filter_map(|m| match m {
             M::NewLink(l) => Some(parse_link(l)),
@@ -193,7 +194,7 @@ pub fn read_links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
         .enumerate()
         .map(|(i, l)| (l.index, i))
         .collect();
-    for m in nl.dump(msgs::dump_addresses())? {
+    for m in nl.dump(rtnl::dump_addresses())? {
         if let M::NewAddress(a) = m {
             if let Some((index, cidr)) = parse_address(&a) {
                 if let Some(i) = by_index.get(&index) {
@@ -210,7 +211,7 @@ pub fn read_links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
 
 /// One link by name, without its addresses; `None` when there is none.
 pub fn read_link(nl: &mut Rtnl, name: &str) -> Result<Option<ObsLink>, NlError> {
-    match nl.query(msgs::get_link(name), 0) {
+    match nl.query(rtnl::get_link(name), 0) {
         Ok(msgs) => Ok(msgs.iter().find_map(|m| match m {
             M::NewLink(l) => Some(parse_link(l)),
             _ => None,
@@ -220,30 +221,12 @@ pub fn read_link(nl: &mut Rtnl, name: &str) -> Result<Option<ObsLink>, NlError> 
     }
 }
 
-pub const FORWARD_V4: &str = "net/ipv4/ip_forward";
-pub const FORWARD_V6: &str = "net/ipv6/conf/all/forwarding";
-
-pub fn accept_ra(link: &str) -> String {
-    format!("net/ipv6/conf/{link}/accept_ra")
-}
-
-/// Read a switch under /proc/sys; `None` if it does not exist (IPv6 off).
-pub fn read_sysctl(path: &str) -> Option<bool> {
-    std::fs::read_to_string(format!("/proc/sys/{path}"))
-        .ok()
-        .map(|s| s.trim() != "0")
-}
-
-pub fn write_sysctl(path: &str, on: bool) -> std::io::Result<()> {
-    std::fs::write(format!("/proc/sys/{path}"), if on { "1" } else { "0" })
-}
-
 /// Everything inside the calling thread's namespace. `/proc/sys/net` shows
 /// the namespace of the reading thread, so this is right on a setns'd thread.
-pub fn read_ns(nl: &mut Rtnl, nft: &mut crate::nft::sock::Nft) -> Result<NsState, NlError> {
+pub fn read_ns(nl: &mut Rtnl, nft: &mut crate::kernel::nft::sock::Nft) -> Result<NsState, NlError> {
     let links = read_links(nl)?;
     let mut routes: Vec<ObsRoute> = nl
-        .dump(msgs::dump_routes())?
+        .dump(rtnl::dump_routes())?
         .iter()
         .filter_map(|m| match m {
             M::NewRoute(r) => parse_route(r),
@@ -252,19 +235,22 @@ pub fn read_ns(nl: &mut Rtnl, nft: &mut crate::nft::sock::Nft) -> Result<NsState
         .collect();
     routes.sort_by_key(|r| (r.to, r.via));
     let mut sysctls = BTreeMap::new();
-    let mut paths = vec![FORWARD_V4.to_string(), FORWARD_V6.to_string()];
+    let mut paths = vec![
+        sysctl::FORWARD_V4.to_string(),
+        sysctl::FORWARD_V6.to_string(),
+    ];
     paths.extend(
         links
             .iter()
             .filter(|l| l.name != "lo")
-            .map(|l| accept_ra(&l.name)),
+            .map(|l| sysctl::accept_ra(&l.name)),
     );
     for p in paths {
-        if let Some(v) = read_sysctl(&p) {
+        if let Some(v) = sysctl::read(&p) {
             sysctls.insert(p, v);
         }
     }
-    let nft = crate::nft::observe::read(nft, &crate::nft::ruleset::SET_NAMES)?;
+    let nft = crate::observe::nft::read(nft, &crate::kernel::nft::table::SETS)?;
     Ok(NsState {
         links,
         routes,

@@ -10,7 +10,7 @@ use super::wire::{
     batch, encode_raw, frames, parse_attrs, Msg, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLM_F_ACK,
     NLM_F_DUMP, NLM_F_REQUEST,
 };
-use crate::nl::NlError;
+use crate::kernel::netlink::NlError;
 
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -63,7 +63,7 @@ fn extack(flags: u16, payload: &[u8]) -> Option<String> {
 impl Nft {
     pub fn open() -> io::Result<Nft> {
         Ok(Nft {
-            sock: crate::nl::socket(NETLINK_NETFILTER)?,
+            sock: crate::kernel::netlink::socket(NETLINK_NETFILTER)?,
             seq: 1,
             changes: 0,
         })

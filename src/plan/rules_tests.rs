@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::ruleset::{self, context_table, host_chains, render_chain, Table};
-use super::wire::{attr, msg, parse_attrs, Attrs, Msg};
+use super::{context_table, host_chains};
 use crate::config::load_sources;
+use crate::kernel::nft::table::{self, render_chain, Table};
+use crate::kernel::nft::wire::{attr, msg, parse_attrs, Attrs, Msg};
 use crate::model::Context;
 
 const CTX: &str = r#"
@@ -50,7 +51,7 @@ fn fixture(name: &str, rendered: &str) -> &'static str {
         ),
     };
     if std::env::var_os("NETCTX_UPDATE_FIXTURES").is_some() {
-        std::fs::write(format!("src/nft/fixtures/{name}.nft"), rendered).unwrap();
+        std::fs::write(format!("src/plan/fixtures/{name}.nft"), rendered).unwrap();
     }
     assert_eq!(
         rendered, nft,
@@ -137,11 +138,8 @@ fn compare(ours: BTreeMap<String, Vec<u8>>, nft: BTreeMap<String, Vec<u8>>) {
 fn context_table_is_encoded_as_nft_encodes_it() {
     let t: Table = context_table(&ctx()).unwrap();
     let hex = fixture("context", &t.render());
-    compare(ours(&ruleset::replace_table(Some(&t), true)), from_hex(hex));
-    compare(
-        ours(&ruleset::replace_table(Some(&t), false)),
-        from_hex(hex),
-    );
+    compare(ours(&table::replace_table(Some(&t), true)), from_hex(hex));
+    compare(ours(&table::replace_table(Some(&t), false)), from_hex(hex));
 }
 
 #[test]
@@ -149,7 +147,7 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
     let chains = host_chains(&ctx());
     let mut text = format!(
         "table inet netctx {{\n\tcomment \"{}\"\n",
-        ruleset::HOST_COMMENT
+        table::HOST_COMMENT
     );
     for c in &chains {
         text.push_str(&render_chain(c));
@@ -157,7 +155,7 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
     text.push_str("}\n");
     let hex = fixture("host", &text);
     compare(
-        ours(&ruleset::replace_host_chains(&[], &chains)),
+        ours(&table::replace_host_chains(&[], &chains)),
         from_hex(hex),
     );
 }

@@ -14,8 +14,8 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage as M};
 
+use crate::kernel::netlink::Request;
 use crate::model::Cidr;
-use crate::nl::Request;
 
 pub const CREATE: u16 = NLM_F_CREATE | NLM_F_EXCL;
 /// `rtm_protocol` netctx puts on its routes (RTPROT_STATIC, as `ip route` does

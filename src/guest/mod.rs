@@ -19,7 +19,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Gid, Pid, Uid, User};
 
-use crate::owner::RUN_DIR;
+use crate::kernel::RUN_DIR;
 
 /// Capabilities a guest must not have: they would let it change its
 /// addresses, routes or firewall, forge packets, or leave its namespace.

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::kernel::nft::table::{self, HOST_COMMENT};
+use crate::kernel::sysctl;
 use crate::model::{Cidr, Context, LinkKind, Route};
-use crate::nft::observe::Live;
-use crate::nft::ruleset::{self, HOST_COMMENT};
-use crate::owner::NsOwner;
-use crate::state::{self, NsState, ObsLink, ObsRoute};
+use crate::observe::links::{NsState, ObsLink, ObsRoute};
+use crate::observe::nft::Live;
+use crate::observe::owner::NsOwner;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -305,16 +306,16 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     // starts with 0) and router advertisements (a new link accepts them;
     // rogue advertisements are a known way out of a container).
     let mut want: Vec<(String, bool, bool)> = vec![
-        (state::FORWARD_V4.into(), ctx.ip_forward, false),
-        (state::FORWARD_V6.into(), ctx.ip_forward, false),
+        (sysctl::FORWARD_V4.into(), ctx.ip_forward, false),
+        (sysctl::FORWARD_V6.into(), ctx.ip_forward, false),
     ];
     want.extend(
         ctx.links
             .iter()
-            .map(|d| (state::accept_ra(&d.name), d.accept_ra, true)),
+            .map(|d| (sysctl::accept_ra(&d.name), d.accept_ra, true)),
     );
     for (path, on, default) in want {
-        let renewed = fresh.iter().any(|f| path == state::accept_ra(f));
+        let renewed = fresh.iter().any(|f| path == sysctl::accept_ra(f));
         let have = if renewed {
             None
         } else {
@@ -326,7 +327,7 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     }
 
     // Rules inside: replaced whole when anything differs.
-    match ruleset::context_table(ctx) {
+    match rules::context_table(ctx) {
         Some(t) => {
             let differs = !ns.nft.exists
                 || ns.nft.comment.as_deref() != Some(t.comment.as_str())
@@ -343,14 +344,14 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     }
 
     // The host's chains for this context.
-    let prefix = ruleset::host_chain_prefix(&ctx.name);
-    let chains = ruleset::host_chains(ctx);
+    let prefix = rules::host_chain_prefix(&ctx.name);
+    let chains = rules::host_chains(ctx);
     let have = obs.host_nft.only(&prefix);
     // A chain on the ingress of a host veth that is made anew goes with the
     // old device on some kernels (6.1) and stays on others (6.18): either
     // way it is installed again.
     let veth_renewed = acts.iter().any(|a| matches!(a, Action::CreateVeth { .. }));
-    if have != ruleset::digest_of(&chains, &[]) || (veth_renewed && !chains.is_empty()) {
+    if have != table::digest_of(&chains, &[]) || (veth_renewed && !chains.is_empty()) {
         if obs.host_nft.exists && obs.host_nft.comment.as_deref() != Some(HOST_COMMENT) {
             return Err(Refusal::ForeignHostTable);
         }
@@ -388,3 +389,5 @@ fn diff_addrs(
 
 #[cfg(test)]
 mod tests;
+
+pub mod rules;

@@ -1,10 +1,10 @@
 //! Reading back netctx's table: its comment, chains, the comments of its
 //! rules, and the elements of its sets, with one dump per kind.
 
-use super::ruleset::{Digest, TABLE};
-use super::sock::Nft;
-use super::wire::{attr, msg, parse_attrs, udata_comment, Attrs};
-use crate::nl::NlError;
+use crate::kernel::netlink::NlError;
+use crate::kernel::nft::sock::Nft;
+use crate::kernel::nft::table::{Digest, TABLE};
+use crate::kernel::nft::wire::{attr, msg, parse_attrs, udata_comment, Attrs};
 
 /// The table `inet netctx` of one namespace as the kernel has it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,13 +36,6 @@ impl Live {
             sets: Vec::new(),
         }
     }
-}
-
-/// Rules grouped by chain name, in their order inside each chain.
-pub fn normalize(d: &mut Digest) {
-    d.chains.sort();
-    d.rules.sort_by(|a, b| a.0.cmp(&b.0));
-    d.sets.sort();
 }
 
 pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
@@ -109,6 +102,6 @@ pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
         elems.sort();
         live.digest.sets.push((s.to_string(), elems));
     }
-    normalize(&mut live.digest);
+    Digest::normalize(&mut live.digest);
     Ok(live)
 }

@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::engine::select;
-use super::EXIT_OK;
+use super::Exit;
+use super::LogsArgs;
+use crate::kernel::netlink::Rtnl;
+use crate::kernel::netns;
+use crate::kernel::nflog::{self, Subscription};
 use crate::model::{Config, Context, Isolation};
-use crate::nflog::{self, Subscription};
-use crate::nl::Rtnl;
-use crate::owner::{self, NsOwner};
-use crate::{netns, state, LogsArgs};
+use crate::observe::links;
+use crate::observe::owner::{self, NsOwner};
 
 enum Msg {
     Ready,
@@ -29,7 +31,7 @@ fn link_names() -> HashMap<u32, (String, Option<String>)> {
     let Ok(mut nl) = Rtnl::open() else {
         return HashMap::new();
     };
-    state::read_links(&mut nl)
+    links::read_links(&mut nl)
         .unwrap_or_default()
         .into_iter()
         .map(|l| (l.index, (l.name.clone(), l.owner().map(str::to_string))))
@@ -91,7 +93,7 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
     }
 }
 
-pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<u8> {
+pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
     let ctxs: Vec<&Context> = select(cfg, &a.contexts)?;
     let (tx, rx) = mpsc::channel();
     let mut readers = 0;
@@ -174,5 +176,5 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<u8> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    Ok(EXIT_OK)
+    Ok(Exit::Ok)
 }

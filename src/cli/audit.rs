@@ -9,12 +9,17 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use super::engine::select;
-use super::{EXIT_FINDING, EXIT_OK};
-use crate::audit::{self, judge, judge_host, undeclared, Socket, Verdict};
+use super::Exit;
+use super::Listing;
+use crate::audit::{judge, judge_host, undeclared, Verdict};
+use crate::guest;
+use crate::kernel::diag::{self, Socket};
+use crate::kernel::netlink::{Diag, NlError, Rtnl};
+use crate::kernel::{netns, pool};
 use crate::model::{Cidr, Config, Context};
-use crate::nl::{Diag, NlError, Rtnl};
-use crate::owner::{self, NsOwner};
-use crate::{guest, netns, pool, state, Listing};
+use crate::observe::links;
+use crate::observe::owner::{self, NsOwner};
+use crate::observe::procs;
 
 /// What was found in one namespace.
 struct Seen {
@@ -27,8 +32,8 @@ struct Seen {
 
 /// Sockets and addresses of the calling thread's namespace.
 fn read_here(inode: u64) -> Result<Seen, NlError> {
-    let sockets = audit::read_sockets(&mut Diag::open()?)?;
-    let addrs = state::read_links(&mut Rtnl::open()?)?
+    let sockets = diag::read_sockets(&mut Diag::open()?)?;
+    let addrs = links::read_links(&mut Rtnl::open()?)?
         .into_iter()
         .flat_map(|l| l.addrs.into_iter().map(move |a| (l.name.clone(), a)))
         .collect();
@@ -70,7 +75,7 @@ fn rows(
 }
 
 fn endpoint(ip: IpAddr, port: u16) -> String {
-    let ip = audit::canonical(ip);
+    let ip = crate::audit::canonical(ip);
     let host = if ip.is_unspecified() {
         "*".to_string()
     } else {
@@ -133,10 +138,10 @@ fn print_table(title: &str, rows: &[Row], violations: &[String]) {
     }
 }
 
-pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<u8> {
+pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<Exit> {
     let ctxs: Vec<&Context> = select(cfg, &l.contexts)?;
-    let seen = pool::map(&ctxs, None, |_, c| read_ctx(&c.name))?;
-    let owners = audit::socket_owners();
+    let seen = pool::map(&ctxs, None, || Ok(()), |_, c| read_ctx(&c.name))?;
+    let owners = procs::socket_owners();
     let assigned: Vec<(String, Vec<IpAddr>)> = cfg
         .contexts
         .iter()
@@ -176,7 +181,7 @@ pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<u8> {
                     "{} socket on {} is bound to {}, which is not assigned to {} ({who})",
                     r.sock.proto,
                     endpoint(r.sock.local, r.sock.port),
-                    audit::canonical(r.sock.local),
+                    crate::audit::canonical(r.sock.local),
                     c.name
                 )
             })
@@ -211,7 +216,7 @@ pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<u8> {
         let rows = rows(here.sockets, &owners, |ip| {
             match judge_host(ip, &assigned) {
                 Some(_) => Verdict::Foreign.as_str(),
-                None if audit::canonical(ip).is_unspecified() => Verdict::Wildcard.as_str(),
+                None if crate::audit::canonical(ip).is_unspecified() => Verdict::Wildcard.as_str(),
                 None => "host",
             }
         });
@@ -259,5 +264,5 @@ pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<u8> {
         }
         println!("{total} violation(s)");
     }
-    Ok(if total > 0 { EXIT_FINDING } else { EXIT_OK })
+    Ok(if total > 0 { Exit::Finding } else { Exit::Ok })
 }

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use super::EXIT_OK;
+use super::Exit;
+use super::{ExecArgs, StartArgs, StopArgs};
 use crate::guest::{self, Jail};
+use crate::kernel::{lock, netns};
 use crate::model::{Config, Context};
-use crate::owner::{self, NsOwner};
-use crate::{netns, ExecArgs, StartArgs, StopArgs};
+use crate::observe::owner::{self, NsOwner};
 
 fn context<'a>(cfg: &'a Config, name: &str) -> anyhow::Result<&'a Context> {
     cfg.get(name)
@@ -36,15 +37,15 @@ fn jail(ctx: &Context, privileged: bool, user: Option<&str>) -> anyhow::Result<J
     })
 }
 
-pub fn exec(cfg: &Config, a: &ExecArgs) -> anyhow::Result<u8> {
+pub fn exec(cfg: &Config, a: &ExecArgs) -> anyhow::Result<Exit> {
     let ctx = context(cfg, &a.context)?;
     let j = jail(ctx, a.privileged, a.user.as_deref())?;
     let status = guest::exec(j, &a.command)
         .with_context(|| format!("context {}: running {:?}", ctx.name, a.command[0]))?;
-    Ok(guest::exit_code(status))
+    Ok(Exit::Command(guest::exit_code(status)))
 }
 
-pub fn start(cfg: &Config, a: &StartArgs) -> anyhow::Result<u8> {
+pub fn start(cfg: &Config, a: &StartArgs, wait: Duration) -> anyhow::Result<Exit> {
     let ctx = context(cfg, &a.context)?;
     let Some(g) = &ctx.guest else {
         bail!(
@@ -53,10 +54,10 @@ pub fn start(cfg: &Config, a: &StartArgs) -> anyhow::Result<u8> {
             ctx.name
         );
     };
-    let _lock = owner::lock().context("taking the netctx lock")?;
+    let _lock = lock::lock(wait).context("taking the netctx lock")?;
     if let Some(pid) = guest::running(&ctx.name) {
         println!("{}: guest already running (pid {pid})", ctx.name);
-        return Ok(EXIT_OK);
+        return Ok(Exit::Ok);
     }
     let j = jail(ctx, a.privileged, g.user.as_deref())?;
     let pid = guest::start(&ctx.name, j, &g.command)
@@ -66,16 +67,16 @@ pub fn start(cfg: &Config, a: &StartArgs) -> anyhow::Result<u8> {
         ctx.name,
         guest::log_file(&ctx.name).display()
     );
-    Ok(EXIT_OK)
+    Ok(Exit::Ok)
 }
 
-pub fn stop(a: &StopArgs) -> anyhow::Result<u8> {
+pub fn stop(a: &StopArgs, wait: Duration) -> anyhow::Result<Exit> {
     crate::config::check_context_name(&a.context).map_err(anyhow::Error::msg)?;
-    let _lock = owner::lock().context("taking the netctx lock")?;
+    let _lock = lock::lock(wait).context("taking the netctx lock")?;
     let grace = Duration::from_secs_f64(a.timeout.max(0.0));
     match guest::stop(&a.context, grace).with_context(|| format!("context {}", a.context))? {
         Some(pid) => println!("{}: guest stopped (pid {pid})", a.context),
         None => println!("{}: guest not running", a.context),
     }
-    Ok(EXIT_OK)
+    Ok(Exit::Ok)
 }

@@ -1,12 +1,11 @@
-//! A small pool of OS threads for per-context work. Each worker opens its own
-//! sockets in the host namespace; namespace work is done on threads the
-//! workers spawn (see `netns`), so no worker ever changes namespace.
+//! A small pool of OS threads for per-context work. Each worker makes its own
+//! state once (its sockets in the host namespace, say); namespace work is
+//! done on threads the workers spawn (see `netns`), so no worker ever changes
+//! namespace.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-
-use crate::apply::Host;
 
 fn threads(n: usize) -> usize {
     let want = std::env::var("NETCTX_THREADS")
@@ -16,12 +15,14 @@ fn threads(n: usize) -> usize {
     want.clamp(1, n.max(1))
 }
 
-/// `f(host_socket, item)` for every item, results in item order. Shows
-/// progress on a terminal when `progress` names the work.
-pub fn map<T: Sync, R: Send>(
+/// `f(worker_state, item)` for every item, results in item order; each
+/// worker makes its state with `setup` first. Shows progress on a terminal
+/// when `progress` names the work.
+pub fn map<S, T: Sync, R: Send>(
     items: &[T],
     progress: Option<&str>,
-    f: impl Fn(&mut Host, &T) -> R + Sync,
+    setup: impl Fn() -> std::io::Result<S> + Sync,
+    f: impl Fn(&mut S, &T) -> R + Sync,
 ) -> std::io::Result<Vec<R>> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -31,8 +32,8 @@ pub fn map<T: Sync, R: Send>(
     std::thread::scope(|s| {
         for _ in 0..threads(items.len()) {
             s.spawn(|| {
-                let mut nl = match Host::open() {
-                    Ok(nl) => nl,
+                let mut state = match setup() {
+                    Ok(s) => s,
                     Err(e) => {
                         *open_err.lock().unwrap() = Some(e);
                         return;
@@ -41,7 +42,7 @@ pub fn map<T: Sync, R: Send>(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(item) = items.get(i) else { break };
-                    let r = f(&mut nl, item);
+                    let r = f(&mut state, item);
                     results.lock().unwrap()[i] = Some(r);
                     let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if let Some(what) = show {

@@ -7,28 +7,30 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::apply::{CtxError, Host};
-use crate::msgs;
-use crate::netns;
-use crate::nft::{observe, ruleset};
-use crate::nl::{Request, Rtnl};
-use crate::owner::{self, NsOwner};
+use crate::kernel::netlink::{Request, Rtnl};
+use crate::kernel::netns;
+use crate::kernel::nft::table;
+use crate::kernel::rtnl;
+use crate::observe::links;
+use crate::observe::nft as nft_live;
+use crate::observe::owner::{self, NsOwner};
+use crate::plan::rules;
 use crate::plan::Refusal;
-use crate::state;
 
 /// Every context netctx has something of: markers, aliased host links and
 /// chains in the host's table.
 pub fn known(host: &mut Host) -> anyhow::Result<Vec<String>> {
     let mut names: HashSet<String> = owner::marked()?.into_iter().collect();
     for l in
-        state::read_links(&mut host.rtnl).map_err(|e| anyhow::anyhow!("reading host links: {e}"))?
+        links::read_links(&mut host.rtnl).map_err(|e| anyhow::anyhow!("reading host links: {e}"))?
     {
         if let Some(o) = l.owner() {
             names.insert(o.to_string());
         }
     }
-    let live = observe::read(&mut host.nft, &[])
+    let live = nft_live::read(&mut host.nft, &[])
         .map_err(|e| anyhow::anyhow!("reading the host's nftables table: {e}"))?;
-    if live.comment.as_deref() == Some(ruleset::HOST_COMMENT) {
+    if live.comment.as_deref() == Some(table::HOST_COMMENT) {
         for (chain, _) in live.digest.chains {
             if let Some((ctx, _)) = chain.split_once('_') {
                 names.insert(ctx.to_string());
@@ -50,22 +52,19 @@ pub enum Removed {
 /// The host's chains of these contexts go in one transaction, and the host's
 /// table with them when nothing else is left in it.
 fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, CtxError> {
-    let kernel = |e: &crate::nl::NlError| CtxError::Kernel {
+    let kernel = |e: &crate::kernel::netlink::NlError| CtxError::Kernel {
         object: "host nftables table inet netctx".into(),
         cause: e.to_string(),
     };
-    let prefixes: Vec<String> = names
-        .iter()
-        .map(|n| ruleset::host_chain_prefix(n))
-        .collect();
+    let prefixes: Vec<String> = names.iter().map(|n| rules::host_chain_prefix(n)).collect();
     // Chains on the ingress of veths that are going may vanish on their own
     // meanwhile (kernels before 6.16 drop them with the device): if the
     // transaction misses one, look again.
     let mut attempt = 0;
     let gone = loop {
         attempt += 1;
-        let live = observe::read(&mut host.nft, &[]).map_err(|e| kernel(&e))?;
-        if !live.exists || live.comment.as_deref() != Some(ruleset::HOST_COMMENT) {
+        let live = nft_live::read(&mut host.nft, &[]).map_err(|e| kernel(&e))?;
+        if !live.exists || live.comment.as_deref() != Some(table::HOST_COMMENT) {
             return Ok(Vec::new());
         }
         let (gone, kept): (Vec<String>, Vec<String>) = live
@@ -75,9 +74,9 @@ fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, 
             .map(|c| c.0)
             .partition(|c| prefixes.iter().any(|p| c.starts_with(p.as_str())));
         let msgs: Vec<_> = if kept.is_empty() {
-            vec![ruleset::del_table()]
+            vec![table::del_table()]
         } else {
-            gone.iter().map(|c| ruleset::del_chain(c)).collect()
+            gone.iter().map(|c| table::del_chain(c)).collect()
         };
         match host.nft.transaction(&msgs) {
             Ok(()) => break gone,
@@ -85,7 +84,7 @@ fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, 
             Err((_, e)) => return Err(kernel(&e)),
         }
     };
-    crate::crash::point("host chains removed");
+    crate::apply::crash::point("host chains removed");
     Ok(gone)
 }
 
@@ -102,7 +101,7 @@ pub fn down(
     // are ours and listen for their deletion before anything goes.
     let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
     let ours = |nl: &mut Rtnl| -> Vec<(String, String)> {
-        state::read_links_only(nl)
+        links::read_links_only(nl)
             .unwrap_or_default()
             .into_iter()
             .filter_map(|l| {
@@ -129,9 +128,9 @@ pub fn down(
                 NsOwner::Absent => Ok(Removed::NotPresent),
                 NsOwner::Ours | NsOwner::OursUnmounted | NsOwner::OursMissing => {
                     netns::remove(name).map_err(ns_err)?;
-                    crate::crash::point("namespace removed, marker still there");
+                    crate::apply::crash::point("namespace removed, marker still there");
                     owner::unmark(name).map_err(ns_err)?;
-                    crate::crash::point("context removed");
+                    crate::apply::crash::point("context removed");
                     Ok(Removed::Removed)
                 }
             }
@@ -162,7 +161,7 @@ pub fn down(
         left = ours(nl);
     }
     if !left.is_empty() {
-        let reqs: Vec<Request> = left.iter().map(|(_, l)| msgs::del_link(l)).collect();
+        let reqs: Vec<Request> = left.iter().map(|(_, l)| rtnl::del_link(l)).collect();
         for ((ctx, link), r) in left.iter().zip(nl.exec(reqs)) {
             if let Err(e) = r {
                 if e.errno != libc::ENODEV {
@@ -187,7 +186,7 @@ pub fn down(
     match remove_host_chains(host, names) {
         Ok(gone) => {
             for (name, r) in &mut out {
-                let prefix = ruleset::host_chain_prefix(name);
+                let prefix = rules::host_chain_prefix(name);
                 if matches!(r, Ok(Removed::NotPresent))
                     && gone.iter().any(|c| c.starts_with(&prefix))
                 {

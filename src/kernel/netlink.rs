@@ -202,7 +202,7 @@ where
         self.buf.clear();
         self.buf.reserve(1 << 16);
         self.sock.recv(&mut self.buf, 0)?;
-        for frame in crate::nft::wire::frames(&self.buf) {
+        for frame in crate::kernel::nft::wire::frames(&self.buf) {
             match NetlinkMessage::<M>::deserialize(frame.bytes) {
                 Ok(m) => f(m),
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),

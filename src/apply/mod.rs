@@ -7,18 +7,22 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 
-use crate::crash;
+mod crash;
+pub mod teardown;
+
+use crate::kernel::netlink::{NlError, Request, Rtnl};
+use crate::kernel::netns;
+use crate::kernel::nft::sock::Nft;
+use crate::kernel::nft::table;
+use crate::kernel::profile;
+use crate::kernel::rtnl;
+use crate::kernel::sysctl;
 use crate::model::Context;
-use crate::msgs;
-use crate::netns;
-use crate::nft::observe::Live;
-use crate::nft::ruleset;
-use crate::nft::sock::Nft;
-use crate::nl::{NlError, Request, Rtnl};
-use crate::owner::{self, NsOwner};
+use crate::observe::links::{self, alias_for, NsState, ObsLink};
+use crate::observe::nft::Live;
+use crate::observe::owner::{self, NsOwner};
+use crate::plan::rules;
 use crate::plan::{plan, Action, Observed, Refusal, Side};
-use crate::profile;
-use crate::state::{self, alias_for, NsState, ObsLink};
 
 /// Why a context could not be converged; shown after `context NAME: `.
 #[derive(Debug, thiserror::Error)]
@@ -99,10 +103,10 @@ pub struct HostView {
 
 impl HostView {
     pub fn read(host: &mut Host) -> Result<HostView, NlError> {
-        let links = state::read_links(&mut host.rtnl)?;
+        let links = links::read_links(&mut host.rtnl)?;
         Ok(HostView {
             links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
-            nft: crate::nft::observe::read(&mut host.nft, &[])?,
+            nft: crate::observe::nft::read(&mut host.nft, &[])?,
         })
     }
 }
@@ -150,7 +154,7 @@ pub fn converge(
         let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
         return netns::run_in(&file, || -> Result<Outcome, CtxError> {
             let (mut ns_nl, mut ns_nft) = open_here(name)?;
-            let ns = profile::time(6, || state::read_ns(&mut ns_nl, &mut ns_nft))
+            let ns = profile::time(6, || links::read_ns(&mut ns_nl, &mut ns_nft))
                 .map_err(|e| CtxError::kernel("reading the namespace", &e))?;
             let actions = plan(ctx, &observed(ns))?;
             if !dry && !actions.is_empty() {
@@ -187,7 +191,7 @@ pub fn converge(
         let inode = netns::current_inode().map_err(|e| CtxError::ns(name, e))?;
         owner::mark_made(name, inode).map_err(|e| CtxError::ns(name, e))?;
         // New links in here refuse router advertisements from the start.
-        let _ = state::write_sysctl("net/ipv6/conf/default/accept_ra", false);
+        let _ = sysctl::write("net/ipv6/conf/default/accept_ra", false);
         let (ns, ns_nft) = open_here(name)?;
         let mut socks = Sockets { host, ns, ns_nft };
         let mut journal = Vec::new();
@@ -256,7 +260,7 @@ fn rollback(socks: &mut Sockets, journal: Vec<Undo>) {
                 let _ = socks.get(side).exec(vec![req]);
             }
             Undo::Sysctl(path, old) => {
-                let _ = state::write_sysctl(&path, old);
+                let _ = sysctl::write(&path, old);
             }
         }
     }
@@ -285,7 +289,7 @@ fn apply(
         match a {
             Action::DeleteLink { side, name } => deletions.push(Step {
                 side: *side,
-                req: msgs::del_link(name),
+                req: rtnl::del_link(name),
                 what: link_what(*side, name),
                 undo: None,
                 ok_errno: &[libc::ENODEV],
@@ -293,14 +297,14 @@ fn apply(
             Action::CreateVeth { host, peer } => {
                 creations.push(Step {
                     side: Side::Host,
-                    req: msgs::new_veth(host, peer, std::os::fd::AsRawFd::as_raw_fd(ns_file)),
+                    req: rtnl::new_veth(host, peer, std::os::fd::AsRawFd::as_raw_fd(ns_file)),
                     what: format!("link {peer} (veth, host side {host})"),
-                    undo: Some(msgs::del_link(host)),
+                    undo: Some(rtnl::del_link(host)),
                     ok_errno: &[],
                 });
                 creations.push(Step {
                     side: Side::Host,
-                    req: msgs::set_alias(host, &alias_for(&ctx.name)),
+                    req: rtnl::set_alias(host, &alias_for(&ctx.name)),
                     what: link_what(Side::Host, host),
                     undo: None,
                     ok_errno: &[],
@@ -308,9 +312,9 @@ fn apply(
             }
             Action::CreateDummy { name } => creations.push(Step {
                 side: Side::Ctx,
-                req: msgs::new_dummy(name),
+                req: rtnl::new_dummy(name),
                 what: format!("link {name} (dummy)"),
-                undo: Some(msgs::del_link(name)),
+                undo: Some(rtnl::del_link(name)),
                 ok_errno: &[],
             }),
             _ => {}
@@ -333,7 +337,7 @@ fn apply(
     // Phase 2: ifindexes of the links addresses go on.
     let mut index: HashMap<(Side, String), u32> = HashMap::new();
     let ns_links =
-        state::read_links(&mut socks.ns).map_err(|e| CtxError::kernel("reading links", &e))?;
+        links::read_links(&mut socks.ns).map_err(|e| CtxError::kernel("reading links", &e))?;
     for l in ns_links {
         index.insert((Side::Ctx, l.name), l.index);
     }
@@ -352,7 +356,7 @@ fn apply(
             if let std::collections::hash_map::Entry::Vacant(slot) =
                 index.entry((Side::Host, link.clone()))
             {
-                let l = state::read_link(&mut socks.host.rtnl, link)
+                let l = links::read_link(&mut socks.host.rtnl, link)
                     .map_err(|e| CtxError::kernel(&link_what(Side::Host, link), &e))?
                     .ok_or_else(|| CtxError::Other(format!("host link {link} vanished")))?;
                 slot.insert(l.index);
@@ -369,8 +373,8 @@ fn apply(
     // Switches before links come up (router advertisements), forwarding.
     for a in actions {
         if let Action::Sysctl { path, on } = a {
-            let old = state::read_sysctl(path).unwrap_or(!on);
-            profile::time(3, || state::write_sysctl(path, *on))
+            let old = sysctl::read(path).unwrap_or(!on);
+            profile::time(3, || sysctl::write(path, *on))
                 .map_err(|e| CtxError::Other(format!("{a}: {e}")))?;
             journal.push(Undo::Sysctl(path.clone(), old));
             crash::point("a sysctl written");
@@ -387,9 +391,9 @@ fn apply(
                 let i = idx(*side, link)?;
                 let step = Step {
                     side: *side,
-                    req: msgs::del_address(i, *cidr),
+                    req: rtnl::del_address(i, *cidr),
                     what: format!("address {cidr} on {}", link_what(*side, link)),
-                    undo: Some(msgs::add_address(i, *cidr)),
+                    undo: Some(rtnl::add_address(i, *cidr)),
                     ok_errno: &[libc::EADDRNOTAVAIL],
                 };
                 (*side, step)
@@ -398,9 +402,9 @@ fn apply(
                 let i = idx(*side, link)?;
                 let step = Step {
                     side: *side,
-                    req: msgs::add_address(i, *cidr),
+                    req: rtnl::add_address(i, *cidr),
                     what: format!("address {cidr} on {}", link_what(*side, link)),
-                    undo: Some(msgs::del_address(i, *cidr)),
+                    undo: Some(rtnl::del_address(i, *cidr)),
                     ok_errno: &[],
                 };
                 (*side, step)
@@ -408,9 +412,9 @@ fn apply(
             Action::SetUp { side, link } => {
                 let step = Step {
                     side: *side,
-                    req: msgs::set_link_up(link, true),
+                    req: rtnl::set_link_up(link, true),
                     what: link_what(*side, link),
-                    undo: Some(msgs::set_link_up(link, false)),
+                    undo: Some(rtnl::set_link_up(link, false)),
                     ok_errno: &[],
                 };
                 (*side, step)
@@ -418,12 +422,12 @@ fn apply(
             Action::DelRoute(r) => {
                 let step = Step {
                     side: Side::Ctx,
-                    req: msgs::del_route(r.to, r.via, r.oif, r.protocol),
+                    req: rtnl::del_route(r.to, r.via, r.oif, r.protocol),
                     what: format!(
                         "route {}",
                         a.to_string().trim_start_matches("remove route ")
                     ),
-                    undo: r.via.map(|via| msgs::add_route(r.to, via)),
+                    undo: r.via.map(|via| rtnl::add_route(r.to, via)),
                     ok_errno: &[libc::ESRCH, libc::ENOENT],
                 };
                 (Side::Ctx, step)
@@ -431,9 +435,9 @@ fn apply(
             Action::AddRoute(r) => {
                 let step = Step {
                     side: Side::Ctx,
-                    req: msgs::add_route(r.to, r.via),
+                    req: rtnl::add_route(r.to, r.via),
                     what: format!("route {}", a.to_string().trim_start_matches("add route ")),
-                    undo: Some(msgs::del_route(r.to, Some(r.via), None, msgs::ROUTE_PROTO)),
+                    undo: Some(rtnl::del_route(r.to, Some(r.via), None, rtnl::ROUTE_PROTO)),
                     ok_errno: &[],
                 };
                 (Side::Ctx, step)
@@ -453,31 +457,31 @@ fn apply(
     for a in actions {
         match a {
             Action::ReplaceTable { exists, .. } => {
-                let msgs = ruleset::replace_table(ruleset::context_table(ctx).as_ref(), *exists);
+                let msgs = table::replace_table(rules::context_table(ctx).as_ref(), *exists);
                 nft_transaction(&mut socks.ns_nft, &msgs, "nftables table inet netctx", 4)?;
             }
             Action::DeleteTable => {
-                let msgs = ruleset::replace_table(None, true);
+                let msgs = table::replace_table(None, true);
                 nft_transaction(&mut socks.ns_nft, &msgs, "nftables table inet netctx", 4)?;
             }
             Action::ReplaceHostChains { remove, .. } => {
-                let chains = ruleset::host_chains(ctx);
+                let chains = rules::host_chains(ctx);
                 let mut remove = remove.clone();
                 let object = "host nftables table inet netctx";
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    let msgs = ruleset::replace_host_chains(&remove, &chains);
+                    let msgs = table::replace_host_chains(&remove, &chains);
                     match profile::time(5, || socks.host.nft.transaction(&msgs)) {
                         Ok(()) => break,
                         // A chain to remove went on its own (its device was
                         // deleted, on kernels that drop such chains): look
                         // again at what is there.
                         Err((_, e)) if e.errno == libc::ENOENT && attempt <= 3 => {
-                            let live = crate::nft::observe::read(&mut socks.host.nft, &[])
+                            let live = crate::observe::nft::read(&mut socks.host.nft, &[])
                                 .map_err(|e| CtxError::kernel(object, &e))?;
                             remove = live
-                                .only(&ruleset::host_chain_prefix(&ctx.name))
+                                .only(&rules::host_chain_prefix(&ctx.name))
                                 .chains
                                 .into_iter()
                                 .map(|c| c.0)
@@ -497,7 +501,7 @@ fn apply(
 /// One nf_tables transaction, timed as profile phase `phase`.
 fn nft_transaction(
     nft: &mut Nft,
-    msgs: &[crate::nft::wire::Msg],
+    msgs: &[crate::kernel::nft::wire::Msg],
     object: &str,
     phase: usize,
 ) -> Result<(), CtxError> {
@@ -512,7 +516,7 @@ fn nft_transaction(
 /// to a few hundred milliseconds.
 pub fn wait_gone(nl: &mut Rtnl, name: &str) -> Result<(), CtxError> {
     for _ in 0..250 {
-        match state::read_link(nl, name) {
+        match links::read_link(nl, name) {
             Ok(None) => return Ok(()),
             Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
             Err(e) => return Err(CtxError::kernel(&link_what(Side::Host, name), &e)),

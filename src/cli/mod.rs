@@ -1,0 +1,172 @@
+//! The command line: clap definitions next to their handlers (one module per
+//! group of commands). Each handler returns the process exit code.
+
+mod audit;
+mod engine;
+pub mod exit;
+mod guest;
+mod logs;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config;
+use crate::model::Config;
+pub use exit::Exit;
+
+/// Isolated network contexts: namespaces, links, addresses, routes.
+#[derive(Parser)]
+#[command(name = "netctx", version)]
+pub struct Cli {
+    /// Configuration file, or directory of *.toml files
+    #[arg(short, long, global = true, env = "NETCTX_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Debug logging to stderr
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Seconds to wait for another netctx's lock before giving up
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 300.0)]
+    pub wait: f64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Parse and validate the configuration; print every error
+    Validate,
+    /// Print the actions `up` would take, touching nothing
+    Plan(Listing),
+    /// Converge the kernel to the configuration (idempotent)
+    Up(Select),
+    /// Remove everything netctx made for these contexts
+    Down(DownArgs),
+    /// Declared vs actual state of each context
+    Status(Listing),
+    /// Run a command inside a context; exit status is the command's
+    Exec(ExecArgs),
+    /// Start the context's declared guest, detached
+    Start(StartArgs),
+    /// Stop the context's guest (SIGTERM, then SIGKILL after a grace period)
+    Stop(StopArgs),
+    /// Every TCP/UDP socket of every context and of the host, with violations
+    Audit(Listing),
+    /// Print the packets the logging chains see
+    Logs(LogsArgs),
+}
+
+#[derive(Args)]
+pub struct Select {
+    /// Contexts (default: all declared)
+    pub contexts: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct Listing {
+    /// Contexts (default: all declared, and any netctx still has)
+    pub contexts: Vec<String>,
+    /// One JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Keep CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN (dangerous: the
+    /// command can then change the context's network and leave it)
+    #[arg(long)]
+    pub privileged: bool,
+    /// Run as this user
+    #[arg(long, short)]
+    pub user: Option<String>,
+    /// The context
+    pub context: String,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Contexts (default: all declared)
+    pub contexts: Vec<String>,
+    /// Keep following (the default: print until interrupted)
+    #[arg(short, long)]
+    pub follow: bool,
+    /// One JSON object a line
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after N lines
+    #[arg(long, value_name = "N")]
+    pub count: Option<usize>,
+    /// Stop after SECS seconds
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// The context whose [context.NAME.guest] to start
+    pub context: String,
+    /// Keep CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN (dangerous)
+    #[arg(long)]
+    pub privileged: bool,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// The context whose guest to stop
+    pub context: String,
+    /// Seconds between SIGTERM and SIGKILL
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+#[derive(Args)]
+pub struct DownArgs {
+    /// Contexts to remove (their configuration may be gone)
+    pub contexts: Vec<String>,
+    /// Every context netctx made
+    #[arg(long, conflicts_with = "contexts")]
+    pub all: bool,
+    /// Return once the namespaces are unmounted; the kernel destroys them
+    /// and their host veths in the background (a later `up` waits for a
+    /// dying link whose name it needs)
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+impl Cli {
+    /// How long to wait for another netctx's lock.
+    pub fn lock_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.wait.max(0.0))
+    }
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let path = config::resolve_path(cli.config.as_deref());
+    let wait = cli.lock_wait();
+    let load = || -> anyhow::Result<Config> {
+        tracing::debug!(path = %path.display(), "loading configuration");
+        Ok(config::load(&path)?)
+    };
+    match cli.command {
+        Command::Validate => {
+            let c = load()?;
+            println!("{}: {} context(s), valid", path.display(), c.contexts.len());
+            Ok(Exit::Ok)
+        }
+        Command::Plan(l) => engine::plan(&load()?, &l, cli.verbose),
+        Command::Up(sel) => engine::up(&load()?, &sel.contexts, wait),
+        Command::Down(args) => engine::down(&args, wait),
+        Command::Status(l) => engine::status(&load()?, &l),
+        Command::Exec(args) => guest::exec(&load()?, &args),
+        Command::Start(args) => guest::start(&load()?, &args, wait),
+        Command::Stop(args) => guest::stop(&args, wait),
+        Command::Audit(l) => audit::audit(&load()?, &l),
+        Command::Logs(a) => logs::logs(&load()?, &a),
+    }
+}

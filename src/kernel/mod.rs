@@ -1,0 +1,18 @@
+//! Transports and encoders, no policy: the one netlink transport, rtnetlink
+//! builders, the nf_tables encoder, NFLOG, sock_diag, namespaces, sysctls,
+//! the lock, the worker pool. Depends on nothing of netctx but the model's
+//! data types.
+
+pub mod diag;
+pub mod lock;
+pub mod netlink;
+pub mod netns;
+pub mod nflog;
+pub mod nft;
+pub mod pool;
+pub mod profile;
+pub mod rtnl;
+pub mod sysctl;
+
+/// netctx's run directory: markers, guests' pid files, the lock.
+pub const RUN_DIR: &str = "/run/netctx";

@@ -1,0 +1,8 @@
+//! nf_tables over netlink, in pure Rust: the wire format (`wire`), rule
+//! expressions (`expr`), tables/chains/sets and their messages (`table`),
+//! and the socket (`sock`).
+
+pub mod expr;
+pub mod sock;
+pub mod table;
+pub mod wire;

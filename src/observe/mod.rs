@@ -1,0 +1,9 @@
+//! Read-only kernel queries turned into plain data: links, addresses and
+//! routes of a namespace (`links`), the live nft table (`nft`), who owns a
+//! namespace (`owner`), which process holds which socket (`procs`). Nothing
+//! here changes the kernel.
+
+pub mod links;
+pub mod nft;
+pub mod owner;
+pub mod procs;

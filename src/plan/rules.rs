@@ -1,0 +1,208 @@
+//! The rules netctx wants: the table `inet netctx` inside a context (address
+//! sets, strict isolation, logging chains) and, on the host, one ingress chain
+//! per host-side veth that drops sources the context does not own. Pure: from
+//! the model to the tables and chains `kernel::nft` encodes.
+
+use std::net::IpAddr;
+
+use crate::kernel::nft::expr::{Action, Dir, Match, Rule, PACKET_BROADCAST, PACKET_MULTICAST};
+use crate::kernel::nft::table::{
+    Chain, Set, Table, NF_INET_FORWARD, NF_INET_INGRESS, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT,
+};
+use crate::model::{Cidr, Context, Hook, Isolation, LinkKind};
+
+fn log_rule(ctx: &Context, prefix: &str) -> Rule {
+    Rule {
+        matches: vec![],
+        action: Action::Log {
+            rate: ctx.log_rate,
+            prefix: prefix.to_string(),
+            group: ctx.log_group,
+        },
+    }
+}
+
+fn accept(matches: Vec<Match>) -> Rule {
+    Rule {
+        matches,
+        action: Action::Accept,
+    }
+}
+
+fn drop_rules(ctx: &Context) -> [Rule; 2] {
+    [
+        log_rule(ctx, "CTX:DROP:"),
+        Rule {
+            matches: vec![],
+            action: Action::Drop,
+        },
+    ]
+}
+
+fn cidr(s: &str) -> Cidr {
+    Cidr::parse(s).expect("constant prefix")
+}
+
+/// The table inside the context; `None` when it needs none (isolation off
+/// and no logging).
+pub fn context_table(ctx: &Context) -> Option<Table> {
+    let strict = ctx.isolation == Isolation::Strict;
+    if !strict && ctx.log.is_empty() {
+        return None;
+    }
+    let v4: Vec<IpAddr> = ctx
+        .links
+        .iter()
+        .flat_map(|l| &l.addresses)
+        .filter(|a| a.is_v4())
+        .map(|a| a.addr)
+        .collect();
+    let v6: Vec<IpAddr> = ctx
+        .links
+        .iter()
+        .flat_map(|l| &l.addresses)
+        .filter(|a| !a.is_v4())
+        .map(|a| a.addr)
+        .collect();
+    let sets = if strict {
+        vec![
+            Set {
+                name: "assigned4".into(),
+                v6: false,
+                id: 1,
+                elems: v4,
+            },
+            Set {
+                name: "assigned6".into(),
+                v6: true,
+                id: 2,
+                elems: v6,
+            },
+        ]
+    } else {
+        vec![]
+    };
+    let in_set = |v6: bool, dir: Dir| Match::InSet {
+        v6,
+        dir,
+        set: if v6 { "assigned6" } else { "assigned4" }.into(),
+        set_id: if v6 { 2 } else { 1 },
+    };
+    let mut chains = Vec::new();
+    for (hook, hooknum, prefix) in [
+        (Hook::Input, NF_INET_LOCAL_IN, "CTX:INPUT:"),
+        (Hook::Forward, NF_INET_FORWARD, "CTX:FORWARD:"),
+        (Hook::Output, NF_INET_LOCAL_OUT, "CTX:OUTPUT:"),
+    ] {
+        let mut rules = Vec::new();
+        if ctx.log.contains(&hook) {
+            rules.push(log_rule(ctx, prefix));
+        }
+        if strict && hook == Hook::Input {
+            rules.push(accept(vec![Match::IifName("lo".into())]));
+            rules.push(accept(vec![in_set(false, Dir::Dst)]));
+            rules.push(accept(vec![in_set(true, Dir::Dst)]));
+            // Subnet broadcast, and IPv6 neighbour discovery (multicast,
+            // link-local).
+            rules.push(accept(vec![Match::PktType(PACKET_BROADCAST)]));
+            rules.push(accept(vec![Match::PktType(PACKET_MULTICAST)]));
+            rules.push(accept(vec![Match::Prefix {
+                dir: Dir::Dst,
+                cidr: cidr("fe80::/10"),
+            }]));
+            rules.extend(drop_rules(ctx));
+        }
+        if strict && hook == Hook::Output {
+            rules.push(accept(vec![Match::OifName("lo".into())]));
+            rules.push(accept(vec![in_set(false, Dir::Src)]));
+            rules.push(accept(vec![in_set(true, Dir::Src)]));
+            rules.push(accept(vec![Match::Prefix {
+                dir: Dir::Src,
+                cidr: cidr("fe80::/10"),
+            }]));
+            // Duplicate address detection sends from ::.
+            rules.push(accept(vec![Match::Prefix {
+                dir: Dir::Src,
+                cidr: cidr("::/128"),
+            }]));
+            rules.extend(drop_rules(ctx));
+        }
+        if !rules.is_empty() {
+            chains.push(Chain {
+                name: hook_name(hook).into(),
+                hooknum,
+                device: None,
+                rules,
+            });
+        }
+    }
+    Some(Table {
+        comment: format!("netctx context {}", ctx.name),
+        sets,
+        chains,
+    })
+}
+
+fn hook_name(h: Hook) -> &'static str {
+    match h {
+        Hook::Input => "input",
+        Hook::Forward => "forward",
+        Hook::Output => "output",
+    }
+}
+
+/// Prefix of the names of a context's chains in the host's table.
+pub fn host_chain_prefix(ctx: &str) -> String {
+    format!("{ctx}_")
+}
+
+/// The host's chains for a context: one per host-side veth, on its ingress,
+/// accepting the context's sources (its addresses; with ip_forward also the
+/// subnets of its links) and dropping the rest.
+pub fn host_chains(ctx: &Context) -> Vec<Chain> {
+    if ctx.isolation != Isolation::Strict {
+        return Vec::new();
+    }
+    let mut sources: Vec<Cidr> = Vec::new();
+    for l in &ctx.links {
+        for a in &l.addresses {
+            let own = Cidr {
+                addr: a.addr,
+                prefix: crate::model::max_prefix(a.addr),
+            };
+            let src = if ctx.ip_forward { a.subnet() } else { own };
+            if !sources.contains(&src) {
+                sources.push(src);
+            }
+        }
+    }
+    sources.push(cidr("fe80::/10"));
+    sources.push(cidr("::/128"));
+    ctx.links
+        .iter()
+        .filter(|l| l.kind == LinkKind::Veth)
+        .filter_map(|l| l.host.clone())
+        .map(|host| {
+            let mut rules: Vec<Rule> = sources
+                .iter()
+                .map(|c| {
+                    accept(vec![Match::Prefix {
+                        dir: Dir::Src,
+                        cidr: *c,
+                    }])
+                })
+                .collect();
+            rules.extend(drop_rules(ctx));
+            Chain {
+                name: format!("{}{host}", host_chain_prefix(&ctx.name)),
+                hooknum: NF_INET_INGRESS,
+                device: Some(host),
+                rules,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;
