@@ -57,6 +57,11 @@ impl fmt::Display for NlError {
 
 impl std::error::Error for NlError {}
 
+/// The size of `T` as a socket option length.
+pub fn socklen<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(std::mem::size_of::<T>()).expect("a small type")
+}
+
 /// A netlink socket of `proto` in the calling thread's namespace, bound,
 /// with extended and capped acks.
 pub fn socket(proto: isize) -> io::Result<Socket> {
@@ -132,7 +137,7 @@ impl Rtnl {
                     libc::SOL_SOCKET,
                     libc::SO_RCVTIMEO,
                     &tv as *const libc::timeval as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                    socklen::<libc::timeval>(),
                 )
             };
             let mut finished = false;
@@ -356,7 +361,7 @@ mod tests {
     fn extack_message_is_read_from_the_tlvs() {
         let mut p = vec![0u8; 16];
         let msg = b"Invalid prefix\0";
-        let len = (4 + msg.len()) as u16;
+        let len = u16::try_from(4 + msg.len()).unwrap();
         p.extend_from_slice(&len.to_ne_bytes());
         p.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
         p.extend_from_slice(msg);

@@ -91,8 +91,16 @@ impl Nft {
         if msgs.is_empty() {
             return Ok(());
         }
-        let (bytes, seqs) = batch(msgs, self.seq);
-        self.seq += seqs.len() as u32 + 2;
+        let (bytes, seqs) = batch(msgs, self.seq).map_err(|(i, e)| {
+            let err = NlError {
+                errno: libc::EMSGSIZE,
+                extack: Some(e.to_string()),
+            };
+            (i, err)
+        })?;
+        self.seq = self
+            .seq
+            .wrapping_add(u32::try_from(seqs.len() + 2).unwrap_or(u32::MAX));
         self.changes += msgs.len();
         let io_err = |e: io::Error| (0, NlError::from(e));
         let n = self.sock.send(&bytes, 0).map_err(io_err)?;

@@ -72,7 +72,16 @@ pub mod attr {
 
 /// A growing buffer of netlink attributes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Attrs(pub Vec<u8>);
+pub struct Attrs(pub Vec<u8>, pub Option<TooLong>);
+
+/// An attribute whose value does not fit netlink's 16-bit length: the
+/// message cannot be sent (it would corrupt the batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("netlink attribute {ty} of {len} bytes is over the 65,535 bytes an attribute can hold")]
+pub struct TooLong {
+    pub ty: u16,
+    pub len: usize,
+}
 
 fn pad(n: usize) -> usize {
     (n + 3) & !3
@@ -81,7 +90,11 @@ fn pad(n: usize) -> usize {
 impl Attrs {
     pub fn bytes(&mut self, ty: u16, value: &[u8]) -> &mut Self {
         let len = 4 + value.len();
-        self.0.extend_from_slice(&(len as u16).to_ne_bytes());
+        let Ok(len16) = u16::try_from(len) else {
+            self.1.get_or_insert(TooLong { ty, len });
+            return self;
+        };
+        self.0.extend_from_slice(&len16.to_ne_bytes());
         self.0.extend_from_slice(&ty.to_ne_bytes());
         self.0.extend_from_slice(value);
         self.0.resize(self.0.len() + pad(len) - len, 0);
@@ -104,6 +117,9 @@ impl Attrs {
     pub fn nested(&mut self, ty: u16, f: impl FnOnce(&mut Attrs)) -> &mut Self {
         let mut inner = Attrs::default();
         f(&mut inner);
+        if let Some(e) = inner.1 {
+            self.1.get_or_insert(e);
+        }
         self.bytes(ty | NLA_F_NESTED, &inner.0)
     }
 }
@@ -176,8 +192,12 @@ impl Msg {
         Msg { ty, flags, attrs }
     }
 
-    /// The nlmsghdr + nfgenmsg + attributes, with `seq`.
-    pub fn encode(&self, seq: u32, out: &mut Vec<u8>) {
+    /// The nlmsghdr + nfgenmsg + attributes, with `seq`; refused when an
+    /// attribute was too long to encode.
+    pub fn encode(&self, seq: u32, out: &mut Vec<u8>) -> Result<(), TooLong> {
+        if let Some(e) = self.attrs.1 {
+            return Err(e);
+        }
         encode_raw(
             (NFNL_SUBSYS_NFTABLES << 8) | self.ty,
             NLM_F_REQUEST | self.flags,
@@ -187,6 +207,7 @@ impl Msg {
             &self.attrs.0,
             out,
         );
+        Ok(())
     }
 }
 
@@ -199,8 +220,9 @@ pub fn encode_raw(
     attrs: &[u8],
     out: &mut Vec<u8>,
 ) {
-    let len = 16 + 4 + attrs.len();
-    out.extend_from_slice(&(len as u32).to_ne_bytes());
+    // A message is sent whole in one datagram: far below 4 GiB.
+    let len = u32::try_from(16 + 4 + attrs.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_ne_bytes());
     out.extend_from_slice(&ty.to_ne_bytes());
     out.extend_from_slice(&flags.to_ne_bytes());
     out.extend_from_slice(&seq.to_ne_bytes());
@@ -212,8 +234,9 @@ pub fn encode_raw(
 }
 
 /// A transaction: BATCH_BEGIN, the messages (each acked), BATCH_END.
-/// Returns the bytes and the sequence numbers of the messages.
-pub fn batch(msgs: &[Msg], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
+/// Returns the bytes and the sequence numbers of the messages, or the index
+/// of a message that cannot be encoded and why.
+pub fn batch(msgs: &[Msg], first_seq: u32) -> Result<(Vec<u8>, Vec<u32>), (usize, TooLong)> {
     let mut out = Vec::new();
     let mut seqs = Vec::new();
     let mut seq = first_seq;
@@ -226,11 +249,11 @@ pub fn batch(msgs: &[Msg], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
         &[],
         &mut out,
     );
-    for m in msgs {
+    for (i, m) in msgs.iter().enumerate() {
         seq += 1;
         let mut m = m.clone();
         m.flags |= NLM_F_ACK;
-        m.encode(seq, &mut out);
+        m.encode(seq, &mut out).map_err(|e| (i, e))?;
         seqs.push(seq);
     }
     seq += 1;
@@ -243,13 +266,15 @@ pub fn batch(msgs: &[Msg], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
         &[],
         &mut out,
     );
-    (out, seqs)
+    Ok((out, seqs))
 }
 
 /// nft's user data TLV for a comment (NFTNL_UDATA_*_COMMENT), so that
 /// `nft list` shows it as `comment "…"`.
 pub fn comment_udata(text: &str) -> Vec<u8> {
-    let mut v = vec![0u8, (text.len() + 1) as u8];
+    // nft's comments are at most 128 bytes; netctx's are far shorter.
+    let len = u8::try_from(text.len() + 1).unwrap_or(u8::MAX);
+    let mut v = vec![0u8, len];
     v.extend_from_slice(text.as_bytes());
     v.push(0);
     v
@@ -290,7 +315,7 @@ mod tests {
 
     #[test]
     fn batch_is_framed_by_begin_and_end() {
-        let (bytes, seqs) = batch(&[Msg::new(msg::NEWTABLE, 0, Attrs::default())], 10);
+        let (bytes, seqs) = batch(&[Msg::new(msg::NEWTABLE, 0, Attrs::default())], 10).unwrap();
         assert_eq!(seqs, [11]);
         // BATCH_BEGIN: len 20, type 0x10, res_id = NFNL_SUBSYS_NFTABLES big-endian.
         assert_eq!(&bytes[..6], &[20, 0, 0, 0, 0x10, 0]);
@@ -306,5 +331,21 @@ mod tests {
         let u = comment_udata("netctx");
         assert_eq!(u, [0, 7, b'n', b'e', b't', b'c', b't', b'x', 0]);
         assert_eq!(udata_comment(&u).as_deref(), Some("netctx"));
+    }
+
+    #[test]
+    fn an_attribute_over_64_kib_is_an_error_not_a_corrupt_batch() {
+        let mut a = Attrs::default();
+        a.nested(5, |l| {
+            l.bytes(1, &vec![0u8; 70_000]);
+        });
+        let m = Msg::new(msg::NEWSETELEM, 0, a);
+        let err = batch(&[Msg::new(msg::NEWTABLE, 0, Attrs::default()), m], 1).unwrap_err();
+        assert_eq!(err.0, 1);
+        assert_eq!(err.1, TooLong { ty: 1, len: 70_004 });
+        let mut out = Vec::new();
+        let mut fits = Attrs::default();
+        fits.bytes(1, &vec![0u8; 65_531]);
+        assert!(Msg::new(msg::NEWTABLE, 0, fits).encode(1, &mut out).is_ok());
     }
 }
