@@ -134,15 +134,16 @@ fn create(ctx: &Context, actions: &[Action], host: &mut Host) -> Result<(), CtxE
     if actions.contains(&Action::RemoveNsFile) {
         netns::remove(name).map_err(|e| CtxError::ns(name, e))?;
     }
-    owner::mark_intent(name).map_err(|e| CtxError::ns(name, e))?;
-    crash::point("marker written, no namespace yet");
     let started = std::time::Instant::now();
     let mut inner = std::time::Duration::ZERO;
-    let made = netns::create_and_run(name, |file| -> Result<(), CtxError> {
+    let claim = |inode| {
+        owner::mark(name, inode)?;
+        crash::point("marker written, namespace not mounted yet");
+        Ok(())
+    };
+    let made = netns::create_and_run(name, claim, |file| -> Result<(), CtxError> {
         let t = std::time::Instant::now();
         crash::point("namespace made, not configured");
-        let inode = netns::current_inode().map_err(|e| CtxError::ns(name, e))?;
-        owner::mark_made(name, inode).map_err(|e| CtxError::ns(name, e))?;
         // New links in here refuse router advertisements from the start.
         let default_ra = "net/ipv6/conf/default/accept_ra";
         match sysctl::write(default_ra, false) {

@@ -92,9 +92,16 @@ pub fn down(
     names: &[String],
     wait: bool,
 ) -> Vec<(String, Result<Removed, CtxError>)> {
+    // A context in conflict (a namespace netctx did not make, a marker that
+    // proves nothing) keeps everything: its host links and chains too.
+    let touchable: Vec<String> = names
+        .iter()
+        .filter(|n| !owner::ns_owner(n).is_ok_and(|o| o.is_conflict()))
+        .cloned()
+        .collect();
     // Host ends vanish with their namespaces, a little later: note which
     // are ours and listen for their deletion before anything goes.
-    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let wanted: HashSet<&str> = touchable.iter().map(String::as_str).collect();
     let mut events = if wait { Rtnl::link_events().ok() } else { None };
     let before = if wait {
         host_ends(&mut host.rtnl, &wanted)
@@ -106,7 +113,7 @@ pub fn down(
         let left = wait_for_host_ends(&mut host.rtnl, &wanted, events.as_mut(), before);
         delete_leftovers(&mut host.rtnl, left, &mut out);
     }
-    match remove_host_chains(host, names) {
+    match remove_host_chains(host, &touchable) {
         Ok(gone) => {
             for (name, r) in &mut out {
                 let prefix = rules::host_chain_prefix(name);
@@ -118,7 +125,7 @@ pub fn down(
             }
         }
         Err(e) => {
-            for (_, r) in &mut out {
+            for (_, r) in out.iter_mut().filter(|(n, _)| wanted.contains(n.as_str())) {
                 if r.is_ok() {
                     *r = Err(CtxError::kernel(HOST_TABLE, e.clone()));
                 }
@@ -162,6 +169,11 @@ fn remove_namespace(name: &str) -> Result<Removed, CtxError> {
     let ns_err = |e| CtxError::ns(name, e);
     match owner::ns_owner(name).map_err(ns_err)? {
         NsOwner::Foreign => Err(Refusal::ForeignNamespace(name.to_string()).into()),
+        NsOwner::BadMarker(problem) => Err(Refusal::BadMarker {
+            name: name.to_string(),
+            problem,
+        }
+        .into()),
         NsOwner::Absent => Ok(Removed::NotPresent),
         NsOwner::Ours | NsOwner::OursUnmounted | NsOwner::OursMissing => {
             netns::remove(name).map_err(ns_err)?;

@@ -16,6 +16,12 @@ pub(super) fn namespace<'a>(
 ) -> Result<&'a NsState, Refusal> {
     Ok(match obs.owner {
         NsOwner::Foreign => return Err(Refusal::ForeignNamespace(ctx.name.clone())),
+        NsOwner::BadMarker(problem) => {
+            return Err(Refusal::BadMarker {
+                name: ctx.name.clone(),
+                problem,
+            })
+        }
         NsOwner::Ours => &obs.ns,
         NsOwner::Absent | NsOwner::OursMissing => {
             acts.push(Action::CreateNs);

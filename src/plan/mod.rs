@@ -153,6 +153,16 @@ pub enum Refusal {
     OtherContextsLink { name: String, owner: String },
     #[error("the host's nftables table inet netctx was not made by netctx; not touching it")]
     ForeignHostTable,
+    #[error(
+        "marker /run/netctx/netns/{name} {problem}: not touching anything of this context \
+         (namespace, host links, host chains); if /run/netns/{name} is netctx's, remove both \
+         by hand (ip netns delete {name}; rm /run/netctx/netns/{name}) and run `netctx up {name}`, \
+         otherwise rename the context"
+    )]
+    BadMarker {
+        name: String,
+        problem: crate::observe::owner::MarkerProblem,
+    },
 }
 
 /// What the kernel has for one context.
