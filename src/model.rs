@@ -150,6 +150,30 @@ pub struct Guest {
     pub user: Option<String>,
 }
 
+/// A transport protocol of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// Another context this one may open connections to through the host
+/// (`reach`): any port, or one port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Reach {
+    pub context: String,
+    pub port: Option<(u16, Proto)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
     pub name: String,
@@ -163,6 +187,8 @@ pub struct Context {
     pub hostname: String,
     pub links: Vec<Link>,
     pub routes: Vec<Route>,
+    /// Contexts it may reach through the host.
+    pub reach: Vec<Reach>,
     pub guest: Option<Guest>,
     /// The file that declared it.
     pub file: PathBuf,
