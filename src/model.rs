@@ -157,21 +157,14 @@ pub enum Proto {
     Udp,
 }
 
-impl Proto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
 /// Another context this one may open connections to through the host
 /// (`reach`): any port, or one port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Reach {
     pub context: String,
     pub port: Option<(u16, Proto)>,
+    /// The host-side veths of that context (resolved by validation).
+    pub links: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

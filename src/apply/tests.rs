@@ -182,8 +182,9 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
             // Phase 4: the table inside, then the host's chains.
             // (table, 2 sets, 2 elements, 3 chains and 13 rules)
             Nft(Side::Ctx, 21),
-            // (table, 1 chain and its 6 rules)
-            Nft(Side::Host, 8),
+            // (table; the ingress chain and its 12 rules; the forward chain
+            // and its 3 rules)
+            Nft(Side::Host, 18),
         ]
     );
     // Every creation is journalled with its undo.

@@ -548,5 +548,6 @@ fn parse_reach(s: &str) -> Result<Reach, String> {
     Ok(Reach {
         context: ctx.to_string(),
         port,
+        links: Vec::new(),
     })
 }

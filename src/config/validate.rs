@@ -35,7 +35,24 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
         .map(|(c, hosts)| build(c, hosts, &defaults, &mut err))
         .collect();
     contexts.sort_by(|a, b| a.name.cmp(&b.name));
+    resolve_reach(&mut contexts);
     Config { contexts }
+}
+
+/// Each `reach` learns the host-side veths of the context it names.
+fn resolve_reach(contexts: &mut [Context]) {
+    let veths: HashMap<String, Vec<String>> = contexts
+        .iter()
+        .map(|c| {
+            let hosts = c.links.iter().filter_map(|l| l.host.clone()).collect();
+            (c.name.clone(), hosts)
+        })
+        .collect();
+    for c in contexts {
+        for r in &mut c.reach {
+            r.links = veths.get(&r.context).cloned().unwrap_or_default();
+        }
+    }
 }
 
 /// `[defaults]` at most once over all files; every context of every file.
@@ -207,8 +224,11 @@ fn disjoint_subnets(decls: &[CtxDecl], err: &mut Errors) {
 /// which a subnet contains, without comparing every pair.
 #[derive(Default)]
 struct SubnetIndex<'a> {
-    by_start: std::collections::BTreeMap<(bool, u128, u8), Vec<(Cidr, &'a str, &'a Loc)>>,
+    by_start: std::collections::BTreeMap<(bool, u128, u8), Vec<Entry<'a>>>,
 }
+
+/// A subnet's address, its context and where it was declared.
+type Entry<'a> = (Cidr, &'a str, &'a Loc);
 
 fn bits(ip: IpAddr) -> (bool, u128) {
     match ip {
@@ -227,7 +247,7 @@ impl<'a> SubnetIndex<'a> {
     }
 
     /// A subnet of another owner that contains `s` or lies inside it.
-    fn overlapping(&self, s: &Cidr, owner: &str) -> Option<(Cidr, &'a str, &'a Loc)> {
+    fn overlapping(&self, s: &Cidr, owner: &str) -> Option<Entry<'a>> {
         let (v6, start) = bits(s.network());
         let width = if v6 { 128 } else { 32 };
         let other =

@@ -119,7 +119,7 @@ fn nothing_there_builds_everything_in_order() {
             "set net.ipv6.conf.eth0.accept_ra = 0",
             "set net.ipv6.conf.dummy0.accept_ra = 0",
             "replace nftables table inet netctx (15 rules)",
-            "replace host nftables chains web_nx-web",
+            "replace host nftables chains web_nx-web, web_forward",
         ]
     );
 }
@@ -338,7 +338,7 @@ fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
-        ["replace host nftables chains web_nx-web"]
+        ["replace host nftables chains web_nx-web, web_forward"]
     );
     hl.comment = Some("someone else".into());
     let obs = Observed {
@@ -366,7 +366,7 @@ fn isolation_off_removes_the_rules() {
         texts(&plan(&c, &obs).unwrap()),
         [
             "delete nftables table inet netctx",
-            "remove host nftables chains web_nx-web"
+            "remove host nftables chains web_forward, web_nx-web"
         ]
     );
 }
