@@ -294,7 +294,7 @@ fn drops(sb: &Sandbox, ns: Option<&str>, chain: &str) -> u64 {
         .filter_map(|o| o["rule"]["expr"].as_array())
         .flatten()
         .filter_map(|e| e["counter"]["packets"].as_u64())
-        .last()
+        .next_back()
         .expect("a drop counter")
 }
 
