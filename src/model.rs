@@ -49,6 +49,12 @@ impl Cidr {
         self.addr.is_ipv4()
     }
 
+    /// Whether the subnets of two addresses share any address.
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        let p = self.prefix.min(other.prefix);
+        self.is_v4() == other.is_v4() && mask(self.addr, p) == mask(other.addr, p)
+    }
+
     /// The subnet as a CIDR with host bits cleared.
     pub fn subnet(&self) -> Cidr {
         Cidr {

@@ -74,15 +74,7 @@ fn v6_problem(a: Ipv6Addr) -> Option<String> {
 /// is tested against).
 #[cfg(test)]
 pub fn overlap(a: &Cidr, b: &Cidr) -> bool {
-    if a.is_v4() != b.is_v4() {
-        return false;
-    }
-    let p = a.prefix.min(b.prefix);
-    let wide = |c: &Cidr| Cidr {
-        addr: c.addr,
-        prefix: p,
-    };
-    wide(a).network() == wide(b).network()
+    a.overlaps(b)
 }
 
 #[cfg(test)]
