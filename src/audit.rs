@@ -69,7 +69,10 @@ pub fn undeclared(present: &[(String, Cidr)], declared: &[(String, Cidr)]) -> Ve
     };
     present
         .iter()
-        .filter(|(link, c)| !(link == "lo" && lo_own(c)) && !declared.contains(&(link.clone(), *c)))
+        .filter(|(link, c)| {
+            let kernels = link == "lo" && lo_own(c);
+            !kernels && !declared.contains(&(link.clone(), *c))
+        })
         .cloned()
         .collect()
 }
