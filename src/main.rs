@@ -4,6 +4,7 @@
 
 mod apply;
 mod audit;
+mod bpf;
 mod commands;
 mod config;
 mod crash;
@@ -82,6 +83,9 @@ enum Command {
     Audit(Listing),
     /// Print the packets the logging chains see
     Logs(LogsArgs),
+    /// Attach, inspect or detach the bind-restriction hooks of a cgroup
+    #[command(name = "debug-bpf", hide = true)]
+    DebugBpf(bpf::cli::BpfArgs),
 }
 
 #[derive(Args)]
@@ -211,5 +215,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Stop(args) => commands::guest::stop(&args),
         Command::Audit(l) => commands::audit::audit(&load()?, &l),
         Command::Logs(a) => commands::logs::logs(&load()?, &a),
+        Command::DebugBpf(a) => bpf::cli::run(&a),
     }
 }
