@@ -7,13 +7,15 @@
 //!
 //!     join,DIR                 write our pid to DIR/cgroup.procs
 //!     user,UID                 setgid(UID) + setuid(UID)
-//!     socket,N,tcp|udp|ping,4|6   a socket named N
+//!     socket,N,tcp|udp|ping|mptcp,4|6   a socket named N
 //!     opt,N,freebind|transparent  IP_/IPV6_FREEBIND or _TRANSPARENT
 //!     bind,N,ADDR,PORT
 //!     listen,N
 //!     connect,N,ADDR,PORT
 //!     sendto,N,ADDR,PORT       one UDP datagram "x"
 //!     sendfrom,N,SRC,ADDR,PORT the same with IP_PKTINFO/IPV6_PKTINFO source SRC
+//!     sticky,N,SRC             setsockopt(IPV6_PKTINFO) source SRC (IPv6)
+//!     fastopen,N,ADDR,PORT     sendto(MSG_FASTOPEN) of "x" (TCP)
 //!     name,N                   getsockname
 //!     recv,N                   the source address of one datagram (2 s)
 //!     sync                     print "sync", wait for a line on stdin
@@ -142,6 +144,7 @@ fn socket(proto: &str, family: &str) -> io::Result<Sock> {
         "udp" => (libc::SOCK_DGRAM, 0),
         "ping" if v6 => (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6),
         "ping" => (libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+        "mptcp" => (libc::SOCK_STREAM, libc::IPPROTO_MPTCP),
         _ => die(&format!("bad protocol {proto}")),
     };
     // SAFETY: plain socket(2); the descriptor is kept for the process's life.
@@ -296,6 +299,41 @@ fn run(op: &str, socks: &mut HashMap<String, Sock>) -> io::Result<String> {
         ["sendfrom", n, src, addr, port] => {
             let src: IpAddr = src.parse().unwrap_or_else(|_| die("bad source"));
             ok(send(sock(n), Some(src), sockaddr(addr, port)))
+        }
+        ["sticky", n, src] => {
+            let src: std::net::Ipv6Addr = src.parse().unwrap_or_else(|_| die("bad source"));
+            let info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: src.octets(),
+                },
+                ipi6_ifindex: 0,
+            };
+            // SAFETY: setsockopt with a live in6_pktinfo and its size.
+            ok(check(unsafe {
+                libc::setsockopt(
+                    sock(n).fd,
+                    libc::SOL_IPV6,
+                    libc::IPV6_PKTINFO,
+                    &info as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::in6_pktinfo>() as libc::socklen_t,
+                )
+            })
+            .map(drop))
+        }
+        ["fastopen", n, addr, port] => {
+            let (sa, len) = raw(sockaddr(addr, port));
+            // SAFETY: a one-byte buffer and a sockaddr of the given length.
+            let r = unsafe {
+                libc::sendto(
+                    sock(n).fd,
+                    b"x".as_ptr() as *const libc::c_void,
+                    1,
+                    libc::MSG_FASTOPEN,
+                    &sa as *const _ as *const libc::sockaddr,
+                    len,
+                )
+            };
+            ok(check(if r < 0 { -1 } else { 0 }).map(drop))
         }
         ["name", n] => name(sock(n)).map(|a| format!("ok {a}")),
         ["recv", n] => recv(sock(n)).map(|a| format!("ok {a}")),
