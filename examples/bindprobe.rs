@@ -107,7 +107,9 @@ fn from_raw(ss: &libc::sockaddr_storage) -> String {
 }
 
 fn sockaddr(addr: &str, port: &str) -> SocketAddr {
-    let ip: IpAddr = addr.parse().unwrap_or_else(|_| die(&format!("bad address {addr}")));
+    let ip: IpAddr = addr
+        .parse()
+        .unwrap_or_else(|_| die(&format!("bad address {addr}")));
     SocketAddr::new(ip, port.parse().unwrap_or_else(|_| die("bad port")))
 }
 
@@ -262,7 +264,11 @@ fn send(s: &Sock, src: Option<IpAddr>, dst: SocketAddr) -> io::Result<()> {
 
 fn run(op: &str, socks: &mut HashMap<String, Sock>) -> io::Result<String> {
     let f: Vec<&str> = op.split(',').collect();
-    let sock = |n: &str| socks.get(n).unwrap_or_else(|| die(&format!("no socket {n}")));
+    let sock = |n: &str| {
+        socks
+            .get(n)
+            .unwrap_or_else(|| die(&format!("no socket {n}")))
+    };
     let ok = |r: io::Result<()>| r.map(|()| "ok".to_string());
     match f.as_slice() {
         ["join", dir] => ok(std::fs::write(
@@ -286,14 +292,20 @@ fn run(op: &str, socks: &mut HashMap<String, Sock>) -> io::Result<String> {
         ["bind", n, addr, port] => {
             let (sa, len) = raw(sockaddr(addr, port));
             // SAFETY: a sockaddr of the given length.
-            ok(check(unsafe { libc::bind(sock(n).fd, &sa as *const _ as *const libc::sockaddr, len) }).map(drop))
+            ok(check(unsafe {
+                libc::bind(sock(n).fd, &sa as *const _ as *const libc::sockaddr, len)
+            })
+            .map(drop))
         }
         // SAFETY: listen(2) on our descriptor.
         ["listen", n] => ok(check(unsafe { libc::listen(sock(n).fd, 16) }).map(drop)),
         ["connect", n, addr, port] => {
             let (sa, len) = raw(sockaddr(addr, port));
             // SAFETY: a sockaddr of the given length.
-            ok(check(unsafe { libc::connect(sock(n).fd, &sa as *const _ as *const libc::sockaddr, len) }).map(drop))
+            ok(check(unsafe {
+                libc::connect(sock(n).fd, &sa as *const _ as *const libc::sockaddr, len)
+            })
+            .map(drop))
         }
         ["sendto", n, addr, port] => ok(send(sock(n), None, sockaddr(addr, port))),
         ["sendfrom", n, src, addr, port] => {

@@ -36,7 +36,9 @@ const FOREIGN: [&str; 6] = [
 
 fn bindprobe() -> String {
     let dir = Path::new(BIN).parent().unwrap();
-    dir.join("examples/bindprobe").to_string_lossy().into_owned()
+    dir.join("examples/bindprobe")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The cgroup2 mount: `/sys/fs/cgroup/unified` on hybrid hosts, else
@@ -63,7 +65,10 @@ fn cgroup2_root() -> PathBuf {
     if let Some(p) = find() {
         return p;
     }
-    assert!(!*mounted, "cgroup2 was mounted but is not in /proc/self/mounts");
+    assert!(
+        !*mounted,
+        "cgroup2 was mounted but is not in /proc/self/mounts"
+    );
     let st = Command::new("mount")
         .args(["-t", "cgroup2", "cgroup2", "/sys/fs/cgroup"])
         .status()
@@ -143,11 +148,13 @@ impl Ctx {
     fn new() -> Ctx {
         let cg = TestCgroup::new();
         let sb = Sandbox::new();
-        sb.ok("ip link set lo up && ip link add c0 type veth peer name c1 \
+        sb.ok(
+            "ip link set lo up && ip link add c0 type veth peer name c1 \
                && ip link set c0 up && ip link set c1 up \
                && for a in 10.1.0.2 10.1.0.3 10.2.0.2; do ip addr add $a/24 dev c0; done \
                && for a in fd00:1::2 fd00:1::3 fd00:2::2; do ip addr add $a/64 dev c0 nodad; done \
-               && sysctl -qw net.ipv4.ping_group_range='0 2147483647'");
+               && sysctl -qw net.ipv4.ping_group_range='0 2147483647'",
+        );
         Ctx { cg, sb }
     }
 
@@ -183,7 +190,11 @@ impl Ctx {
         all.extend_from_slice(ops);
         let o = self.sb.enter(&bindprobe()).args(&all).output().unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "bindprobe {all:?}: {out}{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "bindprobe {all:?}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let lines: Vec<String> = out.lines().map(short).collect();
         assert_eq!(lines.len(), all.len(), "bindprobe {all:?}: {out}");
         if !outside {
@@ -237,7 +248,9 @@ fn strs(v: &Value) -> Vec<String> {
         .collect()
 }
 
-const HOOKS: [&str; 6] = ["bind4", "bind6", "connect4", "connect6", "sendmsg4", "sendmsg6"];
+const HOOKS: [&str; 6] = [
+    "bind4", "bind6", "connect4", "connect6", "sendmsg4", "sendmsg6",
+];
 
 #[test]
 fn verifier_accepts_every_program_and_netctx_finds_them_again() {
@@ -256,12 +269,20 @@ fn verifier_accepts_every_program_and_netctx_finds_them_again() {
     let again = c.ensure(&OWN, false);
     assert_eq!(strs(&again["attached"]), Vec::<String>::new());
     assert_eq!(ids(&c.bpf(&["status"])), ids(&s));
-    c.check_binds(&[], &[("udp", "10.2.0.2", Some("freebind"), "EADDRNOTAVAIL")], false);
+    c.check_binds(
+        &[],
+        &[("udp", "10.2.0.2", Some("freebind"), "EADDRNOTAVAIL")],
+        false,
+    );
     // Detached: the kernel lets the same bind through again.
     assert_eq!(strs(&c.bpf(&["detach"])["detached"]), HOOKS);
     assert_eq!(c.bpf(&["status"])["complete"], false);
     assert_eq!(strs(&c.bpf(&["status"])["attached"]), Vec::<String>::new());
-    c.check_binds(&[], &[("udp", "10.2.0.2", Some("freebind"), "ok 10.2.0.2")], false);
+    c.check_binds(
+        &[],
+        &[("udp", "10.2.0.2", Some("freebind"), "ok 10.2.0.2")],
+        false,
+    );
 }
 
 /// Every foreign address, TCP and UDP, with `opt`: EADDRNOTAVAIL.
@@ -352,7 +373,10 @@ fn sources(c: &Ctx, laddr: &str, dst: &str) -> Vec<String> {
         &format!("sendto,s,{dst},7001"),
         "recv,r",
     ]);
-    assert!(r[..5].iter().all(|l| l == "ok") && r[6..10].iter().all(|l| l == "ok"), "{r:?}");
+    assert!(
+        r[..5].iter().all(|l| l == "ok") && r[6..10].iter().all(|l| l == "ok"),
+        "{r:?}"
+    );
     vec![r[5].clone(), r[10].clone()]
 }
 
@@ -378,20 +402,49 @@ fn single_ip_turns_the_wildcard_into_the_first_address() {
     c.check_binds(&[], &binds, false);
     // Unbound sockets leave from the first address too (connect binds them,
     // sendmsg sets the source), except towards loopback.
-    assert_eq!(sources(&c, "10.1.0.2", "10.1.0.2"), ["ok 10.1.0.3", "ok 10.1.0.3"]);
-    assert_eq!(sources(&c, "fd00:1::2", "fd00:1::2"), ["ok fd00:1::3", "ok fd00:1::3"]);
-    assert_eq!(sources(&c, "10.1.0.2", "::ffff:10.1.0.2"), ["ok ::ffff:10.1.0.3", "ok 10.1.0.3"]);
-    assert_eq!(sources(&c, "127.0.0.1", "127.0.0.1"), ["ok 127.0.0.1", "ok 127.0.0.1"]);
+    assert_eq!(
+        sources(&c, "10.1.0.2", "10.1.0.2"),
+        ["ok 10.1.0.3", "ok 10.1.0.3"]
+    );
+    assert_eq!(
+        sources(&c, "fd00:1::2", "fd00:1::2"),
+        ["ok fd00:1::3", "ok fd00:1::3"]
+    );
+    assert_eq!(
+        sources(&c, "10.1.0.2", "::ffff:10.1.0.2"),
+        ["ok ::ffff:10.1.0.3", "ok 10.1.0.3"]
+    );
+    assert_eq!(
+        sources(&c, "127.0.0.1", "127.0.0.1"),
+        ["ok 127.0.0.1", "ok 127.0.0.1"]
+    );
 
     // Another first address, then single_ip off: the maps change, the
     // programs stay.
     c.ensure(&OWN, true);
-    c.check_binds(&[], &[("udp", "0.0.0.0", None, "ok 10.1.0.2"), ("udp", "::", None, "ok fd00:1::2")], false);
+    c.check_binds(
+        &[],
+        &[
+            ("udp", "0.0.0.0", None, "ok 10.1.0.2"),
+            ("udp", "::", None, "ok fd00:1::2"),
+        ],
+        false,
+    );
     c.ensure(&OWN, false);
     assert_eq!(ids(&c.bpf(&["status"])), ids0);
-    c.check_binds(&[], &[("tcp", "0.0.0.0", None, "ok 0.0.0.0"), ("tcp", "::", None, "ok ::")], false);
+    c.check_binds(
+        &[],
+        &[
+            ("tcp", "0.0.0.0", None, "ok 0.0.0.0"),
+            ("tcp", "::", None, "ok ::"),
+        ],
+        false,
+    );
     // The kernel's own choice again (for a local IPv6 destination: itself).
-    assert_eq!(sources(&c, "fd00:1::3", "fd00:1::3"), ["ok fd00:1::3", "ok fd00:1::3"]);
+    assert_eq!(
+        sources(&c, "fd00:1::3", "fd00:1::3"),
+        ["ok fd00:1::3", "ok fd00:1::3"]
+    );
 }
 
 #[test]
@@ -408,40 +461,45 @@ fn an_address_change_updates_the_map_without_reloading() {
         ("udp", "fd00:1::3", None, "EADDRNOTAVAIL"),
     ];
     c.check_binds(&[], &refused, false);
-    assert_eq!(strs(&c.ensure(&OWN, false)["attached"]), Vec::<String>::new());
+    assert_eq!(
+        strs(&c.ensure(&OWN, false)["attached"]),
+        Vec::<String>::new()
+    );
     assert_eq!(ids(&c.bpf(&["status"])), ids0);
     c.check_binds(&[], &added, false);
 
     // Sockets bound while the address was the context's: once it is
     // removed, they can neither connect nor send from it.
-    let mut probe = c
-        .sb
-        .enter(&bindprobe())
-        .args([
-            format!("join,{}", c.cgroup()).as_str(),
-            "socket,l,tcp,4",
-            "bind,l,10.1.0.2,7000",
-            "listen,l",
-            "socket,t,tcp,4",
-            "bind,t,10.1.0.3,0",
-            "socket,u,udp,4",
-            "bind,u,10.1.0.3,0",
-            "socket,v,udp,6",
-            "bind,v,fd00:1::3,0",
-            "sync",
-            "connect,t,10.1.0.2,7000",
-            "sendto,u,10.1.0.2,7001",
-            "sendto,v,fd00:1::2,7001",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut probe =
+        c.sb.enter(&bindprobe())
+            .args([
+                format!("join,{}", c.cgroup()).as_str(),
+                "socket,l,tcp,4",
+                "bind,l,10.1.0.2,7000",
+                "listen,l",
+                "socket,t,tcp,4",
+                "bind,t,10.1.0.3,0",
+                "socket,u,udp,4",
+                "bind,u,10.1.0.3,0",
+                "socket,v,udp,6",
+                "bind,v,fd00:1::3,0",
+                "sync",
+                "connect,t,10.1.0.2,7000",
+                "sendto,u,10.1.0.2,7001",
+                "sendto,v,fd00:1::2,7001",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
     let mut out = BufReader::new(probe.stdout.take().unwrap());
     let mut before = Vec::new();
     loop {
         let mut l = String::new();
-        assert!(out.read_line(&mut l).unwrap() > 0, "probe ended early: {before:?}");
+        assert!(
+            out.read_line(&mut l).unwrap() > 0,
+            "probe ended early: {before:?}"
+        );
         if l.trim() == "sync" {
             break;
         }
@@ -452,7 +510,10 @@ fn an_address_change_updates_the_map_without_reloading() {
     writeln!(probe.stdin.take().unwrap()).unwrap();
     let after: Vec<String> = out.lines().map(|l| l.unwrap()).collect();
     assert!(probe.wait().unwrap().success());
-    assert_eq!(after, ["ok", "EADDRNOTAVAIL", "EADDRNOTAVAIL", "EADDRNOTAVAIL"]);
+    assert_eq!(
+        after,
+        ["ok", "EADDRNOTAVAIL", "EADDRNOTAVAIL", "EADDRNOTAVAIL"]
+    );
     c.check_binds(&[], &refused, false);
     assert_eq!(ids(&c.bpf(&["status"])), ids0);
 }
@@ -478,14 +539,26 @@ fn pktinfo_cannot_pick_a_foreign_source() {
         ["ok", "ok fd00:2::2"]
     );
     c.ensure(&OWN, false);
-    assert_eq!(ops("sendfrom,s,fd00:2::2,fd00:1::3,7001", "fd00:1::3"), ["EADDRNOTAVAIL", "EAGAIN"]);
-    assert_eq!(ops("sendfrom,s,2001:db8::77,fd00:1::3,7001", "fd00:1::3"), ["EADDRNOTAVAIL", "EAGAIN"]);
-    // A v6 socket to a v4-mapped destination takes the IPv4 path and hook.
     assert_eq!(
-        ops("sendfrom,s,::ffff:10.2.0.2,::ffff:10.1.0.3,7001", "10.1.0.3"),
+        ops("sendfrom,s,fd00:2::2,fd00:1::3,7001", "fd00:1::3"),
         ["EADDRNOTAVAIL", "EAGAIN"]
     );
-    assert_eq!(ops("sendfrom,s,fd00:1::2,fd00:1::3,7001", "fd00:1::3"), ["ok", "ok fd00:1::2"]);
+    assert_eq!(
+        ops("sendfrom,s,2001:db8::77,fd00:1::3,7001", "fd00:1::3"),
+        ["EADDRNOTAVAIL", "EAGAIN"]
+    );
+    // A v6 socket to a v4-mapped destination takes the IPv4 path and hook.
+    assert_eq!(
+        ops(
+            "sendfrom,s,::ffff:10.2.0.2,::ffff:10.1.0.3,7001",
+            "10.1.0.3"
+        ),
+        ["EADDRNOTAVAIL", "EAGAIN"]
+    );
+    assert_eq!(
+        ops("sendfrom,s,fd00:1::2,fd00:1::3,7001", "fd00:1::3"),
+        ["ok", "ok fd00:1::2"]
+    );
     let v4 = c.probe(&[
         "socket,r,udp,4",
         "bind,r,10.1.0.3,7001",
@@ -496,7 +569,10 @@ fn pktinfo_cannot_pick_a_foreign_source() {
         "sendfrom,s,10.1.0.2,10.1.0.3,7001",
         "recv,r",
     ]);
-    assert_eq!(v4[4..], ["EADDRNOTAVAIL", "EADDRNOTAVAIL", "ok", "ok 10.1.0.2"]);
+    assert_eq!(
+        v4[4..],
+        ["EADDRNOTAVAIL", "EADDRNOTAVAIL", "ok", "ok 10.1.0.2"]
+    );
 }
 
 #[test]
@@ -505,11 +581,23 @@ fn the_gaps_are_what_the_readme_says() {
     c.ensure(&OWN, true);
     // 1. listen() without bind autobinds to the wildcard inside the kernel:
     //    no bind hook runs, single_ip does not apply.
-    let r = c.probe(&["socket,a,tcp,4", "listen,a", "name,a", "socket,b,tcp,6", "listen,b", "name,b"]);
+    let r = c.probe(&[
+        "socket,a,tcp,4",
+        "listen,a",
+        "name,a",
+        "socket,b,tcp,6",
+        "listen,b",
+        "name,b",
+    ]);
     assert_eq!(r, ["ok", "ok", "ok 0.0.0.0", "ok", "ok", "ok ::"]);
     // 2. Ping (ICMP datagram) sockets bind through their own bind, which
     //    has no cgroup hook: FREEBIND binds a foreign address.
-    let r = c.probe(&["socket,p,ping,4", "opt,p,freebind", "bind,p,10.2.0.2,0", "name,p"]);
+    let r = c.probe(&[
+        "socket,p,ping,4",
+        "opt,p,freebind",
+        "bind,p,10.2.0.2,0",
+        "name,p",
+    ]);
     assert_eq!(r[2..], ["ok", "ok 10.2.0.2"]);
     // 3. A socket made before its process joined the cgroup belongs to the
     //    old cgroup: no hook of the context runs for it.
@@ -556,7 +644,10 @@ fn drift_sources(c: &Ctx) -> Vec<String> {
         ],
         true,
     );
-    assert!(r[..8].iter().all(|l| l == "ok") && r[9..11].iter().all(|l| l == "ok"), "{r:?}");
+    assert!(
+        r[..8].iter().all(|l| l == "ok") && r[9..11].iter().all(|l| l == "ok"),
+        "{r:?}"
+    );
     vec![r[8].clone(), r[11].clone()]
 }
 

@@ -80,7 +80,8 @@ impl MapSet {
     pub fn create() -> Result<MapSet, BpfError> {
         let make = |spec: MapSpec| {
             let name = spec.name;
-            let fd = sys::map_create(&spec).map_err(|source| BpfError::CreateMap { name, source })?;
+            let fd =
+                sys::map_create(&spec).map_err(|source| BpfError::CreateMap { name, source })?;
             let id = sys::map_info(&fd)
                 .map_err(|source| BpfError::CreateMap { name, source })?
                 .id;
@@ -155,7 +156,8 @@ impl MapSet {
             .collect();
         addrs.sort();
         let mut conf = [0u8; CONF_LEN];
-        sys::map_lookup(&self.conf, &CONF_INDEX, &mut conf).map_err(rerr(CONF_NAME, self.conf_id))?;
+        sys::map_lookup(&self.conf, &CONF_INDEX, &mut conf)
+            .map_err(rerr(CONF_NAME, self.conf_id))?;
         let flags = u32::from_ne_bytes([conf[0], conf[1], conf[2], conf[3]]);
         Ok((addrs, flags & progs::FLAG_SINGLE_IP != 0))
     }
@@ -204,7 +206,9 @@ pub fn observe(cg: &OwnedFd, cgroup: &Path) -> Result<Seen, BpfError> {
                 Err(e) => return Err(inspect("program", id)(e)),
             };
             let info = sys::prog_info(&fd).map_err(inspect("program", id))?;
-            if info.prog_type != sys::BPF_PROG_TYPE_CGROUP_SOCK_ADDR || info.name != hook.prog_name() {
+            if info.prog_type != sys::BPF_PROG_TYPE_CGROUP_SOCK_ADDR
+                || info.name != hook.prog_name()
+            {
                 continue;
             }
             if let Some(set) = map_set(&seen.sets, &info.map_ids, cgroup)? {
@@ -238,7 +242,10 @@ fn map_set(known: &[MapSet], ids: &[u32], cgroup: &Path) -> Result<Option<MapSet
     }
     match (allow, conf) {
         (Some((allow, allow_id)), Some((conf, conf_id))) => {
-            if known.iter().any(|s| s.allow_id == allow_id && s.conf_id == conf_id) {
+            if known
+                .iter()
+                .any(|s| s.allow_id == allow_id && s.conf_id == conf_id)
+            {
                 return Ok(None);
             }
             Ok(Some(MapSet {

@@ -304,7 +304,9 @@ pub fn prog_query(cgroup: &OwnedFd, attach_type: u32) -> io::Result<Vec<u32>> {
         _pad: 0,
     };
     bpf(BPF_PROG_QUERY, &mut a)?;
-    let n = usize::try_from(a.prog_cnt).unwrap_or(usize::MAX).min(ids.len());
+    let n = usize::try_from(a.prog_cnt)
+        .unwrap_or(usize::MAX)
+        .min(ids.len());
     ids.truncate(n);
     Ok(ids)
 }
@@ -382,7 +384,9 @@ pub fn prog_info(fd: &OwnedFd) -> io::Result<ProgInfo> {
         ..Default::default()
     };
     info(fd, &mut raw)?;
-    let n = usize::try_from(raw.nr_map_ids).unwrap_or(usize::MAX).min(ids.len());
+    let n = usize::try_from(raw.nr_map_ids)
+        .unwrap_or(usize::MAX)
+        .min(ids.len());
     Ok(ProgInfo {
         prog_type: raw.prog_type,
         name: name_str(&raw.name),
