@@ -7,12 +7,13 @@
 //!
 //!     join,DIR                 write our pid to DIR/cgroup.procs
 //!     user,UID                 setgid(UID) + setuid(UID)
-//!     socket,N,tcp|udp|ping|mptcp,4|6   a socket named N
+//!     socket,N,tcp|udp|udplite|ping|mptcp,4|6   a socket named N
 //!     opt,N,freebind|transparent  IP_/IPV6_FREEBIND or _TRANSPARENT
 //!     bind,N,ADDR,PORT
 //!     listen,N
 //!     connect,N,ADDR,PORT
 //!     sendto,N,ADDR,PORT       one UDP datagram "x"
+//!     send,N                   the same on a connected socket
 //!     sendfrom,N,SRC,ADDR,PORT the same with IP_PKTINFO/IPV6_PKTINFO source SRC
 //!     sticky,N,SRC             setsockopt(IPV6_PKTINFO) source SRC (IPv6)
 //!     fastopen,N,ADDR,PORT     sendto(MSG_FASTOPEN) of "x" (TCP)
@@ -147,6 +148,7 @@ fn socket(proto: &str, family: &str) -> io::Result<Sock> {
         "ping" if v6 => (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6),
         "ping" => (libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
         "mptcp" => (libc::SOCK_STREAM, libc::IPPROTO_MPTCP),
+        "udplite" => (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE),
         _ => die(&format!("bad protocol {proto}")),
     };
     // SAFETY: plain socket(2); the descriptor is kept for the process's life.
@@ -211,9 +213,14 @@ fn recv(s: &Sock) -> io::Result<String> {
     Ok(from_raw(&ss))
 }
 
-/// sendmsg of "x" to `dst`, with a source in a PKTINFO cmsg if `src`.
-fn send(s: &Sock, src: Option<IpAddr>, dst: SocketAddr) -> io::Result<()> {
-    let (mut sa, salen) = raw(dst);
+/// sendmsg of "x" to `dst` (None: the connected peer), with a source in a
+/// PKTINFO cmsg if `src`.
+fn send(s: &Sock, src: Option<IpAddr>, dst: Option<SocketAddr>) -> io::Result<()> {
+    let (mut sa, salen) = match dst {
+        Some(d) => raw(d),
+        // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+        None => (unsafe { std::mem::zeroed() }, 0),
+    };
     let mut data = *b"x";
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr() as *mut libc::c_void,
@@ -222,8 +229,10 @@ fn send(s: &Sock, src: Option<IpAddr>, dst: SocketAddr) -> io::Result<()> {
     let mut control = [0u64; 8];
     // SAFETY: msghdr is plain data; zeroed is valid.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = &mut sa as *mut _ as *mut libc::c_void;
-    msg.msg_namelen = salen;
+    if dst.is_some() {
+        msg.msg_name = &mut sa as *mut _ as *mut libc::c_void;
+        msg.msg_namelen = salen;
+    }
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     if let Some(src) = src {
@@ -307,10 +316,11 @@ fn run(op: &str, socks: &mut HashMap<String, Sock>) -> io::Result<String> {
             })
             .map(drop))
         }
-        ["sendto", n, addr, port] => ok(send(sock(n), None, sockaddr(addr, port))),
+        ["sendto", n, addr, port] => ok(send(sock(n), None, Some(sockaddr(addr, port)))),
+        ["send", n] => ok(send(sock(n), None, None)),
         ["sendfrom", n, src, addr, port] => {
             let src: IpAddr = src.parse().unwrap_or_else(|_| die("bad source"));
-            ok(send(sock(n), Some(src), sockaddr(addr, port)))
+            ok(send(sock(n), Some(src), Some(sockaddr(addr, port))))
         }
         ["sticky", n, src] => {
             let src: std::net::Ipv6Addr = src.parse().unwrap_or_else(|_| die("bad source"));

@@ -149,7 +149,8 @@ impl Ctx {
         let cg = TestCgroup::new();
         let sb = Sandbox::new();
         sb.ok(
-            "ip link set lo up && ip link add c0 type veth peer name c1 \
+            "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+               && ip link set lo up && ip link add c0 type veth peer name c1 \
                && ip link set c0 up && ip link set c1 up \
                && for a in 10.1.0.2 10.1.0.3 10.2.0.2; do ip addr add $a/24 dev c0; done \
                && for a in fd00:1::2 fd00:1::3 fd00:2::2; do ip addr add $a/64 dev c0 nodad; done \
@@ -483,10 +484,16 @@ fn an_address_change_updates_the_map_without_reloading() {
                 "bind,u,10.1.0.3,0",
                 "socket,v,udp,6",
                 "bind,v,fd00:1::3,0",
+                "socket,w,udp,4",
+                "bind,w,10.1.0.3,0",
+                "connect,w,10.1.0.2,7001",
                 "sync",
                 "connect,t,10.1.0.2,7000",
                 "sendto,u,10.1.0.2,7001",
                 "sendto,v,fd00:1::2,7001",
+                // The gap: a connected UDP socket's plain send takes the
+                // kernel's fast path, without the sendmsg hook.
+                "send,w",
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -512,7 +519,13 @@ fn an_address_change_updates_the_map_without_reloading() {
     assert!(probe.wait().unwrap().success());
     assert_eq!(
         after,
-        ["ok", "EADDRNOTAVAIL", "EADDRNOTAVAIL", "EADDRNOTAVAIL"]
+        [
+            "ok",
+            "EADDRNOTAVAIL",
+            "EADDRNOTAVAIL",
+            "EADDRNOTAVAIL",
+            "ok"
+        ]
     );
     c.check_binds(&[], &refused, false);
     assert_eq!(ids(&c.bpf(&["status"])), ids0);
@@ -652,7 +665,7 @@ fn drift_sources(c: &Ctx) -> Vec<String> {
 }
 
 #[test]
-fn fast_open_mptcp_and_sticky_pktinfo_are_covered() {
+fn fast_open_udplite_mptcp_and_sticky_pktinfo_are_covered() {
     let c = Ctx::new();
     c.ensure(&OWN, true);
     // TCP Fast Open connects inside sendto: the connect hook runs (the
@@ -666,6 +679,19 @@ fn fast_open_mptcp_and_sticky_pktinfo_are_covered() {
         "name,f",
     ]);
     assert_eq!(r, ["ok", "ok", "ok", "ok", "ok", "ok 10.1.0.2"]);
+    // UDP-Lite shares UDP's bind and sendmsg.
+    let r = c.probe(&[
+        "socket,u,udplite,4",
+        "opt,u,freebind",
+        "bind,u,10.2.0.2,0",
+        "socket,t,udplite,6",
+        "opt,t,transparent",
+        "sendfrom,t,fd00:2::2,fd00:1::3,7001",
+    ]);
+    assert_eq!(
+        r,
+        ["ok", "ok", "EADDRNOTAVAIL", "ok", "ok", "EADDRNOTAVAIL"]
+    );
     // MPTCP sockets bind and connect through the same hooks.
     let r = c.probe(&["socket,m,mptcp,4", "opt,m,freebind", "bind,m,10.2.0.2,0"]);
     if r[0] == "ok" {
