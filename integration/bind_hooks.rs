@@ -286,6 +286,43 @@ fn verifier_accepts_every_program_and_netctx_finds_them_again() {
     );
 }
 
+#[test]
+fn a_half_attached_cgroup_is_completed_with_the_maps_it_has() {
+    let c = Ctx::new();
+    c.ensure(&["10.1.0.2", "fd00:1::2"], false);
+    let ids0 = ids(&c.bpf(&["status"]));
+    // What a crash between two attaches leaves: some hooks only.
+    let d = c.bpf(&["detach", "--hook", "bind6", "--hook", "connect4"]);
+    assert_eq!(strs(&d["detached"]), ["bind6", "connect4"]);
+    let s = c.bpf(&["status"]);
+    assert_eq!(strs(&s["missing"]), ["bind6", "connect4"]);
+    c.check_binds(
+        &[],
+        &[("udp", "fd00:2::2", Some("freebind"), "ok fd00:2::2")],
+        false,
+    );
+    // ensure attaches the two missing programs to the same maps (one map
+    // set written), leaves the others, and the new addresses reach all.
+    let e = c.ensure(&OWN, false);
+    assert_eq!(strs(&e["attached"]), ["bind6", "connect4"]);
+    assert_eq!(e["maps_written"], 1);
+    let s = c.bpf(&["status"]);
+    assert_eq!(s["complete"], true);
+    for h in ["bind4", "connect6", "sendmsg4", "sendmsg6"] {
+        assert_eq!(s["program_ids"][h], ids0[h], "{h}");
+    }
+    assert_eq!(c.ensure(&OWN, false)["maps_written"], 1);
+    c.check_binds(
+        &[],
+        &[
+            ("udp", "fd00:2::2", Some("freebind"), "EADDRNOTAVAIL"),
+            ("udp", "fd00:1::3", None, "ok fd00:1::3"),
+            ("tcp", "10.1.0.3", None, "ok 10.1.0.3"),
+        ],
+        false,
+    );
+}
+
 /// Every foreign address, TCP and UDP, with `opt`: EADDRNOTAVAIL.
 fn foreign_cases(opt: Option<&'static str>) -> Vec<Case<'static>> {
     let mut v = Vec::new();

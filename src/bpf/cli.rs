@@ -30,7 +30,19 @@ enum BpfCmd {
     /// Which hooks are attached to CGROUP, and what their maps hold
     Status { cgroup: PathBuf },
     /// Detach the hooks from CGROUP
-    Detach { cgroup: PathBuf },
+    Detach {
+        cgroup: PathBuf,
+        /// Only this hook (bind4, bind6, connect4, connect6, sendmsg4, sendmsg6)
+        #[arg(long = "hook", value_parser = parse_hook)]
+        hooks: Vec<super::Hook>,
+    },
+}
+
+fn parse_hook(s: &str) -> Result<super::Hook, String> {
+    super::Hook::ALL
+        .into_iter()
+        .find(|h| h.name() == s)
+        .ok_or_else(|| format!("no hook {s}"))
 }
 
 fn names(hooks: impl IntoIterator<Item = super::Hook>) -> Vec<&'static str> {
@@ -68,7 +80,14 @@ pub fn run(args: &BpfArgs) -> anyhow::Result<u8> {
                 "single_ip": s.single_ip,
             })
         }
-        BpfCmd::Detach { cgroup } => json!({ "detached": names(super::detach(cgroup)?) }),
+        BpfCmd::Detach { cgroup, hooks } => {
+            let done = if hooks.is_empty() {
+                super::detach(cgroup)?
+            } else {
+                super::detach_hooks(cgroup, hooks)?
+            };
+            json!({ "detached": names(done) })
+        }
     };
     println!("{doc}");
     Ok(crate::commands::EXIT_OK)

@@ -211,8 +211,11 @@ pub fn observe(cg: &OwnedFd, cgroup: &Path) -> Result<Seen, BpfError> {
             {
                 continue;
             }
-            if let Some(set) = map_set(&seen.sets, &info.map_ids, cgroup)? {
-                seen.sets.push(set);
+            // A program without netctx's pair of maps is not netctx's.
+            match map_set(&seen.sets, &info.map_ids, cgroup)? {
+                Found::Known => {}
+                Found::New(set) => seen.sets.push(set),
+                Found::None => continue,
             }
             seen.progs.push(OurProg { hook, id, fd });
         }
@@ -220,9 +223,15 @@ pub fn observe(cg: &OwnedFd, cgroup: &Path) -> Result<Seen, BpfError> {
     Ok(seen)
 }
 
-/// The map set of a program with these map ids, unless already known (or
-/// not netctx's pair of maps).
-fn map_set(known: &[MapSet], ids: &[u32], cgroup: &Path) -> Result<Option<MapSet>, BpfError> {
+enum Found {
+    Known,
+    New(MapSet),
+    None,
+}
+
+/// The map set of a program with these map ids: one already known, a new
+/// one, or none (not netctx's pair of maps).
+fn map_set(known: &[MapSet], ids: &[u32], cgroup: &Path) -> Result<Found, BpfError> {
     let mut allow = None;
     let mut conf = None;
     for &id in ids {
@@ -246,15 +255,15 @@ fn map_set(known: &[MapSet], ids: &[u32], cgroup: &Path) -> Result<Option<MapSet
                 .iter()
                 .any(|s| s.allow_id == allow_id && s.conf_id == conf_id)
             {
-                return Ok(None);
+                return Ok(Found::Known);
             }
-            Ok(Some(MapSet {
+            Ok(Found::New(MapSet {
                 allow,
                 allow_id,
                 conf,
                 conf_id,
             }))
         }
-        _ => Ok(None),
+        _ => Ok(Found::None),
     }
 }

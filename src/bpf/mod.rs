@@ -306,11 +306,17 @@ pub fn status(cgroup: &Path) -> Result<HookStatus, BpfError> {
 /// Detach every netctx program from `cgroup` (their maps go with the last
 /// reference). Does not stop at the first error. Ok: the hooks detached.
 pub fn detach(cgroup: &Path) -> Result<Vec<Hook>, BpfError> {
+    detach_hooks(cgroup, &Hook::ALL)
+}
+
+/// [`detach`] for some hooks only (what a crash between two attaches
+/// leaves, for the tests).
+pub fn detach_hooks(cgroup: &Path, hooks: &[Hook]) -> Result<Vec<Hook>, BpfError> {
     let cg = open_cgroup(cgroup)?;
     let seen = maps::observe(&cg, cgroup)?;
     let mut done = Vec::new();
     let mut errors = Vec::new();
-    for p in &seen.progs {
+    for p in seen.progs.iter().filter(|p| hooks.contains(&p.hook)) {
         match sys::prog_detach(&cg, &p.fd, p.hook.attach_type()) {
             Ok(()) => done.push(p.hook),
             Err(source) => errors.push(BpfError::Detach {

@@ -293,22 +293,30 @@ struct QueryAttr {
 
 /// Ids of the programs attached to the cgroup itself (not inherited).
 pub fn prog_query(cgroup: &OwnedFd, attach_type: u32) -> io::Result<Vec<u32>> {
-    let mut ids = vec![0u32; 64];
-    let mut a = QueryAttr {
-        target_fd: fd_u32(cgroup),
-        attach_type,
-        query_flags: 0,
-        attach_flags: 0,
-        prog_ids: ptr(ids.as_mut_ptr()),
-        prog_cnt: len_u32(ids.len()),
-        _pad: 0,
-    };
-    bpf(BPF_PROG_QUERY, &mut a)?;
-    let n = usize::try_from(a.prog_cnt)
-        .unwrap_or(usize::MAX)
-        .min(ids.len());
-    ids.truncate(n);
-    Ok(ids)
+    let mut room = 64usize;
+    loop {
+        let mut ids = vec![0u32; room];
+        let mut a = QueryAttr {
+            target_fd: fd_u32(cgroup),
+            attach_type,
+            query_flags: 0,
+            attach_flags: 0,
+            prog_ids: ptr(ids.as_mut_ptr()),
+            prog_cnt: len_u32(ids.len()),
+            _pad: 0,
+        };
+        let r = bpf(BPF_PROG_QUERY, &mut a);
+        let count = usize::try_from(a.prog_cnt).unwrap_or(usize::MAX);
+        match r {
+            Ok(_) => {
+                ids.truncate(count.min(room));
+                return Ok(ids);
+            }
+            // More programs than room: prog_cnt says how many.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && count > room => room = count,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[repr(C)]
