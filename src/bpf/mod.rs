@@ -9,6 +9,34 @@
 //! or the cgroup is removed, and netctx finds its own again by name through
 //! BPF_PROG_QUERY and BPF_OBJ_GET_INFO_BY_FD (after a crash too). An address
 //! change rewrites the maps; nothing is reloaded.
+//!
+//! # How the engine calls this (for the merge)
+//!
+//! - The cgroup is `netctx/CTX` under the cgroup2 mount, made by the guest
+//!   sandbox; this module never creates or removes a cgroup.
+//! - `start` / `exec` of a strict context: `ensure(cg, &assigned, single_ip)`
+//!   once the cgroup exists and before the child writes its pid to
+//!   `cgroup.procs`; the child joins before `execve`, so every socket it makes
+//!   is the cgroup's. (`exec --privileged` joins the same cgroup and is
+//!   restricted too, but keeps the capabilities to undo it.)
+//! - `up` of a strict context whose cgroup exists: `ensure` again. With the
+//!   programs there it only rewrites the maps (0.11 ms), so address and
+//!   `single_ip` changes reach running guests without a reload; a non-empty
+//!   `Status::attached` means hooks were missing (report it as repaired
+//!   drift). Where no cgroup exists yet there is nothing to restrict: the
+//!   first `ensure` costs 1.8 ms (six verifier runs), so doing it for every
+//!   context at `up` would break the benchmark's 10 % budget.
+//! - `isolation = "off"`: `detach(cg)` when the cgroup exists.
+//! - `stop` / `down`: once the cgroup's processes are gone, removing the
+//!   cgroup detaches and frees everything; call `detach` first only when
+//!   the cgroup is kept. Rollback of a failed `start`/`up`: `detach`. Errors
+//!   join the teardown's list; they never stop it.
+//! - `audit` / `status`: `status(cg)` for each strict context with a cgroup:
+//!   `!complete()` is a violation (exit 2, naming `missing`); `addresses`
+//!   other than the assigned ones or another `single_ip` is drift.
+//! - `addrs`: the context's assigned addresses in configuration order (the
+//!   first of each family is `single_ip`'s), `Cidr::addr` of each; add the
+//!   context's own link-local addresses if guests may bind them.
 
 pub mod cli;
 mod insn;
