@@ -215,6 +215,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Stop(args) => commands::guest::stop(&args),
         Command::Audit(l) => commands::audit::audit(&load()?, &l),
         Command::Logs(a) => commands::logs::logs(&load()?, &a),
-        Command::DebugBpf(a) => bpf::cli::run(&a),
+        Command::DebugBpf(a) => bpf::cli::run(&a).map(|()| EXIT_OK),
     }
 }

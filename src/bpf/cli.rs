@@ -49,7 +49,7 @@ fn names(hooks: impl IntoIterator<Item = super::Hook>) -> Vec<&'static str> {
     hooks.into_iter().map(super::Hook::name).collect()
 }
 
-pub fn run(args: &BpfArgs) -> anyhow::Result<u8> {
+pub fn run(args: &BpfArgs) -> anyhow::Result<()> {
     let doc = match &args.cmd {
         BpfCmd::Ensure {
             cgroup,
@@ -90,5 +90,5 @@ pub fn run(args: &BpfArgs) -> anyhow::Result<u8> {
         }
     };
     println!("{doc}");
-    Ok(crate::commands::EXIT_OK)
+    Ok(())
 }
