@@ -4,8 +4,9 @@
 //! Maps (shared by the six programs of one cgroup):
 //! - `netctx_allow`: hash, key = 16-byte address (IPv4 as `::ffff:a.b.c.d`),
 //!   value = 1 byte; the context's addresses.
-//! - `netctx_conf`: array of one [`Conf`]: flags (`single_ip`), the first
-//!   IPv4 and the first IPv6 address (zero: none).
+//! - `netctx_conf`: array of one 24-byte value: `u32` flags (bit 0:
+//!   `single_ip`, host order), the first IPv4 address (4 bytes) and the
+//!   first IPv6 address (16 bytes), in network order, zero for none.
 //!
 //! Every program allows loopback (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104),
 //! multicast (a group to receive; never a usable source) and the limited
@@ -14,6 +15,11 @@
 //! "the kernel chooses", which `single_ip` turns into the first address.
 
 use super::insn::*;
+
+// The address tests below read network-order words with little-endian
+// loads (the first byte of an address is the low byte of the word).
+#[cfg(not(target_endian = "little"))]
+compile_error!("the bind-restriction programs assume a little-endian host");
 
 // struct bpf_sock_addr (linux/bpf.h), the context of every program.
 const CTX_USER_IP4: i16 = 4;
@@ -26,7 +32,7 @@ const SK_SRC_IP4: i16 = 24;
 const SK_SRC_IP6: i16 = 28;
 const SK_SRC_PORT: i16 = 44;
 
-// struct Conf, the value of `netctx_conf`.
+// The value of `netctx_conf`.
 pub const CONF_FLAGS: i16 = 0;
 pub const CONF_FIRST4: i16 = 4;
 pub const CONF_FIRST6: i16 = 8;
@@ -113,7 +119,7 @@ fn lookup_key(a: &mut Asm, m: MapFds, found: Label) {
     a.jmp64_imm(BPF_JNE, Reg::R0, 0, found);
 }
 
-/// R0 = the `Conf`; jump to `plain` when there is none or `single_ip` is
+/// R0 = the `netctx_conf` value; jump to `plain` when there is none or `single_ip` is
 /// off.
 fn single_ip_conf(a: &mut Asm, m: MapFds, plain: Label) {
     a.st(BPF_W, FP, CONF_KEY, 0);
