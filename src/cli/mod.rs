@@ -2,6 +2,7 @@
 //! group of commands). Each handler returns the process exit code.
 
 mod audit;
+mod debug_bpf;
 mod engine;
 pub mod exit;
 mod guest;
@@ -55,6 +56,9 @@ pub enum Command {
     Audit(Listing),
     /// Print the packets the logging chains see
     Logs(LogsArgs),
+    /// Attach, inspect or detach the bind-restriction hooks of a cgroup
+    #[command(name = "debug-bpf", hide = true)]
+    DebugBpf(debug_bpf::BpfArgs),
 }
 
 #[derive(Args)]
@@ -168,5 +172,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Stop(args) => guest::stop(&args, wait),
         Command::Audit(l) => audit::audit(&load()?, &l),
         Command::Logs(a) => logs::logs(&load()?, &a),
+        Command::DebugBpf(a) => debug_bpf::run(&a).map(|()| Exit::Ok),
     }
 }
