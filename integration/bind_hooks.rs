@@ -1,4 +1,4 @@
-//! The bind restriction (src/bpf, driven through `netctx debug-bpf`): the
+//! The bind restriction (src/kernel/bpf, driven through `netctx debug-bpf`): the
 //! kernel refuses a foreign address in bind, connect and UDP sendmsg of a
 //! process in the context's cgroup, and `single_ip` turns the wildcard into
 //! the first address.

@@ -211,7 +211,7 @@ fn listing(p: &[Insn]) -> String {
 /// with `NETCTX_BLESS=1 cargo test bpf`.
 #[test]
 fn program_bytes_are_the_reviewed_ones() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bpf/tests");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/kernel/bpf/tests");
     let mut changed = Vec::new();
     for h in Hook::ALL {
         let path = dir.join(format!("{}.txt", h.name()));
