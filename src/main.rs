@@ -3,6 +3,7 @@
 //! the modules.
 
 mod apply;
+mod cni;
 mod audit;
 mod commands;
 mod config;
