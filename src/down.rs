@@ -49,7 +49,7 @@ pub enum Removed {
 
 /// The host's chains of these contexts go in one transaction, and the host's
 /// table with them when nothing else is left in it.
-fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, CtxError> {
+pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, CtxError> {
     let kernel = |e: &crate::nl::NlError| CtxError::Kernel {
         object: "host nftables table inet netctx".into(),
         cause: e.to_string(),

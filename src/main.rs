@@ -167,6 +167,9 @@ pub struct DownArgs {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        return cni::run();
+    }
     let cli = Cli::parse();
     VERBOSE.store(cli.verbose, Ordering::Relaxed);
     *owner::LOCK_WAIT.lock().unwrap() = std::time::Duration::from_secs_f64(cli.wait.max(0.0));

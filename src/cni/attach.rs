@@ -38,9 +38,15 @@ pub struct Attachment {
     pub host_routes: Vec<Cidr>,
     /// The routes the result reports (the IPAM plugin's).
     pub result_routes: Vec<RouteConfig>,
+    // The engine's forwarding, egress and publishing read these once the
+    // layout refactor lands; this build refuses reach and egress at ADD.
+    #[allow(dead_code)]
     pub reach: Vec<String>,
+    #[allow(dead_code)]
     pub egress: Egress,
+    #[allow(dead_code)]
     pub uplink: Option<String>,
+    #[allow(dead_code)]
     /// `portMappings` as `publish` entries.
     pub publish: Vec<String>,
 }
@@ -55,6 +61,7 @@ impl Attachment {
     pub fn addresses(&self) -> &[Cidr] {
         &self.ctx.links[0].addresses
     }
+    #[cfg(test)]
     pub fn gateways(&self) -> Vec<IpAddr> {
         self.ctx.links[0]
             .host_addresses

@@ -52,6 +52,9 @@ pub enum CniError {
     TryAgain(String),
     #[error("{0}")]
     NotAvailable(String),
+    /// Not available, and existing attachments may have lost connectivity.
+    #[error("{0}")]
+    Limited(String),
     #[error("{plugin}: {msg}{}", if details.is_empty() { String::new() } else { format!(": {details}") })]
     Delegated {
         plugin: String,
@@ -97,6 +100,7 @@ impl CniError {
             CniError::InvalidConfig(_) => code::INVALID_CONFIG,
             CniError::TryAgain(_) => code::TRY_AGAIN,
             CniError::NotAvailable(_) => code::NOT_AVAILABLE,
+            CniError::Limited(_) => code::LIMITED_CONNECTIVITY,
             CniError::Delegated { code, .. } => *code,
             CniError::Kernel { source, .. } if source.errno == libc::EBUSY => code::TRY_AGAIN,
             CniError::Kernel { .. } => code::KERNEL,
@@ -119,6 +123,9 @@ impl CniError {
                 code::INVALID_CONFIG => "invalid network configuration".into(),
                 code::TRY_AGAIN => "try again later".into(),
                 code::NOT_AVAILABLE => "netctx cannot service ADD requests".into(),
+                code::LIMITED_CONNECTIVITY => {
+                    "netctx cannot service ADD requests; existing attachments may have limited connectivity".into()
+                }
                 code::CHECK => "attachment is not as configured".into(),
                 _ => "netctx failed".into(),
             },
@@ -176,6 +183,7 @@ mod tests {
             (CniError::config("x"), 7),
             (CniError::TryAgain("x".into()), 11),
             (CniError::NotAvailable("x".into()), 50),
+            (CniError::Limited("x".into()), 51),
             (
                 CniError::kernel(
                     "link eth0",

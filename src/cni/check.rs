@@ -1,0 +1,127 @@
+//! CHECK: the kernel against the configuration and prevResult. Everything
+//! netctx made is looked at (links, aliases, addresses, routes, the table
+//! inside, the host's gateway addresses, host routes and chain); every
+//! difference is listed.
+
+use super::attach::{Attachment, InnerRoute};
+use super::error::{CniError, Result};
+use super::kernel::open_netns;
+use super::naming::Alias;
+use crate::apply::Host;
+use crate::model::{max_prefix, Cidr};
+use crate::netns;
+use crate::nft::sock::Nft;
+use crate::nft::{observe, ruleset};
+use crate::nl::Rtnl;
+use crate::state::{self, ObsLink, NsState};
+
+fn alias_ok(l: &ObsLink, ctx: &str) -> bool {
+    l.alias
+        .as_deref()
+        .and_then(Alias::parse)
+        .is_some_and(|a| a.context == ctx)
+}
+
+/// Differences of the link `l` (`what`) from what it should be.
+fn link_diffs(l: Option<&ObsLink>, what: &str, ctx: &str, addrs: &[Cidr], out: &mut Vec<String>) {
+    let Some(l) = l else {
+        out.push(format!("{what} is missing"));
+        return;
+    };
+    if l.kind.as_deref() != Some("veth") {
+        out.push(format!("{what} is not a veth"));
+    }
+    if !alias_ok(l, ctx) {
+        out.push(format!("{what} does not carry netctx's alias for {ctx}"));
+    }
+    if !l.up {
+        out.push(format!("{what} is down"));
+    }
+    for a in addrs {
+        if !l.addrs.contains(a) {
+            out.push(format!("{what} lacks address {a}"));
+        }
+    }
+}
+
+/// Differences inside the namespace.
+pub fn inside_diffs(att: &Attachment, ns: &NsState) -> Vec<String> {
+    let mut out = Vec::new();
+    let what = format!("link {} in {}", att.ifname(), att.netns);
+    link_diffs(ns.link(att.ifname()), &what, &att.ctx.name, att.addresses(), &mut out);
+    let index = ns.link(att.ifname()).map(|l| l.index);
+    for r in &att.inner_routes {
+        let found = match r {
+            InnerRoute::OnLink(gw) => ns.routes.iter().any(|o| {
+                o.to == Cidr { addr: *gw, prefix: max_prefix(*gw) } && o.via.is_none() && o.oif == index
+            }),
+            InnerRoute::Via(to, gw) => ns.routes.iter().any(|o| o.to == *to && o.via == Some(*gw)),
+        };
+        if !found {
+            let r = match r {
+                InnerRoute::OnLink(gw) => format!("{gw} dev {}", att.ifname()),
+                InnerRoute::Via(to, gw) => format!("{to} via {gw}"),
+            };
+            out.push(format!("route {r} is missing in {}", att.netns));
+        }
+    }
+    if let Some(t) = ruleset::context_table(&att.ctx) {
+        if !ns.nft.exists {
+            out.push(format!("table inet netctx is missing in {}", att.netns));
+        } else if ns.nft.digest != t.digest() || ns.nft.comment.as_deref() != Some(t.comment.as_str()) {
+            out.push(format!("table inet netctx in {} differs from its configuration", att.netns));
+        }
+    }
+    out
+}
+
+/// Differences on the host.
+fn host_diffs(att: &Attachment, host: &mut Host) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let hname = att.host();
+    let links = state::read_links(&mut host.rtnl).map_err(|e| CniError::kernel("host links", e))?;
+    let l = links.iter().find(|l| l.name == hname);
+    let what = format!("host link {hname}");
+    link_diffs(l, &what, &att.ctx.name, &att.ctx.links[0].host_addresses, &mut out);
+    let routes: Vec<state::ObsRoute> = host
+        .rtnl
+        .dump(crate::msgs::dump_routes())
+        .map_err(|e| CniError::kernel("host routes", e))?
+        .iter()
+        .filter_map(|m| match m {
+            netlink_packet_route::RouteNetlinkMessage::NewRoute(r) => state::parse_route(r),
+            _ => None,
+        })
+        .collect();
+    for r in &att.host_routes {
+        if !routes.iter().any(|o| o.to == *r && o.oif == l.map(|l| l.index)) {
+            out.push(format!("host route {r} dev {hname} is missing"));
+        }
+    }
+    let prefix = ruleset::host_chain_prefix(&att.ctx.name);
+    let live = observe::read(&mut host.nft, &[]).map_err(|e| CniError::kernel("host nftables table inet netctx", e))?;
+    if live.only(&prefix) != ruleset::digest_of(&ruleset::host_chains(&att.ctx), &[]) {
+        out.push(format!("host chain {prefix}{hname} differs from its configuration"));
+    }
+    Ok(out)
+}
+
+pub fn check(att: &Attachment, host: &mut Host) -> Result<()> {
+    let ns = open_netns(&att.netns).ok_or_else(|| CniError::UnknownContainer {
+        container: att.alias.container_id.clone(),
+        why: format!("{} is not a network namespace", att.netns),
+    })?;
+    let observed = netns::run_in(&ns, || -> Result<NsState> {
+        let mut nl = Rtnl::open().map_err(|e| CniError::io(format!("netlink in {}", att.netns), e))?;
+        let mut nft = Nft::open().map_err(|e| CniError::io(format!("nf_tables in {}", att.netns), e))?;
+        state::read_ns(&mut nl, &mut nft).map_err(|e| CniError::kernel(format!("reading {}", att.netns), e))
+    })
+    .map_err(|e| CniError::io(format!("entering {}", att.netns), e))??;
+    let mut diffs = inside_diffs(att, &observed);
+    diffs.extend(host_diffs(att, host)?);
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::Check(diffs.join("; ")))
+    }
+}
