@@ -3,8 +3,8 @@
 //! the modules.
 
 mod apply;
-mod cni;
 mod audit;
+mod cni;
 mod commands;
 mod config;
 mod crash;

@@ -98,7 +98,11 @@ pub fn names(conf: &NetConf, env: &Env) -> (String, String, Alias) {
         ifname: env.ifname.clone(),
         container_id: env.container_id.clone(),
     };
-    (ctx, naming::host_veth(&env.container_id, &env.ifname), alias)
+    (
+        ctx,
+        naming::host_veth(&env.container_id, &env.ifname),
+        alias,
+    )
 }
 
 /// The attachment for `ipam`'s addresses (an IPAM answer, or for CHECK the
@@ -119,7 +123,9 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
     for ip in ips {
         let a = ip.address;
         let gw = ip.gateway.or_else(|| default_gateway(a)).ok_or_else(|| {
-            CniError::config(format!("address {a} has no gateway and its subnet is too small for one"))
+            CniError::config(format!(
+                "address {a} has no gateway and its subnet is too small for one"
+            ))
         })?;
         if gw == a.addr || !a.contains(gw) || gw.is_ipv4() != a.is_v4() {
             return Err(CniError::config(format!(

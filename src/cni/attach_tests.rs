@@ -68,7 +68,9 @@ fn host_local_v4_becomes_a_point_to_point_context() {
 
 #[test]
 fn the_engines_rulesets_fit_the_attachment() {
-    let r = ipam(r#"{"ips":[{"address":"10.89.0.2/24","gateway":"10.89.0.1"},{"address":"2001:db8:89::2/64"}]}"#);
+    let r = ipam(
+        r#"{"ips":[{"address":"10.89.0.2/24","gateway":"10.89.0.1"},{"address":"2001:db8:89::2/64"}]}"#,
+    );
     let a = build(&conf("{}"), &env(), &r, 0).unwrap();
     let t = ruleset::context_table(&a.ctx).unwrap();
     let text = t.render();
@@ -95,9 +97,10 @@ fn routes_with_their_own_gateway_and_duplicates() {
     );
     let a = build(&conf("{}"), &env(), &r, 0).unwrap();
     assert_eq!(a.addresses().len(), 1);
-    assert!(a
-        .inner_routes
-        .contains(&InnerRoute::Via(cidr("198.51.100.0/24"), "10.89.0.254".parse().unwrap())));
+    assert!(a.inner_routes.contains(&InnerRoute::Via(
+        cidr("198.51.100.0/24"),
+        "10.89.0.254".parse().unwrap()
+    )));
     assert_eq!(a.inner_routes.len(), 3);
     assert_eq!(a.result_routes.len(), 2);
 }

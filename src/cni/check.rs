@@ -13,7 +13,7 @@ use crate::netns;
 use crate::nft::sock::Nft;
 use crate::nft::{observe, ruleset};
 use crate::nl::Rtnl;
-use crate::state::{self, ObsLink, NsState};
+use crate::state::{self, NsState, ObsLink};
 
 fn alias_ok(l: &ObsLink, ctx: &str) -> bool {
     l.alias
@@ -48,12 +48,22 @@ fn link_diffs(l: Option<&ObsLink>, what: &str, ctx: &str, addrs: &[Cidr], out: &
 pub fn inside_diffs(att: &Attachment, ns: &NsState) -> Vec<String> {
     let mut out = Vec::new();
     let what = format!("link {} in {}", att.ifname(), att.netns);
-    link_diffs(ns.link(att.ifname()), &what, &att.ctx.name, att.addresses(), &mut out);
+    link_diffs(
+        ns.link(att.ifname()),
+        &what,
+        &att.ctx.name,
+        att.addresses(),
+        &mut out,
+    );
     let index = ns.link(att.ifname()).map(|l| l.index);
     for r in &att.inner_routes {
         let found = match r {
             InnerRoute::OnLink(gw) => ns.routes.iter().any(|o| {
-                o.to == Cidr { addr: *gw, prefix: max_prefix(*gw) } && o.via.is_none() && o.oif == index
+                o.to == Cidr {
+                    addr: *gw,
+                    prefix: max_prefix(*gw),
+                } && o.via.is_none()
+                    && o.oif == index
             }),
             InnerRoute::Via(to, gw) => ns.routes.iter().any(|o| o.to == *to && o.via == Some(*gw)),
         };
@@ -68,8 +78,13 @@ pub fn inside_diffs(att: &Attachment, ns: &NsState) -> Vec<String> {
     if let Some(t) = ruleset::context_table(&att.ctx) {
         if !ns.nft.exists {
             out.push(format!("table inet netctx is missing in {}", att.netns));
-        } else if ns.nft.digest != t.digest() || ns.nft.comment.as_deref() != Some(t.comment.as_str()) {
-            out.push(format!("table inet netctx in {} differs from its configuration", att.netns));
+        } else if ns.nft.digest != t.digest()
+            || ns.nft.comment.as_deref() != Some(t.comment.as_str())
+        {
+            out.push(format!(
+                "table inet netctx in {} differs from its configuration",
+                att.netns
+            ));
         }
     }
     out
@@ -82,7 +97,13 @@ fn host_diffs(att: &Attachment, host: &mut Host) -> Result<Vec<String>> {
     let links = state::read_links(&mut host.rtnl).map_err(|e| CniError::kernel("host links", e))?;
     let l = links.iter().find(|l| l.name == hname);
     let what = format!("host link {hname}");
-    link_diffs(l, &what, &att.ctx.name, &att.ctx.links[0].host_addresses, &mut out);
+    link_diffs(
+        l,
+        &what,
+        &att.ctx.name,
+        &att.ctx.links[0].host_addresses,
+        &mut out,
+    );
     let routes: Vec<state::ObsRoute> = host
         .rtnl
         .dump(crate::msgs::dump_routes())
@@ -94,14 +115,20 @@ fn host_diffs(att: &Attachment, host: &mut Host) -> Result<Vec<String>> {
         })
         .collect();
     for r in &att.host_routes {
-        if !routes.iter().any(|o| o.to == *r && o.oif == l.map(|l| l.index)) {
+        if !routes
+            .iter()
+            .any(|o| o.to == *r && o.oif == l.map(|l| l.index))
+        {
             out.push(format!("host route {r} dev {hname} is missing"));
         }
     }
     let prefix = ruleset::host_chain_prefix(&att.ctx.name);
-    let live = observe::read(&mut host.nft, &[]).map_err(|e| CniError::kernel("host nftables table inet netctx", e))?;
+    let live = observe::read(&mut host.nft, &[])
+        .map_err(|e| CniError::kernel("host nftables table inet netctx", e))?;
     if live.only(&prefix) != ruleset::digest_of(&ruleset::host_chains(&att.ctx), &[]) {
-        out.push(format!("host chain {prefix}{hname} differs from its configuration"));
+        out.push(format!(
+            "host chain {prefix}{hname} differs from its configuration"
+        ));
     }
     Ok(out)
 }
@@ -112,9 +139,12 @@ pub fn check(att: &Attachment, host: &mut Host) -> Result<()> {
         why: format!("{} is not a network namespace", att.netns),
     })?;
     let observed = netns::run_in(&ns, || -> Result<NsState> {
-        let mut nl = Rtnl::open().map_err(|e| CniError::io(format!("netlink in {}", att.netns), e))?;
-        let mut nft = Nft::open().map_err(|e| CniError::io(format!("nf_tables in {}", att.netns), e))?;
-        state::read_ns(&mut nl, &mut nft).map_err(|e| CniError::kernel(format!("reading {}", att.netns), e))
+        let mut nl =
+            Rtnl::open().map_err(|e| CniError::io(format!("netlink in {}", att.netns), e))?;
+        let mut nft =
+            Nft::open().map_err(|e| CniError::io(format!("nf_tables in {}", att.netns), e))?;
+        state::read_ns(&mut nl, &mut nft)
+            .map_err(|e| CniError::kernel(format!("reading {}", att.netns), e))
     })
     .map_err(|e| CniError::io(format!("entering {}", att.netns), e))??;
     let mut diffs = inside_diffs(att, &observed);

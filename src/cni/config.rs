@@ -201,7 +201,11 @@ impl NetConf {
             None => None,
             Some(v) => match v.get("type").and_then(Value::as_str) {
                 Some(t) if !t.is_empty() && !t.contains('/') => Some(t.to_string()),
-                _ => return Err(CniError::config("ipam.type is missing or not a plugin name")),
+                _ => {
+                    return Err(CniError::config(
+                        "ipam.type is missing or not a plugin name",
+                    ))
+                }
             },
         };
         let isolation = match r.isolation.as_deref() {
@@ -228,7 +232,9 @@ impl NetConf {
         }
         if let Some(u) = &r.uplink {
             if !super::env::valid_ifname(u) {
-                return Err(CniError::config(format!("uplink {u:?} is not an interface name")));
+                return Err(CniError::config(format!(
+                    "uplink {u:?} is not an interface name"
+                )));
             }
         }
         if let Some(bad) = r.reach.iter().find(|x| !reach_entry_ok(x)) {
@@ -266,7 +272,10 @@ impl NetConf {
 
     /// `portMappings` as netctx `publish` entries.
     pub fn publish(&self) -> Vec<String> {
-        self.port_mappings.iter().map(PortMapping::publish).collect()
+        self.port_mappings
+            .iter()
+            .map(PortMapping::publish)
+            .collect()
     }
 }
 

@@ -119,11 +119,15 @@ fn malformed_configurations_get_the_specs_codes() {
         7
     );
     assert_eq!(
-        code(r#"{"runtimeConfig":{"portMappings":[{"hostPort":1,"containerPort":80,"protocol":"sctp"}]}}"#),
+        code(
+            r#"{"runtimeConfig":{"portMappings":[{"hostPort":1,"containerPort":80,"protocol":"sctp"}]}}"#
+        ),
         2
     );
     assert_eq!(
-        code(r#"{"runtimeConfig":{"portMappings":[{"hostPort":1,"containerPort":80,"hostIP":"x"}]}}"#),
+        code(
+            r#"{"runtimeConfig":{"portMappings":[{"hostPort":1,"containerPort":80,"hostIP":"x"}]}}"#
+        ),
         7
     );
     assert_eq!(code(r#"{"prevResult":{"ips":[{"address":"nope"}]}}"#), 6);
@@ -134,14 +138,25 @@ fn reach_entries() {
     for ok in ["db", "cache:6379/tcp", "dns:53/udp", "web-2:80"] {
         assert!(reach_entry_ok(ok), "{ok}");
     }
-    for bad in ["", "Db", "1db", "db:", "db:0", "db:80/icmp", "averyveryverylong"] {
+    for bad in [
+        "",
+        "Db",
+        "1db",
+        "db:",
+        "db:0",
+        "db:80/icmp",
+        "averyveryverylong",
+    ] {
         assert!(!reach_entry_ok(bad), "{bad}");
     }
 }
 
 #[test]
 fn version_only() {
-    assert_eq!(version_of(br#"{"cniVersion":"1.0.0"}"#).as_deref(), Some("1.0.0"));
+    assert_eq!(
+        version_of(br#"{"cniVersion":"1.0.0"}"#).as_deref(),
+        Some("1.0.0")
+    );
     assert_eq!(version_of(b"garbage"), None);
     assert_eq!(version_of(b"{}"), None);
 }

@@ -133,7 +133,10 @@ impl Env {
         if matches!(command, Command::Add | Command::Check) && env.netns.is_empty() {
             return Err(CniError::InvalidEnv {
                 var: "CNI_NETNS",
-                why: format!("{} needs the container's network namespace", command.as_str()),
+                why: format!(
+                    "{} needs the container's network namespace",
+                    command.as_str()
+                ),
             });
         }
         Ok(env)
@@ -173,7 +176,10 @@ mod tests {
             ("CNI_CONTAINERID", "4f2a9c.x_y-1"),
             ("CNI_NETNS", "/run/netns/cni-1234"),
             ("CNI_IFNAME", "eth0"),
-            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=web-0;K8S_POD_NAMESPACE=default"),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAME=web-0;K8S_POD_NAMESPACE=default",
+            ),
             ("CNI_PATH", "/opt/cni/bin:/usr/lib/cni"),
         ]
     }

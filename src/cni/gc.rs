@@ -58,15 +58,27 @@ pub fn host_local_dir(conf: &NetConf) -> PathBuf {
 
 /// Stale attachments: those of `found` whose key is not valid.
 pub fn stale(found: &[Key], valid: &HashSet<Key>) -> Vec<Key> {
-    let mut v: Vec<Key> = found.iter().filter(|k| !valid.contains(*k)).cloned().collect();
+    let mut v: Vec<Key> = found
+        .iter()
+        .filter(|k| !valid.contains(*k))
+        .cloned()
+        .collect();
     v.sort();
     v.dedup();
     v
 }
 
 /// Remove the stale links and chains; the keys whose leases must go.
-fn gc_kernel(conf: &NetConf, valid: &HashSet<Key>, host: &mut Host, errors: &mut Vec<CniError>) -> Vec<Key> {
-    let valid_ctx: HashSet<String> = valid.iter().map(|(c, i)| naming::context_name(c, i)).collect();
+fn gc_kernel(
+    conf: &NetConf,
+    valid: &HashSet<Key>,
+    host: &mut Host,
+    errors: &mut Vec<CniError>,
+) -> Vec<Key> {
+    let valid_ctx: HashSet<String> = valid
+        .iter()
+        .map(|(c, i)| naming::context_name(c, i))
+        .collect();
     let links = match state::read_links_only(&mut host.rtnl) {
         Ok(l) => l,
         Err(e) => {
@@ -132,7 +144,9 @@ pub fn gc(conf: &NetConf, env: &Env, host: &mut Host) -> Result<()> {
                     .map(|v| v.iter().any(|v| super::version::at_least(v, "1.1.0")))
                     .unwrap_or(false);
                 if speaks_gc {
-                    if let Err(e) = ipam::call(&bin, env, Command::Gc, &[], &conf.raw, &conf.cni_version) {
+                    if let Err(e) =
+                        ipam::call(&bin, env, Command::Gc, &[], &conf.raw, &conf.cni_version)
+                    {
                         errors.push(e);
                     }
                 } else {
@@ -140,8 +154,14 @@ pub fn gc(conf: &NetConf, env: &Env, host: &mut Host) -> Result<()> {
                         keys.extend(host_local_leases(&host_local_dir(conf), &conf.name));
                     }
                     for (id, ifname) in stale(&keys, &valid) {
-                        let o = [("CNI_CONTAINERID", id.as_str()), ("CNI_IFNAME", ifname.as_str()), ("CNI_NETNS", "")];
-                        if let Err(e) = ipam::call(&bin, env, Command::Del, &o, &conf.raw, &conf.cni_version) {
+                        let o = [
+                            ("CNI_CONTAINERID", id.as_str()),
+                            ("CNI_IFNAME", ifname.as_str()),
+                            ("CNI_NETNS", ""),
+                        ];
+                        if let Err(e) =
+                            ipam::call(&bin, env, Command::Del, &o, &conf.raw, &conf.cni_version)
+                        {
                             errors.push(e);
                         }
                     }
@@ -174,7 +194,14 @@ pub fn status(conf: &NetConf, env: &Env) -> Result<()> {
     let bin = ipam::find(plugin, &env.path).map_err(|e| na(e.to_string()))?;
     let offered = ipam::versions(&bin, env, &conf.cni_version).map_err(|e| na(e.to_string()))?;
     if offered.iter().any(|v| super::version::at_least(v, "1.1.0")) {
-        ipam::call(&bin, env, Command::Status, &[], &conf.raw, &conf.cni_version)?;
+        ipam::call(
+            &bin,
+            env,
+            Command::Status,
+            &[],
+            &conf.raw,
+            &conf.cni_version,
+        )?;
     }
     Ok(())
 }
@@ -209,7 +236,10 @@ mod tests {
     fn lease_directory_from_the_configuration() {
         let c = NetConf::parse(br#"{"cniVersion":"1.1.0","name":"nx","type":"netctx","ipam":{"type":"host-local","dataDir":"/tmp/x"}}"#).unwrap();
         assert_eq!(host_local_dir(&c), PathBuf::from("/tmp/x"));
-        let c = NetConf::parse(br#"{"cniVersion":"1.1.0","name":"nx","type":"netctx","ipam":{"type":"host-local"}}"#).unwrap();
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.1.0","name":"nx","type":"netctx","ipam":{"type":"host-local"}}"#,
+        )
+        .unwrap();
         assert_eq!(host_local_dir(&c), PathBuf::from("/var/lib/cni/networks"));
     }
 }

@@ -53,7 +53,11 @@ pub fn delegated_error(plugin: &str, status: i32, stdout: &[u8]) -> CniError {
             .unwrap_or_default()
             .to_string()
     };
-    match v.as_ref().and_then(|v| v.get("code")).and_then(Value::as_u64) {
+    match v
+        .as_ref()
+        .and_then(|v| v.get("code"))
+        .and_then(Value::as_u64)
+    {
         Some(c) => CniError::Delegated {
             plugin: plugin.into(),
             code: c as u32,
@@ -204,18 +208,22 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("fake-ipam");
         std::fs::write(&p, "#!/bin/sh\n").unwrap();
-        assert_eq!(find("fake-ipam", &[dir.clone()]).unwrap_err().code(), 4);
+        assert_eq!(find("fake-ipam", std::slice::from_ref(&dir)).unwrap_err().code(), 4);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         let missing = PathBuf::from("/nonexistent");
         assert_eq!(find("fake-ipam", &[missing, dir.clone()]).unwrap(), p);
-        assert!(find("fake-ipam", &[]).unwrap_err().to_string().contains("CNI_PATH is empty"));
+        assert!(find("fake-ipam", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("CNI_PATH is empty"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn version_rewrite_keeps_the_rest() {
-        let raw = serde_json::json!({"cniVersion":"1.1.0","name":"nx","ipam":{"type":"host-local"}});
+        let raw =
+            serde_json::json!({"cniVersion":"1.1.0","name":"nx","ipam":{"type":"host-local"}});
         let v: Value = serde_json::from_slice(&with_version(&raw, "1.0.0")).unwrap();
         assert_eq!(v["cniVersion"], "1.0.0");
         assert_eq!(v["ipam"]["type"], "host-local");

@@ -16,9 +16,9 @@ use super::rtmsg;
 use crate::apply::Host;
 use crate::msgs;
 use crate::netns;
+use crate::nft::sock::Nft;
 use crate::nft::{observe, ruleset};
 use crate::nl::{NlError, Request, Rtnl};
-use crate::nft::sock::Nft;
 use crate::state;
 
 const NSFS_MAGIC: i64 = 0x6e73_6673;
@@ -71,16 +71,25 @@ pub fn add(att: &Attachment, host: &mut Host) -> Result<Macs> {
     })?;
     let hname = att.host().to_string();
     let ctx = att.ctx.name.clone();
-    match state::read_link(&mut host.rtnl, &hname).map_err(|e| CniError::kernel(format!("host link {hname}"), e))? {
+    match state::read_link(&mut host.rtnl, &hname)
+        .map_err(|e| CniError::kernel(format!("host link {hname}"), e))?
+    {
         Some(l) if ours(&l, &ctx) => {
             // Left by an ADD whose DEL never came: ours to replace.
-            exec(&mut host.rtnl, vec![(msgs::del_link(&hname), format!("host link {hname}"))])?;
-            crate::apply::wait_gone(&mut host.rtnl, &hname).map_err(|e| CniError::TryAgain(e.to_string()))?;
+            exec(
+                &mut host.rtnl,
+                vec![(msgs::del_link(&hname), format!("host link {hname}"))],
+            )?;
+            crate::apply::wait_gone(&mut host.rtnl, &hname)
+                .map_err(|e| CniError::TryAgain(e.to_string()))?;
         }
         Some(_) => {
             return Err(CniError::kernel(
                 format!("host link {hname} (not made by netctx)"),
-                NlError { errno: libc::EEXIST, extack: None },
+                NlError {
+                    errno: libc::EEXIST,
+                    extack: None,
+                },
             ))
         }
         None => {}
@@ -91,9 +100,16 @@ pub fn add(att: &Attachment, host: &mut Host) -> Result<Macs> {
         vec![
             (
                 msgs::new_veth(&hname, att.ifname(), ns.as_raw_fd()),
-                format!("link {} in {} (veth, host side {hname})", att.ifname(), att.netns),
+                format!(
+                    "link {} in {} (veth, host side {hname})",
+                    att.ifname(),
+                    att.netns
+                ),
             ),
-            (msgs::set_alias(&hname, &alias), format!("host link {hname}")),
+            (
+                msgs::set_alias(&hname, &alias),
+                format!("host link {hname}"),
+            ),
         ],
     )?;
     host_sysctls(&hname);
@@ -104,9 +120,17 @@ pub fn add(att: &Attachment, host: &mut Host) -> Result<Macs> {
     let mut steps: Vec<(Request, String)> = att.ctx.links[0]
         .host_addresses
         .iter()
-        .map(|a| (msgs::add_address(index, *a), format!("address {a} on host link {hname}")))
+        .map(|a| {
+            (
+                msgs::add_address(index, *a),
+                format!("address {a} on host link {hname}"),
+            )
+        })
         .collect();
-    steps.push((msgs::set_link_up(&hname, true), format!("host link {hname}")));
+    steps.push((
+        msgs::set_link_up(&hname, true),
+        format!("host link {hname}"),
+    ));
     exec(&mut host.rtnl, steps)?;
     let container = netns::run_in(&ns, || inside(att, &alias))
         .map_err(|e| CniError::io(format!("entering {}", att.netns), e))??;
@@ -115,11 +139,17 @@ pub fn add(att: &Attachment, host: &mut Host) -> Result<Macs> {
     let routes = att
         .host_routes
         .iter()
-        .map(|r| (rtmsg::add_link_route(r.addr, index), format!("host route {r} dev {hname}")))
+        .map(|r| {
+            (
+                rtmsg::add_link_route(r.addr, index),
+                format!("host route {r} dev {hname}"),
+            )
+        })
         .collect();
     exec(&mut host.rtnl, routes)?;
     host_chains(att, host)?;
-    let host_mac = rtmsg::mac(&mut host.rtnl, &hname).map_err(|e| CniError::kernel(format!("host link {hname}"), e))?;
+    let host_mac = rtmsg::mac(&mut host.rtnl, &hname)
+        .map_err(|e| CniError::kernel(format!("host link {hname}"), e))?;
     Ok(Macs {
         host: host_mac,
         container,
@@ -131,7 +161,8 @@ pub fn add(att: &Attachment, host: &mut Host) -> Result<Macs> {
 fn inside(att: &Attachment, alias: &str) -> Result<Option<String>> {
     let name = att.ifname();
     let mut nl = Rtnl::open().map_err(|e| CniError::io(format!("netlink in {}", att.netns), e))?;
-    let mut nft = Nft::open().map_err(|e| CniError::io(format!("nf_tables in {}", att.netns), e))?;
+    let mut nft =
+        Nft::open().map_err(|e| CniError::io(format!("nf_tables in {}", att.netns), e))?;
     let what = || format!("link {name} in {}", att.netns);
     let index = state::read_link(&mut nl, name)
         .map_err(|e| CniError::kernel(what(), e))?
@@ -140,13 +171,22 @@ fn inside(att: &Attachment, alias: &str) -> Result<Option<String>> {
     let _ = state::write_sysctl(&state::accept_ra(name), false);
     let mut steps = vec![(msgs::set_alias(name, alias), what())];
     for a in att.addresses() {
-        steps.push((rtmsg::add_address_no_route(index, *a), format!("address {a} on {}", what())));
+        steps.push((
+            rtmsg::add_address_no_route(index, *a),
+            format!("address {a} on {}", what()),
+        ));
     }
-    steps.push((msgs::set_link_up("lo", true), format!("link lo in {}", att.netns)));
+    steps.push((
+        msgs::set_link_up("lo", true),
+        format!("link lo in {}", att.netns),
+    ));
     steps.push((msgs::set_link_up(name, true), what()));
     for r in &att.inner_routes {
         let (req, w) = match r {
-            InnerRoute::OnLink(gw) => (rtmsg::add_link_route(*gw, index), format!("route {gw} dev {name}")),
+            InnerRoute::OnLink(gw) => (
+                rtmsg::add_link_route(*gw, index),
+                format!("route {gw} dev {name}"),
+            ),
             InnerRoute::Via(to, gw) => (msgs::add_route(*to, *gw), format!("route {to} via {gw}")),
         };
         steps.push((req, format!("{w} in {}", att.netns)));
@@ -156,7 +196,8 @@ fn inside(att: &Attachment, alias: &str) -> Result<Option<String>> {
         let object = || format!("nftables table inet netctx in {}", att.netns);
         let live = observe::read(&mut nft, &[]).map_err(|e| CniError::kernel(object(), e))?;
         let msgs = ruleset::replace_table(Some(&t), live.exists);
-        nft.transaction(&msgs).map_err(|(_, e)| CniError::kernel(object(), e))?;
+        nft.transaction(&msgs)
+            .map_err(|(_, e)| CniError::kernel(object(), e))?;
     }
     rtmsg::mac(&mut nl, name).map_err(|e| CniError::kernel(what(), e))
 }
@@ -170,7 +211,10 @@ fn host_chains(att: &Attachment, host: &mut Host) -> Result<()> {
     if live.exists && live.comment.as_deref() != Some(ruleset::HOST_COMMENT) {
         return Err(CniError::kernel(
             format!("{object} (made by something else than netctx)"),
-            NlError { errno: libc::EEXIST, extack: None },
+            NlError {
+                errno: libc::EEXIST,
+                extack: None,
+            },
         ));
     }
     let remove: Vec<String> = live
@@ -183,7 +227,9 @@ fn host_chains(att: &Attachment, host: &mut Host) -> Result<()> {
         return Ok(());
     }
     let msgs = ruleset::replace_host_chains(&remove, &chains);
-    host.nft.transaction(&msgs).map_err(|(_, e)| CniError::kernel(object, e))
+    host.nft
+        .transaction(&msgs)
+        .map_err(|(_, e)| CniError::kernel(object, e))
 }
 
 /// Remove one attachment: its host link (and so the pair), inside the
@@ -194,7 +240,10 @@ pub fn del(ctx: &str, host_link: &str, ifname: &str, netns: &str, host: &mut Hos
     let mut errors = Vec::new();
     match state::read_link(&mut host.rtnl, host_link) {
         Ok(Some(l)) if ours(&l, ctx) => {
-            if let Err(e) = exec(&mut host.rtnl, vec![(msgs::del_link(host_link), format!("host link {host_link}"))]) {
+            if let Err(e) = exec(
+                &mut host.rtnl,
+                vec![(msgs::del_link(host_link), format!("host link {host_link}"))],
+            ) {
                 errors.push(e);
             }
         }

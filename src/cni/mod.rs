@@ -46,12 +46,20 @@ pub fn run() -> ExitCode {
     match outcome {
         Ok(answer) => {
             if let Some(v) = answer {
-                let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&v).unwrap_or_default()
+                );
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&e.to_json(&ver)).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&e.to_json(&ver)).unwrap_or_default()
+            );
             eprintln!("netctx: error: {e}");
             ExitCode::from(1)
         }
@@ -82,13 +90,19 @@ pub fn unsupported(conf: &NetConf) -> Result<()> {
     if conf.egress != Egress::None {
         return Err(CniError::Unsupported {
             field: "egress".into(),
-            value: format!("{:?} (this build of netctx routes no egress for CNI attachments)", conf.raw["egress"]),
+            value: format!(
+                "{:?} (this build of netctx routes no egress for CNI attachments)",
+                conf.raw["egress"]
+            ),
         });
     }
     if !conf.reach.is_empty() {
         return Err(CniError::Unsupported {
             field: "reach".into(),
-            value: format!("{} (this build of netctx opens no forwarding between attachments)", conf.raw["reach"]),
+            value: format!(
+                "{} (this build of netctx opens no forwarding between attachments)",
+                conf.raw["reach"]
+            ),
         });
     }
     Ok(())
@@ -124,7 +138,9 @@ mod tests {
 
     #[test]
     fn version_needs_nothing_but_the_command() {
-        let v = dispatch(&vars("VERSION"), br#"{"cniVersion":"1.0.0"}"#).unwrap().unwrap();
+        let v = dispatch(&vars("VERSION"), br#"{"cniVersion":"1.0.0"}"#)
+            .unwrap()
+            .unwrap();
         assert_eq!(v["cniVersion"], "1.0.0");
         let v = dispatch(&vars("VERSION"), b"").unwrap().unwrap();
         assert_eq!(v["cniVersion"], "1.1.0");
@@ -132,9 +148,17 @@ mod tests {
 
     #[test]
     fn gates_and_refusals_before_any_kernel_work() {
-        let e = dispatch(&vars("GC"), br#"{"cniVersion":"1.0.0","name":"n","type":"netctx"}"#).unwrap_err();
+        let e = dispatch(
+            &vars("GC"),
+            br#"{"cniVersion":"1.0.0","name":"n","type":"netctx"}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.code(), 1);
-        let e = dispatch(&vars("STATUS"), br#"{"cniVersion":"0.4.0","name":"n","type":"netctx"}"#).unwrap_err();
+        let e = dispatch(
+            &vars("STATUS"),
+            br#"{"cniVersion":"0.4.0","name":"n","type":"netctx"}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.code(), 1);
         assert!(version_gate(Command::Check, "0.3.1").is_err());
         assert!(version_gate(Command::Check, "0.4.0").is_ok());
@@ -142,9 +166,14 @@ mod tests {
         assert_eq!(e.code(), 4);
         let e = dispatch(&vars("STATUS"), b"{oops").unwrap_err();
         assert_eq!(e.code(), 6);
-        let c = NetConf::parse(br#"{"cniVersion":"1.1.0","name":"n","type":"netctx","egress":"nat","uplink":"eth0"}"#).unwrap();
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.1.0","name":"n","type":"netctx","egress":"nat","uplink":"eth0"}"#,
+        )
+        .unwrap();
         assert_eq!(unsupported(&c).unwrap_err().code(), 2);
-        let c = NetConf::parse(br#"{"cniVersion":"1.1.0","name":"n","type":"netctx","reach":["db"]}"#).unwrap();
+        let c =
+            NetConf::parse(br#"{"cniVersion":"1.1.0","name":"n","type":"netctx","reach":["db"]}"#)
+                .unwrap();
         let e = unsupported(&c).unwrap_err();
         assert!(e.to_string().contains("reach") && e.to_string().contains("db"));
     }

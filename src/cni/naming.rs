@@ -68,7 +68,8 @@ impl Alias {
     pub fn parse(s: &str) -> Option<Alias> {
         let rest = s.strip_prefix(ALIAS_PREFIX)?;
         let mut it = rest.splitn(4, ':');
-        let (context, network, ifname, container_id) = (it.next()?, it.next()?, it.next()?, it.next()?);
+        let (context, network, ifname, container_id) =
+            (it.next()?, it.next()?, it.next()?, it.next()?);
         if context.len() != 11 || !context.starts_with("cni") {
             return None;
         }

@@ -16,14 +16,21 @@ use crate::apply::Host;
 
 /// Run `f` with the lock held and the host's sockets open.
 pub fn locked<T>(f: impl FnOnce(&mut Host) -> Result<T>) -> Result<T> {
-    let _lock = crate::owner::lock().map_err(|e| CniError::TryAgain(format!("netctx's lock: {e}")))?;
-    let mut host = Host::open().map_err(|e| CniError::io("opening netlink sockets on the host", e))?;
+    let _lock =
+        crate::owner::lock().map_err(|e| CniError::TryAgain(format!("netctx's lock: {e}")))?;
+    let mut host =
+        Host::open().map_err(|e| CniError::io("opening netlink sockets on the host", e))?;
     f(&mut host)
 }
 
 /// The result: prevResult (if netctx is chained after something) with
 /// netctx's two interfaces and the IPAM plugin's IPs, routes and DNS.
-pub fn result(prev: Option<&CniResult>, ipam: &CniResult, att: &attach::Attachment, macs: Macs) -> CniResult {
+pub fn result(
+    prev: Option<&CniResult>,
+    ipam: &CniResult,
+    att: &attach::Attachment,
+    macs: Macs,
+) -> CniResult {
     let mut r = prev.cloned().unwrap_or_default();
     r.interfaces.push(Interface {
         name: att.host().to_string(),
@@ -66,7 +73,9 @@ fn ipam_del(conf: &NetConf, env: &Env) -> Result<()> {
 pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
     super::unsupported(conf)?;
     if conf.ipam.is_none() {
-        return Err(CniError::config("netctx needs an ipam section to get addresses"));
+        return Err(CniError::config(
+            "netctx needs an ipam section to get addresses",
+        ));
     }
     if !conf.port_mappings.is_empty() {
         eprintln!(
@@ -119,7 +128,10 @@ pub fn check(conf: &NetConf, env: &Env) -> Result<()> {
         .iter()
         .position(|i| i.name == env.ifname && i.sandbox.is_some())
         .ok_or_else(|| {
-            CniError::Check(format!("prevResult lists no interface {} in a sandbox", env.ifname))
+            CniError::Check(format!(
+                "prevResult lists no interface {} in a sandbox",
+                env.ifname
+            ))
         })?;
     let att = attach::build(conf, env, prev, index)?;
     locked(|host| super::check::check(&att, host))?;

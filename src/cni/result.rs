@@ -126,8 +126,12 @@ impl CniResult {
                 Some(i) => Some(
                     i.as_u64()
                         .filter(|i| r.interfaces.is_empty() || (*i as usize) < r.interfaces.len())
-                        .ok_or_else(|| decode(what, format!("ips: interface {i} is not an index into interfaces")))?
-                        as usize,
+                        .ok_or_else(|| {
+                            decode(
+                                what,
+                                format!("ips: interface {i} is not an index into interfaces"),
+                            )
+                        })? as usize,
                 ),
             };
             r.ips.push(IpConfig {
@@ -174,7 +178,10 @@ impl CniResult {
             .map(|ip| {
                 let mut o = Map::new();
                 if tagged {
-                    o.insert("version".into(), json!(if ip.address.is_v4() { "4" } else { "6" }));
+                    o.insert(
+                        "version".into(),
+                        json!(if ip.address.is_v4() { "4" } else { "6" }),
+                    );
                 }
                 o.insert("address".into(), json!(ip.address.to_string()));
                 if let Some(g) = ip.gateway {

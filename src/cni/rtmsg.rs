@@ -83,8 +83,7 @@ mod tests {
         assert!(m
             .attributes
             .contains(&AddressAttribute::Flags(AddressFlags::Noprefixroute)));
-        let M::NewAddress(m) =
-            add_address_no_route(4, Cidr::parse("2001:db8::2/64").unwrap()).msg
+        let M::NewAddress(m) = add_address_no_route(4, Cidr::parse("2001:db8::2/64").unwrap()).msg
         else {
             panic!()
         };
