@@ -155,3 +155,97 @@ pub fn check(att: &Attachment, host: &mut Host) -> Result<()> {
         Err(CniError::Check(diffs.join("; ")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cni::attach;
+    use crate::cni::config::NetConf;
+    use crate::cni::env::Env;
+    use crate::cni::result::CniResult;
+    use crate::nft::observe::Live;
+    use netlink_packet_route::route::RouteProtocol;
+    use std::collections::HashMap;
+
+    fn attachment() -> Attachment {
+        let conf = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"nx","type":"netctx","ipam":{"type":"host-local"}}"#,
+        )
+        .unwrap();
+        let vars: HashMap<String, String> = [
+            ("CNI_COMMAND", "CHECK"),
+            ("CNI_CONTAINERID", "abc"),
+            ("CNI_NETNS", "/run/netns/abc"),
+            ("CNI_IFNAME", "eth0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let env = Env::from_map(&vars).unwrap();
+        let r = CniResult::parse(
+            &serde_json::json!({"ips":[{"address":"10.89.0.2/24","gateway":"10.89.0.1"}]}),
+            "prevResult",
+        )
+        .unwrap();
+        attach::build(&conf, &env, &r, 0).unwrap()
+    }
+
+    /// The namespace exactly as ADD leaves it.
+    fn as_made(att: &Attachment) -> NsState {
+        let t = ruleset::context_table(&att.ctx).unwrap();
+        let route = |to: &str, via: Option<&str>| state::ObsRoute {
+            to: Cidr::parse(to).unwrap(),
+            via: via.map(|v| v.parse().unwrap()),
+            oif: Some(2),
+            protocol: RouteProtocol::Static,
+        };
+        NsState {
+            links: vec![ObsLink {
+                index: 2,
+                name: "eth0".into(),
+                kind: Some("veth".into()),
+                up: true,
+                alias: Some(att.alias.render()),
+                addrs: vec![Cidr::parse("10.89.0.2/24").unwrap()],
+            }],
+            routes: vec![
+                route("10.89.0.1/32", None),
+                route("10.89.0.0/24", Some("10.89.0.1")),
+            ],
+            sysctls: Default::default(),
+            nft: Live {
+                exists: true,
+                comment: Some(t.comment.clone()),
+                digest: t.digest(),
+            },
+        }
+    }
+
+    #[test]
+    fn as_made_is_clean_and_each_drift_is_named() {
+        let att = attachment();
+        let ok = as_made(&att);
+        assert_eq!(inside_diffs(&att, &ok), Vec::<String>::new());
+
+        let mut ns = ok.clone();
+        ns.links[0].addrs.clear();
+        assert!(inside_diffs(&att, &ns)[0].contains("lacks address 10.89.0.2/24"));
+        let mut ns = ok.clone();
+        ns.links[0].up = false;
+        ns.links[0].alias = None;
+        let d = inside_diffs(&att, &ns);
+        assert!(d.iter().any(|d| d.contains("is down")) && d.iter().any(|d| d.contains("alias")));
+        let mut ns = ok.clone();
+        ns.routes.remove(0);
+        assert!(inside_diffs(&att, &ns)[0].contains("route 10.89.0.1 dev eth0"));
+        let mut ns = ok.clone();
+        ns.nft.digest.rules.pop();
+        assert!(inside_diffs(&att, &ns)[0].contains("differs"));
+        let mut ns = ok.clone();
+        ns.nft = Live::default();
+        assert!(inside_diffs(&att, &ns)[0].contains("missing"));
+        let mut ns = ok;
+        ns.links.clear();
+        assert!(inside_diffs(&att, &ns)[0].contains("link eth0 in /run/netns/abc is missing"));
+    }
+}

@@ -208,7 +208,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("fake-ipam");
         std::fs::write(&p, "#!/bin/sh\n").unwrap();
-        assert_eq!(find("fake-ipam", std::slice::from_ref(&dir)).unwrap_err().code(), 4);
+        assert_eq!(
+            find("fake-ipam", std::slice::from_ref(&dir))
+                .unwrap_err()
+                .code(),
+            4
+        );
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         let missing = PathBuf::from("/nonexistent");
