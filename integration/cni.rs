@@ -563,3 +563,42 @@ fn malformed_configurations_get_spec_error_objects() {
     assert!(t.leases("nx").is_empty() && t.host_links().is_empty());
     t.sb.ok("ip netns del m");
 }
+
+#[test]
+fn dual_stack_attachment_answers_on_both_families() {
+    let t = Cni::new();
+    t.netns("ds");
+    let mut conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    conf["ipam"]["ranges"] =
+        json!([[{ "subnet": "10.89.0.0/24" }], [{ "subnet": "2001:db8:89::/64" }]]);
+    conf["ipam"]["routes"] = json!([{ "dst": "0.0.0.0/0" }, { "dst": "::/0" }]);
+    let r = t.call("ADD", "ds", &conf).ok();
+    let ips: Vec<&str> = r["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 2, "{r}");
+    let v6 = ips
+        .iter()
+        .find(|a| a.contains(':'))
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let host = r["interfaces"][0]["name"].as_str().unwrap();
+    assert!(t
+        .sb
+        .addrs(None, host)
+        .contains(&"2001:db8:89::1/128".to_string()));
+    assert!(t
+        .sb
+        .ok(&format!("ip -n ds -6 route"))
+        .contains("default via 2001:db8:89::1"));
+    assert!(t.sb.ping(None, v6), "no IPv6 answer from {v6}");
+    t.call("CHECK", "ds", &Cni::with_prev(&conf, &r)).ok();
+    t.call("DEL", "ds", &Cni::with_prev(&conf, &r)).ok();
+    assert!(t.leases("nx").is_empty());
+    t.sb.ok("ip netns del ds");
+}
