@@ -594,7 +594,7 @@ fn dual_stack_attachment_answers_on_both_families() {
         .contains(&"2001:db8:89::1/128".to_string()));
     assert!(t
         .sb
-        .ok(&format!("ip -n ds -6 route"))
+        .ok("ip -n ds -6 route")
         .contains("default via 2001:db8:89::1"));
     assert!(t.sb.ping(None, v6), "no IPv6 answer from {v6}");
     t.call("CHECK", "ds", &Cni::with_prev(&conf, &r)).ok();
