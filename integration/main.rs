@@ -2,6 +2,7 @@
 //! a sandbox of its own (see `sandbox.rs`). They need root.
 
 mod cni;
+mod cni_podman;
 mod engine;
 mod guests;
 mod isolation;
