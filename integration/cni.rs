@@ -602,3 +602,42 @@ fn dual_stack_attachment_answers_on_both_families() {
     assert!(t.leases("nx").is_empty());
     t.sb.ok("ip netns del ds");
 }
+
+#[test]
+fn attachments_show_in_status_and_survive_down_all() {
+    let t = Cni::new();
+    t.netns("st");
+    let conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    let r = t.call("ADD", "st", &conf).ok();
+    let empty = t.sb.write_config("empty.toml", "");
+    let cfg = empty.to_str().unwrap();
+    let s = t.sb.netctx(&["-c", cfg, "status"]);
+    assert_eq!(s.code, 0, "{}\n{}", s.stdout, s.stderr);
+    let line = s
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("cni"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.ends_with("up"), "{}", s.stdout);
+    assert!(s
+        .stdout
+        .contains("network nx, container st, interface eth0, namespace /run/netns/st"));
+    // `down --all` is about declared contexts: the runtime's attachment stays.
+    t.sb.netctx(&["-c", cfg, "down", "--all"]).ok();
+    assert_eq!(t.host_links().len(), 1);
+    assert_eq!(t.host_chains().len(), 1);
+    // Drift inside the namespace shows.
+    t.sb.ok("ip netns exec st nft delete table inet netctx");
+    let s = t.sb.netctx(&["-c", cfg, "status"]);
+    assert_eq!(s.code, 2, "{}", s.stdout);
+    assert!(
+        s.stdout.contains("drifted") && s.stdout.contains("table inet netctx is missing"),
+        "{}",
+        s.stdout
+    );
+    t.call("DEL", "st", &Cni::with_prev(&conf, &r)).ok();
+    let s = t.sb.netctx(&["-c", cfg, "status"]);
+    assert!(!s.stdout.contains("cni"), "{}", s.stdout);
+    t.sb.ok("ip netns del st");
+}

@@ -31,7 +31,9 @@ pub fn known(host: &mut Host) -> anyhow::Result<Vec<String>> {
     if live.comment.as_deref() == Some(ruleset::HOST_COMMENT) {
         for (chain, _) in live.digest.chains {
             if let Some((ctx, _)) = chain.split_once('_') {
-                names.insert(ctx.to_string());
+                if !crate::cni::is_attachment_chain(&chain) {
+                    names.insert(ctx.to_string());
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ mod error;
 mod gc;
 mod ipam;
 mod kernel;
+mod live;
 mod naming;
 mod ops;
 mod result;
@@ -28,6 +29,7 @@ use serde_json::Value;
 use config::{Egress, NetConf};
 use env::{Command, Env};
 use error::{CniError, Result};
+pub use live::{is_attachment_chain, status_rows};
 
 /// The plugin mode: read, act, answer. Exit status 0 on success, 1 with an
 /// error object otherwise.
