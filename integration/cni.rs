@@ -641,3 +641,74 @@ fn attachments_show_in_status_and_survive_down_all() {
     assert!(!s.stdout.contains("cni"), "{}", s.stdout);
     t.sb.ok("ip netns del st");
 }
+
+#[test]
+fn attachments_in_logs_and_audit() {
+    let t = Cni::new();
+    t.netns("lg");
+    let conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    let r = t.call("ADD", "lg", &conf).ok();
+    let addr = r["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let ctx = r["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let empty = t.sb.write_config("empty.toml", "");
+    let cfg = empty.to_str().unwrap();
+    let name =
+        t.sb.netctx(&["-c", cfg, "status"])
+            .stdout
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+    assert!(name.starts_with("cni"), "{name}");
+
+    // logs: the input chain inside, and the host's drop of a forged source.
+    t.sb.ok(&format!(
+        "{BIN} -c {cfg} logs --timeout 4 >/run/logs 2>/run/logs.err & echo $! >/run/logs.pid; \
+         for i in $(seq 100); do grep -q reading /run/logs.err && break; sleep 0.05; done; grep -q reading /run/logs.err"
+    ));
+    assert!(t.sb.ping(None, &addr));
+    t.sb.ok("ip netns exec lg nft flush chain inet netctx output");
+    t.sb.ok(&format!(
+        "ip netns exec lg {} forge 10.89.0.77 10.89.0.1 9 x",
+        probe()
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let out =
+        t.sb.ok("kill -INT $(cat /run/logs.pid); sleep 0.2; cat /run/logs");
+    let want =
+        format!("{name} INPUT: IN=eth0 OUT= SRC=10.89.0.1 DST={addr} LEN=84 PROTO=ICMP TYPE=8");
+    assert!(out.lines().any(|l| l.contains(&want)), "{want}\n{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&format!("{name} DROP: IN={ctx}")) && l.contains("SRC=10.89.0.77")),
+        "{out}"
+    );
+
+    // audit: a socket on its address is fine, one on another address is not.
+    t.sb.ok(&format!(
+        "ip netns exec lg {p} listen {addr} 7000 --tcp --secs 5 >/dev/null 2>&1 & \
+         ip netns exec lg {p} listen 10.89.0.99 7001 --tcp --freebind --secs 5 >/dev/null 2>&1 & sleep 0.5",
+        p = probe()
+    ));
+    let a = t.sb.netctx(&["-c", cfg, "audit", &name]);
+    assert_eq!(a.code, 2, "{}\n{}", a.stdout, a.stderr);
+    assert!(
+        a.stdout.contains(&format!("context {name}")),
+        "{}",
+        a.stdout
+    );
+    assert!(a.stdout.contains(&format!("{addr}:7000")), "{}", a.stdout);
+    assert!(
+        a.stdout.contains("VIOLATION") && a.stdout.contains("10.89.0.99:7001"),
+        "{}",
+        a.stdout
+    );
+    t.call("DEL", "lg", &Cni::with_prev(&conf, &r)).ok();
+    t.sb.ok("ip netns del lg");
+}

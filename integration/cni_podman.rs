@@ -90,6 +90,39 @@ fn podman_runs_two_isolated_containers_on_a_netctx_network() {
         .fetch("http://10.89.0.1:18080/etc/passwd")
         .contains("root:"));
 
+    // netctx sees them: status, logs of their input chains, audit of their
+    // sockets (httpd on the wildcard address: listed, no violation).
+    let empty = p.sb.write_config("empty.toml", "");
+    let cfg = empty.to_str().unwrap();
+    let status = p.sb.netctx(&["-c", cfg, "status"]);
+    assert_eq!(status.code, 0, "{}\n{}", status.stdout, status.stderr);
+    assert_eq!(
+        status.stdout.matches("CNI attachment: network nx").count(),
+        2,
+        "{}",
+        status.stdout
+    );
+    p.sb.ok(&format!(
+        "{BIN} -c {cfg} logs --timeout 5 >/run/logs 2>/run/logs.err & echo $! >/run/logs.pid; \
+         for i in $(seq 100); do grep -q reading /run/logs.err && break; sleep 0.05; done; grep -q reading /run/logs.err"
+    ));
+    assert!(p
+        .fetch(&format!("http://{ia}/etc/passwd"))
+        .contains("root:"));
+    std::thread::sleep(Duration::from_millis(300));
+    let logs =
+        p.sb.ok("kill -INT $(cat /run/logs.pid); sleep 0.2; cat /run/logs");
+    assert!(
+        logs.lines().any(
+            |l| l.contains(&format!("INPUT: IN=eth0 OUT= SRC=10.89.0.1 DST={ia}"))
+                && l.contains("PROTO=TCP")
+        ),
+        "{logs}"
+    );
+    let audit = p.sb.netctx(&["-c", cfg, "audit"]);
+    assert_eq!(audit.code, 0, "{}\n{}", audit.stdout, audit.stderr);
+    assert_eq!(audit.stdout.matches("httpd").count(), 2, "{}", audit.stdout);
+
     // Neither can bind the other's address nor send with it as source.
     let bind =
         p.sb.ok(&format!("nsenter --net={na} {} bind {ib} 81", probe()));

@@ -94,6 +94,7 @@ pub fn names(conf: &NetConf, env: &Env) -> (String, String, Alias) {
     let ctx = naming::context_name(&env.container_id, &env.ifname);
     let alias = Alias {
         context: ctx.clone(),
+        log_group: conf.log_group,
         network: conf.name.clone(),
         ifname: env.ifname.clone(),
         container_id: env.container_id.clone(),

@@ -205,6 +205,61 @@ pub fn status_rows(host: &mut Host) -> Vec<(String, &'static str, Vec<String>)> 
         .collect()
 }
 
+/// Whether `name` is an attachment's context name (`cni` + 8 hex digits).
+pub fn is_attachment_name(name: &str) -> bool {
+    name.len() == 11
+        && name
+            .strip_prefix("cni")
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The attachment whose alias a host link carries.
+pub fn alias_context(alias: Option<&str>) -> Option<String> {
+    alias.and_then(Alias::parse).map(|a| a.context)
+}
+
+/// An attachment to read inside: its name, log group, namespace, and its
+/// interface there with the addresses it has (ADD gave it no others).
+pub struct Source {
+    pub name: String,
+    pub log_group: u16,
+    pub netns: File,
+    pub ifname: String,
+    pub addrs: Vec<crate::model::Cidr>,
+}
+
+/// The attachments named in `names` (every one when `names` is empty) whose
+/// namespace was found.
+pub fn sources(names: &[String]) -> Vec<Source> {
+    let Ok(mut host) = Host::open() else {
+        return Vec::new();
+    };
+    attachments(&mut host)
+        .into_iter()
+        .filter(|a| names.is_empty() || names.contains(&a.alias.context))
+        .filter_map(|a| {
+            let (_, netns) = a.netns?;
+            let ifname = a.alias.ifname.clone();
+            let addrs = crate::netns::run_in(&netns, || {
+                let mut nl = Rtnl::open().ok()?;
+                let links = state::read_links(&mut nl).ok()?;
+                let l = links.into_iter().find(|l| l.name == ifname)?;
+                Some(l.addrs)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+            Some(Source {
+                name: a.alias.context,
+                log_group: a.alias.log_group,
+                netns,
+                ifname: a.alias.ifname,
+                addrs,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +271,12 @@ mod tests {
         assert!(!is_attachment_chain("cni581f55db_nx-web"));
         assert!(!is_attachment_chain("cnixyz_nxc373c8553bcbe"));
         assert!(!is_attachment_chain("cni581f55db"));
+        assert!(is_attachment_name("cni581f55db"));
+        assert!(!is_attachment_name("cni581f55dz") && !is_attachment_name("web"));
+        assert_eq!(
+            alias_context(Some("netctx-cni:cni581f55db:100:nx:eth0:c1")).as_deref(),
+            Some("cni581f55db")
+        );
+        assert_eq!(alias_context(Some("netctx:web")), None);
     }
 }

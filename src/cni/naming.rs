@@ -46,20 +46,22 @@ pub fn host_veth(container_id: &str, ifname: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alias {
     pub context: String,
+    /// The NFLOG group of the attachment's logging and drop rules.
+    pub log_group: u16,
     pub network: String,
     pub ifname: String,
     pub container_id: String,
 }
 
 impl Alias {
-    /// `netctx-cni:CTX:NETWORK:IFNAME:CONTAINERID`. No field contains `:`
+    /// `netctx-cni:CTX:GROUP:NETWORK:IFNAME:CONTAINERID`. No field contains `:`
     /// (the spec's network names and container ids cannot, Linux interface
     /// names cannot). A very long container id is cut to fit the kernel's
     /// limit; the context name still identifies the attachment.
     pub fn render(&self) -> String {
         let mut s = format!(
-            "{ALIAS_PREFIX}{}:{}:{}:{}",
-            self.context, self.network, self.ifname, self.container_id
+            "{ALIAS_PREFIX}{}:{}:{}:{}:{}",
+            self.context, self.log_group, self.network, self.ifname, self.container_id
         );
         s.truncate(ALIAS_MAX);
         s
@@ -67,14 +69,15 @@ impl Alias {
 
     pub fn parse(s: &str) -> Option<Alias> {
         let rest = s.strip_prefix(ALIAS_PREFIX)?;
-        let mut it = rest.splitn(4, ':');
-        let (context, network, ifname, container_id) =
-            (it.next()?, it.next()?, it.next()?, it.next()?);
+        let mut it = rest.splitn(5, ':');
+        let (context, group) = (it.next()?, it.next()?.parse().ok()?);
+        let (network, ifname, container_id) = (it.next()?, it.next()?, it.next()?);
         if context.len() != 11 || !context.starts_with("cni") {
             return None;
         }
         Some(Alias {
             context: context.into(),
+            log_group: group,
             network: network.into(),
             ifname: ifname.into(),
             container_id: container_id.into(),
@@ -116,6 +119,7 @@ mod tests {
     fn alias_round_trip_and_truncation() {
         let a = Alias {
             context: context_name("abc", "eth0"),
+            log_group: 100,
             network: "nx".into(),
             ifname: "eth0".into(),
             container_id: "abc".into(),
@@ -123,7 +127,9 @@ mod tests {
         assert_eq!(Alias::parse(&a.render()), Some(a.clone()));
         assert!(a.complete());
         assert_eq!(Alias::parse("netctx:web"), None);
-        assert_eq!(Alias::parse("netctx-cni:short:nx:eth0:abc"), None);
+        assert_eq!(Alias::parse("netctx-cni:short:1:nx:eth0:abc"), None);
+        let c = context_name("abc", "eth0");
+        assert_eq!(Alias::parse(&format!("netctx-cni:{c}:x:nx:eth0:abc")), None);
         let long = Alias {
             container_id: "x".repeat(300),
             ..a

@@ -32,7 +32,11 @@ fn link_names() -> HashMap<u32, (String, Option<String>)> {
     state::read_links(&mut nl)
         .unwrap_or_default()
         .into_iter()
-        .map(|l| (l.index, (l.name.clone(), l.owner().map(str::to_string))))
+        .map(|l| {
+            let owner = l.owner().map(str::to_string);
+            let owner = owner.or_else(|| crate::cni::alias_context(l.alias.as_deref()));
+            (l.index, (l.name.clone(), owner))
+        })
         .collect()
 }
 
@@ -92,10 +96,25 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
 }
 
 pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<u8> {
-    let ctxs: Vec<&Context> = select(cfg, &a.contexts)?;
+    // CNI attachments (`cni` + 8 hex digits) are read in the runtime's
+    // namespaces; the rest are declared contexts.
+    let (cni, declared): (Vec<String>, Vec<String>) =
+        (a.contexts.iter().cloned()).partition(|n| crate::cni::is_attachment_name(n));
+    let only_cni = declared.is_empty() && !cni.is_empty();
+    let ctxs: Vec<&Context> = if only_cni {
+        Vec::new()
+    } else {
+        select(cfg, &declared)?
+    };
+    let sources = if a.contexts.is_empty() || !cni.is_empty() {
+        crate::cni::sources(&cni)
+    } else {
+        Vec::new()
+    };
     let (tx, rx) = mpsc::channel();
     let mut readers = 0;
-    let wanted: Vec<String> = ctxs.iter().map(|c| c.name.clone()).collect();
+    let mut wanted: Vec<String> = ctxs.iter().map(|c| c.name.clone()).collect();
+    wanted.extend(sources.iter().map(|s| s.name.clone()));
     for c in &ctxs {
         if owner::ns_owner(&c.name)? != NsOwner::Ours {
             eprintln!("netctx: context {} is not up; not reading it", c.name);
@@ -119,6 +138,18 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<u8> {
         .filter(|c| c.isolation == Isolation::Strict)
         .map(|c| c.log_group)
         .collect();
+    for src in sources {
+        host_groups.push(src.log_group);
+        let (tx, name, group, json) = (tx.clone(), src.name, src.log_group, a.json);
+        std::thread::spawn(move || {
+            if let Err(e) = nix::sched::setns(&src.netns, nix::sched::CloneFlags::CLONE_NEWNET) {
+                let _ = tx.send(Msg::Failed(format!("attachment {name}: {e}"), true));
+                return;
+            }
+            read(group, Some(&name), &[], json, &tx);
+        });
+        readers += 1;
+    }
     host_groups.sort();
     host_groups.dedup();
     for group in host_groups {
