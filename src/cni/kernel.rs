@@ -76,10 +76,11 @@ pub fn add(att: &Attachment, host: &mut Host) -> Result<Macs> {
     {
         Some(l) if ours(&l, &ctx) => {
             // Left by an ADD whose DEL never came: ours to replace.
-            exec(
-                &mut host.rtnl,
-                vec![(msgs::del_link(&hname), format!("host link {hname}"))],
-            )?;
+            if let Err(e) = host.rtnl.exec(vec![msgs::del_link(&hname)]).remove(0) {
+                if e.errno != libc::ENODEV {
+                    return Err(CniError::kernel(format!("host link {hname}"), e));
+                }
+            }
             crate::apply::wait_gone(&mut host.rtnl, &hname)
                 .map_err(|e| CniError::TryAgain(e.to_string()))?;
         }
@@ -240,11 +241,12 @@ pub fn del(ctx: &str, host_link: &str, ifname: &str, netns: &str, host: &mut Hos
     let mut errors = Vec::new();
     match state::read_link(&mut host.rtnl, host_link) {
         Ok(Some(l)) if ours(&l, ctx) => {
-            if let Err(e) = exec(
-                &mut host.rtnl,
-                vec![(msgs::del_link(host_link), format!("host link {host_link}"))],
-            ) {
-                errors.push(e);
+            // The kernel may be deleting it already (its namespace went).
+            match host.rtnl.exec(vec![msgs::del_link(host_link)]).remove(0) {
+                Err(e) if e.errno != libc::ENODEV => {
+                    errors.push(CniError::kernel(format!("host link {host_link}"), e))
+                }
+                _ => {}
             }
         }
         Ok(_) => {}

@@ -218,6 +218,28 @@ pub fn alias_context(alias: Option<&str>) -> Option<String> {
     alias.and_then(Alias::parse).map(|a| a.context)
 }
 
+/// Which names of a command line are declared contexts and which are CNI
+/// attachments; `None`: none of that kind. No names: all of both.
+pub struct Selection {
+    pub declared: Option<Vec<String>>,
+    pub attachments: Option<Vec<String>>,
+}
+
+pub fn split_names(names: &[String]) -> Selection {
+    if names.is_empty() {
+        return Selection {
+            declared: Some(Vec::new()),
+            attachments: Some(Vec::new()),
+        };
+    }
+    let (cni, declared): (Vec<String>, Vec<String>) =
+        names.iter().cloned().partition(|n| is_attachment_name(n));
+    Selection {
+        declared: (!declared.is_empty()).then_some(declared),
+        attachments: (!cni.is_empty()).then_some(cni),
+    }
+}
+
 /// An attachment to read inside: its name, log group, namespace, and its
 /// interface there with the addresses it has (ADD gave it no others).
 pub struct Source {
@@ -278,5 +300,19 @@ mod tests {
             Some("cni581f55db")
         );
         assert_eq!(alias_context(Some("netctx:web")), None);
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = split_names(&[]);
+        assert_eq!(
+            (all.declared, all.attachments),
+            (Some(vec![]), Some(vec![]))
+        );
+        let only = split_names(&names(&["cni581f55db"]));
+        assert_eq!(
+            (only.declared, only.attachments),
+            (None, Some(names(&["cni581f55db"])))
+        );
+        let mixed = split_names(&names(&["web", "cni581f55db"]));
+        assert_eq!(mixed.declared, Some(names(&["web"])));
+        assert_eq!(mixed.attachments, Some(names(&["cni581f55db"])));
     }
 }

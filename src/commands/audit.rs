@@ -178,20 +178,16 @@ fn attachment_docs(
 }
 
 pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<u8> {
-    let (cni, declared): (Vec<String>, Vec<String>) =
-        (l.contexts.iter().cloned()).partition(|n| crate::cni::is_attachment_name(n));
-    let only_cni = declared.is_empty() && !cni.is_empty();
-    let ctxs: Vec<&Context> = if only_cni {
-        Vec::new()
-    } else {
-        select(cfg, &declared)?
+    let sel = crate::cni::split_names(&l.contexts);
+    let ctxs: Vec<&Context> = match &sel.declared {
+        Some(names) => select(cfg, names)?,
+        None => Vec::new(),
     };
     let seen = pool::map(&ctxs, None, |_, c| read_ctx(&c.name))?;
     let owners = audit::socket_owners();
-    let (cni_docs, cni_assigned) = if l.contexts.is_empty() || !cni.is_empty() {
-        attachment_docs(&cni, &owners)?
-    } else {
-        (Vec::new(), Vec::new())
+    let (cni_docs, cni_assigned) = match &sel.attachments {
+        Some(names) => attachment_docs(names, &owners)?,
+        None => (Vec::new(), Vec::new()),
     };
     let mut assigned: Vec<(String, Vec<IpAddr>)> = cfg
         .contexts

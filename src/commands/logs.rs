@@ -95,22 +95,41 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
     }
 }
 
+/// One reader in the namespace of each CNI attachment; how many, and their
+/// log groups (their drops on the host go to those).
+fn read_attachments(
+    sources: Vec<crate::cni::Source>,
+    json: bool,
+    tx: &mpsc::Sender<Msg>,
+) -> (usize, Vec<u16>) {
+    let groups = sources.iter().map(|s| s.log_group).collect();
+    let n = sources.len();
+    for src in sources {
+        let (tx, name, group) = (tx.clone(), src.name, src.log_group);
+        std::thread::spawn(move || {
+            if let Err(e) = nix::sched::setns(&src.netns, nix::sched::CloneFlags::CLONE_NEWNET) {
+                let _ = tx.send(Msg::Failed(format!("attachment {name}: {e}"), true));
+                return;
+            }
+            read(group, Some(&name), &[], json, &tx);
+        });
+    }
+    (n, groups)
+}
+
 pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<u8> {
     // CNI attachments (`cni` + 8 hex digits) are read in the runtime's
     // namespaces; the rest are declared contexts.
-    let (cni, declared): (Vec<String>, Vec<String>) =
-        (a.contexts.iter().cloned()).partition(|n| crate::cni::is_attachment_name(n));
-    let only_cni = declared.is_empty() && !cni.is_empty();
-    let ctxs: Vec<&Context> = if only_cni {
-        Vec::new()
-    } else {
-        select(cfg, &declared)?
+    let sel = crate::cni::split_names(&a.contexts);
+    let ctxs: Vec<&Context> = match &sel.declared {
+        Some(names) => select(cfg, names)?,
+        None => Vec::new(),
     };
-    let sources = if a.contexts.is_empty() || !cni.is_empty() {
-        crate::cni::sources(&cni)
-    } else {
-        Vec::new()
-    };
+    let sources = sel
+        .attachments
+        .as_deref()
+        .map(crate::cni::sources)
+        .unwrap_or_default();
     let (tx, rx) = mpsc::channel();
     let mut readers = 0;
     let mut wanted: Vec<String> = ctxs.iter().map(|c| c.name.clone()).collect();
@@ -138,18 +157,9 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<u8> {
         .filter(|c| c.isolation == Isolation::Strict)
         .map(|c| c.log_group)
         .collect();
-    for src in sources {
-        host_groups.push(src.log_group);
-        let (tx, name, group, json) = (tx.clone(), src.name, src.log_group, a.json);
-        std::thread::spawn(move || {
-            if let Err(e) = nix::sched::setns(&src.netns, nix::sched::CloneFlags::CLONE_NEWNET) {
-                let _ = tx.send(Msg::Failed(format!("attachment {name}: {e}"), true));
-                return;
-            }
-            read(group, Some(&name), &[], json, &tx);
-        });
-        readers += 1;
-    }
+    let (n, groups) = read_attachments(sources, a.json, &tx);
+    readers += n;
+    host_groups.extend(groups);
     host_groups.sort();
     host_groups.dedup();
     for group in host_groups {
