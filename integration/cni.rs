@@ -218,7 +218,7 @@ fn version_answers_like_podman_asks() {
 #[test]
 fn add_check_del_in_each_version() {
     let t = Cni::new();
-    for (i, ver) in ["0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
+    for (i, ver) in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
         let id = format!("ctr{i}");
         t.netns(&id);
         let conf = t.conf(ver, "nx", "10.89.0.0/24");
@@ -234,7 +234,7 @@ fn add_check_del_in_each_version() {
         let ip = &r["ips"][0];
         assert_eq!(ip["interface"], 1);
         assert_eq!(ip["gateway"], "10.89.0.1");
-        assert_eq!(ip.get("version").is_some(), *ver == "0.4.0", "{r}");
+        assert_eq!(ip.get("version").is_some(), ver.starts_with("0."), "{r}");
         let addr = ip["address"].as_str().unwrap().to_string();
         assert!(addr.starts_with("10.89.0.") && addr.ends_with("/24"));
         assert_eq!(r["routes"][0]["dst"], "0.0.0.0/0");
@@ -258,7 +258,12 @@ fn add_check_del_in_each_version() {
         assert!(t.sb.ping(None, addr.split('/').next().unwrap()));
 
         let with_prev = Cni::with_prev(&conf, &r);
-        t.call("CHECK", &id, &with_prev).ok();
+        if *ver == "0.3.1" {
+            // No CHECK before 0.4.0.
+            t.call("CHECK", &id, &with_prev).error(1);
+        } else {
+            t.call("CHECK", &id, &with_prev).ok();
+        }
         t.call("DEL", &id, &with_prev).ok();
         t.wait_links_gone(&id);
         assert!(t.leases("nx").is_empty(), "{:?}", t.leases("nx"));
@@ -711,4 +716,52 @@ fn attachments_in_logs_and_audit() {
     );
     t.call("DEL", "lg", &Cni::with_prev(&conf, &r)).ok();
     t.sb.ok("ip netns del lg");
+}
+
+#[test]
+fn parallel_adds_and_dels_do_not_interleave() {
+    let t = Cni::new();
+    let conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    let ids: Vec<String> = (0..6).map(|i| format!("p{i}")).collect();
+    for id in &ids {
+        t.netns(id);
+    }
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|id| s.spawn(|| t.call("ADD", id, &conf).ok()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addrs: Vec<&str> = results
+        .iter()
+        .map(|r| r["ips"][0]["address"].as_str().unwrap())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 6);
+    assert_eq!(t.host_links().len(), 6);
+    assert_eq!(t.host_chains().len(), 6);
+    for (id, r) in ids.iter().zip(&results) {
+        let a = r["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        assert!(t.sb.ping(None, a), "{id} {a}");
+    }
+    std::thread::scope(|s| {
+        for (id, r) in ids.iter().zip(&results) {
+            let c = Cni::with_prev(&conf, r);
+            let t = &t;
+            s.spawn(move || t.call("DEL", id, &c).ok());
+        }
+    });
+    for id in &ids {
+        t.wait_links_gone(id);
+        t.sb.ok(&format!("ip netns del {id}"));
+    }
+    assert!(t.host_chains().is_empty() && t.leases("nx").is_empty());
+    assert!(t.sb.ok("nft list tables").trim().is_empty());
 }
