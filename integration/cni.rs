@@ -765,3 +765,58 @@ fn parallel_adds_and_dels_do_not_interleave() {
     assert!(t.host_chains().is_empty() && t.leases("nx").is_empty());
     assert!(t.sb.ok("nft list tables").trim().is_empty());
 }
+
+#[test]
+fn port_mappings_published_by_netctx_itself() {
+    let t = Cni::new();
+    t.netns("pub");
+    let mut conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    conf["runtimeConfig"] = json!({ "portMappings": [
+        { "hostPort": 18081, "containerPort": 80, "protocol": "udp" },
+        { "HostPort": 18082, "ContainerPort": 81, "Protocol": "udp", "HostIP": "10.89.0.1" },
+        { "hostPort": 18083, "containerPort": 82, "protocol": "tcp", "hostIP": "127.0.0.1" } ] });
+    let a = t.call("ADD", "pub", &conf);
+    assert!(a.stderr.contains("127.0.0.1:18083:82/tcp"), "{}", a.stderr);
+    let r = a.ok();
+    let addr = r["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let host = r["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let chains = t.host_chains();
+    assert!(
+        chains.contains(&format!(
+            "{}_{host}_pre",
+            chains[0].split('_').next().unwrap()
+        )),
+        "{chains:?}"
+    );
+    assert_eq!(chains.len(), 3, "{chains:?}");
+    let file = t.sb.dir.join("published");
+    for port in [80, 81] {
+        t.sb.ok(&format!(
+            "ip netns exec pub {} recv-udp {addr} {port} 1.5 {} >/dev/null 2>&1 & sleep 0.3",
+            probe(),
+            file.display()
+        ));
+    }
+    t.sb.ok(&format!("{} send-udp 10.89.0.1 18081 wildcard", probe()));
+    t.sb.ok(&format!("{} send-udp 10.89.0.1 18082 explicit", probe()));
+    std::thread::sleep(Duration::from_millis(500));
+    let got = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(got.contains("wildcard 10.89.0.1"), "{got:?}");
+    assert!(got.contains("explicit 10.89.0.1"), "{got:?}");
+    let with_prev = Cni::with_prev(&conf, &r);
+    t.call("CHECK", "pub", &with_prev).ok();
+    t.sb.ok(&format!(
+        "nft flush chain inet netctx {}_{host}_out",
+        chains[0].split('_').next().unwrap()
+    ));
+    t.call("CHECK", "pub", &with_prev).error(101);
+    t.call("DEL", "pub", &with_prev).ok();
+    assert!(t.host_chains().is_empty());
+    t.sb.ok("ip netns del pub");
+}

@@ -49,6 +49,8 @@ pub struct Attachment {
     #[allow(dead_code)]
     /// `portMappings` as `publish` entries.
     pub publish: Vec<String>,
+    /// `portMappings` as given, which netctx publishes itself.
+    pub port_mappings: Vec<super::config::PortMapping>,
 }
 
 impl Attachment {
@@ -60,6 +62,11 @@ impl Attachment {
     }
     pub fn addresses(&self) -> &[Cidr] {
         &self.ctx.links[0].addresses
+    }
+    /// The DNATs of its port mappings, and the mappings left to portmap.
+    pub fn dnats(&self) -> (Vec<super::publish::Dnat>, Vec<String>) {
+        let addrs: Vec<IpAddr> = self.addresses().iter().map(|c| c.addr).collect();
+        super::publish::plan(&self.port_mappings, &addrs)
     }
     #[cfg(test)]
     pub fn gateways(&self) -> Vec<IpAddr> {
@@ -201,6 +208,7 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
         egress: conf.egress,
         uplink: conf.uplink.clone(),
         publish: conf.publish(),
+        port_mappings: conf.port_mappings.clone(),
     })
 }
 

@@ -125,9 +125,11 @@ fn host_diffs(att: &Attachment, host: &mut Host) -> Result<Vec<String>> {
     let prefix = ruleset::host_chain_prefix(&att.ctx.name);
     let live = observe::read(&mut host.nft, &[])
         .map_err(|e| CniError::kernel("host nftables table inet netctx", e))?;
-    if live.only(&prefix) != ruleset::digest_of(&ruleset::host_chains(&att.ctx), &[]) {
+    let mut want = ruleset::digest_of(&ruleset::host_chains(&att.ctx), &[]);
+    super::publish::add_digest(&att.ctx.name, hname, &att.dnats().0, &mut want);
+    if live.only(&prefix) != want {
         out.push(format!(
-            "host chain {prefix}{hname} differs from its configuration"
+            "host chains {prefix}{hname}* differ from their configuration"
         ));
     }
     Ok(out)

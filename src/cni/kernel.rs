@@ -203,8 +203,8 @@ fn inside(att: &Attachment, alias: &str) -> Result<Option<String>> {
     rtmsg::mac(&mut nl, name).map_err(|e| CniError::kernel(what(), e))
 }
 
-/// The attachment's ingress chain in the host's table (replacing any of
-/// its name).
+/// The attachment's ingress chain and published ports in the host's table
+/// (replacing any chain of its name), in one transaction.
 fn host_chains(att: &Attachment, host: &mut Host) -> Result<()> {
     let object = "host nftables table inet netctx";
     let chains = ruleset::host_chains(&att.ctx);
@@ -224,10 +224,12 @@ fn host_chains(att: &Attachment, host: &mut Host) -> Result<()> {
         .into_iter()
         .map(|c| c.0)
         .collect();
-    if chains.is_empty() && remove.is_empty() {
+    let (dnats, _) = att.dnats();
+    if chains.is_empty() && remove.is_empty() && dnats.is_empty() {
         return Ok(());
     }
-    let msgs = ruleset::replace_host_chains(&remove, &chains);
+    let mut msgs = ruleset::replace_host_chains(&remove, &chains);
+    msgs.extend(super::publish::msgs(&att.ctx.name, att.host(), &dnats));
     host.nft
         .transaction(&msgs)
         .map_err(|(_, e)| CniError::kernel(object, e))

@@ -30,6 +30,12 @@ pub fn is_attachment_chain(chain: &str) -> bool {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
     match chain.split_once('_') {
         Some((ctx, dev)) => {
+            // The ingress chain `CTX_HOST`; the published ports' `CTX_HOST_pre`
+            // and `CTX_HOST_out`.
+            let dev = dev
+                .strip_suffix("_pre")
+                .or_else(|| dev.strip_suffix("_out"))
+                .unwrap_or(dev);
             ctx.strip_prefix("cni").is_some_and(|h| hex(h, 8))
                 && dev.strip_prefix("nxc").is_some_and(|h| hex(h, 12))
         }
@@ -291,6 +297,9 @@ mod tests {
     #[test]
     fn attachment_chains_are_recognised() {
         assert!(is_attachment_chain("cni581f55db_nxc373c8553bcbe"));
+        assert!(is_attachment_chain("cni581f55db_nxc373c8553bcbe_pre"));
+        assert!(is_attachment_chain("cni581f55db_nxc373c8553bcbe_out"));
+        assert!(!is_attachment_chain("cni581f55db_nxc373c8553bcbe_x"));
         assert!(!is_attachment_chain("web_nx-web"));
         assert!(!is_attachment_chain("cni581f55db_nx-web"));
         assert!(!is_attachment_chain("cnixyz_nxc373c8553bcbe"));

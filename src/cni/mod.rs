@@ -16,6 +16,7 @@ mod kernel;
 mod live;
 mod naming;
 mod ops;
+mod publish;
 mod result;
 mod rtmsg;
 mod version;

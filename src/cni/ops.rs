@@ -77,16 +77,13 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
             "netctx needs an ipam section to get addresses",
         ));
     }
-    if !conf.port_mappings.is_empty() {
-        eprintln!(
-            "netctx: warning: portMappings ({}) are not published by this build; chain the portmap plugin",
-            conf.publish().join(", ")
-        );
-    }
     let bin = ipam_bin(conf, env)?.expect("checked above");
     locked(|host| {
         let got = ipam::add(&bin, env, &conf.raw, &conf.cni_version)?;
         let made = attach::build(conf, env, &got, 0).and_then(|att| {
+            for m in att.dnats().1 {
+                eprintln!("netctx: warning: port mapping {m} is not published by netctx");
+            }
             let macs = kernel::add(&att, host)?;
             Ok(result(conf.prev_result.as_ref(), &got, &att, macs))
         });
