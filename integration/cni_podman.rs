@@ -78,7 +78,8 @@ fn podman_runs_two_isolated_containers_on_a_netctx_network() {
         assert!(addrs.contains(&format!("{ip}/24")), "{addrs}");
     }
 
-    // The host reaches both servers, and b through its published port.
+    // The host reaches both servers, and b through the port netctx
+    // published for it.
     std::thread::sleep(Duration::from_millis(300));
     assert!(p
         .fetch(&format!("http://{ia}/etc/passwd"))

@@ -54,8 +54,8 @@ EOF
     { "type": "netctx",
       "ipam": { "type": "host-local", "ranges": [[{ "subnet": "$subnet" }]],
                 "routes": [{ "dst": "0.0.0.0/0" }], "dataDir": "$dir/cni" },
-      "isolation": "strict", "log": ["input"], "log_group": 100 },
-    { "type": "portmap", "capabilities": { "portMappings": true } },
+      "isolation": "strict", "log": ["input"], "log_group": 100,
+      "capabilities": { "portMappings": true } },
     { "type": "tuning" } ] }
 EOF
   cat >"$dir/podman" <<EOF
