@@ -306,6 +306,9 @@ mod tests {
         assert!(!is_attachment_chain("cni581f55db"));
         assert!(is_attachment_name("cni581f55db"));
         assert!(!is_attachment_name("cni581f55dz") && !is_attachment_name("web"));
+        // Declared contexts cannot take such a name.
+        assert!(crate::config::check_context_name("cni581f55db").is_err());
+        assert!(crate::config::check_context_name("cni-web").is_ok());
         assert_eq!(
             alias_context(Some("netctx-cni:cni581f55db:100:nx:eth0:c1")).as_deref(),
             Some("cni581f55db")
