@@ -78,6 +78,13 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
         ));
     }
     let bin = ipam_bin(conf, env)?.expect("checked above");
+    // Before any address is taken.
+    if kernel::open_netns(&env.netns).is_none() {
+        return Err(CniError::InvalidEnv {
+            var: "CNI_NETNS",
+            why: format!("{} is not a network namespace", env.netns),
+        });
+    }
     locked(|host| {
         let got = ipam::add(&bin, env, &conf.raw, &conf.cni_version)?;
         let made = attach::build(conf, env, &got, 0).and_then(|att| {
