@@ -13,16 +13,13 @@ const ALIAS_MAX: usize = 255;
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x100_0000_01b3;
 
-/// FNV-1a, 64 bits.
+/// FNV-1a, 64 bits, over the parts joined by a NUL byte (which no
+/// container id or interface name contains).
 pub fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut h = FNV_OFFSET;
     for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            // A separator no container id or interface name contains.
-            h ^= 0;
-            h = h.wrapping_mul(FNV_PRIME);
-        }
-        for b in *p {
+        let sep: &[u8] = if i > 0 { &[0] } else { &[] };
+        for b in sep.iter().chain(p.iter()) {
             h ^= u64::from(*b);
             h = h.wrapping_mul(FNV_PRIME);
         }
@@ -99,6 +96,7 @@ mod tests {
         assert_eq!(fnv1a(&[b""]), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(&[b"a"]), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(&[b"foobar"]), 0x8594_4171_f739_67e8);
+        assert_eq!(fnv1a(&[b"foo", b"bar"]), fnv1a(&[b"foo\0bar"]));
     }
 
     #[test]
