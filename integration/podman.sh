@@ -18,11 +18,12 @@ case $cmd in
 setup)
   netctx=$3
   subnet=$4
-  # Fixed paths Podman and libcni write to: private to this mount namespace.
-  for p in /var/lib/cni /var/lib/containers /etc/cni/net.d; do
-    mkdir -p "$p"
-    mount -t tmpfs podman-test "$p"
-  done
+  # Fixed paths Podman and libcni write to (/var/lib/cni, /var/lib/containers)
+  # live on a tmpfs over /var/lib private to this mount namespace: nothing,
+  # not even an empty directory, is made on the machine's disk.
+  mount -t tmpfs podman-test /var/lib
+  mkdir /var/lib/cni /var/lib/containers
+  [ ! -d /etc/cni/net.d ] || mount -t tmpfs podman-test /etc/cni/net.d
   mkdir -p "$dir/net.d" "$dir/bin" "$dir/storage" "$dir/run" "$dir/tmp" "$dir/rootfs/bin" "$dir/cni"
   for p in /usr/lib/cni/*; do ln -sf "$p" "$dir/bin/"; done
   ln -sf "$netctx" "$dir/bin/netctx"
