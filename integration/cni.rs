@@ -630,7 +630,19 @@ fn attachments_show_in_status_and_survive_down_all() {
     assert!(s
         .stdout
         .contains("network nx, container st, interface eth0, namespace /run/netns/st"));
-    // `down --all` is about declared contexts: the runtime's attachment stays.
+    // A declared context comes and goes beside it, and `down --all` is about
+    // declared contexts: the runtime's attachment stays.
+    let web = t.sb.write_config(
+        "web.toml",
+        "[context.web]\n[[context.web.link]]\nkind = \"veth\"\nname = \"eth0\"\n\
+         host_addresses = [\"10.100.0.1/24\"]\naddresses = [\"10.100.0.2/24\"]\n",
+    );
+    let web = web.to_str().unwrap();
+    t.sb.netctx(&["-c", web, "up"]).ok();
+    assert_eq!(t.host_chains().len(), 2);
+    let s = t.sb.netctx(&["-c", web, "status"]);
+    assert_eq!(s.code, 0, "{}\n{}", s.stdout, s.stderr);
+    t.sb.netctx(&["-c", web, "down", "web"]).ok();
     t.sb.netctx(&["-c", cfg, "down", "--all"]).ok();
     assert_eq!(t.host_links().len(), 1);
     assert_eq!(t.host_chains().len(), 1);
