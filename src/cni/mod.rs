@@ -2,8 +2,11 @@
 //! set, `main` hands over to [`run`]. The configuration comes on stdin, the
 //! parameters in `CNI_*` variables; the answer (a result, or the spec's
 //! error object) goes to stdout, a one-line diagnostic to stderr. This
-//! module owns the plugin mode whole; it uses the engine's message builders,
-//! rulesets and sockets and changes none of them.
+//! module owns the plugin mode whole and uses the engine's message builders,
+//! rulesets, sockets and teardown of host chains as they are; it also gives
+//! `status`, `audit` and `logs` the live attachments (`live`). It never
+//! touches a declared context's objects, nor a link or chain without its
+//! own alias or name.
 
 mod attach;
 mod check;
