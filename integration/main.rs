@@ -2,6 +2,8 @@
 //! a sandbox of its own (see `sandbox.rs`). They need root.
 
 mod bind_hooks;
+mod cni;
+mod cni_podman;
 mod engine;
 mod guests;
 mod integrity;
