@@ -5,6 +5,7 @@
 //! /run/netns and those of running processes). For `netctx status`, and for
 //! `audit`, `logs` and `stats` once they take namespaces by file.
 
+pub use crate::model::{is_attachment_chain, is_attachment_name};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -26,26 +27,6 @@ use crate::observe::nft as observe;
 use crate::plan::rules;
 
 /// Whether a chain of the host's table belongs to a CNI attachment
-/// (`cniXXXXXXXX_nxcYYYYYYYYYYYY`): the engine leaves those to the plugin.
-pub fn is_attachment_chain(chain: &str) -> bool {
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    match chain.split_once('_') {
-        Some((ctx, dev)) => {
-            // The ingress chain `CTX_HOST`; the published ports' `CTX_HOST_pre`
-            // and `CTX_HOST_out`; the forward chain `CTX_forward`.
-            if dev == "forward" {
-                return ctx.strip_prefix("cni").is_some_and(|h| hex(h, 8));
-            }
-            let dev = dev
-                .strip_suffix("_pre")
-                .or_else(|| dev.strip_suffix("_out"))
-                .unwrap_or(dev);
-            ctx.strip_prefix("cni").is_some_and(|h| hex(h, 8))
-                && dev.strip_prefix("nxc").is_some_and(|h| hex(h, 12))
-        }
-        None => false,
-    }
-}
 
 /// One attachment as the kernel has it.
 pub struct LiveAttachment {
@@ -215,14 +196,6 @@ pub fn status_rows(host: &mut Host) -> Vec<(String, &'static str, Vec<String>)> 
             (a.alias.context.clone(), state, detail)
         })
         .collect()
-}
-
-/// Whether `name` is an attachment's context name (`cni` + 8 hex digits).
-pub fn is_attachment_name(name: &str) -> bool {
-    name.len() == 11
-        && name
-            .strip_prefix("cni")
-            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The attachment whose alias a host link carries.
