@@ -5,7 +5,6 @@
 //! /run/netns and those of running processes). For `netctx status`, and for
 //! `audit`, `logs` and `stats` once they take namespaces by file.
 
-pub use crate::model::{is_attachment_chain, is_attachment_name};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -22,11 +21,10 @@ use crate::apply::Host;
 use crate::kernel::netlink::Rtnl;
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::rtnl as msgs;
+use crate::model::is_attachment_name;
 use crate::observe::links as state;
 use crate::observe::nft as observe;
 use crate::plan::rules;
-
-/// Whether a chain of the host's table belongs to a CNI attachment
 
 /// One attachment as the kernel has it.
 pub struct LiveAttachment {
