@@ -271,14 +271,14 @@ mod tests {
 
     #[test]
     fn attachment_chains_are_recognised() {
-        assert!(is_attachment_chain("cni581f55db_nxc373c8553bcbe"));
-        assert!(is_attachment_chain("cni581f55db_nxc373c8553bcbe_pre"));
-        assert!(is_attachment_chain("cni581f55db_nxc373c8553bcbe_out"));
-        assert!(!is_attachment_chain("cni581f55db_nxc373c8553bcbe_x"));
-        assert!(!is_attachment_chain("web_nx-web"));
-        assert!(!is_attachment_chain("cni581f55db_nx-web"));
-        assert!(!is_attachment_chain("cnixyz_nxc373c8553bcbe"));
-        assert!(!is_attachment_chain("cni581f55db"));
+        assert!(crate::model::is_attachment_chain("cni581f55db_nxc373c8553bcbe"));
+        assert!(crate::model::is_attachment_chain("cni581f55db_nxc373c8553bcbe_pre"));
+        assert!(crate::model::is_attachment_chain("cni581f55db_nxc373c8553bcbe_out"));
+        assert!(!crate::model::is_attachment_chain("cni581f55db_nxc373c8553bcbe_x"));
+        assert!(!crate::model::is_attachment_chain("web_nx-web"));
+        assert!(!crate::model::is_attachment_chain("cni581f55db_nx-web"));
+        assert!(!crate::model::is_attachment_chain("cnixyz_nxc373c8553bcbe"));
+        assert!(!crate::model::is_attachment_chain("cni581f55db"));
         assert!(is_attachment_name("cni581f55db"));
         assert!(!is_attachment_name("cni581f55dz") && !is_attachment_name("web"));
         // Declared contexts cannot take such a name.
