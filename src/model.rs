@@ -215,6 +215,7 @@ pub fn is_attachment_name(name: &str) -> bool {
             .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Whether a chain of the host's table belongs to a CNI attachment
 /// (`cniXXXXXXXX_nxcYYYYYYYYYYYY`): the engine leaves those to the plugin.
 pub fn is_attachment_chain(chain: &str) -> bool {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
