@@ -198,7 +198,7 @@ struct Gathered {
 }
 
 fn gather(ctxs: &[&Context]) -> anyhow::Result<Gathered> {
-    let kinds = Kinds::detect(&mut Diag::open()?).context("probing socket diagnostics")?;
+    let kinds = Kinds::detect().context("probing socket diagnostics")?;
     let seen = pool::map(ctxs, None, || Ok(()), |_, c| read_ctx(&c.name, &kinds))?;
     let seen = ctxs
         .iter()

@@ -48,6 +48,12 @@ pub struct Socket {
     pub ifindex: u32,
 }
 
+/// The states a probe asks for: TCP_NEW_SYN_RECV alone, which no UDP or
+/// listening socket has, so that probing a busy host costs little.
+const PROBE_STATES: u32 = 1 << 12;
+
+const REQUIRED: [(u32, &str); 2] = [(IPPROTO_TCP as u32, "tcp"), (IPPROTO_UDP as u32, "udp")];
+
 /// The optional kinds: IP protocol, name, name in /proc/net/protocols.
 const OPTIONAL: [(u32, &str, &str); 5] = [
     (IPPROTO_UDPLITE as u32, "udplite", "UDP-Lite"),
@@ -68,11 +74,15 @@ pub struct Kinds {
 }
 
 impl Kinds {
-    /// Probe, in the calling thread's namespace, every optional kind whose
-    /// protocol is registered (a protocol that is not cannot have sockets;
-    /// asking would load its module). A dump refused with ENOENT or
-    /// EOPNOTSUPP is a kind this kernel cannot list: skipped.
-    pub fn detect(nl: &mut Diag) -> Result<Kinds, NlError> {
+    /// Probe, in the calling thread's namespace, TCP and UDP (an error if
+    /// the kernel cannot list them) and every optional kind whose protocol
+    /// is registered (a protocol that is not cannot have sockets; asking
+    /// would load its module). A dump refused with ENOENT or EOPNOTSUPP is
+    /// a kind this kernel cannot list: skipped.
+    pub fn detect() -> Result<Kinds, NlError> {
+        for (proto, name) in REQUIRED {
+            dump_raw(AF_INET, proto, PROBE_STATES).map_err(|e| with_what(e, name, AF_INET))?;
+        }
         let registered = std::fs::read_to_string("/proc/net/protocols").unwrap_or_default();
         let names: Vec<&str> = registered
             .lines()
@@ -83,8 +93,7 @@ impl Kinds {
             if !names.contains(&proc_name) {
                 continue;
             }
-            let probe = dump_one(nl, AF_INET, proto, StateFlags::empty());
-            match probe {
+            match dump_raw(AF_INET, proto, PROBE_STATES) {
                 Ok(_) => kinds.diag.push((proto, name)),
                 Err(e) if absent(&e) && name == "raw" => kinds.raw_from_proc = true,
                 Err(e) if absent(&e) => {}
@@ -158,7 +167,7 @@ fn dump_one(
     states: StateFlags,
 ) -> Result<Vec<InetResponse>, NlError> {
     let Ok(protocol) = u8::try_from(proto) else {
-        return dump_wide(family, proto, states.bits());
+        return dump_raw(family, proto, states.bits());
     };
     let id = if family == AF_INET {
         SocketId::new_v4()
@@ -182,15 +191,18 @@ fn dump_one(
         .collect())
 }
 
-/// inet_diag_req_v2 with a 32-bit protocol in INET_DIAG_REQ_PROTOCOL
-/// (MPTCP): the typed request cannot carry attributes.
-fn wide_request(family: u8, proto: u32, states: u32, seq: u32) -> Vec<u8> {
-    let mut body = vec![family, IPPROTO_TCP, 0, 0];
+/// inet_diag_req_v2, a protocol over 255 (MPTCP) in INET_DIAG_REQ_PROTOCOL:
+/// the typed request cannot carry attributes.
+fn raw_request(family: u8, proto: u32, states: u32, seq: u32) -> Vec<u8> {
+    let narrow = u8::try_from(proto).ok();
+    let mut body = vec![family, narrow.unwrap_or(IPPROTO_TCP), 0, 0];
     body.extend_from_slice(&states.to_ne_bytes());
     body.extend_from_slice(&[0; 48]); // inet_diag_sockid: match all
-    let mut attrs = wire::Attrs::default();
-    attrs.bytes(INET_DIAG_REQ_PROTOCOL, &proto.to_ne_bytes());
-    body.extend_from_slice(&attrs.0);
+    if narrow.is_none() {
+        let mut attrs = wire::Attrs::default();
+        attrs.bytes(INET_DIAG_REQ_PROTOCOL, &proto.to_ne_bytes());
+        body.extend_from_slice(&attrs.0);
+    }
     let len = u32::try_from(16 + body.len()).expect("a small request");
     let mut out = Vec::with_capacity(16 + body.len());
     out.extend_from_slice(&len.to_ne_bytes());
@@ -202,13 +214,15 @@ fn wide_request(family: u8, proto: u32, states: u32, seq: u32) -> Vec<u8> {
     out
 }
 
-fn dump_wide(family: u8, proto: u32, states: u32) -> Result<Vec<InetResponse>, NlError> {
+/// A dump on a socket of its own, reading the error the kernel may put in
+/// NLMSG_DONE (a dump whose start failed: no handler for the protocol).
+fn dump_raw(family: u8, proto: u32, states: u32) -> Result<Vec<InetResponse>, NlError> {
     let sock = netlink::socket(NETLINK_SOCK_DIAG)?;
     let mut seq = 0;
     wire::retry_interrupted(
         || {
             seq += 1;
-            dump_wide_once(&sock, &wide_request(family, proto, states, seq), seq)
+            dump_raw_once(&sock, &raw_request(family, proto, states, seq), seq)
         },
         || NlError {
             errno: libc::EAGAIN,
@@ -217,7 +231,7 @@ fn dump_wide(family: u8, proto: u32, states: u32) -> Result<Vec<InetResponse>, N
     )
 }
 
-fn dump_wide_once(
+fn dump_raw_once(
     sock: &netlink_sys::Socket,
     req: &[u8],
     seq: u32,
@@ -231,18 +245,21 @@ fn dump_wide_once(
         for f in wire::frames(&buf).filter(|f| f.seq == seq) {
             interrupted |= f.flags & wire::NLM_F_DUMP_INTR != 0;
             match f.ty {
-                NLMSG_DONE => {
-                    return Ok(Dumped {
-                        value: out,
-                        interrupted,
-                    })
-                }
-                NLMSG_ERROR => {
+                NLMSG_DONE | NLMSG_ERROR => {
                     let p = f.payload();
                     let Some(errno) = wire::error_code(p) else {
+                        if f.ty == NLMSG_DONE {
+                            return Ok(Dumped {
+                                value: out,
+                                interrupted,
+                            });
+                        }
                         continue;
                     };
-                    let extack = wire::extack(f.flags, p.get(4..).unwrap_or_default());
+                    // NLMSG_DONE carries no copy of the request to find TLVs after.
+                    let extack = (f.ty == NLMSG_ERROR)
+                        .then(|| wire::extack(f.flags, p.get(4..).unwrap_or_default()))
+                        .flatten();
                     return Err(NlError { errno, extack });
                 }
                 _ => match NetlinkMessage::<SockDiagMessage>::deserialize(f.bytes) {
@@ -388,7 +405,7 @@ mod tests {
 
     #[test]
     fn wide_requests_carry_the_protocol_attribute() {
-        let r = wide_request(AF_INET6, IPPROTO_MPTCP, u32::MAX, 9);
+        let r = raw_request(AF_INET6, IPPROTO_MPTCP, u32::MAX, 9);
         assert_eq!(r.len(), 16 + 56 + 8);
         assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 80);
         assert_eq!(r[16], AF_INET6);
@@ -398,5 +415,7 @@ mod tests {
             INET_DIAG_REQ_PROTOCOL
         );
         assert_eq!(u32::from_ne_bytes(attr[4..8].try_into().unwrap()), 262);
+        let r = raw_request(AF_INET, u32::from(IPPROTO_RAW), 0, 9);
+        assert_eq!((r.len(), r[17]), (16 + 56, IPPROTO_RAW));
     }
 }

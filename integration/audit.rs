@@ -1,0 +1,248 @@
+//! `netctx audit` against real sockets and processes: every socket kind
+//! (UDP-Lite, raw, MPTCP), a context's own link-local and multicast binds
+//! (not violations) beside a foreign FREEBIND bind (one), a host socket
+//! carried into a context by its process, an `ip netns exec` process
+//! (unconfined), and a process of a context's cgroup outside its namespace.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+use crate::sandbox::{probe, Sandbox, BIN};
+
+const CFG: &str = r#"
+[context.a]
+[[context.a.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.41.0.1/24"]
+addresses = ["10.41.0.2/24", "fd00:41::2/64"]
+
+[context.b]
+[[context.b.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.42.0.1/24"]
+addresses = ["10.42.0.2/24"]
+"#;
+
+fn up(sb: &Sandbox) {
+    sb.netctx_with(CFG, &["up"]).ok();
+}
+
+fn audit(sb: &Sandbox, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["audit", "--json"];
+    all.extend_from_slice(args);
+    let r = sb.netctx_with(CFG, &all);
+    let v =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", r.stdout, r.stderr));
+    (r.code, v)
+}
+
+/// Start `netprobe listen ARGS` (in context `ns`, or the sandbox's host)
+/// for 20 s in the background; returns once its socket is open, with its pid.
+fn hold(sb: &Sandbox, ns: Option<&str>, args: &str) -> u32 {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let out = format!("/run/probe-{}.out", N.fetch_add(1, Ordering::Relaxed));
+    let prefix = ns
+        .map(|n| format!("ip netns exec {n} "))
+        .unwrap_or_default();
+    let pid = sb.ok(&format!(
+        "{prefix}{} listen {args} --secs 20 >{out} 2>&1 & echo $!",
+        probe()
+    ));
+    sb.ok(&format!(
+        "for i in $(seq 100); do grep -q listening {out} && exit 0; \
+         grep -q netprobe: {out} && break; sleep 0.05; done; cat {out}; exit 1"
+    ));
+    pid.trim().parse().unwrap()
+}
+
+fn sockets<'a>(v: &'a Value, ctx: usize) -> &'a [Value] {
+    v["contexts"][ctx]["sockets"].as_array().unwrap()
+}
+
+fn find<'a>(socks: &'a [Value], proto: &str, local: &str, port: u64) -> &'a Value {
+    socks
+        .iter()
+        .find(|s| s["proto"] == proto && s["local"] == local && s["port"] == port)
+        .unwrap_or_else(|| panic!("no {proto} {local}:{port} in {socks:#?}"))
+}
+
+/// The kernel's link-local address of eth0 in `ns`, once DAD is done.
+fn link_local(sb: &Sandbox, ns: &str) -> String {
+    for _ in 0..60 {
+        let v = sb.ip(Some(ns), "-6 addr show dev eth0 scope link");
+        let found = v[0]["addr_info"].as_array().and_then(|infos| {
+            // iproute2 leaves an empty object for each address filtered out.
+            infos.iter().find(|a| a["local"].is_string())
+        });
+        if let Some(a) = found.filter(|a| a.get("tentative").is_none()) {
+            return a["local"].as_str().unwrap().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("eth0 in {ns} has no usable link-local address");
+}
+
+#[test]
+fn audit_lists_every_socket_kind_and_judges_link_local_and_multicast() {
+    let sb = Sandbox::new();
+    up(&sb);
+    let ll = link_local(&sb, "a");
+    let pid = hold(&sb, Some("a"), "10.41.0.2 7001 --udplite");
+    hold(&sb, Some("a"), "fd00:41::2 7001 --udplite");
+    hold(&sb, Some("a"), "0.0.0.0 1 --raw");
+    hold(&sb, Some("a"), ":: 58 --raw");
+    hold(&sb, Some("a"), "224.0.0.251 5353");
+    hold(&sb, Some("a"), "ff05::fb 5353");
+    hold(&sb, Some("a"), &format!("{ll} 7002 --dev eth0"));
+    let mptcp = sb
+        .sh("test -e /proc/sys/net/mptcp/enabled")
+        .status
+        .success();
+    if mptcp {
+        hold(&sb, Some("a"), "10.41.0.2 7003 --mptcp");
+    }
+    let (code, v) = audit(&sb, &[]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["violations"], 0);
+    let a = sockets(&v, 0);
+    let lite = find(a, "udplite", "10.41.0.2", 7001);
+    assert_eq!(
+        (
+            &lite["verdict"],
+            &lite["state"],
+            &lite["pid"],
+            &lite["namespace"]
+        ),
+        (
+            &"assigned".into(),
+            &"UNCONN".into(),
+            &pid.into(),
+            &"a".into()
+        )
+    );
+    assert_eq!(lite["command"], "netprobe");
+    assert_eq!(
+        find(a, "udplite", "fd00:41::2", 7001)["verdict"],
+        "assigned"
+    );
+    // Raw sockets: the "port" is the IP protocol, as ss shows it.
+    assert_eq!(find(a, "raw", "0.0.0.0", 1)["verdict"], "wildcard");
+    assert_eq!(find(a, "raw", "::", 58)["verdict"], "wildcard");
+    assert_eq!(find(a, "udp", "224.0.0.251", 5353)["verdict"], "multicast");
+    assert_eq!(find(a, "udp", "ff05::fb", 5353)["verdict"], "multicast");
+    let own = find(a, "udp", &ll, 7002);
+    assert_eq!(own["verdict"], "link-local");
+    assert_ne!(own["ifindex"], 0, "bound to eth0 by its scope");
+    if mptcp {
+        let m = find(a, "mptcp", "10.41.0.2", 7003);
+        assert_eq!(
+            (&m["state"], &m["verdict"]),
+            (&"LISTEN".into(), &"assigned".into())
+        );
+    }
+    let text = sb.netctx_with(CFG, &["audit", "a"]);
+    assert_eq!(text.code, 0, "{}", text.stdout);
+    for s in [
+        "udplite",
+        "10.41.0.2:7001",
+        "multicast",
+        "link-local",
+        "raw",
+    ] {
+        assert!(text.stdout.contains(s), "{s} in {}", text.stdout);
+    }
+
+    // With IP_FREEBIND, b binds a UDP-Lite socket to a's address.
+    hold(&sb, Some("b"), "10.41.0.2 7004 --udplite --freebind");
+    let (code, v) = audit(&sb, &[]);
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(v["violations"], 1, "{v:#}");
+    assert_eq!(
+        find(sockets(&v, 1), "udplite", "10.41.0.2", 7004)["verdict"],
+        "VIOLATION"
+    );
+    let msg = v["contexts"][1]["violations"][0].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "udplite socket on 10.41.0.2:7004 is bound to 10.41.0.2, which is not assigned to b"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn audit_flags_a_contexts_process_holding_a_host_socket() {
+    let sb = Sandbox::new();
+    up(&sb);
+    // Opened in the (sandbox's) host namespace, then carried into a.
+    let pid = hold(&sb, None, "0.0.0.0 7777 --enter a");
+    assert_eq!(
+        sb.ok(&format!("readlink /proc/{pid}/ns/net")),
+        sb.ok("ip netns exec a readlink /proc/self/ns/net"),
+        "the probe is in a's namespace"
+    );
+    for args in [&[][..], &["a"][..]] {
+        let (code, v) = audit(&sb, args);
+        assert_eq!(code, 2, "{v:#}");
+        let a = &v["contexts"][0];
+        let msg = a["violations"][0].as_str().unwrap();
+        assert_eq!(
+            msg,
+            format!(
+                "pid {pid} (netprobe) holds a udp socket on *:7777 of the host's namespace, not of context a"
+            )
+        );
+        let held = find(sockets(&v, 0), "udp", "0.0.0.0", 7777);
+        assert_eq!(
+            (&held["namespace"], &held["verdict"]),
+            (&"host".into(), &"VIOLATION".into())
+        );
+        assert_eq!(held["pid"], pid);
+    }
+    // The host's own listing still has it, as the host's socket.
+    let (_, v) = audit(&sb, &[]);
+    let host = v["host"]["sockets"].as_array().unwrap();
+    assert_eq!(find(host, "udp", "0.0.0.0", 7777)["namespace"], "host");
+    let text = sb.netctx_with(CFG, &["audit", "a"]);
+    assert!(
+        text.stdout
+            .contains("VIOLATION (socket of the host's namespace)"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn audit_lists_ip_netns_exec_processes_as_unconfined() {
+    let sb = Sandbox::new();
+    up(&sb);
+    let pid: u64 = sb
+        .ok("ip netns exec a sleep 20 >/dev/null 2>&1 & echo $!")
+        .trim()
+        .parse()
+        .unwrap();
+    let (code, v) = audit(&sb, &[]);
+    assert_eq!(code, 0, "{v:#}");
+    let un = v["contexts"][0]["unconfined"].as_array().unwrap();
+    let me = un
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not unconfined: {v:#}"));
+    assert_eq!(me["command"], "sleep");
+    assert!(!me["cgroup"].as_str().unwrap().starts_with("/netctx/a"));
+    assert!(v["contexts"][1]["unconfined"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let text = sb.netctx_with(CFG, &["audit"]);
+    assert!(
+        text.stdout
+            .contains(&format!("unconfined: pid {pid} (sleep) in cgroup")),
+        "{}",
+        text.stdout
+    );
+    sb.ok(&format!("kill {pid}"));
+}
