@@ -412,7 +412,8 @@ fn print_json(reports: &[Report], host: Option<&(Vec<Row>, Vec<String>)>, total:
     );
 }
 
-fn print_table(title: &str, rows: &[Row], violations: &[String]) {
+/// The rows of namespace `ns` (others are sockets its processes hold).
+fn print_table(title: &str, ns: &str, rows: &[Row], violations: &[String]) {
     println!("{title}");
     if rows.is_empty() {
         println!("  (no sockets)");
@@ -426,7 +427,7 @@ fn print_table(title: &str, rows: &[Row], violations: &[String]) {
                 .owner
                 .as_ref()
                 .map_or("-".to_string(), |(p, c)| format!("{p}/{c}"));
-            let verdict = if r.namespace == title.trim_start_matches("context ") {
+            let verdict = if r.namespace == ns {
                 r.verdict.to_string()
             } else {
                 format!("{} (socket of {})", r.verdict, ns_phrase(&r.namespace))
@@ -452,7 +453,12 @@ fn print_text(reports: &[Report], host: Option<&(Vec<Row>, Vec<String>)>, total:
             println!("context {}: down\n", r.name);
             continue;
         }
-        print_table(&format!("context {}", r.name), &r.rows, &r.violations);
+        print_table(
+            &format!("context {}", r.name),
+            &r.name,
+            &r.rows,
+            &r.violations,
+        );
         for p in &r.unconfined {
             let cg = p.cgroup.as_deref().unwrap_or("?");
             println!("  unconfined: {} in cgroup {cg}", who(p));
@@ -460,7 +466,7 @@ fn print_text(reports: &[Report], host: Option<&(Vec<Row>, Vec<String>)>, total:
         println!();
     }
     if let Some((rows, v)) = host {
-        print_table("host", rows, v);
+        print_table("host", "host", rows, v);
         println!();
     }
     println!("{total} violation(s)");
