@@ -99,13 +99,13 @@ fn audit_lists_every_socket_kind_and_judges_link_local_and_multicast() {
     hold(&sb, Some("a"), "224.0.0.251 5353");
     hold(&sb, Some("a"), "ff05::fb 5353");
     hold(&sb, Some("a"), &format!("{ll} 7002 --dev eth0"));
+    // MPTCP where the kernel lists it (mptcp_diag): `ss -M` is the oracle.
     let mptcp = sb
         .sh("test -e /proc/sys/net/mptcp/enabled")
         .status
-        .success();
-    if mptcp {
-        hold(&sb, Some("a"), "10.41.0.2 7003 --mptcp");
-    }
+        .success()
+        && hold(&sb, Some("a"), "10.41.0.2 7003 --mptcp") > 0
+        && sb.ok("ip netns exec a ss -Mln").contains("10.41.0.2:7003");
     let (code, v) = audit(&sb, &[]);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["violations"], 0);
