@@ -364,3 +364,29 @@ fn audit_flags_a_process_of_a_contexts_cgroup_outside_its_namespace() {
     assert!(!unconfined.iter().any(|p| p["pid"] == confined), "{v:#}");
     assert_eq!(v["violations"], 1, "{v:#}");
 }
+
+#[test]
+fn audit_flags_addresses_on_lo_and_extra_link_local_addresses() {
+    let sb = Sandbox::new();
+    up(&sb);
+    link_local(&sb, "a");
+    assert_eq!(audit(&sb, &[]).0, 0, "the kernel's own link-local is a's");
+    // b's address on a's lo, and a link-local address the kernel did not make.
+    sb.ok("ip -n a addr add 10.42.0.2/32 dev lo && ip -n a addr add fe80::1/64 dev eth0");
+    let (code, v) = audit(&sb, &[]);
+    assert_eq!(code, 2, "{v:#}");
+    let mut got: Vec<&str> = v["contexts"][0]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "address 10.42.0.2/32 on link lo is not declared for a",
+            "address fe80::1/64 on link eth0 is not declared for a",
+        ]
+    );
+}

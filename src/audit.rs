@@ -144,14 +144,13 @@ pub fn judge_host(local: IpAddr, contexts: &[(String, Vec<IpAddr>)]) -> Option<&
         .map(|(n, _)| n.as_str())
 }
 
-/// Addresses present on a context's links that its configuration does not
-/// declare (IPv6 link-local and loopback are the kernel's own).
+/// Addresses present on a context's links, `lo` included, that its
+/// configuration does not declare. Loopback addresses are the kernel's own;
+/// so are the IPv6 link-local addresses it made, which `present` leaves out.
 pub fn undeclared(present: &[(String, Cidr)], declared: &[(String, Cidr)]) -> Vec<(String, Cidr)> {
     present
         .iter()
-        .filter(|(link, c)| {
-            link != "lo" && !c.addr.is_loopback() && !declared.contains(&(link.clone(), *c))
-        })
+        .filter(|(link, c)| !c.addr.is_loopback() && !declared.contains(&(link.clone(), *c)))
         .cloned()
         .collect()
 }
@@ -307,10 +306,18 @@ mod tests {
             ("eth0".to_string(), c("10.0.0.2/24")),
             ("eth0".to_string(), c("10.0.0.99/24")),
             ("lo".to_string(), c("127.0.0.1/8")),
+            ("lo".to_string(), c("::1/128")),
+            // Another context's address on lo, an extra link-local address.
+            ("lo".to_string(), c("10.0.1.2/32")),
+            ("eth0".to_string(), c("fe80::1/64")),
         ];
         assert_eq!(
             undeclared(&present, &declared),
-            [("eth0".to_string(), c("10.0.0.99/24"))]
+            [
+                ("eth0".to_string(), c("10.0.0.99/24")),
+                ("lo".to_string(), c("10.0.1.2/32")),
+                ("eth0".to_string(), c("fe80::1/64")),
+            ]
         );
     }
 }

@@ -39,15 +39,26 @@ fn read_here(kinds: &Kinds) -> Result<Seen, NlError> {
     let inode = netns::current_inode()?;
     let sockets = diag::read_sockets(&mut Diag::open()?, kinds)?;
     let mut rtnl = Rtnl::open()?;
-    let addrs = links::read_links(&mut rtnl)?
-        .into_iter()
-        .flat_map(|l| l.addrs.into_iter().map(move |a| (l.name.clone(), a)))
+    let links = links::read_links(&mut rtnl)?;
+    let lls = diag::link_locals(&mut rtnl)?;
+    let mut addrs: Vec<(String, Cidr)> = links
+        .iter()
+        .flat_map(|l| l.addrs.iter().map(|a| (l.name.clone(), *a)))
         .collect();
-    let link_local = diag::link_locals(&mut rtnl)?;
+    // Link-local addresses the kernel did not make are addresses like any.
+    for ll in lls.iter().filter(|ll| !ll.kernel) {
+        if let Some(l) = links.iter().find(|l| l.index == ll.index) {
+            let c = Cidr {
+                addr: IpAddr::V6(ll.addr),
+                prefix: ll.prefix,
+            };
+            addrs.push((l.name.clone(), c));
+        }
+    }
     Ok(Seen {
         sockets,
         addrs,
-        link_local,
+        link_local: lls.iter().map(|ll| (ll.index, ll.addr)).collect(),
         inode,
     })
 }

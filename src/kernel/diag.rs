@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::address::{AddressAttribute, AddressProtocol};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_sock_diag::constants::{
     AF_INET, AF_INET6, IPPROTO_DCCP, IPPROTO_RAW, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
@@ -385,20 +385,64 @@ fn parse_proc_raw(text: &str, v6: bool) -> Vec<Socket> {
         .collect()
 }
 
-/// The IPv6 link-local addresses of the namespace `nl` was opened in, with
-/// the index of their link.
-pub fn link_locals(nl: &mut Rtnl) -> Result<Vec<(u32, Ipv6Addr)>, NlError> {
+/// An IPv6 link-local address present in a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkLocal {
+    /// The index of its link.
+    pub index: u32,
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+    /// Made by the kernel (IFA_PROTO kernel_ll, Linux 6.1+; on an older
+    /// kernel, which does not say, every link-local address counts as its
+    /// own).
+    pub kernel: bool,
+}
+
+/// Whether this kernel marks the link-local addresses it makes (IFA_PROTO,
+/// Linux 6.1).
+fn marks_own() -> bool {
+    static MARKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MARKS.get_or_init(|| {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        release_at_least(&release, (6, 1))
+    })
+}
+
+fn release_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= want
+}
+
+/// The IPv6 link-local addresses of the namespace `nl` was opened in.
+pub fn link_locals(nl: &mut Rtnl) -> Result<Vec<LinkLocal>, NlError> {
     let mut out = Vec::new();
     for m in nl.dump(rtnl::dump_addresses())? {
         let RouteNetlinkMessage::NewAddress(a) = m else {
             continue;
         };
+        let mut addr = None;
+        let mut proto = None;
         for attr in &a.attributes {
-            if let AddressAttribute::Address(IpAddr::V6(v6)) = attr {
-                if v6.is_unicast_link_local() {
-                    out.push((a.header.index, *v6));
+            match attr {
+                AddressAttribute::Address(IpAddr::V6(v6)) if v6.is_unicast_link_local() => {
+                    addr = Some(*v6)
                 }
+                AddressAttribute::Protocol(p) => proto = Some(*p),
+                _ => {}
             }
+        }
+        if let Some(addr) = addr {
+            out.push(LinkLocal {
+                index: a.header.index,
+                addr,
+                prefix: a.header.prefix_len,
+                kernel: proto == Some(AddressProtocol::LinkLocal) || !marks_own(),
+            });
         }
     }
     Ok(out)
@@ -442,6 +486,15 @@ mod tests {
         let m = parse_protocols(text);
         assert_eq!((m["MPTCPv6"], m["UDP-Lite"]), (0, 3));
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn kernel_releases_are_compared() {
+        assert!(release_at_least("6.18.44-fc-v1045\n", (6, 1)));
+        assert!(release_at_least("6.1.0-21-amd64", (6, 1)));
+        assert!(!release_at_least("5.15.0-91-generic", (6, 1)));
+        assert!(release_at_least("10.0", (6, 1)));
+        assert!(!release_at_least("", (6, 1)));
     }
 
     #[test]
