@@ -215,6 +215,30 @@ fn audit_flags_a_contexts_process_holding_a_host_socket() {
         "{}",
         text.stdout
     );
+
+    // A socket of context b carried into a: b's own, a's violation.
+    let other = hold(&sb, Some("b"), "10.42.0.2 7778 --enter a");
+    let (code, v) = audit(&sb, &[]);
+    assert_eq!(code, 2, "{v:#}");
+    let want = format!(
+        "pid {other} (netprobe) holds a udp socket on 10.42.0.2:7778 of the namespace of context b, not of context a"
+    );
+    assert!(
+        v["contexts"][0]["violations"]
+            .as_array()
+            .unwrap()
+            .contains(&want.into()),
+        "{v:#}"
+    );
+    assert_eq!(
+        find(sockets(&v, 0), "udp", "10.42.0.2", 7778)["namespace"],
+        "b"
+    );
+    assert_eq!(
+        find(sockets(&v, 1), "udp", "10.42.0.2", 7778)["verdict"],
+        "assigned"
+    );
+    assert_eq!(v["violations"], 2, "{v:#}");
 }
 
 #[test]
