@@ -1,6 +1,7 @@
 //! `netctx audit`'s verdicts: pure functions of socket lists (read by
 //! `kernel::diag`), process lists (`observe::procs`) and the configuration.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::model::Cidr;
@@ -99,20 +100,33 @@ pub fn cgroup_context(path: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The standing of a process in namespace `netns` and cgroup `cgroup`,
-/// among `contexts` (name, namespace inode).
-pub fn standing<'a>(
-    netns: Option<u64>,
-    cgroup: Option<&str>,
-    contexts: &'a [(String, u64)],
-) -> Standing<'a> {
-    let by_ns = contexts
-        .iter()
-        .find(|(_, ino)| Some(*ino) == netns)
-        .map(|(n, _)| n.as_str());
+/// The contexts audited, with the inode of their network namespace.
+#[derive(Debug, Default)]
+pub struct Known {
+    by_inode: HashMap<u64, String>,
+    by_name: HashMap<String, u64>,
+}
+
+impl Known {
+    pub fn new(contexts: impl IntoIterator<Item = (String, u64)>) -> Known {
+        let mut k = Known::default();
+        for (name, ino) in contexts {
+            k.by_inode.insert(ino, name.clone());
+            k.by_name.insert(name, ino);
+        }
+        k
+    }
+}
+
+/// The standing of a process in namespace `netns` and cgroup `cgroup`
+/// among the `known` contexts.
+pub fn standing<'a>(netns: Option<u64>, cgroup: Option<&str>, known: &'a Known) -> Standing<'a> {
+    let by_ns = netns
+        .and_then(|i| known.by_inode.get(&i))
+        .map(String::as_str);
     let by_cg = cgroup
         .and_then(cgroup_context)
-        .and_then(|c| contexts.iter().find(|(n, _)| n == c))
+        .and_then(|c| known.by_name.get_key_value(c))
         .map(|(n, _)| n.as_str());
     Standing {
         context: by_ns.or(by_cg),
@@ -124,13 +138,9 @@ pub fn standing<'a>(
 /// A socket of namespace `sock_ns` held by a process standing `st`: the
 /// context that process belongs to when the socket is not of that
 /// context's namespace (a violation of that context).
-pub fn foreign_holder<'a>(
-    sock_ns: u64,
-    st: &Standing<'a>,
-    contexts: &[(String, u64)],
-) -> Option<&'a str> {
+pub fn foreign_holder<'a>(sock_ns: u64, st: &Standing<'a>, known: &Known) -> Option<&'a str> {
     let ctx = st.context?;
-    let (_, ino) = contexts.iter().find(|(n, _)| n == ctx)?;
+    let ino = known.by_name.get(ctx)?;
     (*ino != sock_ns).then_some(ctx)
 }
 
@@ -226,8 +236,8 @@ mod tests {
         assert_eq!(v("febf::1", 0), Verdict::Foreign);
     }
 
-    fn ctxs() -> Vec<(String, u64)> {
-        vec![("a".to_string(), 100), ("b".to_string(), 200)]
+    fn ctxs() -> Known {
+        Known::new([("a".to_string(), 100), ("b".to_string(), 200)])
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::engine::select;
 use super::Exit;
 use super::Listing;
-use crate::audit::{self, canonical, judge, judge_host, undeclared, Own, Verdict};
+use crate::audit::{self, canonical, judge, judge_host, undeclared, Known, Own, Verdict};
 use crate::guest;
 use crate::kernel::diag::{self, Kinds, Socket};
 use crate::kernel::netlink::{Diag, NlError, Rtnl};
@@ -151,7 +151,7 @@ type Dump<'a> = (&'a str, u64, &'a [Socket]);
 fn foreign_held(
     dumps: &[Dump],
     procs: &Procs,
-    ctxs: &[(String, u64)],
+    ctxs: &Known,
 ) -> HashMap<String, (Vec<Row>, Vec<String>)> {
     let mut out: HashMap<String, (Vec<Row>, Vec<String>)> = HashMap::new();
     for (label, ino, sockets) in dumps {
@@ -185,7 +185,7 @@ fn foreign_held(
 /// namespace, by context.
 fn confinement(
     procs: &Procs,
-    ctxs: &[(String, u64)],
+    ctxs: &Known,
 ) -> (HashMap<String, Vec<Proc>>, HashMap<String, Vec<Proc>>) {
     let (mut unconfined, mut escaped): (HashMap<_, Vec<Proc>>, HashMap<_, Vec<Proc>>) =
         Default::default();
@@ -307,11 +307,11 @@ fn judge_host_sockets(host: &Seen, procs: &Procs, cfg: &Config) -> (Vec<Row>, Ve
 }
 
 fn reports(ctxs: &[&Context], g: &Gathered) -> Vec<Report> {
-    let inodes: Vec<(String, u64)> = ctxs
-        .iter()
-        .zip(&g.seen)
-        .filter_map(|(c, s)| Some((c.name.clone(), s.as_ref()?.inode)))
-        .collect();
+    let inodes = Known::new(
+        ctxs.iter()
+            .zip(&g.seen)
+            .filter_map(|(c, s)| Some((c.name.clone(), s.as_ref()?.inode))),
+    );
     let mut dumps: Vec<Dump> = vec![("host", g.host.inode, &g.host.sockets)];
     for (c, s) in ctxs.iter().zip(&g.seen) {
         if let Some(s) = s {
