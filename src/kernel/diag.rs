@@ -53,13 +53,17 @@ pub struct Socket {
 /// listening socket has, so that probing a busy host costs little.
 const PROBE_STATES: u32 = 1 << 12;
 
-const REQUIRED: [(u32, &str); 2] = [(IPPROTO_TCP as u32, "tcp"), (IPPROTO_UDP as u32, "udp")];
-
-/// An optional kind: its IP protocol, name, and names in
+/// A kind: its IP protocol, name, and names in
 /// /proc/net/protocols for IPv4 and IPv6.
-type Optional = (u32, &'static str, &'static str, &'static str);
+type Kind = (u32, &'static str, &'static str, &'static str);
 
-const OPTIONAL: [Optional; 5] = [
+/// TCP and UDP: the kinds every kernel must list.
+const REQUIRED: [Kind; 2] = [
+    (IPPROTO_TCP as u32, "tcp", "TCP", "TCPv6"),
+    (IPPROTO_UDP as u32, "udp", "UDP", "UDPv6"),
+];
+
+const OPTIONAL: [Kind; 5] = [
     (IPPROTO_UDPLITE as u32, "udplite", "UDP-Lite", "UDPLITEv6"),
     (IPPROTO_RAW as u32, "raw", "RAW", "RAWv6"),
     (IPPROTO_SCTP as u32, "sctp", "SCTP", "SCTPv6"),
@@ -71,7 +75,7 @@ const OPTIONAL: [Optional; 5] = [
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Kinds {
     /// Dumped through sock_diag.
-    pub diag: Vec<Optional>,
+    pub diag: Vec<Kind>,
     /// Raw sockets exist but the kernel has no raw_diag
     /// (CONFIG_INET_RAW_DIAG): read /proc/thread-self/net/raw{,6}.
     pub raw_from_proc: bool,
@@ -84,7 +88,7 @@ impl Kinds {
     /// would load its module). A dump refused with ENOENT or EOPNOTSUPP is
     /// a kind this kernel cannot list: skipped.
     pub fn detect() -> Result<Kinds, NlError> {
-        for (proto, name) in REQUIRED {
+        for (proto, name, _, _) in REQUIRED {
             dump_raw(AF_INET, proto, PROBE_STATES).map_err(|e| with_what(e, name, AF_INET))?;
         }
         let registered = in_use();
@@ -305,22 +309,26 @@ fn parse_protocols(text: &str) -> HashMap<String, u64> {
         .collect()
 }
 
-/// Every socket of the namespace `nl` was opened in: TCP and UDP, and each
-/// of the `kinds` found by `Kinds::detect` that has sockets in use there
-/// (a dump of an optional kind walks a table of the whole kernel: asked for
-/// in every namespace it would cost more than the rest together). Must run
-/// on the thread that opened `nl` (it reads that thread's /proc).
+/// Every socket of the namespace `nl` was opened in: of TCP, UDP and the
+/// `kinds` found by `Kinds::detect`, each family the namespace has sockets
+/// of in use. A dump walks a table of the whole kernel, so one of a
+/// family without sockets would cost as much as one with; "in use" counts
+/// every socket a process holds bound, listening or connected (TCP's
+/// TIME-WAIT remnants, which no process holds, are not counted and are
+/// listed only beside sockets in use). Must run on the thread that opened
+/// `nl` (it reads that thread's /proc).
 pub fn read_sockets(nl: &mut Diag, kinds: &Kinds) -> Result<Vec<Socket>, NlError> {
     let used = in_use();
-    let has = |n: &str| used.get(n).is_some_and(|c| *c > 0);
+    // Without /proc, everything is dumped.
+    let has = |n: &str| used.is_empty() || used.get(n).is_some_and(|c| *c > 0);
     let mut out = Vec::new();
     for family in [AF_INET, AF_INET6] {
-        let optional = kinds
-            .diag
+        let kinds = REQUIRED
             .iter()
+            .chain(&kinds.diag)
             .filter(|(_, _, v4, v6)| has(if family == AF_INET { v4 } else { v6 }))
             .map(|(proto, name, _, _)| (*proto, *name));
-        for (proto, name) in REQUIRED.into_iter().chain(optional) {
+        for (proto, name) in kinds {
             let answer = dump_one(nl, family, proto, all_states())
                 .map_err(|e| with_what(e, name, family))?;
             out.extend(answer.iter().map(|r| socket_of(name, r)));
