@@ -42,7 +42,7 @@ fn audit(sb: &Sandbox, args: &[&str]) -> (i32, Value) {
 }
 
 /// Start `netprobe listen ARGS` (in context `ns`, or the sandbox's host)
-/// for 20 s in the background; returns once its socket is open, with its pid.
+/// for 12 s in the background; returns once its socket is open, with its pid.
 fn hold(sb: &Sandbox, ns: Option<&str>, args: &str) -> u32 {
     static N: AtomicUsize = AtomicUsize::new(0);
     let out = format!("/run/probe-{}.out", N.fetch_add(1, Ordering::Relaxed));
@@ -50,7 +50,7 @@ fn hold(sb: &Sandbox, ns: Option<&str>, args: &str) -> u32 {
         .map(|n| format!("ip netns exec {n} "))
         .unwrap_or_default();
     let pid = sb.ok(&format!(
-        "{prefix}{} listen {args} --secs 20 >{out} 2>&1 & echo $!",
+        "{prefix}{} listen {args} --secs 12 >{out} 2>&1 & echo $!",
         probe()
     ));
     sb.ok(&format!(
