@@ -250,6 +250,9 @@ fn audit_lists_ip_netns_exec_processes_as_unconfined() {
         .trim()
         .parse()
         .unwrap();
+    sb.ok(&format!(
+        "for i in $(seq 100); do [ \"$(cat /proc/{pid}/comm)\" = sleep ] && exit 0; sleep 0.05; done; exit 1"
+    ));
     let (code, v) = audit(&sb, &[]);
     assert_eq!(code, 0, "{v:#}");
     let un = v["contexts"][0]["unconfined"].as_array().unwrap();
@@ -360,6 +363,14 @@ fn audit_flags_a_process_of_a_contexts_cgroup_outside_its_namespace() {
         .trim()
         .parse()
         .unwrap();
+    // Both have become `sleep`, the second in b's namespace.
+    let b_ns = sb.ok("ip netns exec b readlink /proc/self/ns/net");
+    sb.ok(&format!(
+        "for i in $(seq 100); do [ \"$(cat /proc/{stray}/comm)\" = sleep ] \
+         && [ \"$(cat /proc/{confined}/comm)\" = sleep ] \
+         && [ \"$(readlink /proc/{confined}/ns/net)\" = '{}' ] && exit 0; sleep 0.05; done; exit 1",
+        b_ns.trim()
+    ));
     // netctx in a cgroup namespace rooted at the test's cgroup: there, the
     // test's `netctx/b` is `/netctx/b`, as the guest sandbox makes it.
     let cfg = sb.write_config("netctx.toml", CFG);

@@ -400,35 +400,18 @@ pub struct LinkLocal {
     pub index: u32,
     pub addr: Ipv6Addr,
     pub prefix: u8,
-    /// Made by the kernel (IFA_PROTO kernel_ll, Linux 6.1+; on an older
-    /// kernel, which does not say, every link-local address counts as its
+    /// Made by the kernel (IFA_PROTO kernel_ll, Linux 6.1+; where the
+    /// kernel marks no address, every link-local address counts as its
     /// own).
     pub kernel: bool,
-}
-
-/// Whether this kernel marks the link-local addresses it makes (IFA_PROTO,
-/// Linux 6.1).
-fn marks_own() -> bool {
-    static MARKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *MARKS.get_or_init(|| {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        release_at_least(&release, (6, 1))
-    })
-}
-
-fn release_at_least(release: &str, want: (u32, u32)) -> bool {
-    let mut parts = release
-        .trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    let major = parts.next().unwrap_or(0);
-    let minor = parts.next().unwrap_or(0);
-    (major, minor) >= want
 }
 
 /// The IPv6 link-local addresses of the namespace `nl` was opened in.
 pub fn link_locals(nl: &mut Rtnl) -> Result<Vec<LinkLocal>, NlError> {
     let mut out = Vec::new();
+    // A kernel that marks its addresses (6.1+) marks lo's, which netctx
+    // always brings up: without any mark, no link-local can be told apart.
+    let mut marked = false;
     for m in nl.dump(rtnl::dump_addresses())? {
         let RouteNetlinkMessage::NewAddress(a) = m else {
             continue;
@@ -444,13 +427,19 @@ pub fn link_locals(nl: &mut Rtnl) -> Result<Vec<LinkLocal>, NlError> {
                 _ => {}
             }
         }
+        marked |= proto.is_some();
         if let Some(addr) = addr {
             out.push(LinkLocal {
                 index: a.header.index,
                 addr,
                 prefix: a.header.prefix_len,
-                kernel: proto == Some(AddressProtocol::LinkLocal) || !marks_own(),
+                kernel: proto == Some(AddressProtocol::LinkLocal),
             });
+        }
+    }
+    if !marked {
+        for ll in &mut out {
+            ll.kernel = true;
         }
     }
     Ok(out)
@@ -494,15 +483,6 @@ mod tests {
         let m = parse_protocols(text);
         assert_eq!((m["MPTCPv6"], m["UDP-Lite"]), (0, 3));
         assert_eq!(m.len(), 2);
-    }
-
-    #[test]
-    fn kernel_releases_are_compared() {
-        assert!(release_at_least("6.18.44-fc-v1045\n", (6, 1)));
-        assert!(release_at_least("6.1.0-21-amd64", (6, 1)));
-        assert!(!release_at_least("5.15.0-91-generic", (6, 1)));
-        assert!(release_at_least("10.0", (6, 1)));
-        assert!(!release_at_least("", (6, 1)));
     }
 
     #[test]
