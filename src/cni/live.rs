@@ -271,10 +271,18 @@ mod tests {
 
     #[test]
     fn attachment_chains_are_recognised() {
-        assert!(crate::model::is_attachment_chain("cni581f55db_nxc373c8553bcbe"));
-        assert!(crate::model::is_attachment_chain("cni581f55db_nxc373c8553bcbe_pre"));
-        assert!(crate::model::is_attachment_chain("cni581f55db_nxc373c8553bcbe_out"));
-        assert!(!crate::model::is_attachment_chain("cni581f55db_nxc373c8553bcbe_x"));
+        assert!(crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe"
+        ));
+        assert!(crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe_pre"
+        ));
+        assert!(crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe_out"
+        ));
+        assert!(!crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe_x"
+        ));
         assert!(!crate::model::is_attachment_chain("web_nx-web"));
         assert!(!crate::model::is_attachment_chain("cni581f55db_nx-web"));
         assert!(!crate::model::is_attachment_chain("cnixyz_nxc373c8553bcbe"));
