@@ -15,10 +15,14 @@ const META_OIFNAME: u32 = 7;
 const META_NFPROTO: u32 = 15;
 const META_PKTTYPE: u32 = 19;
 const PAYLOAD_NETWORK: u32 = 1;
-const NF_DROP: u32 = 0;
+pub const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
+/// Expression names that `observe::counters` looks for in rule dumps.
+pub const COUNTER: &str = "counter";
+pub const LOG: &str = "log";
+pub const IMMEDIATE: &str = "immediate";
 pub const PACKET_BROADCAST: u8 = 1;
 pub const PACKET_MULTICAST: u8 = 2;
 
@@ -52,7 +56,8 @@ pub enum Action {
     Accept,
     /// Count and drop.
     Drop,
-    /// Log to an NFLOG group, rate-limited (packets per second, burst).
+    /// Log to an NFLOG group, rate-limited (packets per second, burst), and
+    /// count what is logged.
     Log {
         rate: u32,
         prefix: String,
@@ -111,8 +116,14 @@ fn bitwise(list: &mut Attrs, mask: &[u8]) {
     });
 }
 
+/// The `counter` statement as nft encodes it: an empty data nest (the
+/// kernel starts at zero and reports packets and bytes in rule dumps).
+pub fn counter(list: &mut Attrs) {
+    expr(list, COUNTER, |_| {});
+}
+
 fn verdict(list: &mut Attrs, code: u32) {
-    expr(list, "immediate", |d| {
+    expr(list, IMMEDIATE, |d| {
         d.be32(1, REG_VERDICT).nested(2, |v| {
             v.nested(attr::DATA_VERDICT, |c| {
                 c.be32(attr::VERDICT_CODE, code);
@@ -205,7 +216,7 @@ impl Rule {
         match &self.action {
             Action::Accept => verdict(&mut l, NF_ACCEPT),
             Action::Drop => {
-                expr(&mut l, "counter", |_| {});
+                counter(&mut l);
                 verdict(&mut l, NF_DROP);
             }
             Action::Log {
@@ -220,7 +231,9 @@ impl Rule {
                         .be32(4, 0)
                         .be32(5, 0);
                 });
-                expr(&mut l, "log", |d| {
+                // Counted after the limit: the packets actually logged.
+                counter(&mut l);
+                expr(&mut l, LOG, |d| {
                     d.str(2, prefix).be16(1, *group);
                 });
             }
@@ -273,7 +286,7 @@ impl Rule {
                 group,
             } => write!(
                 s,
-                "limit rate {rate}/second burst {rate} packets log prefix \"{prefix}\" group {group}"
+                "limit rate {rate}/second burst {rate} packets counter log prefix \"{prefix}\" group {group}"
             )
             .unwrap(),
         }
