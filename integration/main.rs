@@ -4,5 +4,6 @@
 mod engine;
 mod guests;
 mod isolation;
+mod ops;
 mod reliability;
 mod sandbox;

@@ -1,0 +1,587 @@
+//! `netctx watch`: converge once, then follow the kernel's notifications in
+//! the host and in every context (one reader thread a namespace, see
+//! `readers`) and converge a context again when a change made it drift.
+//!
+//! Events are debounced per context; a context with events is checked with a
+//! dry run first (no lock), and only a non-empty plan takes netctx's lock and
+//! converges. The notifications of watch's own repairs therefore end in a
+//! check that finds nothing to do. Contexts are followed while netctx's
+//! namespace is mounted: `down` makes watch let go of one, `up` (by anyone)
+//! makes it follow one. SIGTERM and SIGINT end it; nothing is undone.
+
+mod readers;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use serde_json::json;
+
+use super::{Exit, WatchArgs};
+use crate::apply::{self, converge, Host, HostView};
+use crate::config;
+use crate::kernel::events::Event;
+use crate::kernel::netns::{self, NsFile};
+use crate::kernel::nft::table::TABLE;
+use crate::kernel::{lock, pool};
+use crate::model::{Config, Context};
+use crate::observe::links::{self, ALIAS_PREFIX};
+use crate::observe::owner::{self, NsOwner};
+use readers::{Msg, Place, Reader};
+
+/// A context is checked once its events have been quiet this long …
+const QUIET: Duration = Duration::from_millis(150);
+/// … or this long after its first event, whichever comes first.
+const MAX_DELAY: Duration = Duration::from_millis(400);
+/// How often the namespaces are looked at for contexts that came or went.
+const SCAN: Duration = Duration::from_millis(200);
+/// More repairs than this within `BURST_WINDOW` (a repair every half
+/// second): something fights netctx; the context is left alone until it
+/// calms down.
+const BURST: usize = 20;
+const BURST_WINDOW: Duration = Duration::from_secs(10);
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signals() -> anyhow::Result<()> {
+    let sa = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe; no other handler is replaced behind anyone.
+        unsafe { sigaction(s, &sa) }.with_context(|| format!("installing a handler for {s}"))?;
+    }
+    Ok(())
+}
+
+/// Which contexts an event may have made drift.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Nobody,
+    All,
+    One(String),
+    /// A host address change on a link whose owner is not known yet.
+    HostIndex(u32),
+}
+
+/// The owner of a host link, from its alias or its declared name.
+fn host_owner(
+    name: Option<&str>,
+    alias: Option<&str>,
+    declared: &HashMap<String, String>,
+) -> Option<String> {
+    alias
+        .and_then(|a| a.strip_prefix(ALIAS_PREFIX))
+        .map(str::to_string)
+        .or_else(|| name.and_then(|n| declared.get(n).cloned()))
+}
+
+/// Pure: the contexts `ev`, seen in `place`, is about. `index` maps host
+/// ifindexes to contexts; `declared` host-side names to contexts.
+fn target(
+    place: &Place,
+    ev: &Event,
+    index: &HashMap<u32, String>,
+    declared: &HashMap<String, String>,
+) -> Target {
+    let nft_ours = |table: &str| table == TABLE;
+    match (place, ev) {
+        (_, Event::Lost) => match place {
+            Place::Host => Target::All,
+            Place::Ctx(n, _) => Target::One(n.clone()),
+        },
+        (Place::Ctx(_, _), Event::Nft { table, .. }) if !nft_ours(table) => Target::Nobody,
+        (Place::Ctx(n, _), _) => Target::One(n.clone()),
+        (Place::Host, Event::Nft { table, chain }) if nft_ours(table) => match chain {
+            Some(c) => c
+                .split_once('_')
+                .map_or(Target::All, |(ctx, _)| Target::One(ctx.to_string())),
+            None => Target::All,
+        },
+        (Place::Host, Event::Nft { .. }) | (Place::Host, Event::Route { .. }) => Target::Nobody,
+        (Place::Host, Event::Link { name, alias, .. }) => {
+            match host_owner(name.as_deref(), alias.as_deref(), declared) {
+                Some(c) => Target::One(c),
+                None => Target::Nobody,
+            }
+        }
+        (Place::Host, Event::Addr { index: i, .. }) => match index.get(i) {
+            Some(c) => Target::One(c.clone()),
+            None => Target::HostIndex(*i),
+        },
+    }
+}
+
+struct Watch<'a> {
+    path: &'a Path,
+    cfg: Config,
+    json: bool,
+    wait: Duration,
+    tx: mpsc::Sender<Msg>,
+    readers: HashMap<String, Reader>,
+    /// Contexts whose reader reported Ready at least once.
+    ready: HashSet<String>,
+    /// Namespaces not followed (undeclared, or their reader failed).
+    skipped: HashSet<(String, u64)>,
+    pending: HashMap<String, (Instant, Instant)>,
+    repairs: HashMap<String, Vec<Instant>>,
+    host: Host,
+    host_index: HashMap<u32, String>,
+    declared_hosts: HashMap<String, String>,
+    announced: bool,
+}
+
+fn declared_hosts(cfg: &Config) -> HashMap<String, String> {
+    cfg.contexts
+        .iter()
+        .flat_map(|c| {
+            c.links
+                .iter()
+                .filter_map(|l| l.host.clone().map(|h| (h, c.name.clone())))
+        })
+        .collect()
+}
+
+pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow::Result<Exit> {
+    install_signals()?;
+    let (tx, rx) = mpsc::channel();
+    let _host_reader = readers::spawn(Place::Host, None, tx.clone());
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Msg::Ready(_)) => {}
+        Ok(Msg::Failed(p, why)) => bail!("{p}: {why}"),
+        _ => bail!("the host's notification reader did not start"),
+    }
+    let mut w = Watch {
+        path,
+        declared_hosts: declared_hosts(&cfg),
+        cfg,
+        json: a.json,
+        wait,
+        tx,
+        readers: HashMap::new(),
+        ready: HashSet::new(),
+        skipped: HashSet::new(),
+        pending: HashMap::new(),
+        repairs: HashMap::new(),
+        host: Host::open().context("opening netlink sockets")?,
+        host_index: HashMap::new(),
+        announced: false,
+    };
+    w.converge_once()?;
+    w.scan()?;
+    w.run(&rx)?;
+    Ok(Exit::Ok)
+}
+
+impl Watch<'_> {
+    /// Print one line on stdout: text, or a JSON object.
+    fn say(&self, ctx: &str, event: &str, actions: &[String], latency: Option<Duration>) {
+        if self.json {
+            let mut v = json!({"event": event, "context": ctx, "actions": actions});
+            if let Some(l) = latency {
+                v["latency_ms"] = json!(l.as_millis());
+            }
+            println!("{v}");
+        } else if actions.is_empty() {
+            println!("{ctx}: {event}");
+        } else {
+            println!("{ctx}: {event}: {}", actions.join("; "));
+        }
+    }
+
+    /// `up` of every declared context, as the first thing.
+    fn converge_once(&mut self) -> anyhow::Result<()> {
+        let ctxs: Vec<&Context> = self.cfg.contexts.iter().collect();
+        let _lock = lock::lock(self.wait).context("taking the netctx lock")?;
+        netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
+        let view = HostView::read(&mut self.host).context("reading the host's links and rules")?;
+        let results = pool::map(&ctxs, Some("watch: up"), Host::open, |h, c| {
+            converge(c, &view, h, false)
+        })?;
+        for (c, r) in ctxs.iter().zip(results) {
+            match r {
+                Ok(o) => {
+                    let actions: Vec<String> = o.actions.iter().map(|a| a.to_string()).collect();
+                    let what = match (o.owner, actions.len()) {
+                        (_, 0) => "unchanged",
+                        (NsOwner::Ours, _) => "converged",
+                        _ => "created",
+                    };
+                    // As `up` says it; the actions themselves in JSON.
+                    let shown = if self.json { &actions[..] } else { &[] };
+                    self.say(&c.name, what, shown, None);
+                }
+                Err(e) => eprintln!("netctx: error: context {}: {e}", c.name),
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, rx: &mpsc::Receiver<Msg>) -> anyhow::Result<()> {
+        let mut last_scan = Instant::now();
+        while !STOP.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            let next_due = self
+                .pending
+                .values()
+                .map(|(first, last)| (*last + QUIET).min(*first + MAX_DELAY))
+                .min();
+            let timeout = next_due
+                .map_or(SCAN, |d| d.saturating_duration_since(now))
+                .min(SCAN)
+                .max(Duration::from_millis(5));
+            match rx.recv_timeout(timeout) {
+                Ok(m) => {
+                    self.on_msg(m)?;
+                    while let Ok(m) = rx.try_recv() {
+                        self.on_msg(m)?;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("every reader ended"),
+            }
+            if last_scan.elapsed() >= SCAN {
+                self.scan()?;
+                last_scan = Instant::now();
+            }
+            let now = Instant::now();
+            let due: Vec<String> = self
+                .pending
+                .iter()
+                .filter(|(_, (first, last))| now >= *last + QUIET || now >= *first + MAX_DELAY)
+                .map(|(n, _)| n.clone())
+                .collect();
+            if !due.is_empty() {
+                let since: Vec<(String, Instant)> = due
+                    .iter()
+                    .filter_map(|n| self.pending.remove(n).map(|(f, _)| (n.clone(), f)))
+                    .collect();
+                self.repair(&since);
+            }
+        }
+        Ok(())
+    }
+
+    fn mark(&mut self, ctx: &str) {
+        if !self.readers.contains_key(ctx) {
+            return;
+        }
+        let now = Instant::now();
+        let e = self.pending.entry(ctx.to_string()).or_insert((now, now));
+        e.1 = now;
+    }
+
+    fn on_msg(&mut self, m: Msg) -> anyhow::Result<()> {
+        match m {
+            Msg::Ready(Place::Host) => {}
+            Msg::Ready(Place::Ctx(name, _)) => {
+                // Subscribed: whatever happened before is seen by one check.
+                self.ready.insert(name.clone());
+                self.mark(&name);
+                self.announce();
+            }
+            Msg::Failed(Place::Host, why) => bail!("the host: {why}"),
+            Msg::Failed(Place::Ctx(name, inode), why) => {
+                eprintln!("netctx: error: context {name}: {why}; not watching it");
+                if self.readers.get(&name).is_some_and(|r| r.inode == inode) {
+                    self.readers.remove(&name);
+                    self.skipped.insert((name, inode));
+                }
+                self.announce();
+            }
+            Msg::Events(place, events) => {
+                for ev in &events {
+                    self.on_event(&place, ev);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Once every context found at the start is subscribed: say so (on
+    /// stderr) once.
+    fn announce(&mut self) {
+        if !self.announced && self.readers.keys().all(|n| self.ready.contains(n)) {
+            self.announced = true;
+            eprintln!("netctx: watching {} context(s)", self.readers.len());
+        }
+    }
+
+    fn on_event(&mut self, place: &Place, ev: &Event) {
+        if let (Place::Host, Event::Link { index, deleted, .. }) = (place, ev) {
+            self.host_index.remove(index);
+            if let (false, Target::One(c)) = (
+                *deleted,
+                target(place, ev, &HashMap::new(), &self.declared_hosts),
+            ) {
+                self.host_index.insert(*index, c);
+            }
+        }
+        match target(place, ev, &self.host_index, &self.declared_hosts) {
+            Target::Nobody => {}
+            Target::One(c) => self.mark(&c),
+            Target::All => {
+                let names: Vec<String> = self.readers.keys().cloned().collect();
+                for n in names {
+                    self.mark(&n);
+                }
+            }
+            Target::HostIndex(i) => {
+                // A link netctx has not heard of yet: learn the host's links.
+                if let Ok(ls) = links::read_links_only(&mut self.host.rtnl) {
+                    for l in ls {
+                        if let Some(c) =
+                            host_owner(Some(&l.name), l.alias.as_deref(), &self.declared_hosts)
+                        {
+                            self.host_index.insert(l.index, c);
+                        }
+                    }
+                }
+                if let Some(c) = self.host_index.get(&i).cloned() {
+                    self.mark(&c);
+                }
+            }
+        }
+    }
+
+    /// Follow the contexts whose namespace netctx has mounted; let go of the
+    /// others.
+    fn scan(&mut self) -> anyhow::Result<()> {
+        let mut live: HashMap<String, u64> = HashMap::new();
+        for name in owner::marked().context("listing netctx's markers")? {
+            if owner::ns_owner(&name).ok() != Some(NsOwner::Ours) {
+                continue;
+            }
+            if let Ok(NsFile::Mounted { inode }) = netns::probe(&name) {
+                live.insert(name, inode);
+            }
+        }
+        let gone: Vec<String> = self
+            .readers
+            .iter()
+            .filter(|(n, r)| live.get(*n) != Some(&r.inode))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in gone {
+            self.readers.remove(&n);
+            self.ready.remove(&n);
+            self.pending.remove(&n);
+            self.repairs.remove(&n);
+            self.say(&n, "gone", &[], None);
+        }
+        for (name, inode) in live {
+            if self.readers.contains_key(&name) || self.skipped.contains(&(name.clone(), inode)) {
+                continue;
+            }
+            if self.cfg.get(&name).is_none() {
+                self.reload();
+            }
+            if self.cfg.get(&name).is_none() {
+                eprintln!("netctx: context {name} is not in the configuration; not watching it");
+                self.skipped.insert((name, inode));
+                continue;
+            }
+            let file = match netns::open(&name) {
+                Ok(f) => f,
+                Err(_) => continue,
+            };
+            let reader =
+                readers::spawn(Place::Ctx(name.clone(), inode), Some(file), self.tx.clone());
+            let again = self.announced;
+            self.readers.insert(name.clone(), reader);
+            if again {
+                self.say(&name, "watching", &[], None);
+            }
+        }
+        self.announce();
+        Ok(())
+    }
+
+    /// Read the configuration again (a context appeared that it did not
+    /// declare when watch started).
+    fn reload(&mut self) {
+        match config::load(self.path) {
+            Ok(c) => {
+                self.declared_hosts = declared_hosts(&c);
+                self.cfg = c;
+            }
+            Err(e) => eprintln!(
+                "netctx: warning: reloading {}: {e}; keeping the configuration watch started with",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// Whether `ctx` has been repaired too often lately (and say so once).
+    fn fighting(&mut self, ctx: &str) -> bool {
+        let now = Instant::now();
+        let times = self.repairs.entry(ctx.to_string()).or_default();
+        times.retain(|t| now.duration_since(*t) < BURST_WINDOW);
+        if times.len() == BURST {
+            eprintln!(
+                "netctx: warning: context {ctx} drifted {BURST} times in {} s: something keeps changing it; leaving it alone until it is quiet",
+                BURST_WINDOW.as_secs()
+            );
+            times.push(now);
+        }
+        times.len() > BURST
+    }
+
+    /// Check the contexts (dry); converge those that drifted, under the lock.
+    fn repair(&mut self, due: &[(String, Instant)]) {
+        let owned: Vec<Context> = due
+            .iter()
+            .filter_map(|(n, _)| self.cfg.get(n).cloned())
+            .collect();
+        let ctxs: Vec<&Context> = owned.iter().collect();
+        let view = match HostView::read(&mut self.host) {
+            Ok(v) => v,
+            Err(e) => return eprintln!("netctx: error: reading the host's links and rules: {e}"),
+        };
+        let checks = pool::map(&ctxs, None, Host::open, |h, c| converge(c, &view, h, true));
+        let checks = match checks {
+            Ok(c) => c,
+            Err(e) => return eprintln!("netctx: error: opening netlink sockets: {e}"),
+        };
+        let mut drifted: Vec<&Context> = Vec::new();
+        for (c, r) in ctxs.iter().zip(checks) {
+            match r {
+                Ok(o) if o.actions.is_empty() => {}
+                Ok(_) => drifted.push(c),
+                Err(e) => eprintln!("netctx: error: context {}: {e}", c.name),
+            }
+        }
+        drifted.retain(|c| !self.fighting(&c.name));
+        if drifted.is_empty() {
+            return;
+        }
+        let results = match self.converge_locked(&drifted) {
+            Ok(r) => r,
+            Err(e) => return eprintln!("netctx: error: {e:#}"),
+        };
+        for (c, r) in drifted.iter().zip(results) {
+            let since = due
+                .iter()
+                .find(|(n, _)| *n == c.name)
+                .map(|(_, t)| t.elapsed());
+            match r {
+                Some(Ok(o)) if !o.actions.is_empty() => {
+                    self.repairs
+                        .entry(c.name.clone())
+                        .or_default()
+                        .push(Instant::now());
+                    let actions: Vec<String> = o.actions.iter().map(|a| a.to_string()).collect();
+                    self.say(&c.name, "repaired", &actions, since);
+                }
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => eprintln!("netctx: error: context {}: {e}", c.name),
+            }
+        }
+    }
+
+    /// Converge `ctxs` holding the lock; a context whose namespace is no
+    /// longer netctx's mounted one (a `down` ran meanwhile) is left alone
+    /// (`None`).
+    fn converge_locked(
+        &mut self,
+        ctxs: &[&Context],
+    ) -> anyhow::Result<Vec<Option<Result<apply::Outcome, apply::CtxError>>>> {
+        let _lock = lock::lock(self.wait).context("taking the netctx lock")?;
+        let still: Vec<&Context> = ctxs
+            .iter()
+            .copied()
+            .filter(|c| owner::ns_owner(&c.name).ok() == Some(NsOwner::Ours))
+            .collect();
+        let view = HostView::read(&mut self.host).context("reading the host's links and rules")?;
+        let mut done = pool::map(&still, Some("watch: repair"), Host::open, |h, c| {
+            converge(c, &view, h, false)
+        })?
+        .into_iter();
+        Ok(ctxs
+            .iter()
+            .map(|c| {
+                still
+                    .iter()
+                    .any(|s| s.name == c.name)
+                    .then(|| done.next())
+                    .flatten()
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(n: &str) -> Place {
+        Place::Ctx(n.into(), 1)
+    }
+
+    #[test]
+    fn events_are_mapped_to_the_contexts_they_concern() {
+        let idx: HashMap<u32, String> = [(7, "web".to_string())].into();
+        let decl: HashMap<String, String> = [("nx-db".to_string(), "db".to_string())].into();
+        let t = |p: &Place, e: Event| target(p, &e, &idx, &decl);
+        let nft = |table: &str, chain: Option<&str>| Event::Nft {
+            table: table.into(),
+            chain: chain.map(str::to_string),
+        };
+        // Inside a context: everything but other tables is about it.
+        assert_eq!(
+            t(&ctx("a"), Event::Route { deleted: true }),
+            Target::One("a".into())
+        );
+        assert_eq!(t(&ctx("a"), nft("netctx", None)), Target::One("a".into()));
+        assert_eq!(t(&ctx("a"), nft("other", None)), Target::Nobody);
+        // On the host: chains by their prefix, the table for everyone.
+        assert_eq!(
+            t(&Place::Host, nft("netctx", Some("web_nx-web"))),
+            Target::One("web".into())
+        );
+        assert_eq!(t(&Place::Host, nft("netctx", None)), Target::All);
+        assert_eq!(
+            t(&Place::Host, nft("filter", Some("input"))),
+            Target::Nobody
+        );
+        assert_eq!(t(&Place::Host, Event::Lost), Target::All);
+        assert_eq!(
+            t(&Place::Host, Event::Route { deleted: true }),
+            Target::Nobody
+        );
+        // Host links: by alias, else by declared name; addresses by index.
+        let link = |name: &str, alias: Option<&str>| Event::Link {
+            index: 9,
+            name: Some(name.into()),
+            alias: alias.map(str::to_string),
+            up: false,
+            deleted: true,
+        };
+        assert_eq!(
+            t(&Place::Host, link("nx-web", Some("netctx:web"))),
+            Target::One("web".into())
+        );
+        assert_eq!(
+            t(&Place::Host, link("nx-db", None)),
+            Target::One("db".into())
+        );
+        assert_eq!(t(&Place::Host, link("eth0", None)), Target::Nobody);
+        let addr = |index| Event::Addr {
+            index,
+            deleted: true,
+        };
+        assert_eq!(t(&Place::Host, addr(7)), Target::One("web".into()));
+        assert_eq!(t(&Place::Host, addr(8)), Target::HostIndex(8));
+    }
+}
