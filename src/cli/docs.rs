@@ -80,8 +80,7 @@ fn arg_term(a: &Arg) -> String {
         names.push(format!("\\fB\\-\\-{}\\fR", roff(l)));
     }
     let mut t = names.join(", ");
-    let takes_value = a.get_num_args().is_some_and(|n| n.takes_values());
-    if takes_value {
+    if a.get_action().takes_values() {
         t.push_str(&format!(" \\fI{}\\fR", value_names(a)));
     }
     t
@@ -98,7 +97,7 @@ fn arg_help(a: &Arg) -> String {
         .iter()
         .map(|v| v.get_name().to_string())
         .collect();
-    if !possible.is_empty() && !a.is_hide_possible_values_set() {
+    if !possible.is_empty() && a.get_action().takes_values() && !a.is_hide_possible_values_set() {
         h.push_str(&format!(" (one of: {})", possible.join(", ")));
     }
     if let Some(env) = a.get_env() {
@@ -109,14 +108,21 @@ fn arg_help(a: &Arg) -> String {
         .iter()
         .map(|v| v.to_string_lossy().into_owned())
         .collect();
-    if !defaults.is_empty() {
+    if !defaults.is_empty() && a.get_action().takes_values() {
         h.push_str(&format!(" [default: {}]", defaults.join(" ")));
     }
     roff(&h)
 }
 
-fn write_args<'a>(w: &mut dyn Write, args: impl Iterator<Item = &'a Arg>) -> io::Result<()> {
-    for a in args.filter(|a| !a.is_hide_set()) {
+/// The arguments of a command; the global ones only where `globals`.
+fn write_args<'a>(
+    w: &mut dyn Write,
+    args: impl Iterator<Item = &'a Arg>,
+    globals: bool,
+) -> io::Result<()> {
+    // `--help` of each command is said once, with the global options.
+    let skip = |a: &Arg| !globals && (a.is_global_set() || a.get_id() == "help");
+    for a in args.filter(|a| !a.is_hide_set() && !skip(a)) {
         writeln!(w, ".TP\n{}\n{}", arg_term(a), arg_help(a))?;
     }
     Ok(())
@@ -125,7 +131,10 @@ fn write_args<'a>(w: &mut dyn Write, args: impl Iterator<Item = &'a Arg>) -> io:
 /// The usage line of a subcommand, as `netctx NAME [OPTIONS] ARGS`.
 fn synopsis(sub: &Command) -> String {
     let mut s = format!("\\fBnetctx {}\\fR", sub.get_name());
-    if sub.get_arguments().any(|a| !a.is_positional()) {
+    if sub
+        .get_arguments()
+        .any(|a| !a.is_positional() && !a.is_global_set())
+    {
         s.push_str(" [\\fIOPTIONS\\fR]");
     }
     for a in sub.get_positionals() {
@@ -152,7 +161,7 @@ fn render_commands(w: &mut dyn Write, cmd: &Command) -> io::Result<()> {
             "{}",
             roff(&about.map(|s| s.to_string()).unwrap_or_default())
         )?;
-        write_args(w, sub.get_arguments())?;
+        write_args(w, sub.get_arguments(), false)?;
     }
     Ok(())
 }
@@ -194,7 +203,8 @@ netctx's markers, guests' pid files and logs, and the lock.
 /// options, then every command with its options, then exit status,
 /// environment and files.
 pub fn render_man(w: &mut dyn Write) -> io::Result<()> {
-    let cmd = Cli::command();
+    let mut cmd = Cli::command();
+    cmd.build();
     let man = clap_mangen::Man::new(cmd.clone()).section("1");
     man.render_title(w)?;
     man.render_name_section(w)?;
@@ -202,12 +212,7 @@ pub fn render_man(w: &mut dyn Write) -> io::Result<()> {
     man.render_description_section(w)?;
     writeln!(w, ".SH OPTIONS")?;
     writeln!(w, "These options may stand before or after the command.")?;
-    write_args(w, cmd.get_arguments())?;
-    writeln!(w, ".TP\n\\fB\\-h\\fR, \\fB\\-\\-help\\fR\nPrint help.")?;
-    writeln!(
-        w,
-        ".TP\n\\fB\\-V\\fR, \\fB\\-\\-version\\fR\nPrint the version."
-    )?;
+    write_args(w, cmd.get_arguments(), true)?;
     render_commands(w, &cmd)?;
     w.write_all(TRAILER.as_bytes())
 }
@@ -225,14 +230,18 @@ mod tests {
             page.starts_with(".ie") || page.contains(".TH netctx 1"),
             "{page}"
         );
-        let cmd = Cli::command();
+        let mut cmd = Cli::command();
+        cmd.build();
         for sub in cmd.get_subcommands() {
             assert!(
                 page.contains(&format!(".SS \"netctx {}\"", sub.get_name())),
                 "{} missing",
                 sub.get_name()
             );
-            for a in sub.get_arguments().filter(|a| !a.is_positional()) {
+            for a in sub
+                .get_arguments()
+                .filter(|a| !a.is_positional() && !a.is_global_set())
+            {
                 let long = a.get_long().unwrap().replace('-', "\\-");
                 assert!(page.contains(&format!("\\-\\-{long}")), "--{long} missing");
             }

@@ -213,7 +213,7 @@ impl Subscriptions {
 mod tests {
     use super::*;
     use crate::kernel::nft::wire::{encode_raw, Attrs, NFPROTO_INET};
-    use netlink_packet_core::{NetlinkHeader, NetlinkSerializable};
+    use netlink_packet_core::NetlinkHeader;
 
     fn rtnl_datagram(msgs: Vec<M>) -> Vec<u8> {
         let mut out = Vec::new();
