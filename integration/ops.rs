@@ -95,11 +95,16 @@ impl Watcher {
     }
 
     /// SIGTERM to the watch process we started (by pid); its exit status.
-    fn term(mut self) -> std::process::ExitStatus {
+    fn term(self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// `sig` to the watch process we started (by pid); its exit status.
+    fn signal(mut self, sig: libc::c_int) -> std::process::ExitStatus {
         let pid = i32::try_from(self.child.id()).unwrap();
         // SAFETY: kill(2) on the pid of our own child, which has not been
         // reaped yet (so the pid cannot have been reused).
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
         let end = Instant::now() + Duration::from_secs(5);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -290,7 +295,11 @@ fn watch_follows_contexts_that_come_and_go() {
     within_3s("eth0 of b set up again", || up(&sb, Some("b"), "eth0"));
     let v = w.next("repaired", "b", Duration::from_secs(3));
     assert_eq!(v["actions"][0], "set link eth0 up", "{v}");
-    assert!(w.term().success());
+    // SIGINT (^C) ends it as SIGTERM does, leaving b up (and a down).
+    assert!(w.signal(libc::SIGINT).success());
+    let s = sb.netctx(&["-c", both, "status"]);
+    assert_eq!(s.code, 0, "{}{}", s.stdout, s.stderr);
+    assert!(s.stdout.contains("b            up"), "{}", s.stdout);
 }
 
 /// The figures of one context from `stats --json`.
@@ -478,4 +487,28 @@ fn the_man_page_renders_without_warnings() {
         "groff: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn long_work_shows_progress_on_a_terminal_only() {
+    let sb = Sandbox::new();
+    let mut three = String::new();
+    for i in 1..=3 {
+        three.push_str(&format!(
+            "[context.p{i}]\n[[context.p{i}.link]]\nkind = \"veth\"\nname = \"eth0\"\naddresses = [\"10.6{i}.0.2/24\"]\n"
+        ));
+    }
+    let cfg = sb.write_config("p.toml", &three);
+    let cfg = cfg.to_str().unwrap();
+    // script(1) gives netctx a terminal; what it wrote comes back on stdout.
+    let on_tty = |cmd: &str| sb.ok(&format!("script -qec '{cmd}' /dev/null"));
+    let up = on_tty(&format!("{BIN} -c {cfg} up"));
+    assert!(up.contains("\rup: 3/3"), "{up:?}");
+    let watch = on_tty(&format!("timeout -s TERM 3 {BIN} -c {cfg} watch; true"));
+    assert!(watch.contains("\rwatch: up: 3/3"), "{watch:?}");
+    let down = on_tty(&format!("{BIN} down --all"));
+    assert!(down.contains("\rdown: 3/3"), "{down:?}");
+    // Not on a pipe.
+    let piped = sb.netctx(&["-c", cfg, "up"]);
+    assert!(!piped.stderr.contains("up: "), "{}", piped.stderr);
 }

@@ -40,9 +40,9 @@ const QUIET: Duration = Duration::from_millis(150);
 const MAX_DELAY: Duration = Duration::from_millis(400);
 /// How often the namespaces are looked at for contexts that came or went.
 const SCAN: Duration = Duration::from_millis(200);
-/// More repairs than this within `BURST_WINDOW` (a repair every half
-/// second): something fights netctx; the context is left alone until it
-/// calms down.
+/// More repair attempts than this within `BURST_WINDOW` (one every half
+/// second): something fights netctx, or the repair keeps failing; the
+/// context is left alone until it calms down.
 const BURST: usize = 20;
 const BURST_WINDOW: Duration = Duration::from_secs(10);
 
@@ -418,12 +418,16 @@ impl Watch<'_> {
                 .iter()
                 .find(|(n, _)| *n == c.name)
                 .map(|(_, t)| t.elapsed());
+            // Every attempt counts, failed ones too: a repair that fails
+            // (and is rolled back) must not be retried in a loop either.
+            if r.is_some() {
+                self.repairs
+                    .entry(c.name.clone())
+                    .or_default()
+                    .push(Instant::now());
+            }
             match r {
                 Some(Ok(o)) if !o.actions.is_empty() => {
-                    self.repairs
-                        .entry(c.name.clone())
-                        .or_default()
-                        .push(Instant::now());
                     let actions: Vec<String> = o.actions.iter().map(|a| a.to_string()).collect();
                     self.say(&c.name, "repaired", &actions, since);
                 }
