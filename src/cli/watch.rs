@@ -60,7 +60,8 @@ fn install_signals() -> anyhow::Result<()> {
     );
     for s in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe; no other handler is replaced behind anyone.
+        // async-signal-safe; it replaces the default action of SIGTERM and
+        // SIGINT, for which netctx installs no other handler.
         unsafe { sigaction(s, &sa) }.with_context(|| format!("installing a handler for {s}"))?;
     }
     Ok(())

@@ -150,6 +150,24 @@ pub fn parse_nft(buf: &[u8]) -> Vec<Event> {
     out
 }
 
+/// Why notifications cannot be followed: which subscription, and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("subscribing to {what} notifications")]
+    Subscribe {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("reading {what} notifications")]
+    Read {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+const RT: &str = "rtnetlink";
+const NFT: &str = "nf_tables";
+
 /// The two subscribed sockets of one namespace.
 pub struct Subscriptions {
     rt: Socket,
@@ -170,17 +188,18 @@ fn subscribe(proto: isize, groups: &[u32]) -> io::Result<Socket> {
 
 impl Subscriptions {
     /// Subscribe in the calling thread's network namespace.
-    pub fn open() -> io::Result<Subscriptions> {
+    pub fn open() -> Result<Subscriptions, EventsError> {
+        let err = |what| move |source| EventsError::Subscribe { what, source };
         Ok(Subscriptions {
-            rt: subscribe(NETLINK_ROUTE, &RT_GROUPS)?,
-            nft: subscribe(NETLINK_NETFILTER, &[NFNLGRP_NFTABLES])?,
+            rt: subscribe(NETLINK_ROUTE, &RT_GROUPS).map_err(err(RT))?,
+            nft: subscribe(NETLINK_NETFILTER, &[NFNLGRP_NFTABLES]).map_err(err(NFT))?,
             buf: Vec::with_capacity(1 << 16),
         })
     }
 
     /// Wait up to `timeout` for notifications; every event queued by then
     /// (empty after a quiet `timeout`).
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<Vec<Event>> {
+    pub fn wait(&mut self, timeout: Duration) -> Result<Vec<Event>, EventsError> {
         let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
         let mut fds = [
             PollFd::new(self.rt.as_fd(), PollFlags::POLLIN),
@@ -188,7 +207,12 @@ impl Subscriptions {
         ];
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return Err(EventsError::Read {
+                    what: "rtnetlink and nf_tables",
+                    source: e.into(),
+                })
+            }
         }
         let mut out = Vec::new();
         for (nft, sock) in [(false, &self.rt), (true, &self.nft)] {
@@ -201,7 +225,10 @@ impl Subscriptions {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => out.push(Event::Lost),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                    Err(source) => {
+                        let what = if nft { NFT } else { RT };
+                        return Err(EventsError::Read { what, source });
+                    }
                 }
             }
         }

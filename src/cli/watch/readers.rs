@@ -48,6 +48,18 @@ impl Drop for Reader {
     }
 }
 
+/// An error with its causes, as `netctx: error:` prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 /// How long a reader blocks before looking at its stop flag.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -72,7 +84,7 @@ pub fn spawn(place: Place, ns: Option<File>, tx: mpsc::Sender<Msg>) -> Reader {
         let mut subs = match Subscriptions::open() {
             Ok(s) => s,
             Err(e) => {
-                let why = format!("subscribing to rtnetlink and nf_tables notifications: {e}");
+                let why = chain(&e);
                 let _ = tx.send(Msg::Failed(place, why));
                 return;
             }
@@ -89,7 +101,8 @@ pub fn spawn(place: Place, ns: Option<File>, tx: mpsc::Sender<Msg>) -> Reader {
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Msg::Failed(place, format!("reading notifications: {e}")));
+                    let why = chain(&e);
+                    let _ = tx.send(Msg::Failed(place, why));
                     return;
                 }
             }
