@@ -80,11 +80,15 @@ fn bound(addr: IpAddr, port: u16, tcp: bool, freebind: bool) -> std::io::Result<
     Ok(fd)
 }
 
+fn family(af: libc::c_int) -> libc::sa_family_t {
+    libc::sa_family_t::try_from(af).expect("an address family")
+}
+
 fn socket2_addr(sa: SocketAddr) -> (Vec<u8>, libc::socklen_t) {
     match sa {
         SocketAddr::V4(a) => {
             let s = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_family: family(libc::AF_INET),
                 sin_port: a.port().to_be(),
                 sin_addr: libc::in_addr {
                     s_addr: u32::from(*a.ip()).to_be(),
@@ -95,11 +99,14 @@ fn socket2_addr(sa: SocketAddr) -> (Vec<u8>, libc::socklen_t) {
             let b = unsafe {
                 std::slice::from_raw_parts(&s as *const _ as *const u8, std::mem::size_of_val(&s))
             };
-            (b.to_vec(), b.len() as libc::socklen_t)
+            (
+                b.to_vec(),
+                libc::socklen_t::try_from(b.len()).expect("a sockaddr"),
+            )
         }
         SocketAddr::V6(a) => {
             let s = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_family: family(libc::AF_INET6),
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: 0,
                 sin6_addr: libc::in6_addr {
@@ -111,7 +118,10 @@ fn socket2_addr(sa: SocketAddr) -> (Vec<u8>, libc::socklen_t) {
             let b = unsafe {
                 std::slice::from_raw_parts(&s as *const _ as *const u8, std::mem::size_of_val(&s))
             };
-            (b.to_vec(), b.len() as libc::socklen_t)
+            (
+                b.to_vec(),
+                libc::socklen_t::try_from(b.len()).expect("a sockaddr"),
+            )
         }
     }
 }
@@ -124,17 +134,18 @@ fn checksum(data: &[u8]) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    !u16::try_from(sum).expect("folded to 16 bits")
 }
 
 fn forge(src: Ipv4Addr, dst: Ipv4Addr, port: u16, text: &[u8]) -> std::io::Result<()> {
     let mut udp = Vec::new();
     udp.extend_from_slice(&40000u16.to_be_bytes());
     udp.extend_from_slice(&port.to_be_bytes());
-    udp.extend_from_slice(&(8 + text.len() as u16).to_be_bytes());
+    let udp_len = u16::try_from(8 + text.len()).expect("a small datagram");
+    udp.extend_from_slice(&udp_len.to_be_bytes());
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(text);
-    let total = 20 + udp.len() as u16;
+    let total = u16::try_from(20 + udp.len()).expect("a small datagram");
     let mut ip = vec![0x45, 0];
     ip.extend_from_slice(&total.to_be_bytes());
     ip.extend_from_slice(&[0, 1, 0, 0, 64, 17, 0, 0]);
@@ -178,6 +189,7 @@ fn main() {
     };
     let ip = |i: usize| -> IpAddr { arg(i).parse().unwrap_or_else(|_| die("not an address")) };
     let num = |i: usize| -> u64 { arg(i).parse().unwrap_or_else(|_| die("not a number")) };
+    let port = |i: usize| -> u16 { arg(i).parse().unwrap_or_else(|_| die("not a port")) };
     let flag = |f: &str| args.iter().any(|a| a == f);
     match arg(0).as_str() {
         "listen" => {
@@ -189,7 +201,7 @@ fn main() {
                 .iter()
                 .position(|a| a == "--secs")
                 .map_or(60, |i| num(i + 1));
-            let fd = bound(ip(1), num(2) as u16, flag("--tcp"), flag("--freebind"))
+            let fd = bound(ip(1), port(2), flag("--tcp"), flag("--freebind"))
                 .unwrap_or_else(|e| die(&format!("bind: {}", errno_name(&e))));
             println!("listening");
             let _ = std::io::stdout().flush();
@@ -197,7 +209,7 @@ fn main() {
             let _ = fd;
         }
         "recv-udp" => {
-            let s = UdpSocket::bind(SocketAddr::new(ip(1), num(2) as u16))
+            let s = UdpSocket::bind(SocketAddr::new(ip(1), port(2)))
                 .unwrap_or_else(|e| die(&e.to_string()));
             s.set_read_timeout(Some(Duration::from_secs_f64(arg(3).parse().unwrap_or(1.0))))
                 .unwrap();
@@ -212,7 +224,7 @@ fn main() {
             }
         }
         "send-udp" => {
-            let dst = SocketAddr::new(ip(1), num(2) as u16);
+            let dst = SocketAddr::new(ip(1), port(2));
             let local: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
                 .parse()
                 .unwrap();
@@ -224,13 +236,13 @@ fn main() {
             let (IpAddr::V4(src), IpAddr::V4(dst)) = (ip(1), ip(2)) else {
                 die("IPv4 only")
             };
-            match forge(src, dst, num(3) as u16, arg(4).as_bytes()) {
+            match forge(src, dst, port(3), arg(4).as_bytes()) {
                 Ok(()) => println!("sent"),
                 // Dropped on output: the kernel says EPERM.
                 Err(e) => println!("{}", errno_name(&e)),
             }
         }
-        "bind" => match bound(ip(1), num(2) as u16, true, false) {
+        "bind" => match bound(ip(1), port(2), true, false) {
             Ok(_) => println!("ok"),
             Err(e) => println!("{}", errno_name(&e)),
         },

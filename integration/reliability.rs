@@ -144,9 +144,13 @@ fn a_waiting_run_gives_up_naming_the_holder_and_a_dead_holder_blocks_nobody() {
     let sb = Sandbox::new();
     let cfg = sb.write_config("c.toml", &contexts(2));
     let c = cfg.to_str().unwrap();
-    // Hold the lock with flock(1) as another netctx would.
-    sb.ok("mkdir -p /run/netctx && (flock -o /run/netctx/lock sh -c 'echo $$ >/run/netctx/lock; sleep 2' >/dev/null 2>&1 &) ; sleep 0.3");
-    let holder = sb.ok("cat /run/netctx/lock").trim().to_string();
+    // Hold the lock with flock(1) as another process of root's would, and
+    // leave a stale pid in the file: the message names the real holder.
+    let holder = sb
+        .ok("mkdir -p -m 0700 /run/netctx && echo 99999 >/run/netctx/lock && \
+             { flock /run/netctx/lock sleep 2 >/dev/null 2>&1 & echo $!; } ; sleep 0.3")
+        .trim()
+        .to_string();
     let r = sb.netctx(&["-c", c, "--wait", "0.5", "up"]);
     assert_eq!(r.code, 1);
     assert!(

@@ -1,61 +1,39 @@
 //! Carrying out a plan: the only place that changes the kernel for a context.
-//! Requests are batched per namespace and phase; every request that succeeded
-//! leaves its inverse in a journal, and a failure replays the journal
+//! The plan's actions become phased steps (`steps`, pure); requests are
+//! batched per namespace and phase; every request that succeeded leaves its
+//! inverse in a journal (`journal`), and a failure replays the journal
 //! backwards so the context is as it was (a new context is removed whole).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 
-mod crash;
+pub mod crash;
+mod error;
+mod journal;
+mod kernel;
+mod steps;
 pub mod teardown;
+#[cfg(test)]
+mod tests;
 
-use crate::kernel::netlink::{NlError, Request, Rtnl};
+pub use error::CtxError;
+
+use self::journal::{rollback, run, undo_new, Undo};
+use self::kernel::{Kernel, Sockets};
+use crate::kernel::netlink::{NlError, Rtnl};
 use crate::kernel::netns;
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::nft::table;
 use crate::kernel::profile;
-use crate::kernel::rtnl;
 use crate::kernel::sysctl;
 use crate::model::Context;
-use crate::observe::links::{self, alias_for, NsState, ObsLink};
+use crate::observe::links::{self, NsState, ObsLink};
 use crate::observe::nft::Live;
 use crate::observe::owner::{self, NsOwner};
 use crate::plan::rules;
-use crate::plan::{plan, Action, Observed, Refusal, Side};
-
-/// Why a context could not be converged; shown after `context NAME: `.
-#[derive(Debug, thiserror::Error)]
-pub enum CtxError {
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    #[error("{object}: {cause}")]
-    Kernel { object: String, cause: String },
-    #[error("namespace /run/netns/{name}: {source}")]
-    Namespace { name: String, source: io::Error },
-    #[error("{0}")]
-    Other(String),
-}
-
-impl CtxError {
-    fn kernel(object: &str, e: &NlError) -> CtxError {
-        let cause = if e.errno == libc::EOPNOTSUPP && object.contains("(dummy)") {
-            "this kernel cannot create dummy links (CONFIG_DUMMY)".to_string()
-        } else {
-            e.to_string()
-        };
-        CtxError::Kernel {
-            object: object.replace(" (dummy)", ""),
-            cause,
-        }
-    }
-    fn ns(name: &str, source: io::Error) -> CtxError {
-        CtxError::Namespace {
-            name: name.to_string(),
-            source,
-        }
-    }
-}
+use crate::plan::{plan, Action, Observed, Side};
 
 /// What `converge` did or would do.
 #[derive(Debug)]
@@ -63,21 +41,6 @@ pub struct Outcome {
     pub actions: Vec<Action>,
     /// Who owned the namespace before.
     pub owner: NsOwner,
-}
-
-/// A kernel request with what it is about (for errors) and how to undo it.
-struct Step {
-    side: Side,
-    req: Request,
-    what: String,
-    undo: Option<Request>,
-    /// errno values that count as success (e.g. ENODEV when deleting).
-    ok_errno: &'static [i32],
-}
-
-enum Undo {
-    Nl(Side, Request),
-    Sysctl(String, bool),
 }
 
 /// The host's sockets of one worker, opened in the host's namespace.
@@ -111,21 +74,6 @@ impl HostView {
     }
 }
 
-struct Sockets<'a> {
-    host: &'a mut Host,
-    ns: Rtnl,
-    ns_nft: Nft,
-}
-
-impl Sockets<'_> {
-    fn get(&mut self, side: Side) -> &mut Rtnl {
-        match side {
-            Side::Host => &mut self.host.rtnl,
-            Side::Ctx => &mut self.ns,
-        }
-    }
-}
-
 /// Sockets inside the calling thread's namespace.
 fn open_here(name: &str) -> Result<(Rtnl, Nft), CtxError> {
     let rtnl = Rtnl::open().map_err(|e| CtxError::ns(name, e))?;
@@ -155,341 +103,165 @@ pub fn converge(
         return netns::run_in(&file, || -> Result<Outcome, CtxError> {
             let (mut ns_nl, mut ns_nft) = open_here(name)?;
             let ns = profile::time(6, || links::read_ns(&mut ns_nl, &mut ns_nft))
-                .map_err(|e| CtxError::kernel("reading the namespace", &e))?;
+                .map_err(|e| CtxError::kernel("reading the namespace", e))?;
             let actions = plan(ctx, &observed(ns))?;
             if !dry && !actions.is_empty() {
-                let mut socks = Sockets {
+                let mut k = Sockets {
                     host,
                     ns: ns_nl,
                     ns_nft,
                 };
                 let mut journal = Vec::new();
-                if let Err(e) = apply(ctx, &actions, &file, &mut socks, &mut journal) {
-                    rollback(&mut socks, journal);
-                    return Err(e);
+                if let Err(e) = apply(ctx, &actions, &file, &mut k, &mut journal) {
+                    return Err(rollback(&mut k, journal, e));
                 }
             }
             Ok(Outcome { actions, owner })
         })
         .map_err(|e| CtxError::ns(name, e))?;
     }
-
     let actions = plan(ctx, &observed(NsState::default()))?;
-    if dry {
-        return Ok(Outcome { actions, owner });
+    if !dry {
+        create(ctx, &actions, host)?;
     }
+    Ok(Outcome { actions, owner })
+}
+
+/// Make a new context's namespace and apply `actions` inside it; on failure
+/// nothing of it is left.
+fn create(ctx: &Context, actions: &[Action], host: &mut Host) -> Result<(), CtxError> {
+    let name = &ctx.name;
     if actions.contains(&Action::RemoveNsFile) {
         netns::remove(name).map_err(|e| CtxError::ns(name, e))?;
     }
-    owner::mark_intent(name).map_err(|e| CtxError::ns(name, e))?;
-    crash::point("marker written, no namespace yet");
     let started = std::time::Instant::now();
     let mut inner = std::time::Duration::ZERO;
-    let made = netns::create_and_run(name, |file| -> Result<(), CtxError> {
+    let claim = |inode| {
+        owner::mark(name, inode)?;
+        crash::point("marker written, namespace not mounted yet");
+        Ok(())
+    };
+    let made = netns::create_and_run(name, claim, |file| -> Result<(), CtxError> {
         let t = std::time::Instant::now();
         crash::point("namespace made, not configured");
-        let inode = netns::current_inode().map_err(|e| CtxError::ns(name, e))?;
-        owner::mark_made(name, inode).map_err(|e| CtxError::ns(name, e))?;
         // New links in here refuse router advertisements from the start.
-        let _ = sysctl::write("net/ipv6/conf/default/accept_ra", false);
-        let (ns, ns_nft) = open_here(name)?;
-        let mut socks = Sockets { host, ns, ns_nft };
-        let mut journal = Vec::new();
-        let r = apply(ctx, &actions, file, &mut socks, &mut journal);
-        inner = t.elapsed();
-        if r.is_err() {
-            // A new context leaves nothing: its host links go now, the rest
-            // with the namespace.
-            let dels: Vec<Request> = journal
-                .into_iter()
-                .filter_map(|u| match u {
-                    Undo::Nl(Side::Host, req) => Some(req),
-                    _ => None,
-                })
-                .collect();
-            socks.host.rtnl.exec(dels);
+        let default_ra = "net/ipv6/conf/default/accept_ra";
+        match sysctl::write(default_ra, false) {
+            // No IPv6 in this kernel: nothing to refuse.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            r => r.map_err(|source| CtxError::Sysctl {
+                path: default_ra.replace('/', "."),
+                source,
+            })?,
         }
-        r
+        let (ns, ns_nft) = open_here(name)?;
+        let mut k = Sockets { host, ns, ns_nft };
+        let mut journal = Vec::new();
+        let r = apply(ctx, actions, file, &mut k, &mut journal);
+        inner = t.elapsed();
+        r.map_err(|e| undo_new(&mut k, journal, e))
     });
     profile::add(0, started.elapsed().saturating_sub(inner));
-    let r = match made {
-        Ok(r) => r,
-        Err(e) => Err(CtxError::ns(name, e)),
-    };
+    let r = made.unwrap_or_else(|e| Err(CtxError::ns(name, e)));
     if r.is_err() {
-        let _ = netns::remove(name);
-        let _ = owner::unmark(name);
+        // Best effort: the namespace and its marker go with the context; an
+        // error here leaves the marker, which a later `down` removes.
+        let _ = netns::remove(name).and_then(|()| owner::unmark(name));
     }
-    r.map(|()| Outcome { actions, owner })
-}
-
-/// Run steps on their sockets in order (consecutive steps of one side go in
-/// one batch); journal the undo of each success; stop at the first failure.
-fn run(socks: &mut Sockets, steps: Vec<Step>, journal: &mut Vec<Undo>) -> Result<(), CtxError> {
-    let mut steps = steps.into_iter().peekable();
-    while let Some(first) = steps.next() {
-        let side = first.side;
-        let mut group = vec![first];
-        while let Some(s) = steps.next_if(|s| s.side == side) {
-            group.push(s);
-        }
-        let reqs = group.iter().map(|s| s.req.clone()).collect();
-        let results = socks.get(side).exec(reqs);
-        let mut failed = None;
-        for (s, r) in group.into_iter().zip(results) {
-            match r {
-                Ok(()) => journal.extend(s.undo.map(|u| Undo::Nl(side, u))),
-                Err(e) if s.ok_errno.contains(&e.errno) => {}
-                Err(e) => {
-                    failed.get_or_insert(CtxError::kernel(&s.what, &e));
-                }
-            }
-        }
-        crash::point("a batch of link, address or route requests done");
-        if let Some(e) = failed {
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-fn rollback(socks: &mut Sockets, journal: Vec<Undo>) {
-    for u in journal.into_iter().rev() {
-        match u {
-            Undo::Nl(side, req) => {
-                let _ = socks.get(side).exec(vec![req]);
-            }
-            Undo::Sysctl(path, old) => {
-                let _ = sysctl::write(&path, old);
-            }
-        }
-    }
-}
-
-fn link_what(side: Side, name: &str) -> String {
-    match side {
-        Side::Host => format!("host link {name}"),
-        Side::Ctx => format!("link {name}"),
-    }
+    r
 }
 
 /// Apply `actions` to the context whose namespace is `ns_file`; the calling
-/// thread is inside that namespace.
+/// thread is inside that namespace. Phases: links, sysctls, addresses and
+/// routes, rules.
 fn apply(
     ctx: &Context,
     actions: &[Action],
     ns_file: &File,
-    socks: &mut Sockets,
+    k: &mut impl Kernel,
     journal: &mut Vec<Undo>,
 ) -> Result<(), CtxError> {
-    // Phase 1: links disappear, then appear.
-    let mut deletions = Vec::new();
-    let mut creations = Vec::new();
-    for a in actions {
-        match a {
-            Action::DeleteLink { side, name } => deletions.push(Step {
-                side: *side,
-                req: rtnl::del_link(name),
-                what: link_what(*side, name),
-                undo: None,
-                ok_errno: &[libc::ENODEV],
-            }),
-            Action::CreateVeth { host, peer } => {
-                creations.push(Step {
-                    side: Side::Host,
-                    req: rtnl::new_veth(host, peer, std::os::fd::AsRawFd::as_raw_fd(ns_file)),
-                    what: format!("link {peer} (veth, host side {host})"),
-                    undo: Some(rtnl::del_link(host)),
-                    ok_errno: &[],
-                });
-                creations.push(Step {
-                    side: Side::Host,
-                    req: rtnl::set_alias(host, &alias_for(&ctx.name)),
-                    what: link_what(Side::Host, host),
-                    undo: None,
-                    ok_errno: &[],
-                });
-            }
-            Action::CreateDummy { name } => creations.push(Step {
-                side: Side::Ctx,
-                req: rtnl::new_dummy(name),
-                what: format!("link {name} (dummy)"),
-                undo: Some(rtnl::del_link(name)),
-                ok_errno: &[],
-            }),
-            _ => {}
-        }
-    }
-    // Deletions first (a new link may take a deleted one's name), and wait
-    // until deleted host links have let go of their names.
-    profile::time(1, || run(socks, deletions, journal))?;
+    let (deletions, creations) = steps::links(ctx, actions, ns_file.as_raw_fd());
+    profile::time(1, || run(k, deletions, journal))?;
+    // Deleted host links must let go of their names before new ones come.
     for a in actions {
         if let Action::DeleteLink {
             side: Side::Host,
             name,
         } = a
         {
-            wait_gone(&mut socks.host.rtnl, name)?;
+            wait_gone(|| Ok(k.host_link(name)?.is_some()), name)?;
         }
     }
-    profile::time(1, || run(socks, creations, journal))?;
-
-    // Phase 2: ifindexes of the links addresses go on.
-    let mut index: HashMap<(Side, String), u32> = HashMap::new();
-    let ns_links =
-        links::read_links(&mut socks.ns).map_err(|e| CtxError::kernel("reading links", &e))?;
-    for l in ns_links {
-        index.insert((Side::Ctx, l.name), l.index);
-    }
-    for a in actions {
-        if let Action::AddAddr {
-            side: Side::Host,
-            link,
-            ..
-        }
-        | Action::DelAddr {
-            side: Side::Host,
-            link,
-            ..
-        } = a
-        {
-            if let std::collections::hash_map::Entry::Vacant(slot) =
-                index.entry((Side::Host, link.clone()))
-            {
-                let l = links::read_link(&mut socks.host.rtnl, link)
-                    .map_err(|e| CtxError::kernel(&link_what(Side::Host, link), &e))?
-                    .ok_or_else(|| CtxError::Other(format!("host link {link} vanished")))?;
-                slot.insert(l.index);
-            }
-        }
-    }
-    let idx = |side: Side, link: &str| -> Result<u32, CtxError> {
-        index
-            .get(&(side, link.to_string()))
-            .copied()
-            .ok_or_else(|| CtxError::Other(format!("{} is missing", link_what(side, link))))
-    };
-
+    profile::time(1, || run(k, creations, journal))?;
+    let index = link_indexes(actions, k)?;
     // Switches before links come up (router advertisements), forwarding.
+    sysctls(actions, k, journal)?;
+    let steps = steps::addresses_and_routes(actions, &index)?;
+    profile::time(2, || run(k, steps, journal))?;
+    rules_phase(ctx, actions, k)
+}
+
+/// The ifindexes that addresses go on: every link inside, and the host links
+/// addressed.
+fn link_indexes(
+    actions: &[Action],
+    k: &mut impl Kernel,
+) -> Result<HashMap<(Side, String), u32>, CtxError> {
+    let mut index = HashMap::new();
+    for (name, i) in k
+        .ns_links()
+        .map_err(|e| CtxError::kernel("reading links", e))?
+    {
+        index.insert((Side::Ctx, name), i);
+    }
+    for link in steps::host_links_addressed(actions) {
+        let i = k
+            .host_link(link)
+            .map_err(|e| CtxError::kernel(&steps::link_what(Side::Host, link), e))?
+            .ok_or_else(|| CtxError::Vanished(link.to_string()))?;
+        index.insert((Side::Host, link.to_string()), i);
+    }
+    Ok(index)
+}
+
+fn sysctls(
+    actions: &[Action],
+    k: &mut impl Kernel,
+    journal: &mut Vec<Undo>,
+) -> Result<(), CtxError> {
     for a in actions {
         if let Action::Sysctl { path, on } = a {
-            let old = sysctl::read(path).unwrap_or(!on);
-            profile::time(3, || sysctl::write(path, *on))
-                .map_err(|e| CtxError::Other(format!("{a}: {e}")))?;
-            journal.push(Undo::Sysctl(path.clone(), old));
+            let old = k.read_sysctl(path).unwrap_or(!on);
+            profile::time(3, || k.write_sysctl(path, *on)).map_err(|source| CtxError::Sysctl {
+                path: format!("{} = {}", path.replace('/', "."), u8::from(*on)),
+                source,
+            })?;
+            journal.push(Undo::Sysctl {
+                path: path.clone(),
+                old,
+            });
             crash::point("a sysctl written");
         }
     }
+    Ok(())
+}
 
-    // Phase 3: addresses, link state, routes; host side before the inside so
-    // the veth has carrier when routes go in.
-    let mut host_steps = Vec::new();
-    let mut ns_steps = Vec::new();
-    for a in actions {
-        let (side, step) = match a {
-            Action::DelAddr { side, link, cidr } => {
-                let i = idx(*side, link)?;
-                let step = Step {
-                    side: *side,
-                    req: rtnl::del_address(i, *cidr),
-                    what: format!("address {cidr} on {}", link_what(*side, link)),
-                    undo: Some(rtnl::add_address(i, *cidr)),
-                    ok_errno: &[libc::EADDRNOTAVAIL],
-                };
-                (*side, step)
-            }
-            Action::AddAddr { side, link, cidr } => {
-                let i = idx(*side, link)?;
-                let step = Step {
-                    side: *side,
-                    req: rtnl::add_address(i, *cidr),
-                    what: format!("address {cidr} on {}", link_what(*side, link)),
-                    undo: Some(rtnl::del_address(i, *cidr)),
-                    ok_errno: &[],
-                };
-                (*side, step)
-            }
-            Action::SetUp { side, link } => {
-                let step = Step {
-                    side: *side,
-                    req: rtnl::set_link_up(link, true),
-                    what: link_what(*side, link),
-                    undo: Some(rtnl::set_link_up(link, false)),
-                    ok_errno: &[],
-                };
-                (*side, step)
-            }
-            Action::DelRoute(r) => {
-                let step = Step {
-                    side: Side::Ctx,
-                    req: rtnl::del_route(r.to, r.via, r.oif, r.protocol),
-                    what: format!(
-                        "route {}",
-                        a.to_string().trim_start_matches("remove route ")
-                    ),
-                    undo: r.via.map(|via| rtnl::add_route(r.to, via)),
-                    ok_errno: &[libc::ESRCH, libc::ENOENT],
-                };
-                (Side::Ctx, step)
-            }
-            Action::AddRoute(r) => {
-                let step = Step {
-                    side: Side::Ctx,
-                    req: rtnl::add_route(r.to, r.via),
-                    what: format!("route {}", a.to_string().trim_start_matches("add route ")),
-                    undo: Some(rtnl::del_route(r.to, Some(r.via), None, rtnl::ROUTE_PROTO)),
-                    ok_errno: &[],
-                };
-                (Side::Ctx, step)
-            }
-            _ => continue,
-        };
-        match side {
-            Side::Host => host_steps.push(step),
-            Side::Ctx => ns_steps.push(step),
-        }
-    }
-    host_steps.extend(ns_steps);
-    profile::time(2, || run(socks, host_steps, journal))?;
-
-    // Phase 4: rules, one transaction inside, one on the host. Each is all
-    // or nothing.
+/// Rules: one transaction inside, one on the host; each all or nothing.
+fn rules_phase(ctx: &Context, actions: &[Action], k: &mut impl Kernel) -> Result<(), CtxError> {
+    const INSIDE: &str = "nftables table inet netctx";
     for a in actions {
         match a {
-            Action::ReplaceTable { exists, .. } => {
-                let msgs = table::replace_table(rules::context_table(ctx).as_ref(), *exists);
-                nft_transaction(&mut socks.ns_nft, &msgs, "nftables table inet netctx", 4)?;
+            Action::ReplaceTable { table, exists } => {
+                let msgs = table::replace_table(Some(table), *exists);
+                nft_transaction(k, Side::Ctx, &msgs, INSIDE, 4)?;
             }
             Action::DeleteTable => {
                 let msgs = table::replace_table(None, true);
-                nft_transaction(&mut socks.ns_nft, &msgs, "nftables table inet netctx", 4)?;
+                nft_transaction(k, Side::Ctx, &msgs, INSIDE, 4)?;
             }
-            Action::ReplaceHostChains { remove, .. } => {
-                let chains = rules::host_chains(ctx);
-                let mut remove = remove.clone();
-                let object = "host nftables table inet netctx";
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let msgs = table::replace_host_chains(&remove, &chains);
-                    match profile::time(5, || socks.host.nft.transaction(&msgs)) {
-                        Ok(()) => break,
-                        // A chain to remove went on its own (its device was
-                        // deleted, on kernels that drop such chains): look
-                        // again at what is there.
-                        Err((_, e)) if e.errno == libc::ENOENT && attempt <= 3 => {
-                            let live = crate::observe::nft::read(&mut socks.host.nft, &[])
-                                .map_err(|e| CtxError::kernel(object, &e))?;
-                            remove = live
-                                .only(&rules::host_chain_prefix(&ctx.name))
-                                .chains
-                                .into_iter()
-                                .map(|c| c.0)
-                                .collect();
-                        }
-                        Err((_, e)) => return Err(CtxError::kernel(object, &e)),
-                    }
-                }
+            Action::ReplaceHostChains { remove, chains } => {
+                host_chains(ctx, remove, chains, k)?;
                 crash::point("an nf_tables transaction done");
             }
             _ => {}
@@ -498,15 +270,40 @@ fn apply(
     Ok(())
 }
 
+fn host_chains(
+    ctx: &Context,
+    remove: &[String],
+    chains: &[table::Chain],
+    k: &mut impl Kernel,
+) -> Result<(), CtxError> {
+    const OBJECT: &str = "host nftables table inet netctx";
+    let mut remove = remove.to_vec();
+    for attempt in 1.. {
+        let msgs = table::replace_host_chains(&remove, chains);
+        match profile::time(5, || k.nft(Side::Host, &msgs)) {
+            Ok(()) => break,
+            // A chain to remove went on its own (its device was deleted, on
+            // kernels that drop such chains): look again at what is there.
+            Err((_, e)) if e.errno == libc::ENOENT && attempt <= 3 => {
+                remove = k
+                    .host_chains(&rules::host_chain_prefix(&ctx.name))
+                    .map_err(|e| CtxError::kernel(OBJECT, e))?;
+            }
+            Err((_, e)) => return Err(CtxError::kernel(OBJECT, e)),
+        }
+    }
+    Ok(())
+}
+
 /// One nf_tables transaction, timed as profile phase `phase`.
 fn nft_transaction(
-    nft: &mut Nft,
+    k: &mut impl Kernel,
+    side: Side,
     msgs: &[crate::kernel::nft::wire::Msg],
     object: &str,
     phase: usize,
 ) -> Result<(), CtxError> {
-    profile::time(phase, || nft.transaction(msgs))
-        .map_err(|(_, e)| CtxError::kernel(object, &e))?;
+    profile::time(phase, || k.nft(side, msgs)).map_err(|(_, e)| CtxError::kernel(object, e))?;
     crash::point("an nf_tables transaction done");
     Ok(())
 }
@@ -514,15 +311,17 @@ fn nft_transaction(
 /// Wait until no link is called `name` any more: a link the kernel is
 /// destroying (its namespace was removed a moment ago) holds its name for up
 /// to a few hundred milliseconds.
-pub fn wait_gone(nl: &mut Rtnl, name: &str) -> Result<(), CtxError> {
+/// `exists` says whether a link of that name is there.
+pub fn wait_gone(
+    mut exists: impl FnMut() -> Result<bool, NlError>,
+    name: &str,
+) -> Result<(), CtxError> {
     for _ in 0..250 {
-        match links::read_link(nl, name) {
-            Ok(None) => return Ok(()),
-            Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
-            Err(e) => return Err(CtxError::kernel(&link_what(Side::Host, name), &e)),
+        match exists() {
+            Ok(false) => return Ok(()),
+            Ok(true) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => return Err(CtxError::kernel(&steps::link_what(Side::Host, name), e)),
         }
     }
-    Err(CtxError::Other(format!(
-        "host link {name} is still there 5 s after its deletion"
-    )))
+    Err(CtxError::StillThere(name.to_string()))
 }

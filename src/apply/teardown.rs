@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::apply::{CtxError, Host};
-use crate::kernel::netlink::{Request, Rtnl};
+use crate::kernel::netlink::{NlError, Request, Rtnl};
 use crate::kernel::netns;
 use crate::kernel::nft::table;
 use crate::kernel::rtnl;
@@ -51,11 +51,7 @@ pub enum Removed {
 
 /// The host's chains of these contexts go in one transaction, and the host's
 /// table with them when nothing else is left in it.
-fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, CtxError> {
-    let kernel = |e: &crate::kernel::netlink::NlError| CtxError::Kernel {
-        object: "host nftables table inet netctx".into(),
-        cause: e.to_string(),
-    };
+fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, NlError> {
     let prefixes: Vec<String> = names.iter().map(|n| rules::host_chain_prefix(n)).collect();
     // Chains on the ingress of veths that are going may vanish on their own
     // meanwhile (kernels before 6.16 drop them with the device): if the
@@ -63,7 +59,7 @@ fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, 
     let mut attempt = 0;
     let gone = loop {
         attempt += 1;
-        let live = nft_live::read(&mut host.nft, &[]).map_err(|e| kernel(&e))?;
+        let live = nft_live::read(&mut host.nft, &[])?;
         if !live.exists || live.comment.as_deref() != Some(table::HOST_COMMENT) {
             return Ok(Vec::new());
         }
@@ -81,7 +77,7 @@ fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, 
         match host.nft.transaction(&msgs) {
             Ok(()) => break gone,
             Err((_, e)) if e.errno == libc::ENOENT && attempt < 3 => continue,
-            Err((_, e)) => return Err(kernel(&e)),
+            Err((_, e)) => return Err(e),
         }
     };
     crate::apply::crash::point("host chains removed");
@@ -96,94 +92,28 @@ pub fn down(
     names: &[String],
     wait: bool,
 ) -> Vec<(String, Result<Removed, CtxError>)> {
-    let nl = &mut host.rtnl;
+    // A context in conflict (a namespace netctx did not make, a marker that
+    // proves nothing) keeps everything: its host links and chains too.
+    let touchable: Vec<String> = names
+        .iter()
+        .filter(|n| !owner::ns_owner(n).is_ok_and(|o| o.is_conflict()))
+        .cloned()
+        .collect();
     // Host ends vanish with their namespaces, a little later: note which
     // are ours and listen for their deletion before anything goes.
-    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
-    let ours = |nl: &mut Rtnl| -> Vec<(String, String)> {
-        links::read_links_only(nl)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|l| {
-                let o = l.owner()?.to_string();
-                wanted.contains(o.as_str()).then_some((o, l.name))
-            })
-            .collect()
-    };
+    let wanted: HashSet<&str> = touchable.iter().map(String::as_str).collect();
     let mut events = if wait { Rtnl::link_events().ok() } else { None };
-    let before = if wait { ours(nl) } else { Vec::new() };
-    let mut out = Vec::new();
-    let progress = names.len() > 1 && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    for (i, name) in names.iter().enumerate() {
-        if progress {
-            eprint!("\rdown: {}/{}", i + 1, names.len());
-        }
-        let r = (|| -> Result<Removed, CtxError> {
-            let ns_err = |e| CtxError::Namespace {
-                name: name.clone(),
-                source: e,
-            };
-            match owner::ns_owner(name).map_err(ns_err)? {
-                NsOwner::Foreign => Err(Refusal::ForeignNamespace(name.clone()).into()),
-                NsOwner::Absent => Ok(Removed::NotPresent),
-                NsOwner::Ours | NsOwner::OursUnmounted | NsOwner::OursMissing => {
-                    netns::remove(name).map_err(ns_err)?;
-                    crate::apply::crash::point("namespace removed, marker still there");
-                    owner::unmark(name).map_err(ns_err)?;
-                    crate::apply::crash::point("context removed");
-                    Ok(Removed::Removed)
-                }
-            }
-        })();
-        out.push((name.clone(), r));
-    }
-    if progress {
-        eprintln!();
-    }
-
-    // Wait for their deletion notices (or poll, if notices were lost),
-    // then delete whatever is left (links whose peer was elsewhere).
-    let mut pending: HashSet<String> = before.into_iter().map(|(_, l)| l).collect();
-    if let Some(ev) = events.as_mut().filter(|_| !pending.is_empty()) {
-        let _ = ev.wait_deleted(Duration::from_secs(2), |name| {
-            pending.remove(name);
-            pending.is_empty()
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut left = if wait && !pending.is_empty() {
-        ours(nl)
+    let before = if wait {
+        host_ends(&mut host.rtnl, &wanted)
     } else {
         Vec::new()
     };
-    while !left.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-        left = ours(nl);
+    let mut out = remove_namespaces(names);
+    if wait {
+        let left = wait_for_host_ends(&mut host.rtnl, &wanted, events.as_mut(), before);
+        delete_leftovers(&mut host.rtnl, left, &mut out);
     }
-    if !left.is_empty() {
-        let reqs: Vec<Request> = left.iter().map(|(_, l)| rtnl::del_link(l)).collect();
-        for ((ctx, link), r) in left.iter().zip(nl.exec(reqs)) {
-            if let Err(e) = r {
-                if e.errno != libc::ENODEV {
-                    let err = CtxError::Kernel {
-                        object: format!("host link {link}"),
-                        cause: e.to_string(),
-                    };
-                    if let Some(slot) = out.iter_mut().find(|(n, _)| n == ctx) {
-                        slot.1 = Err(err);
-                    }
-                }
-            } else if let Some(slot) = out.iter_mut().find(|(n, _)| n == ctx) {
-                if matches!(slot.1, Ok(Removed::NotPresent)) {
-                    slot.1 = Ok(Removed::Removed);
-                }
-            }
-        }
-        for (_, link) in &left {
-            let _ = crate::apply::wait_gone(nl, link);
-        }
-    }
-    match remove_host_chains(host, names) {
+    match remove_host_chains(host, &touchable) {
         Ok(gone) => {
             for (name, r) in &mut out {
                 let prefix = rules::host_chain_prefix(name);
@@ -195,12 +125,121 @@ pub fn down(
             }
         }
         Err(e) => {
-            for (_, r) in &mut out {
+            for (_, r) in out.iter_mut().filter(|(n, _)| wanted.contains(n.as_str())) {
                 if r.is_ok() {
-                    *r = Err(CtxError::Other(e.to_string()));
+                    *r = Err(CtxError::kernel(HOST_TABLE, e.clone()));
                 }
             }
         }
     }
     out
+}
+
+const HOST_TABLE: &str = "host nftables table inet netctx";
+
+/// (context, host link) of the host links of these contexts.
+fn host_ends(nl: &mut Rtnl, wanted: &HashSet<&str>) -> Vec<(String, String)> {
+    links::read_links_only(nl)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| {
+            let o = l.owner()?.to_string();
+            wanted.contains(o.as_str()).then_some((o, l.name))
+        })
+        .collect()
+}
+
+/// Unmount and unlink each context's namespace and its marker.
+fn remove_namespaces(names: &[String]) -> Vec<(String, Result<Removed, CtxError>)> {
+    let progress = names.len() > 1 && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if progress {
+            eprint!("\rdown: {}/{}", i + 1, names.len());
+        }
+        out.push((name.clone(), remove_namespace(name)));
+    }
+    if progress {
+        eprintln!();
+    }
+    out
+}
+
+fn remove_namespace(name: &str) -> Result<Removed, CtxError> {
+    let ns_err = |e| CtxError::ns(name, e);
+    match owner::ns_owner(name).map_err(ns_err)? {
+        NsOwner::Foreign => Err(Refusal::ForeignNamespace(name.to_string()).into()),
+        NsOwner::BadMarker(problem) => Err(Refusal::BadMarker {
+            name: name.to_string(),
+            problem,
+        }
+        .into()),
+        NsOwner::Absent => Ok(Removed::NotPresent),
+        NsOwner::Ours | NsOwner::OursUnmounted | NsOwner::OursMissing => {
+            netns::remove(name).map_err(ns_err)?;
+            crate::apply::crash::point("namespace removed, marker still there");
+            owner::unmark(name).map_err(ns_err)?;
+            crate::apply::crash::point("context removed");
+            Ok(Removed::Removed)
+        }
+    }
+}
+
+/// Wait for the deletion notices of `before` (or poll, if notices were
+/// lost); the host ends still there after 2 s.
+fn wait_for_host_ends(
+    nl: &mut Rtnl,
+    wanted: &HashSet<&str>,
+    events: Option<&mut Rtnl>,
+    before: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut pending: HashSet<String> = before.into_iter().map(|(_, l)| l).collect();
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    if let Some(ev) = events {
+        let _ = ev.wait_deleted(Duration::from_secs(2), |name| {
+            pending.remove(name);
+            pending.is_empty()
+        });
+    }
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut left = host_ends(nl, wanted);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        left = host_ends(nl, wanted);
+    }
+    left
+}
+
+/// Delete host links that outlived their namespace (their peer was
+/// elsewhere), and record the outcome per context.
+fn delete_leftovers(
+    nl: &mut Rtnl,
+    left: Vec<(String, String)>,
+    out: &mut [(String, Result<Removed, CtxError>)],
+) {
+    if left.is_empty() {
+        return;
+    }
+    let reqs: Vec<Request> = left.iter().map(|(_, l)| rtnl::del_link(l)).collect();
+    for ((ctx, link), r) in left.iter().zip(nl.exec(reqs)) {
+        let Some(slot) = out.iter_mut().find(|(n, _)| n == ctx) else {
+            continue;
+        };
+        match r {
+            Err(e) if e.errno != libc::ENODEV => {
+                slot.1 = Err(CtxError::kernel(&format!("host link {link}"), e));
+            }
+            Err(_) => {}
+            Ok(()) if matches!(slot.1, Ok(Removed::NotPresent)) => slot.1 = Ok(Removed::Removed),
+            Ok(()) => {}
+        }
+    }
+    for (_, link) in &left {
+        let _ = crate::apply::wait_gone(|| Ok(links::read_link(nl, link)?.is_some()), link);
+    }
 }

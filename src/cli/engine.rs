@@ -13,7 +13,6 @@ use crate::kernel::{lock, netns, pool};
 use crate::model::{Config, Context};
 use crate::observe::owner::NsOwner;
 use crate::plan;
-use crate::plan::rules;
 use crate::{config, guest};
 
 /// The declared contexts named (all when none are).
@@ -54,7 +53,7 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
             .zip(&results)
             .map(|(c, r)| match r {
                 Ok(o) => json!({"name": c.name, "actions": o.actions.iter().map(|a| a.to_string()).collect::<Vec<_>>()}),
-                Err(e) => json!({"name": c.name, "error": e.to_string()}),
+                Err(e) => json!({"name": c.name, "error": e.chain()}),
             })
             .collect();
         println!("{}", json!({ "contexts": v }));
@@ -73,15 +72,10 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
                         continue;
                     }
                     let text = match a {
-                        plan::Action::ReplaceTable { .. } => {
-                            rules::context_table(c).map(|t| t.render())
+                        plan::Action::ReplaceTable { table, .. } => Some(table.render()),
+                        plan::Action::ReplaceHostChains { chains, .. } => {
+                            Some(chains.iter().map(table::render_chain).collect())
                         }
-                        plan::Action::ReplaceHostChains { .. } => Some(
-                            rules::host_chains(c)
-                                .iter()
-                                .map(table::render_chain)
-                                .collect(),
-                        ),
                         _ => None,
                     };
                     for line in text.unwrap_or_default().lines() {
@@ -90,7 +84,7 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
                 }
             }
             Err(e) => {
-                eprintln!("netctx: error: context {}: {e}", c.name);
+                eprintln!("netctx: error: context {}: {}", c.name, e.chain());
                 failed = true;
             }
         }
@@ -117,7 +111,7 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
                 println!("{}: {what}", c.name);
             }
             Err(e) => {
-                eprintln!("netctx: error: context {}: {e}", c.name);
+                eprintln!("netctx: error: context {}: {}", c.name, e.chain());
                 failed.push(c.name.as_str());
             }
         }
@@ -166,7 +160,7 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
             Ok(down::Removed::Removed) => println!("{name}: removed"),
             Ok(down::Removed::NotPresent) => println!("{name}: not present"),
             Err(e) => {
-                eprintln!("netctx: error: context {name}: {e}");
+                eprintln!("netctx: error: context {name}: {}", e.chain());
                 failed = true;
             }
         }
@@ -220,7 +214,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
                 ("drifted", d)
             }
             Err(CtxError::Refused(r)) => ("conflict", vec![r.to_string()]),
-            Err(e) => ("error", vec![e.to_string()]),
+            Err(e) => ("error", vec![e.chain()]),
         };
         out.push(Status {
             name: c.name.clone(),

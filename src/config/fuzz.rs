@@ -18,7 +18,7 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        usize::try_from(self.next() % n.max(1) as u64).expect("below n")
     }
 }
 
@@ -103,7 +103,7 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
                 }
             }
             _ => {
-                let c = (b' ' + rng.below(95) as u8) as char;
+                let c = char::from(b' ' + u8::try_from(rng.below(95)).expect("below 95"));
                 s.insert(at, c);
             }
         }

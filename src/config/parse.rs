@@ -167,7 +167,7 @@ impl Walker<'_> {
             _ => None,
         };
         match n {
-            Some(n) if n >= i128::from(min) && n <= i128::from(max) => Some(n as u16),
+            Some(n) if n >= i128::from(min) && n <= i128::from(max) => u16::try_from(n).ok(),
             _ => {
                 self.err(
                     v.span(),

@@ -194,8 +194,9 @@ fn command(j: Jail, argv: &[String], session: bool) -> io::Result<Command> {
 /// Exit status as a shell reports it: the code, or 128 + signal.
 pub fn exit_code(s: ExitStatus) -> u8 {
     match (s.code(), s.signal()) {
-        (Some(c), _) => c as u8,
-        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
+        // A status is 0..=255; a signal number is below 128.
+        (Some(c), _) => u8::try_from(c & 0xff).unwrap_or(1),
+        (None, Some(sig)) => 128u8.wrapping_add(u8::try_from(sig & 0x7f).unwrap_or(0)),
         _ => 1,
     }
 }

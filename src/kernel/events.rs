@@ -15,7 +15,8 @@ use netlink_sys::protocols::{NETLINK_NETFILTER, NETLINK_ROUTE};
 use netlink_sys::Socket;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::nft::wire::{frames, NFNL_SUBSYS_NFTABLES};
+use super::netlink::wire::frames;
+use super::nft::wire::NFNL_SUBSYS_NFTABLES;
 
 /// The rtnetlink groups: links, IPv4/IPv6 addresses, IPv4/IPv6 routes.
 const RT_GROUPS: [u32; 5] = [
@@ -239,7 +240,8 @@ impl Subscriptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::nft::wire::{encode_raw, Attrs, NFPROTO_INET};
+    use crate::kernel::netlink::wire::encode_nfnl as encode_raw;
+    use crate::kernel::nft::wire::{Attrs, NFPROTO_INET};
     use netlink_packet_core::NetlinkHeader;
 
     fn rtnl_datagram(msgs: Vec<M>) -> Vec<u8> {

@@ -1,13 +1,16 @@
 //! The lock that serialises netctx processes: flock on a file in the run
-//! directory.
+//! directory (0600 in a 0700 directory: only root can open it, so nobody
+//! else can hold it). Who holds it is read from /proc/locks, not from the
+//! file, so the message never names a stale pid.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::fs::File;
+use std::io::{self, Seek, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::RUN_DIR;
+use super::rundir::{self, RUN_DIR};
 
 /// An exclusive lock on the run directory, held until dropped.
 pub struct Lock {
@@ -17,23 +20,16 @@ pub struct Lock {
 /// Take the lock; if another netctx holds it, say so once and wait up to
 /// `wait` (`--wait`). A lock whose holder died is free: flock goes with the process.
 pub fn lock(wait: Duration) -> io::Result<Lock> {
-    std::fs::create_dir_all(RUN_DIR)?;
     let path = PathBuf::from(RUN_DIR).join("lock");
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)?;
+    let mut f = rundir::open_private(&path, false)?;
+    // A lock file made by an older netctx may be world-readable.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let try_lock =
         |f: &File| unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
     if !try_lock(&f) {
-        let holder = || {
-            let mut s = String::new();
-            let _ = File::open(&path).and_then(|mut h| h.read_to_string(&mut s));
-            s.trim().to_string()
-        };
+        let inode = f.metadata()?.ino();
+        let holder = || holder_of(inode).map_or("unknown".to_string(), |p| p.to_string());
         eprintln!("netctx: waiting for the lock held by pid {}", holder());
         let start = std::time::Instant::now();
         while !try_lock(&f) {
@@ -52,4 +48,19 @@ pub fn lock(wait: Duration) -> io::Result<Lock> {
     f.rewind()?;
     write!(f, "{}", std::process::id())?;
     Ok(Lock { _file: f })
+}
+
+/// The pid holding a flock on the file with `inode`, from /proc/locks
+/// (`1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF`).
+fn holder_of(inode: u64) -> Option<u32> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (pid, id) = match f.as_slice() {
+            [_, "FLOCK", _, _, pid, id, ..] => (pid, id),
+            _ => return None,
+        };
+        let ino: u64 = id.rsplit(':').next()?.parse().ok()?;
+        (ino == inode).then(|| pid.parse().ok()).flatten()
+    })
 }

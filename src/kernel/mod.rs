@@ -13,7 +13,7 @@ pub mod nft;
 pub mod pool;
 pub mod profile;
 pub mod rtnl;
+pub mod rundir;
 pub mod sysctl;
 
-/// netctx's run directory: markers, guests' pid files, the lock.
-pub const RUN_DIR: &str = "/run/netctx";
+pub use rundir::RUN_DIR;

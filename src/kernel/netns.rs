@@ -85,20 +85,26 @@ pub fn prepare_dir() -> io::Result<()> {
     }
 }
 
-/// Create `/run/netns/NAME` holding a fresh network namespace, then run `f`
-/// inside it on a thread of its own. Returns the namespace file (opened) with
-/// `f`'s result. On failure to create, nothing is left behind.
-pub fn create_and_run<T: Send>(name: &str, f: impl FnOnce(&File) -> T + Send) -> io::Result<T> {
+/// Make a fresh network namespace on a thread of its own, hand its inode to
+/// `claim` (which records it) before anything of it is visible, then mount
+/// it at `/run/netns/NAME` and run `f` inside it. Returns `f`'s result. If
+/// `claim` fails nothing exists; if a later step fails, the file goes again.
+pub fn create_and_run<T: Send>(
+    name: &str,
+    claim: impl FnOnce(u64) -> io::Result<()> + Send,
+    f: impl FnOnce(&File) -> T + Send,
+) -> io::Result<T> {
     let p = path(name);
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o000)
-        .open(&p)?;
     std::thread::scope(|s| {
         s.spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNET)?;
+            claim(current_inode()?)?;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o000)
+                .open(&p)?;
             let made = (|| -> io::Result<File> {
-                unshare(CloneFlags::CLONE_NEWNET)?;
                 mount(
                     Some("/proc/thread-self/ns/net"),
                     &p,

@@ -9,7 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use serde_json::{json, Value};
 
-use crate::kernel::nft::wire::{encode_raw, frames, parse_attrs, Attrs, NLM_F_ACK, NLM_F_REQUEST};
+use crate::kernel::netlink::wire::{
+    cstr, encode_nfnl, frames, parse_attrs, Attrs, NLM_F_ACK, NLM_F_REQUEST,
+};
 
 const NFNL_SUBSYS_ULOG: u16 = 4;
 const NFULNL_MSG_PACKET: u16 = 0;
@@ -48,7 +50,7 @@ pub struct Packet {
 
 fn config(sock: &Socket, group: u16, attrs: &Attrs) -> io::Result<()> {
     let mut out = Vec::new();
-    encode_raw(
+    encode_nfnl(
         (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG,
         NLM_F_REQUEST | NLM_F_ACK,
         1,
@@ -118,8 +120,7 @@ pub fn parse_datagram(buf: &[u8]) -> Vec<Packet> {
             };
             match t {
                 NFULA_PREFIX => {
-                    let s = v.split(|b| *b == 0).next().unwrap_or_default();
-                    p.prefix = String::from_utf8_lossy(s).into_owned();
+                    p.prefix = cstr(v);
                 }
                 NFULA_IFINDEX_INDEV => p.indev = be32(),
                 NFULA_IFINDEX_OUTDEV => p.outdev = be32(),
@@ -316,8 +317,8 @@ mod tests {
             .be32(NFULA_IFINDEX_OUTDEV, 3);
         attrs.bytes(NFULA_PAYLOAD, &icmp_echo());
         let mut dgram = Vec::new();
-        encode_raw(NFNL_SUBSYS_ULOG << 8, 0, 0, 2, 100, &attrs.0, &mut dgram);
-        encode_raw(NFNL_SUBSYS_ULOG << 8, 0, 0, 2, 100, &attrs.0, &mut dgram);
+        encode_nfnl(NFNL_SUBSYS_ULOG << 8, 0, 0, 2, 100, &attrs.0, &mut dgram);
+        encode_nfnl(NFNL_SUBSYS_ULOG << 8, 0, 0, 2, 100, &attrs.0, &mut dgram);
         let ps = parse_datagram(&dgram);
         assert_eq!(ps.len(), 2);
         assert_eq!((ps[0].indev, ps[0].outdev), (Some(2), Some(3)));

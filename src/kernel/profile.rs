@@ -28,12 +28,13 @@ pub fn time<T>(i: usize, f: impl FnOnce() -> T) -> T {
     }
     let t = Instant::now();
     let r = f();
-    NANOS[i].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    add(i, t.elapsed());
     r
 }
 
 pub fn add(i: usize, d: std::time::Duration) {
-    NANOS[i].fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    NANOS[i].fetch_add(nanos, Ordering::Relaxed);
 }
 
 pub fn report() {

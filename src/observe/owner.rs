@@ -1,14 +1,14 @@
 //! What netctx made, recognised without a state file: a marker per namespace
-//! under the run directory (written before the namespace exists, holding its
-//! nsfs inode once it does) and an alias on every host-side link. Also the
-//! lock that serialises netctx processes.
+//! under the run directory, naming the nsfs inode of the namespace (written
+//! before the namespace is mounted), and an alias on every host-side link. A
+//! marker that is empty, unreadable or names another inode proves nothing.
 
 use std::io;
 use std::path::PathBuf;
 
 use crate::kernel::netns::{self, NsFile};
 
-use crate::kernel::RUN_DIR;
+use crate::kernel::rundir::{self, RUN_DIR};
 
 fn marker_dir() -> PathBuf {
     PathBuf::from(RUN_DIR).join("netns")
@@ -23,49 +23,99 @@ fn marker(name: &str) -> PathBuf {
 pub enum NsOwner {
     /// No namespace and no marker.
     Absent,
-    /// netctx's namespace, mounted.
+    /// netctx's namespace, mounted: the marker names its inode.
     Ours,
     /// netctx's marker, but the namespace is gone (deleted behind its back,
-    /// or a crash before it was made).
+    /// or a crash before it was mounted).
     OursMissing,
     /// netctx's marker and the file, but nothing mounted on it.
     OursUnmounted,
-    /// Something netctx did not make.
+    /// A namespace (or its file) that netctx did not make: no marker.
     Foreign,
+    /// A marker that proves nothing: netctx touches nothing of the context.
+    BadMarker(MarkerProblem),
 }
 
-/// The marker's content: `None` if there is no marker, `Some(None)` if it was
-/// written before the namespace existed.
-fn read_marker(name: &str) -> io::Result<Option<Option<u64>>> {
-    match std::fs::read_to_string(marker(name)) {
-        Ok(s) => Ok(Some(s.trim().parse().ok())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+/// What is wrong with a marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerProblem {
+    Empty,
+    Unreadable(i32),
+    Garbled,
+    /// It names another namespace than the one mounted.
+    Mismatch { marker: u64, mounted: u64 },
+}
+
+impl std::fmt::Display for MarkerProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MarkerProblem::Empty => write!(f, "is empty"),
+            MarkerProblem::Unreadable(errno) => write!(
+                f,
+                "cannot be read ({})",
+                nix::errno::Errno::from_raw(*errno).desc()
+            ),
+            MarkerProblem::Garbled => write!(f, "does not name a namespace inode"),
+            MarkerProblem::Mismatch { marker, mounted } => write!(
+                f,
+                "names namespace inode {marker}, but the namespace mounted is inode {mounted}"
+            ),
+        }
+    }
+}
+
+impl NsOwner {
+    /// Neither ours nor absent: no command may touch the context.
+    pub fn is_conflict(self) -> bool {
+        matches!(self, NsOwner::Foreign | NsOwner::BadMarker(_))
+    }
+}
+
+enum Marker {
+    None,
+    Inode(u64),
+    Bad(MarkerProblem),
+}
+
+fn read_marker(name: &str) -> Marker {
+    let bytes = match std::fs::read(marker(name)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Marker::None,
+        Err(e) => return Marker::Bad(MarkerProblem::Unreadable(e.raw_os_error().unwrap_or(0))),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    match text.trim() {
+        "" => Marker::Bad(MarkerProblem::Empty),
+        t => t
+            .parse()
+            .map_or(Marker::Bad(MarkerProblem::Garbled), Marker::Inode),
     }
 }
 
 pub fn ns_owner(name: &str) -> io::Result<NsOwner> {
-    let m = read_marker(name)?;
-    Ok(match (netns::probe(name)?, m) {
-        (NsFile::Absent, None) => NsOwner::Absent,
-        (NsFile::Absent, Some(_)) => NsOwner::OursMissing,
-        (NsFile::Unmounted, Some(_)) => NsOwner::OursUnmounted,
-        (NsFile::Mounted { .. }, Some(None)) => NsOwner::Ours,
-        (NsFile::Mounted { inode }, Some(Some(i))) if i == inode => NsOwner::Ours,
-        _ => NsOwner::Foreign,
+    Ok(match (netns::probe(name)?, read_marker(name)) {
+        (_, Marker::Bad(p)) => NsOwner::BadMarker(p),
+        (NsFile::Absent, Marker::None) => NsOwner::Absent,
+        (NsFile::Absent, Marker::Inode(_)) => NsOwner::OursMissing,
+        (NsFile::Unmounted, Marker::Inode(_)) => NsOwner::OursUnmounted,
+        (NsFile::Mounted { inode }, Marker::Inode(i)) if i == inode => NsOwner::Ours,
+        (NsFile::Mounted { inode }, Marker::Inode(i)) => {
+            NsOwner::BadMarker(MarkerProblem::Mismatch {
+                marker: i,
+                mounted: inode,
+            })
+        }
+        (_, Marker::None) => NsOwner::Foreign,
     })
 }
 
-/// Claim a name before making its namespace.
-pub fn mark_intent(name: &str) -> io::Result<()> {
-    std::fs::create_dir_all(marker_dir())?;
-    std::fs::write(marker(name), b"")
-}
-
-/// Record the namespace's inode once it exists.
-pub fn mark_made(name: &str, inode: u64) -> io::Result<()> {
+/// Claim a name for the namespace of `inode`, before it is mounted: the
+/// marker is written whole (a temporary file renamed over it), 0600 in a
+/// 0700 directory.
+pub fn mark(name: &str, inode: u64) -> io::Result<()> {
+    rundir::create_private_dir(&marker_dir())?;
     let tmp = marker_dir().join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, format!("{inode}\n"))?;
+    rundir::write_private(&tmp, format!("{inode}\n").as_bytes())?;
     std::fs::rename(tmp, marker(name))
 }
 

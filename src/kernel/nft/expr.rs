@@ -8,15 +8,52 @@ use std::net::IpAddr;
 use super::wire::{attr, Attrs};
 use crate::model::Cidr;
 
-const REG_VERDICT: u32 = 0;
-const REG_1: u32 = 1;
-const META_IIFNAME: u32 = 6;
-const META_OIFNAME: u32 = 7;
-const META_NFPROTO: u32 = 15;
-const META_PKTTYPE: u32 = 19;
-const PAYLOAD_NETWORK: u32 = 1;
+/// Registers (enum nft_registers).
+const NFT_REG_VERDICT: u32 = 0;
+const NFT_REG_1: u32 = 1;
+/// Meta keys (enum nft_meta_keys).
+const NFT_META_IIFNAME: u32 = 6;
+const NFT_META_OIFNAME: u32 = 7;
+const NFT_META_NFPROTO: u32 = 15;
+const NFT_META_PKTTYPE: u32 = 19;
+/// Payload bases (enum nft_payload_bases).
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+/// enum nft_cmp_ops.
+const NFT_CMP_EQ: u32 = 0;
+/// enum nft_limit_type.
+const NFT_LIMIT_PKTS: u32 = 0;
+/// Verdicts (linux/netfilter.h).
 pub const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
+/// Expression attributes (enum nft_*_attributes), as in nf_tables.h.
+mod a {
+    pub const NFTA_META_DREG: u16 = 1;
+    pub const NFTA_META_KEY: u16 = 2;
+    pub const NFTA_CMP_SREG: u16 = 1;
+    pub const NFTA_CMP_OP: u16 = 2;
+    pub const NFTA_CMP_DATA: u16 = 3;
+    pub const NFTA_PAYLOAD_DREG: u16 = 1;
+    pub const NFTA_PAYLOAD_BASE: u16 = 2;
+    pub const NFTA_PAYLOAD_OFFSET: u16 = 3;
+    pub const NFTA_PAYLOAD_LEN: u16 = 4;
+    pub const NFTA_BITWISE_SREG: u16 = 1;
+    pub const NFTA_BITWISE_DREG: u16 = 2;
+    pub const NFTA_BITWISE_LEN: u16 = 3;
+    pub const NFTA_BITWISE_MASK: u16 = 4;
+    pub const NFTA_BITWISE_XOR: u16 = 5;
+    pub const NFTA_IMMEDIATE_DREG: u16 = 1;
+    pub const NFTA_IMMEDIATE_DATA: u16 = 2;
+    pub const NFTA_LIMIT_RATE: u16 = 1;
+    pub const NFTA_LIMIT_UNIT: u16 = 2;
+    pub const NFTA_LIMIT_BURST: u16 = 3;
+    pub const NFTA_LIMIT_TYPE: u16 = 4;
+    pub const NFTA_LIMIT_FLAGS: u16 = 5;
+    pub const NFTA_LOG_GROUP: u16 = 1;
+    pub const NFTA_LOG_PREFIX: u16 = 2;
+    pub const NFTA_LOOKUP_SET: u16 = 1;
+    pub const NFTA_LOOKUP_SREG: u16 = 2;
+    pub const NFTA_LOOKUP_SET_ID: u16 = 4;
+}
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
 /// Expression names that `observe::counters` looks for in rule dumps.
@@ -81,36 +118,41 @@ fn expr(list: &mut Attrs, name: &str, data: impl FnOnce(&mut Attrs)) {
 
 fn meta(list: &mut Attrs, key: u32) {
     expr(list, "meta", |d| {
-        d.be32(2, key).be32(1, REG_1);
+        d.be32(a::NFTA_META_KEY, key)
+            .be32(a::NFTA_META_DREG, NFT_REG_1);
     });
 }
 
 fn cmp_eq(list: &mut Attrs, value: &[u8]) {
     expr(list, "cmp", |d| {
-        d.be32(1, REG_1).be32(2, 0).nested(3, |v| {
-            v.bytes(attr::DATA_VALUE, value);
-        });
+        d.be32(a::NFTA_CMP_SREG, NFT_REG_1)
+            .be32(a::NFTA_CMP_OP, NFT_CMP_EQ)
+            .nested(a::NFTA_CMP_DATA, |v| {
+                v.bytes(attr::DATA_VALUE, value);
+            });
     });
 }
 
 fn payload(list: &mut Attrs, offset: u32, len: u32) {
     expr(list, "payload", |d| {
-        d.be32(1, REG_1)
-            .be32(2, PAYLOAD_NETWORK)
-            .be32(3, offset)
-            .be32(4, len);
+        d.be32(a::NFTA_PAYLOAD_DREG, NFT_REG_1)
+            .be32(a::NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER)
+            .be32(a::NFTA_PAYLOAD_OFFSET, offset)
+            .be32(a::NFTA_PAYLOAD_LEN, len);
     });
 }
 
+/// `mask` is at most an IPv6 address long.
 fn bitwise(list: &mut Attrs, mask: &[u8]) {
+    let len = u32::try_from(mask.len()).expect("an address mask");
     expr(list, "bitwise", |d| {
-        d.be32(1, REG_1)
-            .be32(2, REG_1)
-            .be32(3, mask.len() as u32)
-            .nested(4, |v| {
+        d.be32(a::NFTA_BITWISE_SREG, NFT_REG_1)
+            .be32(a::NFTA_BITWISE_DREG, NFT_REG_1)
+            .be32(a::NFTA_BITWISE_LEN, len)
+            .nested(a::NFTA_BITWISE_MASK, |v| {
                 v.bytes(attr::DATA_VALUE, mask);
             })
-            .nested(5, |v| {
+            .nested(a::NFTA_BITWISE_XOR, |v| {
                 v.bytes(attr::DATA_VALUE, &vec![0; mask.len()]);
             });
     });
@@ -124,11 +166,12 @@ pub fn counter(list: &mut Attrs) {
 
 fn verdict(list: &mut Attrs, code: u32) {
     expr(list, IMMEDIATE, |d| {
-        d.be32(1, REG_VERDICT).nested(2, |v| {
-            v.nested(attr::DATA_VERDICT, |c| {
-                c.be32(attr::VERDICT_CODE, code);
+        d.be32(a::NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT)
+            .nested(a::NFTA_IMMEDIATE_DATA, |v| {
+                v.nested(attr::DATA_VERDICT, |c| {
+                    c.be32(attr::VERDICT_CODE, code);
+                });
             });
-        });
     });
 }
 
@@ -155,7 +198,7 @@ fn addr_bytes(ip: IpAddr) -> Vec<u8> {
 }
 
 fn nfproto(list: &mut Attrs, v6: bool) {
-    meta(list, META_NFPROTO);
+    meta(list, NFT_META_NFPROTO);
     cmp_eq(list, &[if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 }]);
 }
 
@@ -166,15 +209,15 @@ impl Rule {
         for m in &self.matches {
             match m {
                 Match::IifName(n) => {
-                    meta(&mut l, META_IIFNAME);
+                    meta(&mut l, NFT_META_IIFNAME);
                     cmp_eq(&mut l, &ifname(n));
                 }
                 Match::OifName(n) => {
-                    meta(&mut l, META_OIFNAME);
+                    meta(&mut l, NFT_META_OIFNAME);
                     cmp_eq(&mut l, &ifname(n));
                 }
                 Match::PktType(t) => {
-                    meta(&mut l, META_PKTTYPE);
+                    meta(&mut l, NFT_META_PKTTYPE);
                     cmp_eq(&mut l, &[*t]);
                 }
                 Match::InSet {
@@ -186,7 +229,9 @@ impl Rule {
                     nfproto(&mut l, *v6);
                     payload(&mut l, addr_offset(*v6, *dir), if *v6 { 16 } else { 4 });
                     expr(&mut l, "lookup", |d| {
-                        d.be32(2, REG_1).str(1, set).be32(4, *set_id);
+                        d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
+                            .str(a::NFTA_LOOKUP_SET, set)
+                            .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
                     });
                 }
                 Match::Prefix { dir, cidr } => {
@@ -198,7 +243,7 @@ impl Rule {
                     let bytes = addr_bytes(cidr.network());
                     let p = usize::from(cidr.prefix);
                     let n = if p % 8 == 0 { p / 8 } else { bytes.len() };
-                    payload(&mut l, addr_offset(v6, *dir), n as u32);
+                    payload(&mut l, addr_offset(v6, *dir), n.try_into().expect("≤ 16"));
                     if p % 8 != 0 {
                         let mask: Vec<u8> = (0..n)
                             .map(|i| match p.saturating_sub(i * 8) {
@@ -225,16 +270,18 @@ impl Rule {
                 group,
             } => {
                 expr(&mut l, "limit", |d| {
-                    d.be64(1, u64::from(*rate))
-                        .be64(2, 1)
-                        .be32(3, *rate)
-                        .be32(4, 0)
-                        .be32(5, 0);
+                    // `limit rate RATE/second burst RATE packets`.
+                    d.be64(a::NFTA_LIMIT_RATE, u64::from(*rate))
+                        .be64(a::NFTA_LIMIT_UNIT, 1)
+                        .be32(a::NFTA_LIMIT_BURST, *rate)
+                        .be32(a::NFTA_LIMIT_TYPE, NFT_LIMIT_PKTS)
+                        .be32(a::NFTA_LIMIT_FLAGS, 0);
                 });
                 // Counted after the limit: the packets actually logged.
                 counter(&mut l);
                 expr(&mut l, LOG, |d| {
-                    d.str(2, prefix).be16(1, *group);
+                    d.str(a::NFTA_LOG_PREFIX, prefix)
+                        .be16(a::NFTA_LOG_GROUP, *group);
                 });
             }
         }

@@ -6,15 +6,12 @@ use std::io;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
-use super::wire::{
-    batch, encode_raw, frames, parse_attrs, Msg, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLM_F_ACK,
-    NLM_F_DUMP, NLM_F_REQUEST,
+use super::wire::{batch, Msg, NFNL_SUBSYS_NFTABLES, NFPROTO_INET};
+use crate::kernel::netlink::wire::{
+    self, cstr, encode_nfnl, error_code, frames, parse_attrs, Dumped, NLMSG_DONE, NLMSG_ERROR,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use crate::kernel::netlink::NlError;
-
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_DUMP_INTR: u16 = 0x10;
 
 pub struct Nft {
     sock: Socket,
@@ -35,29 +32,8 @@ impl Answer {
             .map(|(_, v)| v)
     }
     pub fn get_str(&self, ty: u16) -> Option<String> {
-        self.get(ty).map(|v| {
-            let v = v.split(|b| *b == 0).next().unwrap_or_default();
-            String::from_utf8_lossy(v).into_owned()
-        })
+        self.get(ty).map(cstr)
     }
-}
-
-fn err_of(payload: &[u8]) -> Option<i32> {
-    let code = i32::from_ne_bytes(payload.get(..4)?.try_into().ok()?);
-    (code != 0).then_some(-code)
-}
-
-fn extack(flags: u16, payload: &[u8]) -> Option<String> {
-    // With NETLINK_CAP_ACK: errno, the request's header, then attributes.
-    if flags & 0x200 == 0 || payload.len() < 20 {
-        return None;
-    }
-    parse_attrs(&payload[20..])
-        .find(|(t, _)| *t == 1)
-        .map(|(_, v)| {
-            let v = v.split(|b| *b == 0).next().unwrap_or_default();
-            String::from_utf8_lossy(v).into_owned()
-        })
 }
 
 impl Nft {
@@ -91,8 +67,16 @@ impl Nft {
         if msgs.is_empty() {
             return Ok(());
         }
-        let (bytes, seqs) = batch(msgs, self.seq);
-        self.seq += seqs.len() as u32 + 2;
+        let (bytes, seqs) = batch(msgs, self.seq).map_err(|(i, e)| {
+            let err = NlError {
+                errno: libc::EMSGSIZE,
+                extack: Some(e.to_string()),
+            };
+            (i, err)
+        })?;
+        self.seq = self
+            .seq
+            .wrapping_add(u32::try_from(seqs.len() + 2).unwrap_or(u32::MAX));
         self.changes += msgs.len();
         let io_err = |e: io::Error| (0, NlError::from(e));
         let n = self.sock.send(&bytes, 0).map_err(io_err)?;
@@ -103,11 +87,11 @@ impl Nft {
         let mut first: Option<(usize, NlError)> = None;
         self.recv_until(|ty, flags, seq, payload| {
             if ty == NLMSG_ERROR && pending.remove(&seq) {
-                if let Some(errno) = err_of(payload) {
+                if let Some(errno) = error_code(payload) {
                     let i = seqs.iter().position(|s| *s == seq).unwrap_or(0);
                     let e = NlError {
                         errno,
-                        extack: extack(flags, payload),
+                        extack: wire::extack(flags, payload.get(4..).unwrap_or_default()),
                     };
                     if first.as_ref().is_none_or(|(j, _)| i < *j) {
                         first = Some((i, e));
@@ -128,65 +112,61 @@ impl Nft {
 
     /// A GET request (`dump` for many objects); the answers. ENOENT (no
     /// such table or set) is an error for the caller to read.
-    /// empty answer.
     pub fn get(&mut self, ty: u16, attrs: &[u8], dump: bool) -> Result<Vec<Answer>, NlError> {
-        for _ in 0..5 {
-            self.seq += 1;
-            let seq = self.seq;
-            let mut out = Vec::new();
-            let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
-            encode_raw(
-                (NFNL_SUBSYS_NFTABLES << 8) | ty,
-                flags,
-                seq,
-                NFPROTO_INET,
-                0,
-                attrs,
-                &mut out,
-            );
-            self.sock.send(&out, 0)?;
-            let mut answers = Vec::new();
-            let mut err = None;
-            let mut intr = false;
-            let mut acked = !dump;
-            let mut got_one = false;
-            self.recv_until(|mty, mflags, mseq, payload| {
-                if mseq != seq {
-                    return false;
-                }
-                intr |= mflags & NLM_F_DUMP_INTR != 0;
-                match mty {
-                    NLMSG_DONE => true,
-                    NLMSG_ERROR => {
-                        err = err_of(payload);
-                        acked = true;
-                        true
-                    }
-                    _ => {
-                        answers.push(Answer {
-                            attrs: payload.get(4..).unwrap_or_default().to_vec(),
-                        });
-                        got_one = true;
-                        // A non-dump GET answers one object, then its ack.
-                        false
-                    }
-                }
-            })?;
-            let _ = (acked, got_one);
-            match err {
-                Some(errno) => {
-                    return Err(NlError {
-                        errno,
-                        extack: None,
-                    })
-                }
-                None if intr => continue,
-                None => return Ok(answers),
+        wire::retry_interrupted(
+            || self.get_once(ty, attrs, dump),
+            || NlError {
+                errno: libc::EAGAIN,
+                extack: Some("nf_tables dump kept being interrupted".into()),
+            },
+        )
+    }
+
+    fn get_once(
+        &mut self,
+        ty: u16,
+        attrs: &[u8],
+        dump: bool,
+    ) -> Result<Dumped<Vec<Answer>>, NlError> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut out = Vec::new();
+        let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
+        let ty = (NFNL_SUBSYS_NFTABLES << 8) | ty;
+        encode_nfnl(ty, flags, seq, NFPROTO_INET, 0, attrs, &mut out);
+        self.sock.send(&out, 0)?;
+        let mut answers = Vec::new();
+        let mut err = None;
+        let mut intr = false;
+        self.recv_until(|mty, mflags, mseq, payload| {
+            if mseq != seq {
+                return false;
             }
+            intr |= mflags & NLM_F_DUMP_INTR != 0;
+            match mty {
+                NLMSG_DONE => true,
+                NLMSG_ERROR => {
+                    err = error_code(payload).map(|errno| NlError {
+                        errno,
+                        extack: wire::extack(mflags, payload.get(4..).unwrap_or_default()),
+                    });
+                    true
+                }
+                _ => {
+                    answers.push(Answer {
+                        attrs: payload.get(4..).unwrap_or_default().to_vec(),
+                    });
+                    // A non-dump GET answers one object, then its ack.
+                    false
+                }
+            }
+        })?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(Dumped {
+                value: answers,
+                interrupted: intr,
+            }),
         }
-        Err(NlError {
-            errno: libc::EAGAIN,
-            extack: Some("nf_tables dump kept being interrupted".into()),
-        })
     }
 }

@@ -165,7 +165,9 @@ pub fn set_msgs(s: &Set, out: &mut Vec<Msg>) {
         .nested(attr::SET_ELEM_LIST_ELEMENTS, |l| {
             // nft numbers the elements of the list 1, 2, 3…
             for (i, e) in s.elems.iter().enumerate() {
-                l.nested(i as u16 + 1, |el| {
+                // Over 65,535 elements the list is too long anyway (Attrs refuses it).
+                let index = u16::try_from(i + 1).unwrap_or(u16::MAX);
+                l.nested(index, |el| {
                     el.nested(attr::SET_ELEM_KEY, |k| {
                         k.bytes(attr::DATA_VALUE, &ip_bytes(e));
                     });

@@ -9,15 +9,15 @@ use std::io;
 
 use netlink_packet_core::{
     NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_SOCK_DIAG};
 use netlink_sys::Socket;
 
-const NLM_F_ACK_TLVS: u16 = 0x200;
-const NLMSGERR_ATTR_MSG: u16 = 1;
+pub mod wire;
+
+use self::wire::{Dumped, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST};
 /// Messages sent in one `sendmsg`: keeps the acks well inside the receive
 /// buffer.
 const BATCH: usize = 128;
@@ -56,6 +56,11 @@ impl fmt::Display for NlError {
 }
 
 impl std::error::Error for NlError {}
+
+/// The size of `T` as a socket option length.
+pub fn socklen<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(std::mem::size_of::<T>()).expect("a small type")
+}
 
 /// A netlink socket of `proto` in the calling thread's namespace, bound,
 /// with extended and capped acks.
@@ -132,7 +137,7 @@ impl Rtnl {
                     libc::SOL_SOCKET,
                     libc::SO_RCVTIMEO,
                     &tv as *const libc::timeval as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                    socklen::<libc::timeval>(),
                 )
             };
             let mut finished = false;
@@ -202,7 +207,7 @@ where
         self.buf.clear();
         self.buf.reserve(1 << 16);
         self.sock.recv(&mut self.buf, 0)?;
-        for frame in crate::kernel::nft::wire::frames(&self.buf) {
+        for frame in wire::frames(&self.buf) {
             match NetlinkMessage::<M>::deserialize(frame.bytes) {
                 Ok(m) => f(m),
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
@@ -250,7 +255,7 @@ where
                             None => Ok(()),
                             Some(code) => Err(NlError {
                                 errno: -code.get(),
-                                extack: extack_msg(flags, &e.header),
+                                extack: wire::extack(flags, &e.header),
                             }),
                         });
                     }
@@ -275,96 +280,54 @@ where
 
     /// A request whose answer is data (a dump, or a single `GET`).
     pub fn query(&mut self, msg: M, flags: u16) -> Result<Vec<M>, NlError> {
-        'retry: for _ in 0..5 {
-            let mut out = Vec::new();
-            let seq = self.encode(msg.clone(), flags, &mut out);
-            self.send(&out).map_err(|e| NlError::io(&e))?;
-            let mut msgs = Vec::new();
-            let (mut done, mut intr, mut err) = (false, false, None);
-            while !done {
-                self.recv_each(|m| {
-                    if m.header.sequence_number != seq {
-                        return;
+        wire::retry_interrupted(
+            || self.query_once(msg.clone(), flags),
+            || NlError {
+                errno: libc::EAGAIN,
+                extack: Some("dump kept being interrupted".into()),
+            },
+        )
+    }
+
+    fn query_once(&mut self, msg: M, flags: u16) -> Result<Dumped<Vec<M>>, NlError> {
+        let mut out = Vec::new();
+        let seq = self.encode(msg, flags, &mut out);
+        self.send(&out).map_err(|e| NlError::io(&e))?;
+        let mut msgs = Vec::new();
+        let (mut done, mut intr, mut err) = (false, false, None);
+        while !done {
+            self.recv_each(|m| {
+                if m.header.sequence_number != seq {
+                    return;
+                }
+                intr |= m.header.flags & NLM_F_DUMP_INTR != 0;
+                match m.payload {
+                    NetlinkPayload::InnerMessage(i) => {
+                        msgs.push(i);
+                        // A non-dump GET answers with one message.
+                        done |= flags & NLM_F_DUMP == 0;
                     }
-                    intr |= m.header.flags & NLM_F_DUMP_INTR != 0;
-                    match m.payload {
-                        NetlinkPayload::InnerMessage(i) => {
-                            msgs.push(i);
-                            // A non-dump GET answers with one message.
-                            done |= flags & NLM_F_DUMP == 0;
+                    NetlinkPayload::Done(_) => done = true,
+                    NetlinkPayload::Error(e) => {
+                        done = true;
+                        if let Some(code) = e.code {
+                            err = Some(NlError {
+                                errno: -code.get(),
+                                extack: wire::extack(m.header.flags, &e.header),
+                            });
                         }
-                        NetlinkPayload::Done(_) => done = true,
-                        NetlinkPayload::Error(e) => {
-                            done = true;
-                            if let Some(code) = e.code {
-                                err = Some(NlError {
-                                    errno: -code.get(),
-                                    extack: extack_msg(m.header.flags, &e.header),
-                                });
-                            }
-                        }
-                        _ => {}
                     }
-                })
-                .map_err(|e| NlError::io(&e))?;
-            }
-            if let Some(e) = err {
-                return Err(e);
-            }
-            if intr {
-                continue 'retry;
-            }
-            return Ok(msgs);
+                    _ => {}
+                }
+            })
+            .map_err(|e| NlError::io(&e))?;
         }
-        Err(NlError {
-            errno: libc::EAGAIN,
-            extack: Some("dump kept being interrupted".into()),
-        })
-    }
-}
-
-/// The extended ack message of an error, if the kernel sent one. With
-/// `NETLINK_CAP_ACK` the payload is the request's 16-byte header followed by
-/// attributes.
-fn extack_msg(flags: u16, payload: &[u8]) -> Option<String> {
-    if flags & NLM_F_ACK_TLVS == 0 || payload.len() < 16 {
-        return None;
-    }
-    let mut rest = &payload[16..];
-    while rest.len() >= 4 {
-        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
-        let ty = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
-        if len < 4 || len > rest.len() {
-            break;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(Dumped {
+                value: msgs,
+                interrupted: intr,
+            }),
         }
-        if ty == NLMSGERR_ATTR_MSG {
-            let s = &rest[4..len];
-            let s = s.split(|b| *b == 0).next().unwrap_or_default();
-            return Some(String::from_utf8_lossy(s).into_owned());
-        }
-        let next = ((len + 3) & !3).min(rest.len());
-        rest = &rest[next..];
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extack_message_is_read_from_the_tlvs() {
-        let mut p = vec![0u8; 16];
-        let msg = b"Invalid prefix\0";
-        let len = (4 + msg.len()) as u16;
-        p.extend_from_slice(&len.to_ne_bytes());
-        p.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
-        p.extend_from_slice(msg);
-        assert_eq!(
-            extack_msg(NLM_F_ACK_TLVS, &p).as_deref(),
-            Some("Invalid prefix")
-        );
-        assert_eq!(extack_msg(0, &p), None);
-        assert_eq!(extack_msg(NLM_F_ACK_TLVS, &p[..10]), None);
     }
 }

@@ -1,0 +1,312 @@
+//! apply against a recording fake of the kernel: phase order, errno
+//! handling, journal replay order, and what a new context rolls back. The
+//! integration tests run the same code against the real kernel.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+
+use netlink_packet_route::RouteNetlinkMessage as M;
+
+use super::journal::{rollback, undo_new};
+use super::kernel::Kernel;
+use super::*;
+use crate::config::load_sources;
+use crate::kernel::netlink::{NlError, Request};
+use crate::kernel::nft::wire::Msg;
+use crate::plan::{Observed, Side};
+
+const WEB: &str = r#"
+[context.web]
+ip_forward = true
+[[context.web.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.100.0.1/24"]
+addresses = ["10.100.0.2/24"]
+[[context.web.link]]
+kind = "dummy"
+name = "dummy0"
+addresses = ["10.200.0.1/32"]
+[[context.web.route]]
+to = "default"
+via = "10.100.0.1"
+"#;
+
+fn ctx() -> Context {
+    let c = load_sources(&[(PathBuf::from("t.toml"), WEB.to_string())]).unwrap();
+    c.contexts[0].clone()
+}
+
+/// One thing apply asked of the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Exec(Side, Vec<&'static str>),
+    NsLinks,
+    HostLink(String),
+    WriteSysctl(String, bool),
+    Nft(Side, usize),
+}
+
+#[derive(Default)]
+struct Fake {
+    calls: Vec<Call>,
+    /// The first request of this side and kind fails with this errno.
+    fail: Option<(Side, &'static str, i32)>,
+    /// Every undo fails (for rollback reports).
+    undo_fails: bool,
+    rolling_back: bool,
+}
+
+fn kind(r: &Request) -> &'static str {
+    match &r.msg {
+        M::NewLink(_) => "NewLink",
+        M::SetLink(_) => "SetLink",
+        M::DelLink(_) => "DelLink",
+        M::NewAddress(_) => "NewAddress",
+        M::DelAddress(_) => "DelAddress",
+        M::NewRoute(_) => "NewRoute",
+        M::DelRoute(_) => "DelRoute",
+        _ => "other",
+    }
+}
+
+impl Kernel for Fake {
+    fn exec(&mut self, side: Side, reqs: Vec<Request>) -> Vec<Result<(), NlError>> {
+        let kinds: Vec<&'static str> = reqs.iter().map(kind).collect();
+        self.calls.push(Call::Exec(side, kinds.clone()));
+        kinds
+            .iter()
+            .map(|k| {
+                if self.rolling_back && self.undo_fails {
+                    return Err(NlError {
+                        errno: libc::EBUSY,
+                        extack: None,
+                    });
+                }
+                match self.fail {
+                    Some((s, f, errno)) if s == side && f == *k => {
+                        self.fail = None;
+                        Err(NlError {
+                            errno,
+                            extack: None,
+                        })
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .collect()
+    }
+    fn ns_links(&mut self) -> Result<Vec<(String, u32)>, NlError> {
+        self.calls.push(Call::NsLinks);
+        Ok(vec![
+            ("lo".into(), 1),
+            ("eth0".into(), 2),
+            ("dummy0".into(), 3),
+        ])
+    }
+    fn host_link(&mut self, name: &str) -> Result<Option<u32>, NlError> {
+        self.calls.push(Call::HostLink(name.into()));
+        Ok(Some(7))
+    }
+    fn read_sysctl(&mut self, _path: &str) -> Option<bool> {
+        Some(false)
+    }
+    fn write_sysctl(&mut self, path: &str, on: bool) -> io::Result<()> {
+        self.calls.push(Call::WriteSysctl(path.into(), on));
+        Ok(())
+    }
+    fn nft(&mut self, side: Side, msgs: &[Msg]) -> Result<(), (usize, NlError)> {
+        self.calls.push(Call::Nft(side, msgs.len()));
+        Ok(())
+    }
+    fn host_chains(&mut self, _prefix: &str) -> Result<Vec<String>, NlError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The plan `up` makes for a new context.
+fn new_context_plan(c: &Context) -> Vec<Action> {
+    let links = HashMap::new();
+    let live = crate::observe::nft::Live::default();
+    let obs = Observed {
+        owner: NsOwner::Absent,
+        ns: NsState::default(),
+        host: &links,
+        host_nft: &live,
+    };
+    plan(c, &obs).unwrap()
+}
+
+fn null() -> File {
+    File::open("/dev/null").unwrap()
+}
+
+#[test]
+fn phases_run_in_order_links_sysctls_addresses_rules() {
+    let c = ctx();
+    let acts = new_context_plan(&c);
+    let mut k = Fake::default();
+    let mut journal = Vec::new();
+    apply(&c, &acts, &null(), &mut k, &mut journal).unwrap();
+    use Call::*;
+    let fwd = |p: &str| WriteSysctl(p.into(), true);
+    assert_eq!(
+        k.calls,
+        vec![
+            // Phase 1: the veth (made with its peer inside) and its alias,
+            // then the dummy inside.
+            Exec(Side::Host, vec!["NewLink", "SetLink"]),
+            Exec(Side::Ctx, vec!["NewLink"]),
+            // Phase 2: ifindexes.
+            NsLinks,
+            HostLink("nx-web".into()),
+            fwd("net/ipv4/ip_forward"),
+            fwd("net/ipv6/conf/all/forwarding"),
+            // New links refuse router advertisements before they come up.
+            WriteSysctl("net/ipv6/conf/eth0/accept_ra".into(), false),
+            WriteSysctl("net/ipv6/conf/dummy0/accept_ra".into(), false),
+            // Phase 3: host side first, then the inside, routes last.
+            Exec(Side::Host, vec!["NewAddress", "SetLink"]),
+            Exec(
+                Side::Ctx,
+                vec![
+                    "NewAddress",
+                    "SetLink",
+                    "NewAddress",
+                    "SetLink",
+                    "SetLink",
+                    "NewRoute"
+                ]
+            ),
+            // Phase 4: the table inside, then the host's chains.
+            // (table, 2 sets, 2 elements, 3 chains and 13 rules)
+            Nft(Side::Ctx, 21),
+            // (table, 1 chain and its 6 rules)
+            Nft(Side::Host, 8),
+        ]
+    );
+    // Every creation is journalled with its undo.
+    assert_eq!(journal.len(), 1 + 1 + 4 + 2 + 5 + 1);
+}
+
+#[test]
+fn tolerated_errnos_are_success_and_a_missing_dummy_driver_is_named() {
+    let c = ctx();
+    let acts = new_context_plan(&c);
+    let mut k = Fake {
+        fail: Some((Side::Ctx, "NewLink", libc::EOPNOTSUPP)),
+        ..Fake::default()
+    };
+    let e = apply(&c, &acts, &null(), &mut k, &mut Vec::new()).unwrap_err();
+    assert_eq!(
+        e.chain(),
+        "link dummy0: this kernel cannot create dummy links (CONFIG_DUMMY)"
+    );
+    // A link already gone is what deleting it wanted.
+    let del = vec![Action::DeleteLink {
+        side: Side::Ctx,
+        name: "old0".into(),
+    }];
+    let mut k = Fake {
+        fail: Some((Side::Ctx, "DelLink", libc::ENODEV)),
+        ..Fake::default()
+    };
+    apply(&c, &del, &null(), &mut k, &mut Vec::new()).unwrap();
+    // Any other errno is an error naming the object, with the kernel's cause.
+    let mut k = Fake {
+        fail: Some((Side::Host, "NewAddress", libc::EACCES)),
+        ..Fake::default()
+    };
+    let e = apply(&c, &acts, &null(), &mut k, &mut Vec::new()).unwrap_err();
+    assert_eq!(
+        e.chain(),
+        "address 10.100.0.1/24 on host link nx-web: Permission denied"
+    );
+}
+
+#[test]
+fn a_failure_replays_the_journal_backwards_and_reports_failed_undos() {
+    let c = ctx();
+    let acts = new_context_plan(&c);
+    let mut k = Fake {
+        fail: Some((Side::Ctx, "NewRoute", libc::ENETUNREACH)),
+        ..Fake::default()
+    };
+    let mut journal = Vec::new();
+    let e = apply(&c, &acts, &null(), &mut k, &mut journal).unwrap_err();
+    assert!(matches!(e, CtxError::Kernel { .. }));
+    let before = k.calls.len();
+    let e = rollback(&mut k, journal.clone(), e);
+    assert_eq!(
+        e.chain(),
+        "route default via 10.100.0.1: Network is unreachable"
+    );
+    let undone: Vec<Call> = k.calls[before..].to_vec();
+    use Call::*;
+    assert_eq!(
+        undone,
+        vec![
+            // The inside's link states and addresses, last first …
+            Exec(Side::Ctx, vec!["SetLink"]),
+            Exec(Side::Ctx, vec!["SetLink"]),
+            Exec(Side::Ctx, vec!["DelAddress"]),
+            Exec(Side::Ctx, vec!["SetLink"]),
+            Exec(Side::Ctx, vec!["DelAddress"]),
+            // … the host's …
+            Exec(Side::Host, vec!["SetLink"]),
+            Exec(Side::Host, vec!["DelAddress"]),
+            // … the switches, then the links.
+            WriteSysctl("net/ipv6/conf/dummy0/accept_ra".into(), false),
+            WriteSysctl("net/ipv6/conf/eth0/accept_ra".into(), false),
+            WriteSysctl("net/ipv6/conf/all/forwarding".into(), false),
+            WriteSysctl("net/ipv4/ip_forward".into(), false),
+            Exec(Side::Ctx, vec!["DelLink"]),
+            Exec(Side::Host, vec!["DelLink"]),
+        ]
+    );
+    // Undos that fail are listed after the original error.
+    let mut k = Fake {
+        undo_fails: true,
+        rolling_back: true,
+        ..Fake::default()
+    };
+    let e = rollback(
+        &mut k,
+        journal[..1].to_vec(),
+        CtxError::Missing("link x".into()),
+    );
+    assert_eq!(
+        e.chain(),
+        "link x is missing; rolling back failed to undo link eth0 (veth, host side nx-web) (Device or resource busy)"
+    );
+}
+
+#[test]
+fn a_new_context_rolls_back_only_its_own_host_links() {
+    let c = ctx();
+    let acts = new_context_plan(&c);
+    let mut k = Fake {
+        fail: Some((Side::Ctx, "NewRoute", libc::ENETUNREACH)),
+        ..Fake::default()
+    };
+    let mut journal = Vec::new();
+    let e = apply(&c, &acts, &null(), &mut k, &mut journal).unwrap_err();
+    let before = k.calls.len();
+    undo_new(&mut k, journal, e);
+    // The namespace takes its links, addresses and switches with it; only
+    // the host side of this context's veth is deleted (its address and state
+    // go with it).
+    let host_undos: Vec<Call> = k.calls[before..].to_vec();
+    assert_eq!(
+        host_undos,
+        vec![
+            Call::Exec(Side::Host, vec!["SetLink"]),
+            Call::Exec(Side::Host, vec!["DelAddress"]),
+            Call::Exec(Side::Host, vec!["DelLink"]),
+        ]
+    );
+    assert!(!host_undos
+        .iter()
+        .any(|c| matches!(c, Call::Exec(Side::Ctx, _) | Call::WriteSysctl(..))));
+}

@@ -1,0 +1,189 @@
+//! The plan for the namespace, the links on both sides and their addresses
+//! and state.
+
+use super::{Action, Made, Observed, Refusal, Side};
+use crate::model::{Cidr, Context, LinkKind};
+use crate::observe::links::{NsState, ObsLink};
+use crate::observe::owner::NsOwner;
+
+/// The namespace: refused when foreign, (re)made when missing. Returns the
+/// state to plan the inside against (empty for a new namespace).
+pub(super) fn namespace<'a>(
+    ctx: &Context,
+    obs: &'a Observed,
+    acts: &mut Vec<Action>,
+    empty: &'a NsState,
+) -> Result<&'a NsState, Refusal> {
+    Ok(match obs.owner {
+        NsOwner::Foreign => return Err(Refusal::ForeignNamespace(ctx.name.clone())),
+        NsOwner::BadMarker(problem) => {
+            return Err(Refusal::BadMarker {
+                name: ctx.name.clone(),
+                problem,
+            })
+        }
+        NsOwner::Ours => &obs.ns,
+        NsOwner::Absent | NsOwner::OursMissing => {
+            acts.push(Action::CreateNs);
+            empty
+        }
+        NsOwner::OursUnmounted => {
+            acts.push(Action::RemoveNsFile);
+            acts.push(Action::CreateNs);
+            empty
+        }
+    })
+}
+
+/// Host side first: refuse before deciding anything else.
+pub(super) fn refuse_foreign_host_links(ctx: &Context, obs: &Observed) -> Result<(), Refusal> {
+    for h in ctx.links.iter().filter_map(|l| l.host.as_deref()) {
+        if let Some(l) = obs.host.get(h) {
+            match l.owner() {
+                Some(o) if o == ctx.name => {}
+                Some(o) => {
+                    return Err(Refusal::OtherContextsLink {
+                        name: h.to_string(),
+                        owner: o.to_string(),
+                    })
+                }
+                None => return Err(Refusal::ForeignHostLink(h.to_string())),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Host links of ours that the context no longer declares.
+pub(super) fn stale_host_links(ctx: &Context, obs: &Observed, acts: &mut Vec<Action>) {
+    let declared: Vec<&str> = ctx.links.iter().filter_map(|l| l.host.as_deref()).collect();
+    let mut stale: Vec<&ObsLink> = obs
+        .host
+        .values()
+        .filter(|l| l.owner() == Some(&ctx.name) && !declared.contains(&l.name.as_str()))
+        .collect();
+    stale.sort_by(|a, b| a.name.cmp(&b.name));
+    for l in stale {
+        acts.push(Action::DeleteLink {
+            side: Side::Host,
+            name: l.name.clone(),
+        });
+    }
+}
+
+/// Links inside: which are kept, which are (re)made.
+pub(super) fn links<'a>(
+    ctx: &'a Context,
+    obs: &Observed,
+    ns: &NsState,
+    acts: &mut Vec<Action>,
+) -> Made<'a> {
+    let mut made = Made::default();
+    for l in &ns.links {
+        let declared = ctx.links.iter().find(|d| d.name == l.name);
+        let keep = l.name == "lo"
+            || declared.is_some_and(|d| {
+                l.kind.as_deref() == Some(d.kind.as_str())
+                    && (d.kind != LinkKind::Veth
+                        || d.host.as_deref().is_some_and(|h| obs.host.contains_key(h)))
+            });
+        if !keep {
+            acts.push(Action::DeleteLink {
+                side: Side::Ctx,
+                name: l.name.clone(),
+            });
+            made.gone.push(l.index);
+        }
+    }
+    for d in &ctx.links {
+        let present = ns
+            .link(&d.name)
+            .is_some_and(|l| !made.gone.contains(&l.index));
+        if present {
+            continue;
+        }
+        made.fresh.push(&d.name);
+        match d.kind {
+            LinkKind::Veth => {
+                let host = d.host.clone().expect("validated veth has a host name");
+                if obs.host.contains_key(&host) {
+                    // Ours (checked above) but its peer is gone or wrong, or a
+                    // leftover of a namespace that was removed.
+                    acts.push(Action::DeleteLink {
+                        side: Side::Host,
+                        name: host.clone(),
+                    });
+                }
+                acts.push(Action::CreateVeth {
+                    host,
+                    peer: d.name.clone(),
+                });
+            }
+            LinkKind::Dummy => acts.push(Action::CreateDummy {
+                name: d.name.clone(),
+            }),
+        }
+    }
+    made
+}
+
+/// Addresses and link state, on both sides.
+pub(super) fn addresses(
+    ctx: &Context,
+    obs: &Observed,
+    ns: &NsState,
+    made: &Made,
+    acts: &mut Vec<Action>,
+) {
+    for d in &ctx.links {
+        let is_fresh = made.fresh.contains(&d.name.as_str());
+        if let Some(h) = &d.host {
+            let obs_host = obs.host.get(h).filter(|_| !is_fresh);
+            diff_addrs(acts, Side::Host, h, obs_host, &d.host_addresses);
+            if !obs_host.is_some_and(|l| l.up) {
+                acts.push(Action::SetUp {
+                    side: Side::Host,
+                    link: h.clone(),
+                });
+            }
+        }
+        let obs_link = ns.link(&d.name).filter(|_| !is_fresh);
+        diff_addrs(acts, Side::Ctx, &d.name, obs_link, &d.addresses);
+        if !obs_link.is_some_and(|l| l.up) {
+            acts.push(Action::SetUp {
+                side: Side::Ctx,
+                link: d.name.clone(),
+            });
+        }
+    }
+    if !ns.link("lo").is_some_and(|l| l.up) {
+        acts.push(Action::SetUp {
+            side: Side::Ctx,
+            link: "lo".into(),
+        });
+    }
+}
+
+fn diff_addrs(
+    acts: &mut Vec<Action>,
+    side: Side,
+    link: &str,
+    obs: Option<&ObsLink>,
+    want: &[Cidr],
+) {
+    let have: &[Cidr] = obs.map_or(&[], |l| &l.addrs);
+    for c in have.iter().filter(|c| !want.contains(c)) {
+        acts.push(Action::DelAddr {
+            side,
+            link: link.to_string(),
+            cidr: *c,
+        });
+    }
+    for c in want.iter().filter(|c| !have.contains(c)) {
+        acts.push(Action::AddAddr {
+            side,
+            link: link.to_string(),
+            cidr: *c,
+        });
+    }
+}
