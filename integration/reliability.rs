@@ -147,8 +147,10 @@ fn a_waiting_run_gives_up_naming_the_holder_and_a_dead_holder_blocks_nobody() {
     // Hold the lock with flock(1) as another process of root's would, and
     // leave a stale pid in the file: the message names the real holder.
     let holder = sb
-        .ok("mkdir -p -m 0700 /run/netctx && echo 99999 >/run/netctx/lock && \
-             { flock /run/netctx/lock sleep 2 >/dev/null 2>&1 & echo $!; } ; sleep 0.3")
+        .ok(
+            "mkdir -p -m 0700 /run/netctx && echo 99999 >/run/netctx/lock && \
+             { flock /run/netctx/lock sleep 2 >/dev/null 2>&1 & echo $!; } ; sleep 0.3",
+        )
         .trim()
         .to_string();
     let r = sb.netctx(&["-c", c, "--wait", "0.5", "up"]);

@@ -9,10 +9,12 @@
 //! namespace is mounted: `down` makes watch let go of one, `up` (by anyone)
 //! makes it follow one. SIGTERM and SIGINT end it; nothing is undone.
 
+mod debounce;
 mod readers;
 mod targets;
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -31,6 +33,7 @@ use crate::kernel::{lock, pool};
 use crate::model::{Config, Context};
 use crate::observe::links;
 use crate::observe::owner::{self, NsOwner};
+use debounce::Debounce;
 use readers::{Msg, Place, Reader};
 use targets::{host_owner, target, Target};
 
@@ -78,7 +81,7 @@ struct Watch<'a> {
     ready: HashSet<String>,
     /// Namespaces not followed (undeclared, or their reader failed).
     skipped: HashSet<(String, u64)>,
-    pending: HashMap<String, (Instant, Instant)>,
+    pending: Debounce,
     repairs: HashMap<String, Vec<Instant>>,
     host: Host,
     host_index: HashMap<u32, String>,
@@ -116,7 +119,7 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
         readers: HashMap::new(),
         ready: HashSet::new(),
         skipped: HashSet::new(),
-        pending: HashMap::new(),
+        pending: Debounce::new(QUIET, MAX_DELAY),
         repairs: HashMap::new(),
         host: Host::open().context("opening netlink sockets")?,
         host_index: HashMap::new(),
@@ -129,18 +132,22 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
 }
 
 impl Watch<'_> {
-    /// Print one line on stdout: text, or a JSON object.
+    /// Print one line on stdout: text, or a JSON object. When nobody reads
+    /// stdout any more (a closed pipe), watch ends as on SIGTERM.
     fn say(&self, ctx: &str, event: &str, actions: &[String], latency: Option<Duration>) {
-        if self.json {
+        let line = if self.json {
             let mut v = json!({"event": event, "context": ctx, "actions": actions});
             if let Some(l) = latency {
                 v["latency_ms"] = json!(l.as_millis());
             }
-            println!("{v}");
+            v.to_string()
         } else if actions.is_empty() {
-            println!("{ctx}: {event}");
+            format!("{ctx}: {event}")
         } else {
-            println!("{ctx}: {event}: {}", actions.join("; "));
+            format!("{ctx}: {event}: {}", actions.join("; "))
+        };
+        if writeln!(std::io::stdout(), "{line}").is_err() {
+            STOP.store(true, Ordering::SeqCst);
         }
     }
 
@@ -175,14 +182,10 @@ impl Watch<'_> {
     fn run(&mut self, rx: &mpsc::Receiver<Msg>) -> anyhow::Result<()> {
         let mut last_scan = Instant::now();
         while !STOP.load(Ordering::SeqCst) {
-            let now = Instant::now();
-            let next_due = self
+            let timeout = self
                 .pending
-                .values()
-                .map(|(first, last)| (*last + QUIET).min(*first + MAX_DELAY))
-                .min();
-            let timeout = next_due
-                .map_or(SCAN, |d| d.saturating_duration_since(now))
+                .next_due()
+                .map_or(SCAN, |d| d.saturating_duration_since(Instant::now()))
                 .min(SCAN)
                 .max(Duration::from_millis(5));
             match rx.recv_timeout(timeout) {
@@ -199,19 +202,9 @@ impl Watch<'_> {
                 self.scan()?;
                 last_scan = Instant::now();
             }
-            let now = Instant::now();
-            let due: Vec<String> = self
-                .pending
-                .iter()
-                .filter(|(_, (first, last))| now >= *last + QUIET || now >= *first + MAX_DELAY)
-                .map(|(n, _)| n.clone())
-                .collect();
+            let due = self.pending.take_due(Instant::now());
             if !due.is_empty() {
-                let since: Vec<(String, Instant)> = due
-                    .iter()
-                    .filter_map(|n| self.pending.remove(n).map(|(f, _)| (n.clone(), f)))
-                    .collect();
-                self.repair(&since);
+                self.repair(&due);
             }
         }
         Ok(())
@@ -221,9 +214,7 @@ impl Watch<'_> {
         if !self.readers.contains_key(ctx) {
             return;
         }
-        let now = Instant::now();
-        let e = self.pending.entry(ctx.to_string()).or_insert((now, now));
-        e.1 = now;
+        self.pending.mark(ctx, Instant::now());
     }
 
     fn on_msg(&mut self, m: Msg) -> anyhow::Result<()> {
@@ -320,7 +311,7 @@ impl Watch<'_> {
         for n in gone {
             self.readers.remove(&n);
             self.ready.remove(&n);
-            self.pending.remove(&n);
+            self.pending.forget(&n);
             self.repairs.remove(&n);
             self.say(&n, "gone", &[], None);
         }

@@ -21,7 +21,10 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         }
         let meta = fs::symlink_metadata(p)?;
         if !meta.is_dir() {
-            return Err(io::Error::other(format!("{} is not a directory", p.display())));
+            return Err(io::Error::other(format!(
+                "{} is not a directory",
+                p.display()
+            )));
         }
         if meta.permissions().mode() & 0o077 != 0 {
             fs::set_permissions(p, fs::Permissions::from_mode(0o700))?;

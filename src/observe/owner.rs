@@ -43,7 +43,10 @@ pub enum MarkerProblem {
     Unreadable(i32),
     Garbled,
     /// It names another namespace than the one mounted.
-    Mismatch { marker: u64, mounted: u64 },
+    Mismatch {
+        marker: u64,
+        mounted: u64,
+    },
 }
 
 impl std::fmt::Display for MarkerProblem {
