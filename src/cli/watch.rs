@@ -41,8 +41,11 @@ use targets::{host_owner, target, Target};
 const QUIET: Duration = Duration::from_millis(150);
 /// … or this long after its first event, whichever comes first.
 const MAX_DELAY: Duration = Duration::from_millis(400);
-/// How often the namespaces are looked at for contexts that came or went.
+/// How often the markers are listed for contexts that came or went; every
+/// namespace is looked at when they changed, when a host link of an
+/// unknown context appeared, and at least every `FULL_SCAN`.
 const SCAN: Duration = Duration::from_millis(200);
+const FULL_SCAN: Duration = Duration::from_secs(1);
 /// More repair attempts than this within `BURST_WINDOW` (one every half
 /// second): something fights netctx, or the repair keeps failing; the
 /// context is left alone until it calms down.
@@ -56,9 +59,11 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn install_signals() -> anyhow::Result<()> {
+    // SA_RESTART: a signal arriving during a repair must not fail one of
+    // its netlink calls with EINTR; watch ends after the repair.
     let sa = SigAction::new(
         SigHandler::Handler(on_signal),
-        SaFlags::empty(),
+        SaFlags::SA_RESTART,
         SigSet::empty(),
     );
     for s in [Signal::SIGTERM, Signal::SIGINT] {
@@ -87,6 +92,11 @@ struct Watch<'a> {
     host_index: HashMap<u32, String>,
     declared_hosts: HashMap<String, String>,
     announced: bool,
+    /// The markers at the last full scan, and when it was.
+    markers: Vec<String>,
+    full_scan: Instant,
+    /// A full scan is wanted at the next tick.
+    rescan: bool,
 }
 
 fn declared_hosts(cfg: &Config) -> HashMap<String, String> {
@@ -124,6 +134,9 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
         host: Host::open().context("opening netlink sockets")?,
         host_index: HashMap::new(),
         announced: false,
+        markers: Vec::new(),
+        full_scan: Instant::now(),
+        rescan: true,
     };
     w.converge_once()?;
     w.scan()?;
@@ -265,6 +278,10 @@ impl Watch<'_> {
         }
         match target(place, ev, &self.host_index, &self.declared_hosts) {
             Target::Nobody => {}
+            Target::One(c) if place == &Place::Host && !self.readers.contains_key(&c) => {
+                // A host link of a context not followed: it may be new.
+                self.rescan = true;
+            }
             Target::One(c) => self.mark(&c),
             Target::All => {
                 let names: Vec<String> = self.readers.keys().cloned().collect();
@@ -293,8 +310,15 @@ impl Watch<'_> {
     /// Follow the contexts whose namespace netctx has mounted; let go of the
     /// others.
     fn scan(&mut self) -> anyhow::Result<()> {
+        let markers = owner::marked().context("listing netctx's markers")?;
+        if !self.rescan && markers == self.markers && self.full_scan.elapsed() < FULL_SCAN {
+            return Ok(());
+        }
+        self.rescan = false;
+        self.full_scan = Instant::now();
+        self.markers.clone_from(&markers);
         let mut live: HashMap<String, u64> = HashMap::new();
-        for name in owner::marked().context("listing netctx's markers")? {
+        for name in markers {
             if owner::ns_owner(&name).ok() != Some(NsOwner::Ours) {
                 continue;
             }
