@@ -7,7 +7,6 @@
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
-use serde_json::json;
 
 use super::engine::select;
 use super::{Exit, StatsArgs};
@@ -19,8 +18,8 @@ use crate::observe::counters::{self, Counted, RuleCount};
 use crate::observe::owner::{self, NsOwner};
 use crate::plan::rules;
 
-/// One context's figures.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One context's figures; serialized in this order for `--json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Figures {
     pub name: String,
     pub rx_packets: u64,
@@ -132,18 +131,12 @@ const KEYS: [&str; 7] = [
 ];
 
 pub fn to_json(figs: &[Figures]) -> String {
-    let v: Vec<_> = figs
-        .iter()
-        .map(|f| {
-            let mut o = serde_json::Map::new();
-            o.insert("name".into(), json!(f.name));
-            for (k, v) in KEYS.iter().zip(values(f)) {
-                o.insert((*k).into(), json!(v));
-            }
-            serde_json::Value::Object(o)
-        })
-        .collect();
-    format!("{}\n", json!({ "contexts": v }))
+    #[derive(serde::Serialize)]
+    struct Doc<'a> {
+        contexts: &'a [Figures],
+    }
+    let doc = serde_json::to_string(&Doc { contexts: figs }).expect("plain data serializes");
+    format!("{doc}\n")
 }
 
 pub fn to_table(figs: &[Figures]) -> String {
@@ -260,6 +253,8 @@ mod tests {
         assert_eq!(keys, want);
         assert_eq!(c["dropped_host"], 2);
         assert_eq!(v.as_object().unwrap().len(), 1);
+        // In the documented order.
+        assert!(to_json(&[web()]).starts_with("{\"contexts\":[{\"name\":\"web\",\"rx_packets\":3,"));
     }
 
     #[test]
