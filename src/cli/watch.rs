@@ -33,7 +33,7 @@ use crate::kernel::{lock, pool};
 use crate::model::{Config, Context};
 use crate::observe::links;
 use crate::observe::owner::{self, NsOwner};
-use debounce::Debounce;
+use debounce::{Burst, Debounce};
 use readers::{Msg, Place, Reader};
 use targets::{host_owner, target, Target};
 
@@ -87,7 +87,7 @@ struct Watch<'a> {
     /// Namespaces not followed (undeclared, or their reader failed).
     skipped: HashSet<(String, u64)>,
     pending: Debounce,
-    repairs: HashMap<String, Vec<Instant>>,
+    repairs: Burst,
     host: Host,
     host_index: HashMap<u32, String>,
     declared_hosts: HashMap<String, String>,
@@ -130,7 +130,7 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
         ready: HashSet::new(),
         skipped: HashSet::new(),
         pending: Debounce::new(QUIET, MAX_DELAY),
-        repairs: HashMap::new(),
+        repairs: Burst::new(BURST, BURST_WINDOW),
         host: Host::open().context("opening netlink sockets")?,
         host_index: HashMap::new(),
         announced: false,
@@ -336,7 +336,7 @@ impl Watch<'_> {
             self.readers.remove(&n);
             self.ready.remove(&n);
             self.pending.forget(&n);
-            self.repairs.remove(&n);
+            self.repairs.forget(&n);
             self.say(&n, "gone", &[], None);
         }
         for (name, inode) in live {
@@ -384,17 +384,19 @@ impl Watch<'_> {
 
     /// Whether `ctx` has been repaired too often lately (and say so once).
     fn fighting(&mut self, ctx: &str) -> bool {
-        let now = Instant::now();
-        let times = self.repairs.entry(ctx.to_string()).or_default();
-        times.retain(|t| now.duration_since(*t) < BURST_WINDOW);
-        if times.len() == BURST {
-            eprintln!(
-                "netctx: warning: context {ctx} drifted {BURST} times in {} s: something keeps changing it; leaving it alone until it is quiet",
-                BURST_WINDOW.as_secs()
-            );
-            times.push(now);
+        match self.repairs.hold(ctx, Instant::now()) {
+            None => false,
+            Some(first) => {
+                if first {
+                    eprintln!(
+                        "netctx: warning: context {ctx} was repaired {BURST} times in {} s: something keeps changing it; leaving it alone for {} s",
+                        BURST_WINDOW.as_secs(),
+                        BURST_WINDOW.as_secs()
+                    );
+                }
+                true
+            }
         }
-        times.len() > BURST
     }
 
     /// Check the contexts (dry); converge those that drifted, under the lock.
@@ -437,10 +439,7 @@ impl Watch<'_> {
             // Every attempt counts, failed ones too: a repair that fails
             // (and is rolled back) must not be retried in a loop either.
             if r.is_some() {
-                self.repairs
-                    .entry(c.name.clone())
-                    .or_default()
-                    .push(Instant::now());
+                self.repairs.record(&c.name, Instant::now());
             }
             match r {
                 Some(Ok(o)) if !o.actions.is_empty() => {

@@ -1,7 +1,8 @@
 //! Per-context debouncing of kernel events: a context is due once its events
 //! have been quiet for `quiet`, or `max` after its first event, whichever
 //! comes first (a burst such as a flushed ruleset is one check, and a steady
-//! trickle of events cannot postpone a repair forever). Pure: times are
+//! trickle of events cannot postpone a repair forever); and the limit on
+//! repairs of a context that something keeps changing. Pure: times are
 //! passed in.
 
 use std::collections::HashMap;
@@ -60,6 +61,46 @@ impl Debounce {
     }
 }
 
+/// Repair attempts per context, to stop repairing one that something keeps
+/// changing (or whose repair keeps failing): after `limit` attempts within
+/// `window`, the context is left alone for a `window`.
+pub struct Burst {
+    limit: usize,
+    window: Duration,
+    times: HashMap<String, Vec<Instant>>,
+}
+
+impl Burst {
+    pub fn new(limit: usize, window: Duration) -> Burst {
+        Burst {
+            limit,
+            window,
+            times: HashMap::new(),
+        }
+    }
+
+    pub fn record(&mut self, ctx: &str, now: Instant) {
+        self.times.entry(ctx.to_string()).or_default().push(now);
+    }
+
+    pub fn forget(&mut self, ctx: &str) {
+        self.times.remove(ctx);
+    }
+
+    /// `None`: go ahead. `Some(first)`: leave it alone; `first` is true the
+    /// first time (to warn once).
+    pub fn hold(&mut self, ctx: &str, now: Instant) -> Option<bool> {
+        let times = self.times.entry(ctx.to_string()).or_default();
+        times.retain(|t| now.duration_since(*t) < self.window);
+        if times.len() == self.limit {
+            // The hold itself, for a window from now.
+            times.push(now);
+            return Some(true);
+        }
+        (times.len() > self.limit).then_some(false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +129,21 @@ mod tests {
         d.mark("c", t0);
         d.forget("c");
         assert_eq!(d.next_due(), None);
+    }
+
+    #[test]
+    fn a_context_repaired_too_often_is_held_for_a_window() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut b = Burst::new(3, 10 * s);
+        for i in 0..3 {
+            assert_eq!(b.hold("a", t0 + i * s), None);
+            b.record("a", t0 + i * s);
+        }
+        assert_eq!(b.hold("a", t0 + 3 * s), Some(true), "warned once");
+        assert_eq!(b.hold("a", t0 + 4 * s), Some(false));
+        assert_eq!(b.hold("b", t0 + 4 * s), None, "others go ahead");
+        // A window after the hold began, it is repaired again.
+        assert_eq!(b.hold("a", t0 + 13 * s), None);
     }
 }
