@@ -3,6 +3,7 @@
 
 mod engine;
 mod guests;
+mod integrity;
 mod isolation;
 mod ops;
 mod reliability;

@@ -49,6 +49,12 @@ impl Cidr {
         self.addr.is_ipv4()
     }
 
+    /// Whether the subnets of two addresses share any address.
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        let p = self.prefix.min(other.prefix);
+        self.is_v4() == other.is_v4() && mask(self.addr, p) == mask(other.addr, p)
+    }
+
     /// The subnet as a CIDR with host bits cleared.
     pub fn subnet(&self) -> Cidr {
         Cidr {
@@ -150,6 +156,23 @@ pub struct Guest {
     pub user: Option<String>,
 }
 
+/// A transport protocol of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// Another context this one may open connections to through the host
+/// (`reach`): any port, or one port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Reach {
+    pub context: String,
+    pub port: Option<(u16, Proto)>,
+    /// The host-side veths of that context (resolved by validation).
+    pub links: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
     pub name: String,
@@ -163,6 +186,8 @@ pub struct Context {
     pub hostname: String,
     pub links: Vec<Link>,
     pub routes: Vec<Route>,
+    /// Contexts it may reach through the host.
+    pub reach: Vec<Reach>,
     pub guest: Option<Guest>,
     /// The file that declared it.
     pub file: PathBuf,

@@ -53,7 +53,7 @@ pub enum Undo {
     },
     Sysctl {
         path: String,
-        old: bool,
+        old: String,
     },
 }
 
@@ -109,7 +109,7 @@ pub fn rollback(k: &mut impl Kernel, journal: Vec<Undo>, error: CtxError) -> Ctx
                 }
             }
             Undo::Sysctl { path, old } => {
-                if let Err(e) = k.write_sysctl(&path, old) {
+                if let Err(e) = k.write_sysctl(&path, &old) {
                     failures.push(UndoFailure {
                         what: path.replace('/', "."),
                         cause: e.to_string(),

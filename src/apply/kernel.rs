@@ -20,8 +20,8 @@ pub trait Kernel {
     fn ns_links(&mut self) -> Result<Vec<(String, u32)>, NlError>;
     /// The ifindex of a host link, `None` when there is none.
     fn host_link(&mut self, name: &str) -> Result<Option<u32>, NlError>;
-    fn read_sysctl(&mut self, path: &str) -> Option<bool>;
-    fn write_sysctl(&mut self, path: &str, on: bool) -> io::Result<()>;
+    fn read_sysctl(&mut self, path: &str) -> Option<String>;
+    fn write_sysctl(&mut self, path: &str, value: &str) -> io::Result<()>;
     /// One nf_tables transaction on one side: all or nothing; the index of
     /// the failing message and the error.
     fn nft(&mut self, side: Side, msgs: &[Msg]) -> Result<(), (usize, NlError)>;
@@ -56,12 +56,12 @@ impl Kernel for Sockets<'_> {
         Ok(links::read_link(&mut self.host.rtnl, name)?.map(|l| l.index))
     }
 
-    fn read_sysctl(&mut self, path: &str) -> Option<bool> {
+    fn read_sysctl(&mut self, path: &str) -> Option<String> {
         sysctl::read(path)
     }
 
-    fn write_sysctl(&mut self, path: &str, on: bool) -> io::Result<()> {
-        sysctl::write(path, on)
+    fn write_sysctl(&mut self, path: &str, value: &str) -> io::Result<()> {
+        sysctl::write(path, value)
     }
 
     fn nft(&mut self, side: Side, msgs: &[Msg]) -> Result<(), (usize, NlError)> {

@@ -32,8 +32,8 @@ use crate::model::Context;
 use crate::observe::links::{self, NsState, ObsLink};
 use crate::observe::nft::Live;
 use crate::observe::owner::{self, NsOwner};
-use crate::plan::rules;
 use crate::plan::{plan, Action, Observed, Side};
+use crate::plan::{rules, sysctls};
 
 /// What `converge` did or would do.
 #[derive(Debug)]
@@ -58,18 +58,27 @@ impl Host {
     }
 }
 
-/// What the host has, read once per run: its links by name, its table.
+/// What the host has, read once per run: its links by name, its table, the
+/// switches of its netctx links.
 pub struct HostView {
     pub links: HashMap<String, ObsLink>,
     pub nft: Live,
+    pub sysctls: std::collections::BTreeMap<String, String>,
 }
 
 impl HostView {
-    pub fn read(host: &mut Host) -> Result<HostView, NlError> {
+    /// `ctxs`: the contexts whose host-side switches are wanted.
+    pub fn read(host: &mut Host, ctxs: &[&Context]) -> Result<HostView, NlError> {
         let links = links::read_links(&mut host.rtnl)?;
+        let paths: Vec<String> = ctxs
+            .iter()
+            .flat_map(|c| sysctls::host_wanted(c))
+            .map(|(p, _)| p)
+            .collect();
         Ok(HostView {
             links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
             nft: crate::observe::nft::read(&mut host.nft, &[])?,
+            sysctls: links::read_sysctls(&paths),
         })
     }
 }
@@ -97,12 +106,14 @@ pub fn converge(
         ns,
         host: &view.links,
         host_nft: &view.nft,
+        host_sysctls: &view.sysctls,
     };
     if owner == NsOwner::Ours {
         let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
-        return netns::run_in(&file, || -> Result<Outcome, CtxError> {
+        let outcome = netns::run_in(&file, || -> Result<Outcome, CtxError> {
             let (mut ns_nl, mut ns_nft) = open_here(name)?;
-            let ns = profile::time(6, || links::read_ns(&mut ns_nl, &mut ns_nft))
+            let paths: Vec<String> = sysctls::wanted(ctx).into_iter().map(|(p, _)| p).collect();
+            let ns = profile::time(6, || links::read_ns(&mut ns_nl, &mut ns_nft, &paths))
                 .map_err(|e| CtxError::kernel("reading the namespace", e))?;
             let actions = plan(ctx, &observed(ns))?;
             if !dry && !actions.is_empty() {
@@ -119,6 +130,10 @@ pub fn converge(
             Ok(Outcome { actions, owner })
         })
         .map_err(|e| CtxError::ns(name, e))?;
+        return match outcome {
+            Ok(o) if !dry => host_sysctls(&o.actions).map(|()| o),
+            r => r,
+        };
     }
     let actions = plan(ctx, &observed(NsState::default()))?;
     if !dry {
@@ -144,15 +159,13 @@ fn create(ctx: &Context, actions: &[Action], host: &mut Host) -> Result<(), CtxE
     let made = netns::create_and_run(name, claim, |file| -> Result<(), CtxError> {
         let t = std::time::Instant::now();
         crash::point("namespace made, not configured");
-        // New links in here refuse router advertisements from the start.
-        let default_ra = "net/ipv6/conf/default/accept_ra";
-        match sysctl::write(default_ra, false) {
-            // No IPv6 in this kernel: nothing to refuse.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            r => r.map_err(|source| CtxError::Sysctl {
-                path: default_ra.replace('/', "."),
+        // Before any link exists: the hardening switches of "all",
+        // "default" (which new links inherit) and lo.
+        for (path, value) in sysctls::creation() {
+            sysctl::write(&path, &value).map_err(|source| CtxError::Sysctl {
+                path: format!("{} = {value}", path.replace('/', ".")),
                 source,
-            })?,
+            })?;
         }
         let (ns, ns_nft) = open_here(name)?;
         let mut k = Sockets { host, ns, ns_nft };
@@ -162,7 +175,9 @@ fn create(ctx: &Context, actions: &[Action], host: &mut Host) -> Result<(), CtxE
         r.map_err(|e| undo_new(&mut k, journal, e))
     });
     profile::add(0, started.elapsed().saturating_sub(inner));
-    let r = made.unwrap_or_else(|e| Err(CtxError::ns(name, e)));
+    let r = made
+        .unwrap_or_else(|e| Err(CtxError::ns(name, e)))
+        .and_then(|()| host_sysctls(actions));
     if r.is_err() {
         // Best effort: the namespace and its marker go with the context; an
         // error here leaves the marker, which a later `down` removes.
@@ -231,17 +246,33 @@ fn sysctls(
     journal: &mut Vec<Undo>,
 ) -> Result<(), CtxError> {
     for a in actions {
-        if let Action::Sysctl { path, on } = a {
-            let old = k.read_sysctl(path).unwrap_or(!on);
-            profile::time(3, || k.write_sysctl(path, *on)).map_err(|source| CtxError::Sysctl {
-                path: format!("{} = {}", path.replace('/', "."), u8::from(*on)),
-                source,
+        if let Action::Sysctl { path, value } = a {
+            let old = k.read_sysctl(path);
+            profile::time(3, || k.write_sysctl(path, value)).map_err(|source| {
+                CtxError::Sysctl {
+                    path: format!("{} = {value}", path.replace('/', ".")),
+                    source,
+                }
             })?;
-            journal.push(Undo::Sysctl {
+            journal.extend(old.map(|old| Undo::Sysctl {
                 path: path.clone(),
                 old,
-            });
+            }));
             crash::point("a sysctl written");
+        }
+    }
+    Ok(())
+}
+
+/// The host-side switches of the context's veths, written on the worker's
+/// thread (in the host's namespace) once the namespace work is done.
+fn host_sysctls(actions: &[Action]) -> Result<(), CtxError> {
+    for a in actions {
+        if let Action::HostSysctl { path, value } = a {
+            sysctl::write(path, value).map_err(|source| CtxError::Sysctl {
+                path: format!("host {} = {value}", path.replace('/', ".")),
+                source,
+            })?;
         }
     }
     Ok(())

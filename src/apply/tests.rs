@@ -109,11 +109,12 @@ impl Kernel for Fake {
         self.calls.push(Call::HostLink(name.into()));
         Ok(Some(7))
     }
-    fn read_sysctl(&mut self, _path: &str) -> Option<bool> {
-        Some(false)
+    fn read_sysctl(&mut self, _path: &str) -> Option<String> {
+        Some("0".into())
     }
-    fn write_sysctl(&mut self, path: &str, on: bool) -> io::Result<()> {
-        self.calls.push(Call::WriteSysctl(path.into(), on));
+    fn write_sysctl(&mut self, path: &str, value: &str) -> io::Result<()> {
+        self.calls
+            .push(Call::WriteSysctl(path.into(), value == "1"));
         Ok(())
     }
     fn nft(&mut self, side: Side, msgs: &[Msg]) -> Result<(), (usize, NlError)> {
@@ -134,6 +135,7 @@ fn new_context_plan(c: &Context) -> Vec<Action> {
         ns: NsState::default(),
         host: &links,
         host_nft: &live,
+        host_sysctls: &std::collections::BTreeMap::new(),
     };
     plan(c, &obs).unwrap()
 }
@@ -162,10 +164,8 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
             NsLinks,
             HostLink("nx-web".into()),
             fwd("net/ipv4/ip_forward"),
+            WriteSysctl("net/ipv4/ping_group_range".into(), false),
             fwd("net/ipv6/conf/all/forwarding"),
-            // New links refuse router advertisements before they come up.
-            WriteSysctl("net/ipv6/conf/eth0/accept_ra".into(), false),
-            WriteSysctl("net/ipv6/conf/dummy0/accept_ra".into(), false),
             // Phase 3: host side first, then the inside, routes last.
             Exec(Side::Host, vec!["NewAddress", "SetLink"]),
             Exec(
@@ -182,12 +182,13 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
             // Phase 4: the table inside, then the host's chains.
             // (table, 2 sets, 2 elements, 3 chains and 13 rules)
             Nft(Side::Ctx, 21),
-            // (table, 1 chain and its 6 rules)
-            Nft(Side::Host, 8),
+            // (table; the ingress chain and its 12 rules; the forward chain
+            // and its 3 rules)
+            Nft(Side::Host, 18),
         ]
     );
     // Every creation is journalled with its undo.
-    assert_eq!(journal.len(), 1 + 1 + 4 + 2 + 5 + 1);
+    assert_eq!(journal.len(), 1 + 1 + 3 + 2 + 5 + 1);
 }
 
 #[test]
@@ -257,9 +258,8 @@ fn a_failure_replays_the_journal_backwards_and_reports_failed_undos() {
             Exec(Side::Host, vec!["SetLink"]),
             Exec(Side::Host, vec!["DelAddress"]),
             // … the switches, then the links.
-            WriteSysctl("net/ipv6/conf/dummy0/accept_ra".into(), false),
-            WriteSysctl("net/ipv6/conf/eth0/accept_ra".into(), false),
             WriteSysctl("net/ipv6/conf/all/forwarding".into(), false),
+            WriteSysctl("net/ipv4/ping_group_range".into(), false),
             WriteSysctl("net/ipv4/ip_forward".into(), false),
             Exec(Side::Ctx, vec!["DelLink"]),
             Exec(Side::Host, vec!["DelLink"]),

@@ -36,7 +36,8 @@ fn converge_all(
     dry: bool,
 ) -> anyhow::Result<Vec<Result<apply::Outcome, CtxError>>> {
     let mut host = apply::Host::open().context("opening netlink sockets")?;
-    let view = apply::HostView::read(&mut host).context("reading the host's links and rules")?;
+    let view =
+        apply::HostView::read(&mut host, ctxs).context("reading the host's links and rules")?;
     let what = (!dry).then_some("up");
     Ok(pool::map(ctxs, what, apply::Host::open, |host, c| {
         converge(c, &view, host, dry)

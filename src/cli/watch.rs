@@ -169,7 +169,8 @@ impl Watch<'_> {
         let ctxs: Vec<&Context> = self.cfg.contexts.iter().collect();
         let _lock = lock::lock(self.wait).context("taking the netctx lock")?;
         netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
-        let view = HostView::read(&mut self.host).context("reading the host's links and rules")?;
+        let view =
+            HostView::read(&mut self.host, &ctxs).context("reading the host's links and rules")?;
         let results = pool::map(&ctxs, Some("watch: up"), Host::open, |h, c| {
             converge(c, &view, h, false)
         })?;
@@ -406,7 +407,7 @@ impl Watch<'_> {
             .filter_map(|(n, _)| self.cfg.get(n).cloned())
             .collect();
         let ctxs: Vec<&Context> = owned.iter().collect();
-        let view = match HostView::read(&mut self.host) {
+        let view = match HostView::read(&mut self.host, &ctxs) {
             Ok(v) => v,
             Err(e) => return eprintln!("netctx: error: reading the host's links and rules: {e}"),
         };
@@ -465,7 +466,8 @@ impl Watch<'_> {
             .copied()
             .filter(|c| owner::ns_owner(&c.name).ok() == Some(NsOwner::Ours))
             .collect();
-        let view = HostView::read(&mut self.host).context("reading the host's links and rules")?;
+        let view =
+            HostView::read(&mut self.host, &still).context("reading the host's links and rules")?;
         let mut done = pool::map(&still, Some("watch: repair"), Host::open, |h, c| {
             converge(c, &view, h, false)
         })?

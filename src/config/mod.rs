@@ -3,15 +3,17 @@
 //! reporting every problem as `FILE:LINE:COL: message`. Never touches the
 //! kernel.
 
+mod addr;
 #[cfg(test)]
 mod fuzz;
+mod names;
 mod parse;
 mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use parse::check_context_name;
+pub use names::check_context_name;
 
 use crate::model::Config;
 

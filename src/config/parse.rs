@@ -11,8 +11,9 @@ use std::path::Path;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::{Diag, Lines, Loc};
-use crate::model::{Cidr, Guest, Hook, Isolation, LinkKind};
+use super::names::{check_context_name, check_hostname, check_ifname};
+use super::{addr, Diag, Lines, Loc};
+use crate::model::{Cidr, Guest, Hook, Isolation, LinkKind, Proto, Reach};
 
 /// Context-level settings that `[defaults]` may also carry.
 #[derive(Debug, Default, Clone)]
@@ -33,6 +34,7 @@ pub struct CtxDecl {
     pub settings: Settings,
     pub links: Vec<LinkDecl>,
     pub routes: Vec<RouteDecl>,
+    pub reach: Vec<(Reach, Loc)>,
     pub guest: Option<Guest>,
 }
 
@@ -205,7 +207,10 @@ impl Walker<'_> {
         let mut out = Vec::new();
         for (s, span) in self.strings(v, key).unwrap_or_default() {
             match Cidr::parse(&s) {
-                Ok(c) => out.push((c, self.loc(span))),
+                Ok(c) => match addr::problem(&c) {
+                    None => out.push((c, self.loc(span))),
+                    Some(why) => self.err(span, format!("{key}: {why}")),
+                },
                 Err(e) => self.err(span, format!("{key}: {e}")),
             }
         }
@@ -281,6 +286,7 @@ impl Walker<'_> {
             settings: Settings::default(),
             links: Vec::new(),
             routes: Vec::new(),
+            reach: Vec::new(),
             guest: None,
         };
         for (k, v) in t {
@@ -314,10 +320,11 @@ impl Walker<'_> {
                     }
                 }
                 "guest" => c.guest = self.guest(v),
+                "reach" => c.reach = self.reach(v),
                 _ => self.unknown(
                     k,
                     key,
-                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, hostname, link, route, guest)"),
+                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, hostname, link, route, reach, guest)"),
                 ),
             }
         }
@@ -480,6 +487,18 @@ impl Walker<'_> {
         Some(RouteDecl { to, via, via_loc })
     }
 
+    /// `reach = ["db", "cache:6379/tcp", "dns:53/udp"]`.
+    fn reach(&mut self, v: &Value<'_>) -> Vec<(Reach, Loc)> {
+        let mut out = Vec::new();
+        for (s, span) in self.strings(v, "reach").unwrap_or_default() {
+            match parse_reach(&s) {
+                Ok(r) => out.push((r, self.loc(span))),
+                Err(e) => self.err(span, e),
+            }
+        }
+        out
+    }
+
     fn guest(&mut self, v: &Value<'_>) -> Option<Guest> {
         let t = self.table(v, "guest")?;
         let (mut command, mut user) = (None, None);
@@ -509,59 +528,26 @@ impl Walker<'_> {
     }
 }
 
-/// Context names: 1-11 chars of `[a-z0-9-]`, starting with a letter, so that
-/// `nx-NAME` plus a digit still fits an interface name.
-pub fn check_context_name(name: &str) -> Result<(), String> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let starts = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
-    if (1..=11).contains(&name.len()) && ok_chars && starts {
-        Ok(())
-    } else {
-        Err(format!(
-            "context name {name:?} must be 1-11 characters of a-z, 0-9 and '-', starting with a letter"
-        ))
-    }
-}
-
-/// Interface names as the kernel accepts them (`dev_valid_name`).
-pub fn check_ifname(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("interface name must not be empty".into());
-    }
-    if name.len() > 15 {
-        return Err(format!("interface name {name:?} is longer than 15 bytes"));
-    }
-    if name == "." || name == ".." {
-        return Err(format!("interface name {name:?} is not allowed"));
-    }
-    if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return Err(format!(
-            "interface name {name:?} must not contain '/', ':' or whitespace"
-        ));
-    }
-    Ok(())
-}
-
-fn check_hostname(h: &str) -> Result<(), String> {
-    let ok = !h.is_empty()
-        && h.len() <= 64
-        && h.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "hostname {h:?} must be at most 64 characters of dot-separated labels of letters, digits and '-'"
-        ))
-    }
+/// `CTX`, `CTX:PORT` or `CTX:PORT/tcp|udp` (tcp by default).
+fn parse_reach(s: &str) -> Result<Reach, String> {
+    let bad = || format!("reach entry {s:?} must be CONTEXT or CONTEXT:PORT[/tcp|/udp]");
+    let (ctx, port) = match s.split_once(':') {
+        None => (s, None),
+        Some((c, rest)) => {
+            let (p, proto) = match rest.split_once('/') {
+                None => (rest, Proto::Tcp),
+                Some((p, "tcp")) => (p, Proto::Tcp),
+                Some((p, "udp")) => (p, Proto::Udp),
+                Some(_) => return Err(bad()),
+            };
+            let port: u16 = p.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+            (c, Some((port, proto)))
+        }
+    };
+    check_context_name(ctx).map_err(|_| bad())?;
+    Ok(Reach {
+        context: ctx.to_string(),
+        port,
+        links: Vec::new(),
+    })
 }

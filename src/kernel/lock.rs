@@ -28,8 +28,9 @@ pub fn lock(wait: Duration) -> io::Result<Lock> {
     let try_lock =
         |f: &File| unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
     if !try_lock(&f) {
-        let inode = f.metadata()?.ino();
-        let holder = || holder_of(inode).map_or("unknown".to_string(), |p| p.to_string());
+        let meta = f.metadata()?;
+        let id = (libc::major(meta.dev()), libc::minor(meta.dev()), meta.ino());
+        let holder = || holder_of(id).map_or("unknown".to_string(), |p| p.to_string());
         eprintln!("netctx: waiting for the lock held by pid {}", holder());
         let start = std::time::Instant::now();
         while !try_lock(&f) {
@@ -50,9 +51,10 @@ pub fn lock(wait: Duration) -> io::Result<Lock> {
     Ok(Lock { _file: f })
 }
 
-/// The pid holding a flock on the file with `inode`, from /proc/locks
-/// (`1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF`).
-fn holder_of(inode: u64) -> Option<u32> {
+/// The pid holding a flock on the file (major, minor, inode), from
+/// /proc/locks (`1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF`, the
+/// device numbers in hex).
+fn holder_of((major, minor, inode): (u32, u32, u64)) -> Option<u32> {
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     locks.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
@@ -60,7 +62,12 @@ fn holder_of(inode: u64) -> Option<u32> {
             [_, "FLOCK", _, _, pid, id, ..] => (pid, id),
             _ => return None,
         };
-        let ino: u64 = id.rsplit(':').next()?.parse().ok()?;
-        (ino == inode).then(|| pid.parse().ok()).flatten()
+        let mut parts = id.split(':');
+        let maj = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let min = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let ino: u64 = parts.next()?.parse().ok()?;
+        ((maj, min, ino) == (major, minor, inode))
+            .then(|| pid.parse().ok())
+            .flatten()
     })
 }

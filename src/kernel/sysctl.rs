@@ -1,20 +1,26 @@
 //! Switches under /proc/sys, read and written in the calling thread's network
 //! namespace (`/proc/sys/net` shows the namespace of the reading thread).
 
-pub const FORWARD_V4: &str = "net/ipv4/ip_forward";
-pub const FORWARD_V6: &str = "net/ipv6/conf/all/forwarding";
+use std::io::{self, Read, Write};
 
-pub fn accept_ra(link: &str) -> String {
-    format!("net/ipv6/conf/{link}/accept_ra")
+/// The value of a switch, whitespace normalised (`ping_group_range` prints
+/// a tab); `None` if it does not exist (IPv6 off, a link that went).
+pub fn read(path: &str) -> Option<String> {
+    let mut f = std::fs::File::open(format!("/proc/sys/{path}")).ok()?;
+    let mut buf = [0u8; 64];
+    let n = f.read(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-/// Read a switch under /proc/sys; `None` if it does not exist (IPv6 off).
-pub fn read(path: &str) -> Option<bool> {
-    std::fs::read_to_string(format!("/proc/sys/{path}"))
-        .ok()
-        .map(|s| s.trim() != "0")
-}
-
-pub fn write(path: &str, on: bool) -> std::io::Result<()> {
-    std::fs::write(format!("/proc/sys/{path}"), if on { "1" } else { "0" })
+/// Write a switch; a switch this kernel does not have is not an error.
+pub fn write(path: &str, value: &str) -> io::Result<()> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/sys/{path}"))
+    {
+        Ok(mut f) => f.write_all(value.as_bytes()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -32,8 +32,12 @@ pub struct ObsLink {
     pub kind: Option<String>,
     pub up: bool,
     pub alias: Option<String>,
-    /// Addresses netctx manages (IPv6 link-local ones are the kernel's).
+    /// Addresses other than IPv6 link-local ones.
     pub addrs: Vec<Cidr>,
+    /// IPv6 link-local addresses (fe80::/10).
+    pub link_local: Vec<Cidr>,
+    /// The hardware address, for links that have one of 6 bytes.
+    pub mac: Option<[u8; 6]>,
 }
 
 impl ObsLink {
@@ -58,8 +62,8 @@ pub struct ObsRoute {
 pub struct NsState {
     pub links: Vec<ObsLink>,
     pub routes: Vec<ObsRoute>,
-    /// Switches netctx manages, by path under /proc/sys.
-    pub sysctls: BTreeMap<String, bool>,
+    /// The switches asked for, by path under /proc/sys.
+    pub sysctls: BTreeMap<String, String>,
     /// The table `inet netctx`.
     pub nft: Live,
 }
@@ -78,10 +82,13 @@ fn parse_link(m: &LinkMessage) -> ObsLink {
         up: m.header.flags.contains(LinkFlags::Up),
         alias: None,
         addrs: Vec::new(),
+        link_local: Vec::new(),
+        mac: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Address(mac) => l.mac = mac.as_slice().try_into().ok(),
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
@@ -114,11 +121,6 @@ fn parse_address(m: &AddressMessage) -> Option<(u32, Cidr)> {
         }
     }
     let addr = addr?;
-    if let IpAddr::V6(v6) = addr {
-        if v6.segments()[0] & 0xffc0 == 0xfe80 {
-            return None;
-        }
-    }
     Some((
         m.header.index,
         Cidr {
@@ -198,13 +200,18 @@ pub fn read_links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
         if let M::NewAddress(a) = m {
             if let Some((index, cidr)) = parse_address(&a) {
                 if let Some(i) = by_index.get(&index) {
-                    links[*i].addrs.push(cidr);
+                    if is_link_local(cidr.addr) {
+                        links[*i].link_local.push(cidr);
+                    } else {
+                        links[*i].addrs.push(cidr);
+                    }
                 }
             }
         }
     }
     for l in &mut links {
         l.addrs.sort();
+        l.link_local.sort();
     }
     Ok(links)
 }
@@ -223,7 +230,11 @@ pub fn read_link(nl: &mut Rtnl, name: &str) -> Result<Option<ObsLink>, NlError> 
 
 /// Everything inside the calling thread's namespace. `/proc/sys/net` shows
 /// the namespace of the reading thread, so this is right on a setns'd thread.
-pub fn read_ns(nl: &mut Rtnl, nft: &mut crate::kernel::nft::sock::Nft) -> Result<NsState, NlError> {
+pub fn read_ns(
+    nl: &mut Rtnl,
+    nft: &mut crate::kernel::nft::sock::Nft,
+    sysctl_paths: &[String],
+) -> Result<NsState, NlError> {
     let links = read_links(nl)?;
     let mut routes: Vec<ObsRoute> = nl
         .dump(rtnl::dump_routes())?
@@ -234,22 +245,7 @@ pub fn read_ns(nl: &mut Rtnl, nft: &mut crate::kernel::nft::sock::Nft) -> Result
         })
         .collect();
     routes.sort_by_key(|r| (r.to, r.via));
-    let mut sysctls = BTreeMap::new();
-    let mut paths = vec![
-        sysctl::FORWARD_V4.to_string(),
-        sysctl::FORWARD_V6.to_string(),
-    ];
-    paths.extend(
-        links
-            .iter()
-            .filter(|l| l.name != "lo")
-            .map(|l| sysctl::accept_ra(&l.name)),
-    );
-    for p in paths {
-        if let Some(v) = sysctl::read(&p) {
-            sysctls.insert(p, v);
-        }
-    }
+    let sysctls = read_sysctls(sysctl_paths);
     let nft = crate::observe::nft::read(nft, &crate::kernel::nft::table::SETS)?;
     Ok(NsState {
         links,
@@ -257,4 +253,44 @@ pub fn read_ns(nl: &mut Rtnl, nft: &mut crate::kernel::nft::sock::Nft) -> Result
         sysctls,
         nft,
     })
+}
+
+/// The switches at `paths` that exist, with their values.
+pub fn read_sysctls(paths: &[String]) -> BTreeMap<String, String> {
+    paths
+        .iter()
+        .filter_map(|p| sysctl::read(p).map(|v| (p.clone(), v)))
+        .collect()
+}
+
+/// fe80::/10.
+pub fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
+}
+
+/// The link-local address the kernel gives a link of hardware address
+/// `mac` (EUI-64, `addr_gen_mode` 0).
+pub fn kernel_link_local(mac: [u8; 6]) -> Cidr {
+    let b = [
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ];
+    Cidr {
+        addr: IpAddr::V6(std::net::Ipv6Addr::from(b)),
+        prefix: 64,
+    }
 }

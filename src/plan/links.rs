@@ -3,7 +3,7 @@
 
 use super::{Action, Made, Observed, Refusal, Side};
 use crate::model::{Cidr, Context, LinkKind};
-use crate::observe::links::{NsState, ObsLink};
+use crate::observe::links::{kernel_link_local, NsState, ObsLink};
 use crate::observe::owner::NsOwner;
 
 /// The namespace: refused when foreign, (re)made when missing. Returns the
@@ -35,7 +35,9 @@ pub(super) fn namespace<'a>(
     })
 }
 
-/// Host side first: refuse before deciding anything else.
+/// Host side first: refuse before deciding anything else. A host address
+/// (or its subnet) already on a host interface netctx did not make is that
+/// interface's.
 pub(super) fn refuse_foreign_host_links(ctx: &Context, obs: &Observed) -> Result<(), Refusal> {
     for h in ctx.links.iter().filter_map(|l| l.host.as_deref()) {
         if let Some(l) = obs.host.get(h) {
@@ -48,6 +50,19 @@ pub(super) fn refuse_foreign_host_links(ctx: &Context, obs: &Observed) -> Result
                     })
                 }
                 None => return Err(Refusal::ForeignHostLink(h.to_string())),
+            }
+        }
+    }
+    let mut foreign: Vec<&ObsLink> = obs.host.values().filter(|l| l.owner().is_none()).collect();
+    foreign.sort_by(|a, b| a.name.cmp(&b.name));
+    for wanted in ctx.links.iter().flat_map(|l| &l.host_addresses) {
+        for l in &foreign {
+            if let Some(present) = l.addrs.iter().find(|a| a.overlaps(wanted)) {
+                return Err(Refusal::HostAddressTaken {
+                    wanted: *wanted,
+                    iface: l.name.clone(),
+                    present: *present,
+                });
             }
         }
     }
@@ -161,6 +176,44 @@ pub(super) fn addresses(
             side: Side::Ctx,
             link: "lo".into(),
         });
+    }
+    extra_kernel_addresses(ctx, ns, made, acts);
+}
+
+/// Addresses the kernel does not give and netctx did not declare: on lo,
+/// anything but 127.0.0.1/8 and ::1/128 (lo's own come with it when it goes
+/// up); on a declared link, link-local addresses beyond the kernel's own
+/// (EUI-64 of its hardware address).
+fn extra_kernel_addresses(ctx: &Context, ns: &NsState, made: &Made, acts: &mut Vec<Action>) {
+    let lo_own = [
+        Cidr::parse("127.0.0.1/8").expect("constant"),
+        Cidr::parse("::1/128").expect("constant"),
+    ];
+    let mut del = |link: &str, cidr: Cidr| {
+        acts.push(Action::DelAddr {
+            side: Side::Ctx,
+            link: link.to_string(),
+            cidr,
+        })
+    };
+    if let Some(lo) = ns.link("lo") {
+        for c in lo.addrs.iter().chain(&lo.link_local) {
+            if !lo_own.contains(c) {
+                del("lo", *c);
+            }
+        }
+    }
+    for d in ctx
+        .links
+        .iter()
+        .filter(|d| !made.fresh.contains(&d.name.as_str()))
+    {
+        let Some(l) = ns.link(&d.name) else { continue };
+        let Some(mac) = l.mac else { continue };
+        let own = kernel_link_local(mac);
+        for c in l.link_local.iter().filter(|c| c.addr != own.addr) {
+            del(&d.name, *c);
+        }
     }
 }
 

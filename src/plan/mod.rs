@@ -14,7 +14,7 @@ use crate::observe::owner::NsOwner;
 mod links;
 mod routes;
 pub mod rules;
-mod sysctls;
+pub mod sysctls;
 mod tables;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,7 +58,12 @@ pub enum Action {
     /// A switch under /proc/sys inside the namespace.
     Sysctl {
         path: String,
-        on: bool,
+        value: String,
+    },
+    /// A switch under /proc/sys on the host (of a host-side veth).
+    HostSysctl {
+        path: String,
+        value: String,
     },
     /// Replace the context's table `inet netctx` with `table` (one
     /// transaction).
@@ -123,8 +128,11 @@ impl fmt::Display for Action {
                 None => write!(f, "remove route {}", dest(&r.to)),
             },
             Action::AddRoute(r) => write!(f, "add route {} via {}", dest(&r.to), r.via),
-            Action::Sysctl { path, on } => {
-                write!(f, "set {} = {}", path.replace('/', "."), u8::from(*on))
+            Action::Sysctl { path, value } => {
+                write!(f, "set {} = {value}", path.replace('/', "."))
+            }
+            Action::HostSysctl { path, value } => {
+                write!(f, "set host {} = {value}", path.replace('/', "."))
             }
             Action::ReplaceTable { table, .. } => {
                 let rules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
@@ -154,6 +162,15 @@ pub enum Refusal {
     #[error("the host's nftables table inet netctx was not made by netctx; not touching it")]
     ForeignHostTable,
     #[error(
+        "host address {wanted} is taken: host interface {iface} (not made by netctx) has \
+         {present}; not touching it (choose another subnet for this context)"
+    )]
+    HostAddressTaken {
+        wanted: Cidr,
+        iface: String,
+        present: Cidr,
+    },
+    #[error(
         "marker /run/netctx/netns/{name} {problem}: not touching anything of this context \
          (namespace, host links, host chains); if /run/netns/{name} is netctx's, remove both \
          by hand (ip netns delete {name}; rm /run/netctx/netns/{name}) and run `netctx up {name}`, \
@@ -174,13 +191,18 @@ pub struct Observed<'a> {
     pub host: &'a HashMap<String, ObsLink>,
     /// The host's table `inet netctx`.
     pub host_nft: &'a Live,
+    /// The switches of the host's netctx links (`net/ipv6/conf/nx-web/…`).
+    pub host_sysctls: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// The actions, in order, that bring the kernel to `ctx`: one function per
 /// kind of object, each appending to the plan.
 pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     let mut acts = Vec::new();
-    let empty = NsState::default();
+    let empty = NsState {
+        sysctls: sysctls::fresh(),
+        ..NsState::default()
+    };
     let ns = links::namespace(ctx, obs, &mut acts, &empty)?;
     links::refuse_foreign_host_links(ctx, obs)?;
     links::stale_host_links(ctx, obs, &mut acts);
@@ -188,6 +210,7 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     links::addresses(ctx, obs, ns, &made, &mut acts);
     routes::routes(ctx, ns, &made, &mut acts);
     sysctls::sysctls(ctx, ns, &made, &mut acts);
+    sysctls::host_sysctls(ctx, obs.host_sysctls, &mut acts);
     tables::context_table(ctx, ns, &mut acts);
     tables::host_chains(ctx, obs, &mut acts)?;
     Ok(acts)

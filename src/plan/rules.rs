@@ -5,11 +5,14 @@
 
 use std::net::IpAddr;
 
-use crate::kernel::nft::expr::{Action, Dir, Match, Rule, PACKET_BROADCAST, PACKET_MULTICAST};
+use crate::kernel::nft::expr::{
+    Action, Dir, Match, Rule, CT_ESTABLISHED, CT_RELATED, ICMP_REDIRECT, IPPROTO_TCP, IPPROTO_UDP,
+    ND_REDIRECT, ND_ROUTER_ADVERT, PACKET_BROADCAST, PACKET_MULTICAST,
+};
 use crate::kernel::nft::table::{
     Chain, Set, Table, NF_INET_FORWARD, NF_INET_INGRESS, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT,
 };
-use crate::model::{Cidr, Context, Hook, Isolation, LinkKind};
+use crate::model::{Cidr, Context, Hook, Isolation, LinkKind, Proto};
 
 fn log_rule(ctx: &Context, prefix: &str) -> Rule {
     Rule {
@@ -157,8 +160,9 @@ pub fn host_chain_prefix(ctx: &str) -> String {
 }
 
 /// The host's chains for a context: one per host-side veth, on its ingress,
-/// accepting the context's sources (its addresses; with ip_forward also the
-/// subnets of its links) and dropping the rest.
+/// refusing router advertisements and redirects and accepting the context's
+/// sources (its addresses; with ip_forward also the subnets of its links),
+/// dropping the rest; and its forward chain (`forward_chain`).
 pub fn host_chains(ctx: &Context) -> Vec<Chain> {
     if ctx.isolation != Isolation::Strict {
         return Vec::new();
@@ -178,29 +182,92 @@ pub fn host_chains(ctx: &Context) -> Vec<Chain> {
     }
     sources.push(cidr("fe80::/10"));
     sources.push(cidr("::/128"));
-    ctx.links
+    let veths = host_veths(ctx);
+    let mut chains: Vec<Chain> = veths
         .iter()
-        .filter(|l| l.kind == LinkKind::Veth)
-        .filter_map(|l| l.host.clone())
         .map(|host| {
-            let mut rules: Vec<Rule> = sources
-                .iter()
-                .map(|c| {
-                    accept(vec![Match::Prefix {
-                        dir: Dir::Src,
-                        cidr: *c,
-                    }])
-                })
-                .collect();
+            // Router advertisements and redirects would reroute the host.
+            let mut rules: Vec<Rule> = [
+                (true, ND_ROUTER_ADVERT),
+                (true, ND_REDIRECT),
+                (false, ICMP_REDIRECT),
+            ]
+            .into_iter()
+            .flat_map(|(v6, ty)| drop_if(ctx, vec![Match::Icmp { v6, ty }]))
+            .collect();
+            rules.extend(sources.iter().map(|c| {
+                accept(vec![Match::Prefix {
+                    dir: Dir::Src,
+                    cidr: *c,
+                }])
+            }));
             rules.extend(drop_rules(ctx));
             Chain {
                 name: format!("{}{host}", host_chain_prefix(&ctx.name)),
                 hooknum: NF_INET_INGRESS,
-                device: Some(host),
+                device: Some(host.clone()),
                 rules,
             }
         })
+        .collect();
+    if !veths.is_empty() {
+        chains.push(forward_chain(ctx, &veths));
+    }
+    chains
+}
+
+fn host_veths(ctx: &Context) -> Vec<String> {
+    ctx.links
+        .iter()
+        .filter(|l| l.kind == LinkKind::Veth)
+        .filter_map(|l| l.host.clone())
         .collect()
+}
+
+/// What the host forwards for packets that come from the context: replies
+/// of connections others opened to it, connections to the contexts it may
+/// `reach`; everything else is logged and dropped. Packets coming from
+/// other contexts are their own forward chains' business.
+fn forward_chain(ctx: &Context, veths: &[String]) -> Chain {
+    let mut rules = Vec::new();
+    for v in veths {
+        rules.push(accept(vec![
+            Match::IifName(v.clone()),
+            Match::CtState(CT_ESTABLISHED | CT_RELATED),
+        ]));
+    }
+    for r in &ctx.reach {
+        for v in veths {
+            for to in &r.links {
+                let mut m = vec![Match::IifName(v.clone()), Match::OifName(to.clone())];
+                if let Some((port, proto)) = r.port {
+                    let proto = match proto {
+                        Proto::Tcp => IPPROTO_TCP,
+                        Proto::Udp => IPPROTO_UDP,
+                    };
+                    m.push(Match::Dport { proto, port });
+                }
+                rules.push(accept(m));
+            }
+        }
+    }
+    for v in veths {
+        rules.extend(drop_if(ctx, vec![Match::IifName(v.clone())]));
+    }
+    Chain {
+        name: format!("{}forward", host_chain_prefix(&ctx.name)),
+        hooknum: NF_INET_FORWARD,
+        device: None,
+        rules,
+    }
+}
+
+/// Log (`CTX:DROP:`) and drop what `matches`.
+fn drop_if(ctx: &Context, matches: Vec<Match>) -> [Rule; 2] {
+    let [mut log, mut drop] = drop_rules(ctx);
+    log.matches.clone_from(&matches);
+    drop.matches = matches;
+    [log, drop]
 }
 
 #[cfg(test)]

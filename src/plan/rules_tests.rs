@@ -180,15 +180,74 @@ fn strict_context_table_has_the_expected_shape() {
     assert!(text.contains(
         "limit rate 50/second burst 50 packets counter log prefix \"CTX:DROP:\" group 7"
     ));
-    // Host side: one chain per veth; routing context: its subnets too.
+    // Host side: one chain per veth; routing context: its subnets too;
+    // and one forward chain.
     let hc = host_chains(&ctx());
     assert_eq!(
         hc.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-        ["web_nx-web", "web_nx-web1"]
+        ["web_nx-web", "web_nx-web1", "web_forward"]
     );
     let h = render_chain(&hc[0]);
     assert!(h.contains("ip saddr 10.100.0.0/24 accept"), "{h}");
     assert!(h.contains("ip saddr 10.4.0.0/22 accept"), "{h}");
+    // Router advertisements and redirects are dropped before any source is
+    // accepted.
+    let ra = h.find("icmpv6 type nd-router-advert counter drop").unwrap();
+    assert!(ra < h.find("ip6 saddr fe80::/10 accept").unwrap(), "{h}");
+    assert!(h.contains("icmp type redirect counter drop"), "{h}");
+}
+
+#[test]
+fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
+    let mut c = ctx();
+    let f = |c: &Context| render_chain(host_chains(c).last().unwrap());
+    let text = f(&c);
+    assert!(
+        text.contains("type filter hook forward priority 0"),
+        "{text}"
+    );
+    let lines: Vec<&str> = text.lines().skip(2).map(str::trim).collect();
+    assert!(
+        lines[0].starts_with("iifname \"nx-web\" ct state established,related accept"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("iifname \"nx-web1\" ct state established,related accept"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("iifname \"nx-web\" limit rate"),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("iifname \"nx-web\" counter drop"),
+        "{text}"
+    );
+    assert_eq!(lines.len(), 2 + 4 + 1, "{text}");
+    c.reach = vec![
+        crate::model::Reach {
+            context: "db".into(),
+            port: None,
+            links: vec!["nx-db".into()],
+        },
+        crate::model::Reach {
+            context: "dns".into(),
+            port: Some((53, crate::model::Proto::Udp)),
+            links: vec!["nx-dns".into()],
+        },
+    ];
+    let text = f(&c);
+    assert!(
+        text.contains("iifname \"nx-web\" oifname \"nx-db\" accept"),
+        "{text}"
+    );
+    assert!(
+        text.contains("iifname \"nx-web1\" oifname \"nx-dns\" udp dport 53 accept"),
+        "{text}"
+    );
+    // Accepts come before the drops.
+    let last_accept = text.rfind(" accept").unwrap();
+    assert!(last_accept < text.find("counter drop").unwrap(), "{text}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use crate::observe::links::{alias_for, ObsLink, ObsRoute};
 use crate::observe::nft::Live;
 use crate::plan::rules::{context_table, host_chains};
 use netlink_packet_route::route::RouteProtocol;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 const WEB: &str = r#"
@@ -40,6 +41,8 @@ fn link(index: u32, name: &str, kind: &str, addrs: &[&str]) -> ObsLink {
         up: true,
         alias: None,
         addrs: addrs.iter().map(|a| Cidr::parse(a).unwrap()).collect(),
+        link_local: Vec::new(),
+        mac: None,
     }
 }
 
@@ -59,15 +62,7 @@ fn converged() -> (NsState, HashMap<String, ObsLink>) {
             oif: Some(2),
             protocol: RouteProtocol::Static,
         }],
-        sysctls: [
-            ("net/ipv4/ip_forward", true),
-            ("net/ipv6/conf/all/forwarding", true),
-            ("net/ipv6/conf/eth0/accept_ra", false),
-            ("net/ipv6/conf/dummy0/accept_ra", false),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect(),
+        sysctls: crate::plan::sysctls::wanted(&ctx()).into_iter().collect(),
         nft: {
             let t = context_table(&ctx()).unwrap();
             Live {
@@ -85,6 +80,13 @@ fn converged() -> (NsState, HashMap<String, ObsLink>) {
     (ns, host)
 }
 
+/// The host-side switches `up` leaves for `ctx()`.
+fn host_sysctls() -> BTreeMap<String, String> {
+    crate::plan::sysctls::host_wanted(&ctx())
+        .into_iter()
+        .collect()
+}
+
 fn texts(a: &[Action]) -> Vec<String> {
     a.iter().map(|a| a.to_string()).collect()
 }
@@ -97,6 +99,7 @@ fn nothing_there_builds_everything_in_order() {
         ns: NsState::default(),
         host: &host,
         host_nft: &Live::default(),
+        host_sysctls: &BTreeMap::new(),
     };
     let p = plan(&ctx(), &obs).unwrap();
     assert_eq!(
@@ -115,11 +118,16 @@ fn nothing_there_builds_everything_in_order() {
             "set link lo up",
             "add route default via 10.100.0.1",
             "set net.ipv4.ip_forward = 1",
+            "set net.ipv4.ping_group_range = 0 2147483647",
+            // Every device follows "all"; new links inherit "default"'s
+            // switches, which netctx writes when it makes the namespace.
             "set net.ipv6.conf.all.forwarding = 1",
-            "set net.ipv6.conf.eth0.accept_ra = 0",
-            "set net.ipv6.conf.dummy0.accept_ra = 0",
+            "set host net.ipv6.conf.nx-web.accept_ra = 0",
+            "set host net.ipv6.conf.nx-web.autoconf = 0",
+            "set host net.ipv6.conf.nx-web.accept_redirects = 0",
+            "set host net.ipv4.conf.nx-web.accept_redirects = 0",
             "replace nftables table inet netctx (15 rules)",
-            "replace host nftables chains web_nx-web",
+            "replace host nftables chains web_nx-web, web_forward",
         ]
     );
 }
@@ -132,6 +140,7 @@ fn converged_state_needs_nothing() {
         ns,
         host: &host,
         host_nft: &host_live(),
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(plan(&ctx(), &obs).unwrap(), []);
 }
@@ -145,7 +154,7 @@ fn drift_is_repaired_and_only_the_drift() {
     ns.links[2].up = false; // link down
     ns.routes.clear(); // missing route
     ns.sysctls
-        .insert("net/ipv6/conf/all/forwarding".into(), false);
+        .insert("net/ipv6/conf/all/forwarding".into(), "0".into());
     ns.links.push(link(7, "sneaky", "dummy", &[])); // extra link
     host.get_mut("nx-web").unwrap().addrs.clear();
     let obs = Observed {
@@ -153,6 +162,7 @@ fn drift_is_repaired_and_only_the_drift() {
         ns,
         host: &host,
         host_nft: &host_live(),
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -181,6 +191,7 @@ fn extra_route_is_removed_and_routes_through_recreated_links_are_readded() {
         ns: ns.clone(),
         host: &host,
         host_nft: &host_live(),
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -194,6 +205,7 @@ fn extra_route_is_removed_and_routes_through_recreated_links_are_readded() {
         ns,
         host: &host,
         host_nft: &host_live(),
+        host_sysctls: &host_sysctls(),
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
     assert_eq!(t[0], "delete link eth0");
@@ -211,6 +223,7 @@ fn foreign_objects_are_refused() {
         ns: ns.clone(),
         host: &host,
         host_nft: &host_live(),
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(
         plan(&ctx(), &obs),
@@ -223,6 +236,7 @@ fn foreign_objects_are_refused() {
         ns: NsState::default(),
         host: &host,
         host_nft: &host_live(),
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(
         plan(&ctx(), &obs),
@@ -235,6 +249,7 @@ fn foreign_objects_are_refused() {
         ns,
         host: &host,
         host_nft: &host_live(),
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(
         plan(&ctx(), &obs),
@@ -253,6 +268,7 @@ fn leftover_host_link_of_a_vanished_namespace_is_replaced() {
         ns: NsState::default(),
         host: &host,
         host_nft: &host_live(),
+        host_sysctls: &host_sysctls(),
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
     assert_eq!(
@@ -276,6 +292,7 @@ fn undeclared_host_link_of_this_context_is_removed() {
         ns,
         host: &host,
         host_nft: &host_live(),
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -291,6 +308,7 @@ fn unmounted_namespace_file_of_ours_is_remade() {
         ns: NsState::default(),
         host: &host,
         host_nft: &host_live(),
+        host_sysctls: &host_sysctls(),
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
     assert_eq!(
@@ -321,6 +339,7 @@ fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
         ns: ns.clone(),
         host: &host,
         host_nft: &hl,
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -335,10 +354,11 @@ fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
         ns: ns.clone(),
         host: &host,
         host_nft: &hl,
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
-        ["replace host nftables chains web_nx-web"]
+        ["replace host nftables chains web_nx-web, web_forward"]
     );
     hl.comment = Some("someone else".into());
     let obs = Observed {
@@ -346,6 +366,7 @@ fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
         ns,
         host: &host,
         host_nft: &hl,
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(plan(&ctx(), &obs), Err(Refusal::ForeignHostTable));
 }
@@ -361,12 +382,13 @@ fn isolation_off_removes_the_rules() {
         ns,
         host: &host,
         host_nft: &hl,
+        host_sysctls: &host_sysctls(),
     };
     assert_eq!(
         texts(&plan(&c, &obs).unwrap()),
         [
             "delete nftables table inet netctx",
-            "remove host nftables chains web_nx-web"
+            "remove host nftables chains web_forward, web_nx-web"
         ]
     );
 }

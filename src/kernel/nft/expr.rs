@@ -16,10 +16,27 @@ const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_PKTTYPE: u32 = 19;
+const NFT_META_L4PROTO: u32 = 16;
+/// enum nft_ct_keys.
+const NFT_CT_STATE: u32 = 0;
+/// Conntrack states as a bit mask (NF_CT_STATE_BIT).
+pub const CT_ESTABLISHED: u32 = 1 << 1;
+pub const CT_RELATED: u32 = 1 << 2;
+/// Transport protocols (IPPROTO_*).
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+/// ICMP types netctx refuses from a context.
+pub const ICMP_REDIRECT: u8 = 5;
+pub const ND_ROUTER_ADVERT: u8 = 134;
+pub const ND_REDIRECT: u8 = 137;
 /// Payload bases (enum nft_payload_bases).
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 /// enum nft_cmp_ops.
 const NFT_CMP_EQ: u32 = 0;
+const NFT_CMP_NEQ: u32 = 1;
 /// enum nft_limit_type.
 const NFT_LIMIT_PKTS: u32 = 0;
 /// Verdicts (linux/netfilter.h).
@@ -53,6 +70,8 @@ mod a {
     pub const NFTA_LOOKUP_SET: u16 = 1;
     pub const NFTA_LOOKUP_SREG: u16 = 2;
     pub const NFTA_LOOKUP_SET_ID: u16 = 4;
+    pub const NFTA_CT_DREG: u16 = 1;
+    pub const NFTA_CT_KEY: u16 = 2;
 }
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
@@ -85,6 +104,18 @@ pub enum Match {
     Prefix {
         dir: Dir,
         cidr: Cidr,
+    },
+    /// Any of these conntrack states (CT_* bits).
+    CtState(u32),
+    /// A TCP or UDP destination port.
+    Dport {
+        proto: u8,
+        port: u16,
+    },
+    /// An ICMP (or, with `v6`, ICMPv6) type.
+    Icmp {
+        v6: bool,
+        ty: u8,
     },
 }
 
@@ -124,9 +155,13 @@ fn meta(list: &mut Attrs, key: u32) {
 }
 
 fn cmp_eq(list: &mut Attrs, value: &[u8]) {
+    cmp(list, NFT_CMP_EQ, value);
+}
+
+fn cmp(list: &mut Attrs, op: u32, value: &[u8]) {
     expr(list, "cmp", |d| {
         d.be32(a::NFTA_CMP_SREG, NFT_REG_1)
-            .be32(a::NFTA_CMP_OP, NFT_CMP_EQ)
+            .be32(a::NFTA_CMP_OP, op)
             .nested(a::NFTA_CMP_DATA, |v| {
                 v.bytes(attr::DATA_VALUE, value);
             });
@@ -134,9 +169,13 @@ fn cmp_eq(list: &mut Attrs, value: &[u8]) {
 }
 
 fn payload(list: &mut Attrs, offset: u32, len: u32) {
+    payload_at(list, NFT_PAYLOAD_NETWORK_HEADER, offset, len);
+}
+
+fn payload_at(list: &mut Attrs, base: u32, offset: u32, len: u32) {
     expr(list, "payload", |d| {
         d.be32(a::NFTA_PAYLOAD_DREG, NFT_REG_1)
-            .be32(a::NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER)
+            .be32(a::NFTA_PAYLOAD_BASE, base)
             .be32(a::NFTA_PAYLOAD_OFFSET, offset)
             .be32(a::NFTA_PAYLOAD_LEN, len);
     });
@@ -197,6 +236,22 @@ fn addr_bytes(ip: IpAddr) -> Vec<u8> {
     }
 }
 
+/// `meta l4proto P`, as nft loads it before a transport header field.
+fn l4proto(list: &mut Attrs, proto: u8) {
+    meta(list, NFT_META_L4PROTO);
+    cmp_eq(list, &[proto]);
+}
+
+/// `ct state S`: load, mask, compare with 0.
+fn ct_state(list: &mut Attrs, mask: u32) {
+    expr(list, "ct", |d| {
+        d.be32(a::NFTA_CT_KEY, NFT_CT_STATE)
+            .be32(a::NFTA_CT_DREG, NFT_REG_1);
+    });
+    bitwise(list, &mask.to_ne_bytes());
+    cmp(list, NFT_CMP_NEQ, &[0; 4]);
+}
+
 fn nfproto(list: &mut Attrs, v6: bool) {
     meta(list, NFT_META_NFPROTO);
     cmp_eq(list, &[if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 }]);
@@ -255,6 +310,18 @@ impl Rule {
                         bitwise(&mut l, &mask);
                     }
                     cmp_eq(&mut l, &bytes[..n]);
+                }
+                Match::CtState(mask) => ct_state(&mut l, *mask),
+                Match::Dport { proto, port } => {
+                    l4proto(&mut l, *proto);
+                    payload_at(&mut l, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+                    cmp_eq(&mut l, &port.to_be_bytes());
+                }
+                Match::Icmp { v6, ty } => {
+                    nfproto(&mut l, *v6);
+                    l4proto(&mut l, if *v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP });
+                    payload_at(&mut l, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+                    cmp_eq(&mut l, &[*ty]);
                 }
             }
         }
@@ -320,6 +387,30 @@ impl Rule {
                     } else {
                         write!(s, "meta nfproto {fam} {ip} {d} {} ", cidr.subnet())
                     }
+                }
+                Match::CtState(mask) => {
+                    let mut names = Vec::new();
+                    if mask & CT_ESTABLISHED != 0 {
+                        names.push("established");
+                    }
+                    if mask & CT_RELATED != 0 {
+                        names.push("related");
+                    }
+                    write!(s, "ct state {} ", names.join(","))
+                }
+                Match::Dport { proto, port } => {
+                    let p = if *proto == IPPROTO_UDP { "udp" } else { "tcp" };
+                    write!(s, "{p} dport {port} ")
+                }
+                Match::Icmp { v6, ty } => {
+                    let name = match (*v6, *ty) {
+                        (true, ND_ROUTER_ADVERT) => "nd-router-advert".to_string(),
+                        (true, ND_REDIRECT) => "nd-redirect".to_string(),
+                        (false, ICMP_REDIRECT) => "redirect".to_string(),
+                        (_, t) => t.to_string(),
+                    };
+                    let fam = if *v6 { "icmpv6" } else { "icmp" };
+                    write!(s, "{fam} type {name} ")
                 }
             }
             .unwrap();
