@@ -7,6 +7,9 @@
 //!     netprobe forge SRC DST PORT TEXT          IPv4/UDP with any source (raw socket)
 //!     netprobe bind ADDR PORT                   prints "ok" or the errno's name
 //!     netprobe raw                              opens a raw socket; exit 1 if refused
+//!     netprobe connect ADDR PORT                TCP connect (1 s): "connected" or the errno
+//!     netprobe ra IFACE PREFIX                  sends a router advertisement (default
+//!                                               route, autoconf PREFIX/64) to ff02::1
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -180,6 +183,71 @@ fn forge(src: Ipv4Addr, dst: Ipv4Addr, port: u16, text: &[u8]) -> std::io::Resul
     Ok(())
 }
 
+/// A router advertisement as a rogue router sends it: lifetime 1800 s (a
+/// default route) and a prefix to autoconfigure, to all nodes on `iface`.
+fn router_advert(iface: &str, prefix: IpAddr) -> std::io::Result<()> {
+    let IpAddr::V6(prefix) = prefix else {
+        die("an IPv6 prefix")
+    };
+    let mut ra = vec![134u8, 0, 0, 0, 64, 0];
+    ra.extend_from_slice(&1800u16.to_be_bytes());
+    ra.extend_from_slice(&[0; 8]);
+    // Prefix information: type 3, 4 × 8 bytes, /64, on-link + autonomous.
+    ra.extend_from_slice(&[3, 4, 64, 0xc0]);
+    ra.extend_from_slice(&86400u32.to_be_bytes());
+    ra.extend_from_slice(&14400u32.to_be_bytes());
+    ra.extend_from_slice(&[0; 4]);
+    ra.extend_from_slice(&prefix.octets());
+    let name = std::ffi::CString::new(iface).unwrap();
+    // SAFETY: a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: plain socket(2); the kernel fills in the ICMPv6 checksum.
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let hops: libc::c_int = 255;
+    for opt in [libc::IPV6_MULTICAST_HOPS, libc::IPV6_UNICAST_HOPS] {
+        // SAFETY: an int option of the size given.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IPV6,
+                opt,
+                &hops as *const libc::c_int as *const libc::c_void,
+                libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap(),
+            )
+        };
+    }
+    let dst = libc::sockaddr_in6 {
+        sin6_family: family(libc::AF_INET6),
+        sin6_port: 0,
+        sin6_flowinfo: 0,
+        sin6_addr: libc::in6_addr {
+            s6_addr: "ff02::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        },
+        sin6_scope_id: index,
+    };
+    // SAFETY: the buffer and the address live across the call.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            ra.as_ptr() as *const libc::c_void,
+            ra.len(),
+            0,
+            &dst as *const libc::sockaddr_in6 as *const libc::sockaddr,
+            libc::socklen_t::try_from(std::mem::size_of_val(&dst)).unwrap(),
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| {
@@ -244,6 +312,18 @@ fn main() {
         }
         "bind" => match bound(ip(1), port(2), true, false) {
             Ok(_) => println!("ok"),
+            Err(e) => println!("{}", errno_name(&e)),
+        },
+        "connect" => {
+            let to = SocketAddr::new(ip(1), port(2));
+            match std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+                Ok(_) => println!("connected"),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => println!("timeout"),
+                Err(e) => println!("{}", errno_name(&e)),
+            }
+        }
+        "ra" => match router_advert(&arg(1), ip(2)) {
+            Ok(()) => println!("sent"),
             Err(e) => println!("{}", errno_name(&e)),
         },
         "raw" => {

@@ -119,3 +119,242 @@ fn an_empty_or_corrupt_marker_is_a_conflict_that_nothing_touches() {
         sb.netctx(&["down", "--all"]).ok();
     }
 }
+
+const FWD: &str = r#"
+[context.a]
+[[context.a.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.41.0.1/24", "fd00:41::1/64"]
+addresses = ["10.41.0.2/24", "fd00:41::2/64"]
+[[context.a.route]]
+to = "default"
+via = "10.41.0.1"
+
+[context.b]
+[[context.b.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.42.0.1/24"]
+addresses = ["10.42.0.2/24"]
+[[context.b.route]]
+to = "default"
+via = "10.42.0.1"
+"#;
+
+#[test]
+fn every_owned_switch_changed_from_outside_is_drift_and_restored() {
+    let sb = Sandbox::new();
+    sb.netctx_with(FWD, &["up"]).ok();
+    let inside = [
+        ("net.ipv6.conf.eth0.forwarding", "1", "0"),
+        ("net.ipv6.conf.default.forwarding", "1", "0"),
+        ("net.ipv6.conf.eth0.accept_ra", "1", "0"),
+        ("net.ipv4.conf.all.accept_redirects", "1", "0"),
+        ("net.ipv6.conf.eth0.accept_redirects", "1", "0"),
+        ("net.ipv4.conf.default.accept_source_route", "1", "0"),
+        ("net.ipv6.conf.all.accept_source_route", "1", "0"),
+        ("net.ipv4.conf.eth0.proxy_arp", "1", "0"),
+        ("net.ipv4.conf.lo.route_localnet", "1", "0"),
+        ("net.ipv4.ip_nonlocal_bind", "1", "0"),
+        ("net.ipv6.ip_nonlocal_bind", "1", "0"),
+        ("net.ipv4.ping_group_range", "1 0", "0 2147483647"),
+    ];
+    // What up leaves: every switch as netctx owns it.
+    let get = |ns: Option<&str>, k: &str| {
+        let p = ns
+            .map(|n| format!("ip netns exec {n} "))
+            .unwrap_or_default();
+        let v = sb.ok(&format!("{p}sysctl -n {k}"));
+        v.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    for (k, _, want) in inside {
+        assert_eq!(get(Some("a"), k), want, "{k} after up");
+    }
+    let host = [
+        ("net.ipv6.conf.nx-a.accept_ra", "2", "0"),
+        ("net.ipv6.conf.nx-a.autoconf", "1", "0"),
+        ("net.ipv6.conf.nx-a.accept_redirects", "1", "0"),
+        ("net.ipv4.conf.nx-a.accept_redirects", "1", "0"),
+    ];
+    for (k, _, want) in host {
+        assert_eq!(get(None, k), want, "{k} after up");
+    }
+    // Changed behind netctx's back, one at a time: status says so.
+    for (ns, (k, bad, _)) in inside
+        .iter()
+        .map(|s| (Some("a"), s))
+        .chain(host.iter().map(|s| (None, s)))
+    {
+        let p = ns
+            .map(|n| format!("ip netns exec {n} "))
+            .unwrap_or_default();
+        sb.ok(&format!("{p}sysctl -qw '{k}={bad}'"));
+        let s = sb.netctx_with(FWD, &["status", "a"]);
+        assert_eq!(s.code, 2, "{k}: {}", s.stdout);
+        assert!(s.stdout.contains(k), "{k} not reported: {}", s.stdout);
+        sb.netctx_with(FWD, &["up", "a"]).ok();
+        assert_eq!(
+            sb.netctx_with(FWD, &["status", "a"]).code,
+            0,
+            "{k} not restored"
+        );
+    }
+    for (k, _, want) in inside {
+        assert_eq!(get(Some("a"), k), want, "{k} after the repairs");
+    }
+}
+
+/// Wait until the context's link-local address is usable (DAD done).
+fn wait_link_local(sb: &Sandbox, ns: &str) {
+    sb.ok(&format!(
+        "for i in $(seq 60); do ip -n {ns} -6 addr show dev eth0 scope link | grep -q tentative || exit 0; sleep 0.05; done; exit 1"
+    ));
+}
+
+#[test]
+fn router_advertisements_from_a_context_change_nothing_on_the_host() {
+    let sb = Sandbox::new();
+    sb.netctx_with(FWD, &["up"]).ok();
+    // An administrator turned the host side back on to learn routes.
+    sb.ok("sysctl -qw net.ipv6.conf.nx-a.accept_ra=2 net.ipv6.conf.nx-a.autoconf=1");
+    wait_link_local(&sb, "a");
+    let probe = crate::sandbox::probe();
+    let rogue = format!("ip netns exec a {probe} ra eth0 2001:db8:77::");
+    assert_eq!(sb.ok(&rogue).trim(), "sent");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let routes = || sb.ok("ip -6 route show default");
+    let addrs = || sb.ok("ip -6 addr show dev nx-a");
+    assert_eq!(routes(), "", "the host took a default route");
+    assert!(!addrs().contains("2001:db8:77"), "{}", addrs());
+    let chain = sb.ok("nft list chain inet netctx a_nx-a");
+    let ra = chain
+        .lines()
+        .find(|l| l.contains("nd-router-advert counter"))
+        .unwrap();
+    assert!(!ra.contains("packets 0 "), "not counted: {ra}");
+    // Control: without netctx's rule the same advertisement reroutes the
+    // host.
+    sb.ok("nft delete chain inet netctx a_nx-a");
+    assert_eq!(sb.ok(&rogue).trim(), "sent");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        routes().contains("default via fe80::"),
+        "control failed: {}",
+        routes()
+    );
+}
+
+#[test]
+fn contexts_are_kept_apart_on_a_forwarding_host() {
+    let sb = Sandbox::new();
+    sb.ok("sysctl -qw net.ipv4.ip_forward=1");
+    let probe = crate::sandbox::probe();
+    let listen = |ns: &str, addr: &str, port: u16| {
+        sb.ok(&format!(
+            "ip netns exec {ns} {probe} listen {addr} {port} --tcp --secs 20 >/dev/null 2>&1 &"
+        ));
+    };
+    let connect = |ns: &str, addr: &str, port: u16| {
+        sb.ok(&format!("ip netns exec {ns} {probe} connect {addr} {port}"))
+            .trim()
+            .to_string()
+    };
+    sb.netctx_with(FWD, &["up"]).ok();
+    listen("a", "10.41.0.2", 8080);
+    listen("b", "10.42.0.2", 8080);
+    listen("b", "10.42.0.2", 8081);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The host reaches both; neither reaches the other.
+    assert_eq!(
+        sb.ok(&format!("{probe} connect 10.42.0.2 8080")).trim(),
+        "connected"
+    );
+    assert_eq!(connect("a", "10.42.0.2", 8080), "timeout");
+    assert_eq!(connect("b", "10.41.0.2", 8080), "timeout");
+    let drops = sb.ok("nft list chain inet netctx a_forward");
+    assert!(
+        drops.contains("iifname \"nx-a\" counter packets"),
+        "{drops}"
+    );
+    assert!(
+        !drops.contains("counter packets 0 "),
+        "a's drop not counted: {drops}"
+    );
+    // reach = ["b:8080"]: that port, replies included; not 8081; b still
+    // cannot open connections to a.
+    let cfg = FWD.replace("[context.a]\n", "[context.a]\nreach = [\"b:8080/tcp\"]\n");
+    sb.netctx_with(&cfg, &["up"]).ok();
+    assert_eq!(connect("a", "10.42.0.2", 8080), "connected");
+    assert_eq!(connect("a", "10.42.0.2", 8081), "timeout");
+    assert_eq!(connect("b", "10.41.0.2", 8080), "timeout");
+    // reach = ["b"]: any port.
+    let cfg = FWD.replace("[context.a]\n", "[context.a]\nreach = [\"b\"]\n");
+    sb.netctx_with(&cfg, &["up"]).ok();
+    assert_eq!(connect("a", "10.42.0.2", 8081), "connected");
+    assert_eq!(connect("b", "10.41.0.2", 8080), "timeout");
+    // The drops are logged as CTX:DROP: (the rule is there).
+    assert!(sb.ok("nft list chain inet netctx b_forward").contains(
+        "iifname \"nx-b\" limit rate 100/second burst 100 packets log prefix \"CTX:DROP:\""
+    ),);
+}
+
+#[test]
+fn a_host_address_on_a_foreign_interface_is_refused_naming_it() {
+    let sb = Sandbox::new();
+    sb.ok("ip link add lan0 type veth peer name lan1 && ip addr add 10.41.0.1/24 dev lan0 && ip addr add 10.42.0.200/24 dev lan0");
+    let before = sb.ok("ip -j addr show dev lan0; ip -j link show dev lan0");
+    let r = sb.netctx_with(FWD, &["up"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    // The same address, and another address of the same subnet.
+    assert!(
+        r.stderr.contains("context a: host address 10.41.0.1/24 is taken: host interface lan0 (not made by netctx) has 10.41.0.1/24"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("context b: host address 10.42.0.1/24 is taken: host interface lan0 (not made by netctx) has 10.42.0.200/24"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        sb.ok("ip -j addr show dev lan0; ip -j link show dev lan0"),
+        before
+    );
+    assert!(sb.netns_list().is_empty());
+    assert!(!sb.links(None).iter().any(|l| l.0.starts_with("nx-")));
+}
+
+#[test]
+fn extra_addresses_on_lo_and_extra_link_local_addresses_are_drift() {
+    let sb = Sandbox::new();
+    sb.netctx_with(FWD, &["up"]).ok();
+    wait_link_local(&sb, "a");
+    let own_ll = sb.ok("ip -n a -6 -br addr show dev eth0 scope link");
+    // b's address on a's lo, and a second link-local address.
+    sb.ok("ip -n a addr add 10.42.0.2/32 dev lo && ip -n a addr add fe80::dead/64 dev eth0 nodad");
+    let s = sb.netctx_with(FWD, &["status", "a"]);
+    assert_eq!(s.code, 2, "{}", s.stdout);
+    assert!(
+        s.stdout
+            .contains("remove address 10.42.0.2/32 from link lo"),
+        "{}",
+        s.stdout
+    );
+    assert!(
+        s.stdout
+            .contains("remove address fe80::dead/64 from link eth0"),
+        "{}",
+        s.stdout
+    );
+    let a = sb.netctx_with(FWD, &["audit", "a"]);
+    assert_eq!(a.code, 2, "{}", a.stdout);
+    assert!(a.stdout.contains("10.42.0.2"), "{}", a.stdout);
+    sb.netctx_with(FWD, &["up", "a"]).ok();
+    assert!(!sb.ok("ip -n a addr show dev lo").contains("10.42.0.2"));
+    assert_eq!(
+        sb.ok("ip -n a -6 -br addr show dev eth0 scope link"),
+        own_ll
+    );
+    assert_eq!(sb.netctx_with(FWD, &["status", "a"]).code, 0);
+}

@@ -61,12 +61,17 @@ pub fn judge_host(local: IpAddr, contexts: &[(String, Vec<IpAddr>)]) -> Option<&
 }
 
 /// Addresses present on a context's links that its configuration does not
-/// declare (IPv6 link-local and loopback are the kernel's own).
+/// declare; lo's own (127.0.0.1/8, ::1/128) are the kernel's.
 pub fn undeclared(present: &[(String, Cidr)], declared: &[(String, Cidr)]) -> Vec<(String, Cidr)> {
+    let lo_own = |c: &Cidr| {
+        (c.addr == IpAddr::from([127, 0, 0, 1]) && c.prefix == 8)
+            || (c.addr == IpAddr::from(std::net::Ipv6Addr::LOCALHOST) && c.prefix == 128)
+    };
     present
         .iter()
         .filter(|(link, c)| {
-            link != "lo" && !c.addr.is_loopback() && !declared.contains(&(link.clone(), *c))
+            let kernels = link == "lo" && lo_own(c);
+            !kernels && !declared.contains(&(link.clone(), *c))
         })
         .cloned()
         .collect()
@@ -114,10 +119,16 @@ mod tests {
             ("eth0".to_string(), c("10.0.0.2/24")),
             ("eth0".to_string(), c("10.0.0.99/24")),
             ("lo".to_string(), c("127.0.0.1/8")),
+            ("lo".to_string(), c("::1/128")),
+            // Another context's address on lo is not lo's own.
+            ("lo".to_string(), c("10.0.0.7/32")),
         ];
         assert_eq!(
             undeclared(&present, &declared),
-            [("eth0".to_string(), c("10.0.0.99/24"))]
+            [
+                ("eth0".to_string(), c("10.0.0.99/24")),
+                ("lo".to_string(), c("10.0.0.7/32"))
+            ]
         );
     }
 }

@@ -33,9 +33,21 @@ struct Seen {
 /// Sockets and addresses of the calling thread's namespace.
 fn read_here(inode: u64) -> Result<Seen, NlError> {
     let sockets = diag::read_sockets(&mut Diag::open()?)?;
+    // Link-local addresses count when they are not the kernel's own.
     let addrs = links::read_links(&mut Rtnl::open()?)?
         .into_iter()
-        .flat_map(|l| l.addrs.into_iter().map(move |a| (l.name.clone(), a)))
+        .flat_map(|l| {
+            let own = l.mac.map(|m| links::kernel_link_local(m).addr);
+            let extra_ll = l
+                .link_local
+                .into_iter()
+                .filter(move |a| Some(a.addr) != own);
+            let name = l.name;
+            l.addrs
+                .into_iter()
+                .chain(extra_ll)
+                .map(move |a| (name.clone(), a))
+        })
         .collect();
     Ok(Seen {
         sockets,
