@@ -315,6 +315,22 @@ fn watch_follows_contexts_that_come_and_go() {
     within_3s("eth0 of b set up again", || up(&sb, Some("b"), "eth0"));
     let v = w.next("repaired", "b", Duration::from_secs(3) * scale());
     assert_eq!(v["actions"][0], "set link eth0 up", "{v}");
+
+    // A changed configuration brought up by `up` is not undone: watch
+    // repairs towards the configuration as it is now.
+    let changed = format!("{ONE}{}", B.replace("10.52.0.2/24", "10.52.0.3/24"));
+    sb.write_config("w.toml", &changed);
+    sb.netctx(&["-c", both, "up", "b"]).ok();
+    let after = w.during(Duration::from_millis(1500) * scale());
+    assert!(
+        after.iter().all(|v| v["event"] != "repaired"),
+        "watch undid the new configuration: {after:?}"
+    );
+    assert_eq!(sb.addrs(Some("b"), "eth0"), ["10.52.0.3/24"]);
+    sb.ok("ip -n b addr del 10.52.0.3/24 dev eth0");
+    within_3s("b's new address back", || {
+        sb.addrs(Some("b"), "eth0") == ["10.52.0.3/24"]
+    });
     // SIGINT (^C) ends it as SIGTERM does, leaving b up (and a down).
     assert!(w.signal(libc::SIGINT).success());
     let s = sb.netctx(&["-c", both, "status"]);

@@ -7,7 +7,9 @@
 //! converges. The notifications of watch's own repairs therefore end in a
 //! check that finds nothing to do. Contexts are followed while netctx's
 //! namespace is mounted: `down` makes watch let go of one, `up` (by anyone)
-//! makes it follow one. SIGTERM and SIGINT end it; nothing is undone.
+//! makes it follow one. The configuration is read again when its files
+//! change, so a repair never undoes a newer configuration that `up` brought
+//! in. SIGTERM and SIGINT end it; nothing is undone.
 
 mod debounce;
 mod readers;
@@ -15,10 +17,10 @@ mod targets;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -92,11 +94,33 @@ struct Watch<'a> {
     host_index: HashMap<u32, String>,
     declared_hosts: HashMap<String, String>,
     announced: bool,
+    /// The configuration files as last read (see `config_stamp`).
+    stamp: Vec<(PathBuf, Option<SystemTime>, u64)>,
     /// The markers at the last full scan, and when it was.
     markers: Vec<String>,
     full_scan: Instant,
     /// A full scan is wanted at the next tick.
     rescan: bool,
+}
+
+/// The configuration's files (the file, or the directory and its *.toml
+/// files) with their modification times and sizes: a change means reload.
+fn config_stamp(path: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    let stat = |p: &Path| {
+        let m = std::fs::metadata(p).ok();
+        let modified = m.as_ref().and_then(|m| m.modified().ok());
+        (p.to_path_buf(), modified, m.map_or(0, |m| m.len()))
+    };
+    let mut out = vec![stat(path)];
+    if let Ok(rd) = std::fs::read_dir(path) {
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        out.extend(files.iter().map(|p| stat(p)));
+    }
+    out
 }
 
 fn declared_hosts(cfg: &Config) -> HashMap<String, String> {
@@ -134,6 +158,7 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
         host: Host::open().context("opening netlink sockets")?,
         host_index: HashMap::new(),
         announced: false,
+        stamp: config_stamp(path),
         markers: Vec::new(),
         full_scan: Instant::now(),
         rescan: true,
@@ -368,16 +393,18 @@ impl Watch<'_> {
         Ok(())
     }
 
-    /// Read the configuration again (a context appeared that it did not
-    /// declare when watch started).
+    /// Read the configuration again: it changed on disk, or a context
+    /// appeared that it does not declare. An invalid one is said once and
+    /// the last valid one kept.
     fn reload(&mut self) {
+        self.stamp = config_stamp(self.path);
         match config::load(self.path) {
             Ok(c) => {
                 self.declared_hosts = declared_hosts(&c);
                 self.cfg = c;
             }
             Err(e) => eprintln!(
-                "netctx: warning: reloading {}: {e}; keeping the configuration watch started with",
+                "netctx: warning: reloading {}: {e}; keeping the last valid configuration",
                 self.path.display()
             ),
         }
@@ -402,6 +429,11 @@ impl Watch<'_> {
 
     /// Check the contexts (dry); converge those that drifted, under the lock.
     fn repair(&mut self, due: &[(String, Instant)]) {
+        // Repair towards the configuration as it is now, so that a changed
+        // one brought up by `up` is not undone.
+        if config_stamp(self.path) != self.stamp {
+            self.reload();
+        }
         let owned: Vec<Context> = due
             .iter()
             .filter_map(|(n, _)| self.cfg.get(n).cloned())
