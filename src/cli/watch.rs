@@ -13,17 +13,17 @@
 
 mod debounce;
 mod readers;
+mod signals;
 mod targets;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use serde_json::json;
 
 use super::{Exit, WatchArgs};
@@ -37,7 +37,8 @@ use crate::observe::links;
 use crate::observe::owner::{self, NsOwner};
 use debounce::{Burst, Debounce};
 use readers::{Msg, Place, Reader};
-use targets::{host_owner, target, Target};
+use signals::{install_signals, STOP};
+use targets::{declared_hosts, host_owner, target, Target};
 
 /// A context is checked once its events have been quiet this long …
 const QUIET: Duration = Duration::from_millis(150);
@@ -53,29 +54,6 @@ const FULL_SCAN: Duration = Duration::from_secs(1);
 /// context is left alone until it calms down.
 const BURST: usize = 20;
 const BURST_WINDOW: Duration = Duration::from_secs(10);
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signals() -> anyhow::Result<()> {
-    // SA_RESTART: a signal arriving during a repair must not fail one of
-    // its netlink calls with EINTR; watch ends after the repair.
-    let sa = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for s in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe; it replaces the default action of SIGTERM and
-        // SIGINT, for which netctx installs no other handler.
-        unsafe { sigaction(s, &sa) }.with_context(|| format!("installing a handler for {s}"))?;
-    }
-    Ok(())
-}
 
 struct Watch<'a> {
     path: &'a Path,
@@ -121,17 +99,6 @@ fn config_stamp(path: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
         out.extend(files.iter().map(|p| stat(p)));
     }
     out
-}
-
-fn declared_hosts(cfg: &Config) -> HashMap<String, String> {
-    cfg.contexts
-        .iter()
-        .flat_map(|c| {
-            c.links
-                .iter()
-                .filter_map(|l| l.host.clone().map(|h| (h, c.name.clone())))
-        })
-        .collect()
 }
 
 pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow::Result<Exit> {

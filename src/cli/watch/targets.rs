@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::readers::Place;
 use crate::kernel::events::Event;
 use crate::kernel::nft::table::TABLE;
+use crate::model::Config;
 use crate::observe::links::ALIAS_PREFIX;
 
 /// Which contexts an event may have made drift.
@@ -64,6 +65,18 @@ pub fn target(
             None => Target::HostIndex(*i),
         },
     }
+}
+
+/// Declared host-side link names and their contexts.
+pub fn declared_hosts(cfg: &Config) -> HashMap<String, String> {
+    cfg.contexts
+        .iter()
+        .flat_map(|c| {
+            c.links
+                .iter()
+                .filter_map(|l| l.host.clone().map(|h| (h, c.name.clone())))
+        })
+        .collect()
 }
 
 #[cfg(test)]
