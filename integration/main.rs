@@ -1,6 +1,9 @@
 //! Integration tests: the real binary against the real kernel, each test in
 //! a sandbox of its own (see `sandbox.rs`). They need root.
 
+mod bind_hooks;
+mod cni;
+mod cni_podman;
 mod engine;
 mod guests;
 mod integrity;

@@ -70,7 +70,7 @@ impl Sandbox {
         Sandbox { holder, dir }
     }
 
-    fn enter(&self, program: &str) -> Command {
+    pub fn enter(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
         c.arg("-t")
             .arg(self.holder.id().to_string())

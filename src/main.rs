@@ -4,6 +4,7 @@
 mod apply;
 mod audit;
 mod cli;
+mod cni;
 mod config;
 mod guest;
 mod kernel;
@@ -19,6 +20,10 @@ use crate::cli::{Cli, Exit};
 use crate::config::ConfigError;
 
 fn main() -> ExitCode {
+    // Run by a container runtime as a CNI plugin (design §5).
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        return cni::run();
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = cli::run(cli);

@@ -33,7 +33,9 @@ pub fn known(host: &mut Host) -> anyhow::Result<Vec<String>> {
     if live.comment.as_deref() == Some(table::HOST_COMMENT) {
         for (chain, _) in live.digest.chains {
             if let Some((ctx, _)) = chain.split_once('_') {
-                names.insert(ctx.to_string());
+                if !crate::model::is_attachment_chain(&chain) {
+                    names.insert(ctx.to_string());
+                }
             }
         }
     }
@@ -51,7 +53,7 @@ pub enum Removed {
 
 /// The host's chains of these contexts go in one transaction, and the host's
 /// table with them when nothing else is left in it.
-fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, NlError> {
+pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, NlError> {
     let prefixes: Vec<String> = names.iter().map(|n| rules::host_chain_prefix(n)).collect();
     // Chains on the ingress of veths that are going may vanish on their own
     // meanwhile (kernels before 6.16 drop them with the device): if the

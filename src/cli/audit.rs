@@ -150,11 +150,63 @@ fn print_table(title: &str, rows: &[Row], violations: &[String]) {
     }
 }
 
+/// A context's table: name, state, socket rows, violations.
+type Doc = (String, &'static str, Vec<Row>, Vec<String>);
+/// A context's name and assigned addresses.
+type Assigned = (String, Vec<IpAddr>);
+
+/// The CNI attachments named (all with no names): their sockets judged
+/// against the addresses of their interface.
+fn attachment_docs(
+    names: &[String],
+    owners: &HashMap<u32, (i32, String)>,
+) -> anyhow::Result<(Vec<Doc>, Vec<Assigned>)> {
+    let (mut docs, mut assigned) = (Vec::new(), Vec::new());
+    for src in crate::cni::sources(names) {
+        let inode = src.netns.metadata()?.ino();
+        let s = netns::run_in(&src.netns, || read_here(inode))?
+            .with_context(|| format!("attachment {}", src.name))?;
+        let mine: Vec<IpAddr> = src.addrs.iter().map(|c| c.addr).collect();
+        let rows = rows(s.sockets, owners, |ip| judge(ip, &mine).as_str());
+        let mut v: Vec<String> = rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Foreign.as_str())
+            .map(|r| {
+                format!(
+                    "{} socket on {} is not on an address of {}",
+                    r.sock.proto,
+                    endpoint(r.sock.local, r.sock.port),
+                    src.name
+                )
+            })
+            .collect();
+        let declared: Vec<(String, Cidr)> =
+            src.addrs.iter().map(|a| (src.ifname.clone(), *a)).collect();
+        for (link, a) in undeclared(&s.addrs, &declared) {
+            v.push(format!(
+                "address {a} on link {link} was not given by IPAM to {}",
+                src.name
+            ));
+        }
+        assigned.push((src.name.clone(), mine));
+        docs.push((src.name, "up", rows, v));
+    }
+    Ok((docs, assigned))
+}
+
 pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<Exit> {
-    let ctxs: Vec<&Context> = select(cfg, &l.contexts)?;
+    let sel = crate::cni::split_names(&l.contexts);
+    let ctxs: Vec<&Context> = match &sel.declared {
+        Some(names) => select(cfg, names)?,
+        None => Vec::new(),
+    };
     let seen = pool::map(&ctxs, None, || Ok(()), |_, c| read_ctx(&c.name))?;
     let owners = procs::socket_owners();
-    let assigned: Vec<(String, Vec<IpAddr>)> = cfg
+    let (cni_docs, cni_assigned) = match &sel.attachments {
+        Some(names) => attachment_docs(names, &owners)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut assigned: Vec<(String, Vec<IpAddr>)> = cfg
         .contexts
         .iter()
         .map(|c| {
@@ -167,8 +219,9 @@ pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<Exit> {
         })
         .collect();
 
-    let mut total = 0;
-    let mut docs = Vec::new();
+    assigned.extend(cni_assigned);
+    let mut total: usize = cni_docs.iter().map(|d| d.3.len()).sum();
+    let mut docs = cni_docs;
     for (c, s) in ctxs.iter().zip(seen) {
         let s = s.with_context(|| format!("context {}", c.name))?;
         let Some(s) = s else {

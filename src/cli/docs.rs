@@ -151,7 +151,7 @@ fn synopsis(sub: &Command) -> String {
 
 fn render_commands(w: &mut dyn Write, cmd: &Command) -> io::Result<()> {
     writeln!(w, ".SH COMMANDS")?;
-    for sub in cmd.get_subcommands() {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         writeln!(w, ".SS \"netctx {}\"", sub.get_name())?;
         writeln!(w, "{}", synopsis(sub))?;
         writeln!(w, ".PP")?;
@@ -232,7 +232,7 @@ mod tests {
         );
         let mut cmd = Cli::command();
         cmd.build();
-        for sub in cmd.get_subcommands() {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
             assert!(
                 page.contains(&format!(".SS \"netctx {}\"", sub.get_name())),
                 "{} missing",
@@ -247,6 +247,8 @@ mod tests {
             }
         }
         assert!(page.contains("\\fB\\-c\\fR, \\fB\\-\\-config\\fR \\fIPATH\\fR"));
+        // Hidden commands (debugging doors) are not in the manual.
+        assert!(!page.contains("debug\\-bpf"));
     }
 
     #[test]

@@ -233,6 +233,13 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
                 });
             }
         }
+        for (name, state, detail) in crate::cni::status_rows(&mut nl) {
+            out.push(Status {
+                name,
+                state,
+                detail,
+            });
+        }
     }
     let finding = out.iter().any(|s| s.state != "up" && s.state != "down");
     if l.json {

@@ -34,7 +34,11 @@ fn link_names() -> HashMap<u32, (String, Option<String>)> {
     links::read_links(&mut nl)
         .unwrap_or_default()
         .into_iter()
-        .map(|l| (l.index, (l.name.clone(), l.owner().map(str::to_string))))
+        .map(|l| {
+            let owner = l.owner().map(str::to_string);
+            let owner = owner.or_else(|| crate::cni::alias_context(l.alias.as_deref()));
+            (l.index, (l.name.clone(), owner))
+        })
         .collect()
 }
 
@@ -93,11 +97,45 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
     }
 }
 
+/// One reader in the namespace of each CNI attachment; how many, and their
+/// log groups (their drops on the host go to those).
+fn read_attachments(
+    sources: Vec<crate::cni::Source>,
+    json: bool,
+    tx: &mpsc::Sender<Msg>,
+) -> (usize, Vec<u16>) {
+    let groups = sources.iter().map(|s| s.log_group).collect();
+    let n = sources.len();
+    for src in sources {
+        let (tx, name, group) = (tx.clone(), src.name, src.log_group);
+        std::thread::spawn(move || {
+            if let Err(e) = nix::sched::setns(&src.netns, nix::sched::CloneFlags::CLONE_NEWNET) {
+                let _ = tx.send(Msg::Failed(format!("attachment {name}: {e}"), true));
+                return;
+            }
+            read(group, Some(&name), &[], json, &tx);
+        });
+    }
+    (n, groups)
+}
+
 pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
-    let ctxs: Vec<&Context> = select(cfg, &a.contexts)?;
+    // CNI attachments (`cni` + 8 hex digits) are read in the runtime's
+    // namespaces; the rest are declared contexts.
+    let sel = crate::cni::split_names(&a.contexts);
+    let ctxs: Vec<&Context> = match &sel.declared {
+        Some(names) => select(cfg, names)?,
+        None => Vec::new(),
+    };
+    let sources = sel
+        .attachments
+        .as_deref()
+        .map(crate::cni::sources)
+        .unwrap_or_default();
     let (tx, rx) = mpsc::channel();
     let mut readers = 0;
-    let wanted: Vec<String> = ctxs.iter().map(|c| c.name.clone()).collect();
+    let mut wanted: Vec<String> = ctxs.iter().map(|c| c.name.clone()).collect();
+    wanted.extend(sources.iter().map(|s| s.name.clone()));
     for c in &ctxs {
         if owner::ns_owner(&c.name)? != NsOwner::Ours {
             eprintln!("netctx: context {} is not up; not reading it", c.name);
@@ -121,6 +159,9 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
         .filter(|c| c.isolation == Isolation::Strict)
         .map(|c| c.log_group)
         .collect();
+    let (n, groups) = read_attachments(sources, a.json, &tx);
+    readers += n;
+    host_groups.extend(groups);
     host_groups.sort();
     host_groups.dedup();
     for group in host_groups {

@@ -2,6 +2,7 @@
 //! group of commands). Each handler returns the process exit code.
 
 mod audit;
+mod debug_bpf;
 mod docs;
 mod engine;
 pub mod exit;
@@ -66,6 +67,9 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// The netctx(1) manual page (roff), on stdout
     Man,
+    /// Attach, inspect or detach the bind-restriction hooks of a cgroup
+    #[command(name = "debug-bpf", hide = true)]
+    DebugBpf(debug_bpf::BpfArgs),
 }
 
 #[derive(Args)]
@@ -209,5 +213,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Stats(a) => stats::stats(&load()?, &a),
         Command::Completions(a) => docs::completions(a.shell),
         Command::Man => docs::man(),
+        Command::DebugBpf(a) => debug_bpf::run(&a).map(|()| Exit::Ok),
     }
 }

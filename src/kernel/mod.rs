@@ -3,6 +3,7 @@
 //! the lock, the worker pool. Depends on nothing of netctx but the model's
 //! data types.
 
+pub mod bpf;
 pub mod diag;
 pub mod events;
 pub mod lock;

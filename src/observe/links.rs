@@ -140,7 +140,7 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
 
 /// Routes an administrator (or netctx) added to the main table; the
 /// kernel's own (connected, link-local, multicast) are left out.
-fn parse_route(m: &RouteMessage) -> Option<ObsRoute> {
+pub fn parse_route(m: &RouteMessage) -> Option<ObsRoute> {
     let h = &m.header;
     let mut table = u32::from(h.table);
     let (mut dst, mut via, mut oif) = (None, None, None);

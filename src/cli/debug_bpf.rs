@@ -1,0 +1,97 @@
+//! `netctx debug-bpf …`: a hidden command that drives this module by hand
+//! and from the integration tests (until the engine calls it at `up`).
+//! Prints one JSON document on stdout.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+#[derive(Args)]
+pub struct BpfArgs {
+    #[command(subcommand)]
+    cmd: BpfCmd,
+}
+
+#[derive(Subcommand)]
+enum BpfCmd {
+    /// Attach the hooks to CGROUP (where missing) and set their maps to ADDRS
+    Ensure {
+        /// A cgroup v2 directory
+        cgroup: PathBuf,
+        /// Wildcard binds become the first address of their family
+        #[arg(long)]
+        single_ip: bool,
+        /// The context's addresses
+        addrs: Vec<IpAddr>,
+    },
+    /// Which hooks are attached to CGROUP, and what their maps hold
+    Status { cgroup: PathBuf },
+    /// Detach the hooks from CGROUP
+    Detach {
+        cgroup: PathBuf,
+        /// Only this hook (bind4, bind6, connect4, connect6, sendmsg4, sendmsg6)
+        #[arg(long = "hook", value_parser = parse_hook)]
+        hooks: Vec<crate::kernel::bpf::Hook>,
+    },
+}
+
+fn parse_hook(s: &str) -> Result<crate::kernel::bpf::Hook, String> {
+    crate::kernel::bpf::Hook::ALL
+        .into_iter()
+        .find(|h| h.name() == s)
+        .ok_or_else(|| format!("no hook {s}"))
+}
+
+fn names(hooks: impl IntoIterator<Item = crate::kernel::bpf::Hook>) -> Vec<&'static str> {
+    hooks
+        .into_iter()
+        .map(crate::kernel::bpf::Hook::name)
+        .collect()
+}
+
+pub fn run(args: &BpfArgs) -> anyhow::Result<()> {
+    let doc = match &args.cmd {
+        BpfCmd::Ensure {
+            cgroup,
+            single_ip,
+            addrs,
+        } => {
+            let s = crate::kernel::bpf::ensure(cgroup, addrs, *single_ip)
+                .with_context(|| format!("bind restriction on {}", cgroup.display()))?;
+            json!({
+                "attached": names(s.attached),
+                "maps_written": s.maps_written,
+                "duplicates_removed": s.duplicates_removed,
+            })
+        }
+        BpfCmd::Status { cgroup } => {
+            let s = crate::kernel::bpf::status(cgroup)?;
+            let ids: serde_json::Map<String, serde_json::Value> = s
+                .attached
+                .iter()
+                .map(|(h, id)| (h.name().to_string(), json!(id)))
+                .collect();
+            json!({
+                "complete": s.complete(),
+                "attached": names(s.attached.iter().map(|(h, _)| *h)),
+                "missing": names(s.missing.iter().copied()),
+                "program_ids": ids,
+                "addresses": s.addresses,
+                "single_ip": s.single_ip,
+            })
+        }
+        BpfCmd::Detach { cgroup, hooks } => {
+            let done = if hooks.is_empty() {
+                crate::kernel::bpf::detach(cgroup)?
+            } else {
+                crate::kernel::bpf::detach_hooks(cgroup, hooks)?
+            };
+            json!({ "detached": names(done) })
+        }
+    };
+    println!("{doc}");
+    Ok(())
+}

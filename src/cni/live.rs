@@ -1,0 +1,315 @@
+//! The attachments that exist, found from the host alone (no state file):
+//! host links with netctx's CNI alias, and for each the runtime's namespace
+//! that holds its peer, matched by namespace id (`IFLA_LINK_NETNSID` of the
+//! host end against `RTM_GETNSID` of the namespaces mounted under
+//! /run/netns and those of running processes). For `netctx status`, and for
+//! `audit`, `logs` and `stats` once they take namespaces by file.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+use netlink_packet_route::RouteNetlinkMessage as M;
+
+use super::kernel::open_netns;
+use super::naming::Alias;
+use crate::apply::Host;
+use crate::kernel::netlink::Rtnl;
+use crate::kernel::nft::sock::Nft;
+use crate::kernel::rtnl as msgs;
+use crate::model::is_attachment_name;
+use crate::observe::links as state;
+use crate::observe::nft as observe;
+use crate::plan::rules;
+
+/// One attachment as the kernel has it.
+pub struct LiveAttachment {
+    pub alias: Alias,
+    pub host_link: String,
+    pub host_up: bool,
+    /// The runtime's namespace holding the peer, when one was found.
+    pub netns: Option<(PathBuf, File)>,
+}
+
+/// The namespace id the host gives the namespace of `f` (-1: none).
+fn nsid_of(nl: &mut Rtnl, f: &File) -> Option<i32> {
+    let mut m = NsidMessage::default();
+    m.attributes.push(NsidAttribute::Fd(f.as_raw_fd() as u32));
+    let answers = nl.query(M::GetNsId(m), 0).ok()?;
+    answers.into_iter().find_map(|a| match a {
+        M::NewNsId(n) => n.attributes.into_iter().find_map(|x| match x {
+            NsidAttribute::Id(id) if id >= 0 => Some(id),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// Network namespace files worth matching: named ones, then every
+/// process's, one per namespace.
+fn candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in ["/run/netns", "/var/run/netns"] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            out.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            {
+                out.push(e.path().join("ns/net"));
+            }
+        }
+    }
+    out
+}
+
+/// Every attachment on the host, with its namespace where found.
+pub fn attachments(host: &mut Host) -> Vec<LiveAttachment> {
+    let Ok(links) = host.rtnl.dump(msgs::dump_links()) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for m in links {
+        let M::NewLink(l) = m else { continue };
+        let (mut name, mut alias, mut nsid) = (String::new(), None, None);
+        for a in &l.attributes {
+            match a {
+                LinkAttribute::IfName(n) => name = n.clone(),
+                LinkAttribute::IfAlias(s) => alias = Alias::parse(s),
+                LinkAttribute::LinkNetNsId(i) => nsid = Some(*i),
+                _ => {}
+            }
+        }
+        let up = l
+            .header
+            .flags
+            .contains(netlink_packet_route::link::LinkFlags::Up);
+        if let Some(alias) = alias {
+            found.push((alias, name, up, nsid));
+        }
+    }
+    let wanted: HashSet<i32> = found.iter().filter_map(|f| f.3).collect();
+    let mut by_id: HashMap<i32, (PathBuf, File)> = HashMap::new();
+    let mut seen = HashSet::new();
+    for p in candidates() {
+        if by_id.len() == wanted.len() {
+            break;
+        }
+        let Some(f) = p.to_str().and_then(open_netns) else {
+            continue;
+        };
+        let Ok(meta) = f.metadata() else { continue };
+        if !seen.insert(meta.ino()) {
+            continue;
+        }
+        if let Some(id) = nsid_of(&mut host.rtnl, &f).filter(|id| wanted.contains(id)) {
+            by_id.entry(id).or_insert((p, f));
+        }
+    }
+    let mut out: Vec<LiveAttachment> = found
+        .into_iter()
+        .map(|(alias, host_link, host_up, nsid)| LiveAttachment {
+            netns: nsid.and_then(|id| by_id.remove(&id)),
+            alias,
+            host_link,
+            host_up,
+        })
+        .collect();
+    out.sort_by(|a, b| a.alias.context.cmp(&b.alias.context));
+    out
+}
+
+/// What is amiss inside the namespace of an attachment. Without `strict`
+/// (no host chain: isolation off) a missing table may be by configuration.
+fn inside(a: &LiveAttachment, ns: &File, strict: bool) -> Vec<String> {
+    let ctx = a.alias.context.clone();
+    let ifname = a.alias.ifname.clone();
+    let r = crate::kernel::netns::run_in(ns, move || -> Vec<String> {
+        let (Ok(mut nl), Ok(mut nft)) = (Rtnl::open(), Nft::open()) else {
+            return vec!["cannot open netlink sockets in its namespace".into()];
+        };
+        let mut d = Vec::new();
+        match state::read_link(&mut nl, &ifname) {
+            Ok(Some(l)) if l.up => {}
+            Ok(Some(_)) => d.push(format!("link {ifname} is down")),
+            _ => d.push(format!("link {ifname} is missing")),
+        }
+        let comment = format!("netctx context {ctx}");
+        match observe::read(&mut nft, &[]) {
+            Ok(live) if live.exists && live.comment.as_deref() == Some(comment.as_str()) => {}
+            _ if strict => d.push("table inet netctx is missing in its namespace".into()),
+            _ => {}
+        }
+        d
+    });
+    r.unwrap_or_else(|e| vec![format!("entering its namespace: {e}")])
+}
+
+/// `netctx status` rows for the attachments: (name, state, details).
+pub fn status_rows(host: &mut Host) -> Vec<(String, &'static str, Vec<String>)> {
+    let live = attachments(host);
+    let chains = observe::read(&mut host.nft, &[]).unwrap_or_default();
+    live.iter()
+        .map(|a| {
+            let mut d = Vec::new();
+            if !a.host_up {
+                d.push(format!("host link {} is down", a.host_link));
+            }
+            let prefix = rules::host_chain_prefix(&a.alias.context);
+            let strict = chains
+                .digest
+                .chains
+                .iter()
+                .any(|c| c.0.starts_with(&prefix));
+            match &a.netns {
+                Some((_, f)) => d.extend(inside(a, f, strict)),
+                None => d.push("no namespace holds its peer".into()),
+            }
+            let state = if d.is_empty() { "up" } else { "drifted" };
+            let mut detail = vec![format!(
+                "CNI attachment: network {}, container {}, interface {}{}{}",
+                a.alias.network,
+                a.alias.container_id,
+                a.alias.ifname,
+                a.netns
+                    .as_ref()
+                    .map(|(p, _)| format!(", namespace {}", p.display()))
+                    .unwrap_or_default(),
+                if strict {
+                    ""
+                } else {
+                    ", no host chain (isolation off?)"
+                },
+            )];
+            detail.extend(d);
+            (a.alias.context.clone(), state, detail)
+        })
+        .collect()
+}
+
+/// The attachment whose alias a host link carries.
+pub fn alias_context(alias: Option<&str>) -> Option<String> {
+    alias.and_then(Alias::parse).map(|a| a.context)
+}
+
+/// Which names of a command line are declared contexts and which are CNI
+/// attachments; `None`: none of that kind. No names: all of both.
+pub struct Selection {
+    pub declared: Option<Vec<String>>,
+    pub attachments: Option<Vec<String>>,
+}
+
+pub fn split_names(names: &[String]) -> Selection {
+    if names.is_empty() {
+        return Selection {
+            declared: Some(Vec::new()),
+            attachments: Some(Vec::new()),
+        };
+    }
+    let (cni, declared): (Vec<String>, Vec<String>) =
+        names.iter().cloned().partition(|n| is_attachment_name(n));
+    Selection {
+        declared: (!declared.is_empty()).then_some(declared),
+        attachments: (!cni.is_empty()).then_some(cni),
+    }
+}
+
+/// An attachment to read inside: its name, log group, namespace, and its
+/// interface there with the addresses it has (ADD gave it no others).
+pub struct Source {
+    pub name: String,
+    pub log_group: u16,
+    pub netns: File,
+    pub ifname: String,
+    pub addrs: Vec<crate::model::Cidr>,
+}
+
+/// The attachments named in `names` (every one when `names` is empty) whose
+/// namespace was found.
+pub fn sources(names: &[String]) -> Vec<Source> {
+    let Ok(mut host) = Host::open() else {
+        return Vec::new();
+    };
+    attachments(&mut host)
+        .into_iter()
+        .filter(|a| names.is_empty() || names.contains(&a.alias.context))
+        .filter_map(|a| {
+            let (_, netns) = a.netns?;
+            let ifname = a.alias.ifname.clone();
+            let addrs = crate::kernel::netns::run_in(&netns, || {
+                let mut nl = Rtnl::open().ok()?;
+                let links = state::read_links(&mut nl).ok()?;
+                let l = links.into_iter().find(|l| l.name == ifname)?;
+                Some(l.addrs)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+            Some(Source {
+                name: a.alias.context,
+                log_group: a.alias.log_group,
+                netns,
+                ifname: a.alias.ifname,
+                addrs,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_chains_are_recognised() {
+        assert!(crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe"
+        ));
+        assert!(crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe_pre"
+        ));
+        assert!(crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe_out"
+        ));
+        assert!(!crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe_x"
+        ));
+        assert!(!crate::model::is_attachment_chain("web_nx-web"));
+        assert!(!crate::model::is_attachment_chain("cni581f55db_nx-web"));
+        assert!(!crate::model::is_attachment_chain("cnixyz_nxc373c8553bcbe"));
+        assert!(!crate::model::is_attachment_chain("cni581f55db"));
+        assert!(is_attachment_name("cni581f55db"));
+        assert!(!is_attachment_name("cni581f55dz") && !is_attachment_name("web"));
+        // Declared contexts cannot take such a name.
+        assert!(crate::config::check_context_name("cni581f55db").is_err());
+        assert!(crate::config::check_context_name("cni-web").is_ok());
+        assert_eq!(
+            alias_context(Some("netctx-cni:cni581f55db:100:nx:eth0:c1")).as_deref(),
+            Some("cni581f55db")
+        );
+        assert_eq!(alias_context(Some("netctx:web")), None);
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = split_names(&[]);
+        assert_eq!(
+            (all.declared, all.attachments),
+            (Some(vec![]), Some(vec![]))
+        );
+        let only = split_names(&names(&["cni581f55db"]));
+        assert_eq!(
+            (only.declared, only.attachments),
+            (None, Some(names(&["cni581f55db"])))
+        );
+        let mixed = split_names(&names(&["web", "cni581f55db"]));
+        assert_eq!(mixed.declared, Some(names(&["web"])));
+        assert_eq!(mixed.attachments, Some(names(&["cni581f55db"])));
+    }
+}
