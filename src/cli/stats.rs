@@ -1,10 +1,12 @@
 //! `netctx stats`: per context, packets and bytes received and sent on its
 //! links (inside its namespace), packets dropped by isolation inside it and
 //! on the host (its host chains), and packets logged by its rules (context
-//! table and host chains: what `netctx logs` shows). Plain table, `--json`,
-//! or the Prometheus text format.
+//! table and host chains: what `netctx logs` shows); CNI attachments too,
+//! counted on their interface in the runtime's namespace. Plain table,
+//! `--json`, or the Prometheus text format.
 
 use std::fmt::Write as _;
+use std::fs::File;
 
 use anyhow::Context as _;
 
@@ -13,7 +15,7 @@ use super::{Exit, StatsArgs};
 use crate::kernel::netlink::Rtnl;
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::{netns, pool};
-use crate::model::{Config, Context};
+use crate::model::Config;
 use crate::observe::counters::{self, Counted, RuleCount};
 use crate::observe::owner::{self, NsOwner};
 use crate::plan::rules;
@@ -39,43 +41,76 @@ fn sum(rules: &[RuleCount], kind: Counted, chain: impl Fn(&str) -> bool) -> u64 
         .sum()
 }
 
-/// Read one context inside its namespace (on a thread of its own).
-fn inside(c: &Context) -> anyhow::Result<Figures> {
-    let file = netns::open(&c.name).with_context(|| format!("opening namespace {}", c.name))?;
-    let read = netns::run_in(&file, || -> anyhow::Result<Figures> {
+/// A namespace to read: a context's, or a CNI attachment's (the runtime's
+/// namespace, where only the attachment's interface is netctx's).
+struct Place {
+    name: String,
+    netns: File,
+    only: Option<String>,
+}
+
+/// Read one namespace (on a thread of its own that enters it).
+fn inside(p: &Place) -> anyhow::Result<Figures> {
+    let read = netns::run_in(&p.netns, || -> anyhow::Result<Figures> {
         let mut nl = Rtnl::open().context("opening a route socket")?;
         let mut nft = Nft::open().context("opening a netfilter socket")?;
         let mut f = Figures {
-            name: c.name.clone(),
+            name: p.name.clone(),
             ..Figures::default()
         };
         for l in counters::link_stats(&mut nl).context("reading link statistics")? {
-            if l.name == "lo" {
-                continue;
+            let ours = match &p.only {
+                Some(ifname) => l.name == *ifname,
+                None => l.name != "lo",
+            };
+            if ours {
+                f.rx_packets += l.rx_packets;
+                f.rx_bytes += l.rx_bytes;
+                f.tx_packets += l.tx_packets;
+                f.tx_bytes += l.tx_bytes;
             }
-            f.rx_packets += l.rx_packets;
-            f.rx_bytes += l.rx_bytes;
-            f.tx_packets += l.tx_packets;
-            f.tx_bytes += l.tx_bytes;
         }
         let rules = counters::rule_counts(&mut nft).context("reading the rules' counters")?;
         f.dropped_inside = sum(&rules, Counted::Drop, |_| true);
         f.logged = sum(&rules, Counted::Log, |_| true);
         Ok(f)
     })
-    .with_context(|| format!("entering namespace {}", c.name))?;
-    read.with_context(|| format!("context {}", c.name))
+    .with_context(|| format!("entering the namespace of {}", p.name))?;
+    read.with_context(|| format!("context {}", p.name))
 }
 
-pub fn stats(cfg: &Config, a: &StatsArgs) -> anyhow::Result<Exit> {
-    let mut ctxs = Vec::new();
-    for c in select(cfg, &a.contexts)? {
+/// The namespaces to read: the declared contexts selected that are up, and
+/// the CNI attachments (`cni` + 8 hex digits) selected.
+fn places(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<Place>> {
+    let sel = crate::cni::split_names(names);
+    let mut out = Vec::new();
+    let declared = match &sel.declared {
+        Some(n) => select(cfg, n)?,
+        None => Vec::new(),
+    };
+    for c in declared {
         match owner::ns_owner(&c.name).with_context(|| format!("context {}", c.name))? {
-            NsOwner::Ours => ctxs.push(c),
-            _ if !a.contexts.is_empty() => eprintln!("netctx: context {} is not up", c.name),
+            NsOwner::Ours => out.push(Place {
+                name: c.name.clone(),
+                netns: netns::open(&c.name)
+                    .with_context(|| format!("opening namespace {}", c.name))?,
+                only: None,
+            }),
+            _ if !names.is_empty() => eprintln!("netctx: context {} is not up", c.name),
             _ => {}
         }
     }
+    let attachments = sel.attachments.as_deref().map(crate::cni::sources);
+    out.extend(attachments.unwrap_or_default().into_iter().map(|s| Place {
+        name: s.name,
+        netns: s.netns,
+        only: Some(s.ifname),
+    }));
+    Ok(out)
+}
+
+pub fn stats(cfg: &Config, a: &StatsArgs) -> anyhow::Result<Exit> {
+    let ctxs = places(cfg, &a.contexts)?;
     let mut host = Nft::open().context("opening a netfilter socket")?;
     let host_rules =
         counters::rule_counts(&mut host).context("reading the host's rules' counters")?;
