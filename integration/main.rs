@@ -9,5 +9,6 @@ mod engine;
 mod guests;
 mod integrity;
 mod isolation;
+mod ops;
 mod reliability;
 mod sandbox;
