@@ -241,6 +241,7 @@ fn attachment_context(src: &crate::cni::Source) -> Context {
         log_group: src.log_group,
         log_rate: crate::model::DEFAULT_LOG_RATE,
         isolation: Isolation::Strict,
+        single_ip: false,
         hostname: src.name.clone(),
         links: vec![Link {
             kind: LinkKind::Veth,
