@@ -7,6 +7,7 @@
 //!     netprobe forge SRC DST PORT TEXT          IPv4/UDP with any source (raw socket)
 //!     netprobe bind ADDR PORT                   prints "ok" or the errno's name
 //!     netprobe raw                              opens a raw socket; exit 1 if refused
+//!     netprobe connect ADDR PORT                TCP connect; prints "ok" or the errno's name
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -234,6 +235,16 @@ fn main() {
             Ok(_) => println!("ok"),
             Err(e) => println!("{}", errno_name(&e)),
         },
+        "connect" => {
+            let dst = SocketAddr::new(ip(1), num(2) as u16);
+            match std::net::TcpStream::connect_timeout(&dst, Duration::from_secs(2)) {
+                Ok(_) => println!("ok"),
+                Err(e) => {
+                    println!("{}", errno_name(&e));
+                    std::process::exit(1);
+                }
+            }
+        }
         "raw" => {
             // SAFETY: plain socket(2).
             let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };

@@ -188,6 +188,8 @@ pub fn converge(
         owner::mark_made(name, inode).map_err(|e| CtxError::ns(name, e))?;
         // New links in here refuse router advertisements from the start.
         let _ = state::write_sysctl("net/ipv6/conf/default/accept_ra", false);
+        // Guests ping through ICMP datagram sockets, whatever their group.
+        let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
         let (ns, ns_nft) = open_here(name)?;
         let mut socks = Sockets { host, ns, ns_nft };
         let mut journal = Vec::new();

@@ -14,6 +14,8 @@ use toml::Spanned;
 use super::{Diag, Lines, Loc};
 use crate::model::{Cidr, Guest, Hook, Isolation, LinkKind};
 
+mod guest;
+
 /// Context-level settings that `[defaults]` may also carry.
 #[derive(Debug, Default, Clone)]
 pub struct Settings {
@@ -478,34 +480,6 @@ impl Walker<'_> {
             }
         }
         Some(RouteDecl { to, via, via_loc })
-    }
-
-    fn guest(&mut self, v: &Value<'_>) -> Option<Guest> {
-        let t = self.table(v, "guest")?;
-        let (mut command, mut user) = (None, None);
-        for (k, val) in t {
-            let key = k.get_ref().as_ref();
-            match key {
-                "command" => {
-                    let parts = self.strings(val, key)?;
-                    if parts.is_empty() {
-                        self.err(val.span(), "guest command must not be empty".into());
-                        return None;
-                    }
-                    command = Some(parts.into_iter().map(|(s, _)| s).collect());
-                }
-                "user" => user = Some(self.string(val, key)?),
-                _ => self.unknown(k, key, "in guest (expected command, user)"),
-            }
-        }
-        let Some(command) = command else {
-            self.err(
-                v.span(),
-                "guest needs a command (an array of strings)".into(),
-            );
-            return None;
-        };
-        Some(Guest { command, user })
     }
 }
 
