@@ -2,6 +2,7 @@
 //! a sandbox of its own (see `sandbox.rs`). They need root.
 
 mod attacks;
+mod confine;
 mod engine;
 mod guests;
 mod isolation;

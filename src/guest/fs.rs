@@ -341,9 +341,20 @@ pub fn build(s: &Spec) -> Result<()> {
     let tree_root = at(std::fs::canonicalize(&root), "resolving the root", &root)?;
     let t = tmpfs_stage(stage)?;
     clone_tree(&tree_root, &new)?;
+    proc_(&new)?;
+    sys(&new)?;
+    dev(&new, s.tty.as_deref())?;
+    for (dir, mode) in [("tmp", "1777"), ("var/tmp", "1777"), ("run", "0755")] {
+        let p = new.join(dir);
+        if p.is_dir() {
+            let data = format!("mode={mode}");
+            fresh("tmpfs", &p, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &data)?;
+        }
+    }
     for w in &s.writable {
         let src = writable_source(&tree_root, w)?;
         let dst = inside(&new, w);
+        mount_point(&src, &dst)?;
         bind(&src, &dst, MsFlags::MS_REC)?;
         let flags = AT_RECURSIVE;
         at(
@@ -358,16 +369,6 @@ pub fn build(s: &Spec) -> Result<()> {
             &dst,
         )?;
     }
-    proc_(&new)?;
-    sys(&new)?;
-    dev(&new, s.tty.as_deref())?;
-    for (dir, mode) in [("tmp", "1777"), ("var/tmp", "1777"), ("run", "0755")] {
-        let p = new.join(dir);
-        if p.is_dir() {
-            let data = format!("mode={mode}");
-            fresh("tmpfs", &p, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &data)?;
-        }
-    }
     if s.root.is_none() {
         for m in &s.masks {
             mask(&inside(&new, m))?;
@@ -375,6 +376,22 @@ pub fn build(s: &Spec) -> Result<()> {
         super::resolv::apply(&t, &new)?;
     }
     pivot(&new)
+}
+
+/// A writable path under a private tmpfs (/tmp, /run) needs its mount
+/// point made there; elsewhere the clone has it already.
+fn mount_point(src: &Path, dst: &Path) -> Result<()> {
+    if dst.exists() {
+        return Ok(());
+    }
+    let r = if src.is_dir() {
+        std::fs::create_dir_all(dst)
+    } else {
+        dst.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(dst, b""))
+    };
+    at(r, "making the mount point", dst)
 }
 
 fn tmpfs_stage(stage: &Path) -> Result<PathBuf> {
