@@ -243,3 +243,27 @@ fn without_cgroup2_exec_says_what_is_missing() {
         r.stderr
     );
 }
+
+#[test]
+fn audit_finds_a_context_process_that_left_its_namespace_through_the_cgroup() {
+    let sb = setup();
+    let script = "nsenter --net=/proc/1/ns/net sleep 20 >/dev/null 2>&1 &";
+    let r = sb.netctx_with(
+        &cfg(&sb),
+        &["exec", "--privileged", "a", "--", "sh", "-c", script],
+    );
+    r.ok();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = sb.netctx_with(&cfg(&sb), &["audit", "a", "--json"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let msg = v["contexts"][0]["violations"][0].as_str().unwrap();
+    assert!(
+        msg.starts_with("process ")
+            && msg.ends_with("of context a is not in its network namespace"),
+        "{msg}"
+    );
+    // stop ends it.
+    sb.netctx_with(&cfg(&sb), &["stop", "a"]).ok();
+    assert_eq!(sb.netctx_with(&cfg(&sb), &["audit", "a"]).code, 0);
+}

@@ -192,10 +192,22 @@ pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<u8> {
                 c.name
             ));
         }
-        if let Some(pid) = guest::running(&c.name) {
+        let guest_pid = guest::running(&c.name);
+        if let Some(pid) = guest_pid {
             if guest::netns_inode(pid) != Some(s.inode) {
                 violations.push(format!(
                     "guest pid {pid} is not in the network namespace of {}",
+                    c.name
+                ));
+            }
+        }
+        // Every other process of the context, found through its cgroup.
+        let init = guest::init::running(&c.name);
+        for pid in guest::cgroup::procs(&c.name) {
+            let ours = Some(pid) == guest_pid || Some(pid) == init;
+            if !ours && guest::netns_inode(pid).is_some_and(|i| i != s.inode) {
+                violations.push(format!(
+                    "process {pid} of context {} is not in its network namespace",
                     c.name
                 ));
             }
