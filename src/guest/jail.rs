@@ -133,10 +133,8 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
     check(unsafe { libc::setsid() }, "starting a session")?;
     if s.tty.is_some() {
         // SAFETY: fd 0 is the guest's own pty slave.
-        check(
-            unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) },
-            "taking the terminal",
-        )?;
+        let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+        check(r, "taking the terminal")?;
     }
     if !s.privileged {
         let keep = if s.uid == 0 {
@@ -151,10 +149,8 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
         user(s)?;
     }
     // SAFETY: prctl with integer arguments only.
-    check(
-        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
-        "setting no_new_privs",
-    )?;
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    check(r, "setting no_new_privs")?;
     // SAFETY: closes every descriptor above stderr; none is in use here.
     let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     check(r as libc::c_int, "closing inherited descriptors")?;
