@@ -80,8 +80,8 @@ impl Walker<'_> {
                     }
                     command = Some(parts.into_iter().map(|(s, _)| s).collect());
                 }
-                "user" => g.user = Some(self.string(val, key)?),
-                "root" => g.root = Some(self.path(val, key)?),
+                "user" => g.user = self.string(val, key),
+                "root" => g.root = self.path(val, key),
                 "writable" => {
                     for (s, span) in self.strings(val, key).unwrap_or_default() {
                         match clean_path(&s) {
