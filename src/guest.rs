@@ -13,14 +13,16 @@ pub mod jail;
 mod relay;
 mod resolv;
 mod seccomp;
+mod spawn;
 mod users;
 
+use std::ffi::CString;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -88,13 +90,14 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
         argv: r.argv.to_vec(),
         cwd: PathBuf::from(&u.home),
         tty,
+        joined: false,
     })
 }
 
 /// Start `netctx guest-jail` for the spec inside the context's PID
-/// namespace (started if need be), with the given stdio. The caller holds
-/// the netctx lock.
-fn launch(s: &Spec, stdio: [Stdio; 3]) -> anyhow::Result<Child> {
+/// namespace (started if need be) and cgroup, with these descriptors as
+/// its stdio; its pid. The caller holds the netctx lock.
+fn launch(s: &mut Spec, stdio: [RawFd; 3]) -> anyhow::Result<i32> {
     if s.privileged {
         eprintln!(
             "netctx: warning: --privileged: every capability, no seccomp filter and a \
@@ -114,7 +117,27 @@ fn launch(s: &Spec, stdio: [Stdio; 3]) -> anyhow::Result<Child> {
     setns(f.as_fd(), CloneFlags::CLONE_NEWPID)
         .with_context(|| format!("entering the PID namespace of {}", s.ctx))?;
     let exe = std::env::current_exe().context("finding the netctx binary")?;
-    let [i, o, e] = stdio;
+    let cg = std::fs::File::open(&s.cgroup)
+        .with_context(|| format!("opening the cgroup {}", s.cgroup.display()))?;
+    s.joined = true;
+    let c = |t: &str| CString::new(t).context("a NUL byte in the guest's specification");
+    let exe_c = c(&exe.to_string_lossy())?;
+    let argv = [exe_c.clone(), c("guest-jail")?];
+    let envp = [c(&format!(
+        "{}={}",
+        jail::SPEC_VAR,
+        serde_json::to_string(s)?
+    ))?];
+    match spawn::spawn(&exe_c, &argv, &envp, stdio, &cg) {
+        Ok(pid) => return Ok(pid),
+        // Before Linux 5.7 (or on cgroup v1 only): the jail joins itself.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => s.joined = false,
+        Err(e) => return Err(e).context("starting the guest"),
+    }
+    let [i, o, e] = stdio.map(|fd| {
+        // SAFETY: a duplicate the child owns; the original stays the caller's.
+        Stdio::from(unsafe { OwnedFd::from_raw_fd(libc::dup(fd)) })
+    });
     let child = Command::new(exe)
         .arg("guest-jail")
         .env_clear()
@@ -124,7 +147,7 @@ fn launch(s: &Spec, stdio: [Stdio; 3]) -> anyhow::Result<Child> {
         .stderr(e)
         .spawn()
         .context("starting the guest")?;
-    Ok(child)
+    Ok(child.id() as i32)
 }
 
 /// Exit status as a shell reports it: the code, or 128 + signal.
@@ -140,17 +163,15 @@ pub fn exit_code(s: ExitStatus) -> u8 {
 pub fn exec(r: &Request) -> anyhow::Result<ExitStatus> {
     let pty = relay::open().context("opening a pseudo-terminal")?;
     let s = spec(r, pty.as_ref().map(|p| p.path.clone()))?;
+    let mut s = s;
     let stdio = match &pty {
-        Some(p) => {
-            let f = || p.slave.try_clone().map(Stdio::from);
-            [f()?, f()?, f()?]
-        }
-        None => [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
+        Some(p) => [p.slave.as_raw_fd(); 3],
+        None => [0, 1, 2],
     };
     let lock = owner::lock().context("taking the netctx lock")?;
-    let child = launch(&s, stdio)?;
+    let pid = launch(&mut s, stdio)?;
     drop(lock);
-    relay::wait(child, pty).context("waiting for the command")
+    relay::wait(pid, pty).context("waiting for the command")
 }
 
 pub(crate) fn guest_dir() -> PathBuf {
@@ -218,13 +239,12 @@ pub fn start(r: &Request) -> anyhow::Result<i32> {
         .mode(0o600)
         .open(log_file(&s.ctx))
         .with_context(|| format!("opening {}", log_file(&s.ctx).display()))?;
-    let stdio = [Stdio::null(), log.try_clone()?.into(), log.into()];
-    let child = launch(&s, stdio)?;
-    let pid = child.id() as i32;
+    let null = std::fs::File::open("/dev/null").context("opening /dev/null")?;
+    let mut s = s;
+    let pid = launch(&mut s, [null.as_raw_fd(), log.as_raw_fd(), log.as_raw_fd()])?;
     let (t, _) = start_time(pid).context("the guest exited at once")?;
     write_private(&pid_file(&s.ctx), &format!("{pid} {t}\n"))?;
     // Not waited for: it outlives netctx; the context's init reaps it.
-    drop(child);
     Ok(pid)
 }
 

@@ -42,6 +42,8 @@ pub struct Spec {
     /// stdin is a pseudo-terminal of the guest's own (this path on the
     /// host): make it the controlling terminal and /dev/console.
     pub tty: Option<PathBuf>,
+    /// Born in the cgroup already (clone3 CLONE_INTO_CGROUP).
+    pub joined: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +95,9 @@ pub fn main() -> anyhow::Result<u8> {
 }
 
 fn namespaces(s: &Spec) -> Result<(), JailError> {
-    cgroup::join(&s.cgroup)?;
+    if !s.joined {
+        cgroup::join(&s.cgroup)?;
+    }
     let ns_err = |e: io::Error| JailError::Netns {
         path: s.netns.clone(),
         source: e,

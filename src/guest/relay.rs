@@ -9,7 +9,9 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
+
+use super::spawn::try_wait;
 
 /// A pseudo-terminal for the guest, sized and set up like the caller's.
 pub struct Pty {
@@ -113,17 +115,17 @@ fn next_signal(fd: &OwnedFd) -> Option<i32> {
     (n == size as isize).then_some(info.ssi_signo as i32)
 }
 
-fn forward(child: &Child, sig: i32) {
+fn forward(child: i32, sig: i32) {
     // SAFETY: kill with integer arguments.
-    unsafe { libc::kill(child.id() as i32, sig) };
+    unsafe { libc::kill(child, sig) };
 }
 
 /// Wait for the guest, relaying the terminal when there is one.
-pub fn wait(mut child: Child, pty: Option<Pty>) -> io::Result<ExitStatus> {
+pub fn wait(child: i32, pty: Option<Pty>) -> io::Result<ExitStatus> {
     let sig = signals()?;
     let Some(pty) = pty else {
         loop {
-            if let Some(st) = child.try_wait()? {
+            if let Some(st) = try_wait(child)? {
                 return Ok(st);
             }
             let mut fds = [libc::pollfd {
@@ -134,7 +136,7 @@ pub fn wait(mut child: Child, pty: Option<Pty>) -> io::Result<ExitStatus> {
             poll(&mut fds);
             while let Some(s) = next_signal(&sig) {
                 if FORWARDED.contains(&s) {
-                    forward(&child, s);
+                    forward(child, s);
                 }
             }
         }
@@ -190,12 +192,19 @@ pub fn wait(mut child: Child, pty: Option<Pty>) -> io::Result<ExitStatus> {
                     }
                 }
             } else if FORWARDED.contains(&s) {
-                forward(&child, s);
+                forward(child, s);
             }
         }
-        if fds[0].revents == 0 && child.try_wait()?.is_some() {
-            break;
+        if fds[0].revents == 0 {
+            if let Some(st) = try_wait(child)? {
+                return Ok(st);
+            }
         }
     }
-    child.wait()
+    loop {
+        if let Some(st) = try_wait(child)? {
+            return Ok(st);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
