@@ -185,6 +185,30 @@ fn attack_writes_to_configuration_run_directory_etc_and_devices() {
     }
     // The configuration and netctx's state are unchanged.
     assert_eq!(std::fs::read_to_string(&path).unwrap(), cfg(&sb));
+    // A configuration the guest could see (not under the private /tmp) is
+    // masked: empty and read-only.
+    let visible = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{}.toml",
+        sb.dir.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(visible.parent().unwrap()).unwrap();
+    std::fs::write(&visible, cfg(&sb)).unwrap();
+    let v = visible.to_str().unwrap();
+    for user in USERS {
+        let mut args = vec!["-c", v, "exec"];
+        args.extend(user.map(|u| ["--user", u]).iter().flatten());
+        let a = attack();
+        args.extend(["a", "--", &a, "write", v]);
+        refused(&sb.netctx(&args), "writing the configuration");
+        let r = sb.netctx(&["-c", v, "exec", "a", "--", "cat", v]);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, ""),
+            "the guest read the configuration"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&visible).unwrap(), cfg(&sb));
+    let _ = std::fs::remove_file(&visible);
     sb.netctx_with(&cfg(&sb), &["status", "a"]).ok();
 }
 

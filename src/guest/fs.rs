@@ -220,6 +220,21 @@ fn mask(target: &Path) -> Result<()> {
     }
 }
 
+/// Hide netctx's configuration: a directory behind an empty read-only
+/// tmpfs, a file behind an empty read-only file (not /dev/null, which
+/// would take writes).
+fn hide(stage: &Path, target: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(target) {
+        Ok(m) if m.is_file() => {
+            let empty = stage.join("empty");
+            at(std::fs::write(&empty, b""), "creating", &empty)?;
+            bind(&empty, target, MsFlags::empty())?;
+            remount_ro(target)
+        }
+        _ => mask(target),
+    }
+}
+
 fn proc_(new: &Path) -> Result<()> {
     let p = new.join("proc");
     fresh("proc", &p, safe(), "")?;
@@ -371,7 +386,7 @@ pub fn build(s: &Spec) -> Result<()> {
     }
     if s.root.is_none() {
         for m in &s.masks {
-            mask(&inside(&new, m))?;
+            hide(&t, &inside(&new, m))?;
         }
         super::resolv::apply(&t, &new)?;
     }
