@@ -105,11 +105,7 @@ fn launch(s: &mut Spec, stdio: [RawFd; 3]) -> anyhow::Result<i32> {
             s.ctx
         );
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(guest_dir())
-        .with_context(|| format!("creating {}", guest_dir().display()))?;
+    make_guest_dir()?;
     let init = init::ensure(&s.ctx)?;
     let ns = PathBuf::from(format!("/proc/{init}/ns/pid"));
     let f = std::fs::File::open(&ns).with_context(|| format!("opening {}", ns.display()))?;
@@ -178,6 +174,19 @@ pub(crate) fn guest_dir() -> PathBuf {
     PathBuf::from(RUN_DIR).join("guests")
 }
 
+/// `/run/netctx/guests`, root's alone (0700, also when an older netctx
+/// made it).
+fn make_guest_dir() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let d = guest_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&d)
+        .and_then(|_| std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)))
+        .with_context(|| format!("creating {}", d.display()))
+}
+
 pub fn pid_file(ctx: &str) -> PathBuf {
     guest_dir().join(format!("{ctx}.pid"))
 }
@@ -229,10 +238,7 @@ pub fn running(ctx: &str) -> Option<i32> {
 /// Start the declared guest detached, output to its log file; its pid.
 pub fn start(r: &Request) -> anyhow::Result<i32> {
     let s = spec(r, None)?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(guest_dir())?;
+    make_guest_dir()?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
