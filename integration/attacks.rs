@@ -221,7 +221,13 @@ fn attack_host_daemon_socket_under_run_and_raw_sockets() {
         attack()
     ));
     // Reachable from the host side: the daemon is there.
-    assert!(sb.sh(&format!("{} unix {sock}", attack())).status.success());
+    let up = (0..50).any(|_| {
+        sb.sh(&format!("{} unix {sock}", attack())).status.success() || {
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(up, "the daemon did not start");
     for user in USERS {
         refused(&guest(&sb, user, &["unix", sock]), "unix socket");
         refused(&guest(&sb, user, &["raw"]), "raw sockets");
@@ -244,7 +250,7 @@ pub fn with_marker(marker: &str) -> Vec<u32> {
 }
 
 fn wait_for(marker: &str) -> Vec<u32> {
-    for _ in 0..100 {
+    for _ in 0..500 {
         let v = with_marker(marker);
         if !v.is_empty() {
             return v;
