@@ -146,3 +146,30 @@ fn exec_on_a_terminal_relays_output_and_exit_status() {
     pty.line("exit");
     let _ = child.wait();
 }
+
+#[test]
+fn exec_on_a_terminal_follows_the_window_size() {
+    let sb = Sandbox::new();
+    let cfg = sb.write_config("netctx.toml", CFG);
+    sb.netctx(&["-c", cfg.to_str().unwrap(), "up"]).ok();
+    let (mut child, mut pty) = shell(&sb);
+    let guest = "echo __GO__$((1+1)); for i in $(seq 40); do s=$(stty size); \
+                 [ \"$s\" = \"33 111\" ] && break; sleep 0.25; done; echo size=$s";
+    pty.line(&format!(
+        "{BIN} -c {} exec a -- sh -c '{guest}'",
+        cfg.display()
+    ));
+    pty.expect("__GO__2");
+    let ws = libc::winsize {
+        ws_row: 33,
+        ws_col: 111,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ on our master with a valid winsize; the kernel
+    // signals the terminal's foreground process group (netctx exec).
+    unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    pty.expect("size=33 111");
+    pty.line("exit");
+    let _ = child.wait();
+}
