@@ -173,3 +173,21 @@ fn exec_on_a_terminal_follows_the_window_size() {
     pty.line("exit");
     let _ = child.wait();
 }
+
+#[test]
+fn ctrl_c_on_the_terminal_reaches_the_command() {
+    let sb = Sandbox::new();
+    let cfg = sb.write_config("netctx.toml", CFG);
+    sb.netctx(&["-c", cfg.to_str().unwrap(), "up"]).ok();
+    let (mut child, mut pty) = shell(&sb);
+    pty.line(&format!(
+        "{BIN} -c {} exec a -- sh -c 'echo __S__$((2+2)); exec sleep 30'; echo __RC__$?",
+        cfg.display()
+    ));
+    pty.expect("__S__4");
+    std::thread::sleep(Duration::from_millis(200));
+    pty.master.write_all(b"\x03").unwrap();
+    pty.expect("__RC__130");
+    pty.line("exit");
+    let _ = child.wait();
+}
