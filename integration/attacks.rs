@@ -163,7 +163,15 @@ fn attack_writes_to_configuration_run_directory_etc_and_devices() {
         let r = guest(
             &sb,
             user,
-            &["write", &path, "/run/netctx/netns/a", "/etc/passwd"],
+            &[
+                "write",
+                &path,
+                "/run/netctx/netns/a",
+                "/etc/passwd",
+                // The host's / through the context's init.
+                "/proc/1/root/etc/passwd",
+                "/proc/1/root/run/netctx/netns/a",
+            ],
         );
         refused(&r, &format!("{user:?} writes"));
         let r = guest(
