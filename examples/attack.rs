@@ -144,6 +144,25 @@ fn pidfd_getfd(pid: i32, fd: i32) {
     }
 }
 
+/// SIGKILL a process; it worked if the process is gone (a PID namespace's
+/// init ignores it from inside, and kill still returns 0).
+fn kill(pid: i32) {
+    // SAFETY: kill with integer arguments.
+    if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+        return refused(&format!("kill {pid}"), &Error::last_os_error());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let alive = stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|s| !s.trim_start().starts_with('Z') && !s.is_empty());
+    if !alive {
+        escaped(&format!("killed pid {pid}"));
+    }
+    println!("refused: pid {pid} survived SIGKILL");
+}
+
 fn tiocsti(text: &str) {
     let mut fds = vec![0, 1, 2];
     // SAFETY: open with a valid C string.
@@ -361,13 +380,7 @@ fn main() {
     match args.first().map(String::as_str).unwrap_or_default() {
         "ptrace" => ptrace(rest),
         "pidfd-getfd" => pidfd_getfd(num(0) as i32, num(1) as i32),
-        "kill" => {
-            // SAFETY: kill with integer arguments.
-            if unsafe { libc::kill(num(0) as i32, libc::SIGKILL) } == 0 {
-                escaped(&format!("killed pid {}", num(0)));
-            }
-            refused(&format!("kill {}", num(0)), &Error::last_os_error());
-        }
+        "kill" => kill(num(0) as i32),
         "tiocsti" => tiocsti(arg(0)),
         "fd" => inherited_fd(num(0) as i32),
         "env" => {

@@ -116,6 +116,9 @@ fn attack_pidfd_getfd_and_kill_of_outside_processes() {
             let r = guest(&sb, user, &["kill", &v.to_string()]);
             refused(&r, &format!("{user:?} kill of pid {v}"));
         }
+        // The context's own init does not die either.
+        let r = guest(&sb, user, &["kill", "1"]);
+        refused(&r, &format!("{user:?} kill of the context's init"));
     }
     assert!(alive(root_v) && alive(nobody_v), "a victim was killed");
 }
