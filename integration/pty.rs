@@ -73,7 +73,7 @@ fn shell(sb: &Sandbox) -> (std::process::Child, Pty) {
     let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
     // SAFETY: fcntl on an owned descriptor.
     unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    let mut c = sb.enter("sh");
+    let mut c = sb.enter_joined("sh");
     c.arg("-i")
         .env("PS1", "$ ")
         .stdin(Stdio::from(slave.try_clone().unwrap()))

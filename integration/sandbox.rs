@@ -5,7 +5,7 @@
 //! also has a cgroup of its own (`nxtest-PID-N` under the machine's cgroup2
 //! mount), a cgroup namespace rooted there and a fresh cgroup2 mounted where
 //! netctx looks, so netctx's `netctx/CTX` groups land inside the test's
-//! group; every process the test starts in the sandbox joins that group.
+//! group; every process the test leaves running in the sandbox joins it.
 //! When the sandbox is dropped everything in its group is killed
 //! (`cgroup.kill`), the groups are removed bottom-up, and the kernel removes
 //! the namespaces.
@@ -164,20 +164,34 @@ impl Sandbox {
         }
     }
 
-    /// A command run inside the sandbox, in its cgroup.
-    pub fn enter(&self, program: &str) -> Command {
+    /// A command run inside the sandbox.
+    fn enter(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
         c.arg("-t")
             .arg(self.holder.id().to_string())
             .args(["--net", "--mount", "--"])
             .arg(program);
+        c
+    }
+
+    /// A command run inside the sandbox and in its cgroup, so that whatever
+    /// it leaves running ends with the sandbox. (Joining a cgroup costs an
+    /// RCU grace period, slow under emulation: only for what needs it.)
+    pub fn enter_joined(&self, program: &str) -> Command {
+        let mut c = self.enter(program);
         join(&mut c, &self.procs);
         c
     }
 
-    /// Run a shell script inside the sandbox.
+    /// Run a shell script inside the sandbox; one that starts a background
+    /// job (`&`) runs in the sandbox's cgroup.
     pub fn sh(&self, script: &str) -> Output {
-        self.enter("sh").arg("-c").arg(script).output().unwrap()
+        let mut c = if script.contains('&') {
+            self.enter_joined("sh")
+        } else {
+            self.enter("sh")
+        };
+        c.arg("-c").arg(script).output().unwrap()
     }
 
     /// Run a shell script that must succeed; its stdout.
