@@ -49,6 +49,20 @@ impl Pty {
         }
     }
 
+    /// End the shell: `exit`, and a kill if it does not go within 20 s.
+    fn finish(&mut self, mut child: std::process::Child) {
+        let _ = self.master.write_all(b"exit\n");
+        let t = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the shell did not exit:\n{}", self.out);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn line(&mut self, l: &str) {
         self.master.write_all(format!("{l}\n").as_bytes()).unwrap();
     }
@@ -101,7 +115,7 @@ fn attack_tiocsti_cannot_push_a_command_into_the_callers_shell() {
     let sb = Sandbox::new();
     let cfg = sb.write_config("netctx.toml", CFG);
     sb.netctx(&["-c", cfg.to_str().unwrap(), "up"]).ok();
-    let (mut child, mut pty) = shell(&sb);
+    let (child, mut pty) = shell(&sb);
     let mut marks = Vec::new();
     for (i, user) in USERS.iter().enumerate() {
         let u = user.map(|u| format!("--user {u}")).unwrap_or_default();
@@ -120,9 +134,9 @@ fn attack_tiocsti_cannot_push_a_command_into_the_callers_shell() {
     }
     // Anything pushed into the terminal would be read before this.
     std::thread::sleep(Duration::from_millis(300));
-    pty.line("echo __FIN__$((1+1)); exit");
+    pty.line("echo __FIN__$((1+1))");
     pty.expect("__FIN__2");
-    let _ = child.wait();
+    pty.finish(child);
     assert!(!pty.out.contains("ESCAPED"), "TIOCSTI worked:\n{}", pty.out);
     for m in marks {
         assert!(!m.exists(), "the shell ran the pushed line:\n{}", pty.out);
@@ -134,7 +148,7 @@ fn exec_on_a_terminal_relays_output_and_exit_status() {
     let sb = Sandbox::new();
     let cfg = sb.write_config("netctx.toml", CFG);
     sb.netctx(&["-c", cfg.to_str().unwrap(), "up"]).ok();
-    let (mut child, mut pty) = shell(&sb);
+    let (child, mut pty) = shell(&sb);
     // The guest's stdin is a terminal of its own, not the caller's: its
     // console.
     pty.line(&format!(
@@ -143,8 +157,7 @@ fn exec_on_a_terminal_relays_output_and_exit_status() {
     ));
     pty.expect("__RC__3");
     assert!(pty.out.contains("/dev/console"), "{}", pty.out);
-    pty.line("exit");
-    let _ = child.wait();
+    pty.finish(child);
 }
 
 #[test]
@@ -152,7 +165,7 @@ fn exec_on_a_terminal_follows_the_window_size() {
     let sb = Sandbox::new();
     let cfg = sb.write_config("netctx.toml", CFG);
     sb.netctx(&["-c", cfg.to_str().unwrap(), "up"]).ok();
-    let (mut child, mut pty) = shell(&sb);
+    let (child, mut pty) = shell(&sb);
     let guest = "echo __GO__$((1+1)); for i in $(seq 40); do s=$(stty size); \
                  [ \"$s\" = \"33 111\" ] && break; sleep 0.25; done; echo size=$s";
     pty.line(&format!(
@@ -170,8 +183,7 @@ fn exec_on_a_terminal_follows_the_window_size() {
     // signals the terminal's foreground process group (netctx exec).
     unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     pty.expect("size=33 111");
-    pty.line("exit");
-    let _ = child.wait();
+    pty.finish(child);
 }
 
 #[test]
@@ -179,7 +191,7 @@ fn ctrl_c_on_the_terminal_reaches_the_command() {
     let sb = Sandbox::new();
     let cfg = sb.write_config("netctx.toml", CFG);
     sb.netctx(&["-c", cfg.to_str().unwrap(), "up"]).ok();
-    let (mut child, mut pty) = shell(&sb);
+    let (child, mut pty) = shell(&sb);
     pty.line(&format!(
         "{BIN} -c {} exec a -- sh -c 'echo __S__$((2+2)); exec sleep 30'; echo __RC__$?",
         cfg.display()
@@ -188,6 +200,5 @@ fn ctrl_c_on_the_terminal_reaches_the_command() {
     std::thread::sleep(Duration::from_millis(200));
     pty.master.write_all(b"\x03").unwrap();
     pty.expect("__RC__130");
-    pty.line("exit");
-    let _ = child.wait();
+    pty.finish(child);
 }

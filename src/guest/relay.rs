@@ -90,7 +90,7 @@ impl Raw {
 impl Drop for Raw {
     fn drop(&mut self) {
         // SAFETY: tcsetattr on fd 0 with the settings read at start.
-        unsafe { libc::tcsetattr(0, libc::TCSAFLUSH, &self.0) };
+        unsafe { libc::tcsetattr(0, libc::TCSADRAIN, &self.0) };
     }
 }
 
