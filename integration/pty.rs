@@ -169,7 +169,7 @@ fn exec_on_a_terminal_follows_the_window_size() {
     let guest = "echo __GO__$((1+1)); for i in $(seq 40); do s=$(stty size); \
                  [ \"$s\" = \"33 111\" ] && break; sleep 0.25; done; echo size=$s";
     pty.line(&format!(
-        "{BIN} -c {} exec a -- sh -c '{guest}'",
+        "{BIN} -c {} exec a -- sh -c '{guest}'; echo __DONE__$((3+4))",
         cfg.display()
     ));
     pty.expect("__GO__2");
@@ -183,6 +183,9 @@ fn exec_on_a_terminal_follows_the_window_size() {
     // signals the terminal's foreground process group (netctx exec).
     unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     pty.expect("size=33 111");
+    // Typed only once exec is over (a line typed while it runs is the
+    // guest's input).
+    pty.expect("__DONE__7");
     pty.finish(child);
 }
 
