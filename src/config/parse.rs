@@ -15,6 +15,8 @@ use super::names::{check_context_name, check_hostname, check_ifname};
 use super::{addr, Diag, Lines, Loc};
 use crate::model::{Cidr, Guest, Hook, Isolation, LinkKind, Proto, Reach};
 
+mod guest;
+
 /// Context-level settings that `[defaults]` may also carry.
 #[derive(Debug, Default, Clone)]
 pub struct Settings {
@@ -499,34 +501,6 @@ impl Walker<'_> {
             }
         }
         out
-    }
-
-    fn guest(&mut self, v: &Value<'_>) -> Option<Guest> {
-        let t = self.table(v, "guest")?;
-        let (mut command, mut user) = (None, None);
-        for (k, val) in t {
-            let key = k.get_ref().as_ref();
-            match key {
-                "command" => {
-                    let parts = self.strings(val, key)?;
-                    if parts.is_empty() {
-                        self.err(val.span(), "guest command must not be empty".into());
-                        return None;
-                    }
-                    command = Some(parts.into_iter().map(|(s, _)| s).collect());
-                }
-                "user" => user = Some(self.string(val, key)?),
-                _ => self.unknown(k, key, "in guest (expected command, user)"),
-            }
-        }
-        let Some(command) = command else {
-            self.err(
-                v.span(),
-                "guest needs a command (an array of strings)".into(),
-            );
-            return None;
-        };
-        Some(Guest { command, user })
     }
 }
 
