@@ -160,7 +160,7 @@ fn audit_lists_every_socket_kind_and_judges_link_local_and_multicast() {
     hold(&sb, Some("b"), "10.41.0.2 7004 --udplite --freebind");
     let (code, v) = audit(&sb, &[]);
     assert_eq!(code, 2, "{v:#}");
-    assert_eq!(v["violations"], 1, "{v:#}");
+    assert_eq!(v["violations"], 2, "{v:#}");
     assert_eq!(
         find(sockets(&v, 1), "udplite", "10.41.0.2", 7004)["verdict"],
         "VIOLATION"
@@ -320,16 +320,23 @@ fn audit_flags_a_process_of_a_contexts_cgroup_outside_its_namespace() {
     );
     let v: Value = serde_json::from_str(&out).unwrap();
     let b = &v["contexts"][1];
+    // The cgroup was made by hand, so b's bind restriction is missing too.
+    let mut cg = crate::sandbox::cgroup2_mount();
+    cg.push("netctx/b");
     assert_eq!(
         b["violations"],
-        serde_json::json!([format!(
-            "pid {stray} (sleep) is in the cgroup of b but not in its network namespace"
-        )]),
+        serde_json::json!([
+            format!("pid {stray} (sleep) is in the cgroup of b but not in its network namespace"),
+            format!(
+                "the bind restriction of b is missing on {}: bind4, bind6, connect4, connect6, sendmsg4, sendmsg6",
+                cg.display()
+            ),
+        ]),
         "{v:#}"
     );
     let unconfined = b["unconfined"].as_array().unwrap();
     assert!(!unconfined.iter().any(|p| p["pid"] == confined), "{v:#}");
-    assert_eq!(v["violations"], 1, "{v:#}");
+    assert_eq!(v["violations"], 2, "{v:#}");
 }
 
 #[test]

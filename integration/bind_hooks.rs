@@ -716,3 +716,140 @@ fn fast_open_udplite_mptcp_and_sticky_pktinfo_are_covered() {
     ]);
     assert_eq!(r[5..], ["ok", "ok fd00:1::3"]);
 }
+
+const GUESTS: &str = r#"
+[context.a]
+[[context.a.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.51.0.1/24", "fd00:51::1/64"]
+addresses = ["10.51.0.2/24", "fd00:51::2/64"]
+
+[context.b]
+[[context.b.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.52.0.1/24", "fd00:52::1/64"]
+addresses = ["10.52.0.2/24", "fd00:52::2/64"]
+
+[context.c]
+single_ip = true
+[[context.c.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.53.0.1/24"]
+addresses = ["10.53.0.2/24", "10.53.0.3/24"]
+"#;
+
+/// bindprobe run as a guest of `ctx` (as `user`): one line per op.
+fn guest_probe(sb: &Sandbox, ctx: &str, user: Option<&str>, ops: &[&str]) -> Vec<String> {
+    let probe = bindprobe();
+    let mut args = vec!["exec"];
+    if let Some(u) = user {
+        args.extend(["--user", u]);
+    }
+    args.extend([ctx, "--", probe.as_str()]);
+    args.extend_from_slice(ops);
+    let r = sb.netctx_with(GUESTS, &args);
+    assert_eq!(r.code, 0, "{ops:?}: {}{}", r.stdout, r.stderr);
+    r.stdout.lines().map(str::to_string).collect()
+}
+
+/// One bind of `addr` (port 0) on a new socket: the bind's result.
+fn guest_bind(sb: &Sandbox, ctx: &str, user: Option<&str>, kind: &str, addr: &str) -> String {
+    let fam = if addr.contains(':') { "6" } else { "4" };
+    let socket = format!("socket,s,{kind},{fam}");
+    let bind = format!("bind,s,{addr},0");
+    let out = guest_probe(sb, ctx, user, &[&socket, "opt,s,freebind", &bind]);
+    out.last().cloned().unwrap_or_default()
+}
+
+#[test]
+fn guests_of_a_strict_context_cannot_bind_what_is_not_theirs() {
+    let sb = Sandbox::new();
+    sb.netctx_with(GUESTS, &["up"]).ok();
+    for user in [None, Some("nobody")] {
+        for kind in ["tcp", "udp"] {
+            // Another context's address, an address nobody has, IPv4-mapped.
+            for foreign in [
+                "10.52.0.2",
+                "fd00:52::2",
+                "198.51.100.7",
+                "::ffff:10.52.0.2",
+            ] {
+                assert_eq!(
+                    guest_bind(&sb, "a", user, kind, foreign),
+                    "EADDRNOTAVAIL",
+                    "{user:?} {kind} {foreign}"
+                );
+            }
+            // Its own addresses, the wildcard, loopback.
+            for own in ["10.51.0.2", "fd00:51::2", "0.0.0.0", "::", "127.0.0.1"] {
+                assert_eq!(
+                    guest_bind(&sb, "a", user, kind, own),
+                    "ok",
+                    "{user:?} {kind} {own}"
+                );
+            }
+        }
+    }
+    let a = sb.netctx_with(GUESTS, &["audit", "a"]);
+    assert_eq!(a.code, 0, "{}", a.stdout);
+    assert!(
+        a.stdout.contains("bind restriction: attached"),
+        "{}",
+        a.stdout
+    );
+    // Control: without the hooks the same bind succeeds in that cgroup,
+    // and audit says they are missing.
+    let cg = format!("{}/netctx/a", crate::sandbox::cgroup2_mount().display());
+    sb.netctx(&["debug-bpf", "detach", &cg]).ok();
+    let a = sb.netctx_with(GUESTS, &["audit", "a"]);
+    assert_eq!(a.code, 2, "{}", a.stdout);
+    assert!(
+        a.stdout.contains("the bind restriction of a is missing"),
+        "{}",
+        a.stdout
+    );
+    let join = format!("join,{cg}");
+    let o = sb
+        .enter("ip")
+        .args(["netns", "exec", "a", &bindprobe(), &join])
+        .args(["socket,s,udp,4", "opt,s,freebind", "bind,s,10.52.0.2,0"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().last(), Some("ok"), "{out}");
+    // The next guest puts them back.
+    assert_eq!(
+        guest_bind(&sb, "a", None, "udp", "10.52.0.2"),
+        "EADDRNOTAVAIL"
+    );
+}
+
+#[test]
+fn single_ip_turns_a_guests_wildcard_bind_into_the_first_address() {
+    let sb = Sandbox::new();
+    sb.netctx_with(GUESTS, &["up"]).ok();
+    let out = guest_probe(
+        &sb,
+        "c",
+        Some("nobody"),
+        &["socket,s,udp,4", "bind,s,0.0.0.0,0", "name,s"],
+    );
+    assert!(
+        out.last().is_some_and(|l| l.starts_with("ok 10.53.0.2:")),
+        "{out:?}"
+    );
+    // Its other address still binds as asked.
+    let out = guest_probe(
+        &sb,
+        "c",
+        None,
+        &["socket,s,tcp,4", "bind,s,10.53.0.3,0", "name,s"],
+    );
+    assert!(
+        out.last().is_some_and(|l| l.starts_with("ok 10.53.0.3:")),
+        "{out:?}"
+    );
+}

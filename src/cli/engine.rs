@@ -128,6 +128,15 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?) {
         match r {
             Ok(o) => {
+                // Running guests follow address and single_ip changes
+                // through the bind restriction's maps.
+                if crate::guest::cgroup::path(&c.name).is_ok_and(|p| p.exists()) {
+                    if let Err(e) = guest::bind_hooks(c) {
+                        eprintln!("netctx: error: context {}: {e:#}", c.name);
+                        failed.push(c.name.as_str());
+                        continue;
+                    }
+                }
                 for a in &o.actions {
                     tracing::debug!(context = %c.name, action = %a, "planned");
                 }

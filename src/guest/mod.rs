@@ -96,6 +96,27 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
     })
 }
 
+/// The context's cgroup, with the bind restriction of a strict context
+/// attached before any guest joins it (design §3 "Bind restriction"): the
+/// kernel refuses a guest's bind to, or connect/send from, an address that
+/// is not the context's. Idempotent: the maps are set to the context's
+/// addresses each time.
+pub fn bind_hooks(ctx: &Context) -> anyhow::Result<()> {
+    let cg = cgroup::create(&ctx.name)?;
+    if ctx.isolation != crate::model::Isolation::Strict {
+        return Ok(());
+    }
+    let addrs: Vec<std::net::IpAddr> = ctx
+        .links
+        .iter()
+        .flat_map(|l| &l.addresses)
+        .map(|a| a.addr)
+        .collect();
+    crate::kernel::bpf::ensure(&cg, &addrs, ctx.single_ip)
+        .with_context(|| format!("context {}: the bind restriction", ctx.name))?;
+    Ok(())
+}
+
 /// Start `netctx guest-jail` for the spec inside the context's PID
 /// namespace (started if need be) and cgroup, with these descriptors as
 /// its stdio; its pid. The caller holds the netctx lock.
@@ -160,6 +181,7 @@ pub fn exit_code(s: ExitStatus) -> u8 {
 
 /// Run the command in the context in the foreground; its exit status.
 pub fn exec(r: &Request) -> anyhow::Result<ExitStatus> {
+    bind_hooks(r.ctx)?;
     let pty = relay::open().context("opening a pseudo-terminal")?;
     let s = spec(r, pty.as_ref().map(|p| p.path.clone()))?;
     let mut s = s;
@@ -240,6 +262,7 @@ pub fn running(ctx: &str) -> Option<i32> {
 
 /// Start the declared guest detached, output to its log file; its pid.
 pub fn start(r: &Request) -> anyhow::Result<i32> {
+    bind_hooks(r.ctx)?;
     let s = spec(r, None)?;
     make_guest_dir()?;
     let log = std::fs::OpenOptions::new()

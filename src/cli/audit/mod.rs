@@ -92,6 +92,40 @@ struct Report {
     violations: Vec<String>,
     /// Processes in its namespace outside its cgroup.
     unconfined: Vec<Proc>,
+    /// The bind restriction: "attached", "missing", "no cgroup" (no guest
+    /// has run: they are attached when the first one starts), "off".
+    bind_hooks: &'static str,
+}
+
+/// Whether the bind restriction is attached to a strict context's cgroup;
+/// a strict context whose hooks are missing is a violation.
+fn bind_hooks(c: &Context) -> (&'static str, Option<String>) {
+    if c.isolation != crate::model::Isolation::Strict {
+        return ("off", None);
+    }
+    let Ok(cg) = cgroup::path(&c.name) else {
+        return ("no cgroup", None);
+    };
+    if !cg.exists() {
+        return ("no cgroup", None);
+    }
+    match crate::kernel::bpf::status(&cg) {
+        Ok(s) if s.complete() => ("attached", None),
+        Ok(s) => {
+            let missing: Vec<&str> = s.missing.iter().map(|h| h.name()).collect();
+            let v = format!(
+                "the bind restriction of {} is missing on {}: {}",
+                c.name,
+                cg.display(),
+                missing.join(", ")
+            );
+            ("missing", Some(v))
+        }
+        Err(e) => (
+            "missing",
+            Some(format!("the bind restriction of {}: {e}", c.name)),
+        ),
+    }
 }
 
 fn owner_of(procs: &Procs, inode: u32) -> Option<(i32, String)> {
@@ -285,6 +319,7 @@ fn attachment_reports(names: &[String], g: &Gathered) -> anyhow::Result<Vec<Repo
             rows,
             violations,
             unconfined: Vec::new(),
+            bind_hooks: "off",
         });
     }
     Ok(out)
@@ -397,6 +432,7 @@ fn reports(ctxs: &[&Context], g: &Gathered) -> Vec<Report> {
                 rows: Vec::new(),
                 violations: Vec::new(),
                 unconfined: Vec::new(),
+                bind_hooks: "off",
             });
             continue;
         };
@@ -418,12 +454,15 @@ fn reports(ctxs: &[&Context], g: &Gathered) -> Vec<Report> {
             rows.extend(r);
             violations.extend(v);
         }
+        let (hooks, missing) = bind_hooks(c);
+        violations.extend(missing);
         out.push(Report {
             name: c.name.clone(),
             up: true,
             rows,
             violations,
             unconfined: unconfined.remove(&c.name).unwrap_or_default(),
+            bind_hooks: hooks,
         });
     }
     out

@@ -37,6 +37,7 @@ pub(super) fn json(reports: &[Report], host: Option<&(Vec<Row>, Vec<String>)>, t
                 "sockets": r.rows.iter().map(row_json).collect::<Vec<_>>(),
                 "violations": r.violations,
                 "unconfined": r.unconfined.iter().map(proc_json).collect::<Vec<_>>(),
+                "bind_hooks": r.bind_hooks,
             })
         })
         .collect();
@@ -100,6 +101,7 @@ pub(super) fn text(reports: &[Report], host: Option<&(Vec<Row>, Vec<String>)>, t
             let cg = p.cgroup.as_deref().unwrap_or("?");
             println!("  unconfined: {} in cgroup {cg}", who(p));
         }
+        println!("  bind restriction: {}", r.bind_hooks);
         println!();
     }
     if let Some((rows, v)) = host {
