@@ -60,9 +60,9 @@ pub fn parse_publish(s: &str) -> Result<Publish, String> {
             1 => (None, rest),
             2 => {
                 let (ip, ports) = rest.split_once(':').expect("two colons");
-                let ip: std::net::Ipv4Addr = ip
-                    .parse()
-                    .map_err(|_| bad("has a host address that is not IPv4 (IPv6 goes in brackets)"))?;
+                let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| {
+                    bad("has a host address that is not IPv4 (IPv6 goes in brackets)")
+                })?;
                 (Some(IpAddr::V4(ip)), ports)
             }
             _ => return Err(bad("is malformed")),
@@ -123,7 +123,10 @@ mod tests {
     #[test]
     fn reach_entries() {
         let r = parse_reach("db:5432/udp").unwrap();
-        assert_eq!((r.context.as_str(), r.port), ("db", Some((5432, Proto::Udp))));
+        assert_eq!(
+            (r.context.as_str(), r.port),
+            ("db", Some((5432, Proto::Udp)))
+        );
         assert!(parse_reach("db:0").is_err());
         assert!(parse_reach("db:1/x").is_err());
     }

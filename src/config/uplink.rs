@@ -66,7 +66,9 @@ pub fn check(decls: &[CtxDecl], defaults: &Settings, diags: &mut Vec<Diag>) {
                 err(loc, m);
             }
             let others = taken.entry((p.proto, p.host_port)).or_default();
-            if let Some((q, owner, at)) = others.iter().find(|(q, _, _)| overlap(q.host_ip, p.host_ip))
+            if let Some((q, owner, at)) = others
+                .iter()
+                .find(|(q, _, _)| overlap(q.host_ip, p.host_ip))
             {
                 let m = format!(
                     "context {}: publish {p} takes a host port that publish {q} of context {owner} at {at} already takes",

@@ -365,8 +365,16 @@ fn build(c: CtxDecl, hosts: Vec<Option<String>>, d: &Settings, err: &mut Errors)
             .collect(),
         routes,
         reach,
-        uplink: s.uplink.as_ref().or(d.uplink.as_ref()).map(|(u, _)| u.clone()),
-        egress: s.egress.as_ref().or(d.egress.as_ref()).map_or(Egress::None, |(e, _)| *e),
+        uplink: s
+            .uplink
+            .as_ref()
+            .or(d.uplink.as_ref())
+            .map(|(u, _)| u.clone()),
+        egress: s
+            .egress
+            .as_ref()
+            .or(d.egress.as_ref())
+            .map_or(Egress::None, |(e, _)| *e),
         publish: c.publish.into_iter().map(|(p, _)| p).collect(),
         guest: c.guest,
         file: c.loc.file.clone(),

@@ -12,6 +12,7 @@ use crate::observe::nft::Live;
 use crate::observe::owner::NsOwner;
 
 mod links;
+pub mod nat;
 mod routes;
 pub mod rules;
 pub mod sysctls;

@@ -17,10 +17,15 @@ pub const HOST_COMMENT: &str = "netctx";
 pub const SETS: [&str; 2] = ["assigned4", "assigned6"];
 
 /// Hook numbers (enum nf_inet_hooks, linux/netfilter.h; NF_NETDEV_INGRESS).
+pub const NF_INET_PRE_ROUTING: u32 = 0;
 pub const NF_INET_LOCAL_IN: u32 = 1;
 pub const NF_INET_FORWARD: u32 = 2;
 pub const NF_INET_LOCAL_OUT: u32 = 3;
+pub const NF_INET_POST_ROUTING: u32 = 4;
 pub const NF_INET_INGRESS: u32 = 5;
+/// nft's `dstnat` and `srcnat` priorities.
+pub const PRIORITY_DSTNAT: i32 = -100;
+pub const PRIORITY_SRCNAT: i32 = 100;
 /// Set key types (nft's datatype numbers, as in nftables' datatype.h).
 const TYPE_IPADDR: u32 = 7;
 const TYPE_IP6ADDR: u32 = 8;
@@ -35,9 +40,36 @@ pub struct Set {
     pub elems: Vec<IpAddr>,
 }
 
+/// The type of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChainKind {
+    /// `type filter`, priority 0.
+    #[default]
+    Filter,
+    /// `type nat` at this priority.
+    Nat(i32),
+}
+
+impl ChainKind {
+    fn name(self) -> &'static str {
+        match self {
+            ChainKind::Filter => "filter",
+            ChainKind::Nat(_) => "nat",
+        }
+    }
+
+    fn priority(self) -> i32 {
+        match self {
+            ChainKind::Filter => 0,
+            ChainKind::Nat(p) => p,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
     pub name: String,
+    pub kind: ChainKind,
     pub hooknum: u32,
     /// Ingress chains are bound to a device.
     pub device: Option<String>,
@@ -120,11 +152,13 @@ pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
     let mut a = Attrs::default();
     a.str(attr::CHAIN_TABLE, TABLE)
         .str(attr::CHAIN_NAME, &c.name)
-        .str(attr::CHAIN_TYPE, "filter")
+        .str(attr::CHAIN_TYPE, c.kind.name())
         .be32(attr::CHAIN_POLICY, POLICY_ACCEPT)
         .nested(attr::CHAIN_HOOK, |h| {
+            // The priority goes as its two's complement (nft's -100).
+            let prio = u32::from_ne_bytes(c.kind.priority().to_ne_bytes());
             h.be32(attr::HOOK_HOOKNUM, c.hooknum)
-                .be32(attr::HOOK_PRIORITY, 0);
+                .be32(attr::HOOK_PRIORITY, prio);
             if let Some(d) = &c.device {
                 h.str(attr::HOOK_DEV, d);
             }
@@ -255,6 +289,8 @@ pub fn digest_of(chains: &[Chain], sets: &[Set]) -> Digest {
 
 pub fn render_chain(c: &Chain) -> String {
     let hook = match c.hooknum {
+        NF_INET_PRE_ROUTING => "prerouting".to_string(),
+        NF_INET_POST_ROUTING => "postrouting".to_string(),
         NF_INET_LOCAL_IN => "input".to_string(),
         NF_INET_FORWARD => "forward".to_string(),
         NF_INET_LOCAL_OUT => "output".to_string(),
@@ -264,8 +300,10 @@ pub fn render_chain(c: &Chain) -> String {
         ),
     };
     let mut s = format!(
-        "\tchain {} {{\n\t\ttype filter hook {hook} priority 0; policy accept;\n",
-        c.name
+        "\tchain {} {{\n\t\ttype {} hook {hook} priority {}; policy accept;\n",
+        c.name,
+        c.kind.name(),
+        c.kind.priority()
     );
     for r in &c.rules {
         writeln!(
