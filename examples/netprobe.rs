@@ -3,6 +3,7 @@
 //!
 //!     netprobe listen ADDR PORT [--tcp] [--freebind] [--ignore-term] [--secs S]
 //!     netprobe recv-udp ADDR PORT SECS FILE     append "TEXT SOURCE" lines to FILE
+//!     netprobe serve ADDR PORT SECS FILE        TCP: append each client's address to FILE
 //!     netprobe send-udp DST PORT TEXT
 //!     netprobe forge SRC DST PORT TEXT          IPv4/UDP with any source (raw socket)
 //!     netprobe bind ADDR PORT                   prints "ok" or the errno's name
@@ -289,6 +290,27 @@ fn main() {
             let mut buf = [0u8; 512];
             while let Ok((n, from)) = s.recv_from(&mut buf) {
                 writeln!(out, "{} {}", String::from_utf8_lossy(&buf[..n]), from.ip()).unwrap();
+            }
+        }
+        "serve" => {
+            let l = std::net::TcpListener::bind(SocketAddr::new(ip(1), port(2)))
+                .unwrap_or_else(|e| die(&e.to_string()));
+            l.set_nonblocking(true).unwrap();
+            let until = std::time::Instant::now() + Duration::from_secs(num(3));
+            println!("listening");
+            let _ = std::io::stdout().flush();
+            while std::time::Instant::now() < until {
+                match l.accept() {
+                    Ok((_, from)) => {
+                        let mut out = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(arg(4))
+                            .unwrap();
+                        writeln!(out, "{}", from.ip()).unwrap();
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
             }
         }
         "send-udp" => {

@@ -10,3 +10,4 @@ mod integrity;
 mod isolation;
 mod reliability;
 mod sandbox;
+mod uplink;

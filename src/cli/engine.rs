@@ -98,7 +98,15 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     let _lock = lock::lock(wait).context("taking the netctx lock")?;
     netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
     let mut failed = Vec::new();
+    let (mut users, mut leaving) = (Vec::new(), Vec::new());
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?) {
+        if r.is_ok() {
+            if c.uses_uplink() {
+                users.push((c.name.clone(), apply::uplink::wanted(c)));
+            } else {
+                leaving.push(c.name.clone());
+            }
+        }
         match r {
             Ok(o) => {
                 for a in &o.actions {
@@ -117,8 +125,14 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
             }
         }
     }
+    let change = apply::uplink::Change {
+        users: &users,
+        leaving: &leaving,
+        all: false,
+    };
+    let uplink_errors = uplink_run(&change)?;
     if failed.is_empty() {
-        Ok(Exit::Ok)
+        Ok(if uplink_errors { Exit::Error } else { Exit::Ok })
     } else {
         eprintln!(
             "netctx: error: {} of {} context(s) failed and were rolled back: {}",
@@ -128,6 +142,23 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
         );
         Ok(Exit::Error)
     }
+}
+
+/// The host's switches for uplinks and the guard chain (after the
+/// contexts); whether anything failed (each error printed).
+fn uplink_run(change: &apply::uplink::Change) -> anyhow::Result<bool> {
+    let mut host = apply::Host::open().context("opening netlink sockets")?;
+    let errors = apply::uplink::converge(&mut host, change);
+    for e in &errors {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        eprintln!("netctx: error: uplink: {msg}");
+    }
+    Ok(!errors.is_empty())
 }
 
 pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
@@ -166,6 +197,12 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
             }
         }
     }
+    let change = apply::uplink::Change {
+        users: &[],
+        leaving: &names,
+        all: args.all,
+    };
+    failed |= uplink_run(&change)?;
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 

@@ -108,6 +108,10 @@ pub enum Dir {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
+    /// `meta nfproto ipv4|ipv6`.
+    Nfproto {
+        v6: bool,
+    },
     IifName(String),
     OifName(String),
     PktType(u8),
@@ -335,6 +339,7 @@ impl Rule {
         let mut l = Attrs::default();
         for m in &self.matches {
             match m {
+                Match::Nfproto { v6 } => nfproto(&mut l, *v6),
                 Match::IifName(n) => {
                     meta(&mut l, NFT_META_IIFNAME);
                     cmp_eq(&mut l, &ifname(n));

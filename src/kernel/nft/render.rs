@@ -11,6 +11,8 @@ impl Rule {
         let mut s = String::new();
         for m in &self.matches {
             match m {
+                Match::Nfproto { v6: false } => write!(s, "meta nfproto ipv4 "),
+                Match::Nfproto { v6: true } => write!(s, "meta nfproto ipv6 "),
                 Match::IifName(n) => write!(s, "iifname \"{n}\" "),
                 Match::OifName(n) => write!(s, "oifname \"{n}\" "),
                 Match::PktType(t) => {
