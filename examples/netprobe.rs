@@ -1,7 +1,11 @@
 //! A small network probe used by the integration tests (and handy by hand),
 //! so that checking packets and sockets needs no interpreter:
 //!
-//!     netprobe listen ADDR PORT [--tcp] [--freebind] [--ignore-term] [--secs S]
+//!     netprobe listen ADDR PORT [--tcp|--udplite|--raw|--mptcp] [--freebind]
+//!                    [--dev IF] [--enter NS] [--ignore-term] [--secs S]
+//!         (UDP unless told; with --raw PORT is the IP protocol; --dev scopes
+//!         an IPv6 link-local ADDR to link IF; --enter moves the process
+//!         into /run/netns/NS once the socket is open, keeping it)
 //!     netprobe recv-udp ADDR PORT SECS FILE     append "TEXT SOURCE" lines to FILE
 //!     netprobe serve ADDR PORT SECS FILE        TCP: append each client's address to FILE
 //!     netprobe send-udp DST PORT TEXT
@@ -32,21 +36,36 @@ fn errno_name(e: &std::io::Error) -> String {
     }
 }
 
-/// A socket bound to ADDR:PORT (a listener with `tcp`), optionally with
-/// IP_FREEBIND so that an address the namespace does not have is accepted.
-fn bound(addr: IpAddr, port: u16, tcp: bool, freebind: bool) -> std::io::Result<i32> {
+/// The kind of socket `listen` opens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Udp,
+    Tcp,
+    UdpLite,
+    /// A raw socket of IP protocol PORT.
+    Raw,
+    Mptcp,
+}
+
+/// A socket bound to ADDR:PORT (a listener for TCP and MPTCP), optionally
+/// with IP_FREEBIND so that an address the namespace does not have is
+/// accepted, scoped to link `scope` (IPv6).
+fn bound(addr: IpAddr, port: u16, kind: Kind, freebind: bool, scope: u32) -> std::io::Result<i32> {
     let domain = if addr.is_ipv4() {
         libc::AF_INET
     } else {
         libc::AF_INET6
     };
-    let ty = if tcp {
-        libc::SOCK_STREAM
-    } else {
-        libc::SOCK_DGRAM
+    let (ty, proto, port) = match kind {
+        Kind::Udp => (libc::SOCK_DGRAM, 0, port),
+        Kind::Tcp => (libc::SOCK_STREAM, 0, port),
+        Kind::UdpLite => (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE, port),
+        Kind::Raw => (libc::SOCK_RAW, libc::c_int::from(port), 0),
+        Kind::Mptcp => (libc::SOCK_STREAM, libc::IPPROTO_MPTCP, port),
     };
+    let listener = matches!(kind, Kind::Tcp | Kind::Mptcp);
     // SAFETY: plain socket(2); the descriptor is checked and owned here.
-    let fd = unsafe { libc::socket(domain, ty, 0) };
+    let fd = unsafe { libc::socket(domain, ty, proto) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -70,11 +89,11 @@ fn bound(addr: IpAddr, port: u16, tcp: bool, freebind: bool) -> std::io::Result<
             );
         }
     }
-    let sa = socket2_addr(SocketAddr::new(addr, port));
+    let sa = socket2_addr(SocketAddr::new(addr, port), scope);
     // SAFETY: bind with a sockaddr built for this family and its length.
     let r = unsafe { libc::bind(fd, sa.0.as_ptr() as *const libc::sockaddr, sa.1) };
     // SAFETY: listen(2) on the descriptor just bound (only if it was).
-    let listening = r == 0 && (!tcp || unsafe { libc::listen(fd, 16) } == 0);
+    let listening = r == 0 && (!listener || unsafe { libc::listen(fd, 16) } == 0);
     if !listening {
         let e = std::io::Error::last_os_error();
         // SAFETY: closing our own descriptor.
@@ -84,11 +103,26 @@ fn bound(addr: IpAddr, port: u16, tcp: bool, freebind: bool) -> std::io::Result<
     Ok(fd)
 }
 
+/// The index of link `name`, 0 when there is none.
+fn link_index(name: &str) -> u32 {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return 0;
+    };
+    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
+}
+
+/// Move the whole (single-threaded) process into /run/netns/NS.
+fn enter(ns: &str) -> std::io::Result<()> {
+    let f = std::fs::File::open(format!("/run/netns/{ns}"))?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+}
+
 fn family(af: libc::c_int) -> libc::sa_family_t {
     libc::sa_family_t::try_from(af).expect("an address family")
 }
 
-fn socket2_addr(sa: SocketAddr) -> (Vec<u8>, libc::socklen_t) {
+fn socket2_addr(sa: SocketAddr, scope: u32) -> (Vec<u8>, libc::socklen_t) {
     match sa {
         SocketAddr::V4(a) => {
             let s = libc::sockaddr_in {
@@ -116,7 +150,7 @@ fn socket2_addr(sa: SocketAddr) -> (Vec<u8>, libc::socklen_t) {
                 sin6_addr: libc::in6_addr {
                     s6_addr: a.ip().octets(),
                 },
-                sin6_scope_id: 0,
+                sin6_scope_id: scope,
             };
             // SAFETY: viewing a plain C struct as bytes.
             let b = unsafe {
@@ -163,7 +197,7 @@ fn forge(src: Ipv4Addr, dst: Ipv4Addr, port: u16, text: &[u8]) -> std::io::Resul
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let sa = socket2_addr(SocketAddr::new(IpAddr::V4(dst), 0));
+    let sa = socket2_addr(SocketAddr::new(IpAddr::V4(dst), 0), 0);
     // SAFETY: sendto with a valid buffer and address.
     let r = unsafe {
         libc::sendto(
@@ -270,8 +304,22 @@ fn main() {
                 .iter()
                 .position(|a| a == "--secs")
                 .map_or(60, |i| num(i + 1));
-            let fd = bound(ip(1), port(2), flag("--tcp"), flag("--freebind"))
+            let kind = [
+                ("--tcp", Kind::Tcp),
+                ("--udplite", Kind::UdpLite),
+                ("--raw", Kind::Raw),
+                ("--mptcp", Kind::Mptcp),
+            ]
+            .into_iter()
+            .find(|(f, _)| flag(f))
+            .map_or(Kind::Udp, |(_, k)| k);
+            let opt = |name: &str| args.iter().position(|a| a == name).map(|i| arg(i + 1));
+            let scope = opt("--dev").map_or(0, |d| link_index(&d));
+            let fd = bound(ip(1), port(2), kind, flag("--freebind"), scope)
                 .unwrap_or_else(|e| die(&format!("bind: {}", errno_name(&e))));
+            if let Some(ns) = opt("--enter") {
+                enter(&ns).unwrap_or_else(|e| die(&format!("setns {ns}: {e}")));
+            }
             println!("listening");
             let _ = std::io::stdout().flush();
             std::thread::sleep(Duration::from_secs(secs));
@@ -332,7 +380,7 @@ fn main() {
                 Err(e) => println!("{}", errno_name(&e)),
             }
         }
-        "bind" => match bound(ip(1), port(2), true, false) {
+        "bind" => match bound(ip(1), port(2), Kind::Tcp, false, 0) {
             Ok(_) => println!("ok"),
             Err(e) => println!("{}", errno_name(&e)),
         },

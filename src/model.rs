@@ -264,6 +264,38 @@ impl Config {
     }
 }
 
+/// CNI attachments are contexts named `cni` and 8 hex digits (design §5);
+/// no declared context may take such a name.
+/// Whether `name` is an attachment's context name (`cni` + 8 hex digits).
+pub fn is_attachment_name(name: &str) -> bool {
+    name.len() == 11
+        && name
+            .strip_prefix("cni")
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether a chain of the host's table belongs to a CNI attachment
+/// (`cniXXXXXXXX_nxcYYYYYYYYYYYY`): the engine leaves those to the plugin.
+pub fn is_attachment_chain(chain: &str) -> bool {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match chain.split_once('_') {
+        Some((ctx, dev)) => {
+            // The ingress chain `CTX_HOST`; the published ports' `CTX_HOST_pre`
+            // and `CTX_HOST_out`; the forward chain `CTX_forward`.
+            if dev == "forward" {
+                return ctx.strip_prefix("cni").is_some_and(|h| hex(h, 8));
+            }
+            let dev = dev
+                .strip_suffix("_pre")
+                .or_else(|| dev.strip_suffix("_out"))
+                .unwrap_or(dev);
+            ctx.strip_prefix("cni").is_some_and(|h| hex(h, 8))
+                && dev.strip_prefix("nxc").is_some_and(|h| hex(h, 12))
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

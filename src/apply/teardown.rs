@@ -33,7 +33,7 @@ pub fn known(host: &mut Host) -> anyhow::Result<Vec<String>> {
     if live.comment.as_deref() == Some(table::HOST_COMMENT) {
         for (chain, _) in live.digest.chains {
             if let Some((ctx, _)) = chain.split_once('_') {
-                if !crate::cni::is_attachment_chain(&chain) {
+                if !crate::model::is_attachment_chain(&chain) {
                     names.insert(ctx.to_string());
                 }
             }

@@ -1,8 +1,10 @@
-//! `netctx audit`: gather sockets, addresses and guests per namespace, judge
-//! them (`crate::audit`), print a table per context or one JSON document.
+//! `netctx audit`: gather sockets, addresses and processes per namespace
+//! (sock_diag and rtnetlink in each namespace on the pool, one /proc scan a
+//! run), judge them (`crate::audit`), print a table per context or one JSON
+//! document. Reads only.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::Context as _;
@@ -11,83 +13,108 @@ use serde_json::{json, Value};
 use super::engine::select;
 use super::Exit;
 use super::Listing;
-use crate::audit::{judge, judge_host, undeclared, Verdict};
+use crate::audit::{self, canonical, judge, judge_host, undeclared, Known, Own, Verdict};
 use crate::guest;
-use crate::kernel::diag::{self, Socket};
+use crate::kernel::diag::{self, Kinds, Socket};
 use crate::kernel::netlink::{Diag, NlError, Rtnl};
 use crate::kernel::{netns, pool};
 use crate::model::{Cidr, Config, Context};
 use crate::observe::links;
 use crate::observe::owner::{self, NsOwner};
-use crate::observe::procs;
+use crate::observe::procs::{Proc, Procs};
 
 /// What was found in one namespace.
 struct Seen {
     sockets: Vec<Socket>,
     /// Addresses present, with their link.
     addrs: Vec<(String, Cidr)>,
+    /// IPv6 link-local addresses present, with their link's index.
+    link_local: Vec<(u32, Ipv6Addr)>,
     /// The namespace's nsfs inode.
     inode: u64,
 }
 
 /// Sockets and addresses of the calling thread's namespace.
-fn read_here(inode: u64) -> Result<Seen, NlError> {
-    let sockets = diag::read_sockets(&mut Diag::open()?)?;
-    // Link-local addresses count when they are not the kernel's own.
-    let addrs = links::read_links(&mut Rtnl::open()?)?
-        .into_iter()
-        .flat_map(|l| {
-            let own = l.mac.map(|m| links::kernel_link_local(m).addr);
-            let extra_ll = l
-                .link_local
-                .into_iter()
-                .filter(move |a| Some(a.addr) != own);
-            let name = l.name;
-            l.addrs
-                .into_iter()
-                .chain(extra_ll)
-                .map(move |a| (name.clone(), a))
-        })
+fn read_here(kinds: &Kinds) -> Result<Seen, NlError> {
+    let inode = netns::current_inode()?;
+    let sockets = diag::read_sockets(&mut Diag::open()?, kinds)?;
+    let mut rtnl = Rtnl::open()?;
+    let links = links::read_links(&mut rtnl)?;
+    let lls = diag::link_locals(&mut rtnl)?;
+    let mut addrs: Vec<(String, Cidr)> = links
+        .iter()
+        .flat_map(|l| l.addrs.iter().map(|a| (l.name.clone(), *a)))
         .collect();
+    // Link-local addresses the kernel did not make are addresses like any.
+    for ll in lls.iter().filter(|ll| !ll.kernel) {
+        if let Some(l) = links.iter().find(|l| l.index == ll.index) {
+            let c = Cidr {
+                addr: IpAddr::V6(ll.addr),
+                prefix: ll.prefix,
+            };
+            addrs.push((l.name.clone(), c));
+        }
+    }
     Ok(Seen {
         sockets,
         addrs,
+        link_local: lls.iter().map(|ll| (ll.index, ll.addr)).collect(),
         inode,
     })
 }
 
-fn read_ctx(name: &str) -> anyhow::Result<Option<Seen>> {
+fn read_ctx(name: &str, kinds: &Kinds) -> anyhow::Result<Option<Seen>> {
     if owner::ns_owner(name)? != NsOwner::Ours {
         return Ok(None);
     }
     let f = netns::open(name)?;
     let inode = f.metadata()?.ino();
-    Ok(Some(netns::run_in(&f, || read_here(inode))??))
+    let seen = netns::run_in(&f, || read_here(kinds))??;
+    anyhow::ensure!(seen.inode == inode, "namespace {name} changed while read");
+    Ok(Some(seen))
 }
 
 struct Row {
     sock: Socket,
     owner: Option<(i32, String)>,
     verdict: &'static str,
+    /// The namespace whose socket this is: "host" or a context's name.
+    namespace: String,
+}
+
+/// What audit says about one context.
+struct Report {
+    name: String,
+    up: bool,
+    rows: Vec<Row>,
+    violations: Vec<String>,
+    /// Processes in its namespace outside its cgroup.
+    unconfined: Vec<Proc>,
+}
+
+fn owner_of(procs: &Procs, inode: u32) -> Option<(i32, String)> {
+    procs.owner(inode).map(|p| (p.pid, p.comm.clone()))
 }
 
 fn rows(
-    sockets: Vec<Socket>,
-    owners: &HashMap<u32, (i32, String)>,
-    judge: impl Fn(IpAddr) -> &'static str,
+    sockets: &[Socket],
+    namespace: &str,
+    procs: &Procs,
+    judge: impl Fn(&Socket) -> &'static str,
 ) -> Vec<Row> {
     sockets
-        .into_iter()
+        .iter()
         .map(|s| Row {
-            verdict: judge(s.local),
-            owner: owners.get(&s.inode).cloned(),
-            sock: s,
+            verdict: judge(s),
+            owner: owner_of(procs, s.inode),
+            sock: s.clone(),
+            namespace: namespace.to_string(),
         })
         .collect()
 }
 
 fn endpoint(ip: IpAddr, port: u16) -> String {
-    let ip = crate::audit::canonical(ip);
+    let ip = canonical(ip);
     let host = if ip.is_unspecified() {
         "*".to_string()
     } else {
@@ -104,6 +131,316 @@ fn endpoint(ip: IpAddr, port: u16) -> String {
     }
 }
 
+fn who(p: &Proc) -> String {
+    format!("pid {} ({})", p.pid, p.comm)
+}
+
+fn ns_phrase(ns: &str) -> String {
+    if ns == "host" {
+        "the host's namespace".into()
+    } else {
+        format!("the namespace of context {ns}")
+    }
+}
+
+/// The namespaces read, as (label, inode, sockets): the host's first.
+type Dump<'a> = (&'a str, u64, &'a [Socket]);
+
+/// Sockets of one namespace held by a process of a context whose namespace
+/// it is not, by that context.
+fn foreign_held(
+    dumps: &[Dump],
+    procs: &Procs,
+    ctxs: &Known,
+) -> HashMap<String, (Vec<Row>, Vec<String>)> {
+    let mut out: HashMap<String, (Vec<Row>, Vec<String>)> = HashMap::new();
+    for (label, ino, sockets) in dumps {
+        for s in *sockets {
+            for p in procs.holders(s.inode) {
+                let st = audit::standing(p.netns, p.cgroup.as_deref(), ctxs);
+                let Some(ctx) = audit::foreign_holder(*ino, &st, ctxs) else {
+                    continue;
+                };
+                let e = out.entry(ctx.to_string()).or_default();
+                e.1.push(format!(
+                    "{} holds a {} socket on {} of {}, not of context {ctx}",
+                    who(p),
+                    s.proto,
+                    endpoint(s.local, s.port),
+                    ns_phrase(label)
+                ));
+                e.0.push(Row {
+                    sock: s.clone(),
+                    owner: Some((p.pid, p.comm.clone())),
+                    verdict: Verdict::Foreign.as_str(),
+                    namespace: label.to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Unconfined processes and processes of a context's cgroup outside its
+/// namespace, by context.
+fn confinement(
+    procs: &Procs,
+    ctxs: &Known,
+) -> (HashMap<String, Vec<Proc>>, HashMap<String, Vec<Proc>>) {
+    let (mut unconfined, mut escaped): (HashMap<_, Vec<Proc>>, HashMap<_, Vec<Proc>>) =
+        Default::default();
+    for p in &procs.all {
+        let st = audit::standing(p.netns, p.cgroup.as_deref(), ctxs);
+        if let Some(c) = st.unconfined {
+            unconfined.entry(c.to_string()).or_default().push(p.clone());
+        }
+        if let Some(c) = st.escaped {
+            escaped.entry(c.to_string()).or_default().push(p.clone());
+        }
+    }
+    (unconfined, escaped)
+}
+
+/// Everything audit reads: the contexts' namespaces, the host's, /proc.
+struct Gathered {
+    seen: Vec<Option<Seen>>,
+    host: Seen,
+    procs: Procs,
+    kinds: Kinds,
+}
+
+fn gather(ctxs: &[&Context]) -> anyhow::Result<Gathered> {
+    let kinds = Kinds::detect().context("probing socket diagnostics")?;
+    let seen = pool::map(ctxs, None, || Ok(()), |_, c| read_ctx(&c.name, &kinds))?;
+    let seen = ctxs
+        .iter()
+        .zip(seen)
+        .map(|(c, s)| s.with_context(|| format!("context {}", c.name)))
+        .collect::<anyhow::Result<_>>()?;
+    let host = read_here(&kinds).context("reading the host's sockets")?;
+    // After the dumps: every socket listed was open before the scan.
+    let procs = Procs::scan();
+    Ok(Gathered {
+        seen,
+        host,
+        procs,
+        kinds,
+    })
+}
+
+/// A CNI attachment as a context of one link: the interface the runtime
+/// named and the addresses IPAM gave it.
+fn attachment_context(src: &crate::cni::Source) -> Context {
+    use crate::model::{Isolation, Link, LinkKind};
+    Context {
+        name: src.name.clone(),
+        id: None,
+        ip_forward: false,
+        log: Vec::new(),
+        log_group: src.log_group,
+        log_rate: crate::model::DEFAULT_LOG_RATE,
+        isolation: Isolation::Strict,
+        hostname: src.name.clone(),
+        links: vec![Link {
+            kind: LinkKind::Veth,
+            name: src.ifname.clone(),
+            host: None,
+            host_addresses: Vec::new(),
+            addresses: src.addrs.clone(),
+            accept_ra: false,
+        }],
+        routes: Vec::new(),
+        reach: Vec::new(),
+        guest: None,
+        file: "CNI attachment".into(),
+    }
+}
+
+/// The CNI attachments named (all, when `names` is empty), judged against
+/// the addresses of their interface.
+fn attachment_reports(names: &[String], g: &Gathered) -> anyhow::Result<Vec<Report>> {
+    let mut out = Vec::new();
+    for src in crate::cni::sources(names) {
+        let s = netns::run_in(&src.netns, || read_here(&g.kinds))?
+            .with_context(|| format!("attachment {}", src.name))?;
+        let (rows, violations) = judge_context(&attachment_context(&src), &s, &g.procs);
+        out.push(Report {
+            name: src.name,
+            up: true,
+            rows,
+            violations,
+            unconfined: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+fn declared(c: &Context) -> Vec<(String, Cidr)> {
+    c.links
+        .iter()
+        .flat_map(|l| l.addresses.iter().map(move |a| (l.name.clone(), *a)))
+        .collect()
+}
+
+/// The verdicts on one context's own sockets, addresses and guest.
+fn judge_context(c: &Context, s: &Seen, procs: &Procs) -> (Vec<Row>, Vec<String>) {
+    let assigned: Vec<IpAddr> = declared(c).iter().map(|(_, a)| a.addr).collect();
+    let own = Own {
+        assigned: &assigned,
+        link_local: &s.link_local,
+    };
+    let rows = rows(&s.sockets, &c.name, procs, |x| {
+        judge(x.local, x.ifindex, &own).as_str()
+    });
+    let mut violations: Vec<String> = rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Foreign.as_str())
+        .map(|r| {
+            let who = r
+                .owner
+                .as_ref()
+                .map_or("unknown process".into(), |(p, c)| format!("pid {p} ({c})"));
+            format!(
+                "{} socket on {} is bound to {}, which is not assigned to {} ({who})",
+                r.sock.proto,
+                endpoint(r.sock.local, r.sock.port),
+                canonical(r.sock.local),
+                c.name
+            )
+        })
+        .collect();
+    for (link, a) in undeclared(&s.addrs, &declared(c)) {
+        violations.push(format!(
+            "address {a} on link {link} is not declared for {}",
+            c.name
+        ));
+    }
+    if let Some(pid) = guest::running(&c.name) {
+        if guest::netns_inode(pid) != Some(s.inode) {
+            violations.push(format!(
+                "guest pid {pid} is not in the network namespace of {}",
+                c.name
+            ));
+        }
+    }
+    (rows, violations)
+}
+
+/// The host's own sockets: binding a context's address is a violation.
+fn judge_host_sockets(host: &Seen, procs: &Procs, cfg: &Config) -> (Vec<Row>, Vec<String>) {
+    let assigned: Vec<(String, Vec<IpAddr>)> = cfg
+        .contexts
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                declared(c).iter().map(|(_, a)| a.addr).collect(),
+            )
+        })
+        .collect();
+    let rows = rows(&host.sockets, "host", procs, |s| {
+        match judge_host(s.local, &assigned) {
+            Some(_) => Verdict::Foreign.as_str(),
+            None if canonical(s.local).is_unspecified() => Verdict::Wildcard.as_str(),
+            None => "host",
+        }
+    });
+    let violations = rows
+        .iter()
+        .filter_map(|r| {
+            let ctx = judge_host(r.sock.local, &assigned)?;
+            Some(format!(
+                "host {} socket on {} is bound to an address of context {ctx}",
+                r.sock.proto,
+                endpoint(r.sock.local, r.sock.port)
+            ))
+        })
+        .collect();
+    (rows, violations)
+}
+
+fn reports(ctxs: &[&Context], g: &Gathered) -> Vec<Report> {
+    let inodes = Known::new(
+        ctxs.iter()
+            .zip(&g.seen)
+            .filter_map(|(c, s)| Some((c.name.clone(), s.as_ref()?.inode))),
+    );
+    let mut dumps: Vec<Dump> = vec![("host", g.host.inode, &g.host.sockets)];
+    for (c, s) in ctxs.iter().zip(&g.seen) {
+        if let Some(s) = s {
+            dumps.push((&c.name, s.inode, &s.sockets));
+        }
+    }
+    let mut held = foreign_held(&dumps, &g.procs, &inodes);
+    let (mut unconfined, mut escaped) = confinement(&g.procs, &inodes);
+    let mut out = Vec::new();
+    for (c, s) in ctxs.iter().zip(&g.seen) {
+        let Some(s) = s else {
+            out.push(Report {
+                name: c.name.clone(),
+                up: false,
+                rows: Vec::new(),
+                violations: Vec::new(),
+                unconfined: Vec::new(),
+            });
+            continue;
+        };
+        let (mut rows, mut violations) = judge_context(c, s, &g.procs);
+        let guest = guest::running(&c.name);
+        for p in escaped.remove(&c.name).unwrap_or_default() {
+            // The guest's own check above already says so.
+            if Some(p.pid) != guest {
+                violations.push(format!(
+                    "{} is in the cgroup of {} but not in its network namespace",
+                    who(&p),
+                    c.name
+                ));
+            }
+        }
+        if let Some((r, v)) = held.remove(&c.name) {
+            rows.extend(r);
+            violations.extend(v);
+        }
+        out.push(Report {
+            name: c.name.clone(),
+            up: true,
+            rows,
+            violations,
+            unconfined: unconfined.remove(&c.name).unwrap_or_default(),
+        });
+    }
+    out
+}
+
+pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<Exit> {
+    // CNI attachments (`cni` + 8 hex digits) live in the runtime's
+    // namespaces; the rest are declared contexts.
+    let sel = crate::cni::split_names(&l.contexts);
+    let ctxs: Vec<&Context> = match &sel.declared {
+        Some(names) => select(cfg, names)?,
+        None => Vec::new(),
+    };
+    let g = gather(&ctxs)?;
+    let mut reports = reports(&ctxs, &g);
+    if let Some(names) = &sel.attachments {
+        reports.extend(attachment_reports(names, &g)?);
+    }
+    // The host is always read (a context's process may hold its sockets),
+    // listed only when no context is named.
+    let host = l
+        .contexts
+        .is_empty()
+        .then(|| judge_host_sockets(&g.host, &g.procs, cfg));
+    let total = reports.iter().map(|r| r.violations.len()).sum::<usize>()
+        + host.as_ref().map_or(0, |h| h.1.len());
+    if l.json {
+        print_json(&reports, host.as_ref(), total);
+    } else {
+        print_text(&reports, host.as_ref(), total);
+    }
+    Ok(if total > 0 { Exit::Finding } else { Exit::Ok })
+}
+
 fn row_json(r: &Row) -> Value {
     json!({
         "proto": r.sock.proto,
@@ -114,19 +451,48 @@ fn row_json(r: &Row) -> Value {
         "peer": r.sock.peer.to_string(),
         "peer_port": r.sock.peer_port,
         "inode": r.sock.inode,
+        "ifindex": r.sock.ifindex,
+        "namespace": r.namespace,
         "pid": r.owner.as_ref().map(|o| o.0),
         "command": r.owner.as_ref().map(|o| o.1.clone()),
         "verdict": r.verdict,
     })
 }
 
-fn print_table(title: &str, rows: &[Row], violations: &[String]) {
+fn proc_json(p: &Proc) -> Value {
+    json!({"pid": p.pid, "command": p.comm, "cgroup": p.cgroup})
+}
+
+fn print_json(reports: &[Report], host: Option<&(Vec<Row>, Vec<String>)>, total: usize) {
+    let contexts: Vec<Value> = reports
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "state": if r.up { "up" } else { "down" },
+                "sockets": r.rows.iter().map(row_json).collect::<Vec<_>>(),
+                "violations": r.violations,
+                "unconfined": r.unconfined.iter().map(proc_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let host = host.map(|(rows, v)| {
+        json!({"sockets": rows.iter().map(row_json).collect::<Vec<_>>(), "violations": v})
+    });
+    println!(
+        "{}",
+        json!({"contexts": contexts, "host": host, "violations": total})
+    );
+}
+
+/// The rows of namespace `ns` (others are sockets its processes hold).
+fn print_table(title: &str, ns: &str, rows: &[Row], violations: &[String]) {
     println!("{title}");
     if rows.is_empty() {
         println!("  (no sockets)");
     } else {
         println!(
-            "  {:<5} {:<11} {:<28} {:<28} {:<20} VERDICT",
+            "  {:<7} {:<11} {:<28} {:<28} {:<20} VERDICT",
             "PROTO", "STATE", "LOCAL", "PEER", "PROCESS"
         );
         for r in rows {
@@ -134,14 +500,18 @@ fn print_table(title: &str, rows: &[Row], violations: &[String]) {
                 .owner
                 .as_ref()
                 .map_or("-".to_string(), |(p, c)| format!("{p}/{c}"));
+            let verdict = if r.namespace == ns {
+                r.verdict.to_string()
+            } else {
+                format!("{} (socket of {})", r.verdict, ns_phrase(&r.namespace))
+            };
             println!(
-                "  {:<5} {:<11} {:<28} {:<28} {:<20} {}",
+                "  {:<7} {:<11} {:<28} {:<28} {:<20} {verdict}",
                 r.sock.proto,
                 r.sock.state,
                 endpoint(r.sock.local, r.sock.port),
                 endpoint(r.sock.peer, r.sock.peer_port),
                 proc_,
-                r.verdict
             );
         }
     }
@@ -150,184 +520,27 @@ fn print_table(title: &str, rows: &[Row], violations: &[String]) {
     }
 }
 
-/// A context's table: name, state, socket rows, violations.
-type Doc = (String, &'static str, Vec<Row>, Vec<String>);
-/// A context's name and assigned addresses.
-type Assigned = (String, Vec<IpAddr>);
-
-/// The CNI attachments named (all with no names): their sockets judged
-/// against the addresses of their interface.
-fn attachment_docs(
-    names: &[String],
-    owners: &HashMap<u32, (i32, String)>,
-) -> anyhow::Result<(Vec<Doc>, Vec<Assigned>)> {
-    let (mut docs, mut assigned) = (Vec::new(), Vec::new());
-    for src in crate::cni::sources(names) {
-        let inode = src.netns.metadata()?.ino();
-        let s = netns::run_in(&src.netns, || read_here(inode))?
-            .with_context(|| format!("attachment {}", src.name))?;
-        let mine: Vec<IpAddr> = src.addrs.iter().map(|c| c.addr).collect();
-        let rows = rows(s.sockets, owners, |ip| judge(ip, &mine).as_str());
-        let mut v: Vec<String> = rows
-            .iter()
-            .filter(|r| r.verdict == Verdict::Foreign.as_str())
-            .map(|r| {
-                format!(
-                    "{} socket on {} is not on an address of {}",
-                    r.sock.proto,
-                    endpoint(r.sock.local, r.sock.port),
-                    src.name
-                )
-            })
-            .collect();
-        let declared: Vec<(String, Cidr)> =
-            src.addrs.iter().map(|a| (src.ifname.clone(), *a)).collect();
-        for (link, a) in undeclared(&s.addrs, &declared) {
-            v.push(format!(
-                "address {a} on link {link} was not given by IPAM to {}",
-                src.name
-            ));
-        }
-        assigned.push((src.name.clone(), mine));
-        docs.push((src.name, "up", rows, v));
-    }
-    Ok((docs, assigned))
-}
-
-pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<Exit> {
-    let sel = crate::cni::split_names(&l.contexts);
-    let ctxs: Vec<&Context> = match &sel.declared {
-        Some(names) => select(cfg, names)?,
-        None => Vec::new(),
-    };
-    let seen = pool::map(&ctxs, None, || Ok(()), |_, c| read_ctx(&c.name))?;
-    let owners = procs::socket_owners();
-    let (cni_docs, cni_assigned) = match &sel.attachments {
-        Some(names) => attachment_docs(names, &owners)?,
-        None => (Vec::new(), Vec::new()),
-    };
-    let mut assigned: Vec<(String, Vec<IpAddr>)> = cfg
-        .contexts
-        .iter()
-        .map(|c| {
-            let a = c
-                .links
-                .iter()
-                .flat_map(|l| l.addresses.iter().map(|x| x.addr))
-                .collect();
-            (c.name.clone(), a)
-        })
-        .collect();
-
-    assigned.extend(cni_assigned);
-    let mut total: usize = cni_docs.iter().map(|d| d.3.len()).sum();
-    let mut docs = cni_docs;
-    for (c, s) in ctxs.iter().zip(seen) {
-        let s = s.with_context(|| format!("context {}", c.name))?;
-        let Some(s) = s else {
-            docs.push((c.name.clone(), "down", Vec::new(), Vec::new()));
+fn print_text(reports: &[Report], host: Option<&(Vec<Row>, Vec<String>)>, total: usize) {
+    for r in reports {
+        if !r.up {
+            println!("context {}: down\n", r.name);
             continue;
-        };
-        let mine: Vec<IpAddr> = assigned
-            .iter()
-            .find(|(n, _)| *n == c.name)
-            .map(|x| x.1.clone())
-            .unwrap_or_default();
-        let rows = rows(s.sockets, &owners, |ip| judge(ip, &mine).as_str());
-        let mut violations: Vec<String> = rows
-            .iter()
-            .filter(|r| r.verdict == Verdict::Foreign.as_str())
-            .map(|r| {
-                let who = r
-                    .owner
-                    .as_ref()
-                    .map_or("unknown process".into(), |(p, c)| format!("pid {p} ({c})"));
-                format!(
-                    "{} socket on {} is bound to {}, which is not assigned to {} ({who})",
-                    r.sock.proto,
-                    endpoint(r.sock.local, r.sock.port),
-                    crate::audit::canonical(r.sock.local),
-                    c.name
-                )
-            })
-            .collect();
-        let declared: Vec<(String, Cidr)> = c
-            .links
-            .iter()
-            .flat_map(|l| l.addresses.iter().map(move |a| (l.name.clone(), *a)))
-            .collect();
-        for (link, a) in undeclared(&s.addrs, &declared) {
-            violations.push(format!(
-                "address {a} on link {link} is not declared for {}",
-                c.name
-            ));
         }
-        if let Some(pid) = guest::running(&c.name) {
-            if guest::netns_inode(pid) != Some(s.inode) {
-                violations.push(format!(
-                    "guest pid {pid} is not in the network namespace of {}",
-                    c.name
-                ));
-            }
-        }
-        total += violations.len();
-        docs.push((c.name.clone(), "up", rows, violations));
-    }
-
-    // The host: its own sockets; binding a context's address is a violation.
-    let mut host = None;
-    if l.contexts.is_empty() {
-        let here = read_here(0).context("reading the host's sockets")?;
-        let rows = rows(here.sockets, &owners, |ip| {
-            match judge_host(ip, &assigned) {
-                Some(_) => Verdict::Foreign.as_str(),
-                None if crate::audit::canonical(ip).is_unspecified() => Verdict::Wildcard.as_str(),
-                None => "host",
-            }
-        });
-        let violations: Vec<String> = rows
-            .iter()
-            .filter_map(|r| {
-                let ctx = judge_host(r.sock.local, &assigned)?;
-                Some(format!(
-                    "host {} socket on {} is bound to an address of context {ctx}",
-                    r.sock.proto,
-                    endpoint(r.sock.local, r.sock.port)
-                ))
-            })
-            .collect();
-        total += violations.len();
-        host = Some((rows, violations));
-    }
-
-    if l.json {
-        let contexts: Vec<Value> = docs
-            .iter()
-            .map(|(n, st, rows, v)| {
-                json!({"name": n, "state": st, "sockets": rows.iter().map(row_json).collect::<Vec<_>>(), "violations": v})
-            })
-            .collect();
-        let host = host.as_ref().map(|(rows, v)| {
-            json!({"sockets": rows.iter().map(row_json).collect::<Vec<_>>(), "violations": v})
-        });
-        println!(
-            "{}",
-            json!({"contexts": contexts, "host": host, "violations": total})
+        print_table(
+            &format!("context {}", r.name),
+            &r.name,
+            &r.rows,
+            &r.violations,
         );
-    } else {
-        for (n, st, rows, v) in &docs {
-            if *st == "down" {
-                println!("context {n}: down\n");
-                continue;
-            }
-            print_table(&format!("context {n}"), rows, v);
-            println!();
+        for p in &r.unconfined {
+            let cg = p.cgroup.as_deref().unwrap_or("?");
+            println!("  unconfined: {} in cgroup {cg}", who(p));
         }
-        if let Some((rows, v)) = &host {
-            print_table("host", rows, v);
-            println!();
-        }
-        println!("{total} violation(s)");
+        println!();
     }
-    Ok(if total > 0 { Exit::Finding } else { Exit::Ok })
+    if let Some((rows, v)) = host {
+        print_table("host", "host", rows, v);
+        println!();
+    }
+    println!("{total} violation(s)");
 }

@@ -21,31 +21,10 @@ use crate::apply::Host;
 use crate::kernel::netlink::Rtnl;
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::rtnl as msgs;
+use crate::model::is_attachment_name;
 use crate::observe::links as state;
 use crate::observe::nft as observe;
 use crate::plan::rules;
-
-/// Whether a chain of the host's table belongs to a CNI attachment
-/// (`cniXXXXXXXX_nxcYYYYYYYYYYYY`): the engine leaves those to the plugin.
-pub fn is_attachment_chain(chain: &str) -> bool {
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    match chain.split_once('_') {
-        Some((ctx, dev)) => {
-            // The ingress chain `CTX_HOST`; the published ports' `CTX_HOST_pre`
-            // and `CTX_HOST_out`; the forward chain `CTX_forward`.
-            if dev == "forward" {
-                return ctx.strip_prefix("cni").is_some_and(|h| hex(h, 8));
-            }
-            let dev = dev
-                .strip_suffix("_pre")
-                .or_else(|| dev.strip_suffix("_out"))
-                .unwrap_or(dev);
-            ctx.strip_prefix("cni").is_some_and(|h| hex(h, 8))
-                && dev.strip_prefix("nxc").is_some_and(|h| hex(h, 12))
-        }
-        None => false,
-    }
-}
 
 /// One attachment as the kernel has it.
 pub struct LiveAttachment {
@@ -217,14 +196,6 @@ pub fn status_rows(host: &mut Host) -> Vec<(String, &'static str, Vec<String>)> 
         .collect()
 }
 
-/// Whether `name` is an attachment's context name (`cni` + 8 hex digits).
-pub fn is_attachment_name(name: &str) -> bool {
-    name.len() == 11
-        && name
-            .strip_prefix("cni")
-            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
 /// The attachment whose alias a host link carries.
 pub fn alias_context(alias: Option<&str>) -> Option<String> {
     alias.and_then(Alias::parse).map(|a| a.context)
@@ -300,14 +271,22 @@ mod tests {
 
     #[test]
     fn attachment_chains_are_recognised() {
-        assert!(is_attachment_chain("cni581f55db_nxc373c8553bcbe"));
-        assert!(is_attachment_chain("cni581f55db_nxc373c8553bcbe_pre"));
-        assert!(is_attachment_chain("cni581f55db_nxc373c8553bcbe_out"));
-        assert!(!is_attachment_chain("cni581f55db_nxc373c8553bcbe_x"));
-        assert!(!is_attachment_chain("web_nx-web"));
-        assert!(!is_attachment_chain("cni581f55db_nx-web"));
-        assert!(!is_attachment_chain("cnixyz_nxc373c8553bcbe"));
-        assert!(!is_attachment_chain("cni581f55db"));
+        assert!(crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe"
+        ));
+        assert!(crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe_pre"
+        ));
+        assert!(crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe_out"
+        ));
+        assert!(!crate::model::is_attachment_chain(
+            "cni581f55db_nxc373c8553bcbe_x"
+        ));
+        assert!(!crate::model::is_attachment_chain("web_nx-web"));
+        assert!(!crate::model::is_attachment_chain("cni581f55db_nx-web"));
+        assert!(!crate::model::is_attachment_chain("cnixyz_nxc373c8553bcbe"));
+        assert!(!crate::model::is_attachment_chain("cni581f55db"));
         assert!(is_attachment_name("cni581f55db"));
         assert!(!is_attachment_name("cni581f55dz") && !is_attachment_name("web"));
         // Declared contexts cannot take such a name.

@@ -7,7 +7,7 @@ pub fn check_context_name(name: &str) -> Result<(), String> {
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let starts = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
-    if crate::cni::is_attachment_name(name) {
+    if crate::model::is_attachment_name(name) {
         Err(format!(
             "context name {name:?} is reserved: `cni` and 8 hex digits name CNI attachments"
         ))

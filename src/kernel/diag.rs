@@ -1,29 +1,131 @@
-//! NETLINK_SOCK_DIAG: every TCP and UDP socket (IPv4 and IPv6) of the
-//! calling thread's namespace.
+//! NETLINK_SOCK_DIAG: every internet socket of the calling thread's
+//! namespace — TCP, UDP, UDP-Lite, raw, and SCTP, DCCP and MPTCP where the
+//! kernel has them, IPv4 and IPv6 — and the namespace's IPv6 link-local
+//! addresses, which `audit` counts as the context's own (`observe::links`
+//! leaves them out as the kernel's). Reads only; changes nothing.
+//!
+//! Which kinds this kernel can dump is found once a run, in the host
+//! namespace (`Kinds::detect`): diag handlers are per kernel, and asking for
+//! a missing one makes the kernel try to load a module every time.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
-use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::address::{AddressAttribute, AddressProtocol};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_sock_diag::constants::{
+    AF_INET, AF_INET6, IPPROTO_DCCP, IPPROTO_RAW, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
+    IPPROTO_UDPLITE, SOCK_DIAG_BY_FAMILY,
+};
+use netlink_packet_sock_diag::inet::{
+    ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags,
+};
 use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
-use super::netlink::{Diag, NlError};
+use super::netlink::wire::{self, Dumped, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST};
+use super::netlink::{self, Diag, NlError, Rtnl};
+use super::rtnl;
+
+/// IPPROTO_MPTCP: over 255, so asked for with INET_DIAG_REQ_PROTOCOL.
+const IPPROTO_MPTCP: u32 = 262;
+/// enum inet_diag_req: the attribute carrying a 32-bit protocol.
+const INET_DIAG_REQ_PROTOCOL: u16 = 3;
 
 /// One socket as sock_diag reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Socket {
     pub proto: &'static str,
     pub local: IpAddr,
+    /// For raw sockets, the IP protocol (as `ss` shows it).
     pub port: u16,
     pub peer: IpAddr,
     pub peer_port: u16,
     pub state: &'static str,
     pub inode: u32,
+    /// The device the socket is bound to (SO_BINDTODEVICE or an IPv6
+    /// scope), 0 for none.
+    pub ifindex: u32,
 }
 
-fn state_name(proto: u8, state: u8) -> &'static str {
+/// The states a probe asks for: TCP_NEW_SYN_RECV alone, which no UDP or
+/// listening socket has, so that probing a busy host costs little.
+const PROBE_STATES: u32 = 1 << 12;
+
+/// A kind: its IP protocol, name, and names in
+/// /proc/net/protocols for IPv4 and IPv6.
+type Kind = (u32, &'static str, &'static str, &'static str);
+
+/// TCP and UDP: the kinds every kernel must list.
+const REQUIRED: [Kind; 2] = [
+    (IPPROTO_TCP as u32, "tcp", "TCP", "TCPv6"),
+    (IPPROTO_UDP as u32, "udp", "UDP", "UDPv6"),
+];
+
+const OPTIONAL: [Kind; 5] = [
+    (IPPROTO_UDPLITE as u32, "udplite", "UDP-Lite", "UDPLITEv6"),
+    (IPPROTO_RAW as u32, "raw", "RAW", "RAWv6"),
+    (IPPROTO_SCTP as u32, "sctp", "SCTP", "SCTPv6"),
+    (IPPROTO_DCCP as u32, "dccp", "DCCP", "DCCPv6"),
+    (IPPROTO_MPTCP, "mptcp", "MPTCP", "MPTCPv6"),
+];
+
+/// The socket kinds this kernel lists, beyond TCP and UDP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kinds {
+    /// Dumped through sock_diag.
+    pub diag: Vec<Kind>,
+    /// Raw sockets exist but the kernel has no raw_diag
+    /// (CONFIG_INET_RAW_DIAG): read /proc/thread-self/net/raw{,6}.
+    pub raw_from_proc: bool,
+}
+
+impl Kinds {
+    /// Probe, in the calling thread's namespace, TCP and UDP (an error if
+    /// the kernel cannot list them) and every optional kind whose protocol
+    /// is registered (a protocol that is not cannot have sockets; asking
+    /// would load its module). A dump refused with ENOENT or EOPNOTSUPP is
+    /// a kind this kernel cannot list: skipped.
+    pub fn detect() -> Result<Kinds, NlError> {
+        for (proto, name, _, _) in REQUIRED {
+            dump_raw(AF_INET, proto, PROBE_STATES).map_err(|e| with_what(e, name, AF_INET))?;
+        }
+        let registered = in_use();
+        let mut kinds = Kinds::default();
+        for kind @ (proto, name, v4, v6) in OPTIONAL {
+            if !registered.contains_key(v4) && !registered.contains_key(v6) {
+                continue;
+            }
+            match dump_raw(AF_INET, proto, PROBE_STATES) {
+                Ok(_) => kinds.diag.push(kind),
+                Err(e) if absent(&e) && name == "raw" => kinds.raw_from_proc = true,
+                Err(e) if absent(&e) => {}
+                Err(e) => return Err(with_what(e, name, AF_INET)),
+            }
+        }
+        Ok(kinds)
+    }
+}
+
+fn absent(e: &NlError) -> bool {
+    e.errno == libc::ENOENT || e.errno == libc::EOPNOTSUPP
+}
+
+fn with_what(mut e: NlError, name: &str, family: u8) -> NlError {
+    let fam = if family == AF_INET { "IPv4" } else { "IPv6" };
+    let why = if e.errno == libc::ENOENT {
+        " (this kernel has no socket diagnostics for it: modules inet_diag, tcp_diag, udp_diag)"
+    } else {
+        ""
+    };
+    e.extack = Some(format!("NETLINK_SOCK_DIAG dump of {name}/{fam}{why}"));
+    e
+}
+
+fn state_name(proto: &str, state: u8) -> &'static str {
     match (proto, state) {
-        (IPPROTO_UDP, 7) => "UNCONN",
+        ("udp" | "udplite" | "raw", 7) => "UNCONN",
         (_, 1) => "ESTAB",
         (_, 2) => "SYN-SENT",
         (_, 3) => "SYN-RECV",
@@ -35,49 +137,309 @@ fn state_name(proto: u8, state: u8) -> &'static str {
         (_, 9) => "LAST-ACK",
         (_, 10) => "LISTEN",
         (_, 11) => "CLOSING",
+        (_, 12) => "NEW-SYN-RECV",
+        // TCP_BOUND_INACTIVE: bound, neither listening nor connected.
+        (_, 13) => "BOUND",
         _ => "UNKNOWN",
     }
 }
 
-/// Every TCP and UDP socket of the socket's namespace: four dumps.
-pub fn read_sockets(nl: &mut Diag) -> Result<Vec<Socket>, NlError> {
-    let mut out = Vec::new();
-    for (family, id) in [
-        (AF_INET, SocketId::new_v4()),
-        (AF_INET6, SocketId::new_v6()),
-    ] {
-        for (proto, name) in [(IPPROTO_TCP, "tcp"), (IPPROTO_UDP, "udp")] {
-            let req = SockDiagMessage::InetRequest(InetRequest {
-                family,
-                protocol: proto,
-                extensions: ExtensionFlags::empty(),
-                states: StateFlags::all(),
-                socket_id: id.clone(),
-            });
-            let answer = nl.dump(req).map_err(|mut e| {
-                let fam = if family == AF_INET { "IPv4" } else { "IPv6" };
-                let why = if e.errno == libc::ENOENT {
-                    " (this kernel has no socket diagnostics for it: modules inet_diag, tcp_diag, udp_diag)"
-                } else {
-                    ""
-                };
-                e.extack = Some(format!("NETLINK_SOCK_DIAG dump of {name}/{fam}{why}"));
-                e
-            })?;
-            for m in answer {
-                if let SockDiagMessage::InetResponse(r) = m {
-                    let h = &r.header;
-                    out.push(Socket {
-                        proto: name,
-                        local: h.socket_id.source_address,
-                        port: h.socket_id.source_port,
-                        peer: h.socket_id.destination_address,
-                        peer_port: h.socket_id.destination_port,
-                        state: state_name(proto, h.state),
-                        inode: h.inode,
-                    });
+fn socket_of(name: &'static str, r: &InetResponse) -> Socket {
+    let h = &r.header;
+    Socket {
+        proto: name,
+        local: h.socket_id.source_address,
+        port: h.socket_id.source_port,
+        peer: h.socket_id.destination_address,
+        peer_port: h.socket_id.destination_port,
+        state: state_name(name, h.state),
+        inode: h.inode,
+        ifindex: h.socket_id.interface_id,
+    }
+}
+
+/// Every state but TCP_BOUND_INACTIVE (bit 13): a TCP socket only bound,
+/// neither listening nor connected, receives and sends nothing, and
+/// listing those walks the kernel's whole bind table in every namespace
+/// (it tripled the kernel time of an audit of 1,000 contexts).
+fn all_states() -> StateFlags {
+    StateFlags::from_bits_retain(!(1 << 13))
+}
+
+/// One dump of `proto` sockets of `family`.
+fn dump_one(
+    nl: &mut Diag,
+    family: u8,
+    proto: u32,
+    states: StateFlags,
+) -> Result<Vec<InetResponse>, NlError> {
+    let Ok(protocol) = u8::try_from(proto) else {
+        return dump_raw(family, proto, states.bits());
+    };
+    let id = if family == AF_INET {
+        SocketId::new_v4()
+    } else {
+        SocketId::new_v6()
+    };
+    let req = SockDiagMessage::InetRequest(InetRequest {
+        family,
+        protocol,
+        extensions: ExtensionFlags::empty(),
+        states,
+        socket_id: id,
+    });
+    Ok(nl
+        .dump(req)?
+        .into_iter()
+        .filter_map(|m| match m {
+            SockDiagMessage::InetResponse(r) => Some(*r),
+            _ => None,
+        })
+        .collect())
+}
+
+/// inet_diag_req_v2, a protocol over 255 (MPTCP) in INET_DIAG_REQ_PROTOCOL:
+/// the typed request cannot carry attributes.
+fn raw_request(family: u8, proto: u32, states: u32, seq: u32) -> Vec<u8> {
+    let narrow = u8::try_from(proto).ok();
+    let mut body = vec![family, narrow.unwrap_or(IPPROTO_TCP), 0, 0];
+    body.extend_from_slice(&states.to_ne_bytes());
+    body.extend_from_slice(&[0; 48]); // inet_diag_sockid: match all
+    if narrow.is_none() {
+        let mut attrs = wire::Attrs::default();
+        attrs.bytes(INET_DIAG_REQ_PROTOCOL, &proto.to_ne_bytes());
+        body.extend_from_slice(&attrs.0);
+    }
+    let len = u32::try_from(16 + body.len()).expect("a small request");
+    let mut out = Vec::with_capacity(16 + body.len());
+    out.extend_from_slice(&len.to_ne_bytes());
+    out.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    out.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A dump on a socket of its own, reading the error the kernel may put in
+/// NLMSG_DONE (a dump whose start failed: no handler for the protocol).
+fn dump_raw(family: u8, proto: u32, states: u32) -> Result<Vec<InetResponse>, NlError> {
+    let sock = netlink::socket(NETLINK_SOCK_DIAG)?;
+    let mut seq = 0;
+    wire::retry_interrupted(
+        || {
+            seq += 1;
+            dump_raw_once(&sock, &raw_request(family, proto, states, seq), seq)
+        },
+        || NlError {
+            errno: libc::EAGAIN,
+            extack: Some("dump kept being interrupted".into()),
+        },
+    )
+}
+
+fn dump_raw_once(
+    sock: &netlink_sys::Socket,
+    req: &[u8],
+    seq: u32,
+) -> Result<Dumped<Vec<InetResponse>>, NlError> {
+    sock.send(req, 0)?;
+    let (mut out, mut interrupted) = (Vec::new(), false);
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    loop {
+        buf.clear();
+        sock.recv(&mut buf, 0)?;
+        for f in wire::frames(&buf).filter(|f| f.seq == seq) {
+            interrupted |= f.flags & wire::NLM_F_DUMP_INTR != 0;
+            match f.ty {
+                NLMSG_DONE | NLMSG_ERROR => {
+                    let p = f.payload();
+                    let Some(errno) = wire::error_code(p) else {
+                        if f.ty == NLMSG_DONE {
+                            return Ok(Dumped {
+                                value: out,
+                                interrupted,
+                            });
+                        }
+                        continue;
+                    };
+                    // NLMSG_DONE carries no copy of the request to find TLVs after.
+                    let extack = (f.ty == NLMSG_ERROR)
+                        .then(|| wire::extack(f.flags, p.get(4..).unwrap_or_default()))
+                        .flatten();
+                    return Err(NlError { errno, extack });
                 }
+                _ => match NetlinkMessage::<SockDiagMessage>::deserialize(f.bytes) {
+                    Ok(m) => {
+                        if let NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) =
+                            m.payload
+                        {
+                            out.push(*r);
+                        }
+                    }
+                    Err(_) => {
+                        return Err(NlError {
+                            errno: libc::EPROTO,
+                            extack: Some("malformed sock_diag answer".into()),
+                        })
+                    }
+                },
             }
+        }
+    }
+}
+
+/// Sockets in use by protocol (its name in /proc/net/protocols) in the
+/// calling thread's namespace: the kernel counts every socket it has
+/// hashed (bound, listening, connected), that is every socket a dump lists.
+fn in_use() -> HashMap<String, u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/protocols").unwrap_or_default();
+    parse_protocols(&text)
+}
+
+fn parse_protocols(text: &str) -> HashMap<String, u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.to_string();
+            let sockets = f.nth(1)?.parse().ok()?;
+            Some((name, sockets))
+        })
+        .collect()
+}
+
+/// Every socket of the namespace `nl` was opened in: of TCP, UDP and the
+/// `kinds` found by `Kinds::detect`, each family the namespace has sockets
+/// of in use. A dump walks a table of the whole kernel, so one of a
+/// family without sockets would cost as much as one with; "in use" counts
+/// every socket a process holds bound, listening or connected (TCP's
+/// TIME-WAIT remnants, which no process holds, are not counted and are
+/// listed only beside sockets in use). Must run on the thread that opened
+/// `nl` (it reads that thread's /proc).
+pub fn read_sockets(nl: &mut Diag, kinds: &Kinds) -> Result<Vec<Socket>, NlError> {
+    let used = in_use();
+    // Without /proc, everything is dumped.
+    let has = |n: &str| used.is_empty() || used.get(n).is_some_and(|c| *c > 0);
+    let mut out = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        let kinds = REQUIRED
+            .iter()
+            .chain(&kinds.diag)
+            .filter(|(_, _, v4, v6)| has(if family == AF_INET { v4 } else { v6 }))
+            .map(|(proto, name, _, _)| (*proto, *name));
+        for (proto, name) in kinds {
+            let answer = dump_one(nl, family, proto, all_states())
+                .map_err(|e| with_what(e, name, family))?;
+            out.extend(answer.iter().map(|r| socket_of(name, r)));
+        }
+    }
+    if kinds.raw_from_proc {
+        for (file, v6, n) in [("raw", false, "RAW"), ("raw6", true, "RAWv6")] {
+            if !has(n) {
+                continue;
+            }
+            let path = format!("/proc/thread-self/net/{file}");
+            if let Ok(text) = std::fs::read_to_string(path) {
+                out.extend(parse_proc_raw(&text, v6));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn hex_addr(s: &str, v6: bool) -> Option<IpAddr> {
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(s.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_ne_bytes())
+    };
+    if v6 {
+        let mut b = [0u8; 16];
+        for i in 0..4 {
+            b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+        }
+        Some(IpAddr::V6(Ipv6Addr::from(b)))
+    } else {
+        Some(IpAddr::V4(Ipv4Addr::from(word(0)?)))
+    }
+}
+
+fn hex_endpoint(s: &str, v6: bool) -> Option<(IpAddr, u16)> {
+    let (a, p) = s.split_once(':')?;
+    Some((hex_addr(a, v6)?, u16::from_str_radix(p, 16).ok()?))
+}
+
+/// Raw sockets from /proc/net/raw or raw6 (addresses as the kernel's
+/// `%08X` of network-order words, the "port" being the protocol).
+fn parse_proc_raw(text: &str, v6: bool) -> Vec<Socket> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, port) = hex_endpoint(f.get(1)?, v6)?;
+            let (peer, peer_port) = hex_endpoint(f.get(2)?, v6)?;
+            let state = u8::from_str_radix(f.get(3)?, 16).ok()?;
+            Some(Socket {
+                proto: "raw",
+                local,
+                port,
+                peer,
+                peer_port,
+                state: state_name("raw", state),
+                inode: f.get(9)?.parse().ok()?,
+                ifindex: 0,
+            })
+        })
+        .collect()
+}
+
+/// An IPv6 link-local address present in a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkLocal {
+    /// The index of its link.
+    pub index: u32,
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+    /// Made by the kernel (IFA_PROTO kernel_ll, Linux 6.1+; where the
+    /// kernel marks no address, every link-local address counts as its
+    /// own).
+    pub kernel: bool,
+}
+
+/// The IPv6 link-local addresses of the namespace `nl` was opened in.
+pub fn link_locals(nl: &mut Rtnl) -> Result<Vec<LinkLocal>, NlError> {
+    let mut out = Vec::new();
+    // A kernel that marks its addresses (6.1+) marks lo's, which netctx
+    // always brings up: without any mark, no link-local can be told apart.
+    let mut marked = false;
+    for m in nl.dump(rtnl::dump_addresses())? {
+        let RouteNetlinkMessage::NewAddress(a) = m else {
+            continue;
+        };
+        let mut addr = None;
+        let mut proto = None;
+        for attr in &a.attributes {
+            match attr {
+                AddressAttribute::Address(IpAddr::V6(v6)) if v6.is_unicast_link_local() => {
+                    addr = Some(*v6)
+                }
+                AddressAttribute::Protocol(p) => proto = Some(*p),
+                _ => {}
+            }
+        }
+        marked |= proto.is_some();
+        if let Some(addr) = addr {
+            out.push(LinkLocal {
+                index: a.header.index,
+                addr,
+                prefix: a.header.prefix_len,
+                kernel: proto == Some(AddressProtocol::LinkLocal),
+            });
+        }
+    }
+    if !marked {
+        for ll in &mut out {
+            ll.kernel = true;
         }
     }
     Ok(out)
@@ -89,8 +451,53 @@ mod tests {
 
     #[test]
     fn udp_close_state_is_unconn() {
-        assert_eq!(state_name(IPPROTO_UDP, 7), "UNCONN");
-        assert_eq!(state_name(IPPROTO_TCP, 7), "CLOSE");
-        assert_eq!(state_name(IPPROTO_TCP, 10), "LISTEN");
+        assert_eq!(state_name("udp", 7), "UNCONN");
+        assert_eq!(state_name("udplite", 7), "UNCONN");
+        assert_eq!(state_name("raw", 7), "UNCONN");
+        assert_eq!(state_name("tcp", 7), "CLOSE");
+        assert_eq!(state_name("tcp", 10), "LISTEN");
+        assert_eq!(state_name("tcp", 13), "BOUND");
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn raw_sockets_are_read_from_proc() {
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                  1: 0100007F:0001 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 123456 2 0000000000000000 0\n";
+        let s = parse_proc_raw(v4, false);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].local, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!((s[0].port, s[0].state, s[0].inode), (1, "UNCONN", 123456));
+        let v6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                  58: 000080FE00000000FF000000020000FE:003A 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 777 2 0000000000000000 0\n";
+        let s = parse_proc_raw(v6, true);
+        let want: IpAddr = "fe80::ff:fe00:2".parse().unwrap();
+        assert_eq!((s[0].local, s[0].port, s[0].inode), (want, 58, 777));
+    }
+
+    #[test]
+    fn sockets_in_use_are_read_from_proc_net_protocols() {
+        let text = "protocol  size sockets  memory press maxhdr  slab module     cl co di ac io in de sh ss gs se re sp bi br ha uh gp em\n\
+                    MPTCPv6   2048      0       0   no       0   yes  kernel      y  n  y  y  y  y  y  y  y  y  y  y  n  n  n  y  y  y  n\n\
+                    UDP-Lite  1088      3       -1   NI       0   yes  kernel      y  y  y  n  y  y  y  n  y  y  y  y  y  n  n  y  y  y  n\n";
+        let m = parse_protocols(text);
+        assert_eq!((m["MPTCPv6"], m["UDP-Lite"]), (0, 3));
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn wide_requests_carry_the_protocol_attribute() {
+        let r = raw_request(AF_INET6, IPPROTO_MPTCP, u32::MAX, 9);
+        assert_eq!(r.len(), 16 + 56 + 8);
+        assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 80);
+        assert_eq!(r[16], AF_INET6);
+        let attr = &r[72..];
+        assert_eq!(
+            u16::from_ne_bytes([attr[2], attr[3]]),
+            INET_DIAG_REQ_PROTOCOL
+        );
+        assert_eq!(u32::from_ne_bytes(attr[4..8].try_into().unwrap()), 262);
+        let r = raw_request(AF_INET, u32::from(IPPROTO_RAW), 0, 9);
+        assert_eq!((r.len(), r[17]), (16 + 56, IPPROTO_RAW));
     }
 }

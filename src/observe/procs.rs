@@ -1,39 +1,116 @@
-//! Processes and what they hold, from /proc.
+//! Processes and what they hold, from /proc: one pass a run, reading each
+//! process's sockets, network namespace and cgroup v2 path. Reads only.
 
 use std::collections::HashMap;
 
-/// Socket inode → (pid, command) for every process: one pass over /proc.
-pub fn socket_owners() -> HashMap<u32, (i32, String)> {
-    let mut map = HashMap::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return map;
-    };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
+/// One process as /proc shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: i32,
+    pub comm: String,
+    /// The nsfs inode of its network namespace (that of its main thread).
+    pub netns: Option<u64>,
+    /// Its path in the cgroup v2 hierarchy (the `0::` line of
+    /// /proc/PID/cgroup), relative to our cgroup namespace's root.
+    pub cgroup: Option<String>,
+}
+
+/// Every process, and which hold each socket inode.
+#[derive(Debug, Default)]
+pub struct Procs {
+    pub all: Vec<Proc>,
+    holders: HashMap<u32, Vec<usize>>,
+}
+
+impl Procs {
+    /// One pass over /proc.
+    pub fn scan() -> Procs {
+        let mut out = Procs::default();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return out;
         };
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        let mut comm = None;
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
+        for p in dir.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;
             };
-            let t = target.to_string_lossy();
-            if let Some(ino) = t
-                .strip_prefix("socket:[")
-                .and_then(|s| s.strip_suffix(']'))
-                .and_then(|s| s.parse::<u32>().ok())
-            {
-                let c = comm.get_or_insert_with(|| {
-                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                        .map(|s| s.trim().to_string())
-                        .unwrap_or_default()
-                });
-                map.entry(ino).or_insert((pid, c.clone()));
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                continue;
+            };
+            let index = out.all.len();
+            for fd in fds.flatten() {
+                if let Some(ino) = std::fs::read_link(fd.path())
+                    .ok()
+                    .and_then(|t| socket_inode(&t.to_string_lossy()))
+                {
+                    let h = out.holders.entry(ino).or_default();
+                    if h.last() != Some(&index) {
+                        h.push(index);
+                    }
+                }
             }
+            let netns = std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .ok()
+                .and_then(|t| ns_inode(&t.to_string_lossy()));
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .ok()
+                .and_then(|t| unified_path(&t).map(str::to_string));
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            out.all.push(Proc {
+                pid,
+                comm,
+                netns,
+                cgroup,
+            });
         }
+        out
     }
-    map
+
+    /// The processes holding the socket `inode`, first opened first.
+    pub fn holders(&self, inode: u32) -> impl Iterator<Item = &Proc> {
+        self.holders
+            .get(&inode)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.all[*i])
+    }
+
+    /// The first process holding the socket `inode`.
+    pub fn owner(&self, inode: u32) -> Option<&Proc> {
+        self.holders(inode).next()
+    }
+}
+
+/// `socket:[123]` → 123.
+fn socket_inode(link: &str) -> Option<u32> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// `net:[4026531840]` → 4026531840.
+fn ns_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The cgroup v2 path of a /proc/PID/cgroup text.
+fn unified_path(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.strip_prefix("0::"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_links_and_cgroup_lines_are_parsed() {
+        assert_eq!(socket_inode("socket:[4711]"), Some(4711));
+        assert_eq!(socket_inode("pipe:[4711]"), None);
+        assert_eq!(ns_inode("net:[4026531840]"), Some(4_026_531_840));
+        let hybrid = "9:name=systemd:/\n4:memory:/x\n0::/netctx/web\n";
+        assert_eq!(unified_path(hybrid), Some("/netctx/web"));
+        assert_eq!(unified_path("1:name=systemd:/\n"), None);
+    }
 }

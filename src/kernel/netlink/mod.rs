@@ -307,7 +307,17 @@ where
                         // A non-dump GET answers with one message.
                         done |= flags & NLM_F_DUMP == 0;
                     }
-                    NetlinkPayload::Done(_) => done = true,
+                    NetlinkPayload::Done(d) => {
+                        done = true;
+                        // A dump the kernel cannot make (no diag handler for
+                        // a protocol) ends with an error in DONE, not empty.
+                        if d.code < 0 {
+                            err = Some(NlError {
+                                errno: -d.code,
+                                extack: None,
+                            });
+                        }
+                    }
                     NetlinkPayload::Error(e) => {
                         done = true;
                         if let Some(code) = e.code {
