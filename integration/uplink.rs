@@ -73,6 +73,19 @@ fn switches(sb: &Sandbox) -> String {
     s
 }
 
+/// Connect, a few times: proxy ARP answers after a random delay of up to
+/// `proxy_delay` (0.8 s), longer than one attempt waits.
+fn connect_retrying(sb: &Sandbox, ns: &str, to: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..4 {
+        last = run(sb, Some(ns), &format!("connect {to}"));
+        if last == "connected" {
+            break;
+        }
+    }
+    last
+}
+
 fn run(sb: &Sandbox, ns: Option<&str>, cmd: &str) -> String {
     let prefix = ns
         .map(|n| format!("ip netns exec {n} "))
@@ -301,4 +314,49 @@ fn kill_9_during_up_then_down_all_restores_the_hosts_switches() {
         assert_eq!(switches(&sb), before, "after a kill at point {point}");
         assert!(sb.sh("nft list table inet netctx").status.code() != Some(0));
     }
+}
+
+const ROUTED: &str = r#"
+[context.routed]
+uplink = "up0"
+egress = "routed"
+[[context.routed.link]]
+kind = "veth"
+name = "eth0"
+addresses = ["203.0.113.10/24"]
+"#;
+
+#[test]
+fn a_routed_context_is_reached_at_its_own_address_untranslated() {
+    let sb = setup();
+    let before = switches(&sb);
+    sb.netctx_with(ROUTED, &["up"]).ok();
+    // The host answers for it on the uplink and routes it to its veth.
+    let proxies = sb.ok("ip neigh show proxy dev up0");
+    assert!(proxies.contains("203.0.113.10"), "{proxies}");
+    let route = sb.ok("ip route show 203.0.113.10");
+    assert!(
+        route.contains("dev nx-routed") && route.contains("proto static"),
+        "{route}"
+    );
+    // From the LAN (neighbour resolution through the host's proxy entry)
+    // to its own address, and from it to the LAN, untranslated.
+    let inside = serve(&sb, "routed", "203.0.113.10", 80);
+    let lan = serve(&sb, "lan", "203.0.113.2", 7000);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(connect_retrying(&sb, "lan", "203.0.113.10 80"), "connected");
+    assert!(seen(&inside).starts_with("203.0.113.2\n"));
+    let mac = sb.ok("ip -n lan neigh show 203.0.113.10");
+    assert!(!mac.trim().is_empty(), "no neighbour entry in the LAN");
+    assert_eq!(
+        connect_retrying(&sb, "routed", "203.0.113.2 7000"),
+        "connected"
+    );
+    assert!(seen(&lan).starts_with("203.0.113.10\n"));
+    // After down: no proxy entry, no route, the switches as before.
+    sb.netctx_with(ROUTED, &["down", "routed"]).ok();
+    assert_eq!(sb.ok("ip neigh show proxy dev up0").trim(), "");
+    assert_eq!(sb.ok("ip route show 203.0.113.10").trim(), "");
+    assert_eq!(switches(&sb), before);
+    assert!(!sb.sh("test -e /run/netctx/host-proxies").status.success());
 }

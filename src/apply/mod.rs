@@ -13,6 +13,7 @@ pub mod crash;
 mod error;
 mod journal;
 mod kernel;
+pub mod routed;
 mod steps;
 pub mod teardown;
 #[cfg(test)]

@@ -33,6 +33,10 @@ pub enum UplinkError {
     },
     #[error("host nftables chain {GUARD} in table inet netctx")]
     Guard(#[source] crate::kernel::netlink::NlError),
+    #[error("proxy neighbour entry or host route of a routed context")]
+    Neigh(#[source] crate::kernel::netlink::NlError),
+    #[error("uplink {0} is no interface of the host")]
+    NoUplink(String),
 }
 
 /// One recorded switch: its value before netctx, and who needs it.

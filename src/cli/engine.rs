@@ -99,12 +99,18 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
     let mut failed = Vec::new();
     let (mut users, mut leaving) = (Vec::new(), Vec::new());
+    let (mut routed, mut unrouted) = (Vec::new(), Vec::new());
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?) {
         if r.is_ok() {
             if c.uses_uplink() {
                 users.push((c.name.clone(), apply::uplink::wanted(c)));
             } else {
                 leaving.push(c.name.clone());
+            }
+            if c.uses_uplink() && c.egress == crate::model::Egress::Routed {
+                routed.push(*c);
+            } else {
+                unrouted.push(c.name.clone());
             }
         }
         match r {
@@ -130,7 +136,7 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
         leaving: &leaving,
         all: false,
     };
-    let uplink_errors = uplink_run(&change)?;
+    let uplink_errors = uplink_run(&change, &routed, &unrouted)?;
     if failed.is_empty() {
         Ok(if uplink_errors { Exit::Error } else { Exit::Ok })
     } else {
@@ -146,9 +152,16 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
 
 /// The host's switches for uplinks and the guard chain (after the
 /// contexts); whether anything failed (each error printed).
-fn uplink_run(change: &apply::uplink::Change) -> anyhow::Result<bool> {
+fn uplink_run(
+    change: &apply::uplink::Change,
+    routed: &[&Context],
+    unrouted: &[String],
+) -> anyhow::Result<bool> {
     let mut host = apply::Host::open().context("opening netlink sockets")?;
-    let errors = apply::uplink::converge(&mut host, change);
+    let mut errors = apply::uplink::converge(&mut host, change);
+    errors.extend(apply::routed::converge(
+        &mut host, routed, unrouted, change.all,
+    ));
     for e in &errors {
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(e);
@@ -202,7 +215,7 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
         leaving: &names,
         all: args.all,
     };
-    failed |= uplink_run(&change)?;
+    failed |= uplink_run(&change, &[], &names)?;
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 

@@ -167,6 +167,11 @@ pub fn host_wanted(ctx: &Context) -> Vec<(String, String)> {
             w.push((v4(h, "forwarding"), flag(true)));
             w.push((v6(h, "force_forwarding"), flag(true)));
         }
+        if ctx.uplink.is_some() && ctx.egress == crate::model::Egress::Routed {
+            // The context's on-link LAN neighbours are answered for by the
+            // host, which routes to them.
+            w.push((v4(h, "proxy_arp"), flag(true)));
+        }
     }
     w
 }

@@ -12,11 +12,12 @@
 //! (`sysctls::host_wanted`).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use super::Action;
 use crate::kernel::nft::expr::{Action as Verdict, Match, Rule};
 use crate::kernel::nft::table::{Chain, ChainKind, NF_INET_FORWARD};
-use crate::model::{Context, Egress, DEFAULT_LOG_GROUP, DEFAULT_LOG_RATE};
+use crate::model::{Cidr, Context, Egress, DEFAULT_LOG_GROUP, DEFAULT_LOG_RATE};
 
 /// The guard chain in the host's table: not any context's (no `_` in it, so
 /// no context prefix matches it).
@@ -72,6 +73,25 @@ pub fn switches(ctx: &Context, host: &BTreeMap<String, String>) -> Vec<(String, 
         w.push((v6(up, "proxy_ndp"), on()));
     }
     w
+}
+
+/// A routed context's addresses inside a subnet of the uplink (`subnets`:
+/// the uplink's addresses), each with the host veth of its link: the host
+/// answers for them on the uplink and routes them to that veth.
+pub fn routed_entries(ctx: &Context, subnets: &[Cidr]) -> Vec<(IpAddr, String)> {
+    if ctx.egress != Egress::Routed || ctx.uplink.is_none() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for l in &ctx.links {
+        let Some(veth) = &l.host else { continue };
+        for a in &l.addresses {
+            if subnets.iter().any(|s| s.contains(a.addr)) {
+                out.push((a.addr, veth.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Drift of the uplink's switches, as actions (`up` writes them through
