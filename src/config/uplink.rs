@@ -20,6 +20,9 @@ fn overlap(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
     }
 }
 
+/// A published port already taken: the entry, its context, where.
+type Taken = (Publish, String, Loc);
+
 pub fn check(decls: &[CtxDecl], defaults: &Settings, diags: &mut Vec<Diag>) {
     let mut err = |loc: &Loc, msg: String| {
         diags.push(Diag {
@@ -27,7 +30,7 @@ pub fn check(decls: &[CtxDecl], defaults: &Settings, diags: &mut Vec<Diag>) {
             msg,
         })
     };
-    let mut taken: HashMap<(Proto, u16), Vec<(Publish, String, Loc)>> = HashMap::new();
+    let mut taken: HashMap<(Proto, u16), Vec<Taken>> = HashMap::new();
     for c in decls {
         let s = &c.settings;
         let uplink = s.uplink.as_ref().or(defaults.uplink.as_ref());
