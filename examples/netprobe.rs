@@ -283,6 +283,29 @@ fn router_advert(iface: &str, prefix: IpAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Accept TCP connections for `secs` seconds, appending each client's
+/// address to `file`.
+fn serve(at: SocketAddr, secs: u64, file: &str) {
+    let l = std::net::TcpListener::bind(at).unwrap_or_else(|e| die(&e.to_string()));
+    l.set_nonblocking(true).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    while std::time::Instant::now() < until {
+        match l.accept() {
+            Ok((_, from)) => {
+                let mut out = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(file)
+                    .unwrap();
+                writeln!(out, "{}", from.ip()).unwrap();
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| {
@@ -340,27 +363,7 @@ fn main() {
                 writeln!(out, "{} {}", String::from_utf8_lossy(&buf[..n]), from.ip()).unwrap();
             }
         }
-        "serve" => {
-            let l = std::net::TcpListener::bind(SocketAddr::new(ip(1), port(2)))
-                .unwrap_or_else(|e| die(&e.to_string()));
-            l.set_nonblocking(true).unwrap();
-            let until = std::time::Instant::now() + Duration::from_secs(num(3));
-            println!("listening");
-            let _ = std::io::stdout().flush();
-            while std::time::Instant::now() < until {
-                match l.accept() {
-                    Ok((_, from)) => {
-                        let mut out = std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(arg(4))
-                            .unwrap();
-                        writeln!(out, "{}", from.ip()).unwrap();
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        }
+        "serve" => serve(SocketAddr::new(ip(1), port(2)), num(3), &arg(4)),
         "send-udp" => {
             let dst = SocketAddr::new(ip(1), port(2));
             let local: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
