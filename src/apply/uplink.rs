@@ -233,25 +233,42 @@ fn sync_guard(host: &mut Host, rec: &Record) -> Result<(), UplinkError> {
     veths.sort();
     let changed: Vec<&str> = rec.keys().map(String::as_str).collect();
     let want = guard(&changed, &veths);
-    let live = nft_live::read(&mut host.nft, &[]).map_err(UplinkError::Guard)?;
+    let live = nft_live::read(&mut host.nft, &[GUARD]).map_err(UplinkError::Guard)?;
     if live.exists && live.comment.as_deref() != Some(HOST_COMMENT) {
         // Not netctx's table: the contexts' chains refuse it already.
         return Ok(());
     }
     let have = live.only(GUARD);
-    let wanted: Vec<_> = want.iter().cloned().collect();
-    if have == digest_of(&wanted, &[]) {
+    let have_set = live.digest.sets.iter().find(|s| s.0 == GUARD);
+    let present = !have.chains.is_empty();
+    let same = match &want {
+        Some((chain, set)) => {
+            have == digest_of(std::slice::from_ref(chain), &[])
+                && have_set.map(|s| &s.1) == Some(&set.keys())
+        }
+        None => !present && have_set.is_none(),
+    };
+    if same {
         return Ok(());
     }
-    let present = !have.chains.is_empty();
-    let msgs = match &want {
-        Some(_) => {
-            let remove: Vec<String> = present.then(|| GUARD.to_string()).into_iter().collect();
-            table::replace_host_chains(&remove, &wanted)
+    let mut msgs = vec![table::new_table(Some(HOST_COMMENT))];
+    if present {
+        msgs.push(table::del_chain(GUARD));
+    }
+    if have_set.is_some() {
+        msgs.push(table::del_set(GUARD));
+    }
+    match &want {
+        Some((chain, set)) => {
+            table::ifname_set_msgs(set, &mut msgs);
+            table::chain_msgs(chain, &mut msgs);
         }
-        None if live.digest.chains.iter().all(|c| c.0 == GUARD) => vec![table::del_table()],
-        None => vec![table::del_chain(GUARD)],
-    };
+        // Nothing else in the table: it goes.
+        None if live.digest.chains.iter().all(|c| c.0 == GUARD) => {
+            msgs = vec![table::del_table()];
+        }
+        None => {}
+    }
     host.nft
         .transaction(&msgs)
         .map_err(|(_, e)| UplinkError::Guard(e))

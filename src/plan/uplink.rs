@@ -16,11 +16,12 @@ use std::net::IpAddr;
 
 use super::Action;
 use crate::kernel::nft::expr::{Action as Verdict, Match, Rule};
-use crate::kernel::nft::table::{Chain, ChainKind, NF_INET_FORWARD};
+use crate::kernel::nft::table::{Chain, ChainKind, IfnameSet, NF_INET_FORWARD};
 use crate::model::{Cidr, Context, Egress, DEFAULT_LOG_GROUP, DEFAULT_LOG_RATE};
 
-/// The guard chain in the host's table: not any context's (no `_` in it, so
-/// no context prefix matches it).
+/// The guard chain in the host's table, and its set of the uplink
+/// contexts' host veths: not any context's (no `_` in the name, so no
+/// context prefix matches it).
 pub const GUARD: &str = "netctx-guard";
 /// Present when the kernel has per-interface IPv6 forwarding.
 pub const FORCE_FORWARDING_PROBE: &str = "net/ipv6/conf/all/force_forwarding";
@@ -118,11 +119,11 @@ pub fn forwarding_scope(path: &str) -> Option<(bool, Option<&str>)> {
     }
 }
 
-/// The guard: what passes through the uplink contexts' veths is their
-/// chains' business; everything else the switches netctx turned on
-/// (`changed`, recorded paths) would let the host forward is logged and
-/// dropped. `None` when netctx turned no forwarding on.
-pub fn guard(changed: &[&str], veths: &[String]) -> Option<Chain> {
+/// The guard: what passes through the uplink contexts' veths (the set
+/// `GUARD`) is their chains' business; everything else the switches netctx
+/// turned on (`changed`, recorded paths) would let the host forward is
+/// logged and dropped. `None` when netctx turned no forwarding on.
+pub fn guard(changed: &[&str], veths: &[String]) -> Option<(Chain, IfnameSet)> {
     let mut scopes: Vec<(bool, Option<&str>)> =
         changed.iter().filter_map(|p| forwarding_scope(p)).collect();
     scopes.sort();
@@ -130,14 +131,21 @@ pub fn guard(changed: &[&str], veths: &[String]) -> Option<Chain> {
     if scopes.is_empty() {
         return None;
     }
+    let set = IfnameSet {
+        name: GUARD.into(),
+        id: 1,
+        elems: veths.to_vec(),
+    };
     let mut rules = Vec::new();
-    for v in veths {
-        for m in [Match::IifName(v.clone()), Match::OifName(v.clone())] {
-            rules.push(Rule {
-                matches: vec![m],
-                action: Verdict::Accept,
-            });
-        }
+    for output in [false, true] {
+        rules.push(Rule {
+            matches: vec![Match::IfnameInSet {
+                output,
+                set: GUARD.into(),
+                set_id: 1,
+            }],
+            action: Verdict::Accept,
+        });
     }
     for (v6, dev) in scopes {
         let mut m = vec![Match::Nfproto { v6 }];
@@ -154,13 +162,14 @@ pub fn guard(changed: &[&str], veths: &[String]) -> Option<Chain> {
             });
         }
     }
-    Some(Chain {
+    let chain = Chain {
         name: GUARD.into(),
         kind: ChainKind::Filter,
         hooknum: NF_INET_FORWARD,
         device: None,
         rules,
-    })
+    };
+    Some((chain, set))
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ fn the_guard_drops_only_what_netctx_turned_on() {
     let veths = vec!["nx-web".to_string()];
     assert!(guard(&[], &veths).is_none());
     assert!(guard(&["net/ipv6/conf/up0/accept_ra"], &veths).is_none());
-    let g = guard(
+    let (g, set) = guard(
         &[
             "net/ipv4/conf/up0/forwarding",
             "net/ipv6/conf/all/forwarding",
@@ -73,6 +73,7 @@ fn the_guard_drops_only_what_netctx_turned_on() {
         &veths,
     )
     .unwrap();
+    assert_eq!(set.elems, veths);
     let text = render_chain(&g);
     let lines: Vec<&str> = text
         .lines()
@@ -83,8 +84,8 @@ fn the_guard_drops_only_what_netctx_turned_on() {
     assert_eq!(
         lines,
         [
-            "iifname \"nx-web\" accept",
-            "oifname \"nx-web\" accept",
+            "iifname @netctx-guard accept",
+            "oifname @netctx-guard accept",
             "meta nfproto ipv4 iifname \"up0\" limit rate 100/second burst 100 packets log prefix \"CTX:DROP:\" group 100",
             "meta nfproto ipv4 iifname \"up0\" counter drop",
             "meta nfproto ipv6 limit rate 100/second burst 100 packets log prefix \"CTX:DROP:\" group 100",

@@ -122,6 +122,13 @@ pub enum Match {
         set: String,
         set_id: u32,
     },
+    /// The input (or, with `output`, output) interface's name is in the
+    /// named set of interface names.
+    IfnameInSet {
+        output: bool,
+        set: String,
+        set_id: u32,
+    },
     /// The address lies in the prefix (a /32 or /128 is one address).
     Prefix {
         dir: Dir,
@@ -360,6 +367,25 @@ impl Rule {
                 } => {
                     nfproto(&mut l, *v6);
                     payload(&mut l, addr_offset(*v6, *dir), if *v6 { 16 } else { 4 });
+                    expr(&mut l, "lookup", |d| {
+                        d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
+                            .str(a::NFTA_LOOKUP_SET, set)
+                            .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
+                    });
+                }
+                Match::IfnameInSet {
+                    output,
+                    set,
+                    set_id,
+                } => {
+                    meta(
+                        &mut l,
+                        if *output {
+                            NFT_META_OIFNAME
+                        } else {
+                            NFT_META_IIFNAME
+                        },
+                    );
                     expr(&mut l, "lookup", |d| {
                         d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
                             .str(a::NFTA_LOOKUP_SET, set)

@@ -28,6 +28,10 @@ impl Rule {
                     let d = if *dir == Dir::Src { "saddr" } else { "daddr" };
                     write!(s, "meta nfproto {fam} {ip} {d} @{set} ")
                 }
+                Match::IfnameInSet { output, set, .. } => {
+                    let d = if *output { "oifname" } else { "iifname" };
+                    write!(s, "{d} @{set} ")
+                }
                 Match::Prefix { dir, cidr } => {
                     let (fam, ip) = if cidr.is_v4() {
                         ("ipv4", "ip")

@@ -29,6 +29,7 @@ pub const PRIORITY_SRCNAT: i32 = 100;
 /// Set key types (nft's datatype numbers, as in nftables' datatype.h).
 const TYPE_IPADDR: u32 = 7;
 const TYPE_IP6ADDR: u32 = 8;
+const TYPE_IFNAME: u32 = 41;
 /// NF_ACCEPT as a chain policy.
 const POLICY_ACCEPT: u32 = 1;
 
@@ -64,6 +65,65 @@ impl ChainKind {
             ChainKind::Nat(p) => p,
         }
     }
+}
+
+/// A set of interface names (`type ifname`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfnameSet {
+    pub name: String,
+    pub id: u32,
+    pub elems: Vec<String>,
+}
+
+impl IfnameSet {
+    /// Each element as the kernel holds it (16 bytes, NUL-padded), sorted.
+    pub fn keys(&self) -> Vec<Vec<u8>> {
+        let mut k: Vec<Vec<u8>> = self.elems.iter().map(|e| ifname_key(e)).collect();
+        k.sort();
+        k
+    }
+}
+
+fn ifname_key(name: &str) -> Vec<u8> {
+    let mut v = name.as_bytes().to_vec();
+    v.resize(16, 0);
+    v
+}
+
+/// The messages that create an interface name set and its elements.
+pub fn ifname_set_msgs(s: &IfnameSet, out: &mut Vec<Msg>) {
+    let mut a = Attrs::default();
+    a.str(attr::SET_TABLE, TABLE)
+        .str(attr::SET_NAME, &s.name)
+        .be32(attr::SET_FLAGS, 0)
+        .be32(attr::SET_KEY_TYPE, TYPE_IFNAME)
+        .be32(attr::SET_KEY_LEN, 16)
+        .be32(attr::SET_ID, s.id);
+    out.push(Msg::new(msg::NEWSET, NLM_F_CREATE, a));
+    if s.elems.is_empty() {
+        return;
+    }
+    let mut a = Attrs::default();
+    a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
+        .str(attr::SET_ELEM_LIST_SET, &s.name)
+        .be32(attr::SET_ELEM_LIST_SET_ID, s.id)
+        .nested(attr::SET_ELEM_LIST_ELEMENTS, |l| {
+            for (i, e) in s.elems.iter().enumerate() {
+                let index = u16::try_from(i + 1).unwrap_or(u16::MAX);
+                l.nested(index, |el| {
+                    el.nested(attr::SET_ELEM_KEY, |k| {
+                        k.bytes(attr::DATA_VALUE, &ifname_key(e));
+                    });
+                });
+            }
+        });
+    out.push(Msg::new(msg::NEWSETELEM, NLM_F_CREATE, a));
+}
+
+pub fn del_set(name: &str) -> Msg {
+    let mut a = Attrs::default();
+    a.str(attr::SET_TABLE, TABLE).str(attr::SET_NAME, name);
+    Msg::new(msg::DELSET, 0, a)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
