@@ -734,6 +734,53 @@ fn attachments_in_logs_and_audit() {
 }
 
 #[test]
+fn attachments_in_stats() {
+    let t = Cni::new();
+    t.netns("sa");
+    let conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    let r = t.call("ADD", "sa", &conf).ok();
+    let addr = r["ips"][0]["address"].as_str().unwrap();
+    let addr = addr.split('/').next().unwrap().to_string();
+    // Another link in the runtime's namespace is not the attachment's.
+    t.sb.ok("ip -n sa link add other type veth peer name other-peer");
+    let empty = t.sb.write_config("empty.toml", "");
+    let cfg = empty.to_str().unwrap();
+    let stats = || -> Value {
+        let s = t.sb.netctx(&["-c", cfg, "stats", "--json"]);
+        assert_eq!(s.code, 0, "{}\n{}", s.stdout, s.stderr);
+        let v: Value = serde_json::from_str(&s.stdout).unwrap();
+        v["contexts"][0].clone()
+    };
+    let before = stats();
+    assert!(
+        before["name"].as_str().unwrap().starts_with("cni"),
+        "{before}"
+    );
+    t.sb.ok(&format!("ping -c 3 -i 0.2 -W 1 -q {addr}"));
+    let after = stats();
+    let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert!(d("rx_packets") >= 3 && d("tx_packets") >= 3, "{after}");
+    assert!(d("logged") >= 3, "input logging: {after}");
+    // A forged source: dropped inside (output), and with the rules inside
+    // gone, on the host.
+    let forge = format!(
+        "ip netns exec sa {} forge 10.89.0.77 10.89.0.1 9 x",
+        probe()
+    );
+    assert_eq!(t.sb.ok(&forge).trim(), "EPERM");
+    let mid = stats();
+    let inside = |v: &Value| v["dropped_inside"].as_u64().unwrap();
+    assert!(inside(&mid) > inside(&after), "{mid}");
+    t.sb.ok("ip netns exec sa nft delete table inet netctx");
+    assert_eq!(t.sb.ok(&forge).trim(), "sent");
+    let end = stats();
+    let host = |v: &Value| v["dropped_host"].as_u64().unwrap();
+    assert!(host(&end) > host(&mid), "{end}");
+    t.call("DEL", "sa", &Cni::with_prev(&conf, &r)).ok();
+    t.sb.ok("ip netns del sa");
+}
+
+#[test]
 fn parallel_adds_and_dels_do_not_interleave() {
     let t = Cni::new();
     let conf = t.conf("1.0.0", "nx", "10.89.0.0/24");

@@ -292,6 +292,8 @@ fn drops(sb: &Sandbox, ns: Option<&str>, chain: &str) -> u64 {
         .unwrap()
         .iter()
         .filter_map(|o| o["rule"]["expr"].as_array())
+        // The drop rule's counter (logging rules have counters too).
+        .filter(|exprs| exprs.iter().any(|e| e.get("drop").is_some()))
         .flatten()
         .filter_map(|e| e["counter"]["packets"].as_u64())
         .next_back()

@@ -9,6 +9,7 @@ mod engine;
 mod guests;
 mod integrity;
 mod isolation;
+mod ops;
 mod reliability;
 mod sandbox;
 mod uplink;

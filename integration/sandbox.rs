@@ -106,6 +106,19 @@ impl Sandbox {
         }
     }
 
+    /// Start netctx inside the sandbox without waiting for it: stdout and
+    /// stderr piped. nsenter execs netctx (no fork), so the child's pid is
+    /// netctx's own.
+    pub fn spawn_netctx(&self, args: &[&str]) -> Child {
+        self.enter(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Run netctx with a configuration file holding `toml`.
     pub fn netctx_with(&self, toml: &str, args: &[&str]) -> Run {
         let cfg = self.write_config("netctx.toml", toml);

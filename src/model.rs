@@ -222,6 +222,8 @@ pub struct Context {
     /// Packets a second each logging rule lets through (burst the same).
     pub log_rate: u32,
     pub isolation: Isolation,
+    /// A wildcard bind becomes a bind to the first address of its family.
+    pub single_ip: bool,
     pub hostname: String,
     pub links: Vec<Link>,
     pub routes: Vec<Route>,

@@ -24,10 +24,11 @@ pub use error::CtxError;
 
 use self::journal::{rollback, run, undo_new, Undo};
 use self::kernel::{Kernel, Sockets};
-use crate::kernel::netlink::{NlError, Rtnl};
+use crate::kernel::netlink::{NlError, Request, Rtnl};
 use crate::kernel::netns;
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::nft::table;
+use crate::kernel::nft::wire::Msg;
 use crate::kernel::profile;
 use crate::kernel::sysctl;
 use crate::model::Context;
@@ -100,6 +101,18 @@ fn open_here(name: &str) -> Result<(Rtnl, Nft), CtxError> {
     Ok((rtnl, nft))
 }
 
+/// What `converge_with` does with the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Nothing: the plan is returned.
+    Dry,
+    /// Apply it all, or roll back.
+    Apply,
+    /// Apply it but the host's chains, which the caller sends for every
+    /// context in one transaction (`host_rules`).
+    DeferHostRules,
+}
+
 /// Observe one context and plan it against the host's `view`. With `dry`,
 /// nothing is changed and the plan is returned; otherwise the plan is
 /// applied, or rolled back on failure.
@@ -109,6 +122,19 @@ pub fn converge(
     host: &mut Host,
     dry: bool,
 ) -> Result<Outcome, CtxError> {
+    let mode = if dry { Mode::Dry } else { Mode::Apply };
+    converge_with(ctx, view, host, mode)
+}
+
+/// `converge`, with the host's chains applied now or left to the caller.
+pub fn converge_with(
+    ctx: &Context,
+    view: &HostView,
+    host: &mut Host,
+    mode: Mode,
+) -> Result<Outcome, CtxError> {
+    let dry = mode == Mode::Dry;
+    let defer = mode == Mode::DeferHostRules;
     let name = &ctx.name;
     let owner = owner::ns_owner(name).map_err(|e| CtxError::ns(name, e))?;
     let observed = |ns| Observed {
@@ -133,7 +159,7 @@ pub fn converge(
                     ns_nft,
                 };
                 let mut journal = Vec::new();
-                if let Err(e) = apply(ctx, &actions, &file, &mut k, &mut journal) {
+                if let Err(e) = apply(ctx, &actions, &file, &mut k, &mut journal, defer) {
                     return Err(rollback(&mut k, journal, e));
                 }
             }
@@ -147,14 +173,14 @@ pub fn converge(
     }
     let actions = plan(ctx, &observed(NsState::default()))?;
     if !dry {
-        create(ctx, &actions, host)?;
+        create(ctx, &actions, host, defer)?;
     }
     Ok(Outcome { actions, owner })
 }
 
 /// Make a new context's namespace and apply `actions` inside it; on failure
 /// nothing of it is left.
-fn create(ctx: &Context, actions: &[Action], host: &mut Host) -> Result<(), CtxError> {
+fn create(ctx: &Context, actions: &[Action], host: &mut Host, defer: bool) -> Result<(), CtxError> {
     let name = &ctx.name;
     if actions.contains(&Action::RemoveNsFile) {
         netns::remove(name).map_err(|e| CtxError::ns(name, e))?;
@@ -180,7 +206,7 @@ fn create(ctx: &Context, actions: &[Action], host: &mut Host) -> Result<(), CtxE
         let (ns, ns_nft) = open_here(name)?;
         let mut k = Sockets { host, ns, ns_nft };
         let mut journal = Vec::new();
-        let r = apply(ctx, actions, file, &mut k, &mut journal);
+        let r = apply(ctx, actions, file, &mut k, &mut journal, defer);
         inner = t.elapsed();
         r.map_err(|e| undo_new(&mut k, journal, e))
     });
@@ -205,6 +231,7 @@ fn apply(
     ns_file: &File,
     k: &mut impl Kernel,
     journal: &mut Vec<Undo>,
+    defer_host_rules: bool,
 ) -> Result<(), CtxError> {
     let (deletions, creations) = steps::links(ctx, actions, ns_file.as_raw_fd());
     profile::time(1, || run(k, deletions, journal))?;
@@ -224,7 +251,7 @@ fn apply(
     sysctls(actions, k, journal)?;
     let steps = steps::addresses_and_routes(actions, &index)?;
     profile::time(2, || run(k, steps, journal))?;
-    rules_phase(ctx, actions, k)
+    rules_phase(ctx, actions, k, defer_host_rules)
 }
 
 /// The ifindexes that addresses go on: every link inside, and the host links
@@ -289,7 +316,12 @@ fn host_sysctls(actions: &[Action]) -> Result<(), CtxError> {
 }
 
 /// Rules: one transaction inside, one on the host; each all or nothing.
-fn rules_phase(ctx: &Context, actions: &[Action], k: &mut impl Kernel) -> Result<(), CtxError> {
+fn rules_phase(
+    ctx: &Context,
+    actions: &[Action],
+    k: &mut impl Kernel,
+    defer_host_rules: bool,
+) -> Result<(), CtxError> {
     const INSIDE: &str = "nftables table inet netctx";
     for a in actions {
         match a {
@@ -301,6 +333,7 @@ fn rules_phase(ctx: &Context, actions: &[Action], k: &mut impl Kernel) -> Result
                 let msgs = table::replace_table(None, true);
                 nft_transaction(k, Side::Ctx, &msgs, INSIDE, 4)?;
             }
+            Action::ReplaceHostChains { .. } if defer_host_rules => {}
             Action::ReplaceHostChains { remove, chains } => {
                 host_chains(ctx, remove, chains, k)?;
                 crash::point("an nf_tables transaction done");
@@ -365,4 +398,90 @@ pub fn wait_gone(
         }
     }
     Err(CtxError::StillThere(name.to_string()))
+}
+
+/// The host's chains of every context converged with `DeferHostRules`, in
+/// one transaction (the table's creation once, then each context's removals
+/// and chains). If it fails, each context's chains go in a transaction of
+/// their own, so the failure is the failing context's alone. The results are
+/// in the order of `items`.
+pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Result<(), CtxError>> {
+    let pending: Vec<(&[String], &[table::Chain])> = items
+        .iter()
+        .map(|(_, acts)| {
+            acts.iter()
+                .find_map(|a| match a {
+                    Action::ReplaceHostChains { remove, chains } => {
+                        Some((remove.as_slice(), chains.as_slice()))
+                    }
+                    _ => None,
+                })
+                .unwrap_or((&[], &[]))
+        })
+        .collect();
+    let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
+    let mut any = false;
+    for (remove, chains) in &pending {
+        if remove.is_empty() && chains.is_empty() {
+            continue;
+        }
+        any = true;
+        msgs.extend(remove.iter().map(|c| table::del_chain(c)));
+        for c in *chains {
+            table::chain_msgs(c, &mut msgs);
+        }
+    }
+    let r = if any {
+        profile::time(5, || host.nft.transaction(&msgs))
+    } else {
+        Ok(())
+    };
+    match r {
+        Ok(()) => {
+            crash::point("the host's nf_tables transaction done");
+            return items.iter().map(|_| Ok(())).collect();
+        }
+        Err((i, e)) => {
+            tracing::debug!(message = i, error = %e, "host transaction failed; one per context");
+        }
+    }
+    items
+        .iter()
+        .zip(pending)
+        .map(|((ctx, _), (remove, chains))| {
+            if remove.is_empty() && chains.is_empty() {
+                return Ok(());
+            }
+            let mut k = HostOnly(host);
+            host_chains(ctx, remove, chains, &mut k)
+        })
+        .collect()
+}
+
+/// The host's sockets as a `Kernel` for the host's chains alone.
+struct HostOnly<'a>(&'a mut Host);
+
+impl Kernel for HostOnly<'_> {
+    fn exec(&mut self, _side: Side, reqs: Vec<Request>) -> Vec<Result<(), NlError>> {
+        self.0.rtnl.exec(reqs)
+    }
+    fn ns_links(&mut self) -> Result<Vec<(String, u32)>, NlError> {
+        Ok(Vec::new())
+    }
+    fn host_link(&mut self, name: &str) -> Result<Option<u32>, NlError> {
+        Ok(links::read_link(&mut self.0.rtnl, name)?.map(|l| l.index))
+    }
+    fn read_sysctl(&mut self, path: &str) -> Option<String> {
+        sysctl::read(path)
+    }
+    fn write_sysctl(&mut self, path: &str, value: &str) -> io::Result<()> {
+        sysctl::write(path, value)
+    }
+    fn nft(&mut self, _side: Side, msgs: &[Msg]) -> Result<(), (usize, NlError)> {
+        self.0.nft.transaction(msgs)
+    }
+    fn host_chains(&mut self, prefix: &str) -> Result<Vec<String>, NlError> {
+        let live = crate::observe::nft::read(&mut self.0.nft, &[])?;
+        Ok(live.only(prefix).chains.into_iter().map(|c| c.0).collect())
+    }
 }

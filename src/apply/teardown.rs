@@ -78,10 +78,7 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
         };
         // Many contexts' chains do not fit one message: a transaction per
         // thousand chains (down needs no atomicity across contexts).
-        match msgs
-            .chunks(1000)
-            .try_for_each(|c| host.nft.transaction(c))
-        {
+        match msgs.chunks(1000).try_for_each(|c| host.nft.transaction(c)) {
             Ok(()) => break gone,
             Err((_, e)) if e.errno == libc::ENOENT && attempt < 3 => continue,
             Err((_, e)) => return Err(e),

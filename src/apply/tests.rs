@@ -150,7 +150,7 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
     let acts = new_context_plan(&c);
     let mut k = Fake::default();
     let mut journal = Vec::new();
-    apply(&c, &acts, &null(), &mut k, &mut journal).unwrap();
+    apply(&c, &acts, &null(), &mut k, &mut journal, false).unwrap();
     use Call::*;
     let fwd = |p: &str| WriteSysctl(p.into(), true);
     assert_eq!(
@@ -199,7 +199,7 @@ fn tolerated_errnos_are_success_and_a_missing_dummy_driver_is_named() {
         fail: Some((Side::Ctx, "NewLink", libc::EOPNOTSUPP)),
         ..Fake::default()
     };
-    let e = apply(&c, &acts, &null(), &mut k, &mut Vec::new()).unwrap_err();
+    let e = apply(&c, &acts, &null(), &mut k, &mut Vec::new(), false).unwrap_err();
     assert_eq!(
         e.chain(),
         "link dummy0: this kernel cannot create dummy links (CONFIG_DUMMY)"
@@ -213,13 +213,13 @@ fn tolerated_errnos_are_success_and_a_missing_dummy_driver_is_named() {
         fail: Some((Side::Ctx, "DelLink", libc::ENODEV)),
         ..Fake::default()
     };
-    apply(&c, &del, &null(), &mut k, &mut Vec::new()).unwrap();
+    apply(&c, &del, &null(), &mut k, &mut Vec::new(), false).unwrap();
     // Any other errno is an error naming the object, with the kernel's cause.
     let mut k = Fake {
         fail: Some((Side::Host, "NewAddress", libc::EACCES)),
         ..Fake::default()
     };
-    let e = apply(&c, &acts, &null(), &mut k, &mut Vec::new()).unwrap_err();
+    let e = apply(&c, &acts, &null(), &mut k, &mut Vec::new(), false).unwrap_err();
     assert_eq!(
         e.chain(),
         "address 10.100.0.1/24 on host link nx-web: Permission denied"
@@ -235,7 +235,7 @@ fn a_failure_replays_the_journal_backwards_and_reports_failed_undos() {
         ..Fake::default()
     };
     let mut journal = Vec::new();
-    let e = apply(&c, &acts, &null(), &mut k, &mut journal).unwrap_err();
+    let e = apply(&c, &acts, &null(), &mut k, &mut journal, false).unwrap_err();
     assert!(matches!(e, CtxError::Kernel { .. }));
     let before = k.calls.len();
     let e = rollback(&mut k, journal.clone(), e);
@@ -291,7 +291,7 @@ fn a_new_context_rolls_back_only_its_own_host_links() {
         ..Fake::default()
     };
     let mut journal = Vec::new();
-    let e = apply(&c, &acts, &null(), &mut k, &mut journal).unwrap_err();
+    let e = apply(&c, &acts, &null(), &mut k, &mut journal, false).unwrap_err();
     let before = k.calls.len();
     undo_new(&mut k, journal, e);
     // The namespace takes its links, addresses and switches with it; only

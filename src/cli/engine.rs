@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::Exit;
 use crate::apply::teardown as down;
-use crate::apply::{self, converge, CtxError};
+use crate::apply::{self, converge_with, CtxError, Mode};
 use crate::kernel::nft::table;
 use crate::kernel::{lock, netns, pool};
 use crate::model::{Config, Context};
@@ -30,7 +30,9 @@ pub fn select<'a>(cfg: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a C
     Ok(out)
 }
 
-/// Observe (and with `dry == false`, converge) every selected context.
+/// Observe (and with `dry == false`, converge) every selected context. The
+/// host's chains of all of them go in one transaction at the end; a
+/// context whose chains fail there is rolled back (a new one removed).
 fn converge_all(
     ctxs: &[&Context],
     dry: bool,
@@ -39,9 +41,34 @@ fn converge_all(
     let view =
         apply::HostView::read(&mut host, ctxs).context("reading the host's links and rules")?;
     let what = (!dry).then_some("up");
-    Ok(pool::map(ctxs, what, apply::Host::open, |host, c| {
-        converge(c, &view, host, dry)
-    })?)
+    let mode = if dry { Mode::Dry } else { Mode::DeferHostRules };
+    let mut results = pool::map(ctxs, what, apply::Host::open, |host, c| {
+        converge_with(c, &view, host, mode)
+    })?;
+    if dry {
+        return Ok(results);
+    }
+    let done: Vec<(usize, (&Context, &[plan::Action]))> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, (ctxs[i], r.as_ref().ok()?.actions.as_slice()))))
+        .collect();
+    let items: Vec<(&Context, &[plan::Action])> = done.iter().map(|(_, it)| *it).collect();
+    let host_results = apply::host_rules(&mut host, &items);
+    let failed: Vec<(usize, CtxError)> = done
+        .iter()
+        .zip(host_results)
+        .filter_map(|((i, _), r)| r.err().map(|e| (*i, e)))
+        .collect();
+    for (i, e) in failed {
+        let new = results[i].as_ref().is_ok_and(|o| o.owner != NsOwner::Ours);
+        if new {
+            // A new context leaves nothing behind.
+            let _ = down::down(&mut host, &[ctxs[i].name.clone()], true);
+        }
+        results[i] = Err(e);
+    }
+    Ok(results)
 }
 
 pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<Exit> {

@@ -3,10 +3,13 @@
 
 mod audit;
 mod debug_bpf;
+mod docs;
 mod engine;
 pub mod exit;
 mod guest;
 mod logs;
+mod stats;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,9 +59,43 @@ pub enum Command {
     Audit(Listing),
     /// Print the packets the logging chains see
     Logs(LogsArgs),
+    /// Converge, then repair drift as the kernel reports it, until SIGTERM
+    Watch(WatchArgs),
+    /// Packets and bytes in and out, dropped by isolation and logged, per context
+    Stats(StatsArgs),
+    /// A shell completion script, on stdout
+    Completions(CompletionsArgs),
+    /// The netctx(1) manual page (roff), on stdout
+    Man,
     /// Attach, inspect or detach the bind-restriction hooks of a cgroup
     #[command(name = "debug-bpf", hide = true)]
     DebugBpf(debug_bpf::BpfArgs),
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// One JSON object a line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Contexts (default: all declared)
+    pub contexts: Vec<String>,
+    /// One JSON document on stdout
+    #[arg(long, conflicts_with = "prometheus")]
+    pub json: bool,
+    /// The Prometheus text format (for node_exporter's textfile collector)
+    #[arg(long)]
+    pub prometheus: bool,
+}
+
+#[derive(Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: docs::Shell,
 }
 
 #[derive(Args)]
@@ -172,6 +209,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Stop(args) => guest::stop(&args, wait),
         Command::Audit(l) => audit::audit(&load()?, &l),
         Command::Logs(a) => logs::logs(&load()?, &a),
+        Command::Watch(a) => watch::watch(&path, load()?, &a, wait),
+        Command::Stats(a) => stats::stats(&load()?, &a),
+        Command::Completions(a) => docs::completions(a.shell),
+        Command::Man => docs::man(),
         Command::DebugBpf(a) => debug_bpf::run(&a).map(|()| Exit::Ok),
     }
 }

@@ -184,6 +184,7 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
         log_group: conf.log_group,
         log_rate: crate::model::DEFAULT_LOG_RATE,
         isolation: conf.isolation,
+        single_ip: false,
         hostname: name,
         links: vec![Link {
             kind: LinkKind::Veth,

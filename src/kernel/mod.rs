@@ -1,10 +1,11 @@
 //! Transports and encoders, no policy: the one netlink transport, rtnetlink
-//! builders, the nf_tables encoder, NFLOG, sock_diag, namespaces, sysctls,
+//! builders, the nf_tables encoder, NFLOG, notifications, sock_diag, namespaces, sysctls,
 //! the lock, the worker pool. Depends on nothing of netctx but the model's
 //! data types.
 
 pub mod bpf;
 pub mod diag;
+pub mod events;
 pub mod lock;
 pub mod netlink;
 pub mod netns;

@@ -189,7 +189,9 @@ fn strict_context_table_has_the_expected_shape() {
     assert_eq!(t.chains[1].rules.len(), 1);
     let text = t.render();
     assert!(text.contains("log prefix \"CTX:INPUT:\" group 7"));
-    assert!(text.contains("limit rate 50/second burst 50 packets log prefix \"CTX:DROP:\" group 7"));
+    assert!(text.contains(
+        "limit rate 50/second burst 50 packets counter log prefix \"CTX:DROP:\" group 7"
+    ));
     // Host side: one chain per veth; routing context: its subnets too;
     // and one forward chain.
     let hc = host_chains(&plain_ctx());

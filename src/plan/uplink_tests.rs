@@ -86,9 +86,9 @@ fn the_guard_drops_only_what_netctx_turned_on() {
         [
             "iifname @netctx-guard accept",
             "oifname @netctx-guard accept",
-            "meta nfproto ipv4 iifname \"up0\" limit rate 100/second burst 100 packets log prefix \"CTX:DROP:\" group 100",
+            "meta nfproto ipv4 iifname \"up0\" limit rate 100/second burst 100 packets counter log prefix \"CTX:DROP:\" group 100",
             "meta nfproto ipv4 iifname \"up0\" counter drop",
-            "meta nfproto ipv6 limit rate 100/second burst 100 packets log prefix \"CTX:DROP:\" group 100",
+            "meta nfproto ipv6 limit rate 100/second burst 100 packets counter log prefix \"CTX:DROP:\" group 100",
             "meta nfproto ipv6 counter drop",
         ]
     );

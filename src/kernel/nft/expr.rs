@@ -54,7 +54,7 @@ const NFT_CMP_NEQ: u32 = 1;
 /// enum nft_limit_type.
 const NFT_LIMIT_PKTS: u32 = 0;
 /// Verdicts (linux/netfilter.h).
-const NF_DROP: u32 = 0;
+pub const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 /// Expression attributes (enum nft_*_attributes), as in nf_tables.h.
 mod a {
@@ -97,6 +97,10 @@ mod a {
 }
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
+/// Expression names that `observe::counters` looks for in rule dumps.
+pub const COUNTER: &str = "counter";
+pub const LOG: &str = "log";
+pub const IMMEDIATE: &str = "immediate";
 pub const PACKET_BROADCAST: u8 = 1;
 pub const PACKET_MULTICAST: u8 = 2;
 
@@ -160,7 +164,8 @@ pub enum Action {
     Accept,
     /// Count and drop.
     Drop,
-    /// Log to an NFLOG group, rate-limited (packets per second, burst).
+    /// Log to an NFLOG group, rate-limited (packets per second, burst), and
+    /// count what is logged.
     Log {
         rate: u32,
         prefix: String,
@@ -239,8 +244,14 @@ fn bitwise(list: &mut Attrs, mask: &[u8]) {
     });
 }
 
+/// The `counter` statement as nft encodes it: an empty data nest (the
+/// kernel starts at zero and reports packets and bytes in rule dumps).
+pub fn counter(list: &mut Attrs) {
+    expr(list, COUNTER, |_| {});
+}
+
 fn verdict(list: &mut Attrs, code: u32) {
-    expr(list, "immediate", |d| {
+    expr(list, IMMEDIATE, |d| {
         d.be32(a::NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT)
             .nested(a::NFTA_IMMEDIATE_DATA, |v| {
                 v.nested(attr::DATA_VERDICT, |c| {
@@ -433,7 +444,7 @@ impl Rule {
         match &self.action {
             Action::Accept => verdict(&mut l, NF_ACCEPT),
             Action::Drop => {
-                expr(&mut l, "counter", |_| {});
+                counter(&mut l);
                 verdict(&mut l, NF_DROP);
             }
             Action::Log {
@@ -449,7 +460,9 @@ impl Rule {
                         .be32(a::NFTA_LIMIT_TYPE, NFT_LIMIT_PKTS)
                         .be32(a::NFTA_LIMIT_FLAGS, 0);
                 });
-                expr(&mut l, "log", |d| {
+                // Counted after the limit: the packets actually logged.
+                counter(&mut l);
+                expr(&mut l, LOG, |d| {
                     d.str(a::NFTA_LOG_PREFIX, prefix)
                         .be16(a::NFTA_LOG_GROUP, *group);
                 });

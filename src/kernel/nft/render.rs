@@ -99,7 +99,7 @@ impl Rule {
                 group,
             } => write!(
                 s,
-                "limit rate {rate}/second burst {rate} packets log prefix \"{prefix}\" group {group}"
+                "limit rate {rate}/second burst {rate} packets counter log prefix \"{prefix}\" group {group}"
             )
             .unwrap(),
             Action::Masquerade => s.push_str("masquerade"),

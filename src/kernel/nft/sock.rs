@@ -16,6 +16,8 @@ use crate::kernel::netlink::NlError;
 pub struct Nft {
     sock: Socket,
     seq: u32,
+    /// The send buffer asked for so far (the kernel's default until then).
+    sndbuf: usize,
     /// nf_tables messages sent in transactions (not counting dumps).
     pub changes: usize,
 }
@@ -41,8 +43,32 @@ impl Nft {
         Ok(Nft {
             sock: crate::kernel::netlink::socket(NETLINK_NETFILTER)?,
             seq: 1,
+            sndbuf: 128 << 10,
             changes: 0,
         })
+    }
+
+    /// Make the send buffer hold `len` bytes (and some).
+    fn grow_sndbuf(&mut self, len: usize) -> io::Result<()> {
+        let want = len.saturating_mul(2);
+        let v = libc::c_int::try_from(want).unwrap_or(libc::c_int::MAX);
+        let size = crate::kernel::netlink::socklen::<libc::c_int>();
+        // SAFETY: setsockopt with an int option of the size given, on a
+        // socket this struct owns.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&self.sock),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUFFORCE,
+                std::ptr::from_ref(&v).cast(),
+                size,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.sndbuf = want;
+        Ok(())
     }
 
     /// Read datagrams, handing each (type, flags, seq, payload) to `f` until
@@ -79,6 +105,11 @@ impl Nft {
             .wrapping_add(u32::try_from(seqs.len() + 2).unwrap_or(u32::MAX));
         self.changes += msgs.len();
         let io_err = |e: io::Error| (0, NlError::from(e));
+        // A batch is one datagram: the send buffer must hold it whole (as
+        // nft does, force it past wmem_max with CAP_NET_ADMIN).
+        if bytes.len() > self.sndbuf {
+            self.grow_sndbuf(bytes.len()).map_err(io_err)?;
+        }
         let n = self.sock.send(&bytes, 0).map_err(io_err)?;
         if n != bytes.len() {
             return Err((0, NlError::from(io::Error::other("short netlink send"))));

@@ -1,0 +1,316 @@
+//! `netctx stats`: per context, packets and bytes received and sent on its
+//! links (inside its namespace), packets dropped by isolation inside it and
+//! on the host (its host chains), and packets logged by its rules (context
+//! table and host chains: what `netctx logs` shows); CNI attachments too,
+//! counted on their interface in the runtime's namespace. Plain table,
+//! `--json`, or the Prometheus text format.
+
+use std::fmt::Write as _;
+use std::fs::File;
+
+use anyhow::Context as _;
+
+use super::engine::select;
+use super::{Exit, StatsArgs};
+use crate::kernel::netlink::Rtnl;
+use crate::kernel::nft::sock::Nft;
+use crate::kernel::{netns, pool};
+use crate::model::Config;
+use crate::observe::counters::{self, Counted, RuleCount};
+use crate::observe::owner::{self, NsOwner};
+use crate::plan::rules;
+
+/// One context's figures; serialized in this order for `--json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Figures {
+    pub name: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub dropped_inside: u64,
+    pub dropped_host: u64,
+    pub logged: u64,
+}
+
+fn sum(rules: &[RuleCount], kind: Counted, chain: impl Fn(&str) -> bool) -> u64 {
+    rules
+        .iter()
+        .filter(|r| r.kind == kind && chain(&r.chain))
+        .map(|r| r.packets)
+        .sum()
+}
+
+/// A namespace to read: a context's, or a CNI attachment's (the runtime's
+/// namespace, where only the attachment's interface is netctx's).
+struct Place {
+    name: String,
+    netns: File,
+    only: Option<String>,
+}
+
+/// Read one namespace (on a thread of its own that enters it).
+fn inside(p: &Place) -> anyhow::Result<Figures> {
+    let read = netns::run_in(&p.netns, || -> anyhow::Result<Figures> {
+        let mut nl = Rtnl::open().context("opening a route socket")?;
+        let mut nft = Nft::open().context("opening a netfilter socket")?;
+        let mut f = Figures {
+            name: p.name.clone(),
+            ..Figures::default()
+        };
+        for l in counters::link_stats(&mut nl).context("reading link statistics")? {
+            let ours = match &p.only {
+                Some(ifname) => l.name == *ifname,
+                None => l.name != "lo",
+            };
+            if ours {
+                f.rx_packets += l.rx_packets;
+                f.rx_bytes += l.rx_bytes;
+                f.tx_packets += l.tx_packets;
+                f.tx_bytes += l.tx_bytes;
+            }
+        }
+        let rules = counters::rule_counts(&mut nft).context("reading the rules' counters")?;
+        f.dropped_inside = sum(&rules, Counted::Drop, |_| true);
+        f.logged = sum(&rules, Counted::Log, |_| true);
+        Ok(f)
+    })
+    .with_context(|| format!("entering the namespace of {}", p.name))?;
+    read.with_context(|| format!("context {}", p.name))
+}
+
+/// The namespaces to read: the declared contexts selected that are up, and
+/// the CNI attachments (`cni` + 8 hex digits) selected.
+fn places(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<Place>> {
+    let sel = crate::cni::split_names(names);
+    let mut out = Vec::new();
+    let declared = match &sel.declared {
+        Some(n) => select(cfg, n)?,
+        None => Vec::new(),
+    };
+    for c in declared {
+        match owner::ns_owner(&c.name).with_context(|| format!("context {}", c.name))? {
+            NsOwner::Ours => out.push(Place {
+                name: c.name.clone(),
+                netns: netns::open(&c.name)
+                    .with_context(|| format!("opening namespace {}", c.name))?,
+                only: None,
+            }),
+            _ if !names.is_empty() => eprintln!("netctx: context {} is not up", c.name),
+            _ => {}
+        }
+    }
+    let attachments = sel.attachments.as_deref().map(crate::cni::sources);
+    out.extend(attachments.unwrap_or_default().into_iter().map(|s| Place {
+        name: s.name,
+        netns: s.netns,
+        only: Some(s.ifname),
+    }));
+    Ok(out)
+}
+
+pub fn stats(cfg: &Config, a: &StatsArgs) -> anyhow::Result<Exit> {
+    let ctxs = places(cfg, &a.contexts)?;
+    let mut host = Nft::open().context("opening a netfilter socket")?;
+    let host_rules =
+        counters::rule_counts(&mut host).context("reading the host's rules' counters")?;
+    let results = pool::map(&ctxs, None, || Ok(()), |(), c| inside(c))?;
+    let mut figures = Vec::new();
+    let mut failed = false;
+    for r in results {
+        match r {
+            Ok(mut f) => {
+                let prefix = rules::host_chain_prefix(&f.name);
+                let ours = |chain: &str| chain.starts_with(&prefix);
+                f.dropped_host = sum(&host_rules, Counted::Drop, ours);
+                f.logged += sum(&host_rules, Counted::Log, ours);
+                figures.push(f);
+            }
+            Err(e) => {
+                eprintln!("netctx: error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    let out = if a.json {
+        to_json(&figures)
+    } else if a.prometheus {
+        to_prometheus(&figures)
+    } else {
+        to_table(&figures)
+    };
+    print!("{out}");
+    Ok(if failed { Exit::Error } else { Exit::Ok })
+}
+
+fn values(f: &Figures) -> [u64; 7] {
+    [
+        f.rx_packets,
+        f.rx_bytes,
+        f.tx_packets,
+        f.tx_bytes,
+        f.dropped_inside,
+        f.dropped_host,
+        f.logged,
+    ]
+}
+
+const KEYS: [&str; 7] = [
+    "rx_packets",
+    "rx_bytes",
+    "tx_packets",
+    "tx_bytes",
+    "dropped_inside",
+    "dropped_host",
+    "logged",
+];
+
+pub fn to_json(figs: &[Figures]) -> String {
+    #[derive(serde::Serialize)]
+    struct Doc<'a> {
+        contexts: &'a [Figures],
+    }
+    let doc = serde_json::to_string(&Doc { contexts: figs }).expect("plain data serializes");
+    format!("{doc}\n")
+}
+
+pub fn to_table(figs: &[Figures]) -> String {
+    let mut s = format!("{:<12}", "CONTEXT");
+    for k in KEYS {
+        write!(s, " {:>14}", k.to_uppercase()).unwrap();
+    }
+    s.push('\n');
+    for f in figs {
+        write!(s, "{:<12}", f.name).unwrap();
+        for v in values(f) {
+            write!(s, " {v:>14}").unwrap();
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// A label value in the exposition format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The metrics: name, help, and how to get the value with its extra label.
+type Metric = (
+    &'static str,
+    &'static str,
+    fn(&Figures) -> Vec<(&'static str, u64)>,
+);
+
+const METRICS: [Metric; 6] = [
+    (
+        "netctx_rx_packets_total",
+        "Packets received on the context's links.",
+        |f| vec![("", f.rx_packets)],
+    ),
+    (
+        "netctx_rx_bytes_total",
+        "Bytes received on the context's links.",
+        |f| vec![("", f.rx_bytes)],
+    ),
+    (
+        "netctx_tx_packets_total",
+        "Packets sent on the context's links.",
+        |f| vec![("", f.tx_packets)],
+    ),
+    (
+        "netctx_tx_bytes_total",
+        "Bytes sent on the context's links.",
+        |f| vec![("", f.tx_bytes)],
+    ),
+    (
+        "netctx_dropped_packets_total",
+        "Packets dropped by strict isolation, inside the context or on the host.",
+        |f| {
+            vec![
+                (",side=\"inside\"", f.dropped_inside),
+                (",side=\"host\"", f.dropped_host),
+            ]
+        },
+    ),
+    (
+        "netctx_logged_packets_total",
+        "Packets the context's rules sent to NFLOG.",
+        |f| vec![("", f.logged)],
+    ),
+];
+
+/// The Prometheus text exposition format (version 0.0.4), as node_exporter's
+/// textfile collector reads it: HELP and TYPE once per metric, one sample a
+/// context (and side).
+pub fn to_prometheus(figs: &[Figures]) -> String {
+    let mut s = String::new();
+    for (name, help, get) in METRICS {
+        writeln!(s, "# HELP {name} {help}").unwrap();
+        writeln!(s, "# TYPE {name} counter").unwrap();
+        for f in figs {
+            for (extra, v) in get(f) {
+                writeln!(s, "{name}{{context=\"{}\"{extra}}} {v}", label(&f.name)).unwrap();
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web() -> Figures {
+        Figures {
+            name: "web".into(),
+            rx_packets: 3,
+            rx_bytes: 252,
+            tx_packets: 4,
+            tx_bytes: 336,
+            dropped_inside: 1,
+            dropped_host: 2,
+            logged: 5,
+        }
+    }
+
+    #[test]
+    fn json_has_exactly_the_documented_keys() {
+        let v: serde_json::Value = serde_json::from_str(&to_json(&[web()])).unwrap();
+        let c = v["contexts"][0].as_object().unwrap();
+        let mut keys: Vec<&str> = c.keys().map(String::as_str).collect();
+        keys.sort();
+        let mut want = KEYS.to_vec();
+        want.push("name");
+        want.sort();
+        assert_eq!(keys, want);
+        assert_eq!(c["dropped_host"], 2);
+        assert_eq!(v.as_object().unwrap().len(), 1);
+        // In the documented order.
+        assert!(to_json(&[web()]).starts_with("{\"contexts\":[{\"name\":\"web\",\"rx_packets\":3,"));
+    }
+
+    #[test]
+    fn prometheus_has_help_and_type_and_labelled_samples() {
+        let p = to_prometheus(&[web()]);
+        assert!(p.contains("# HELP netctx_rx_packets_total "));
+        assert!(p.contains("# TYPE netctx_rx_packets_total counter\n"));
+        assert!(p.contains("netctx_rx_packets_total{context=\"web\"} 3\n"));
+        assert!(p.contains("netctx_dropped_packets_total{context=\"web\",side=\"host\"} 2\n"));
+        assert!(p.ends_with('\n'));
+        assert_eq!(label("a\"b\\c\n"), "a\\\"b\\\\c\\n");
+        // Every sample line follows its metric's TYPE line.
+        assert_eq!(p.matches("# TYPE").count(), METRICS.len());
+    }
+
+    #[test]
+    fn table_has_a_header_and_a_row_per_context() {
+        let t = to_table(&[web()]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("CONTEXT") && lines[0].contains("DROPPED_HOST"));
+        assert!(lines[1].starts_with("web") && lines[1].trim_end().ends_with('5'));
+    }
+}
