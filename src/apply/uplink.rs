@@ -128,6 +128,46 @@ pub fn wanted(ctx: &crate::model::Context) -> Vec<(String, String)> {
     crate::plan::uplink::switches(ctx, &links::read_sysctls(&paths))
 }
 
+/// After `up` (or `watch`) converged `ctxs`: the switches of those using
+/// an uplink recorded and written, those no longer needing them released;
+/// routed entries; the guard. Every error collected.
+pub fn after_converge(host: &mut Host, ctxs: &[&crate::model::Context]) -> Vec<UplinkError> {
+    let (mut users, mut leaving) = (Vec::new(), Vec::new());
+    let (mut routed, mut unrouted) = (Vec::new(), Vec::new());
+    for c in ctxs {
+        if c.uses_uplink() {
+            users.push((c.name.clone(), wanted(c)));
+        } else {
+            leaving.push(c.name.clone());
+        }
+        if c.uses_uplink() && c.egress == crate::model::Egress::Routed {
+            routed.push(*c);
+        } else {
+            unrouted.push(c.name.clone());
+        }
+    }
+    let change = Change {
+        users: &users,
+        leaving: &leaving,
+        all: false,
+    };
+    let mut errors = converge(host, &change);
+    errors.extend(super::routed::converge(host, &routed, &unrouted, false));
+    errors
+}
+
+/// After `down` of `names` (`all`: every recorded user goes).
+pub fn after_down(host: &mut Host, names: &[String], all: bool) -> Vec<UplinkError> {
+    let change = Change {
+        users: &[],
+        leaving: names,
+        all,
+    };
+    let mut errors = converge(host, &change);
+    errors.extend(super::routed::converge(host, &[], names, all));
+    errors
+}
+
 /// What an uplink run does: `users` are the converged contexts with the
 /// switches each needs; `leaving` the contexts that need none any more
 /// (`all`: every recorded user goes).

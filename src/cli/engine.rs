@@ -125,20 +125,10 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     let _lock = lock::lock(wait).context("taking the netctx lock")?;
     netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
     let mut failed = Vec::new();
-    let (mut users, mut leaving) = (Vec::new(), Vec::new());
-    let (mut routed, mut unrouted) = (Vec::new(), Vec::new());
+    let mut converged = Vec::new();
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?) {
         if r.is_ok() {
-            if c.uses_uplink() {
-                users.push((c.name.clone(), apply::uplink::wanted(c)));
-            } else {
-                leaving.push(c.name.clone());
-            }
-            if c.uses_uplink() && c.egress == crate::model::Egress::Routed {
-                routed.push(*c);
-            } else {
-                unrouted.push(c.name.clone());
-            }
+            converged.push(*c);
         }
         match r {
             Ok(o) => {
@@ -158,12 +148,7 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
             }
         }
     }
-    let change = apply::uplink::Change {
-        users: &users,
-        leaving: &leaving,
-        all: false,
-    };
-    let uplink_errors = uplink_run(&change, &routed, &unrouted)?;
+    let uplink_errors = uplink_run(|h| apply::uplink::after_converge(h, &converged))?;
     if failed.is_empty() {
         Ok(if uplink_errors { Exit::Error } else { Exit::Ok })
     } else {
@@ -179,16 +164,11 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
 
 /// The host's switches for uplinks and the guard chain (after the
 /// contexts); whether anything failed (each error printed).
-fn uplink_run(
-    change: &apply::uplink::Change,
-    routed: &[&Context],
-    unrouted: &[String],
+pub fn uplink_run(
+    run: impl FnOnce(&mut apply::Host) -> Vec<apply::uplink::UplinkError>,
 ) -> anyhow::Result<bool> {
     let mut host = apply::Host::open().context("opening netlink sockets")?;
-    let mut errors = apply::uplink::converge(&mut host, change);
-    errors.extend(apply::routed::converge(
-        &mut host, routed, unrouted, change.all,
-    ));
+    let errors = run(&mut host);
     for e in &errors {
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(e);
@@ -237,12 +217,7 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
             }
         }
     }
-    let change = apply::uplink::Change {
-        users: &[],
-        leaving: &names,
-        all: args.all,
-    };
-    failed |= uplink_run(&change, &[], &names)?;
+    failed |= uplink_run(|h| apply::uplink::after_down(h, &names, args.all))?;
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 
