@@ -76,6 +76,9 @@ pub fn converge(
         Ok(r) => r,
         Err(e) => return vec![e],
     };
+    if rec.is_empty() && routed.is_empty() {
+        return errors;
+    }
     let host_links = match links::read_links(&mut host.rtnl) {
         Ok(l) => l,
         Err(e) => return vec![UplinkError::Neigh(e)],
