@@ -12,7 +12,8 @@
 //!     netprobe forge SRC DST PORT TEXT          IPv4/UDP with any source (raw socket)
 //!     netprobe bind ADDR PORT                   prints "ok" or the errno's name
 //!     netprobe raw                              opens a raw socket; exit 1 if refused
-//!     netprobe connect ADDR PORT                TCP connect (1 s): "connected" or the errno
+//!     netprobe connect ADDR PORT                TCP connect (1 s): "connected", else "timeout"
+//!                                               or the errno's name and exit 1
 //!     netprobe ra IFACE PREFIX                  sends a router advertisement (default
 //!                                               route, autoconf PREFIX/64) to ff02::1
 
@@ -391,8 +392,14 @@ fn main() {
             let to = SocketAddr::new(ip(1), port(2));
             match std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
                 Ok(_) => println!("connected"),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => println!("timeout"),
-                Err(e) => println!("{}", errno_name(&e)),
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        println!("timeout");
+                    } else {
+                        println!("{}", errno_name(&e));
+                    }
+                    std::process::exit(1);
+                }
             }
         }
         "ra" => match router_advert(&arg(1), ip(2)) {

@@ -256,9 +256,8 @@ fn contexts_are_kept_apart_on_a_forwarding_host() {
         ));
     };
     let connect = |ns: &str, addr: &str, port: u16| {
-        sb.ok(&format!("ip netns exec {ns} {probe} connect {addr} {port}"))
-            .trim()
-            .to_string()
+        let o = sb.sh(&format!("ip netns exec {ns} {probe} connect {addr} {port}"));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
     sb.netctx_with(FWD, &["up"]).ok();
     listen("a", "10.41.0.2", 8080);

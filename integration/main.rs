@@ -1,15 +1,18 @@
 //! Integration tests: the real binary against the real kernel, each test in
 //! a sandbox of its own (see `sandbox.rs`). They need root.
 
+mod attacks;
 mod audit;
 mod bind_hooks;
 mod cni;
 mod cni_podman;
+mod confine;
 mod engine;
 mod guests;
 mod integrity;
 mod isolation;
 mod ops;
+mod pty;
 mod reliability;
 mod sandbox;
 mod uplink;

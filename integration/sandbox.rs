@@ -1,12 +1,22 @@
 //! Every integration test runs in a sandbox of its own: a process holding a
 //! fresh network namespace and a fresh mount namespace with private tmpfs
 //! over /run (so /run/netns and /run/netctx are the sandbox's own). A fresh
-//! network namespace has no route out; nothing here adds one. When the
-//! sandbox is dropped its holder dies and the kernel removes everything in it.
+//! network namespace has no route out; nothing here adds one. Each sandbox
+//! also has a cgroup of its own (`nxtest-PID-N` under the machine's cgroup2
+//! mount), a cgroup namespace rooted there and a fresh cgroup2 mounted where
+//! netctx looks, so netctx's `netctx/CTX` groups land inside the test's
+//! group; every process the test leaves running in the sandbox joins it.
+//! When the sandbox is dropped everything in its group is killed
+//! (`cgroup.kill`), the groups are removed bottom-up, and the kernel removes
+//! the namespaces.
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -19,9 +29,66 @@ pub fn probe() -> String {
     dir.join("examples/netprobe").to_string_lossy().into_owned()
 }
 
+/// The attack programs built from examples/attack.rs.
+pub fn attack() -> String {
+    let dir = Path::new(BIN).parent().unwrap();
+    dir.join("examples/attack").to_string_lossy().into_owned()
+}
+
 pub struct Sandbox {
     holder: Child,
     pub dir: PathBuf,
+    /// The sandbox's cgroup as the machine sees it.
+    pub cgroup: PathBuf,
+    /// Its cgroup.procs, open for the processes that join it.
+    procs: File,
+}
+
+/// Where the machine mounts cgroup2 (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` on hybrid hosts), as netctx looks for it.
+pub fn cgroup2_mount() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut found: Vec<String> = info
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            (post.split(' ').next() == Some("cgroup2"))
+                .then(|| pre.split(' ').nth(4).unwrap().to_string())
+        })
+        .collect();
+    found.sort_by_key(|m| (m != "/sys/fs/cgroup", m != "/sys/fs/cgroup/unified"));
+    PathBuf::from(
+        found
+            .into_iter()
+            .next()
+            .expect("the tests need a cgroup2 mount (mount -t cgroup2 none /sys/fs/cgroup)"),
+    )
+}
+
+/// End every process of a cgroup tree and remove it, deepest first.
+fn remove_cgroup(top: &Path) {
+    let _ = std::fs::write(top.join("cgroup.kill"), "1");
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        let ev = std::fs::read_to_string(top.join("cgroup.events")).unwrap_or_default();
+        if !ev.contains("populated 1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    fn dirs(p: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs(&e.path(), out);
+            }
+        }
+        out.push(p.to_path_buf());
+    }
+    let mut all = Vec::new();
+    dirs(top, &mut all);
+    for d in all {
+        let _ = std::fs::remove_dir(&d);
+    }
 }
 
 fn require_root() {
@@ -43,22 +110,40 @@ impl Sandbox {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut holder = Command::new("unshare")
+        let mnt = cgroup2_mount();
+        let cgroup = mnt.join(
+            dir.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace("netctx-test", "nxtest"),
+        );
+        std::fs::create_dir(&cgroup).unwrap();
+        let procs = File::options()
+            .write(true)
+            .open(cgroup.join("cgroup.procs"))
+            .unwrap();
+        let inner = format!(
+            "mount -t tmpfs -o mode=0755 netctx-test /run && mkdir /run/netns /run/netctx \
+             && umount -l {m} && mount -t cgroup2 nxtest {m} && echo ready && exec sleep 1000000",
+            m = mnt.display()
+        );
+        let mut holder = Command::new("unshare");
+        holder
             .args([
                 "--net",
                 "--mount",
+                "--cgroup",
                 "--propagation",
                 "private",
                 "--",
                 "sh",
                 "-c",
             ])
-            .arg(
-                "mount -t tmpfs -o mode=0755 netctx-test /run && mkdir /run/netns /run/netctx \
-                 && echo ready && exec sleep 1000000",
-            )
+            .arg(inner)
             .stdout(Stdio::piped())
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        join(&mut holder, &procs);
+        let mut holder = holder
             .spawn()
             .expect("unshare (util-linux) must be installed");
         let mut line = String::new();
@@ -66,10 +151,20 @@ impl Sandbox {
         std::io::BufReader::new(holder.stdout.as_mut().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert_eq!(line.trim(), "ready", "sandbox did not start");
-        Sandbox { holder, dir }
+        if line.trim() != "ready" {
+            remove_cgroup(&cgroup);
+            let _ = holder.wait();
+            panic!("sandbox did not start");
+        }
+        Sandbox {
+            holder,
+            dir,
+            cgroup,
+            procs,
+        }
     }
 
+    /// A command run inside the sandbox.
     pub fn enter(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
         c.arg("-t")
@@ -79,9 +174,24 @@ impl Sandbox {
         c
     }
 
-    /// Run a shell script inside the sandbox.
+    /// A command run inside the sandbox and in its cgroup, so that whatever
+    /// it leaves running ends with the sandbox. (Joining a cgroup costs an
+    /// RCU grace period, slow under emulation: only for what needs it.)
+    pub fn enter_joined(&self, program: &str) -> Command {
+        let mut c = self.enter(program);
+        join(&mut c, &self.procs);
+        c
+    }
+
+    /// Run a shell script inside the sandbox; one that starts a background
+    /// job (`&`) runs in the sandbox's cgroup.
     pub fn sh(&self, script: &str) -> Output {
-        self.enter("sh").arg("-c").arg(script).output().unwrap()
+        let mut c = if script.contains('&') {
+            self.enter_joined("sh")
+        } else {
+            self.enter("sh")
+        };
+        c.arg("-c").arg(script).output().unwrap()
     }
 
     /// Run a shell script that must succeed; its stdout.
@@ -205,6 +315,21 @@ impl Sandbox {
     }
 }
 
+/// The child joins the cgroup whose cgroup.procs is `procs` before it execs.
+fn join(c: &mut Command, procs: &File) {
+    let fd = procs.as_raw_fd();
+    // SAFETY: write(2) of a static buffer to a descriptor opened before the
+    // fork is async-signal-safe.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         // Guests are processes that would keep their namespaces alive after
@@ -215,6 +340,7 @@ impl Drop for Sandbox {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        remove_cgroup(&self.cgroup);
         let _ = self.holder.kill();
         let _ = self.holder.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -150,10 +150,18 @@ pub struct Route {
     pub via: IpAddr,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Guest {
     pub command: Vec<String>,
     pub user: Option<String>,
+    /// The guest's own root filesystem (default: the host's, read-only).
+    pub root: Option<PathBuf>,
+    /// Paths the guest may write (absolute, inside its root).
+    pub writable: Vec<PathBuf>,
+    /// Capabilities kept, from the default set (None: the whole set).
+    pub capabilities: Option<Vec<u32>>,
+    /// Environment beyond the fixed minimum.
+    pub env: Vec<(String, String)>,
 }
 
 /// A transport protocol of a port.

@@ -199,10 +199,9 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
     // Guests first: a namespace with processes in it outlives its mount.
     for name in &names {
         match guest::stop(name, std::time::Duration::from_secs(10)) {
-            Ok(Some(pid)) => println!("{name}: guest stopped (pid {pid})"),
-            Ok(None) => {}
+            Ok(s) => super::guest::report(name, &s),
             Err(e) => {
-                eprintln!("netctx: error: context {name}: stopping its guest: {e}");
+                eprintln!("netctx: error: context {name}: stopping its guest: {e:#}");
                 failed = true;
             }
         }
@@ -298,17 +297,22 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
         let v: Vec<_> = out
             .iter()
             .map(
-                |s| json!({"name": s.name, "id": cfg.get(&s.name).and_then(|c| c.id), "state": s.state, "drift": s.detail, "guest_pid": guest::running(&s.name), "guest": guest_state(&s.name)}),
+                |s| json!({"name": s.name, "id": cfg.get(&s.name).and_then(|c| c.id), "state": s.state, "drift": s.detail, "guest_pid": guest::running(&s.name), "guest": guest_state(&s.name), "processes": guest::processes(&s.name)}),
             )
             .collect();
         println!("{}", json!({ "contexts": v, "drift": finding }));
     } else {
         for s in &out {
+            let n = guest::processes(&s.name);
             match guest::recorded(&s.name) {
-                Some((pid, true)) => println!("{:<12} {:<9} guest pid {pid}", s.name, s.state),
+                Some((pid, true)) => println!(
+                    "{:<12} {:<9} guest pid {pid}, {n} process(es)",
+                    s.name, s.state
+                ),
                 Some((pid, false)) => {
                     println!("{:<12} {:<9} guest exited (was pid {pid})", s.name, s.state)
                 }
+                None if n > 0 => println!("{:<12} {:<9} {n} process(es)", s.name, s.state),
                 None => println!("{:<12} {}", s.name, s.state),
             }
             for d in &s.detail {

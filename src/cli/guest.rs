@@ -1,51 +1,54 @@
-//! `exec`, `start`, `stop`: processes inside a context.
+//! `exec`, `start`, `stop`: processes inside a context (see `guest`).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
 use super::Exit;
 use super::{ExecArgs, StartArgs, StopArgs};
-use crate::guest::{self, Jail};
-use crate::kernel::{lock, netns};
+use crate::guest::{self, Request, Stopped};
+use crate::kernel::lock;
 use crate::model::{Config, Context};
 use crate::observe::owner::{self, NsOwner};
 
+/// A context that is declared and up.
 fn context<'a>(cfg: &'a Config, name: &str) -> anyhow::Result<&'a Context> {
-    cfg.get(name)
-        .with_context(|| format!("context {name} is not declared in the configuration"))
-}
-
-/// The jail of a context that is up.
-fn jail(ctx: &Context, privileged: bool, user: Option<&str>) -> anyhow::Result<Jail> {
-    let name = &ctx.name;
+    let ctx = cfg
+        .get(name)
+        .with_context(|| format!("context {name} is not declared in the configuration"))?;
     match owner::ns_owner(name).with_context(|| format!("context {name}"))? {
-        NsOwner::Ours => {}
+        NsOwner::Ours => Ok(ctx),
         NsOwner::Foreign => bail!("context {name}: /run/netns/{name} was not made by netctx"),
         _ => bail!("context {name} is not up (run `netctx up {name}`)"),
     }
-    let netns =
-        netns::open(name).with_context(|| format!("context {name}: opening its namespace"))?;
-    let user = user
-        .map(|u| guest::lookup_user(u).with_context(|| format!("context {name}: user {u}")))
-        .transpose()?;
-    Ok(Jail {
-        netns,
-        hostname: ctx.hostname.clone(),
-        privileged,
-        user,
-    })
 }
 
-pub fn exec(cfg: &Config, a: &ExecArgs) -> anyhow::Result<Exit> {
+fn env_pairs(env: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    env.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("--env {kv:?}: expected NAME=VALUE"),
+        })
+        .collect()
+}
+
+pub fn exec(cfg: &Config, config: &Path, a: &ExecArgs, wait: Duration) -> anyhow::Result<Exit> {
     let ctx = context(cfg, &a.context)?;
-    let j = jail(ctx, a.privileged, a.user.as_deref())?;
-    let status = guest::exec(j, &a.command)
-        .with_context(|| format!("context {}: running {:?}", ctx.name, a.command[0]))?;
+    let r = Request {
+        ctx,
+        privileged: a.privileged,
+        user: a.user.as_deref(),
+        env: env_pairs(&a.env)?,
+        argv: &a.command,
+        config: config.to_path_buf(),
+        lock_wait: wait,
+    };
+    let status = guest::exec(&r).with_context(|| format!("context {}", ctx.name))?;
     Ok(Exit::Command(guest::exit_code(status)))
 }
 
-pub fn start(cfg: &Config, a: &StartArgs, wait: Duration) -> anyhow::Result<Exit> {
+pub fn start(cfg: &Config, config: &Path, a: &StartArgs, wait: Duration) -> anyhow::Result<Exit> {
     let ctx = context(cfg, &a.context)?;
     let Some(g) = &ctx.guest else {
         bail!(
@@ -59,8 +62,16 @@ pub fn start(cfg: &Config, a: &StartArgs, wait: Duration) -> anyhow::Result<Exit
         println!("{}: guest already running (pid {pid})", ctx.name);
         return Ok(Exit::Ok);
     }
-    let j = jail(ctx, a.privileged, g.user.as_deref())?;
-    let pid = guest::start(&ctx.name, j, &g.command)
+    let r = Request {
+        ctx,
+        privileged: a.privileged,
+        user: g.user.as_deref(),
+        env: Vec::new(),
+        argv: &g.command,
+        config: config.to_path_buf(),
+        lock_wait: wait,
+    };
+    let pid = guest::start(&r)
         .with_context(|| format!("context {}: starting {:?}", ctx.name, g.command[0]))?;
     println!(
         "{}: guest started (pid {pid}, output in {})",
@@ -70,13 +81,23 @@ pub fn start(cfg: &Config, a: &StartArgs, wait: Duration) -> anyhow::Result<Exit
     Ok(Exit::Ok)
 }
 
+/// Print what stopping a context ended.
+pub fn report(name: &str, s: &Stopped) {
+    match s {
+        Stopped::Guest(pid) => println!("{name}: guest stopped (pid {pid})"),
+        Stopped::Processes(n) => println!("{name}: stopped {n} process(es)"),
+        Stopped::Nothing => {}
+    }
+}
+
 pub fn stop(a: &StopArgs, wait: Duration) -> anyhow::Result<Exit> {
     crate::config::check_context_name(&a.context).map_err(anyhow::Error::msg)?;
     let _lock = lock::lock(wait).context("taking the netctx lock")?;
     let grace = Duration::from_secs_f64(a.timeout.max(0.0));
-    match guest::stop(&a.context, grace).with_context(|| format!("context {}", a.context))? {
-        Some(pid) => println!("{}: guest stopped (pid {pid})", a.context),
-        None => println!("{}: guest not running", a.context),
+    let s = guest::stop(&a.context, grace).with_context(|| format!("context {}", a.context))?;
+    match s {
+        Stopped::Nothing => println!("{}: guest not running", a.context),
+        s => report(&a.context, &s),
     }
     Ok(Exit::Ok)
 }

@@ -53,10 +53,17 @@ pub enum Command {
     Exec(ExecArgs),
     /// Start the context's declared guest, detached
     Start(StartArgs),
-    /// Stop the context's guest (SIGTERM, then SIGKILL after a grace period)
+    /// End every process of the context's guests (SIGTERM, then after a
+    /// grace period SIGKILL to the whole cgroup)
     Stop(StopArgs),
     /// Every TCP/UDP socket of every context and of the host, with violations
     Audit(Listing),
+    /// (internal) PID 1 of a context's PID namespace
+    #[command(hide = true)]
+    GuestInit { context: String },
+    /// (internal) confine this process as a guest and exec its command
+    #[command(hide = true)]
+    GuestJail,
     /// Print the packets the logging chains see
     Logs(LogsArgs),
     /// Converge, then repair drift as the kernel reports it, until SIGTERM
@@ -115,13 +122,17 @@ pub struct Listing {
 
 #[derive(Args)]
 pub struct ExecArgs {
-    /// Keep CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN (dangerous: the
-    /// command can then change the context's network and leave it)
+    /// Debugging door: every capability, no seccomp filter, the host's
+    /// writable filesystem, still in the context's network and PID
+    /// namespaces and cgroup (the command can leave the context)
     #[arg(long)]
     pub privileged: bool,
-    /// Run as this user
+    /// Run as this user (name, UID or UID:GID of the guest's root)
     #[arg(long, short)]
     pub user: Option<String>,
+    /// Set an environment variable for the command (repeatable)
+    #[arg(long, short, value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
     /// The context
     pub context: String,
     /// The command and its arguments
@@ -151,7 +162,7 @@ pub struct LogsArgs {
 pub struct StartArgs {
     /// The context whose [context.NAME.guest] to start
     pub context: String,
-    /// Keep CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN (dangerous)
+    /// Start it as `exec --privileged` would (dangerous)
     #[arg(long)]
     pub privileged: bool,
 }
@@ -204,8 +215,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Up(sel) => engine::up(&load()?, &sel.contexts, wait),
         Command::Down(args) => engine::down(&args, wait),
         Command::Status(l) => engine::status(&load()?, &l),
-        Command::Exec(args) => guest::exec(&load()?, &args),
-        Command::Start(args) => guest::start(&load()?, &args, wait),
+        Command::Exec(args) => guest::exec(&load()?, &path, &args, wait),
+        Command::Start(args) => guest::start(&load()?, &path, &args, wait),
+        Command::GuestInit { context } => crate::guest::init::main(&context).map(Exit::Command),
+        Command::GuestJail => crate::guest::jail::main().map(Exit::Command),
         Command::Stop(args) => guest::stop(&args, wait),
         Command::Audit(l) => audit::audit(&load()?, &l),
         Command::Logs(a) => logs::logs(&load()?, &a),

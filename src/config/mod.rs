@@ -315,4 +315,42 @@ via = "fd00::1"
         .unwrap();
         assert_eq!(c.get("a").unwrap().routes[0].to.to_string(), "::/0");
     }
+
+    #[test]
+    fn guest_keys_are_read_and_checked() {
+        let ok = load_str(&[(
+            "g.toml",
+            "[context.a]\n[context.a.guest]\ncommand = [\"sleep\", \"1\"]\n\
+             root = \"/srv/a\"\nwritable = [\"/var/lib/a\"]\n\
+             capabilities = [\"net_bind_service\", \"CAP_SETUID\"]\nenv = { LANG = \"C\" }\n",
+        )])
+        .unwrap();
+        let g = ok.get("a").unwrap().guest.clone().unwrap();
+        assert_eq!(g.root, Some(PathBuf::from("/srv/a")));
+        assert_eq!(g.writable, [PathBuf::from("/var/lib/a")]);
+        assert_eq!(g.capabilities, Some(vec![10, 7]));
+        assert_eq!(g.env, [("LANG".to_string(), "C".to_string())]);
+        let bad = load_str(&[(
+            "g.toml",
+            "[context.a]\n[context.a.guest]\ncommand = [\"x\"]\n\
+             capabilities = [\"sys_admin\"]\nwritable = [\"var\"]\nroot = \"/a/../b\"\nfoo = 1\n",
+        )])
+        .unwrap_err();
+        assert_eq!(bad.len(), 4, "{bad:?}");
+        assert!(
+            bad[0].starts_with(
+                "g.toml:4:17: capability \"sys_admin\" is not in the guest's default set"
+            ),
+            "{bad:?}"
+        );
+        assert!(
+            bad[1].contains("writable: \"var\" must be an absolute path"),
+            "{bad:?}"
+        );
+        assert!(
+            bad[2].contains("root: \"/a/../b\" must be an absolute path"),
+            "{bad:?}"
+        );
+        assert!(bad[3].contains("unknown key \"foo\" in guest"), "{bad:?}");
+    }
 }

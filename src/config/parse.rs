@@ -16,6 +16,8 @@ use super::ports::{parse_publish, parse_reach};
 use super::{addr, Diag, Lines, Loc};
 use crate::model::{Cidr, Egress, Guest, Hook, Isolation, LinkKind, Publish, Reach};
 
+mod guest;
+
 /// Context-level settings that `[defaults]` may also carry.
 #[derive(Debug, Default, Clone)]
 pub struct Settings {
@@ -68,7 +70,6 @@ pub struct FileDecl {
     pub contexts: Vec<CtxDecl>,
 }
 
-#[path = "parse_link.rs"]
 mod link;
 
 type Table<'i> = DeTable<'i>;
@@ -390,33 +391,5 @@ impl Walker<'_> {
             }
         }
         out
-    }
-
-    fn guest(&mut self, v: &Value<'_>) -> Option<Guest> {
-        let t = self.table(v, "guest")?;
-        let (mut command, mut user) = (None, None);
-        for (k, val) in t {
-            let key = k.get_ref().as_ref();
-            match key {
-                "command" => {
-                    let parts = self.strings(val, key)?;
-                    if parts.is_empty() {
-                        self.err(val.span(), "guest command must not be empty".into());
-                        return None;
-                    }
-                    command = Some(parts.into_iter().map(|(s, _)| s).collect());
-                }
-                "user" => user = Some(self.string(val, key)?),
-                _ => self.unknown(k, key, "in guest (expected command, user)"),
-            }
-        }
-        let Some(command) = command else {
-            self.err(
-                v.span(),
-                "guest needs a command (an array of strings)".into(),
-            );
-            return None;
-        };
-        Some(Guest { command, user })
     }
 }

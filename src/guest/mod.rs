@@ -1,194 +1,151 @@
 //! Processes inside a context: `exec` (foreground) and the declared guest
-//! (`start`/`stop`, detached, tracked by a pid file). A process is confined
-//! between fork and exec: the context's network namespace, a fresh UTS
-//! namespace with the context's hostname, a mount namespace with the
-//! context's /sys, and — unless privileged — no CAP_NET_ADMIN, CAP_NET_RAW or
-//! CAP_SYS_ADMIN in any set, plus no_new_privs.
+//! (`start`/`stop`, detached, tracked by a pid file), confined as §3 Guests
+//! says. This side runs on the host: it prepares a `jail::Spec`, makes sure
+//! the context's init (PID namespace) and cgroup exist, enters the PID
+//! namespace and starts `netctx guest-jail`, which confines itself and
+//! execs the command. `stop` and `down` end the context's whole cgroup.
+
+pub mod caps;
+pub mod cgroup;
+mod fs;
+pub mod init;
+pub mod jail;
+mod relay;
+mod resolv;
+mod seccomp;
+mod spawn;
+mod users;
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{setns, unshare, CloneFlags};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::{Gid, Pid, Uid, User};
+use anyhow::Context as _;
+use nix::sched::{setns, CloneFlags};
 
 use crate::kernel::RUN_DIR;
+use crate::model::Context;
+use jail::Spec;
 
-/// Capabilities a guest must not have: they would let it change its
-/// addresses, routes or firewall, forge packets, or leave its namespace.
-pub const DROPPED_CAPS: [u32; 3] = [
-    12, // CAP_NET_ADMIN
-    13, // CAP_NET_RAW
-    21, // CAP_SYS_ADMIN
-];
-
-/// How to confine a process.
-pub struct Jail {
-    pub netns: File,
-    pub hostname: String,
+/// What to run in a context, and how.
+pub struct Request<'a> {
+    pub ctx: &'a Context,
     pub privileged: bool,
-    pub user: Option<User>,
+    pub user: Option<&'a str>,
+    /// `--env K=V`, after the guest's `env`.
+    pub env: Vec<(String, String)>,
+    pub argv: &'a [String],
+    /// The configuration netctx read (hidden from the guest).
+    pub config: PathBuf,
+    /// How long to wait for another netctx's lock (`--wait`).
+    pub lock_wait: Duration,
 }
 
-pub fn lookup_user(name: &str) -> io::Result<User> {
-    User::from_name(name)
-        .map_err(io::Error::from)?
-        .ok_or_else(|| io::Error::other(format!("no user {name:?}")))
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
+    let ctx = r.ctx;
+    let g = ctx.guest.clone().unwrap_or_default();
+    let root = g.root.clone();
+    let name = r.user.unwrap_or("root");
+    let u = users::lookup(root.as_deref().unwrap_or(Path::new("/")), name)
+        .with_context(|| format!("user {name}"))?;
+    let caller = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), PATH.into()),
+        ("HOME".into(), u.home.clone()),
+        ("USER".into(), u.name.clone()),
+        ("LOGNAME".into(), u.name.clone()),
+        ("TERM".into(), caller("TERM", "dumb")),
+        ("LANG".into(), caller("LANG", "C.UTF-8")),
+    ];
+    for (k, v) in g.env.iter().chain(&r.env) {
+        env.retain(|(x, _)| x != k);
+        env.push((k.clone(), v.clone()));
+    }
+    let netns = crate::kernel::netns::path(&ctx.name);
+    let inode = std::fs::metadata(&netns)
+        .with_context(|| format!("{}", netns.display()))?
+        .ino();
+    let mut masks = vec![PathBuf::from("/etc/netctx")];
+    masks.extend(std::fs::canonicalize(&r.config).ok());
+    Ok(Spec {
+        ctx: ctx.name.clone(),
+        netns,
+        netns_inode: inode,
+        hostname: ctx.hostname.clone(),
+        cgroup: cgroup::path(&ctx.name)?,
+        privileged: r.privileged,
+        root,
+        writable: g.writable.clone(),
+        masks,
+        uid: u.uid,
+        gid: u.gid,
+        groups: u.groups,
+        caps: g.capabilities.clone().unwrap_or_else(caps::default_set),
+        env,
+        argv: r.argv.to_vec(),
+        cwd: PathBuf::from(&u.home),
+        tty,
+        joined: false,
+    })
 }
 
-fn os(e: nix::errno::Errno) -> io::Error {
-    io::Error::from(e)
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_V3: u32 = 0x2008_0522;
-
-/// Remove `caps` from the ambient, effective, permitted and inheritable
-/// sets of the calling thread (the bounding set is done before any change
-/// of user, while CAP_SETPCAP is still there).
-fn drop_caps(caps: &[u32]) -> io::Result<()> {
-    for &c in caps {
-        // SAFETY: prctl with integer arguments only; lowering an ambient
-        // capability never fails for a valid capability number.
-        unsafe {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_LOWER,
-                c as libc::c_ulong,
-                0,
-                0,
-            )
-        };
-    }
-    let mut hdr = CapHeader {
-        version: CAP_V3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: capget fills two CapData records for version 3 headers; both
-    // pointers are valid for the call.
-    if unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for &c in caps {
-        let (word, bit) = ((c / 32) as usize, 1u32 << (c % 32));
-        data[word].effective &= !bit;
-        data[word].permitted &= !bit;
-        data[word].inheritable &= !bit;
-    }
-    // SAFETY: as for capget; capset reads the two records.
-    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Runs in the child between fork and exec.
-fn confine(j: &Jail, host: &CString, groups: &[Gid], session: bool) -> io::Result<()> {
-    // SAFETY: restoring default dispositions the parent ignores while it waits.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-        libc::signal(libc::SIGQUIT, libc::SIG_DFL);
-    }
-    if session {
-        nix::unistd::setsid().map_err(os)?;
-    }
-    setns(j.netns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(os)?;
-    unshare(CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS).map_err(os)?;
-    nix::unistd::sethostname(host.to_str().unwrap_or_default()).map_err(os)?;
-    // The context's own /sys (so /sys/class/net shows its links), as
-    // `ip netns exec` does; mounts do not propagate back to the host.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(os)?;
-    if umount2("/sys", MntFlags::MNT_DETACH).is_ok() {
-        let _ = mount(
-            Some("sysfs"),
-            "/sys",
-            Some("sysfs"),
-            MsFlags::empty(),
-            None::<&str>,
+/// Start `netctx guest-jail` for the spec inside the context's PID
+/// namespace (started if need be) and cgroup, with these descriptors as
+/// its stdio; its pid. The caller holds the netctx lock.
+fn launch(s: &mut Spec, stdio: [RawFd; 3]) -> anyhow::Result<i32> {
+    if s.privileged {
+        eprintln!(
+            "netctx: warning: --privileged: every capability, no seccomp filter and a \
+             writable host filesystem; the command can leave context {}",
+            s.ctx
         );
     }
-    if !j.privileged {
-        // The bounding set needs CAP_SETPCAP: drop before changing user.
-        for &c in &DROPPED_CAPS {
-            // SAFETY: prctl with integer arguments only.
-            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, c as libc::c_ulong, 0, 0, 0) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+    make_guest_dir()?;
+    let init = init::ensure(&s.ctx)?;
+    let ns = PathBuf::from(format!("/proc/{init}/ns/pid"));
+    let f = std::fs::File::open(&ns).with_context(|| format!("opening {}", ns.display()))?;
+    // Only this process's later children are in the namespace.
+    setns(f.as_fd(), CloneFlags::CLONE_NEWPID)
+        .with_context(|| format!("entering the PID namespace of {}", s.ctx))?;
+    let exe = std::env::current_exe().context("finding the netctx binary")?;
+    let cg = std::fs::File::open(&s.cgroup)
+        .with_context(|| format!("opening the cgroup {}", s.cgroup.display()))?;
+    s.joined = true;
+    let c = |t: &str| CString::new(t).context("a NUL byte in the guest's specification");
+    let exe_c = c(&exe.to_string_lossy())?;
+    let argv = [exe_c.clone(), c("guest-jail")?];
+    let envp = [c(&format!(
+        "{}={}",
+        jail::SPEC_VAR,
+        serde_json::to_string(s)?
+    ))?];
+    match spawn::spawn(&exe_c, &argv, &envp, stdio, &cg) {
+        Ok(pid) => return Ok(pid),
+        // Before Linux 5.7 (or on cgroup v1 only): the jail joins itself.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => s.joined = false,
+        Err(e) => return Err(e).context("starting the guest"),
     }
-    if let Some(u) = &j.user {
-        nix::unistd::setgroups(groups).map_err(os)?;
-        nix::unistd::setgid(u.gid).map_err(os)?;
-        nix::unistd::setuid(u.uid).map_err(os)?;
-    }
-    if !j.privileged {
-        drop_caps(&DROPPED_CAPS)?;
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-fn command(j: Jail, argv: &[String], session: bool) -> io::Result<Command> {
-    let host = CString::new(j.hostname.clone()).map_err(io::Error::other)?;
-    let groups = match &j.user {
-        Some(u) => {
-            let name = CString::new(u.name.clone()).map_err(io::Error::other)?;
-            nix::unistd::getgrouplist(&name, u.gid).map_err(os)?
-        }
-        None => Vec::new(),
-    };
-    let mut c = Command::new(&argv[0]);
-    c.args(&argv[1..]);
-    if let Some(u) = &j.user {
-        c.env("HOME", &u.dir)
-            .env("USER", &u.name)
-            .env("LOGNAME", &u.name);
-        if Uid::current() != u.uid {
-            // The user's home if it exists (nobody's does not), else /.
-            c.current_dir(if u.dir.is_dir() {
-                u.dir.as_path()
-            } else {
-                Path::new("/")
-            });
-        }
-    }
-    // SAFETY: `confine` only makes system calls (setns, unshare, mount,
-    // prctl, capset, set*id) on data prepared before the fork.
-    unsafe {
-        c.pre_exec(move || confine(&j, &host, &groups, session));
-    }
-    Ok(c)
+    let [i, o, e] = stdio.map(|fd| {
+        // SAFETY: a duplicate the child owns; the original stays the caller's.
+        Stdio::from(unsafe { OwnedFd::from_raw_fd(libc::dup(fd)) })
+    });
+    let child = Command::new(exe)
+        .arg("guest-jail")
+        .env_clear()
+        .env(jail::SPEC_VAR, serde_json::to_string(s)?)
+        .stdin(i)
+        .stdout(o)
+        .stderr(e)
+        .spawn()
+        .context("starting the guest")?;
+    Ok(child.id() as i32)
 }
 
 /// Exit status as a shell reports it: the code, or 128 + signal.
@@ -201,20 +158,36 @@ pub fn exit_code(s: ExitStatus) -> u8 {
     }
 }
 
-/// Run `argv` in the jail in the foreground; its exit status.
-pub fn exec(j: Jail, argv: &[String]) -> io::Result<ExitStatus> {
-    let mut c = command(j, argv, false)?;
-    // While the command runs, a terminal's ^C is for it, not for us.
-    // SAFETY: changing signal dispositions of this single-purpose process.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
-    }
-    c.status()
+/// Run the command in the context in the foreground; its exit status.
+pub fn exec(r: &Request) -> anyhow::Result<ExitStatus> {
+    let pty = relay::open().context("opening a pseudo-terminal")?;
+    let s = spec(r, pty.as_ref().map(|p| p.path.clone()))?;
+    let mut s = s;
+    let stdio = match &pty {
+        Some(p) => [p.slave.as_raw_fd(); 3],
+        None => [0, 1, 2],
+    };
+    let lock = crate::kernel::lock::lock(r.lock_wait).context("taking the netctx lock")?;
+    let pid = launch(&mut s, stdio)?;
+    drop(lock);
+    relay::wait(pid, pty).context("waiting for the command")
 }
 
-fn guest_dir() -> PathBuf {
+pub(crate) fn guest_dir() -> PathBuf {
     PathBuf::from(RUN_DIR).join("guests")
+}
+
+/// `/run/netctx/guests`, root's alone (0700, also when an older netctx
+/// made it).
+fn make_guest_dir() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let d = guest_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&d)
+        .and_then(|_| std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)))
+        .with_context(|| format!("creating {}", d.display()))
 }
 
 pub fn pid_file(ctx: &str) -> PathBuf {
@@ -225,9 +198,22 @@ pub fn log_file(ctx: &str) -> PathBuf {
     guest_dir().join(format!("{ctx}.log"))
 }
 
+/// Write a file of root's alone (0600), atomically.
+pub(crate) fn write_private(path: &Path, text: &str) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    io::Write::write_all(&mut f, text.as_bytes())?;
+    std::fs::rename(tmp, path)
+}
+
 /// Start time of a process in clock ticks since boot (field 22 of stat),
-/// which with the pid identifies it even after pid reuse.
-fn start_time(pid: i32) -> Option<(u64, char)> {
+/// which with the pid identifies it even after pid reuse; and its state.
+pub(crate) fn start_time(pid: i32) -> Option<(u64, char)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split(' ').collect();
@@ -252,61 +238,73 @@ pub fn running(ctx: &str) -> Option<i32> {
     recorded(ctx).filter(|g| g.1).map(|g| g.0)
 }
 
-/// Start the guest detached, in its own session, output to its log file.
-pub fn start(ctx: &str, j: Jail, argv: &[String]) -> io::Result<i32> {
-    std::fs::create_dir_all(guest_dir())?;
+/// Start the declared guest detached, output to its log file; its pid.
+pub fn start(r: &Request) -> anyhow::Result<i32> {
+    let s = spec(r, None)?;
+    make_guest_dir()?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log_file(ctx))?;
-    let mut c = command(j, argv, true)?;
-    c.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-    let child = c.spawn()?;
-    let pid = child.id() as i32;
-    let (t, _) = start_time(pid).ok_or_else(|| io::Error::other("guest exited at once"))?;
-    let tmp = guest_dir().join(format!(".{ctx}.pid"));
-    std::fs::write(&tmp, format!("{pid} {t}\n"))?;
-    std::fs::rename(tmp, pid_file(ctx))?;
-    // Not waited for: it outlives netctx and is reaped by init.
-    drop(child);
+        .mode(0o600)
+        .open(log_file(&s.ctx))
+        .with_context(|| format!("opening {}", log_file(&s.ctx).display()))?;
+    let null = std::fs::File::open("/dev/null").context("opening /dev/null")?;
+    let mut s = s;
+    let pid = launch(&mut s, [null.as_raw_fd(), log.as_raw_fd(), log.as_raw_fd()])?;
+    let (t, _) = start_time(pid).context("the guest exited at once")?;
+    write_private(&pid_file(&s.ctx), &format!("{pid} {t}\n"))?;
+    // Not waited for: it outlives netctx; the context's init reaps it.
     Ok(pid)
 }
 
-/// Stop the guest: SIGTERM to its process group, then SIGKILL after
-/// `grace`. Returns the pid stopped, or None if none was running.
-pub fn stop(ctx: &str, grace: Duration) -> io::Result<Option<i32>> {
-    let Some(pid) = running(ctx) else {
-        let _ = std::fs::remove_file(pid_file(ctx));
-        return Ok(None);
-    };
-    let group = Pid::from_raw(-pid);
-    let _ = kill(group, Signal::SIGTERM);
-    let gone = |limit: Duration| {
-        let t = Instant::now();
-        while t.elapsed() < limit {
-            if running(ctx) != Some(pid) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        running(ctx) != Some(pid)
-    };
-    if !gone(grace) {
-        let _ = kill(group, Signal::SIGKILL);
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        if !gone(Duration::from_secs(5)) {
-            return Err(io::Error::other(format!(
-                "guest pid {pid} survived SIGKILL"
-            )));
-        }
+/// The context's processes but its init.
+fn guest_procs(ctx: &str) -> Vec<i32> {
+    let init = init::running(ctx);
+    cgroup::procs(ctx)
+        .into_iter()
+        .filter(|p| Some(*p) != init)
+        .collect()
+}
+
+/// How many processes the context's guests run.
+pub fn processes(ctx: &str) -> usize {
+    guest_procs(ctx).len()
+}
+
+/// What `stop` ended.
+pub enum Stopped {
+    /// The declared guest (its pid) and whatever else ran.
+    Guest(i32),
+    /// Processes of `exec`, no declared guest.
+    Processes(usize),
+    Nothing,
+}
+
+/// End every process of the context: SIGTERM, then after `grace` the
+/// cgroup's kill (SIGKILL to all, however they forked), then its init.
+pub fn stop(ctx: &str, grace: Duration) -> anyhow::Result<Stopped> {
+    let guest = running(ctx);
+    let procs = guest_procs(ctx);
+    for p in &procs {
+        // SAFETY: kill with integer arguments.
+        unsafe { libc::kill(*p, libc::SIGTERM) };
     }
+    let t = Instant::now();
+    while !guest_procs(ctx).is_empty() && t.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cgroup::kill(ctx).with_context(|| format!("ending the processes of {ctx}"))?;
+    init::forget(ctx);
     let _ = std::fs::remove_file(pid_file(ctx));
-    Ok(Some(pid))
+    Ok(match guest {
+        Some(pid) => Stopped::Guest(pid),
+        None if !procs.is_empty() => Stopped::Processes(procs.len()),
+        None => Stopped::Nothing,
+    })
 }
 
 /// The network namespace inode of a process.
 pub fn netns_inode(pid: i32) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
     std::fs::metadata(format!("/proc/{pid}/ns/net"))
         .ok()
         .map(|m| m.ino())

@@ -1,0 +1,430 @@
+//! Attacks a hostile guest would try, one subcommand each, for the
+//! integration tests (`integration/attacks.rs`). Exit status: 0 and a line
+//! `ESCAPED: …` when the attack worked, 1 and `refused: …` lines when it did
+//! not, 2 on a usage error. Nothing is damaged when an attack works: memory
+//! and sysctls are written with the values they already hold, files are
+//! opened for appending and nothing is appended.
+//!
+//!     attack ptrace PID|parent|netctx…     PTRACE_ATTACH + /proc/PID/mem write
+//!     attack pidfd-getfd PID FD            take a descriptor out of a process
+//!     attack kill PID                      SIGKILL a process
+//!     attack tiocsti TEXT                  push TEXT + newline into the terminal
+//!     attack fd N                          use an inherited descriptor N
+//!     attack env NAME…                     read the caller's environment
+//!     attack write PATH…                   open files for writing
+//!     attack create DIR…                   create a file in each directory
+//!     attack mknod PATH                    make a character device (1,3)
+//!     attack sysctl [NAME…]                rewrite net sysctls with their value
+//!     attack settime                       settimeofday's permission check
+//!     attack userns                        unshare(CLONE_NEWUSER)
+//!     attack unix PATH                     connect to a unix socket
+//!     attack raw                           raw IPv4 and packet sockets
+//!     attack daemon MARKER                 double fork + setsid, then exit
+//! Helpers run by the tests outside the guest:
+//!     attack victim [UID]                  sleep as UID, print the pid
+//!     attack sleeper MARKER                sleep, ignoring SIGTERM and SIGHUP
+//!     attack listen-unix PATH SECS         a unix socket daemon
+//!     attack wrap-fd PORT -- CMD…          exec CMD with a UDP socket on fd 5
+
+use std::ffi::CString;
+use std::io::{Error, Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+
+fn escaped(what: &str) -> ! {
+    println!("ESCAPED: {what}");
+    std::process::exit(0)
+}
+
+fn refused(what: &str, e: &Error) {
+    println!("refused: {what}: {e}");
+}
+
+fn usage() -> ! {
+    eprintln!("attack: bad usage (see examples/attack.rs)");
+    std::process::exit(2)
+}
+
+fn check(r: libc::c_long) -> Result<libc::c_long, Error> {
+    if r < 0 {
+        Err(Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| usage())
+}
+
+/// Pids named by the arguments: numbers, `parent` (getppid) and `netctx`
+/// (every visible process called netctx).
+fn targets(args: &[String]) -> Vec<i32> {
+    let mut out = Vec::new();
+    for a in args {
+        match a.as_str() {
+            // SAFETY: getppid has no preconditions.
+            "parent" => out.push(unsafe { libc::getppid() }),
+            "netctx" => {
+                for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                        continue;
+                    };
+                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"));
+                    if comm.is_ok_and(|c| c.trim() == "netctx") && pid != std::process::id() as i32
+                    {
+                        out.push(pid);
+                    }
+                }
+            }
+            n => out.push(n.parse().unwrap_or_else(|_| usage())),
+        }
+    }
+    out
+}
+
+/// Rewrite 8 bytes of the first writable mapping with what they hold.
+fn mem_write(pid: i32) -> Result<(), Error> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let start = maps
+        .lines()
+        .find(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.starts_with("rw"))
+        })
+        .and_then(|l| l.split('-').next())
+        .and_then(|a| u64::from_str_radix(a, 16).ok())
+        .ok_or_else(|| Error::other("no writable mapping"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))?;
+    let mut buf = [0u8; 8];
+    f.seek(SeekFrom::Start(start))?;
+    f.read_exact(&mut buf)?;
+    f.seek(SeekFrom::Start(start))?;
+    f.write_all(&buf)
+}
+
+fn ptrace(args: &[String]) {
+    let pids = targets(args);
+    if pids.is_empty() || pids == [0] {
+        println!("refused: no target process is visible");
+    }
+    for pid in pids.into_iter().filter(|p| *p > 0) {
+        // SAFETY: ptrace with integer arguments; a success is undone below.
+        let r = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) };
+        match check(r) {
+            Ok(_) => {
+                // SAFETY: waiting for the attached tracee, then detaching.
+                unsafe {
+                    libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
+                    libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+                }
+                escaped(&format!("PTRACE_ATTACH to pid {pid}"));
+            }
+            Err(e) => refused(&format!("PTRACE_ATTACH to pid {pid}"), &e),
+        }
+        match mem_write(pid) {
+            Ok(()) => escaped(&format!("wrote /proc/{pid}/mem")),
+            Err(e) => refused(&format!("writing /proc/{pid}/mem"), &e),
+        }
+    }
+}
+
+fn pidfd_getfd(pid: i32, fd: i32) {
+    // SAFETY: plain system calls with integer arguments.
+    let r = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).and_then(|pidfd| {
+        // SAFETY: as above.
+        check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) })
+    });
+    match r {
+        Ok(got) => escaped(&format!("took fd {fd} of pid {pid} as fd {got}")),
+        Err(e) => refused(&format!("pidfd_getfd of pid {pid}"), &e),
+    }
+}
+
+/// SIGKILL a process; it worked if the process is gone (a PID namespace's
+/// init ignores it from inside, and kill still returns 0).
+fn kill(pid: i32) {
+    // SAFETY: kill with integer arguments.
+    if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+        return refused(&format!("kill {pid}"), &Error::last_os_error());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let alive = stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|s| !s.trim_start().starts_with('Z') && !s.is_empty());
+    if !alive {
+        escaped(&format!("killed pid {pid}"));
+    }
+    println!("refused: pid {pid} survived SIGKILL");
+}
+
+fn tiocsti(text: &str) {
+    let mut fds = vec![0, 1, 2];
+    // SAFETY: open with a valid C string.
+    let tty = unsafe { libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
+    if tty >= 0 {
+        fds.push(tty);
+    }
+    let line = format!("{text}\n");
+    for fd in fds {
+        let mut ok = true;
+        for b in line.bytes() {
+            // SAFETY: TIOCSTI reads one byte through the pointer.
+            if unsafe { libc::ioctl(fd, libc::TIOCSTI, &b as *const u8) } < 0 {
+                refused(&format!("TIOCSTI on fd {fd}"), &Error::last_os_error());
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            escaped(&format!("pushed {text:?} into the terminal on fd {fd}"));
+        }
+    }
+}
+
+fn inherited_fd(fd: i32) {
+    // SAFETY: fstat into a zeroed stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return refused(&format!("fd {fd}"), &Error::last_os_error());
+    }
+    // SAFETY: send on whatever the descriptor is; a failure is reported.
+    let sent = unsafe { libc::send(fd, b"leak".as_ptr().cast(), 4, 0) };
+    escaped(&format!("fd {fd} is open (send returned {sent})"));
+}
+
+fn write_files(paths: &[String], create: bool) {
+    for p in paths {
+        let path = if create {
+            format!("{p}/.netctx-attack-{}", std::process::id())
+        } else {
+            p.clone()
+        };
+        let r = std::fs::OpenOptions::new()
+            .append(true)
+            .create_new(create)
+            .open(&path);
+        match r {
+            Ok(_) => {
+                if create {
+                    let _ = std::fs::remove_file(&path);
+                }
+                escaped(&format!("opened {path} for writing"));
+            }
+            Err(e) => refused(&format!("writing {path}"), &e),
+        }
+    }
+}
+
+fn mknod(path: &str) {
+    let c = cstr(path);
+    // SAFETY: mknod with a valid C string; the node is removed at once.
+    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+    if r == 0 {
+        let _ = std::fs::remove_file(path);
+        escaped(&format!("made the device node {path}"));
+    }
+    refused(&format!("mknod {path}"), &Error::last_os_error());
+}
+
+const SYSCTLS: [&str; 7] = [
+    "net/ipv6/conf/all/forwarding",
+    "net/ipv6/conf/all/accept_ra",
+    "net/ipv4/ip_nonlocal_bind",
+    "net/ipv4/ping_group_range",
+    "net/ipv4/conf/all/proxy_arp",
+    "net/ipv4/conf/all/route_localnet",
+    "net/ipv4/ip_forward",
+];
+
+fn sysctl(names: &[String]) {
+    let names: Vec<String> = if names.is_empty() {
+        SYSCTLS.iter().map(|s| s.to_string()).collect()
+    } else {
+        names.to_vec()
+    };
+    for n in names {
+        let path = format!("/proc/sys/{n}");
+        let r = std::fs::read_to_string(&path).and_then(|v| std::fs::write(&path, v.trim()));
+        match r {
+            Ok(()) => escaped(&format!("wrote {path}")),
+            Err(e) => refused(&format!("writing {path}"), &e),
+        }
+    }
+}
+
+fn unix_connect(path: &str) {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => escaped(&format!("connected to {path}")),
+        Err(e) => refused(&format!("connecting to {path}"), &e),
+    }
+}
+
+fn raw() {
+    for (what, domain, ty, proto) in [
+        (
+            "raw IPv4 socket",
+            libc::AF_INET,
+            libc::SOCK_RAW,
+            libc::IPPROTO_ICMP,
+        ),
+        ("packet socket", libc::AF_PACKET, libc::SOCK_RAW, 0x0300),
+        (
+            "packet dgram socket",
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM,
+            0x0300,
+        ),
+    ] {
+        // SAFETY: socket(2); a descriptor is only reported, never used.
+        if unsafe { libc::socket(domain, ty, proto) } >= 0 {
+            escaped(&format!("opened a {what}"));
+        }
+        refused(&format!("opening a {what}"), &Error::last_os_error());
+    }
+}
+
+fn daemon(marker: &str) {
+    let me = std::env::current_exe().unwrap_or_else(|_| usage());
+    // SAFETY: fork in a single-threaded program; the children only call
+    // setsid and exec.
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: as above.
+            unsafe { libc::setsid() };
+            // SAFETY: as above.
+            if unsafe { libc::fork() } == 0 {
+                // A daemon lets go of its caller's stdio.
+                // SAFETY: open/dup2 on valid C strings and descriptors.
+                unsafe {
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                    for fd in 0..3 {
+                        libc::dup2(null, fd);
+                    }
+                }
+                let e = std::process::Command::new(me)
+                    .args(["sleeper", marker])
+                    .exec();
+                eprintln!("attack: {e}");
+            }
+            std::process::exit(0);
+        }
+        -1 => usage(),
+        _ => println!("daemon {marker} started"),
+    }
+    std::process::exit(0)
+}
+
+fn sleep_ignoring(secs: u64) -> ! {
+    // SAFETY: ignoring signals has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    std::process::exit(0)
+}
+
+fn victim(uid: Option<u32>) -> ! {
+    if let Some(u) = uid {
+        // SAFETY: dropping to a user; failures end the program.
+        if unsafe { libc::setgid(u) } != 0 || unsafe { libc::setuid(u) } != 0 {
+            usage();
+        }
+    }
+    println!("{}", std::process::id());
+    let _ = std::io::stdout().flush();
+    std::thread::sleep(std::time::Duration::from_secs(600));
+    std::process::exit(0)
+}
+
+fn listen_unix(path: &str, secs: u64) -> ! {
+    let _ = std::fs::remove_file(path);
+    let l = std::os::unix::net::UnixListener::bind(path).unwrap_or_else(|_| usage());
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    drop(l);
+    let _ = std::fs::remove_file(path);
+    std::process::exit(0)
+}
+
+fn wrap_fd(port: u16, cmd: &[String]) -> ! {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|_| usage());
+    s.connect(("127.0.0.1", port)).unwrap_or_else(|_| usage());
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto fd 5 without close-on-exec, as a careless caller would.
+    if unsafe { libc::dup2(s.as_raw_fd(), 5) } != 5 || cmd.is_empty() {
+        usage();
+    }
+    let e = std::process::Command::new(&cmd[0]).args(&cmd[1..]).exec();
+    eprintln!("attack: {e}");
+    std::process::exit(2)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    let num = |i: usize| -> i64 {
+        rest.get(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| usage())
+    };
+    let int = |i: usize| i32::try_from(num(i)).unwrap_or_else(|_| usage());
+    let arg = |i: usize| rest.get(i).map(String::as_str).unwrap_or_else(|| usage());
+    match args.first().map(String::as_str).unwrap_or_default() {
+        "ptrace" => ptrace(rest),
+        "pidfd-getfd" => pidfd_getfd(int(0), int(1)),
+        "kill" => kill(int(0)),
+        "tiocsti" => tiocsti(arg(0)),
+        "fd" => inherited_fd(int(0)),
+        "env" => {
+            let names: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+            println!("environment: {}", names.join(" "));
+            if let Some(n) = rest.iter().find(|n| std::env::var_os(n).is_some()) {
+                escaped(&format!("read {n} of the caller's environment"));
+            }
+            println!("refused: none of {rest:?} is set");
+        }
+        "write" => write_files(rest, false),
+        "create" => write_files(rest, true),
+        "mknod" => mknod(arg(0)),
+        "sysctl" => sysctl(rest),
+        "settime" => {
+            // SAFETY: settimeofday(NULL, NULL) checks CAP_SYS_TIME and changes nothing.
+            let r = unsafe { libc::syscall(libc::SYS_settimeofday, 0usize, 0usize) };
+            if r == 0 {
+                escaped("settimeofday is permitted");
+            }
+            refused("settimeofday", &Error::last_os_error());
+        }
+        "userns" => {
+            // SAFETY: unshare with a flag; the new namespace is harmless.
+            if unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0 {
+                escaped("made a new user namespace");
+            }
+            refused("unshare(CLONE_NEWUSER)", &Error::last_os_error());
+        }
+        "unix" => unix_connect(arg(0)),
+        "raw" => raw(),
+        "daemon" => daemon(arg(0)),
+        "sleeper" => sleep_ignoring(600),
+        "victim" => victim(
+            rest.first()
+                .map(|_| u32::try_from(num(0)).unwrap_or_else(|_| usage())),
+        ),
+        "listen-unix" => listen_unix(arg(0), u64::try_from(num(1)).unwrap_or_else(|_| usage())),
+        "wrap-fd" if rest.get(1).map(String::as_str) == Some("--") => wrap_fd(
+            u16::try_from(num(0)).unwrap_or_else(|_| usage()),
+            &rest[2..],
+        ),
+        _ => usage(),
+    }
+    std::process::exit(1)
+}

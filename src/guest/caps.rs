@@ -1,0 +1,123 @@
+//! Capabilities of a guest: an allow-list (§3 Guests), narrowed by the
+//! guest's `capabilities`, set in all five sets; none for a non-root guest.
+
+use std::io;
+
+/// The default set: what a root guest keeps at most.
+pub const DEFAULT: [(&str, u32); 11] = [
+    ("chown", 0),
+    ("dac_override", 1),
+    ("fowner", 3),
+    ("fsetid", 4),
+    ("kill", 5),
+    ("setgid", 6),
+    ("setuid", 7),
+    ("setpcap", 8),
+    ("net_bind_service", 10),
+    ("sys_chroot", 18),
+    ("audit_write", 29),
+];
+
+/// A capability of the default set by name (`net_bind_service`,
+/// `CAP_NET_BIND_SERVICE`).
+pub fn parse(name: &str) -> Option<u32> {
+    let n = name.to_ascii_lowercase();
+    let n = n.strip_prefix("cap_").unwrap_or(&n);
+    DEFAULT.iter().find(|(s, _)| *s == n).map(|(_, c)| *c)
+}
+
+pub fn names() -> Vec<&'static str> {
+    DEFAULT.iter().map(|(s, _)| *s).collect()
+}
+
+pub fn default_set() -> Vec<u32> {
+    DEFAULT.iter().map(|(_, c)| *c).collect()
+}
+
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63)
+}
+
+fn prctl(op: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(op, a, b, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Shrink the bounding set to `keep` (needs CAP_SETPCAP: before the user
+/// changes) and clear the ambient set.
+pub fn bound(keep: &[u32]) -> io::Result<()> {
+    for c in 0..=last_cap() {
+        if !keep.contains(&c) {
+            match prctl(libc::PR_CAPBSET_DROP, c.into(), 0) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                r => r?,
+            }
+        }
+    }
+    prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+        0,
+    )
+}
+
+#[repr(C)]
+struct Header {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Data {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Effective, permitted and inheritable become `keep`; ambient too.
+pub fn set(keep: &[u32]) -> io::Result<()> {
+    let mut hdr = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    for &c in keep {
+        let (w, bit) = ((c / 32) as usize, 1u32 << (c % 32));
+        data[w].effective |= bit;
+        data[w].permitted |= bit;
+        data[w].inheritable |= bit;
+    }
+    // SAFETY: capset reads one header and two data records, all valid.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for &c in keep {
+        prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+            c.into(),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_in_either_spelling() {
+        assert_eq!(parse("net_bind_service"), Some(10));
+        assert_eq!(parse("CAP_SETUID"), Some(7));
+        assert_eq!(parse("sys_admin"), None);
+        assert_eq!(parse("net_raw"), None);
+        assert_eq!(default_set().len(), 11);
+    }
+}

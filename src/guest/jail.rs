@@ -1,0 +1,244 @@
+//! `netctx guest-jail`: the process that becomes a guest. netctx starts it
+//! inside the context's PID namespace with the `Spec` in its environment;
+//! it confines itself in the fixed order — cgroup, network namespace, new
+//! mount/UTS/cgroup namespaces, filesystem and pivot_root, session and
+//! terminal, user, capabilities, no_new_privs, descriptors, seccomp — and
+//! execs the command with exactly the environment the spec holds.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use nix::sched::{setns, unshare, CloneFlags};
+use serde::{Deserialize, Serialize};
+
+use super::{caps, cgroup, fs, seccomp};
+
+/// The environment variable that carries the spec.
+pub const SPEC_VAR: &str = "NETCTX_GUEST_SPEC";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spec {
+    pub ctx: String,
+    pub netns: PathBuf,
+    pub netns_inode: u64,
+    pub hostname: String,
+    pub cgroup: PathBuf,
+    pub privileged: bool,
+    pub root: Option<PathBuf>,
+    pub writable: Vec<PathBuf>,
+    /// Paths to hide (netctx's configuration).
+    pub masks: Vec<PathBuf>,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// Capabilities kept (root guests only).
+    pub caps: Vec<u32>,
+    pub env: Vec<(String, String)>,
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    /// stdin is a pseudo-terminal of the guest's own (this path on the
+    /// host): make it the controlling terminal and /dev/console.
+    pub tty: Option<PathBuf>,
+    /// Born in the cgroup already (clone3 CLONE_INTO_CGROUP).
+    pub joined: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    #[error("the guest specification")]
+    Spec(#[source] serde_json::Error),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("network namespace {}", .path.display())]
+    Netns { path: PathBuf, source: io::Error },
+    #[error("{step}")]
+    Sys {
+        step: &'static str,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Fs(#[from] fs::FsError),
+    #[error("running {program:?}")]
+    Exec { program: String, source: io::Error },
+}
+
+fn sys<T, E: Into<io::Error>>(r: Result<T, E>, step: &'static str) -> Result<T, JailError> {
+    r.map_err(|e| JailError::Sys {
+        step,
+        source: e.into(),
+    })
+}
+
+fn check(r: libc::c_int, step: &'static str) -> Result<(), JailError> {
+    sys(
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        },
+        step,
+    )
+}
+
+/// `netctx guest-jail`: confine, then exec (returns only on failure).
+pub fn main() -> anyhow::Result<u8> {
+    let text = std::env::var(SPEC_VAR).unwrap_or_default();
+    let s: Spec = serde_json::from_str(&text).map_err(JailError::Spec)?;
+    let err = match confine(&s) {
+        Ok(prog) => exec(&s, prog),
+        Err(e) => e,
+    };
+    Err(anyhow::Error::new(err).context(format!("context {}", s.ctx)))
+}
+
+fn namespaces(s: &Spec) -> Result<(), JailError> {
+    if !s.joined {
+        cgroup::join(&s.cgroup)?;
+    }
+    let ns_err = |e: io::Error| JailError::Netns {
+        path: s.netns.clone(),
+        source: e,
+    };
+    let f = std::fs::File::open(&s.netns).map_err(ns_err)?;
+    if f.metadata().map_err(ns_err)?.ino() != s.netns_inode {
+        return Err(ns_err(io::Error::other(
+            "it changed since netctx checked it",
+        )));
+    }
+    sys(
+        setns(f.as_fd(), CloneFlags::CLONE_NEWNET),
+        "entering the network namespace",
+    )?;
+    let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWCGROUP;
+    sys(unshare(flags), "unsharing mount, UTS and cgroup namespaces")?;
+    sys(
+        nix::unistd::sethostname(&s.hostname),
+        "setting the hostname",
+    )
+}
+
+/// Everything up to exec; the program's path and C strings.
+fn confine(s: &Spec) -> Result<Prepared, JailError> {
+    namespaces(s)?;
+    fs::private()?;
+    if s.privileged {
+        fs::privileged()?;
+    } else {
+        fs::build(s)?;
+    }
+    if std::env::set_current_dir(&s.cwd).is_err() {
+        let _ = std::env::set_current_dir("/");
+    }
+    let prog = prepare(s)?;
+    // SAFETY: setsid has no preconditions.
+    check(unsafe { libc::setsid() }, "starting a session")?;
+    if s.tty.is_some() {
+        // SAFETY: fd 0 is the guest's own pty slave.
+        let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+        check(r, "taking the terminal")?;
+    }
+    if !s.privileged {
+        let keep = if s.uid == 0 {
+            s.caps.clone()
+        } else {
+            Vec::new()
+        };
+        sys(caps::bound(&keep), "shrinking the capability bounding set")?;
+        user(s)?;
+        sys(caps::set(&keep), "setting capabilities")?;
+    } else {
+        user(s)?;
+    }
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    check(r, "setting no_new_privs")?;
+    // SAFETY: closes every descriptor above stderr; none is in use here.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    check(
+        libc::c_int::try_from(r).unwrap_or(-1),
+        "closing inherited descriptors",
+    )?;
+    if !s.privileged {
+        sys(
+            seccomp::install(&prog.filter),
+            "installing the seccomp filter",
+        )?;
+    }
+    Ok(prog)
+}
+
+fn user(s: &Spec) -> Result<(), JailError> {
+    if s.uid == 0 && s.gid == 0 && s.groups.is_empty() {
+        return sys(nix::unistd::setgroups(&[]), "clearing supplementary groups");
+    }
+    let groups: Vec<nix::unistd::Gid> = s.groups.iter().map(|g| (*g).into()).collect();
+    sys(
+        nix::unistd::setgroups(&groups),
+        "setting supplementary groups",
+    )?;
+    sys(nix::unistd::setgid(s.gid.into()), "setting the group")?;
+    sys(nix::unistd::setuid(s.uid.into()), "setting the user")
+}
+
+struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    filter: Vec<seccomp::Insn>,
+}
+
+fn cstring(s: &str, program: &str) -> Result<CString, JailError> {
+    CString::new(s).map_err(|e| JailError::Exec {
+        program: program.into(),
+        source: io::Error::other(e),
+    })
+}
+
+/// Resolve the program on the guest's PATH and build exec's arguments
+/// before anything is dropped (the seccomp filter is installed last).
+fn prepare(s: &Spec) -> Result<Prepared, JailError> {
+    let prog = &s.argv[0];
+    let path_var = s
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/usr/bin:/bin");
+    let found = if prog.contains('/') {
+        PathBuf::from(prog)
+    } else {
+        path_var
+            .split(':')
+            .map(|d| PathBuf::from(d).join(prog))
+            .find(|p| p.is_file())
+            .ok_or_else(|| JailError::Exec {
+                program: prog.clone(),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            })?
+    };
+    Ok(Prepared {
+        path: cstring(&found.to_string_lossy(), prog)?,
+        argv: s
+            .argv
+            .iter()
+            .map(|a| cstring(a, prog))
+            .collect::<Result<_, _>>()?,
+        envp: s
+            .env
+            .iter()
+            .map(|(k, v)| cstring(&format!("{k}={v}"), prog))
+            .collect::<Result<_, _>>()?,
+        filter: seccomp::program(),
+    })
+}
+
+fn exec(s: &Spec, p: Prepared) -> JailError {
+    let e = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
+    JailError::Exec {
+        program: s.argv[0].clone(),
+        source: e.into(),
+    }
+}

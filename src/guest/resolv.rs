@@ -1,0 +1,115 @@
+//! The guest's /etc/resolv.conf. A context has its own loopback, so a host
+//! resolv.conf that names only loopback servers (systemd-resolved's stub
+//! 127.0.0.53) cannot work inside it: then the guest gets the upstream list
+//! systemd-resolved keeps in /run/systemd/resolve/resolv.conf, or — when
+//! there is none — the host's file and a warning. A resolv.conf that is a
+//! symlink into /run (which is private and empty in the guest) is replaced
+//! by a copy of what it points to.
+
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::MsFlags;
+
+use super::fs::FsError;
+
+const UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
+
+/// Whether every `nameserver` line names a loopback address (and there is
+/// at least one).
+pub fn only_loopback(conf: &str) -> bool {
+    let servers: Vec<&str> = conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(str::trim)
+        .collect();
+    !servers.is_empty()
+        && servers.iter().all(|s| {
+            s.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+        })
+}
+
+/// What the guest's resolv.conf should hold, if it must differ from the
+/// file the clone shows.
+fn content() -> Option<String> {
+    let host = Path::new("/etc/resolv.conf");
+    let text = std::fs::read_to_string(host).ok()?;
+    if only_loopback(&text) {
+        match std::fs::read_to_string(UPSTREAM) {
+            Ok(up) => return Some(up),
+            Err(_) => eprintln!(
+                "netctx: warning: /etc/resolv.conf names only loopback name servers, \
+                 which a context cannot reach, and {UPSTREAM} does not exist: \
+                 name resolution in the guest will fail"
+            ),
+        }
+    }
+    let link = std::fs::symlink_metadata(host).is_ok_and(|m| m.file_type().is_symlink());
+    link.then_some(text)
+}
+
+/// Where a symlinked resolv.conf points, as an absolute path.
+fn link_target(link: &Path) -> Option<PathBuf> {
+    let t = std::fs::read_link(link).ok()?;
+    let mut out = PathBuf::from("/");
+    for c in Path::new("/etc").join(t).components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// Give `NEW/etc/resolv.conf` the content: bound from a file on the staging
+/// tmpfs `stage`, or — for a symlink into /run — written where it points in
+/// the guest's private /run.
+pub fn apply(stage: &Path, new: &Path) -> Result<(), FsError> {
+    let Some(text) = content() else {
+        return Ok(());
+    };
+    let dst = new.join("etc/resolv.conf");
+    let r = match link_target(&dst) {
+        Some(t) if t.starts_with("/run") => {
+            let p = new.join(t.strip_prefix("/").unwrap_or(&t));
+            p.parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| std::fs::write(&p, &text))
+        }
+        Some(t) => Err(std::io::Error::other(format!(
+            "it is a symlink to {}",
+            t.display()
+        ))),
+        None => {
+            let src = stage.join("resolv.conf");
+            std::fs::write(&src, &text).and_then(|_| {
+                let flags = MsFlags::MS_BIND;
+                nix::mount::mount(Some(&src), &dst, None::<&str>, flags, None::<&str>)
+                    .map_err(std::io::Error::from)
+            })
+        }
+    };
+    if let Err(e) = r {
+        eprintln!("netctx: warning: could not set the guest's /etc/resolv.conf: {e}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::only_loopback;
+
+    #[test]
+    fn loopback_stubs_are_recognised() {
+        assert!(only_loopback("nameserver 127.0.0.53\noptions edns0\n"));
+        assert!(only_loopback("nameserver ::1\n"));
+        assert!(!only_loopback(
+            "nameserver 127.0.0.53\nnameserver 10.0.0.1\n"
+        ));
+        assert!(!only_loopback("nameserver 10.255.255.53\n"));
+        assert!(!only_loopback("# empty\n"));
+    }
+}

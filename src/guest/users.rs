@@ -1,0 +1,100 @@
+//! Users of a guest, read from the passwd and group files of the guest's
+//! root (the host's `/` by default), so that a `root` tree's own users
+//! count. `NAME`, `UID` or `UID:GID` are accepted.
+
+use std::io;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// Find `who` in a passwd text.
+pub fn find(passwd: &str, who: &str) -> Option<User> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 7 || (f[0] != who && f[2] != who) {
+            return None;
+        }
+        Some(User {
+            name: f[0].to_string(),
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            home: f[5].to_string(),
+            groups: Vec::new(),
+        })
+    })
+}
+
+/// The groups that list `name` as a member, plus its primary group.
+pub fn groups(group: &str, name: &str, primary: u32) -> Vec<u32> {
+    let mut out = vec![primary];
+    for l in group.lines() {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
+            if let Ok(g) = f[2].parse() {
+                if !out.contains(&g) {
+                    out.push(g);
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn lookup(root: &Path, who: &str) -> io::Result<User> {
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let mut u = match find(&passwd, who) {
+        Some(u) => u,
+        None => {
+            let (uid, gid) = who.split_once(':').unwrap_or((who, who));
+            match (uid.parse::<u32>(), gid.parse::<u32>()) {
+                (Ok(uid), Ok(gid)) => User {
+                    name: uid.to_string(),
+                    uid,
+                    gid,
+                    home: "/".into(),
+                    groups: Vec::new(),
+                },
+                _ => {
+                    return Err(io::Error::other(format!(
+                        "no user {who:?} in {}",
+                        root.join("etc/passwd").display()
+                    )))
+                }
+            }
+        }
+    };
+    if u.uid != 0 || u.gid != 0 {
+        let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+        u.groups = groups(&group, &u.name, u.gid);
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+                          nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+
+    #[test]
+    fn users_by_name_or_number() {
+        let n = find(PASSWD, "nobody").unwrap();
+        assert_eq!(
+            (n.uid, n.gid, n.home.as_str()),
+            (65534, 65534, "/nonexistent")
+        );
+        assert_eq!(find(PASSWD, "0").unwrap().name, "root");
+        assert!(find(PASSWD, "web").is_none());
+        let g = groups("adm:x:4:web,x\nweb:x:1000:\n", "web", 1000);
+        assert_eq!(g, [1000, 4]);
+    }
+}
