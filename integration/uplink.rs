@@ -90,9 +90,9 @@ fn run(sb: &Sandbox, ns: Option<&str>, cmd: &str) -> String {
     let prefix = ns
         .map(|n| format!("ip netns exec {n} "))
         .unwrap_or_default();
-    sb.ok(&format!("{prefix}{} {cmd}", probe()))
-        .trim()
-        .to_string()
+    // A failed connect exits 1; what it printed is the answer.
+    let o = sb.sh(&format!("{prefix}{} {cmd}", probe()));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 /// A TCP server in `ns` writing its clients' addresses to a file; returns
