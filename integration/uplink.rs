@@ -230,6 +230,25 @@ fn nat_egress_and_published_ports_over_ipv4_and_ipv6() {
         st.stdout
     );
     sb.netctx_with(CFG, &["up"]).ok();
+    // The guard is there; deleted, it is the host's drift, and `up`
+    // puts it back.
+    assert!(sb
+        .ok("nft list chain inet netctx netctx-guard")
+        .contains("iifname @netctx-guard accept"));
+    sb.ok("nft delete chain inet netctx netctx-guard");
+    let st = sb.netctx_with(CFG, &["status"]);
+    assert_eq!(st.code, 2, "{}", st.stdout);
+    assert!(
+        st.stdout.contains("host") && st.stdout.contains("netctx-guard"),
+        "{}",
+        st.stdout
+    );
+    sb.netctx_with(CFG, &["up"]).ok();
+    assert_eq!(sb.netctx_with(CFG, &["status"]).code, 0);
+    assert_eq!(
+        run(&sb, Some("lan"), "connect 198.51.100.2 7002"),
+        "timeout"
+    );
     // After down: every switch as before, no table, no record.
     sb.netctx_with(CFG, &["down", "--all"]).ok();
     assert_eq!(switches(&sb), before);

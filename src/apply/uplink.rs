@@ -262,10 +262,20 @@ pub fn converge(host: &mut Host, change: &Change) -> Vec<UplinkError> {
     errors
 }
 
-/// The guard chain as the record and the users' host veths want it:
-/// replaced when it differs, removed (with the table, if nothing else is in
-/// it) when no forwarding switch is recorded.
-fn sync_guard(host: &mut Host, rec: &Record) -> Result<(), UplinkError> {
+/// The guard as the record and the users' host veths want it, what the
+/// kernel has of it, and whether the two are the same.
+struct GuardState {
+    want: Option<(
+        crate::kernel::nft::table::Chain,
+        crate::kernel::nft::table::IfnameSet,
+    )>,
+    live: nft_live::Live,
+    present: bool,
+    set_present: bool,
+    same: bool,
+}
+
+fn guard_state(host: &mut Host, rec: &Record) -> Result<Option<GuardState>, UplinkError> {
     let users: BTreeSet<&str> = rec
         .values()
         .flat_map(|e| e.users.iter().map(String::as_str))
@@ -282,17 +292,61 @@ fn sync_guard(host: &mut Host, rec: &Record) -> Result<(), UplinkError> {
     let live = nft_live::read(&mut host.nft, &[GUARD]).map_err(UplinkError::Guard)?;
     if live.exists && live.comment.as_deref() != Some(HOST_COMMENT) {
         // Not netctx's table: the contexts' chains refuse it already.
-        return Ok(());
+        return Ok(None);
     }
     let have = live.only(GUARD);
-    let have_set = live.digest.sets.iter().find(|s| s.0 == GUARD);
+    let have_set = live
+        .digest
+        .sets
+        .iter()
+        .find(|s| s.0 == GUARD)
+        .map(|s| s.1.clone());
     let present = !have.chains.is_empty();
     let same = match &want {
         Some((chain, set)) => {
             have == digest_of(std::slice::from_ref(chain), &[])
-                && have_set.map(|s| &s.1) == Some(&set.keys())
+                && have_set.as_ref() == Some(&set.keys())
         }
         None => !present && have_set.is_none(),
+    };
+    Ok(Some(GuardState {
+        want,
+        live,
+        present,
+        set_present: have_set.is_some(),
+        same,
+    }))
+}
+
+/// For `status`: how the guard differs from what the record wants, if it
+/// does (`None` also when no uplink is recorded).
+pub fn guard_drift(host: &mut Host) -> Result<Option<String>, UplinkError> {
+    let rec = load()?;
+    if rec.is_empty() {
+        return Ok(None);
+    }
+    Ok(guard_state(host, &rec)?.filter(|g| !g.same).map(|g| {
+        if g.want.is_some() {
+            format!("needs: replace host nftables chain {GUARD} and its set")
+        } else {
+            format!("needs: remove host nftables chain {GUARD}")
+        }
+    }))
+}
+
+/// The guard chain as the record and the users' host veths want it:
+/// replaced when it differs, removed (with the table, if nothing else is in
+/// it) when no forwarding switch is recorded.
+fn sync_guard(host: &mut Host, rec: &Record) -> Result<(), UplinkError> {
+    let Some(GuardState {
+        want,
+        live,
+        present,
+        set_present,
+        same,
+    }) = guard_state(host, rec)?
+    else {
+        return Ok(());
     };
     if same {
         return Ok(());
@@ -301,7 +355,7 @@ fn sync_guard(host: &mut Host, rec: &Record) -> Result<(), UplinkError> {
     if present {
         msgs.push(table::del_chain(GUARD));
     }
-    if have_set.is_some() {
+    if set_present {
         msgs.push(table::del_set(GUARD));
     }
     match &want {

@@ -284,6 +284,20 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
                 });
             }
         }
+        // The uplinks' guard chain is the host's, no context's.
+        match apply::uplink::guard_drift(&mut nl) {
+            Ok(Some(d)) => out.push(Status {
+                name: "host".into(),
+                state: "drifted",
+                detail: vec![d],
+            }),
+            Ok(None) => {}
+            Err(e) => out.push(Status {
+                name: "host".into(),
+                state: "error",
+                detail: vec![e.to_string()],
+            }),
+        }
         for (name, state, detail) in crate::cni::status_rows(&mut nl) {
             out.push(Status {
                 name,
