@@ -4,7 +4,6 @@
 //! carried into a context by its process, an `ip netns exec` process
 //! (unconfined), and a process of a context's cgroup outside its namespace.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -278,75 +277,14 @@ fn audit_lists_ip_netns_exec_processes_as_unconfined() {
 
 /// A cgroup of the test's own, `nxtest-audit-PID-N` under the cgroup2
 /// mount (the host's hierarchy: nothing else there is touched). Dropping
-/// it ends the processes the test put in it and removes it.
-struct TestCgroup {
-    root: PathBuf,
-}
-
-impl TestCgroup {
-    fn new(sub: &str) -> TestCgroup {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        let base = mounts
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|f| f.get(2) == Some(&"cgroup2"))
-            .map(|f| PathBuf::from(f[1]))
-            .expect("a cgroup2 mount");
-        let root = base.join(format!(
-            "nxtest-audit-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(root.join(sub)).unwrap();
-        TestCgroup { root }
-    }
-
-    fn dirs(&self) -> Vec<PathBuf> {
-        fn walk(d: &Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    walk(&e.path(), out);
-                }
-            }
-            out.push(d.to_path_buf());
-        }
-        let mut out = Vec::new();
-        walk(&self.root, &mut out);
-        out
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        // Deepest first; only the test's own processes are in there.
-        for d in self.dirs() {
-            for _ in 0..50 {
-                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-                if procs.trim().is_empty() {
-                    break;
-                }
-                for pid in procs
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok())
-                {
-                    // SAFETY: kill(2) of a process this test put in its cgroup.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-                std::thread::sleep(Duration::from_millis(40));
-            }
-            let _ = std::fs::remove_dir(&d);
-        }
-    }
-}
-
 #[test]
 fn audit_flags_a_process_of_a_contexts_cgroup_outside_its_namespace() {
     let sb = Sandbox::new();
     up(&sb);
-    let cg = TestCgroup::new("netctx/b");
-    let leaf = cg.root.join("netctx/b");
-    let leaf = leaf.display();
+    // b's cgroup as the guest sandbox makes it, under the sandbox's own
+    // cgroup2 mount (the sandbox removes it, and ends what is in it).
+    let leaf = format!("{}/netctx/b", crate::sandbox::cgroup2_mount().display());
+    sb.ok(&format!("mkdir -p {leaf}"));
     // b's cgroup holds a process of the (sandbox's) host namespace...
     let stray: u64 = sb
         .ok(&format!(
@@ -371,14 +309,8 @@ fn audit_flags_a_process_of_a_contexts_cgroup_outside_its_namespace() {
          && [ \"$(readlink /proc/{confined}/ns/net)\" = '{}' ] && exit 0; sleep 0.05; done; exit 1",
         b_ns.trim()
     ));
-    // netctx in a cgroup namespace rooted at the test's cgroup: there, the
-    // test's `netctx/b` is `/netctx/b`, as the guest sandbox makes it.
     let cfg = sb.write_config("netctx.toml", CFG);
-    let o = sb.sh(&format!(
-        "echo $$ >{}/cgroup.procs && exec unshare --cgroup {BIN} -c {} audit --json",
-        cg.root.display(),
-        cfg.display()
-    ));
+    let o = sb.sh(&format!("{BIN} -c {} audit --json", cfg.display()));
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         o.status.code(),

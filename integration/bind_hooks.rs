@@ -8,16 +8,15 @@
 //! fd00:1::3) and a neighbour context's (10.2.0.2, fd00:2::2), so a bind of
 //! the neighbour's address would succeed without the hooks; 192.0.2.77 and
 //! 2001:db8::77 are nobody's. It also has a private cgroup
-//! `nxtest-bpf-PID-N` under the cgroup2 mount, removed at the end even on
+//! `bpf-N` inside the sandbox's own cgroup, removed at the end even on
 //! panic (its processes killed first); the host's own cgroups are never
 //! touched. `examples/bindprobe` joins that cgroup before it makes a socket
 //! and prints what the kernel answered.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -41,58 +40,25 @@ fn bindprobe() -> String {
         .into_owned()
 }
 
-/// The cgroup2 mount: `/sys/fs/cgroup/unified` on hybrid hosts, else
-/// `/sys/fs/cgroup`. Where none is mounted (the VM lane's minimal init),
-/// cgroup2 is mounted on `/sys/fs/cgroup`, as systemd would.
-fn cgroup2_root() -> PathBuf {
-    static MOUNTED: Mutex<bool> = Mutex::new(false);
-    let find = || -> Option<PathBuf> {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        let all: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.get(2) == Some(&"cgroup2")).then(|| f[1])
-            })
-            .collect();
-        ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-            .into_iter()
-            .find(|p| all.contains(p))
-            .or(all.first().copied())
-            .map(PathBuf::from)
-    };
-    let mut mounted = MOUNTED.lock().unwrap();
-    if let Some(p) = find() {
-        return p;
-    }
-    assert!(
-        !*mounted,
-        "cgroup2 was mounted but is not in /proc/self/mounts"
-    );
-    let st = Command::new("mount")
-        .args(["-t", "cgroup2", "cgroup2", "/sys/fs/cgroup"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "no cgroup2 mount, and mounting one failed");
-    *mounted = true;
-    find().expect("cgroup2 mounted")
-}
-
 /// A private cgroup for one test, removed on drop.
 struct TestCgroup {
+    /// As the machine sees it.
     path: PathBuf,
+    /// As the sandbox sees it (its cgroup namespace is rooted at its own
+    /// cgroup, where this one is made).
+    inside: PathBuf,
 }
 
 impl TestCgroup {
-    fn new() -> TestCgroup {
+    fn new(sb: &Sandbox) -> TestCgroup {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let path = cgroup2_root().join(format!(
-            "nxtest-bpf-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let name = format!("bpf-{}", N.fetch_add(1, Ordering::Relaxed));
+        let path = sb.cgroup.join(&name);
         std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        TestCgroup { path }
+        TestCgroup {
+            path,
+            inside: crate::sandbox::cgroup2_mount().join(name),
+        }
     }
 }
 
@@ -146,8 +112,8 @@ type Case<'a> = (&'a str, &'a str, Option<&'a str>, &'a str);
 
 impl Ctx {
     fn new() -> Ctx {
-        let cg = TestCgroup::new();
         let sb = Sandbox::new();
+        let cg = TestCgroup::new(&sb);
         sb.ok(
             "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
                && ip link set lo up && ip link add c0 type veth peer name c1 \
@@ -160,7 +126,7 @@ impl Ctx {
     }
 
     fn cgroup(&self) -> String {
-        self.cg.path.to_string_lossy().into_owned()
+        self.cg.inside.to_string_lossy().into_owned()
     }
 
     fn bpf(&self, args: &[&str]) -> Value {

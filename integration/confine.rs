@@ -273,8 +273,8 @@ fn audit_finds_a_context_process_that_left_its_namespace_through_the_cgroup() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let msg = v["contexts"][0]["violations"][0].as_str().unwrap();
     assert!(
-        msg.starts_with("process ")
-            && msg.ends_with("of context a is not in its network namespace"),
+        msg.starts_with("pid ")
+            && msg.ends_with("(sleep) is in the cgroup of a but not in its network namespace"),
         "{msg}"
     );
     // stop ends it.

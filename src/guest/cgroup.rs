@@ -43,6 +43,42 @@ pub fn pick(mountinfo: &str) -> Option<PathBuf> {
         .map(|m| PathBuf::from(m.replace("\\040", " ")))
 }
 
+/// The root of the cgroup2 mount at `mount` as mountinfo shows it: the
+/// prefix every path of `/proc/PID/cgroup` under that mount carries for the
+/// reader ("/" unless the reader's cgroup namespace differs from the
+/// mount's).
+pub fn mount_root(mountinfo: &str, mount: &Path) -> Option<String> {
+    mountinfo.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let f: Vec<&str> = pre.split(' ').collect();
+        let at = f.get(4)?.replace("\\040", " ");
+        (post.split(' ').next() == Some("cgroup2") && Path::new(&at) == mount)
+            .then(|| f.get(3).map(|r| r.replace("\\040", " ")))?
+    })
+}
+
+/// The root of the cgroup2 mount netctx uses, as this process sees paths
+/// in `/proc/PID/cgroup`.
+pub fn proc_root() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    pick(&info).and_then(|m| mount_root(&info, &m))
+}
+
+/// A process's cgroup path (from `/proc/PID/cgroup`) relative to the
+/// cgroup2 mount netctx uses (`root`, from `proc_root`): `/netctx/CTX` for a
+/// context's.
+pub fn relative(path: &str, root: Option<&str>) -> String {
+    match root {
+        Some(r) if r != "/" => match path.strip_prefix(r) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                format!("/{}", rest.trim_start_matches('/'))
+            }
+            _ => path.to_string(),
+        },
+        _ => path.to_string(),
+    }
+}
+
 pub fn mount_point() -> Result<PathBuf, CgroupError> {
     let p = Path::new("/proc/self/mountinfo");
     let info = std::fs::read_to_string(p).map_err(io_err(p))?;

@@ -16,6 +16,7 @@ use super::Exit;
 use super::Listing;
 use crate::audit::{self, canonical, judge, judge_host, undeclared, Known, Own, Verdict};
 use crate::guest;
+use crate::guest::cgroup;
 use crate::kernel::diag::{self, Kinds, Socket};
 use crate::kernel::netlink::{Diag, NlError, Rtnl};
 use crate::kernel::{netns, pool};
@@ -155,10 +156,15 @@ fn foreign_held(
     ctxs: &Known,
 ) -> HashMap<String, (Vec<Row>, Vec<String>)> {
     let mut out: HashMap<String, (Vec<Row>, Vec<String>)> = HashMap::new();
+    let root = cgroup::proc_root();
     for (label, ino, sockets) in dumps {
         for s in *sockets {
             for p in procs.holders(s.inode) {
-                let st = audit::standing(p.netns, p.cgroup.as_deref(), ctxs);
+                let cg = p
+                    .cgroup
+                    .as_deref()
+                    .map(|c| cgroup::relative(c, root.as_deref()));
+                let st = audit::standing(p.netns, cg.as_deref(), ctxs);
                 let Some(ctx) = audit::foreign_holder(*ino, &st, ctxs) else {
                     continue;
                 };
@@ -190,8 +196,15 @@ fn confinement(
 ) -> (HashMap<String, Vec<Proc>>, HashMap<String, Vec<Proc>>) {
     let (mut unconfined, mut escaped): (HashMap<_, Vec<Proc>>, HashMap<_, Vec<Proc>>) =
         Default::default();
+    // Paths as netctx's own cgroup mount sees them (the reader's cgroup
+    // namespace may differ from the mount's).
+    let root = cgroup::proc_root();
     for p in &procs.all {
-        let st = audit::standing(p.netns, p.cgroup.as_deref(), ctxs);
+        let cg = p
+            .cgroup
+            .as_deref()
+            .map(|c| cgroup::relative(c, root.as_deref()));
+        let st = audit::standing(p.netns, cg.as_deref(), ctxs);
         if let Some(c) = st.unconfined {
             unconfined.entry(c.to_string()).or_default().push(p.clone());
         }
@@ -392,9 +405,11 @@ fn reports(ctxs: &[&Context], g: &Gathered) -> Vec<Report> {
         };
         let (mut rows, mut violations) = judge_context(c, s, &g.procs);
         let guest = guest::running(&c.name);
+        // netctx's own init of the context's PID namespace stays on the host.
+        let init = guest::init::running(&c.name);
         for p in escaped.remove(&c.name).unwrap_or_default() {
             // The guest's own check above already says so.
-            if Some(p.pid) != guest {
+            if Some(p.pid) != guest && Some(p.pid) != init {
                 violations.push(format!(
                     "{} is in the cgroup of {} but not in its network namespace",
                     who(&p),
