@@ -7,6 +7,7 @@
 //!         an IPv6 link-local ADDR to link IF; --enter moves the process
 //!         into /run/netns/NS once the socket is open, keeping it)
 //!     netprobe recv-udp ADDR PORT SECS FILE     append "TEXT SOURCE" lines to FILE
+//!     netprobe serve ADDR PORT SECS FILE        TCP: append each client's address to FILE
 //!     netprobe send-udp DST PORT TEXT
 //!     netprobe forge SRC DST PORT TEXT          IPv4/UDP with any source (raw socket)
 //!     netprobe bind ADDR PORT                   prints "ok" or the errno's name
@@ -283,6 +284,29 @@ fn router_advert(iface: &str, prefix: IpAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Accept TCP connections for `secs` seconds, appending each client's
+/// address to `file`.
+fn serve(at: SocketAddr, secs: u64, file: &str) {
+    let l = std::net::TcpListener::bind(at).unwrap_or_else(|e| die(&e.to_string()));
+    l.set_nonblocking(true).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    while std::time::Instant::now() < until {
+        match l.accept() {
+            Ok((_, from)) => {
+                let mut out = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(file)
+                    .unwrap();
+                writeln!(out, "{}", from.ip()).unwrap();
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| {
@@ -340,6 +364,7 @@ fn main() {
                 writeln!(out, "{} {}", String::from_utf8_lossy(&buf[..n]), from.ip()).unwrap();
             }
         }
+        "serve" => serve(SocketAddr::new(ip(1), port(2)), num(3), &arg(4)),
         "send-udp" => {
             let dst = SocketAddr::new(ip(1), port(2));
             let local: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }

@@ -15,3 +15,4 @@ mod ops;
 mod pty;
 mod reliability;
 mod sandbox;
+mod uplink;

@@ -181,6 +181,45 @@ pub struct Reach {
     pub links: Vec<String>,
 }
 
+/// How a context reaches the world through its uplink (`egress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Egress {
+    /// Only published ports, nothing out.
+    #[default]
+    None,
+    /// Masqueraded to the uplink's address.
+    Nat,
+    /// Untranslated; the context's addresses in the uplink's subnets are
+    /// answered for on the uplink (proxy ARP/NDP) and routed to it.
+    Routed,
+}
+
+/// A published port (`[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Publish {
+    /// `None`: every address of the host but loopback; `0.0.0.0` every
+    /// IPv4 one, `::` every IPv6 one.
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub port: u16,
+    pub proto: Proto,
+}
+
+impl fmt::Display for Publish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host_ip {
+            Some(IpAddr::V6(a)) => write!(f, "[{a}]:")?,
+            Some(a) => write!(f, "{a}:")?,
+            None => {}
+        }
+        let proto = match self.proto {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        };
+        write!(f, "{}:{}/{proto}", self.host_port, self.port)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
     pub name: String,
@@ -198,6 +237,10 @@ pub struct Context {
     pub routes: Vec<Route>,
     /// Contexts it may reach through the host.
     pub reach: Vec<Reach>,
+    /// The host interface it reaches the world through.
+    pub uplink: Option<String>,
+    pub egress: Egress,
+    pub publish: Vec<Publish>,
     pub guest: Option<Guest>,
     /// The file that declared it.
     pub file: PathBuf,
@@ -207,6 +250,22 @@ pub struct Context {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub contexts: Vec<Context>,
+}
+
+impl Context {
+    /// Whether the context uses its uplink (egress or published ports).
+    pub fn uses_uplink(&self) -> bool {
+        self.uplink.is_some() && (self.egress != Egress::None || !self.publish.is_empty())
+    }
+
+    /// The context's first address of a family.
+    pub fn first_address(&self, v6: bool) -> Option<IpAddr> {
+        self.links
+            .iter()
+            .flat_map(|l| &l.addresses)
+            .map(|a| a.addr)
+            .find(|a| a.is_ipv6() == v6)
+    }
 }
 
 impl Config {

@@ -13,10 +13,12 @@ pub mod crash;
 mod error;
 mod journal;
 mod kernel;
+pub mod routed;
 mod steps;
 pub mod teardown;
 #[cfg(test)]
 mod tests;
+pub mod uplink;
 
 pub use error::CtxError;
 
@@ -71,11 +73,19 @@ impl HostView {
     /// `ctxs`: the contexts whose host-side switches are wanted.
     pub fn read(host: &mut Host, ctxs: &[&Context]) -> Result<HostView, NlError> {
         let links = links::read_links(&mut host.rtnl)?;
-        let paths: Vec<String> = ctxs
+        let mut paths: Vec<String> = ctxs
             .iter()
             .flat_map(|c| sysctls::host_wanted(c))
             .map(|(p, _)| p)
             .collect();
+        let mut uplink: Vec<String> = ctxs
+            .iter()
+            .flat_map(|c| crate::plan::uplink::observed_paths(c))
+            .collect();
+        uplink.push(crate::plan::uplink::FORCE_FORWARDING_PROBE.to_string());
+        uplink.sort();
+        uplink.dedup();
+        paths.extend(uplink);
         Ok(HostView {
             links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
             nft: crate::observe::nft::read(&mut host.nft, &[])?,

@@ -76,7 +76,9 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
         } else {
             gone.iter().map(|c| table::del_chain(c)).collect()
         };
-        match host.nft.transaction(&msgs) {
+        // Many contexts' chains do not fit one message: a transaction per
+        // thousand chains (down needs no atomicity across contexts).
+        match msgs.chunks(1000).try_for_each(|c| host.nft.transaction(c)) {
             Ok(()) => break gone,
             Err((_, e)) if e.errno == libc::ENOENT && attempt < 3 => continue,
             Err((_, e)) => return Err(e),

@@ -125,7 +125,11 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     let _lock = lock::lock(wait).context("taking the netctx lock")?;
     netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
     let mut failed = Vec::new();
+    let mut converged = Vec::new();
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?) {
+        if r.is_ok() {
+            converged.push(*c);
+        }
         match r {
             Ok(o) => {
                 // Running guests follow address and single_ip changes
@@ -153,8 +157,9 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
             }
         }
     }
+    let uplink_errors = uplink_run(|h| apply::uplink::after_converge(h, &converged))?;
     if failed.is_empty() {
-        Ok(Exit::Ok)
+        Ok(if uplink_errors { Exit::Error } else { Exit::Ok })
     } else {
         eprintln!(
             "netctx: error: {} of {} context(s) failed and were rolled back: {}",
@@ -164,6 +169,25 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
         );
         Ok(Exit::Error)
     }
+}
+
+/// The host's switches for uplinks and the guard chain (after the
+/// contexts); whether anything failed (each error printed).
+pub fn uplink_run(
+    run: impl FnOnce(&mut apply::Host) -> Vec<apply::uplink::UplinkError>,
+) -> anyhow::Result<bool> {
+    let mut host = apply::Host::open().context("opening netlink sockets")?;
+    let errors = run(&mut host);
+    for e in &errors {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        eprintln!("netctx: error: uplink: {msg}");
+    }
+    Ok(!errors.is_empty())
 }
 
 pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
@@ -201,6 +225,7 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
             }
         }
     }
+    failed |= uplink_run(|h| apply::uplink::after_down(h, &names, args.all))?;
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 
@@ -267,6 +292,20 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
                     detail: vec!["not in the configuration; `netctx down NAME` removes it".into()],
                 });
             }
+        }
+        // The uplinks' guard chain is the host's, no context's.
+        match apply::uplink::guard_drift(&mut nl) {
+            Ok(Some(d)) => out.push(Status {
+                name: "host".into(),
+                state: "drifted",
+                detail: vec![d],
+            }),
+            Ok(None) => {}
+            Err(e) => out.push(Status {
+                name: "host".into(),
+                state: "error",
+                detail: vec![e.to_string()],
+            }),
         }
         for (name, state, detail) in crate::cni::status_rows(&mut nl) {
             out.push(Status {

@@ -44,7 +44,7 @@ fn link_names() -> HashMap<u32, (String, Option<String>)> {
 
 /// Read one group in the calling thread's namespace until the channel
 /// closes. `ctx` names the context; `None` for the host, where a packet's
-/// context is the owner of its input link.
+/// context is the owner of its input link (else of its output link).
 fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc::Sender<Msg>) {
     let sub = match Subscription::bind(group) {
         Ok(s) => s,
@@ -74,11 +74,14 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
                 names.get(&i).cloned().unwrap_or((i.to_string(), None))
             };
             let (indev, in_owner) = name(p.indev);
-            let (outdev, _) = name(p.outdev);
+            let (outdev, out_owner) = name(p.outdev);
+            // From the uplink to a context: the output link's owner.
+            let in_owner = in_owner.or(out_owner);
             let chain = nflog::chain_of(&p.prefix).to_string();
             let who = match ctx {
                 Some(c) => c.to_string(),
-                // The host logs only the drops of its chains, by input link.
+                // The host logs only the drops of its chains, by input link
+                // (or output link, for drops on the way in from an uplink).
                 None => match in_owner {
                     Some(o) if chain == "DROP" && wanted.contains(&o) => o,
                     _ => continue,

@@ -166,6 +166,13 @@ impl Watch<'_> {
         let results = pool::map(&ctxs, Some("watch: up"), Host::open, |h, c| {
             converge(c, &view, h, false)
         })?;
+        let ok: Vec<&Context> = ctxs
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(c, _)| *c)
+            .collect();
+        super::engine::uplink_run(|h| crate::apply::uplink::after_converge(h, &ok))?;
         for (c, r) in ctxs.iter().zip(results) {
             match r {
                 Ok(o) => {
@@ -467,10 +474,18 @@ impl Watch<'_> {
             .collect();
         let view =
             HostView::read(&mut self.host, &still).context("reading the host's links and rules")?;
-        let mut done = pool::map(&still, Some("watch: repair"), Host::open, |h, c| {
+        let done = pool::map(&still, Some("watch: repair"), Host::open, |h, c| {
             converge(c, &view, h, false)
-        })?
-        .into_iter();
+        })?;
+        // The uplinks' switches (drift of which is a context's drift too).
+        let ok: Vec<&Context> = still
+            .iter()
+            .zip(&done)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(c, _)| *c)
+            .collect();
+        super::engine::uplink_run(|h| crate::apply::uplink::after_converge(h, &ok))?;
+        let mut done = done.into_iter();
         Ok(ctxs
             .iter()
             .map(|c| {

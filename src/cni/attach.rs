@@ -196,6 +196,9 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
         }],
         routes,
         reach: Vec::new(),
+        uplink: None,
+        egress: crate::model::Egress::None,
+        publish: Vec::new(),
         guest: None,
         file: PathBuf::from(format!("cni network {}", conf.name)),
     };

@@ -5,34 +5,22 @@
 //! HOSTIP (default: every local address but loopback) to the container's
 //! first address of that family on its port, the client's source kept.
 //! Loopback host addresses need source translation and are left to the
-//! `portmap` plugin. Pure: expressions encoded as `nft` encodes them.
+//! `portmap` plugin. Pure: the rules are `kernel::nft::expr`'s (as a
+//! declared context's `publish`), encoded as `nft` encodes them.
 
 use std::net::IpAddr;
 
 use super::config::PortMapping;
 use super::naming::fnv1a;
-use crate::kernel::nft::table::{Digest, TABLE};
+use crate::kernel::nft::expr::{Action, Dir, Match, Rule};
+use crate::kernel::nft::table::{
+    Digest, NF_INET_LOCAL_OUT as HOOK_OUTPUT, NF_INET_PRE_ROUTING as HOOK_PREROUTING,
+    PRIORITY_DSTNAT, TABLE,
+};
 use crate::kernel::nft::wire::{
     attr, comment_udata, msg, Attrs, Msg, NLA_F_NESTED, NLM_F_APPEND, NLM_F_CREATE,
 };
-
-const REG_1: u32 = 1;
-const REG_2: u32 = 2;
-const HOOK_PREROUTING: u32 = 0;
-const HOOK_OUTPUT: u32 = 3;
-/// `dstnat`.
-const PRIORITY_DSTNAT: i32 = -100;
-const META_NFPROTO: u32 = 15;
-const META_L4PROTO: u32 = 16;
-const PAYLOAD_NETWORK: u32 = 1;
-const PAYLOAD_TRANSPORT: u32 = 2;
-const CMP_EQ: u32 = 0;
-const CMP_NEQ: u32 = 1;
-const FIB_RESULT_ADDRTYPE: u32 = 3;
-const FIB_F_DADDR: u32 = 2;
-const RTN_LOCAL: u32 = 2;
-const NAT_DNAT: u32 = 1;
-const NAT_RANGE_MAP_IPS_PROTO: u32 = 1 | 2;
+use crate::model::{max_prefix, Cidr};
 
 /// One DNAT: `[HOSTIP] PROTO dport HOSTPORT` to `TO:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,127 +75,45 @@ pub fn plan(mappings: &[PortMapping], addresses: &[IpAddr]) -> (Vec<Dnat>, Vec<S
     (out, skipped)
 }
 
-fn expr(list: &mut Attrs, name: &str, data: impl FnOnce(&mut Attrs)) {
-    list.nested(attr::LIST_ELEM, |e| {
-        e.str(attr::EXPR_NAME, name);
-        e.nested(attr::EXPR_DATA, data);
-    });
-}
-
-fn meta(l: &mut Attrs, key: u32) {
-    expr(l, "meta", |d| {
-        d.be32(2, key).be32(1, REG_1);
-    });
-}
-
-fn cmp(l: &mut Attrs, op: u32, value: &[u8]) {
-    expr(l, "cmp", |d| {
-        d.be32(1, REG_1).be32(2, op).nested(3, |v| {
-            v.bytes(attr::DATA_VALUE, value);
-        });
-    });
-}
-
-fn payload(l: &mut Attrs, base: u32, offset: u32, len: u32) {
-    expr(l, "payload", |d| {
-        d.be32(1, REG_1).be32(2, base).be32(3, offset).be32(4, len);
-    });
-}
-
-fn immediate(l: &mut Attrs, reg: u32, value: &[u8]) {
-    expr(l, "immediate", |d| {
-        d.be32(1, reg).nested(2, |v| {
-            v.bytes(attr::DATA_VALUE, value);
-        });
-    });
-}
-
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
-
-/// The destination is local and not loopback.
-fn local_not_loopback(l: &mut Attrs, v6: bool) {
-    expr(l, "fib", |d| {
-        d.be32(1, REG_1)
-            .be32(2, FIB_RESULT_ADDRTYPE)
-            .be32(3, FIB_F_DADDR);
-    });
-    cmp(l, CMP_EQ, &RTN_LOCAL.to_ne_bytes());
-    if v6 {
-        payload(l, PAYLOAD_NETWORK, 24, 16);
-        cmp(l, CMP_NEQ, &std::net::Ipv6Addr::LOCALHOST.octets());
-    } else {
-        payload(l, PAYLOAD_NETWORK, 16, 4);
-        expr(l, "bitwise", |d| {
-            d.be32(1, REG_1)
-                .be32(2, REG_1)
-                .be32(3, 4)
-                .nested(4, |v| {
-                    v.bytes(attr::DATA_VALUE, &[255, 0, 0, 0]);
-                })
-                .nested(5, |v| {
-                    v.bytes(attr::DATA_VALUE, &[0; 4]);
-                });
-        });
-        cmp(l, CMP_NEQ, &[127, 0, 0, 0]);
-    }
-}
-
 impl Dnat {
+    /// The rule, with the expressions of `kernel::nft::expr` (as `publish`
+    /// of a declared context uses them).
+    pub fn rule(&self) -> Rule {
+        let v6 = self.to.is_ipv6();
+        let dst = match self.host_ip {
+            Some(ip) => Match::Prefix {
+                dir: Dir::Dst,
+                cidr: Cidr {
+                    addr: ip,
+                    prefix: max_prefix(ip),
+                },
+            },
+            None => Match::LocalNotLoopback { v6 },
+        };
+        Rule {
+            matches: vec![
+                dst,
+                Match::Dport {
+                    proto: self.proto,
+                    port: self.host_port,
+                },
+            ],
+            action: Action::Dnat {
+                to: self.to,
+                port: self.port,
+            },
+        }
+    }
+
     /// The NFTA_RULE_EXPRESSIONS payload.
     pub fn encode(&self) -> Attrs {
-        let v6 = self.to.is_ipv6();
-        let mut l = Attrs::default();
-        meta(&mut l, META_NFPROTO);
-        cmp(&mut l, CMP_EQ, &[if v6 { 10 } else { 2 }]);
-        match self.host_ip {
-            Some(ip) => {
-                let (off, len) = if v6 { (24, 16) } else { (16, 4) };
-                payload(&mut l, PAYLOAD_NETWORK, off, len);
-                cmp(&mut l, CMP_EQ, &ip_bytes(ip));
-            }
-            None => local_not_loopback(&mut l, v6),
-        }
-        meta(&mut l, META_L4PROTO);
-        cmp(&mut l, CMP_EQ, &[self.proto]);
-        payload(&mut l, PAYLOAD_TRANSPORT, 2, 2);
-        cmp(&mut l, CMP_EQ, &self.host_port.to_be_bytes());
-        immediate(&mut l, REG_1, &ip_bytes(self.to));
-        immediate(&mut l, REG_2, &self.port.to_be_bytes());
-        expr(&mut l, "nat", |d| {
-            d.be32(1, NAT_DNAT)
-                .be32(2, if v6 { 10 } else { 2 })
-                .be32(3, REG_1)
-                .be32(5, REG_2)
-                .be32(7, NAT_RANGE_MAP_IPS_PROTO);
-        });
-        l
+        self.rule().encode()
     }
 
     /// In `nft` syntax.
     #[cfg(test)]
     pub fn render(&self) -> String {
-        let (fam, proto) = (
-            if self.to.is_ipv6() { "ip6" } else { "ip" },
-            if self.proto == 17 { "udp" } else { "tcp" },
-        );
-        let to = if self.to.is_ipv6() {
-            format!("[{}]", self.to)
-        } else {
-            self.to.to_string()
-        };
-        let dst = match self.host_ip {
-            Some(ip) => format!("{fam} daddr {ip} "),
-            None => "fib daddr type local ".to_string(),
-        };
-        format!(
-            "{dst}{proto} dport {} dnat {fam} to {to}:{}",
-            self.host_port, self.port
-        )
+        self.rule().render()
     }
 }
 
@@ -237,8 +143,10 @@ pub fn msgs(ctx: &str, host: &str, dnats: &[Dnat]) -> Vec<Msg> {
             .str(attr::CHAIN_TYPE, "nat")
             .be32(attr::CHAIN_POLICY, 1)
             .nested(attr::CHAIN_HOOK, |h| {
-                h.be32(attr::HOOK_HOOKNUM, hook)
-                    .be32(attr::HOOK_PRIORITY, PRIORITY_DSTNAT as u32);
+                h.be32(attr::HOOK_HOOKNUM, hook).be32(
+                    attr::HOOK_PRIORITY,
+                    u32::from_ne_bytes(PRIORITY_DSTNAT.to_ne_bytes()),
+                );
             });
         out.push(Msg::new(msg::NEWCHAIN, NLM_F_CREATE, a));
         for d in dnats {
@@ -299,19 +207,19 @@ mod tests {
         assert_eq!(d.len(), 4, "{d:?}");
         assert_eq!(
             d[0].render(),
-            "fib daddr type local tcp dport 8080 dnat ip to 10.89.0.2:80"
+            "meta nfproto ipv4 fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat ip to 10.89.0.2:80"
         );
         assert_eq!(
             d[1].render(),
-            "fib daddr type local tcp dport 8080 dnat ip6 to [2001:db8::2]:80"
+            "meta nfproto ipv6 fib daddr type local ip6 daddr != ::1 tcp dport 8080 dnat ip6 to [2001:db8::2]:80"
         );
         assert_eq!(
             d[2].render(),
-            "ip daddr 203.0.113.1 tcp dport 8443 dnat ip to 10.89.0.2:443"
+            "meta nfproto ipv4 ip daddr 203.0.113.1 tcp dport 8443 dnat ip to 10.89.0.2:443"
         );
         assert_eq!(
             d[3].render(),
-            "fib daddr type local udp dport 5353 dnat ip6 to [2001:db8::2]:53"
+            "meta nfproto ipv6 fib daddr type local ip6 daddr != ::1 udp dport 5353 dnat ip6 to [2001:db8::2]:53"
         );
         assert_eq!(skipped.len(), 1);
         assert!(skipped[0].contains("127.0.0.1:18080:80/tcp"));

@@ -8,6 +8,8 @@ mod addr;
 mod fuzz;
 mod names;
 mod parse;
+mod ports;
+mod uplink;
 mod validate;
 
 use std::fmt;

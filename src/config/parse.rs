@@ -12,8 +12,9 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::names::{check_context_name, check_hostname, check_ifname};
+use super::ports::{parse_publish, parse_reach};
 use super::{addr, Diag, Lines, Loc};
-use crate::model::{Cidr, Guest, Hook, Isolation, LinkKind, Proto, Reach};
+use crate::model::{Cidr, Egress, Guest, Hook, Isolation, LinkKind, Publish, Reach};
 
 mod guest;
 
@@ -26,6 +27,9 @@ pub struct Settings {
     pub log_rate: Option<u32>,
     pub isolation: Option<Isolation>,
     pub single_ip: Option<bool>,
+    /// The uplink and where it was given.
+    pub uplink: Option<(String, Loc)>,
+    pub egress: Option<(Egress, Loc)>,
 }
 
 #[derive(Debug)]
@@ -38,6 +42,7 @@ pub struct CtxDecl {
     pub links: Vec<LinkDecl>,
     pub routes: Vec<RouteDecl>,
     pub reach: Vec<(Reach, Loc)>,
+    pub publish: Vec<(Publish, Loc)>,
     pub guest: Option<Guest>,
 }
 
@@ -64,6 +69,8 @@ pub struct FileDecl {
     pub defaults: Option<(Settings, Loc)>,
     pub contexts: Vec<CtxDecl>,
 }
+
+mod link;
 
 type Table<'i> = DeTable<'i>;
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -228,6 +235,31 @@ impl Walker<'_> {
             "single_ip" => s.single_ip = self.boolean(v, key),
             "log_group" => s.log_group = self.integer(v, key, 0, u16::MAX),
             "log_rate" => s.log_rate = self.integer(v, key, 1, u16::MAX).map(u32::from),
+            "uplink" => {
+                s.uplink = self.string(v, key).and_then(|u| match check_ifname(&u) {
+                    Ok(()) => Some((u, self.loc(v.span()))),
+                    Err(e) => {
+                        self.err(v.span(), format!("uplink: {e}"));
+                        None
+                    }
+                })
+            }
+            "egress" => {
+                let e = match self.string(v, key).as_deref() {
+                    Some("none") => Some(Egress::None),
+                    Some("nat") => Some(Egress::Nat),
+                    Some("routed") => Some(Egress::Routed),
+                    Some(other) => {
+                        let m = format!(
+                            "egress must be \"none\", \"nat\" or \"routed\", not {other:?}"
+                        );
+                        self.err(v.span(), m);
+                        None
+                    }
+                    None => None,
+                };
+                s.egress = e.map(|e| (e, self.loc(v.span())));
+            }
             "isolation" => {
                 s.isolation = match self.string(v, key).as_deref() {
                     Some("strict") => Some(Isolation::Strict),
@@ -268,7 +300,7 @@ impl Walker<'_> {
                 self.unknown(
                     k,
                     key,
-                    "in [defaults] (expected ip_forward, log, log_group, log_rate, isolation, single_ip)",
+                    "in [defaults] (expected ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress)",
                 );
             }
         }
@@ -291,6 +323,7 @@ impl Walker<'_> {
             links: Vec::new(),
             routes: Vec::new(),
             reach: Vec::new(),
+            publish: Vec::new(),
             guest: None,
         };
         for (k, v) in t {
@@ -325,170 +358,15 @@ impl Walker<'_> {
                 }
                 "guest" => c.guest = self.guest(v),
                 "reach" => c.reach = self.reach(v),
+                "publish" => c.publish = self.publish(v),
                 _ => self.unknown(
                     k,
                     key,
-                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, single_ip, hostname, link, route, reach, guest)"),
+                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, hostname, link, route, reach, publish, guest)"),
                 ),
             }
         }
         Some(c)
-    }
-
-    fn link(&mut self, v: &Value<'_>) -> Option<LinkDecl> {
-        let t = self.table(v, "link")?;
-        let (mut kind, mut name, mut host) = (None, None, None);
-        let (mut host_addresses, mut addresses) = (Vec::new(), Vec::new());
-        let mut host_addr_span = None;
-        let mut accept_ra = false;
-        let mut ok = true;
-        for (k, val) in t {
-            let key = k.get_ref().as_ref();
-            match key {
-                "kind" => match self.string(val, key).as_deref() {
-                    Some("veth") => kind = Some(LinkKind::Veth),
-                    Some("dummy") => kind = Some(LinkKind::Dummy),
-                    Some(other) => {
-                        let m = format!("link kind must be \"veth\" or \"dummy\", not {other:?}");
-                        self.err(val.span(), m);
-                        ok = false;
-                    }
-                    None => ok = false,
-                },
-                "name" | "host" => {
-                    let parsed = self.string(val, key).and_then(|s| match check_ifname(&s) {
-                        Ok(()) => Some((s, self.loc(val.span()))),
-                        Err(e) => {
-                            self.err(val.span(), format!("{key}: {e}"));
-                            None
-                        }
-                    });
-                    ok &= parsed.is_some();
-                    if key == "name" {
-                        name = parsed;
-                    } else {
-                        host = parsed.map(|p| (p, k.span()));
-                    }
-                }
-                "addresses" => addresses = self.cidrs(val, key),
-                "accept_ra" => accept_ra = self.boolean(val, key).unwrap_or(false),
-                "host_addresses" => {
-                    host_addresses = self.cidrs(val, key);
-                    host_addr_span = Some(k.span());
-                }
-                _ => self.unknown(
-                    k,
-                    key,
-                    "in link (expected kind, name, host, host_addresses, addresses, accept_ra)",
-                ),
-            }
-        }
-        let table_at = v.span();
-        let Some(kind) = kind else {
-            if ok {
-                self.err(table_at, "link needs a kind (\"veth\" or \"dummy\")".into());
-            }
-            return None;
-        };
-        if kind == LinkKind::Dummy {
-            if let Some((_, span)) = &host {
-                self.err(
-                    span.clone(),
-                    "host is for veth links only, not dummy".into(),
-                );
-            }
-            if let Some(span) = host_addr_span {
-                self.err(
-                    span,
-                    "host_addresses is for veth links only, not dummy".into(),
-                );
-            }
-        }
-        let Some((name, loc)) = name else {
-            if ok {
-                self.err(table_at, "link needs a name".into());
-            }
-            return None;
-        };
-        Some(LinkDecl {
-            kind,
-            name,
-            loc,
-            host: host.map(|(h, _)| h),
-            host_addresses,
-            addresses,
-            accept_ra,
-        })
-    }
-
-    fn route(&mut self, v: &Value<'_>) -> Option<RouteDecl> {
-        let t = self.table(v, "route")?;
-        let (mut to, mut via) = (None, None);
-        let mut ok = true;
-        let mut to_span = None;
-        for (k, val) in t {
-            let key = k.get_ref().as_ref();
-            match key {
-                "to" => match self.string(val, key) {
-                    Some(s) if s == "default" => to = Some(None),
-                    Some(s) => match Cidr::parse(&s) {
-                        Ok(c) if c.network() != c.addr => {
-                            let m = format!(
-                                "route destination {c} has host bits set (did you mean {}?)",
-                                c.subnet()
-                            );
-                            self.err(val.span(), m);
-                            ok = false;
-                        }
-                        Ok(c) => {
-                            to = Some(Some(c));
-                            to_span = Some(val.span());
-                        }
-                        Err(e) if s.contains('/') => {
-                            self.err(val.span(), format!("route destination: {e}"));
-                            ok = false;
-                        }
-                        Err(_) => {
-                            let m = format!(
-                                "route destination {s:?} must be \"default\" or a CIDR such as 10.0.0.0/8"
-                            );
-                            self.err(val.span(), m);
-                            ok = false;
-                        }
-                    },
-                    None => ok = false,
-                },
-                "via" => match self.string(val, key) {
-                    Some(s) => match s.parse::<IpAddr>() {
-                        Ok(ip) => via = Some((ip, self.loc(val.span()))),
-                        Err(_) => {
-                            self.err(
-                                val.span(),
-                                format!("route gateway {s:?} is not an IP address"),
-                            );
-                            ok = false;
-                        }
-                    },
-                    None => ok = false,
-                },
-                _ => self.unknown(k, key, "in route (expected to, via)"),
-            }
-        }
-        if !ok {
-            return None;
-        }
-        let (Some(to), Some((via, via_loc))) = (to, via) else {
-            let m = "route needs both to (\"default\" or a CIDR) and via (a gateway address)";
-            self.err(v.span(), m.into());
-            return None;
-        };
-        if let (Some(c), Some(span)) = (to, to_span) {
-            if c.is_v4() != via.is_ipv4() {
-                self.err(span, format!("route to {c} via {via} mixes IPv4 and IPv6"));
-                return None;
-            }
-        }
-        Some(RouteDecl { to, via, via_loc })
     }
 
     /// `reach = ["db", "cache:6379/tcp", "dns:53/udp"]`.
@@ -502,28 +380,16 @@ impl Walker<'_> {
         }
         out
     }
-}
 
-/// `CTX`, `CTX:PORT` or `CTX:PORT/tcp|udp` (tcp by default).
-fn parse_reach(s: &str) -> Result<Reach, String> {
-    let bad = || format!("reach entry {s:?} must be CONTEXT or CONTEXT:PORT[/tcp|/udp]");
-    let (ctx, port) = match s.split_once(':') {
-        None => (s, None),
-        Some((c, rest)) => {
-            let (p, proto) = match rest.split_once('/') {
-                None => (rest, Proto::Tcp),
-                Some((p, "tcp")) => (p, Proto::Tcp),
-                Some((p, "udp")) => (p, Proto::Udp),
-                Some(_) => return Err(bad()),
-            };
-            let port: u16 = p.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
-            (c, Some((port, proto)))
+    /// `publish = ["8080:80", "203.0.113.1:8443:443/tcp", "[::]:5353:53/udp"]`.
+    fn publish(&mut self, v: &Value<'_>) -> Vec<(Publish, Loc)> {
+        let mut out = Vec::new();
+        for (s, span) in self.strings(v, "publish").unwrap_or_default() {
+            match parse_publish(&s) {
+                Ok(p) => out.push((p, self.loc(span))),
+                Err(e) => self.err(span, e),
+            }
         }
-    };
-    check_context_name(ctx).map_err(|_| bad())?;
-    Ok(Reach {
-        context: ctx.to_string(),
-        port,
-        links: Vec::new(),
-    })
+        out
+    }
 }

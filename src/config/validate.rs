@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::parse::{CtxDecl, FileDecl, Settings};
 use super::{Diag, Loc};
-use crate::model::{Cidr, Config, Context, Isolation, Link, LinkKind, Route};
+use crate::model::{Cidr, Config, Context, Egress, Isolation, Link, LinkKind, Route};
 
 /// Collects the errors of every check.
 struct Errors<'a>(&'a mut Vec<Diag>);
@@ -29,6 +29,7 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
     unique_addresses(&decls, &mut err);
     disjoint_subnets(&decls, &mut err);
     reach_targets(&decls, &mut err);
+    super::uplink::check(&decls, &defaults, err.0);
     let mut contexts: Vec<Context> = decls
         .into_iter()
         .zip(hosts)
@@ -144,9 +145,9 @@ fn host_names(decls: &[CtxDecl], err: &mut Errors) -> Vec<Vec<Option<String>>> {
                 hosts.push(None);
                 continue;
             };
-            if host == "forward" {
-                // The name of the context's forward chain in the host table.
-                err.at(&loc, "host-side name \"forward\" is reserved".into());
+            if crate::plan::rules::RESERVED_CHAINS.contains(&host.as_str()) {
+                // The names of the context's other chains in the host table.
+                err.at(&loc, format!("host-side name {host:?} is reserved"));
             }
             if let Some((other, first)) = taken.get(&host) {
                 let m = format!("host-side name {host} already used by context {other} at {first}");
@@ -365,6 +366,17 @@ fn build(c: CtxDecl, hosts: Vec<Option<String>>, d: &Settings, err: &mut Errors)
             .collect(),
         routes,
         reach,
+        uplink: s
+            .uplink
+            .as_ref()
+            .or(d.uplink.as_ref())
+            .map(|(u, _)| u.clone()),
+        egress: s
+            .egress
+            .as_ref()
+            .or(d.egress.as_ref())
+            .map_or(Egress::None, |(e, _)| *e),
+        publish: c.publish.into_iter().map(|(p, _)| p).collect(),
         guest: c.guest,
         file: c.loc.file.clone(),
         name: c.name,

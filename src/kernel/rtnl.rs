@@ -4,10 +4,13 @@
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -190,6 +193,57 @@ pub fn del_route(
         msg: M::DelRoute(m),
         flags: 0,
     }
+}
+
+/// A proxy neighbour entry (`ip neigh add proxy IP dev IF`): the host
+/// answers ARP/NDP for `ip` on the link `index`.
+fn proxy_neigh(index: u32, ip: IpAddr) -> NeighbourMessage {
+    let mut m = NeighbourMessage::default();
+    m.header.family = family(ip);
+    m.header.ifindex = index;
+    m.header.flags = NeighbourFlags::Proxy;
+    m.header.state = NeighbourState::Permanent;
+    m.attributes.push(NeighbourAttribute::Destination(match ip {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    }));
+    m
+}
+
+pub fn add_proxy(index: u32, ip: IpAddr) -> Request {
+    Request {
+        msg: M::NewNeighbour(proxy_neigh(index, ip)),
+        flags: NLM_F_CREATE | NLM_F_REPLACE,
+    }
+}
+
+pub fn del_proxy(index: u32, ip: IpAddr) -> Request {
+    Request {
+        msg: M::DelNeighbour(proxy_neigh(index, ip)),
+        flags: 0,
+    }
+}
+
+/// `ip route replace IP/32 dev OIF proto static` (or /128).
+pub fn replace_host_route(ip: IpAddr, oif: u32) -> Request {
+    let to = Cidr {
+        addr: ip,
+        prefix: crate::model::max_prefix(ip),
+    };
+    let mut m = route(to, None, Some(oif));
+    m.header.scope = RouteScope::Link;
+    Request {
+        msg: M::NewRoute(m),
+        flags: NLM_F_CREATE | NLM_F_REPLACE,
+    }
+}
+
+pub fn del_host_route(ip: IpAddr, oif: u32) -> Request {
+    let to = Cidr {
+        addr: ip,
+        prefix: crate::model::max_prefix(ip),
+    };
+    del_route(to, None, Some(oif), ROUTE_PROTO)
 }
 
 #[cfg(test)]

@@ -12,10 +12,12 @@ use crate::observe::nft::Live;
 use crate::observe::owner::NsOwner;
 
 mod links;
+pub mod nat;
 mod routes;
 pub mod rules;
 pub mod sysctls;
 mod tables;
+pub mod uplink;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -62,6 +64,12 @@ pub enum Action {
     },
     /// A switch under /proc/sys on the host (of a host-side veth).
     HostSysctl {
+        path: String,
+        value: String,
+    },
+    /// A switch on the host that the context's uplink needs (recorded
+    /// before it is written, restored when the last context needing it goes).
+    UplinkSysctl {
         path: String,
         value: String,
     },
@@ -133,6 +141,13 @@ impl fmt::Display for Action {
             }
             Action::HostSysctl { path, value } => {
                 write!(f, "set host {} = {value}", path.replace('/', "."))
+            }
+            Action::UplinkSysctl { path, value } => {
+                write!(
+                    f,
+                    "set host {} = {value} (for the uplink)",
+                    path.replace('/', ".")
+                )
             }
             Action::ReplaceTable { table, .. } => {
                 let rules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
@@ -211,6 +226,7 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     routes::routes(ctx, ns, &made, &mut acts);
     sysctls::sysctls(ctx, ns, &made, &mut acts);
     sysctls::host_sysctls(ctx, obs.host_sysctls, &mut acts);
+    uplink::plan(ctx, obs.host_sysctls, &mut acts);
     tables::context_table(ctx, ns, &mut acts);
     tables::host_chains(ctx, obs, &mut acts)?;
     Ok(acts)

@@ -6,13 +6,14 @@
 use std::net::IpAddr;
 
 use crate::kernel::nft::expr::{
-    Action, Dir, Match, Rule, CT_ESTABLISHED, CT_RELATED, ICMP_REDIRECT, IPPROTO_TCP, IPPROTO_UDP,
-    ND_REDIRECT, ND_ROUTER_ADVERT, PACKET_BROADCAST, PACKET_MULTICAST,
+    Action, Dir, Match, Rule, CT_ESTABLISHED, CT_RELATED, CT_STATUS_DNAT, ICMP_REDIRECT,
+    IPPROTO_TCP, IPPROTO_UDP, ND_REDIRECT, ND_ROUTER_ADVERT, PACKET_BROADCAST, PACKET_MULTICAST,
 };
 use crate::kernel::nft::table::{
-    Chain, Set, Table, NF_INET_FORWARD, NF_INET_INGRESS, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT,
+    Chain, ChainKind, Set, Table, NF_INET_FORWARD, NF_INET_INGRESS, NF_INET_LOCAL_IN,
+    NF_INET_LOCAL_OUT,
 };
-use crate::model::{Cidr, Context, Hook, Isolation, LinkKind, Proto};
+use crate::model::{Cidr, Context, Egress, Hook, Isolation, LinkKind, Proto};
 
 fn log_rule(ctx: &Context, prefix: &str) -> Rule {
     Rule {
@@ -133,6 +134,7 @@ pub fn context_table(ctx: &Context) -> Option<Table> {
         if !rules.is_empty() {
             chains.push(Chain {
                 name: hook_name(hook).into(),
+                kind: ChainKind::Filter,
                 hooknum,
                 device: None,
                 rules,
@@ -154,6 +156,10 @@ fn hook_name(h: Hook) -> &'static str {
     }
 }
 
+/// Names of a context's chains in the host's table other than its veths'
+/// (`CTX_forward`, the NAT chains): no host-side veth may be called so.
+pub const RESERVED_CHAINS: [&str; 4] = ["forward", "post", "pre", "out"];
+
 /// Prefix of the names of a context's chains in the host's table.
 pub fn host_chain_prefix(ctx: &str) -> String {
     format!("{ctx}_")
@@ -164,56 +170,50 @@ pub fn host_chain_prefix(ctx: &str) -> String {
 /// sources (its addresses; with ip_forward also the subnets of its links),
 /// dropping the rest; and its forward chain (`forward_chain`).
 pub fn host_chains(ctx: &Context) -> Vec<Chain> {
-    if ctx.isolation != Isolation::Strict {
+    let strict = ctx.isolation == Isolation::Strict;
+    if !strict && !ctx.uses_uplink() {
         return Vec::new();
     }
-    let mut sources: Vec<Cidr> = Vec::new();
-    for l in &ctx.links {
-        for a in &l.addresses {
-            let own = Cidr {
-                addr: a.addr,
-                prefix: crate::model::max_prefix(a.addr),
-            };
-            let src = if ctx.ip_forward { a.subnet() } else { own };
-            if !sources.contains(&src) {
-                sources.push(src);
-            }
-        }
-    }
+    let mut sources = super::nat::sources(ctx);
     sources.push(cidr("fe80::/10"));
     sources.push(cidr("::/128"));
     let veths = host_veths(ctx);
-    let mut chains: Vec<Chain> = veths
-        .iter()
-        .map(|host| {
-            // Router advertisements and redirects would reroute the host.
-            let mut rules: Vec<Rule> = [
-                (true, ND_ROUTER_ADVERT),
-                (true, ND_REDIRECT),
-                (false, ICMP_REDIRECT),
-            ]
-            .into_iter()
-            .flat_map(|(v6, ty)| drop_if(ctx, vec![Match::Icmp { v6, ty }]))
-            .collect();
-            rules.extend(sources.iter().map(|c| {
-                accept(vec![Match::Prefix {
-                    dir: Dir::Src,
-                    cidr: *c,
-                }])
-            }));
-            rules.extend(drop_rules(ctx));
-            Chain {
-                name: format!("{}{host}", host_chain_prefix(&ctx.name)),
-                hooknum: NF_INET_INGRESS,
-                device: Some(host.clone()),
-                rules,
-            }
-        })
-        .collect();
+    let mut chains: Vec<Chain> = Vec::new();
+    if strict {
+        chains.extend(veths.iter().map(|host| ingress_chain(ctx, host, &sources)));
+    }
     if !veths.is_empty() {
         chains.push(forward_chain(ctx, &veths));
     }
+    chains.extend(super::nat::chains(ctx));
     chains
+}
+
+/// The chain on the ingress of a host-side veth: router advertisements and
+/// redirects would reroute the host; only the context's sources pass.
+fn ingress_chain(ctx: &Context, host: &str, sources: &[Cidr]) -> Chain {
+    let mut rules: Vec<Rule> = [
+        (true, ND_ROUTER_ADVERT),
+        (true, ND_REDIRECT),
+        (false, ICMP_REDIRECT),
+    ]
+    .into_iter()
+    .flat_map(|(v6, ty)| drop_if(ctx, vec![Match::Icmp { v6, ty }]))
+    .collect();
+    rules.extend(sources.iter().map(|c| {
+        accept(vec![Match::Prefix {
+            dir: Dir::Src,
+            cidr: *c,
+        }])
+    }));
+    rules.extend(drop_rules(ctx));
+    Chain {
+        name: format!("{}{host}", host_chain_prefix(&ctx.name)),
+        kind: ChainKind::Filter,
+        hooknum: NF_INET_INGRESS,
+        device: Some(host.to_string()),
+        rules,
+    }
 }
 
 fn host_veths(ctx: &Context) -> Vec<String> {
@@ -251,14 +251,46 @@ fn forward_chain(ctx: &Context, veths: &[String]) -> Chain {
             }
         }
     }
+    if let Some(up) = ctx.uplink.as_deref().filter(|_| ctx.uses_uplink()) {
+        uplink_rules(ctx, up, veths, &mut rules);
+    }
     for v in veths {
         rules.extend(drop_if(ctx, vec![Match::IifName(v.clone())]));
     }
     Chain {
         name: format!("{}forward", host_chain_prefix(&ctx.name)),
+        kind: ChainKind::Filter,
         hooknum: NF_INET_FORWARD,
         device: None,
         rules,
+    }
+}
+
+/// The forward path through the uplink: out for egress; in, replies,
+/// published ports (DNATed) and with `routed` anything; the rest from the
+/// uplink to the context is logged and dropped (a LAN host routing to the
+/// context's private address included). Only packets between the uplink
+/// and this context's veths: other contexts' traffic is theirs.
+fn uplink_rules(ctx: &Context, up: &str, veths: &[String], rules: &mut Vec<Rule>) {
+    let pair = |from: &str, to: &str| vec![Match::IifName(from.into()), Match::OifName(to.into())];
+    for v in veths {
+        if ctx.egress != Egress::None {
+            rules.push(accept(pair(v, up)));
+        }
+        rules.push(accept(vec![
+            Match::OifName(v.clone()),
+            Match::CtState(CT_ESTABLISHED | CT_RELATED),
+        ]));
+        if !ctx.publish.is_empty() {
+            rules.push(accept(vec![
+                Match::OifName(v.clone()),
+                Match::CtStatus(CT_STATUS_DNAT),
+            ]));
+        }
+        if ctx.egress == Egress::Routed {
+            rules.push(accept(pair(up, v)));
+        }
+        rules.extend(drop_if(ctx, pair(up, v)));
     }
 }
 

@@ -19,6 +19,9 @@ ip_forward = true
 log = ["input", "forward", "output"]
 log_group = 7
 log_rate = 50
+uplink = "up0"
+egress = "nat"
+publish = ["8080:80", "203.0.113.1:8443:443/tcp", "[::]:5353:53/udp"]
 [[context.web.link]]
 kind = "veth"
 name = "eth0"
@@ -37,6 +40,15 @@ fn ctx() -> Context {
         .unwrap()
         .contexts[0]
         .clone()
+}
+
+/// The fixture's context without its uplink.
+fn plain_ctx() -> Context {
+    let mut c = ctx();
+    c.uplink = None;
+    c.egress = crate::model::Egress::None;
+    c.publish.clear();
+    c
 }
 
 fn fixture(name: &str, rendered: &str) -> &'static str {
@@ -182,10 +194,22 @@ fn strict_context_table_has_the_expected_shape() {
     ));
     // Host side: one chain per veth; routing context: its subnets too;
     // and one forward chain.
-    let hc = host_chains(&ctx());
+    let hc = host_chains(&plain_ctx());
     assert_eq!(
         hc.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
         ["web_nx-web", "web_nx-web1", "web_forward"]
+    );
+    let names: Vec<String> = host_chains(&ctx()).into_iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "web_nx-web",
+            "web_nx-web1",
+            "web_forward",
+            "web_post",
+            "web_pre",
+            "web_out"
+        ]
     );
     let h = render_chain(&hc[0]);
     assert!(h.contains("ip saddr 10.100.0.0/24 accept"), "{h}");
@@ -199,7 +223,7 @@ fn strict_context_table_has_the_expected_shape() {
 
 #[test]
 fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
-    let mut c = ctx();
+    let mut c = plain_ctx();
     let f = |c: &Context| render_chain(host_chains(c).last().unwrap());
     let text = f(&c);
     assert!(
@@ -252,7 +276,7 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
 
 #[test]
 fn isolation_off_without_logs_needs_no_table_and_no_host_chains() {
-    let mut c = ctx();
+    let mut c = plain_ctx();
     c.isolation = crate::model::Isolation::Off;
     c.log.clear();
     assert_eq!(context_table(&c), None);
@@ -272,4 +296,97 @@ fn a_non_forwarding_context_is_allowed_only_its_own_addresses_on_the_host() {
     let h = render_chain(&host_chains(&c)[0]);
     assert!(h.contains("ip saddr 10.100.0.2 accept"), "{h}");
     assert!(!h.contains("10.100.0.0/24"), "{h}");
+}
+
+/// The chain of `ctx`'s host chains called `name`, in nft syntax.
+fn chain_text(c: &Context, name: &str) -> String {
+    let chains = host_chains(c);
+    let ch = chains.iter().find(|ch| ch.name == name);
+    ch.map(render_chain).unwrap_or_default()
+}
+
+#[test]
+fn uplink_forward_rules_stay_between_the_uplink_and_the_contexts_veths() {
+    use crate::model::Egress;
+    let mut c = ctx();
+    let text = chain_text(&c, "web_forward");
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {text}"))
+    };
+    // Out, replies, published (DNATed), then the rest from the uplink
+    // dropped; the context's own drops last.
+    let out = at("iifname \"nx-web\" oifname \"up0\" accept");
+    let replies = at("oifname \"nx-web\" ct state established,related accept");
+    let dnat = at("oifname \"nx-web\" ct status dnat accept");
+    let drop = at("iifname \"up0\" oifname \"nx-web\" counter drop");
+    let own = at("iifname \"nx-web\" counter drop");
+    assert!(
+        out < replies && replies < dnat && dnat < drop && drop < own,
+        "{text}"
+    );
+    // Every rule names one of the context's veths.
+    for l in text.lines().skip(2).filter(|l| l.contains("comment")) {
+        assert!(l.contains("\"nx-web\"") || l.contains("\"nx-web1\""), "{l}");
+    }
+    assert!(!text.contains("iifname \"up0\" oifname \"nx-web\" accept"));
+    // Routed: anything from the uplink to the context; no masquerade.
+    c.egress = Egress::Routed;
+    let text = chain_text(&c, "web_forward");
+    assert!(
+        text.contains("iifname \"up0\" oifname \"nx-web\" accept"),
+        "{text}"
+    );
+    assert!(chain_text(&c, "web_post").is_empty());
+    // No egress: nothing out, published ports still in.
+    c.egress = Egress::None;
+    let text = chain_text(&c, "web_forward");
+    assert!(!text.contains("oifname \"up0\" accept"), "{text}");
+    assert!(text.contains("ct status dnat accept"), "{text}");
+    // No uplink in use: no NAT chains, no uplink rules.
+    c.publish.clear();
+    assert!(!chain_text(&c, "web_forward").contains("up0"));
+    assert!(chain_text(&c, "web_pre").is_empty());
+}
+
+#[test]
+fn published_ports_go_to_the_first_address_of_their_family() {
+    let mut c = ctx();
+    let pre = chain_text(&c, "web_pre");
+    let bare = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.contains("dnat"))
+            .map(|l| l.trim().split(" comment").next().unwrap().to_string())
+            .collect()
+    };
+    // From outside and from the host itself, the same DNATs.
+    assert_eq!(bare(&pre), bare(&chain_text(&c, "web_out")));
+    assert!(
+        pre.contains("type nat hook prerouting priority -100"),
+        "{pre}"
+    );
+    let rules: Vec<&str> = pre
+        .lines()
+        .filter(|l| l.contains("dnat"))
+        .map(|l| l.trim().split(" comment").next().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "meta nfproto ipv4 fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat ip to 10.100.0.2:80",
+            "meta nfproto ipv6 fib daddr type local ip6 daddr != ::1 tcp dport 8080 dnat ip6 to [fd00:100::2]:80",
+            "meta nfproto ipv4 ip daddr 203.0.113.1 tcp dport 8443 dnat ip to 10.100.0.2:443",
+            "meta nfproto ipv6 fib daddr type local ip6 daddr != ::1 udp dport 5353 dnat ip6 to [fd00:100::2]:53",
+        ]
+    );
+    // Without an IPv6 address, the wildcard publishes IPv4 only.
+    for l in &mut c.links {
+        l.addresses.retain(|a| a.is_v4());
+    }
+    let pre = chain_text(&c, "web_pre");
+    assert!(!pre.contains("ip6"), "{pre}");
+    assert!(
+        pre.contains("tcp dport 8080 dnat ip to 10.100.0.2:80"),
+        "{pre}"
+    );
 }

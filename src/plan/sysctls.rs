@@ -161,6 +161,17 @@ pub fn host_wanted(ctx: &Context) -> Vec<(String, String)> {
             w.push((v6(h, key), flag(false)));
         }
         w.push((v4(h, "accept_redirects"), flag(false)));
+        if ctx.uses_uplink() {
+            // Forwarding on the context's side of the uplink path (a kernel
+            // without per-interface IPv6 forwarding has no such switch).
+            w.push((v4(h, "forwarding"), flag(true)));
+            w.push((v6(h, "force_forwarding"), flag(true)));
+        }
+        if ctx.uplink.is_some() && ctx.egress == crate::model::Egress::Routed {
+            // The context's on-link LAN neighbours are answered for by the
+            // host, which routes to them.
+            w.push((v4(h, "proxy_arp"), flag(true)));
+        }
     }
     w
 }

@@ -300,6 +300,9 @@ fn attachment_context(src: &crate::cni::Source) -> Context {
         }],
         routes: Vec::new(),
         reach: Vec::new(),
+        uplink: None,
+        egress: crate::model::Egress::None,
+        publish: Vec::new(),
         guest: None,
         file: "CNI attachment".into(),
     }

@@ -1,11 +1,14 @@
 //! Rules as netctx writes them: a few matches and one action, encoded into
 //! nf_tables expressions exactly as `nft` encodes the same rule, and rendered
-//! as `nft` syntax (shown by `plan -v`, used to derive the test fixtures).
+//! as `nft` syntax (`render.rs`: shown by `plan -v`, used to derive the
+//! test fixtures).
 
-use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::wire::{attr, Attrs};
+
+#[path = "render.rs"]
+mod render;
 use crate::model::Cidr;
 
 /// Registers (enum nft_registers).
@@ -19,6 +22,17 @@ const NFT_META_PKTTYPE: u32 = 19;
 const NFT_META_L4PROTO: u32 = 16;
 /// enum nft_ct_keys.
 const NFT_CT_STATE: u32 = 0;
+const NFT_CT_STATUS: u32 = 2;
+/// Conntrack status bits (enum ip_conntrack_status): IPS_DST_NAT.
+pub const CT_STATUS_DNAT: u32 = 1 << 5;
+/// enum nft_fib_result, nft_fib_flags; RTN_LOCAL.
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+const RTN_LOCAL: u32 = 2;
+/// enum nft_nat_types; NF_NAT_RANGE_PROTO_SPECIFIED.
+const NFT_NAT_DNAT: u32 = 1;
+const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 1 << 1;
+const NFT_REG_2: u32 = 2;
 /// Conntrack states as a bit mask (NF_CT_STATE_BIT).
 pub const CT_ESTABLISHED: u32 = 1 << 1;
 pub const CT_RELATED: u32 = 1 << 2;
@@ -72,6 +86,14 @@ mod a {
     pub const NFTA_LOOKUP_SET_ID: u16 = 4;
     pub const NFTA_CT_DREG: u16 = 1;
     pub const NFTA_CT_KEY: u16 = 2;
+    pub const NFTA_FIB_DREG: u16 = 1;
+    pub const NFTA_FIB_RESULT: u16 = 2;
+    pub const NFTA_FIB_FLAGS: u16 = 3;
+    pub const NFTA_NAT_TYPE: u16 = 1;
+    pub const NFTA_NAT_FAMILY: u16 = 2;
+    pub const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+    pub const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
+    pub const NFTA_NAT_FLAGS: u16 = 7;
 }
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
@@ -90,6 +112,10 @@ pub enum Dir {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
+    /// `meta nfproto ipv4|ipv6`.
+    Nfproto {
+        v6: bool,
+    },
     IifName(String),
     OifName(String),
     PktType(u8),
@@ -100,6 +126,13 @@ pub enum Match {
         set: String,
         set_id: u32,
     },
+    /// The input (or, with `output`, output) interface's name is in the
+    /// named set of interface names.
+    IfnameInSet {
+        output: bool,
+        set: String,
+        set_id: u32,
+    },
     /// The address lies in the prefix (a /32 or /128 is one address).
     Prefix {
         dir: Dir,
@@ -107,6 +140,13 @@ pub enum Match {
     },
     /// Any of these conntrack states (CT_* bits).
     CtState(u32),
+    /// Any of these conntrack status bits (`ct status dnat`).
+    CtStatus(u32),
+    /// The destination is one of the host's addresses, not loopback
+    /// (`fib daddr type local ip daddr != 127.0.0.0/8`; IPv6: `!= ::1`).
+    LocalNotLoopback {
+        v6: bool,
+    },
     /// A TCP or UDP destination port.
     Dport {
         proto: u8,
@@ -130,6 +170,13 @@ pub enum Action {
         rate: u32,
         prefix: String,
         group: u16,
+    },
+    /// Source NAT to the outgoing interface's address.
+    Masquerade,
+    /// Destination NAT to `to:port` (the family is the address's).
+    Dnat {
+        to: IpAddr,
+        port: u16,
     },
 }
 
@@ -242,14 +289,61 @@ fn l4proto(list: &mut Attrs, proto: u8) {
     cmp_eq(list, &[proto]);
 }
 
-/// `ct state S`: load, mask, compare with 0.
-fn ct_state(list: &mut Attrs, mask: u32) {
+/// `ct state S` or `ct status S`: load, mask, compare with 0.
+fn ct_bits(list: &mut Attrs, key: u32, mask: u32) {
     expr(list, "ct", |d| {
-        d.be32(a::NFTA_CT_KEY, NFT_CT_STATE)
-            .be32(a::NFTA_CT_DREG, NFT_REG_1);
+        d.be32(a::NFTA_CT_KEY, key).be32(a::NFTA_CT_DREG, NFT_REG_1);
     });
     bitwise(list, &mask.to_ne_bytes());
     cmp(list, NFT_CMP_NEQ, &[0; 4]);
+}
+
+/// `fib daddr type local` and the destination not loopback, as nft
+/// encodes it after `meta nfproto`.
+fn local_not_loopback(l: &mut Attrs, v6: bool) {
+    nfproto(l, v6);
+    expr(l, "fib", |d| {
+        // In nft's order: flags, result, register.
+        d.be32(a::NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR)
+            .be32(a::NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE)
+            .be32(a::NFTA_FIB_DREG, NFT_REG_1);
+    });
+    cmp_eq(l, &RTN_LOCAL.to_ne_bytes());
+    if v6 {
+        payload(l, addr_offset(true, Dir::Dst), 16);
+        cmp(l, NFT_CMP_NEQ, &std::net::Ipv6Addr::LOCALHOST.octets());
+    } else {
+        // 127.0.0.0/8 is on a byte boundary: one byte is loaded.
+        payload(l, addr_offset(false, Dir::Dst), 1);
+        cmp(l, NFT_CMP_NEQ, &[127]);
+    }
+}
+
+fn immediate(l: &mut Attrs, reg: u32, value: &[u8]) {
+    expr(l, "immediate", |d| {
+        d.be32(a::NFTA_IMMEDIATE_DREG, reg)
+            .nested(a::NFTA_IMMEDIATE_DATA, |v| {
+                v.bytes(attr::DATA_VALUE, value);
+            });
+    });
+}
+
+/// `dnat ip to ADDR:PORT` (or ip6).
+fn dnat(l: &mut Attrs, to: IpAddr, port: u16) {
+    immediate(l, NFT_REG_1, &addr_bytes(to));
+    immediate(l, NFT_REG_2, &port.to_be_bytes());
+    let family = if to.is_ipv6() {
+        NFPROTO_IPV6
+    } else {
+        NFPROTO_IPV4
+    };
+    expr(l, "nat", |d| {
+        d.be32(a::NFTA_NAT_TYPE, NFT_NAT_DNAT)
+            .be32(a::NFTA_NAT_FAMILY, u32::from(family))
+            .be32(a::NFTA_NAT_REG_ADDR_MIN, NFT_REG_1)
+            .be32(a::NFTA_NAT_REG_PROTO_MIN, NFT_REG_2)
+            .be32(a::NFTA_NAT_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+    });
 }
 
 fn nfproto(list: &mut Attrs, v6: bool) {
@@ -263,6 +357,7 @@ impl Rule {
         let mut l = Attrs::default();
         for m in &self.matches {
             match m {
+                Match::Nfproto { v6 } => nfproto(&mut l, *v6),
                 Match::IifName(n) => {
                     meta(&mut l, NFT_META_IIFNAME);
                     cmp_eq(&mut l, &ifname(n));
@@ -283,6 +378,25 @@ impl Rule {
                 } => {
                     nfproto(&mut l, *v6);
                     payload(&mut l, addr_offset(*v6, *dir), if *v6 { 16 } else { 4 });
+                    expr(&mut l, "lookup", |d| {
+                        d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
+                            .str(a::NFTA_LOOKUP_SET, set)
+                            .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
+                    });
+                }
+                Match::IfnameInSet {
+                    output,
+                    set,
+                    set_id,
+                } => {
+                    meta(
+                        &mut l,
+                        if *output {
+                            NFT_META_OIFNAME
+                        } else {
+                            NFT_META_IIFNAME
+                        },
+                    );
                     expr(&mut l, "lookup", |d| {
                         d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
                             .str(a::NFTA_LOOKUP_SET, set)
@@ -311,7 +425,9 @@ impl Rule {
                     }
                     cmp_eq(&mut l, &bytes[..n]);
                 }
-                Match::CtState(mask) => ct_state(&mut l, *mask),
+                Match::CtState(mask) => ct_bits(&mut l, NFT_CT_STATE, *mask),
+                Match::CtStatus(mask) => ct_bits(&mut l, NFT_CT_STATUS, *mask),
+                Match::LocalNotLoopback { v6 } => local_not_loopback(&mut l, *v6),
                 Match::Dport { proto, port } => {
                     l4proto(&mut l, *proto);
                     payload_at(&mut l, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
@@ -351,83 +467,9 @@ impl Rule {
                         .be16(a::NFTA_LOG_GROUP, *group);
                 });
             }
+            Action::Masquerade => expr(&mut l, "masq", |_| {}),
+            Action::Dnat { to, port } => dnat(&mut l, *to, *port),
         }
         l
-    }
-
-    /// The rule in `nft` syntax.
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        for m in &self.matches {
-            match m {
-                Match::IifName(n) => write!(s, "iifname \"{n}\" "),
-                Match::OifName(n) => write!(s, "oifname \"{n}\" "),
-                Match::PktType(t) => {
-                    let name = if *t == PACKET_BROADCAST {
-                        "broadcast"
-                    } else {
-                        "multicast"
-                    };
-                    write!(s, "meta pkttype {name} ")
-                }
-                Match::InSet { v6, dir, set, .. } => {
-                    let (fam, ip) = if *v6 { ("ipv6", "ip6") } else { ("ipv4", "ip") };
-                    let d = if *dir == Dir::Src { "saddr" } else { "daddr" };
-                    write!(s, "meta nfproto {fam} {ip} {d} @{set} ")
-                }
-                Match::Prefix { dir, cidr } => {
-                    let (fam, ip) = if cidr.is_v4() {
-                        ("ipv4", "ip")
-                    } else {
-                        ("ipv6", "ip6")
-                    };
-                    let d = if *dir == Dir::Src { "saddr" } else { "daddr" };
-                    if cidr.prefix == crate::model::max_prefix(cidr.addr) {
-                        write!(s, "meta nfproto {fam} {ip} {d} {} ", cidr.addr)
-                    } else {
-                        write!(s, "meta nfproto {fam} {ip} {d} {} ", cidr.subnet())
-                    }
-                }
-                Match::CtState(mask) => {
-                    let mut names = Vec::new();
-                    if mask & CT_ESTABLISHED != 0 {
-                        names.push("established");
-                    }
-                    if mask & CT_RELATED != 0 {
-                        names.push("related");
-                    }
-                    write!(s, "ct state {} ", names.join(","))
-                }
-                Match::Dport { proto, port } => {
-                    let p = if *proto == IPPROTO_UDP { "udp" } else { "tcp" };
-                    write!(s, "{p} dport {port} ")
-                }
-                Match::Icmp { v6, ty } => {
-                    let name = match (*v6, *ty) {
-                        (true, ND_ROUTER_ADVERT) => "nd-router-advert".to_string(),
-                        (true, ND_REDIRECT) => "nd-redirect".to_string(),
-                        (false, ICMP_REDIRECT) => "redirect".to_string(),
-                        (_, t) => t.to_string(),
-                    };
-                    let fam = if *v6 { "icmpv6" } else { "icmp" };
-                    write!(s, "{fam} type {name} ")
-                }
-            }
-            .unwrap();
-        }
-        match &self.action {
-            Action::Accept => s.push_str("accept"),
-            Action::Drop => s.push_str("counter drop"),
-            Action::Log {
-                rate,
-                prefix,
-                group,
-            } => write!(
-                s,
-                "limit rate {rate}/second burst {rate} packets counter log prefix \"{prefix}\" group {group}"
-            )
-            .unwrap(),
-        }
-        s
     }
 }

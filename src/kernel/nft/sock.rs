@@ -18,6 +18,8 @@ pub struct Nft {
     seq: u32,
     /// The send buffer asked for so far (the kernel's default until then).
     sndbuf: usize,
+    /// The receive buffer asked for so far.
+    rcvbuf: usize,
     /// nf_tables messages sent in transactions (not counting dumps).
     pub changes: usize,
 }
@@ -44,8 +46,44 @@ impl Nft {
             sock: crate::kernel::netlink::socket(NETLINK_NETFILTER)?,
             seq: 1,
             sndbuf: 128 << 10,
+            rcvbuf: 128 << 10,
             changes: 0,
         })
+    }
+
+    /// Make the receive buffer hold an acknowledgement of each of `msgs`
+    /// messages: the kernel acks a whole batch while it is sent, and an ack
+    /// that does not fit is dropped, so the wait for it would never end
+    /// (a thousand contexts' host chains are tens of thousands of messages).
+    fn grow_rcvbuf(&mut self, msgs: usize) -> io::Result<()> {
+        // An ack's socket buffer costs about a kilobyte of the budget.
+        let want = msgs.saturating_mul(1 << 10).saturating_add(64 << 10);
+        if want <= self.rcvbuf {
+            return Ok(());
+        }
+        self.set_buf(libc::SO_RCVBUFFORCE, want)?;
+        self.rcvbuf = want;
+        Ok(())
+    }
+
+    fn set_buf(&mut self, opt: libc::c_int, want: usize) -> io::Result<()> {
+        let v = libc::c_int::try_from(want).unwrap_or(libc::c_int::MAX);
+        let size = crate::kernel::netlink::socklen::<libc::c_int>();
+        // SAFETY: setsockopt with an int option of the size given, on a
+        // socket this struct owns.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&self.sock),
+                libc::SOL_SOCKET,
+                opt,
+                std::ptr::from_ref(&v).cast(),
+                size,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Make the send buffer hold `len` bytes (and some).
@@ -110,6 +148,7 @@ impl Nft {
         if bytes.len() > self.sndbuf {
             self.grow_sndbuf(bytes.len()).map_err(io_err)?;
         }
+        self.grow_rcvbuf(seqs.len()).map_err(io_err)?;
         let n = self.sock.send(&bytes, 0).map_err(io_err)?;
         if n != bytes.len() {
             return Err((0, NlError::from(io::Error::other("short netlink send"))));

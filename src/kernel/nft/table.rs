@@ -17,13 +17,19 @@ pub const HOST_COMMENT: &str = "netctx";
 pub const SETS: [&str; 2] = ["assigned4", "assigned6"];
 
 /// Hook numbers (enum nf_inet_hooks, linux/netfilter.h; NF_NETDEV_INGRESS).
+pub const NF_INET_PRE_ROUTING: u32 = 0;
 pub const NF_INET_LOCAL_IN: u32 = 1;
 pub const NF_INET_FORWARD: u32 = 2;
 pub const NF_INET_LOCAL_OUT: u32 = 3;
+pub const NF_INET_POST_ROUTING: u32 = 4;
 pub const NF_INET_INGRESS: u32 = 5;
+/// nft's `dstnat` and `srcnat` priorities.
+pub const PRIORITY_DSTNAT: i32 = -100;
+pub const PRIORITY_SRCNAT: i32 = 100;
 /// Set key types (nft's datatype numbers, as in nftables' datatype.h).
 const TYPE_IPADDR: u32 = 7;
 const TYPE_IP6ADDR: u32 = 8;
+const TYPE_IFNAME: u32 = 41;
 /// NF_ACCEPT as a chain policy.
 const POLICY_ACCEPT: u32 = 1;
 
@@ -35,9 +41,95 @@ pub struct Set {
     pub elems: Vec<IpAddr>,
 }
 
+/// The type of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChainKind {
+    /// `type filter`, priority 0.
+    #[default]
+    Filter,
+    /// `type nat` at this priority.
+    Nat(i32),
+}
+
+impl ChainKind {
+    fn name(self) -> &'static str {
+        match self {
+            ChainKind::Filter => "filter",
+            ChainKind::Nat(_) => "nat",
+        }
+    }
+
+    fn priority(self) -> i32 {
+        match self {
+            ChainKind::Filter => 0,
+            ChainKind::Nat(p) => p,
+        }
+    }
+}
+
+/// A set of interface names (`type ifname`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfnameSet {
+    pub name: String,
+    pub id: u32,
+    pub elems: Vec<String>,
+}
+
+impl IfnameSet {
+    /// Each element as the kernel holds it (16 bytes, NUL-padded), sorted.
+    pub fn keys(&self) -> Vec<Vec<u8>> {
+        let mut k: Vec<Vec<u8>> = self.elems.iter().map(|e| ifname_key(e)).collect();
+        k.sort();
+        k
+    }
+}
+
+fn ifname_key(name: &str) -> Vec<u8> {
+    let mut v = name.as_bytes().to_vec();
+    v.resize(16, 0);
+    v
+}
+
+/// The messages that create an interface name set and its elements.
+pub fn ifname_set_msgs(s: &IfnameSet, out: &mut Vec<Msg>) {
+    let mut a = Attrs::default();
+    a.str(attr::SET_TABLE, TABLE)
+        .str(attr::SET_NAME, &s.name)
+        .be32(attr::SET_FLAGS, 0)
+        .be32(attr::SET_KEY_TYPE, TYPE_IFNAME)
+        .be32(attr::SET_KEY_LEN, 16)
+        .be32(attr::SET_ID, s.id);
+    out.push(Msg::new(msg::NEWSET, NLM_F_CREATE, a));
+    if s.elems.is_empty() {
+        return;
+    }
+    let mut a = Attrs::default();
+    a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
+        .str(attr::SET_ELEM_LIST_SET, &s.name)
+        .be32(attr::SET_ELEM_LIST_SET_ID, s.id)
+        .nested(attr::SET_ELEM_LIST_ELEMENTS, |l| {
+            for (i, e) in s.elems.iter().enumerate() {
+                let index = u16::try_from(i + 1).unwrap_or(u16::MAX);
+                l.nested(index, |el| {
+                    el.nested(attr::SET_ELEM_KEY, |k| {
+                        k.bytes(attr::DATA_VALUE, &ifname_key(e));
+                    });
+                });
+            }
+        });
+    out.push(Msg::new(msg::NEWSETELEM, NLM_F_CREATE, a));
+}
+
+pub fn del_set(name: &str) -> Msg {
+    let mut a = Attrs::default();
+    a.str(attr::SET_TABLE, TABLE).str(attr::SET_NAME, name);
+    Msg::new(msg::DELSET, 0, a)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
     pub name: String,
+    pub kind: ChainKind,
     pub hooknum: u32,
     /// Ingress chains are bound to a device.
     pub device: Option<String>,
@@ -120,11 +212,13 @@ pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
     let mut a = Attrs::default();
     a.str(attr::CHAIN_TABLE, TABLE)
         .str(attr::CHAIN_NAME, &c.name)
-        .str(attr::CHAIN_TYPE, "filter")
+        .str(attr::CHAIN_TYPE, c.kind.name())
         .be32(attr::CHAIN_POLICY, POLICY_ACCEPT)
         .nested(attr::CHAIN_HOOK, |h| {
+            // The priority goes as its two's complement (nft's -100).
+            let prio = u32::from_ne_bytes(c.kind.priority().to_ne_bytes());
             h.be32(attr::HOOK_HOOKNUM, c.hooknum)
-                .be32(attr::HOOK_PRIORITY, 0);
+                .be32(attr::HOOK_PRIORITY, prio);
             if let Some(d) = &c.device {
                 h.str(attr::HOOK_DEV, d);
             }
@@ -255,6 +349,8 @@ pub fn digest_of(chains: &[Chain], sets: &[Set]) -> Digest {
 
 pub fn render_chain(c: &Chain) -> String {
     let hook = match c.hooknum {
+        NF_INET_PRE_ROUTING => "prerouting".to_string(),
+        NF_INET_POST_ROUTING => "postrouting".to_string(),
         NF_INET_LOCAL_IN => "input".to_string(),
         NF_INET_FORWARD => "forward".to_string(),
         NF_INET_LOCAL_OUT => "output".to_string(),
@@ -264,8 +360,10 @@ pub fn render_chain(c: &Chain) -> String {
         ),
     };
     let mut s = format!(
-        "\tchain {} {{\n\t\ttype filter hook {hook} priority 0; policy accept;\n",
-        c.name
+        "\tchain {} {{\n\t\ttype {} hook {hook} priority {}; policy accept;\n",
+        c.name,
+        c.kind.name(),
+        c.kind.priority()
     );
     for r in &c.rules {
         writeln!(

@@ -23,6 +23,7 @@ pub mod msg {
     pub const NEWRULE: u16 = 6;
     pub const GETRULE: u16 = 7;
     pub const NEWSET: u16 = 9;
+    pub const DELSET: u16 = 11;
     pub const NEWSETELEM: u16 = 12;
     pub const GETSETELEM: u16 = 13;
 }
