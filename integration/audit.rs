@@ -163,7 +163,11 @@ fn audit_lists_every_socket_kind_and_judges_link_local_and_multicast() {
     // One socket, one violation: b's (a, whose address it is, and the host
     // have none).
     assert_eq!(v["violations"], 1, "{v:#}");
-    assert_eq!(v["contexts"][0]["violations"], serde_json::json!([]), "{v:#}");
+    assert_eq!(
+        v["contexts"][0]["violations"],
+        serde_json::json!([]),
+        "{v:#}"
+    );
     assert_eq!(
         find(sockets(&v, 1), "udplite", "10.41.0.2", 7004)["verdict"],
         "VIOLATION"

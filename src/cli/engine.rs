@@ -316,7 +316,12 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
         }
     }
     let finding = out.iter().any(|s| s.state != "up" && s.state != "down");
-    if l.json {
+    print_status(cfg, &out, l.json, finding);
+    Ok(if finding { Exit::Finding } else { Exit::Ok })
+}
+
+fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
+    if json {
         let v: Vec<_> = out
             .iter()
             .map(
@@ -325,7 +330,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
             .collect();
         println!("{}", json!({ "contexts": v, "drift": finding }));
     } else {
-        for s in &out {
+        for s in out {
             let n = guest::processes(&s.name);
             match guest::recorded(&s.name) {
                 Some((pid, true)) => println!(
@@ -343,5 +348,4 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
             }
         }
     }
-    Ok(if finding { Exit::Finding } else { Exit::Ok })
 }

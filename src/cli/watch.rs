@@ -14,6 +14,7 @@
 mod debounce;
 mod readers;
 mod signals;
+mod stamp;
 mod targets;
 
 use std::collections::{HashMap, HashSet};
@@ -81,26 +82,6 @@ struct Watch<'a> {
     rescan: bool,
 }
 
-/// The configuration's files (the file, or the directory and its *.toml
-/// files) with their modification times and sizes: a change means reload.
-fn config_stamp(path: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
-    let stat = |p: &Path| {
-        let m = std::fs::metadata(p).ok();
-        let modified = m.as_ref().and_then(|m| m.modified().ok());
-        (p.to_path_buf(), modified, m.map_or(0, |m| m.len()))
-    };
-    let mut out = vec![stat(path)];
-    if let Ok(rd) = std::fs::read_dir(path) {
-        let mut files: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        out.extend(files.iter().map(|p| stat(p)));
-    }
-    out
-}
-
 pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow::Result<Exit> {
     install_signals()?;
     let (tx, rx) = mpsc::channel();
@@ -125,7 +106,7 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
         host: Host::open().context("opening netlink sockets")?,
         host_index: HashMap::new(),
         announced: false,
-        stamp: config_stamp(path),
+        stamp: stamp::config_stamp(path),
         markers: Vec::new(),
         full_scan: Instant::now(),
         rescan: true,
@@ -371,7 +352,7 @@ impl Watch<'_> {
     /// appeared that it does not declare. An invalid one is said once and
     /// the last valid one kept.
     fn reload(&mut self) {
-        self.stamp = config_stamp(self.path);
+        self.stamp = stamp::config_stamp(self.path);
         match config::load(self.path) {
             Ok(c) => {
                 self.declared_hosts = declared_hosts(&c);
@@ -405,7 +386,7 @@ impl Watch<'_> {
     fn repair(&mut self, due: &[(String, Instant)]) {
         // Repair towards the configuration as it is now, so that a changed
         // one brought up by `up` is not undone.
-        if config_stamp(self.path) != self.stamp {
+        if stamp::config_stamp(self.path) != self.stamp {
             self.reload();
         }
         let owned: Vec<Context> = due

@@ -145,7 +145,7 @@ fn host_names(decls: &[CtxDecl], err: &mut Errors) -> Vec<Vec<Option<String>>> {
                 hosts.push(None);
                 continue;
             };
-            if crate::plan::rules::RESERVED_CHAINS.contains(&host.as_str()) {
+            if crate::model::RESERVED_CHAINS.contains(&host.as_str()) {
                 // The names of the context's other chains in the host table.
                 err.at(&loc, format!("host-side name {host:?} is reserved"));
             }

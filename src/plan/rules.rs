@@ -156,10 +156,6 @@ fn hook_name(h: Hook) -> &'static str {
     }
 }
 
-/// Names of a context's chains in the host's table other than its veths'
-/// (`CTX_forward`, the NAT chains): no host-side veth may be called so.
-pub const RESERVED_CHAINS: [&str; 4] = ["forward", "post", "pre", "out"];
-
 /// Prefix of the names of a context's chains in the host's table.
 pub fn host_chain_prefix(ctx: &str) -> String {
     format!("{ctx}_")

@@ -3,6 +3,7 @@
 //! run), judge them (`crate::audit`), print a table per context or one JSON
 //! document. Reads only.
 
+mod attachments;
 mod print;
 
 use std::collections::HashMap;
@@ -276,58 +277,6 @@ fn gather(ctxs: &[&Context]) -> anyhow::Result<Gathered> {
     })
 }
 
-/// A CNI attachment as a context of one link: the interface the runtime
-/// named and the addresses IPAM gave it.
-fn attachment_context(src: &crate::cni::Source) -> Context {
-    use crate::model::{Isolation, Link, LinkKind};
-    Context {
-        name: src.name.clone(),
-        id: None,
-        ip_forward: false,
-        log: Vec::new(),
-        log_group: src.log_group,
-        log_rate: crate::model::DEFAULT_LOG_RATE,
-        isolation: Isolation::Strict,
-        single_ip: false,
-        hostname: src.name.clone(),
-        links: vec![Link {
-            kind: LinkKind::Veth,
-            name: src.ifname.clone(),
-            host: None,
-            host_addresses: Vec::new(),
-            addresses: src.addrs.clone(),
-            accept_ra: false,
-        }],
-        routes: Vec::new(),
-        reach: Vec::new(),
-        uplink: None,
-        egress: crate::model::Egress::None,
-        publish: Vec::new(),
-        guest: None,
-        file: "CNI attachment".into(),
-    }
-}
-
-/// The CNI attachments named (all, when `names` is empty), judged against
-/// the addresses of their interface.
-fn attachment_reports(names: &[String], g: &Gathered) -> anyhow::Result<Vec<Report>> {
-    let mut out = Vec::new();
-    for src in crate::cni::sources(names) {
-        let s = netns::run_in(&src.netns, || read_here(&g.kinds))?
-            .with_context(|| format!("attachment {}", src.name))?;
-        let (rows, violations) = judge_context(&attachment_context(&src), &s, &g.procs);
-        out.push(Report {
-            name: src.name,
-            up: true,
-            rows,
-            violations,
-            unconfined: Vec::new(),
-            bind_hooks: "off",
-        });
-    }
-    Ok(out)
-}
-
 fn declared(c: &Context) -> Vec<(String, Cidr)> {
     c.links
         .iter()
@@ -482,7 +431,7 @@ pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<Exit> {
     let g = gather(&ctxs)?;
     let mut reports = reports(&ctxs, &g);
     if let Some(names) = &sel.attachments {
-        reports.extend(attachment_reports(names, &g)?);
+        reports.extend(attachments::reports(names, &g)?);
     }
     // The host is always read (a context's process may hold its sockets),
     // listed only when no context is named.

@@ -3,7 +3,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::{Value, Walker};
-use crate::guest::caps;
+use crate::model::guest_caps as caps;
 use crate::model::Guest;
 
 /// An absolute path without `.`/`..` components, or why not.

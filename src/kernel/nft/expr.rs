@@ -356,120 +356,130 @@ impl Rule {
     pub fn encode(&self) -> Attrs {
         let mut l = Attrs::default();
         for m in &self.matches {
-            match m {
-                Match::Nfproto { v6 } => nfproto(&mut l, *v6),
-                Match::IifName(n) => {
-                    meta(&mut l, NFT_META_IIFNAME);
-                    cmp_eq(&mut l, &ifname(n));
-                }
-                Match::OifName(n) => {
-                    meta(&mut l, NFT_META_OIFNAME);
-                    cmp_eq(&mut l, &ifname(n));
-                }
-                Match::PktType(t) => {
-                    meta(&mut l, NFT_META_PKTTYPE);
-                    cmp_eq(&mut l, &[*t]);
-                }
-                Match::InSet {
-                    v6,
-                    dir,
-                    set,
-                    set_id,
-                } => {
-                    nfproto(&mut l, *v6);
-                    payload(&mut l, addr_offset(*v6, *dir), if *v6 { 16 } else { 4 });
-                    expr(&mut l, "lookup", |d| {
-                        d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
-                            .str(a::NFTA_LOOKUP_SET, set)
-                            .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
-                    });
-                }
-                Match::IfnameInSet {
-                    output,
-                    set,
-                    set_id,
-                } => {
-                    meta(
-                        &mut l,
-                        if *output {
-                            NFT_META_OIFNAME
-                        } else {
-                            NFT_META_IIFNAME
-                        },
-                    );
-                    expr(&mut l, "lookup", |d| {
-                        d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
-                            .str(a::NFTA_LOOKUP_SET, set)
-                            .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
-                    });
-                }
-                Match::Prefix { dir, cidr } => {
-                    let v6 = !cidr.is_v4();
-                    nfproto(&mut l, v6);
-                    // As nft does: a prefix on a byte boundary loads only
-                    // the bytes it covers; any other loads the whole address
-                    // and masks it.
-                    let bytes = addr_bytes(cidr.network());
-                    let p = usize::from(cidr.prefix);
-                    let n = if p % 8 == 0 { p / 8 } else { bytes.len() };
-                    payload(&mut l, addr_offset(v6, *dir), n.try_into().expect("≤ 16"));
-                    if p % 8 != 0 {
-                        let mask: Vec<u8> = (0..n)
-                            .map(|i| match p.saturating_sub(i * 8) {
-                                0 => 0,
-                                b if b >= 8 => 0xff,
-                                b => 0xffu8 << (8 - b),
-                            })
-                            .collect();
-                        bitwise(&mut l, &mask);
-                    }
-                    cmp_eq(&mut l, &bytes[..n]);
-                }
-                Match::CtState(mask) => ct_bits(&mut l, NFT_CT_STATE, *mask),
-                Match::CtStatus(mask) => ct_bits(&mut l, NFT_CT_STATUS, *mask),
-                Match::LocalNotLoopback { v6 } => local_not_loopback(&mut l, *v6),
-                Match::Dport { proto, port } => {
-                    l4proto(&mut l, *proto);
-                    payload_at(&mut l, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
-                    cmp_eq(&mut l, &port.to_be_bytes());
-                }
-                Match::Icmp { v6, ty } => {
-                    nfproto(&mut l, *v6);
-                    l4proto(&mut l, if *v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP });
-                    payload_at(&mut l, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
-                    cmp_eq(&mut l, &[*ty]);
-                }
-            }
+            encode_match(&mut l, m);
         }
-        match &self.action {
-            Action::Accept => verdict(&mut l, NF_ACCEPT),
-            Action::Drop => {
-                counter(&mut l);
-                verdict(&mut l, NF_DROP);
-            }
-            Action::Log {
-                rate,
-                prefix,
-                group,
-            } => {
-                expr(&mut l, "limit", |d| {
-                    // `limit rate RATE/second burst RATE packets`.
-                    d.be64(a::NFTA_LIMIT_RATE, u64::from(*rate))
-                        .be64(a::NFTA_LIMIT_UNIT, 1)
-                        .be32(a::NFTA_LIMIT_BURST, *rate)
-                        .be32(a::NFTA_LIMIT_TYPE, NFT_LIMIT_PKTS)
-                        .be32(a::NFTA_LIMIT_FLAGS, 0);
-                });
-                // Counted after the limit: the packets actually logged.
-                counter(&mut l);
-                expr(&mut l, LOG, |d| {
-                    d.str(a::NFTA_LOG_PREFIX, prefix)
-                        .be16(a::NFTA_LOG_GROUP, *group);
-                });
-            }
-            Action::Masquerade => expr(&mut l, "masq", |_| {}),
-            Action::Dnat { to, port } => dnat(&mut l, *to, *port),
-        }
+        encode_action(&mut l, &self.action);
         l
+    }
+}
+
+/// The expressions of one match.
+fn encode_match(l: &mut Attrs, m: &Match) {
+    match m {
+        Match::Nfproto { v6 } => nfproto(l, *v6),
+        Match::IifName(n) => {
+            meta(l, NFT_META_IIFNAME);
+            cmp_eq(l, &ifname(n));
+        }
+        Match::OifName(n) => {
+            meta(l, NFT_META_OIFNAME);
+            cmp_eq(l, &ifname(n));
+        }
+        Match::PktType(t) => {
+            meta(l, NFT_META_PKTTYPE);
+            cmp_eq(l, &[*t]);
+        }
+        Match::InSet {
+            v6,
+            dir,
+            set,
+            set_id,
+        } => {
+            nfproto(l, *v6);
+            payload(l, addr_offset(*v6, *dir), if *v6 { 16 } else { 4 });
+            expr(l, "lookup", |d| {
+                d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
+                    .str(a::NFTA_LOOKUP_SET, set)
+                    .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
+            });
+        }
+        Match::IfnameInSet {
+            output,
+            set,
+            set_id,
+        } => {
+            meta(
+                l,
+                if *output {
+                    NFT_META_OIFNAME
+                } else {
+                    NFT_META_IIFNAME
+                },
+            );
+            expr(l, "lookup", |d| {
+                d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
+                    .str(a::NFTA_LOOKUP_SET, set)
+                    .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
+            });
+        }
+        Match::Prefix { dir, cidr } => {
+            let v6 = !cidr.is_v4();
+            nfproto(l, v6);
+            // As nft does: a prefix on a byte boundary loads only
+            // the bytes it covers; any other loads the whole address
+            // and masks it.
+            let bytes = addr_bytes(cidr.network());
+            let p = usize::from(cidr.prefix);
+            let n = if p % 8 == 0 { p / 8 } else { bytes.len() };
+            payload(l, addr_offset(v6, *dir), n.try_into().expect("≤ 16"));
+            if p % 8 != 0 {
+                let mask: Vec<u8> = (0..n)
+                    .map(|i| match p.saturating_sub(i * 8) {
+                        0 => 0,
+                        b if b >= 8 => 0xff,
+                        b => 0xffu8 << (8 - b),
+                    })
+                    .collect();
+                bitwise(l, &mask);
+            }
+            cmp_eq(l, &bytes[..n]);
+        }
+        Match::CtState(mask) => ct_bits(l, NFT_CT_STATE, *mask),
+        Match::CtStatus(mask) => ct_bits(l, NFT_CT_STATUS, *mask),
+        Match::LocalNotLoopback { v6 } => local_not_loopback(l, *v6),
+        Match::Dport { proto, port } => {
+            l4proto(l, *proto);
+            payload_at(l, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+            cmp_eq(l, &port.to_be_bytes());
+        }
+        Match::Icmp { v6, ty } => {
+            nfproto(l, *v6);
+            l4proto(l, if *v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP });
+            payload_at(l, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+            cmp_eq(l, &[*ty]);
+        }
+    }
+}
+
+/// The expressions of the rule's action.
+fn encode_action(l: &mut Attrs, action: &Action) {
+    match action {
+        Action::Accept => verdict(l, NF_ACCEPT),
+        Action::Drop => {
+            counter(l);
+            verdict(l, NF_DROP);
+        }
+        Action::Log {
+            rate,
+            prefix,
+            group,
+        } => {
+            expr(l, "limit", |d| {
+                // `limit rate RATE/second burst RATE packets`.
+                d.be64(a::NFTA_LIMIT_RATE, u64::from(*rate))
+                    .be64(a::NFTA_LIMIT_UNIT, 1)
+                    .be32(a::NFTA_LIMIT_BURST, *rate)
+                    .be32(a::NFTA_LIMIT_TYPE, NFT_LIMIT_PKTS)
+                    .be32(a::NFTA_LIMIT_FLAGS, 0);
+            });
+            // Counted after the limit: the packets actually logged.
+            counter(l);
+            expr(l, LOG, |d| {
+                d.str(a::NFTA_LOG_PREFIX, prefix)
+                    .be16(a::NFTA_LOG_GROUP, *group);
+            });
+        }
+        Action::Masquerade => expr(l, "masq", |_| {}),
+        Action::Dnat { to, port } => dnat(l, *to, *port),
     }
 }

@@ -10,85 +10,7 @@ impl Rule {
     pub fn render(&self) -> String {
         let mut s = String::new();
         for m in &self.matches {
-            match m {
-                Match::Nfproto { v6: false } => write!(s, "meta nfproto ipv4 "),
-                Match::Nfproto { v6: true } => write!(s, "meta nfproto ipv6 "),
-                Match::IifName(n) => write!(s, "iifname \"{n}\" "),
-                Match::OifName(n) => write!(s, "oifname \"{n}\" "),
-                Match::PktType(t) => {
-                    let name = if *t == PACKET_BROADCAST {
-                        "broadcast"
-                    } else {
-                        "multicast"
-                    };
-                    write!(s, "meta pkttype {name} ")
-                }
-                Match::InSet { v6, dir, set, .. } => {
-                    let (fam, ip) = if *v6 { ("ipv6", "ip6") } else { ("ipv4", "ip") };
-                    let d = if *dir == Dir::Src { "saddr" } else { "daddr" };
-                    write!(s, "meta nfproto {fam} {ip} {d} @{set} ")
-                }
-                Match::IfnameInSet { output, set, .. } => {
-                    let d = if *output { "oifname" } else { "iifname" };
-                    write!(s, "{d} @{set} ")
-                }
-                Match::Prefix { dir, cidr } => {
-                    let (fam, ip) = if cidr.is_v4() {
-                        ("ipv4", "ip")
-                    } else {
-                        ("ipv6", "ip6")
-                    };
-                    let d = if *dir == Dir::Src { "saddr" } else { "daddr" };
-                    if cidr.prefix == crate::model::max_prefix(cidr.addr) {
-                        write!(s, "meta nfproto {fam} {ip} {d} {} ", cidr.addr)
-                    } else {
-                        write!(s, "meta nfproto {fam} {ip} {d} {} ", cidr.subnet())
-                    }
-                }
-                Match::CtState(mask) => {
-                    let mut names = Vec::new();
-                    if mask & CT_ESTABLISHED != 0 {
-                        names.push("established");
-                    }
-                    if mask & CT_RELATED != 0 {
-                        names.push("related");
-                    }
-                    write!(s, "ct state {} ", names.join(","))
-                }
-                Match::CtStatus(mask) => {
-                    let name = if *mask == CT_STATUS_DNAT {
-                        "dnat".to_string()
-                    } else {
-                        format!("{mask:#x}")
-                    };
-                    write!(s, "ct status {name} ")
-                }
-                Match::LocalNotLoopback { v6: false } => write!(
-                    s,
-                    "meta nfproto ipv4 fib daddr type local ip daddr != 127.0.0.0/8 "
-                ),
-                Match::LocalNotLoopback { v6: true } => {
-                    write!(
-                        s,
-                        "meta nfproto ipv6 fib daddr type local ip6 daddr != ::1 "
-                    )
-                }
-                Match::Dport { proto, port } => {
-                    let p = if *proto == IPPROTO_UDP { "udp" } else { "tcp" };
-                    write!(s, "{p} dport {port} ")
-                }
-                Match::Icmp { v6, ty } => {
-                    let name = match (*v6, *ty) {
-                        (true, ND_ROUTER_ADVERT) => "nd-router-advert".to_string(),
-                        (true, ND_REDIRECT) => "nd-redirect".to_string(),
-                        (false, ICMP_REDIRECT) => "redirect".to_string(),
-                        (_, t) => t.to_string(),
-                    };
-                    let fam = if *v6 { "icmpv6" } else { "icmp" };
-                    write!(s, "{fam} type {name} ")
-                }
-            }
-            .unwrap();
+            render_match(&mut s, m);
         }
         match &self.action {
             Action::Accept => s.push_str("accept"),
@@ -110,4 +32,87 @@ impl Rule {
         }
         s
     }
+}
+
+/// One match in `nft` syntax, with a space after it.
+fn render_match(s: &mut String, m: &Match) {
+    match m {
+        Match::Nfproto { v6: false } => write!(s, "meta nfproto ipv4 "),
+        Match::Nfproto { v6: true } => write!(s, "meta nfproto ipv6 "),
+        Match::IifName(n) => write!(s, "iifname \"{n}\" "),
+        Match::OifName(n) => write!(s, "oifname \"{n}\" "),
+        Match::PktType(t) => {
+            let name = if *t == PACKET_BROADCAST {
+                "broadcast"
+            } else {
+                "multicast"
+            };
+            write!(s, "meta pkttype {name} ")
+        }
+        Match::InSet { v6, dir, set, .. } => {
+            let (fam, ip) = if *v6 { ("ipv6", "ip6") } else { ("ipv4", "ip") };
+            let d = if *dir == Dir::Src { "saddr" } else { "daddr" };
+            write!(s, "meta nfproto {fam} {ip} {d} @{set} ")
+        }
+        Match::IfnameInSet { output, set, .. } => {
+            let d = if *output { "oifname" } else { "iifname" };
+            write!(s, "{d} @{set} ")
+        }
+        Match::Prefix { dir, cidr } => {
+            let (fam, ip) = if cidr.is_v4() {
+                ("ipv4", "ip")
+            } else {
+                ("ipv6", "ip6")
+            };
+            let d = if *dir == Dir::Src { "saddr" } else { "daddr" };
+            if cidr.prefix == crate::model::max_prefix(cidr.addr) {
+                write!(s, "meta nfproto {fam} {ip} {d} {} ", cidr.addr)
+            } else {
+                write!(s, "meta nfproto {fam} {ip} {d} {} ", cidr.subnet())
+            }
+        }
+        Match::CtState(mask) => {
+            let mut names = Vec::new();
+            if mask & CT_ESTABLISHED != 0 {
+                names.push("established");
+            }
+            if mask & CT_RELATED != 0 {
+                names.push("related");
+            }
+            write!(s, "ct state {} ", names.join(","))
+        }
+        Match::CtStatus(mask) => {
+            let name = if *mask == CT_STATUS_DNAT {
+                "dnat".to_string()
+            } else {
+                format!("{mask:#x}")
+            };
+            write!(s, "ct status {name} ")
+        }
+        Match::LocalNotLoopback { v6: false } => write!(
+            s,
+            "meta nfproto ipv4 fib daddr type local ip daddr != 127.0.0.0/8 "
+        ),
+        Match::LocalNotLoopback { v6: true } => {
+            write!(
+                s,
+                "meta nfproto ipv6 fib daddr type local ip6 daddr != ::1 "
+            )
+        }
+        Match::Dport { proto, port } => {
+            let p = if *proto == IPPROTO_UDP { "udp" } else { "tcp" };
+            write!(s, "{p} dport {port} ")
+        }
+        Match::Icmp { v6, ty } => {
+            let name = match (*v6, *ty) {
+                (true, ND_ROUTER_ADVERT) => "nd-router-advert".to_string(),
+                (true, ND_REDIRECT) => "nd-redirect".to_string(),
+                (false, ICMP_REDIRECT) => "redirect".to_string(),
+                (_, t) => t.to_string(),
+            };
+            let fam = if *v6 { "icmpv6" } else { "icmp" };
+            write!(s, "{fam} type {name} ")
+        }
+    }
+    .unwrap();
 }
