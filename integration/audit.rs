@@ -104,6 +104,7 @@ fn audit_lists_every_socket_kind_and_judges_link_local_and_multicast() {
         .status
         .success()
         && hold(&sb, Some("a"), "10.41.0.2 7003 --mptcp") > 0
+        && sb.sh("command -v ss").status.success()
         && sb.ok("ip netns exec a ss -Mln").contains("10.41.0.2:7003");
     let (code, v) = audit(&sb, &[]);
     assert_eq!(code, 0, "{v:#}");

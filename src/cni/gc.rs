@@ -107,13 +107,21 @@ fn gc_kernel(
         gone_ctx.push(a.context);
     }
     // Chains whose device is gone belong to attachments removed without
-    // DEL (the namespace went, and the veth with it).
+    // DEL (the namespace went, and the veth with it); so do the other chains
+    // of an attachment that has no host link left (kernels before 6.16 drop
+    // an ingress chain with its device, leaving its forward chain).
     let names: HashSet<&str> = links.iter().map(|l| l.name.as_str()).collect();
+    let linked: HashSet<String> = links
+        .iter()
+        .filter_map(|l| l.alias.as_deref().and_then(Alias::parse))
+        .map(|a| a.context)
+        .collect();
     if let Ok(live) = observe::read(&mut host.nft, &[]) {
         for (chain, _) in &live.digest.chains {
             if let Some((ctx, dev)) = chain.split_once('_') {
-                let cni = ctx.len() == 11 && ctx.starts_with("cni") && dev.starts_with("nxc");
-                if cni && !valid_ctx.contains(ctx) && !names.contains(dev) {
+                let device_gone = dev.starts_with("nxc") && !names.contains(dev);
+                let gone = device_gone || !linked.contains(ctx);
+                if crate::model::is_attachment_chain(chain) && !valid_ctx.contains(ctx) && gone {
                     gone_ctx.push(ctx.to_string());
                 }
             }
