@@ -49,6 +49,9 @@ mod rtnl;
 #[allow(dead_code, unused_imports)]
 #[path = "../src/plan/rules.rs"]
 mod rules;
+#[allow(dead_code)]
+#[path = "../src/kernel/sysctl.rs"]
+mod sysctl;
 #[allow(dead_code, unused_imports)]
 #[path = "../src/kernel/nft/table.rs"]
 mod table;
@@ -155,10 +158,6 @@ fn host_sysctls(dev: &str) -> Vec<(String, &'static str)> {
         ])
         .map(|p| (format!("net/{}", p.replace("{}", dev)), "0"))
         .collect()
-}
-
-fn write_sysctl(path: &str, value: &str) -> io::Result<()> {
-    std::fs::write(format!("/proc/sys/{path}"), value)
 }
 
 /// A netlink socket with no acks asked for: the kernel handles a request
@@ -269,7 +268,7 @@ fn up_one(i: u32, host: &mut Nl, host_nft: &mut Nl, host_each: bool) -> io::Resu
         |_| Ok(()),
         |file| -> io::Result<()> {
             for (p, v) in ns_sysctls() {
-                write_sysctl(&p, v)?;
+                sysctl::write(&p, v)?;
             }
             let mut veth = rtnl::new_veth(&hostname, "eth0", file.as_raw_fd());
             if let M::NewLink(m) = &mut veth.msg {
@@ -307,7 +306,7 @@ fn up_one(i: u32, host: &mut Nl, host_nft: &mut Nl, host_each: bool) -> io::Resu
         },
     )??;
     for (p, v) in host_sysctls(&hostname) {
-        write_sysctl(&p, v)?;
+        sysctl::write(&p, v)?;
     }
     let chains = rules::host_chains(&ctx);
     if host_each {
