@@ -71,6 +71,7 @@ mod kernel {
     pub mod nft {
         pub(crate) use crate::{expr, table};
     }
+    pub(crate) use crate::sysctl;
 }
 
 use kernel::netlink::Request;
