@@ -259,7 +259,8 @@ pub fn read_ns(
 pub fn read_sysctls(paths: &[String]) -> BTreeMap<String, String> {
     paths
         .iter()
-        .filter_map(|p| sysctl::read(p).map(|v| (p.clone(), v)))
+        .zip(sysctl::read_many(paths))
+        .filter_map(|(p, v)| Some((p.clone(), v?)))
         .collect()
 }
 

@@ -16,26 +16,24 @@ pub struct Live {
 
 impl Live {
     /// The part of the digest about chains whose name starts with `prefix`
-    /// (a context's chains in the host's table).
+    /// (a context's chains in the host's table). The digest is normalized
+    /// (sorted by chain name, as `read` and `digest_of` leave it), so these
+    /// are one range of each list: a binary search, not a scan of the host's
+    /// every rule for every context.
     pub fn only(&self, prefix: &str) -> Digest {
         Digest {
-            chains: self
-                .digest
-                .chains
-                .iter()
-                .filter(|c| c.0.starts_with(prefix))
-                .cloned()
-                .collect(),
-            rules: self
-                .digest
-                .rules
-                .iter()
-                .filter(|r| r.0.starts_with(prefix))
-                .cloned()
-                .collect(),
+            chains: with_prefix(&self.digest.chains, prefix).to_vec(),
+            rules: with_prefix(&self.digest.rules, prefix).to_vec(),
             sets: Vec::new(),
         }
     }
+}
+
+/// The entries of `sorted` (by name) whose name starts with `prefix`.
+fn with_prefix<'a, T>(sorted: &'a [(String, T)], prefix: &str) -> &'a [(String, T)] {
+    let start = sorted.partition_point(|e| e.0.as_str() < prefix);
+    let len = sorted[start..].partition_point(|e| e.0.starts_with(prefix));
+    &sorted[start..start + len]
 }
 
 pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
@@ -104,4 +102,42 @@ pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
     }
     Digest::normalize(&mut live.digest);
     Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_is_the_range_of_one_prefix_however_names_sort_around_it() {
+        let names = [
+            "c1_forward",
+            "c1_nx1",
+            "c10_nx10",
+            "c1x",
+            "c0_nx0",
+            "c2_nx2",
+            "c1_",
+        ];
+        let mut live = Live::default();
+        for n in names {
+            live.digest.chains.push((n.to_string(), 5));
+            live.digest.rules.push((n.to_string(), format!("r-{n}")));
+            live.digest.rules.push((n.to_string(), format!("s-{n}")));
+        }
+        live.digest.normalize();
+        for prefix in ["c1_", "c10_", "c0_", "c3_", "c", ""] {
+            fn scan<T>(v: &[(String, T)], prefix: &str) -> Vec<String> {
+                v.iter()
+                    .filter(|e| e.0.starts_with(prefix))
+                    .map(|e| e.0.clone())
+                    .collect()
+            }
+            let got = live.only(prefix);
+            let chains: Vec<String> = got.chains.iter().map(|c| c.0.clone()).collect();
+            assert_eq!(chains, scan(&live.digest.chains, prefix), "{prefix}");
+            let rules: Vec<String> = got.rules.iter().map(|c| c.0.clone()).collect();
+            assert_eq!(rules, scan(&live.digest.rules, prefix), "{prefix}");
+        }
+    }
 }
