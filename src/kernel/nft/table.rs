@@ -92,32 +92,8 @@ fn ifname_key(name: &str) -> Vec<u8> {
 
 /// The messages that create an interface name set and its elements.
 pub fn ifname_set_msgs(s: &IfnameSet, out: &mut Vec<Msg>) {
-    let mut a = Attrs::default();
-    a.str(attr::SET_TABLE, TABLE)
-        .str(attr::SET_NAME, &s.name)
-        .be32(attr::SET_FLAGS, 0)
-        .be32(attr::SET_KEY_TYPE, TYPE_IFNAME)
-        .be32(attr::SET_KEY_LEN, 16)
-        .be32(attr::SET_ID, s.id);
-    out.push(Msg::new(msg::NEWSET, NLM_F_CREATE, a));
-    if s.elems.is_empty() {
-        return;
-    }
-    let mut a = Attrs::default();
-    a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
-        .str(attr::SET_ELEM_LIST_SET, &s.name)
-        .be32(attr::SET_ELEM_LIST_SET_ID, s.id)
-        .nested(attr::SET_ELEM_LIST_ELEMENTS, |l| {
-            for (i, e) in s.elems.iter().enumerate() {
-                let index = u16::try_from(i + 1).unwrap_or(u16::MAX);
-                l.nested(index, |el| {
-                    el.nested(attr::SET_ELEM_KEY, |k| {
-                        k.bytes(attr::DATA_VALUE, &ifname_key(e));
-                    });
-                });
-            }
-        });
-    out.push(Msg::new(msg::NEWSETELEM, NLM_F_CREATE, a));
+    let keys: Vec<Vec<u8>> = s.elems.iter().map(|e| ifname_key(e)).collect();
+    typed_set_msgs(&s.name, s.id, (TYPE_IFNAME, 16), &keys, out);
 }
 
 pub fn del_set(name: &str) -> Msg {
@@ -238,32 +214,40 @@ pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
 }
 
 pub fn set_msgs(s: &Set, out: &mut Vec<Msg>) {
+    let key = if s.v6 {
+        (TYPE_IP6ADDR, 16)
+    } else {
+        (TYPE_IPADDR, 4)
+    };
+    let keys: Vec<Vec<u8>> = s.elems.iter().map(ip_bytes).collect();
+    typed_set_msgs(&s.name, s.id, key, &keys, out);
+}
+
+/// A set of keys of one type (datatype number, length) and its elements.
+fn typed_set_msgs(name: &str, id: u32, key: (u32, u32), keys: &[Vec<u8>], out: &mut Vec<Msg>) {
     let mut a = Attrs::default();
     a.str(attr::SET_TABLE, TABLE)
-        .str(attr::SET_NAME, &s.name)
+        .str(attr::SET_NAME, name)
         .be32(attr::SET_FLAGS, 0)
-        .be32(
-            attr::SET_KEY_TYPE,
-            if s.v6 { TYPE_IP6ADDR } else { TYPE_IPADDR },
-        )
-        .be32(attr::SET_KEY_LEN, if s.v6 { 16 } else { 4 })
-        .be32(attr::SET_ID, s.id);
+        .be32(attr::SET_KEY_TYPE, key.0)
+        .be32(attr::SET_KEY_LEN, key.1)
+        .be32(attr::SET_ID, id);
     out.push(Msg::new(msg::NEWSET, NLM_F_CREATE, a));
-    if s.elems.is_empty() {
+    if keys.is_empty() {
         return;
     }
     let mut a = Attrs::default();
     a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
-        .str(attr::SET_ELEM_LIST_SET, &s.name)
-        .be32(attr::SET_ELEM_LIST_SET_ID, s.id)
+        .str(attr::SET_ELEM_LIST_SET, name)
+        .be32(attr::SET_ELEM_LIST_SET_ID, id)
         .nested(attr::SET_ELEM_LIST_ELEMENTS, |l| {
             // nft numbers the elements of the list 1, 2, 3…
-            for (i, e) in s.elems.iter().enumerate() {
+            for (i, k) in keys.iter().enumerate() {
                 // Over 65,535 elements the list is too long anyway (Attrs refuses it).
                 let index = u16::try_from(i + 1).unwrap_or(u16::MAX);
                 l.nested(index, |el| {
-                    el.nested(attr::SET_ELEM_KEY, |k| {
-                        k.bytes(attr::DATA_VALUE, &ip_bytes(e));
+                    el.nested(attr::SET_ELEM_KEY, |kk| {
+                        kk.bytes(attr::DATA_VALUE, k);
                     });
                 });
             }
