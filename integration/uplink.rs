@@ -379,3 +379,96 @@ fn a_routed_context_is_reached_at_its_own_address_untranslated() {
     assert_eq!(switches(&sb), before);
     assert!(!sb.sh("test -e /run/netctx/host-proxies").status.success());
 }
+
+#[test]
+fn a_routed_contexts_missing_proxy_entry_or_host_route_is_drift_that_up_repairs() {
+    let sb = setup();
+    sb.netctx_with(ROUTED, &["up"]).ok();
+    sb.netctx_with(ROUTED, &["status"]).ok();
+    for (what, breaks) in [
+        (
+            "proxy neighbour entry",
+            "ip neigh del proxy 203.0.113.10 dev up0",
+        ),
+        ("route", "ip route del 203.0.113.10/32 dev nx-routed"),
+    ] {
+        sb.ok(breaks);
+        let st = sb.netctx_with(ROUTED, &["status"]);
+        assert_eq!(st.code, 2, "{what}: {}{}", st.stdout, st.stderr);
+        assert!(
+            st.stdout.contains("drifted")
+                && st.stdout.contains(&format!("add host {what} for routed 203.0.113.10")),
+            "{what}: {}",
+            st.stdout
+        );
+        let json = sb.netctx_with(ROUTED, &["status", "--json"]);
+        assert!(json.stdout.contains(what), "{}", json.stdout);
+        let plan = sb.netctx_with(ROUTED, &["plan"]);
+        assert!(plan.stdout.contains(what), "{}", plan.stdout);
+        sb.netctx_with(ROUTED, &["up"]).ok();
+        sb.netctx_with(ROUTED, &["status"]).ok();
+        assert!(sb
+            .ok("ip neigh show proxy dev up0")
+            .contains("203.0.113.10"));
+        assert!(sb
+            .ok("ip route show 203.0.113.10")
+            .contains("dev nx-routed"));
+    }
+    sb.netctx_with(ROUTED, &["down", "--all"]).ok();
+}
+
+/// IPv6 has no proxy ARP for every neighbour: the kernel's NDP proxy
+/// answers only for the addresses listed. So the LAN reaches a routed IPv6
+/// address through the host's proxy entry, and the context reaches the LAN
+/// through a route via its host veth (the address as /128, as Incus's
+/// routed NICs have it).
+const ROUTED6: &str = r#"
+[context.routed]
+uplink = "up0"
+egress = "routed"
+[[context.routed.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["fd83::1/64"]
+addresses = ["2001:db8:1::10/128", "fd83::2/64"]
+[[context.routed.route]]
+to = "default"
+via = "fd83::1"
+"#;
+
+#[test]
+fn a_routed_context_is_reached_over_ipv6_through_the_hosts_ndp_proxy() {
+    let sb = setup();
+    let before = switches(&sb);
+    sb.netctx_with(ROUTED6, &["up"]).ok();
+    let proxies = sb.ok("ip -6 neigh show proxy dev up0");
+    assert!(proxies.contains("2001:db8:1::10"), "{proxies}");
+    assert_eq!(
+        sb.ok("sysctl -n net.ipv6.conf.up0.proxy_ndp").trim(),
+        "1"
+    );
+    settled(&sb);
+    let inside = serve(&sb, "routed", "2001:db8:1::10", 80);
+    let lan = serve(&sb, "lan", "2001:db8:1::2", 7000);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        connect_retrying(&sb, "lan", "2001:db8:1::10 80"),
+        "connected"
+    );
+    assert!(seen(&inside).starts_with("2001:db8:1::2\n"));
+    // The LAN learnt the address on-link: through the host's NDP proxy.
+    let neigh = sb.ok("ip -n lan -6 neigh show 2001:db8:1::10");
+    assert!(!neigh.trim().is_empty(), "no neighbour entry in the LAN");
+    // From the context to the LAN, its own address as the source.
+    assert_eq!(
+        connect_retrying(&sb, "routed", "2001:db8:1::2 7000"),
+        "connected"
+    );
+    assert!(seen(&lan).starts_with("2001:db8:1::10\n"), "{}", seen(&lan));
+    // Nothing forwarded to the unrelated network from the LAN.
+    sb.netctx_with(ROUTED6, &["status"]).ok();
+    sb.netctx_with(ROUTED6, &["down", "routed"]).ok();
+    assert_eq!(sb.ok("ip -6 neigh show proxy dev up0").trim(), "");
+    assert_eq!(sb.ok("ip -6 route show 2001:db8:1::10").trim(), "");
+    assert_eq!(switches(&sb), before);
+}

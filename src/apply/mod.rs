@@ -67,6 +67,9 @@ pub struct HostView {
     pub links: HashMap<String, ObsLink>,
     pub nft: Live,
     pub sysctls: std::collections::BTreeMap<String, String>,
+    /// Proxy neighbour entries and host routes (read when a context is
+    /// routed).
+    pub routed: links::RoutedObs,
 }
 
 impl HostView {
@@ -86,7 +89,14 @@ impl HostView {
         uplink.sort();
         uplink.dedup();
         paths.extend(uplink);
+        // Proxy entries and host routes only matter to routed contexts.
+        let routed = if ctxs.iter().any(|c| c.egress == crate::model::Egress::Routed) {
+            links::read_routed(&mut host.rtnl)?
+        } else {
+            links::RoutedObs::default()
+        };
         Ok(HostView {
+            routed,
             links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
             nft: crate::observe::nft::read(&mut host.nft, &[])?,
             sysctls: links::read_sysctls(&paths),
@@ -143,6 +153,7 @@ pub fn converge_with(
         host: &view.links,
         host_nft: &view.nft,
         host_sysctls: &view.sysctls,
+        host_routed: &view.routed,
     };
     if owner == NsOwner::Ours {
         let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;

@@ -136,6 +136,7 @@ fn new_context_plan(c: &Context) -> Vec<Action> {
         host: &links,
         host_nft: &live,
         host_sysctls: &std::collections::BTreeMap::new(),
+        host_routed: &Default::default(),
     };
     plan(c, &obs).unwrap()
 }

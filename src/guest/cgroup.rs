@@ -60,8 +60,7 @@ pub fn mount_root(mountinfo: &str, mount: &Path) -> Option<String> {
 /// The root of the cgroup2 mount netctx uses, as this process sees paths
 /// in `/proc/PID/cgroup`.
 pub fn proc_root() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    pick(&info).and_then(|m| mount_root(&info, &m))
+    mount().ok()?.1
 }
 
 /// A process's cgroup path (from `/proc/PID/cgroup`) relative to the
@@ -80,9 +79,32 @@ pub fn relative(path: &str, root: Option<&str>) -> String {
 }
 
 pub fn mount_point() -> Result<PathBuf, CgroupError> {
-    let p = Path::new("/proc/self/mountinfo");
-    let info = std::fs::read_to_string(p).map_err(io_err(p))?;
-    pick(&info).ok_or(CgroupError::NoCgroup2)
+    mount().map(|(m, _)| m)
+}
+
+/// The cgroup2 mount and its root, read from mountinfo once per mount
+/// namespace: with every context's namespace a mount, mountinfo grows with
+/// the contexts, and reading it per context made `status` quadratic.
+fn mount() -> Result<(PathBuf, Option<String>), CgroupError> {
+    type Seen = Option<(u64, Option<(PathBuf, Option<String>)>)>;
+    static SEEN: std::sync::Mutex<Seen> = std::sync::Mutex::new(None);
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata("/proc/self/ns/mnt").map_or(0, |m| m.ino());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let found = match &*seen {
+        Some((inode, found)) if *inode == ns && ns != 0 => found.clone(),
+        _ => {
+            let p = Path::new("/proc/self/mountinfo");
+            let info = std::fs::read_to_string(p).map_err(io_err(p))?;
+            let found = pick(&info).map(|m| {
+                let root = mount_root(&info, &m);
+                (m, root)
+            });
+            *seen = Some((ns, found.clone()));
+            found
+        }
+    };
+    found.ok_or(CgroupError::NoCgroup2)
 }
 
 /// The context's group (which may not exist).

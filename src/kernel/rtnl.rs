@@ -210,6 +210,14 @@ fn proxy_neigh(index: u32, ip: IpAddr) -> NeighbourMessage {
     m
 }
 
+/// A dump of the proxy neighbour entries (`ip neigh show proxy`), every
+/// family.
+pub fn dump_proxies() -> M {
+    let mut m = NeighbourMessage::default();
+    m.header.flags = NeighbourFlags::Proxy;
+    M::GetNeighbour(m)
+}
+
 pub fn add_proxy(index: u32, ip: IpAddr) -> Request {
     Request {
         msg: M::NewNeighbour(proxy_neigh(index, ip)),

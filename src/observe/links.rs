@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
 };
@@ -174,6 +175,47 @@ pub fn parse_route(m: &RouteMessage) -> Option<ObsRoute> {
         oif,
         protocol: h.protocol,
     })
+}
+
+/// The host's side of routed contexts: proxy neighbour entries
+/// `(ifindex, address)` and host routes `(address, oif)` of one address each
+/// (`/32`, `/128`) in the main table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutedObs {
+    pub proxies: std::collections::BTreeSet<(u32, IpAddr)>,
+    pub routes: std::collections::BTreeSet<(IpAddr, u32)>,
+}
+
+/// Proxy neighbour entries and single-address routes of the socket's
+/// namespace.
+pub fn read_routed(nl: &mut Rtnl) -> Result<RoutedObs, NlError> {
+    let mut out = RoutedObs::default();
+    for m in nl.dump(rtnl::dump_proxies())? {
+        if let M::NewNeighbour(n) = m {
+            let dst = n.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                    Some(IpAddr::V4(*a))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                    Some(IpAddr::V6(*a))
+                }
+                _ => None,
+            });
+            if let Some(d) = dst {
+                out.proxies.insert((n.header.ifindex, d));
+            }
+        }
+    }
+    for m in nl.dump(rtnl::dump_routes())? {
+        let M::NewRoute(r) = m else { continue };
+        let Some(r) = parse_route(&r) else { continue };
+        if r.to.prefix == crate::model::max_prefix(r.to.addr) && r.via.is_none() {
+            if let Some(oif) = r.oif {
+                out.routes.insert((r.to.addr, oif));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every link of the socket's namespace, without addresses.

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 
 use crate::kernel::nft::table::{Chain, Table};
 use crate::model::{Cidr, Context, Route};
@@ -72,6 +73,16 @@ pub enum Action {
     UplinkSysctl {
         path: String,
         value: String,
+    },
+    /// A routed context's address: answered for on the uplink (a proxy
+    /// neighbour entry) and routed to the context's host veth (`up`
+    /// adds both through the record, after the contexts converge).
+    Routed {
+        uplink: String,
+        addr: IpAddr,
+        veth: String,
+        /// Which of the two is missing.
+        missing: &'static str,
     },
     /// Replace the context's table `inet netctx` with `table` (one
     /// transaction).
@@ -149,6 +160,15 @@ impl fmt::Display for Action {
                     path.replace('/', ".")
                 )
             }
+            Action::Routed {
+                uplink,
+                addr,
+                veth,
+                missing,
+            } => write!(
+                f,
+                "add host {missing} for routed {addr} (proxy on {uplink}, route to {veth})"
+            ),
             Action::ReplaceTable { table, .. } => {
                 let rules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
                 write!(f, "replace nftables table inet netctx ({rules} rules)")
@@ -208,6 +228,8 @@ pub struct Observed<'a> {
     pub host_nft: &'a Live,
     /// The switches of the host's netctx links (`net/ipv6/conf/nx-web/…`).
     pub host_sysctls: &'a std::collections::BTreeMap<String, String>,
+    /// The host's proxy neighbour entries and host routes.
+    pub host_routed: &'a crate::observe::links::RoutedObs,
 }
 
 /// The actions, in order, that bring the kernel to `ctx`: one function per
@@ -227,6 +249,7 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     sysctls::sysctls(ctx, ns, &made, &mut acts);
     sysctls::host_sysctls(ctx, obs.host_sysctls, &mut acts);
     uplink::plan(ctx, obs.host_sysctls, &mut acts);
+    uplink::routed(ctx, obs, &mut acts);
     tables::context_table(ctx, ns, &mut acts);
     tables::host_chains(ctx, obs, &mut acts)?;
     Ok(acts)

@@ -100,6 +100,7 @@ fn nothing_there_builds_everything_in_order() {
         host: &host,
         host_nft: &Live::default(),
         host_sysctls: &BTreeMap::new(),
+        host_routed: &Default::default(),
     };
     let p = plan(&ctx(), &obs).unwrap();
     assert_eq!(
@@ -141,6 +142,7 @@ fn converged_state_needs_nothing() {
         host: &host,
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(plan(&ctx(), &obs).unwrap(), []);
 }
@@ -163,6 +165,7 @@ fn drift_is_repaired_and_only_the_drift() {
         host: &host,
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -192,6 +195,7 @@ fn extra_route_is_removed_and_routes_through_recreated_links_are_readded() {
         host: &host,
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -206,6 +210,7 @@ fn extra_route_is_removed_and_routes_through_recreated_links_are_readded() {
         host: &host,
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
     assert_eq!(t[0], "delete link eth0");
@@ -224,6 +229,7 @@ fn foreign_objects_are_refused() {
         host: &host,
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(
         plan(&ctx(), &obs),
@@ -237,6 +243,7 @@ fn foreign_objects_are_refused() {
         host: &host,
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(
         plan(&ctx(), &obs),
@@ -250,6 +257,7 @@ fn foreign_objects_are_refused() {
         host: &host,
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(
         plan(&ctx(), &obs),
@@ -269,6 +277,7 @@ fn leftover_host_link_of_a_vanished_namespace_is_replaced() {
         host: &host,
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
     assert_eq!(
@@ -293,6 +302,7 @@ fn undeclared_host_link_of_this_context_is_removed() {
         host: &host,
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -309,6 +319,7 @@ fn unmounted_namespace_file_of_ours_is_remade() {
         host: &host,
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     let t = texts(&plan(&ctx(), &obs).unwrap());
     assert_eq!(
@@ -340,6 +351,7 @@ fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
         host: &host,
         host_nft: &hl,
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -355,6 +367,7 @@ fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
         host: &host,
         host_nft: &hl,
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(
         texts(&plan(&ctx(), &obs).unwrap()),
@@ -367,6 +380,7 @@ fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
         host: &host,
         host_nft: &hl,
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(plan(&ctx(), &obs), Err(Refusal::ForeignHostTable));
 }
@@ -383,6 +397,7 @@ fn isolation_off_removes_the_rules() {
         host: &host,
         host_nft: &hl,
         host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
     };
     assert_eq!(
         texts(&plan(&c, &obs).unwrap()),

@@ -47,6 +47,7 @@ pub fn observed_paths(ctx: &Context) -> Vec<String> {
     vec![
         v4(up, "forwarding"),
         v6(up, "force_forwarding"),
+        v6(up, "forwarding"),
         v6("all", "forwarding"),
         v6(up, "accept_ra"),
         v6(up, "proxy_ndp"),
@@ -71,6 +72,12 @@ pub fn switches(ctx: &Context, host: &BTreeMap<String, String>) -> Vec<(String, 
         w.push((ra, "2".into()));
     }
     if ctx.egress == Egress::Routed {
+        // The kernel answers an NDP proxy entry only on an interface whose
+        // own `forwarding` is on; `force_forwarding` does not set it (on
+        // 6.1, `all.forwarding` did, for every interface).
+        if has_force_forwarding(host) {
+            w.push((v6(up, "forwarding"), on()));
+        }
         w.push((v6(up, "proxy_ndp"), on()));
     }
     w
@@ -102,6 +109,32 @@ pub(super) fn plan(ctx: &Context, host: &BTreeMap<String, String>, acts: &mut Ve
         if host.get(&path) != Some(&value) {
             acts.push(Action::UplinkSysctl { path, value });
         }
+    }
+}
+
+/// Drift of a routed context's proxy entries and host routes, as actions
+/// (`up` adds them through the record, after the contexts converge). An
+/// uplink or host veth that is not there yet has neither.
+pub(super) fn routed(ctx: &Context, obs: &super::Observed, acts: &mut Vec<Action>) {
+    let Some(up) = ctx.uplink.as_ref().and_then(|u| obs.host.get(u)) else {
+        return;
+    };
+    for (addr, veth) in routed_entries(ctx, &up.addrs) {
+        let oif = obs.host.get(&veth).map(|l| l.index);
+        let proxy = obs.host_routed.proxies.contains(&(up.index, addr));
+        let route = oif.is_some_and(|i| obs.host_routed.routes.contains(&(addr, i)));
+        let missing = match (proxy, route) {
+            (true, true) => continue,
+            (false, false) => "proxy neighbour entry and route",
+            (false, true) => "proxy neighbour entry",
+            (true, false) => "route",
+        };
+        acts.push(Action::Routed {
+            uplink: up.name.clone(),
+            addr,
+            veth,
+            missing,
+        });
     }
 }
 

@@ -56,6 +56,14 @@ fn per_interface_forwarding_where_the_kernel_has_it() {
     assert!(switches(&r, &h61)
         .iter()
         .any(|(p, _)| p.ends_with("up0/proxy_ndp")));
+    // ... and, with force_forwarding, the uplink's own IPv6 `forwarding`
+    // (which the kernel's NDP proxy checks; all.forwarding sets it on 6.1).
+    let fwd = |h| {
+        switches(&r, h)
+            .iter()
+            .any(|(p, _)| p == "net/ipv6/conf/up0/forwarding")
+    };
+    assert!(fwd(&h618) && !fwd(&h61));
     // No egress, no published port: nothing.
     assert!(switches(&ctx(""), &h618).is_empty());
 }
@@ -114,4 +122,66 @@ fn drift_of_the_uplinks_switches_is_planned() {
         acts[0].to_string(),
         "set host net.ipv6.conf.all.forwarding = 1 (for the uplink)"
     );
+}
+
+#[test]
+fn a_routed_contexts_missing_proxy_entry_or_route_is_drift() {
+    use crate::observe::links::{ObsLink, RoutedObs};
+    use crate::observe::nft::Live;
+    use crate::observe::owner::NsOwner;
+    let c = ctx("egress = \"routed\"");
+    let link = |index: u32, name: &str, addrs: Vec<Cidr>| ObsLink {
+        index,
+        name: name.into(),
+        kind: Some("veth".into()),
+        up: true,
+        alias: None,
+        addrs,
+        link_local: vec![],
+        mac: None,
+    };
+    let links: std::collections::HashMap<String, ObsLink> = [
+        link(2, "up0", vec![Cidr::parse("10.70.0.1/24").unwrap()]),
+        link(7, "nx-web", vec![]),
+    ]
+    .into_iter()
+    .map(|l| (l.name.clone(), l))
+    .collect();
+    let addr: IpAddr = "10.70.0.2".parse().unwrap();
+    let (nft, sysctls) = (Live::default(), BTreeMap::new());
+    let acts_with = |obs_routed: &RoutedObs| {
+        let obs = crate::plan::Observed {
+            owner: NsOwner::Ours,
+            ns: Default::default(),
+            host: &links,
+            host_nft: &nft,
+            host_sysctls: &sysctls,
+            host_routed: obs_routed,
+        };
+        let mut acts = Vec::new();
+        routed(&c, &obs, &mut acts);
+        acts.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let both = RoutedObs {
+        proxies: [(2, addr)].into(),
+        routes: [(addr, 7)].into(),
+    };
+    assert!(acts_with(&both).is_empty());
+    let no_proxy = RoutedObs {
+        proxies: [(3, addr)].into(),
+        ..both.clone()
+    };
+    assert_eq!(
+        acts_with(&no_proxy),
+        ["add host proxy neighbour entry for routed 10.70.0.2 (proxy on up0, route to nx-web)"]
+    );
+    let wrong_route = RoutedObs {
+        routes: [(addr, 9)].into(),
+        ..both.clone()
+    };
+    assert_eq!(
+        acts_with(&wrong_route),
+        ["add host route for routed 10.70.0.2 (proxy on up0, route to nx-web)"]
+    );
+    assert_eq!(acts_with(&RoutedObs::default()).len(), 1);
 }
