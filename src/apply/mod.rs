@@ -75,7 +75,7 @@ pub struct HostView {
 impl HostView {
     /// `ctxs`: the contexts whose host-side switches are wanted.
     pub fn read(host: &mut Host, ctxs: &[&Context]) -> Result<HostView, NlError> {
-        let links = links::read_links(&mut host.rtnl)?;
+        let (links, conf) = links::read_links_conf(&mut host.rtnl)?;
         let mut paths: Vec<String> = ctxs
             .iter()
             .flat_map(|c| sysctls::host_wanted(c))
@@ -99,7 +99,7 @@ impl HostView {
             routed,
             links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
             nft: crate::observe::nft::read(&mut host.nft, &[])?,
-            sysctls: links::read_sysctls(&paths),
+            sysctls: links::read_sysctls_from(&paths, &conf),
         })
     }
 }

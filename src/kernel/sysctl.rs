@@ -9,7 +9,9 @@
 //! the namespace it is in and reaches the switches below them with `openat`;
 //! and it opens them through a procfs instance of its own (a detached mount,
 //! `fsopen`), whose dentries are only the ones it looked up, so even those
-//! two walks compare one entry, not one for every namespace on the machine.
+//! two walks compare a few entries, not one for every namespace on the
+//! machine. The instance serves `PROC_REUSE` namespaces before a new one is
+//! made (making and unmounting one per namespace cost more than the walk).
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -26,13 +28,43 @@ use nix::sys::stat::Mode;
 struct Dirs {
     /// The namespace they belong to (its nsfs inode).
     ns: u64,
-    /// The root of a private procfs instance, if one could be made.
-    proc: Option<Option<OwnedFd>>,
     fam: [Option<Option<OwnedFd>>; 2],
 }
 
+/// How many namespaces one private procfs instance serves.
+const PROC_REUSE: u32 = 64;
+
 thread_local! {
     static DIRS: RefCell<Option<Dirs>> = const { RefCell::new(None) };
+    /// The root of the thread's private procfs instance (`None`: none could
+    /// be made) and how many namespaces it served.
+    static PROC: RefCell<Option<(Option<OwnedFd>, u32)>> = const { RefCell::new(None) };
+}
+
+/// Drop the calling thread's directories of its namespace: called when a
+/// thread leaves a namespace, since a later namespace may get the same
+/// inode number.
+pub fn forget() {
+    DIRS.with_borrow_mut(|d| *d = None);
+}
+
+/// `dir` opened below the thread's private procfs (or /proc), for a
+/// namespace it has not served before when `fresh`.
+fn open_proc_dir(dir: &str, fresh: bool) -> nix::Result<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    PROC.with_borrow_mut(|p| {
+        if fresh {
+            match p {
+                Some((_, uses)) if *uses < PROC_REUSE => *uses += 1,
+                _ => *p = Some((private_proc(), 1)),
+            }
+        }
+        let (root, _) = p.get_or_insert_with(|| (private_proc(), 1));
+        match root {
+            Some(root) => openat(&*root, dir, flags, Mode::empty()),
+            None => open(format!("/proc/{dir}").as_str(), flags, Mode::empty()),
+        }
+    })
 }
 
 const FAMILIES: [&str; 2] = ["net/ipv4/", "net/ipv6/"];
@@ -64,22 +96,18 @@ fn current_ns() -> io::Result<u64> {
 /// `rest` below family `i`'s directory of namespace `ns`, the caller's.
 fn open_in(ns: u64, i: usize, rest: &str, flags: OFlag) -> io::Result<File> {
     DIRS.with_borrow_mut(|cache| {
-        let dirs = match cache {
-            Some(d) if d.ns == ns => d,
-            _ => cache.insert(Dirs {
+        let fresh = !matches!(cache, Some(d) if d.ns == ns);
+        if fresh {
+            *cache = Some(Dirs {
                 ns,
-                proc: None,
                 fam: [None, None],
-            }),
-        };
+            });
+        }
+        let Some(dirs) = cache else { unreachable!() };
         if dirs.fam[i].is_none() {
             let dir = format!("sys/{}", FAMILIES[i].trim_end_matches('/'));
-            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-            let opened = match dirs.proc.get_or_insert_with(private_proc) {
-                Some(root) => openat(&*root, dir.as_str(), flags, Mode::empty()),
-                None => open(format!("/proc/{dir}").as_str(), flags, Mode::empty()),
-            };
-            dirs.fam[i] = match opened {
+            let first = dirs.fam.iter().all(Option::is_none);
+            dirs.fam[i] = match open_proc_dir(&dir, first) {
                 Ok(fd) => Some(Some(fd)),
                 Err(Errno::ENOENT) => Some(None),
                 Err(e) => return Err(e.into()),

@@ -104,6 +104,51 @@ fn parse_link(m: &LinkMessage) -> ObsLink {
     l
 }
 
+/// The per-device switches a link dump carries (`IFLA_AF_SPEC`), under
+/// the paths `/proc/sys` shows them at: the same values, without a file
+/// opened for each.
+fn link_conf(m: &LinkMessage, name: &str, out: &mut BTreeMap<String, String>) {
+    use netlink_packet_route::link::{AfSpecInet, AfSpecInet6, AfSpecUnspec};
+    let mut put = |fam: &str, key: &str, v: i32| {
+        out.insert(format!("net/{fam}/conf/{name}/{key}"), v.to_string());
+    };
+    for a in &m.attributes {
+        let LinkAttribute::AfSpecUnspec(specs) = a else {
+            continue;
+        };
+        for spec in specs {
+            match spec {
+                AfSpecUnspec::Inet(v) => {
+                    for c in v {
+                        if let AfSpecInet::DevConf(c) = c {
+                            put("ipv4", "forwarding", c.forwarding);
+                            put("ipv4", "proxy_arp", c.proxy_arp);
+                            put("ipv4", "accept_redirects", c.accept_redirects);
+                            put("ipv4", "accept_source_route", c.accept_source_route);
+                            put("ipv4", "route_localnet", c.route_localnet);
+                            put("ipv4", "rp_filter", c.rp_filter);
+                        }
+                    }
+                }
+                AfSpecUnspec::Inet6(v) => {
+                    for c in v {
+                        if let AfSpecInet6::DevConf(c) = c {
+                            put("ipv6", "forwarding", c.forwarding);
+                            put("ipv6", "accept_ra", c.accept_ra);
+                            put("ipv6", "accept_redirects", c.accept_redirects);
+                            put("ipv6", "autoconf", c.autoconf);
+                            put("ipv6", "accept_source_route", c.accept_source_route);
+                            put("ipv6", "proxy_ndp", c.proxy_ndp);
+                            put("ipv6", "disable_ipv6", c.disable_ipv6);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 fn kind_name(k: &InfoKind) -> String {
     match k {
         InfoKind::Veth => "veth".into(),
@@ -220,19 +265,36 @@ pub fn read_routed(nl: &mut Rtnl) -> Result<RoutedObs, NlError> {
 
 /// Every link of the socket's namespace, without addresses.
 pub fn read_links_only(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
-    Ok(nl
-        .dump(rtnl::dump_links())?
-        .iter()
-        .filter_map(|m| match m {
-            M::NewLink(l) => Some(parse_link(l)),
-            _ => None,
-        })
-        .collect())
+    Ok(read_links_only_conf(nl)?.0)
+}
+
+/// `read_links_only`, and the links' switches (`link_conf`).
+fn read_links_only_conf(
+    nl: &mut Rtnl,
+) -> Result<(Vec<ObsLink>, BTreeMap<String, String>), NlError> {
+    let mut conf = BTreeMap::new();
+    let mut links = Vec::new();
+    for m in nl.dump(rtnl::dump_links())? {
+        if let M::NewLink(m) = m {
+            let l = parse_link(&m);
+            link_conf(&m, &l.name, &mut conf);
+            links.push(l);
+        }
+    }
+    Ok((links, conf))
 }
 
 /// Every link of the socket's namespace with its addresses.
 pub fn read_links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
-    let mut links = read_links_only(nl)?;
+    Ok(read_links_conf(nl)?.0)
+}
+
+/// `read_links`, and the switches of the links the dump carries, by path
+/// (for `read_sysctls_from`).
+pub fn read_links_conf(
+    nl: &mut Rtnl,
+) -> Result<(Vec<ObsLink>, BTreeMap<String, String>), NlError> {
+    let (mut links, conf) = read_links_only_conf(nl)?;
     let by_index: HashMap<u32, usize> = links
         .iter()
         .enumerate()
@@ -255,7 +317,7 @@ pub fn read_links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
         l.addrs.sort();
         l.link_local.sort();
     }
-    Ok(links)
+    Ok((links, conf))
 }
 
 /// One link by name, without its addresses; `None` when there is none.
@@ -277,7 +339,7 @@ pub fn read_ns(
     nft: &mut crate::kernel::nft::sock::Nft,
     sysctl_paths: &[String],
 ) -> Result<NsState, NlError> {
-    let links = read_links(nl)?;
+    let (links, conf) = read_links_conf(nl)?;
     let mut routes: Vec<ObsRoute> = nl
         .dump(rtnl::dump_routes())?
         .iter()
@@ -287,7 +349,7 @@ pub fn read_ns(
         })
         .collect();
     routes.sort_by_key(|r| (r.to, r.via));
-    let sysctls = read_sysctls(sysctl_paths);
+    let sysctls = read_sysctls_from(sysctl_paths, &conf);
     let nft = crate::observe::nft::read(nft, &crate::kernel::nft::table::SETS)?;
     Ok(NsState {
         links,
@@ -304,6 +366,26 @@ pub fn read_sysctls(paths: &[String]) -> BTreeMap<String, String> {
         .zip(sysctl::read_many(paths))
         .filter_map(|(p, v)| Some((p.clone(), v?)))
         .collect()
+}
+
+/// `read_sysctls`, taking what `known` (the link dump's switches) has
+/// from there and only the rest from `/proc/sys`.
+pub fn read_sysctls_from(
+    paths: &[String],
+    known: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let rest: Vec<String> = paths
+        .iter()
+        .filter(|p| !known.contains_key(*p))
+        .cloned()
+        .collect();
+    let mut out = read_sysctls(&rest);
+    for p in paths {
+        if let Some(v) = known.get(p) {
+            out.insert(p.clone(), v.clone());
+        }
+    }
+    out
 }
 
 /// fe80::/10.
@@ -335,5 +417,31 @@ pub fn kernel_link_local(mac: [u8; 6]) -> Cidr {
     Cidr {
         addr: IpAddr::V6(std::net::Ipv6Addr::from(b)),
         prefix: 64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_link_dumps_switches_are_what_proc_sys_shows() {
+        // Any process may dump the links of its own namespace.
+        let mut nl = Rtnl::open().unwrap();
+        let (links, conf) = read_links_conf(&mut nl).unwrap();
+        assert!(links.iter().any(|l| l.name == "lo"));
+        assert!(conf.contains_key("net/ipv4/conf/lo/accept_redirects"));
+        for (path, value) in &conf {
+            // A link can go between the dump and the read.
+            if let Some(proc) = sysctl::read(path) {
+                assert_eq!(&proc, value, "{path}");
+            }
+        }
+        let paths = vec![
+            "net/ipv4/conf/lo/route_localnet".to_string(),
+            "net/ipv4/ip_forward".to_string(),
+        ];
+        let both = read_sysctls_from(&paths, &conf);
+        assert_eq!(both, read_sysctls(&paths));
     }
 }
