@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::apply::{CtxError, Host};
 use crate::kernel::netlink::{NlError, Request, Rtnl};
 use crate::kernel::netns;
+use crate::kernel::profile::{self, DOWN};
 use crate::kernel::nft::table;
 use crate::kernel::rtnl;
 use crate::observe::links;
@@ -21,14 +22,14 @@ use crate::plan::Refusal;
 /// chains in the host's table.
 pub fn known(host: &mut Host) -> anyhow::Result<Vec<String>> {
     let mut names: HashSet<String> = owner::marked()?.into_iter().collect();
-    for l in
-        links::read_links(&mut host.rtnl).map_err(|e| anyhow::anyhow!("reading host links: {e}"))?
+    for l in links::read_links_only(&mut host.rtnl)
+        .map_err(|e| anyhow::anyhow!("reading host links: {e}"))?
     {
         if let Some(o) = l.owner() {
             names.insert(o.to_string());
         }
     }
-    let live = nft_live::read(&mut host.nft, &[])
+    let live = nft_live::read_chains(&mut host.nft)
         .map_err(|e| anyhow::anyhow!("reading the host's nftables table: {e}"))?;
     if live.comment.as_deref() == Some(table::HOST_COMMENT) {
         for (chain, _) in live.digest.chains {
@@ -61,7 +62,7 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
     let mut attempt = 0;
     let gone = loop {
         attempt += 1;
-        let live = nft_live::read(&mut host.nft, &[])?;
+        let live = nft_live::read_chains(&mut host.nft)?;
         if !live.exists || live.comment.as_deref() != Some(table::HOST_COMMENT) {
             return Ok(Vec::new());
         }
@@ -112,12 +113,14 @@ pub fn down(
     } else {
         Vec::new()
     };
-    let mut out = remove_namespaces(names);
+    let mut out = profile::time(DOWN + 2, || remove_namespaces(names));
     if wait {
-        let left = wait_for_host_ends(&mut host.rtnl, &wanted, events.as_mut(), before);
-        delete_leftovers(&mut host.rtnl, left, &mut out);
+        profile::time(DOWN + 3, || {
+            let left = wait_for_host_ends(&mut host.rtnl, &wanted, events.as_mut(), before);
+            delete_leftovers(&mut host.rtnl, left, &mut out);
+        });
     }
-    match remove_host_chains(host, &touchable) {
+    match profile::time(DOWN + 4, || remove_host_chains(host, &touchable)) {
         Ok(gone) => {
             for (name, r) in &mut out {
                 let prefix = rules::host_chain_prefix(name);
@@ -153,20 +156,20 @@ fn host_ends(nl: &mut Rtnl, wanted: &HashSet<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Unmount and unlink each context's namespace and its marker.
+/// Unmount and unlink each context's namespace and its marker, on the
+/// worker threads (an unmount waits for the kernel; they overlap).
 fn remove_namespaces(names: &[String]) -> Vec<(String, Result<Removed, CtxError>)> {
-    let progress = names.len() > 1 && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut out = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        if progress {
-            eprint!("\rdown: {}/{}", i + 1, names.len());
-        }
-        out.push((name.clone(), remove_namespace(name)));
+    let removed = crate::kernel::pool::map(names, Some("down"), || Ok(()), |(), name| {
+        remove_namespace(name)
+    });
+    match removed {
+        Ok(r) => names.iter().cloned().zip(r).collect(),
+        // No worker could start: one by one, here.
+        Err(_) => names
+            .iter()
+            .map(|n| (n.clone(), remove_namespace(n)))
+            .collect(),
     }
-    if progress {
-        eprintln!();
-    }
-    out
 }
 
 fn remove_namespace(name: &str) -> Result<Removed, CtxError> {

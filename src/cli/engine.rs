@@ -9,7 +9,7 @@ use super::Exit;
 use crate::apply::teardown as down;
 use crate::apply::{self, converge_with, CtxError, Mode};
 use crate::kernel::nft::table;
-use crate::kernel::{lock, netns, pool};
+use crate::kernel::{lock, netns, pool, profile};
 use crate::model::{Config, Context};
 use crate::observe::owner::NsOwner;
 use crate::plan;
@@ -197,7 +197,7 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
     let _lock = lock::lock(wait).context("taking the netctx lock")?;
     let mut nl = apply::Host::open().context("opening netlink sockets")?;
     let names = if args.all {
-        down::known(&mut nl)?
+        profile::time(profile::DOWN, || down::known(&mut nl))?
     } else {
         for n in &args.contexts {
             config::check_context_name(n).map_err(anyhow::Error::msg)?;
@@ -206,8 +206,11 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
     };
     let mut failed = false;
     // Guests first: a namespace with processes in it outlives its mount.
-    for name in &names {
-        match guest::stop(name, std::time::Duration::from_secs(10)) {
+    let stopped = profile::time(profile::DOWN + 1, || {
+        guest::stop_many(&names, std::time::Duration::from_secs(10))
+    });
+    for (name, r) in names.iter().zip(stopped) {
+        match r {
             Ok(s) => super::guest::report(name, &s),
             Err(e) => {
                 eprintln!("netctx: error: context {name}: stopping its guest: {e:#}");

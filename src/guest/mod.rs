@@ -306,24 +306,47 @@ pub enum Stopped {
 /// End every process of the context: SIGTERM, then after `grace` the
 /// cgroup's kill (SIGKILL to all, however they forked), then its init.
 pub fn stop(ctx: &str, grace: Duration) -> anyhow::Result<Stopped> {
-    let guest = running(ctx);
-    let procs = guest_procs(ctx);
-    for p in &procs {
-        // SAFETY: kill with integer arguments.
-        unsafe { libc::kill(*p, libc::SIGTERM) };
+    let ctxs = [ctx.to_string()];
+    stop_many(&ctxs, grace)
+        .pop()
+        .expect("one result a context")
+}
+
+/// `stop` for several contexts at once: all are sent SIGTERM first and
+/// given the one `grace` together. Results in the order of `ctxs`.
+pub fn stop_many(ctxs: &[String], grace: Duration) -> Vec<anyhow::Result<Stopped>> {
+    let found: Vec<(Option<i32>, Vec<i32>)> =
+        ctxs.iter().map(|c| (running(c), guest_procs(c))).collect();
+    for (_, procs) in &found {
+        for p in procs {
+            // SAFETY: kill with integer arguments.
+            unsafe { libc::kill(*p, libc::SIGTERM) };
+        }
     }
     let t = Instant::now();
-    while !guest_procs(ctx).is_empty() && t.elapsed() < grace {
+    let mut busy: Vec<&String> = ctxs
+        .iter()
+        .zip(&found)
+        .filter(|(_, (_, p))| !p.is_empty())
+        .map(|(c, _)| c)
+        .collect();
+    while !busy.is_empty() && t.elapsed() < grace {
         std::thread::sleep(Duration::from_millis(20));
+        busy.retain(|c| !guest_procs(c).is_empty());
     }
-    cgroup::kill(ctx).with_context(|| format!("ending the processes of {ctx}"))?;
-    init::forget(ctx);
-    let _ = std::fs::remove_file(pid_file(ctx));
-    Ok(match guest {
-        Some(pid) => Stopped::Guest(pid),
-        None if !procs.is_empty() => Stopped::Processes(procs.len()),
-        None => Stopped::Nothing,
-    })
+    ctxs.iter()
+        .zip(found)
+        .map(|(ctx, (guest, procs))| {
+            cgroup::kill(ctx).with_context(|| format!("ending the processes of {ctx}"))?;
+            init::forget(ctx);
+            let _ = std::fs::remove_file(pid_file(ctx));
+            Ok(match guest {
+                Some(pid) => Stopped::Guest(pid),
+                None if !procs.is_empty() => Stopped::Processes(procs.len()),
+                None => Stopped::Nothing,
+            })
+        })
+        .collect()
 }
 
 /// The network namespace inode of a process.

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-pub const PHASES: [&str; 7] = [
+pub const PHASES: [&str; 12] = [
     "namespace",
     "links",
     "addresses+routes",
@@ -13,8 +13,15 @@ pub const PHASES: [&str; 7] = [
     "rules (context)",
     "rules (host)",
     "observe",
+    "down: find contexts",
+    "down: guests",
+    "down: namespaces",
+    "down: host ends",
+    "down: host chains",
 ];
-static NANOS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+/// The phases of `down`, from here on.
+pub const DOWN: usize = 7;
+static NANOS: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
 
 pub fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -41,6 +48,9 @@ pub fn report() {
     if enabled() {
         for (i, p) in PHASES.iter().enumerate() {
             let ms = NANOS[i].load(Ordering::Relaxed) as f64 / 1e6;
+            if i >= DOWN && ms == 0.0 {
+                continue;
+            }
             eprintln!("netctx: profile: {p:<18} {ms:10.1} ms (summed over threads)");
         }
     }

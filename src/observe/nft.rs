@@ -37,6 +37,18 @@ fn with_prefix<'a, T>(sorted: &'a [(String, T)], prefix: &str) -> &'a [(String, 
 }
 
 pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
+    let mut live = read_chains(nft)?;
+    if !live.exists {
+        return Ok(live);
+    }
+    read_rules_and_sets(nft, sets, &mut live)?;
+    Digest::normalize(&mut live.digest);
+    Ok(live)
+}
+
+/// The table and its chains, without rules or sets (what `down` needs:
+/// dumping every rule costs the kernel far more).
+pub fn read_chains(nft: &mut Nft) -> Result<Live, NlError> {
     let mut name = Attrs::default();
     name.str(attr::TABLE_NAME, TABLE);
     let tables = match nft.get(msg::GETTABLE, &name.0, false) {
@@ -65,6 +77,11 @@ pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
             .chains
             .push((c.get_str(attr::CHAIN_NAME).unwrap_or_default(), hooknum));
     }
+    live.digest.chains.sort();
+    Ok(live)
+}
+
+fn read_rules_and_sets(nft: &mut Nft, sets: &[&str], live: &mut Live) -> Result<(), NlError> {
     let mut filter = Attrs::default();
     filter.str(attr::RULE_TABLE, TABLE);
     for r in nft.get(msg::GETRULE, &filter.0, true)? {
@@ -100,8 +117,7 @@ pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
         elems.sort();
         live.digest.sets.push((s.to_string(), elems));
     }
-    Digest::normalize(&mut live.digest);
-    Ok(live)
+    Ok(())
 }
 
 #[cfg(test)]
