@@ -11,9 +11,10 @@
 //! in one transaction inside, the host's ingress and forward chains. With no
 //! observation, no checks beyond the kernel's errors, no ownership marks,
 //! no rollback journal; ifindexes are given, not read. Work is spread over
-//! `NETCTX_THREADS` (4) workers as netctx's is, each namespace on a thread
-//! of its own. The host's chains go in one transaction for the whole run
-//! (`--host each`: one a context, as netctx did before the host batch).
+//! `NETCTX_THREADS` (4) workers as netctx's is, each entering the namespace
+//! it makes (netctx's own `netns::create_and_run`). The host's chains go in
+//! one transaction for the whole run (`--host each`: one a context, as
+//! netctx did before the host batch).
 //!
 //! `down` unmounts and unlinks every namespace (netctx's `down --no-wait`)
 //! and deletes the host's table; the kernel destroys the rest on its own.

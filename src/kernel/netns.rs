@@ -121,70 +121,80 @@ fn nursery() -> Option<&'static File> {
         .as_ref()
 }
 
-/// Make a fresh network namespace on a thread of its own, hand its inode to
-/// `claim` (which records it) before anything of it is visible, then mount
-/// it at `/run/netns/NAME` and run `f` inside it. Returns `f`'s result. If
-/// `claim` fails nothing exists; if a later step fails, the file goes again.
-pub fn create_and_run<T: Send>(
+/// Make a fresh network namespace (the calling thread enters it and comes
+/// back afterwards), hand its inode to `claim` (which records it) before
+/// anything of it is visible, then mount it at `/run/netns/NAME` and run `f`
+/// inside it. Returns `f`'s result. If `claim` fails nothing exists; if a
+/// later step fails, the file goes again.
+pub fn create_and_run<T>(
     name: &str,
-    claim: impl FnOnce(u64) -> io::Result<()> + Send,
-    f: impl FnOnce(&File) -> T + Send,
+    claim: impl FnOnce(u64) -> io::Result<()>,
+    f: impl FnOnce(&File) -> T,
 ) -> io::Result<T> {
     let p = path(name);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            if let Some(parent) = nursery() {
-                setns(parent.as_fd(), CloneFlags::CLONE_NEWNET)?;
-            }
-            unshare(CloneFlags::CLONE_NEWNET)?;
-            claim(current_inode()?)?;
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o000)
-                .open(&p)?;
-            let made = (|| -> io::Result<File> {
-                mount(
-                    Some("/proc/thread-self/ns/net"),
-                    &p,
-                    Some("none"),
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )?;
-                File::open(&p)
-            })();
-            match made {
-                Ok(file) => Ok(f(&file)),
-                Err(e) => {
-                    let _ = std::fs::remove_file(&p);
-                    Err(e)
-                }
-            }
-        })
-        .join()
-        .map_err(|_| io::Error::other("namespace worker thread panicked"))?
-    })
+    let _back = Back::here()?;
+    crate::kernel::sysctl::forget();
+    if let Some(parent) = nursery() {
+        setns(parent.as_fd(), CloneFlags::CLONE_NEWNET)?;
+    }
+    unshare(CloneFlags::CLONE_NEWNET)?;
+    let inode = current_inode()?;
+    crate::kernel::sysctl::entered(inode);
+    claim(inode)?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o000)
+        .open(&p)?;
+    let made = (|| -> io::Result<File> {
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            Some("none"),
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
+        File::open(&p)
+    })();
+    match made {
+        Ok(file) => Ok(f(&file)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&p);
+            Err(e)
+        }
+    }
+}
+
+/// Brings the calling thread back to the network namespace it was in when
+/// made, when dropped (also in a panic). A thread that cannot go back must
+/// not run anything else, so then the process ends.
+struct Back(File);
+
+impl Back {
+    fn here() -> io::Result<Back> {
+        Ok(Back(File::open("/proc/thread-self/ns/net")?))
+    }
+}
+
+impl Drop for Back {
+    fn drop(&mut self) {
+        crate::kernel::sysctl::forget();
+        if let Err(e) = setns(self.0.as_fd(), CloneFlags::CLONE_NEWNET) {
+            eprintln!("netctx: fatal: returning to the thread's own network namespace: {e}");
+            std::process::abort();
+        }
+    }
 }
 
 /// Run `f` inside the namespace `ns`: the calling thread enters it and comes
 /// back to its own namespace afterwards, also when `f` panics. (A thread per
 /// namespace cost more than the work of an `up` that changes nothing.)
 pub fn run_in<T>(ns: &File, f: impl FnOnce() -> T) -> io::Result<T> {
-    /// Back to the namespace the thread came from; a thread that cannot
-    /// go back must not run anything else, so the process ends.
-    struct Back(File);
-    impl Drop for Back {
-        fn drop(&mut self) {
-            crate::kernel::sysctl::forget();
-            if let Err(e) = setns(self.0.as_fd(), CloneFlags::CLONE_NEWNET) {
-                eprintln!("netctx: fatal: returning to the thread's own network namespace: {e}");
-                std::process::abort();
-            }
-        }
-    }
-    let back = Back(File::open("/proc/thread-self/ns/net")?);
+    let inode = ns.metadata()?.ino();
+    let back = Back::here()?;
     crate::kernel::sysctl::forget();
     setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+    crate::kernel::sysctl::entered(inode);
     let out = f();
     drop(back);
     Ok(out)

@@ -39,6 +39,8 @@ thread_local! {
     /// The root of the thread's private procfs instance (`None`: none could
     /// be made) and how many namespaces it served.
     static PROC: RefCell<Option<(Option<OwnedFd>, u32)>> = const { RefCell::new(None) };
+    /// The namespace the thread entered through `netns` (`entered`).
+    static CURRENT: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }
 
 /// Drop the calling thread's directories of its namespace: called when a
@@ -46,6 +48,13 @@ thread_local! {
 /// inode number.
 pub fn forget() {
     DIRS.with_borrow_mut(|d| *d = None);
+    CURRENT.set(None);
+}
+
+/// The calling thread has just entered the namespace of inode `ns` (so
+/// switches need not look it up each time, until `forget`).
+pub fn entered(ns: u64) {
+    CURRENT.set(Some(ns));
 }
 
 /// `dir` opened below the thread's private procfs (or /proc), for a
@@ -90,6 +99,9 @@ fn open_switch(path: &str, flags: OFlag) -> io::Result<File> {
 /// The calling thread's namespace. It can change under a thread (setns):
 /// the cache is per namespace, not per thread.
 fn current_ns() -> io::Result<u64> {
+    if let Some(ns) = CURRENT.get() {
+        return Ok(ns);
+    }
     Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())
 }
 
