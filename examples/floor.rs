@@ -8,7 +8,8 @@
 //! (a /30 of its own), links up (lo too), a default route, the hardening
 //! switches netctx writes, and exactly the nf_tables messages netctx sends
 //! (its own encoders and rules, included from `src/`): the context's table
-//! in one transaction inside, the host's ingress and forward chains. With no
+//! in one transaction inside, the host's ingress and forward chains and the
+//! forward dispatch's map and chain (once) and elements. With no
 //! observation, no checks beyond the kernel's errors, no ownership marks,
 //! no rollback journal; ifindexes are given, not read. Work is spread over
 //! `NETCTX_THREADS` (4) workers as netctx's is, each entering the namespace
@@ -32,6 +33,9 @@ use netlink_sys::Socket;
 
 // netctx's own pure modules, under the paths their `crate::` and `super::`
 // imports expect.
+#[allow(dead_code, unused_imports)]
+#[path = "../src/kernel/nft/dispatch.rs"]
+mod dispatch;
 #[allow(dead_code, unused_imports)]
 #[path = "../src/kernel/nft/expr.rs"]
 mod expr;
@@ -318,14 +322,17 @@ fn up_one(i: u32, host: &mut Nl, host_nft: &mut Nl, host_each: bool) -> io::Resu
         sysctl::write(&p, v)?;
     }
     let chains = rules::host_chains(&ctx);
+    // The context's forward chain is reached through the dispatch's map.
+    let d = dispatch::DispatchChange {
+        add: rules::dispatch_elems(&ctx),
+        ..Default::default()
+    };
     if host_each {
-        host_nft.transaction(&table::replace_host_chains(&[], &chains))?;
+        host_nft.transaction(&table::replace_host_chains(&[], &chains, &d))?;
         return Ok(Vec::new());
     }
     let mut msgs = Vec::new();
-    for c in &chains {
-        table::chain_msgs(c, &mut msgs);
-    }
+    dispatch::host_change_msgs(&[], &chains, &d, &mut msgs);
     Ok(msgs)
 }
 
@@ -373,9 +380,19 @@ fn pool<R: Send>(
 
 fn up(n: u32, host_each: bool) -> io::Result<()> {
     netns::prepare_dir()?;
+    // The dispatch's map and base chain, once.
+    let shared = dispatch::DispatchChange {
+        create_map: true,
+        chain: Some(false),
+        ..Default::default()
+    };
+    if host_each {
+        Nl::open(NETLINK_NETFILTER)?.transaction(&table::replace_host_chains(&[], &[], &shared))?;
+    }
     let per_ctx = pool(n, |host, nft, i| up_one(i, host, nft, host_each))?;
     if !host_each {
         let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
+        dispatch::host_change_msgs(&[], &[], &shared, &mut msgs);
         msgs.extend(per_ctx.into_iter().flatten());
         Nl::open(NETLINK_NETFILTER)?.transaction(&msgs)?;
     }

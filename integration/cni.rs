@@ -149,6 +149,8 @@ impl Cni {
                 o.get("chain")
                     .map(|c| c["name"].as_str().unwrap().to_string())
             })
+            // The forward dispatch is the host's, no attachment's.
+            .filter(|c| c != "netctx-forward")
             .collect()
     }
 

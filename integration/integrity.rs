@@ -308,6 +308,61 @@ fn contexts_are_kept_apart_on_a_forwarding_host() {
     );
 }
 
+/// The forward chains hang off one base chain and a verdict map: an
+/// administrator's (or an attacker's) edit of either opens the path between
+/// contexts; that is drift, reported for the contexts it concerns, and `up`
+/// closes the path again.
+#[test]
+fn tampering_with_the_forward_dispatch_is_drift_and_up_closes_the_path() {
+    let sb = Sandbox::new();
+    sb.ok("sysctl -qw net.ipv4.ip_forward=1");
+    let probe = crate::sandbox::probe();
+    sb.netctx_with(FWD, &["up"]).ok();
+    sb.ok(&format!(
+        "ip netns exec b {probe} listen 10.42.0.2 8080 --tcp --secs 30 >/dev/null 2>&1 &"
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let connect = || {
+        let o = sb.sh(&format!("ip netns exec a {probe} connect 10.42.0.2 8080"));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(connect(), "timeout");
+    for tamper in [
+        // a's element: its packets are no longer sent to its chain (b's
+        // element still catches them on the way out... so both go).
+        "nft delete element inet netctx netctx-forward '{ \"nx-a\", \"nx-b\" }'",
+        // The base chain's rules.
+        "nft flush chain inet netctx netctx-forward",
+        // The base chain itself.
+        "nft delete chain inet netctx netctx-forward",
+    ] {
+        sb.ok(tamper);
+        assert_eq!(connect(), "connected", "after `{tamper}` the path is open");
+        let st = sb.netctx_with(FWD, &["status"]);
+        assert_eq!(st.code, 2, "{tamper}: {}", st.stdout);
+        assert!(
+            st.stdout.lines().any(|l| l.starts_with('a') && l.contains("drifted")),
+            "{tamper}: {}",
+            st.stdout
+        );
+        sb.netctx_with(FWD, &["up"]).ok();
+        sb.netctx_with(FWD, &["status"]).ok();
+        assert_eq!(connect(), "timeout", "after `{tamper}` and up");
+    }
+    // An element made to jump elsewhere (a's veth to b's chain, which
+    // accepts nothing from nx-a's side but drops nothing either).
+    sb.ok("nft delete element inet netctx netctx-forward '{ \"nx-a\" }' && \
+           nft add element inet netctx netctx-forward '{ \"nx-a\" : jump b_forward }'");
+    assert_eq!(sb.netctx_with(FWD, &["status"]).code, 2);
+    sb.netctx_with(FWD, &["up"]).ok();
+    assert!(sb
+        .ok("nft list map inet netctx netctx-forward")
+        .contains("\"nx-a\" : jump a_forward"));
+    assert_eq!(connect(), "timeout");
+    sb.netctx_with(FWD, &["down", "--all"]).ok();
+    assert_eq!(sb.ok("nft list tables").trim(), "");
+}
+
 #[test]
 fn a_host_address_on_a_foreign_interface_is_refused_naming_it() {
     let sb = Sandbox::new();

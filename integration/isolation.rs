@@ -119,7 +119,10 @@ fn tables_inside_and_on_the_host_read_back_with_nft() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     hc.sort();
-    assert_eq!(hc, ["a_forward", "a_nx-a", "b_forward", "b_nx-b"]);
+    assert_eq!(
+        hc,
+        ["a_forward", "a_nx-a", "b_forward", "b_nx-b", "netctx-forward"]
+    );
     let hook = |name: &str| {
         objects(&host, "chain")
             .iter()
@@ -128,7 +131,21 @@ fn tables_inside_and_on_the_host_read_back_with_nft() {
             .unwrap()
     };
     assert_eq!(hook("a_nx-a"), "ingress");
-    assert_eq!(hook("a_forward"), "forward");
+    // The contexts' forward chains are reached through one base chain on
+    // the forward hook and its verdict map (the kernel allows 1,024 base
+    // chains a hook).
+    assert_eq!(hook("a_forward"), serde_json::Value::Null);
+    assert_eq!(hook("netctx-forward"), "forward");
+    let map = sb.ok("nft list map inet netctx netctx-forward");
+    assert!(
+        map.contains("\"nx-a\" : jump a_forward") && map.contains("\"nx-b\" : jump b_forward"),
+        "{map}"
+    );
+    let base = sb.ok("nft list chain inet netctx netctx-forward");
+    assert!(
+        base.contains("iifname vmap @netctx-forward") && base.contains("oifname vmap @netctx-forward"),
+        "{base}"
+    );
     assert!(sb
         .ok("nft list chain inet netctx a_nx-a")
         .contains("hook ingress device \"nx-a\""));
@@ -152,7 +169,9 @@ fn tables_inside_and_on_the_host_read_back_with_nft() {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(hc, ["a_nx-a", "a_forward"]);
+    assert_eq!(hc, ["a_nx-a", "a_forward", "netctx-forward"]);
+    let map = sb.ok("nft list map inet netctx netctx-forward");
+    assert!(!map.contains("nx-b"), "b's element is left: {map}");
 }
 
 #[test]
@@ -205,7 +224,14 @@ fn down_leaves_no_netctx_table_anywhere() {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(hc, ["b_nx-b", "b_forward"], "a's host chains left behind");
+    assert_eq!(
+        hc,
+        ["netctx-forward", "b_nx-b", "b_forward"],
+        "a's host chains left behind"
+    );
+    // ... and its element of the forward dispatch.
+    let map = sb.ok("nft list map inet netctx netctx-forward");
+    assert!(map.contains("\"nx-b\" : jump b_forward") && !map.contains("nx-a"), "{map}");
     sb.netctx_with(TWO, &["down", "--all"]).ok();
     assert_eq!(sb.ok("nft list tables"), "");
 }

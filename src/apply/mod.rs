@@ -26,6 +26,7 @@ use self::journal::{rollback, run, undo_new, Undo};
 use self::kernel::{Kernel, Sockets};
 use crate::kernel::netlink::{NlError, Request, Rtnl};
 use crate::kernel::netns;
+use crate::kernel::nft::dispatch::{self, DispatchChange};
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::nft::table;
 use crate::kernel::nft::wire::Msg;
@@ -98,7 +99,13 @@ impl HostView {
         Ok(HostView {
             routed,
             links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
-            nft: crate::observe::nft::read(&mut host.nft, &[])?,
+            nft: {
+                let mut live = crate::observe::nft::read(&mut host.nft, &[])?;
+                if live.exists {
+                    live.dispatch = crate::observe::nft::read_dispatch(&mut host.nft)?;
+                }
+                live
+            },
             sysctls: links::read_sysctls_from(&paths, &conf),
         })
     }
@@ -345,8 +352,12 @@ fn rules_phase(
                 nft_transaction(k, Side::Ctx, &msgs, INSIDE, 4)?;
             }
             Action::ReplaceHostChains { .. } if defer_host_rules => {}
-            Action::ReplaceHostChains { remove, chains } => {
-                host_chains(ctx, remove, chains, k)?;
+            Action::ReplaceHostChains {
+                remove,
+                chains,
+                dispatch,
+            } => {
+                host_chains(ctx, remove, chains, dispatch, k)?;
                 crash::point("an nf_tables transaction done");
             }
             _ => {}
@@ -359,12 +370,13 @@ fn host_chains(
     ctx: &Context,
     remove: &[String],
     chains: &[table::Chain],
+    dispatch: &DispatchChange,
     k: &mut impl Kernel,
 ) -> Result<(), CtxError> {
     const OBJECT: &str = "host nftables table inet netctx";
     let mut remove = remove.to_vec();
     for attempt in 1.. {
-        let msgs = table::replace_host_chains(&remove, chains);
+        let msgs = table::replace_host_chains(&remove, chains, dispatch);
         match profile::time(5, || k.nft(Side::Host, &msgs)) {
             Ok(()) => break,
             // A chain to remove went on its own (its device was deleted, on
@@ -417,30 +429,45 @@ pub fn wait_gone(
 /// their own, so the failure is the failing context's alone. The results are
 /// in the order of `items`.
 pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Result<(), CtxError>> {
-    let pending: Vec<(&[String], &[table::Chain])> = items
+    let empty = DispatchChange::default();
+    let mut shared_made = false;
+    let mut touched: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let pending: Vec<(&[String], &[table::Chain], DispatchChange)> = items
         .iter()
         .map(|(_, acts)| {
-            acts.iter()
-                .find_map(|a| match a {
-                    Action::ReplaceHostChains { remove, chains } => {
-                        Some((remove.as_slice(), chains.as_slice()))
-                    }
-                    _ => None,
-                })
-                .unwrap_or((&[], &[]))
+            let found = acts.iter().find_map(|a| match a {
+                Action::ReplaceHostChains {
+                    remove,
+                    chains,
+                    dispatch,
+                } => Some((remove.as_slice(), chains.as_slice(), dispatch)),
+                _ => None,
+            });
+            let (remove, chains, dispatch) = found.unwrap_or((&[], &[], &empty));
+            // The dispatch's map and base chain are made once a run, by the
+            // first context that finds them missing.
+            let mut d = dispatch.clone();
+            if shared_made {
+                d.create_map = false;
+                d.chain = None;
+            }
+            shared_made |= d.create_map || d.chain.is_some();
+            // An element two contexts claim (one's veth jumping to the
+            // other's chain) is removed or set by the first of them only.
+            d.remove.retain(|k| !touched.contains(k));
+            touched.extend(d.remove.iter().cloned());
+            touched.extend(d.add.iter().map(|e| e.0.clone()));
+            (remove, chains, d)
         })
         .collect();
     let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
     let mut any = false;
-    for (remove, chains) in &pending {
-        if remove.is_empty() && chains.is_empty() {
+    for (remove, chains, dispatch) in &pending {
+        if remove.is_empty() && chains.is_empty() && dispatch.is_empty() {
             continue;
         }
         any = true;
-        msgs.extend(remove.iter().map(|c| table::del_chain(c)));
-        for c in *chains {
-            table::chain_msgs(c, &mut msgs);
-        }
+        dispatch::host_change_msgs(remove, chains, dispatch, &mut msgs);
     }
     let r = if any {
         profile::time(5, || host.nft.transaction(&msgs))
@@ -459,12 +486,12 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
     items
         .iter()
         .zip(pending)
-        .map(|((ctx, _), (remove, chains))| {
-            if remove.is_empty() && chains.is_empty() {
+        .map(|((ctx, _), (remove, chains, dispatch))| {
+            if remove.is_empty() && chains.is_empty() && dispatch.is_empty() {
                 return Ok(());
             }
             let mut k = HostOnly(host);
-            host_chains(ctx, remove, chains, &mut k)
+            host_chains(ctx, remove, chains, &dispatch, &mut k)
         })
         .collect()
 }

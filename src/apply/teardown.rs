@@ -10,6 +10,7 @@ use crate::apply::{CtxError, Host};
 use crate::kernel::netlink::{NlError, Request, Rtnl};
 use crate::kernel::netns;
 use crate::kernel::profile::{self, DOWN};
+use crate::kernel::nft::dispatch::{self, DispatchChange, DISPATCH};
 use crate::kernel::nft::table;
 use crate::kernel::rtnl;
 use crate::observe::links;
@@ -72,10 +73,27 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
             .into_iter()
             .map(|c| c.0)
             .partition(|c| prefixes.iter().any(|p| c.starts_with(p.as_str())));
-        let msgs: Vec<_> = if kept.is_empty() {
+        // The dispatch alone is nobody's: with no context left it goes
+        // with the table.
+        let msgs: Vec<_> = if kept.iter().all(|c| c == DISPATCH) {
             vec![table::del_table()]
         } else {
-            gone.iter().map(|c| table::del_chain(c)).collect()
+            // Elements jumping to a chain that goes, before it.
+            let elems: Vec<String> = match nft_live::read_dispatch(&mut host.nft)? {
+                Some(e) => e
+                    .into_iter()
+                    .filter(|(_, c)| gone.contains(c))
+                    .map(|(k, _)| k)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let mut m = Vec::new();
+            let d = DispatchChange {
+                remove: elems,
+                ..DispatchChange::default()
+            };
+            dispatch::host_change_msgs(&gone, &[], &d, &mut m);
+            m
         };
         // Many contexts' chains do not fit one message: a transaction per
         // thousand chains (down needs no atomicity across contexts).

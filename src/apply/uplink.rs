@@ -364,7 +364,12 @@ fn sync_guard(host: &mut Host, rec: &Record) -> Result<(), UplinkError> {
             table::chain_msgs(chain, &mut msgs);
         }
         // Nothing else in the table: it goes.
-        None if live.digest.chains.iter().all(|c| c.0 == GUARD) => {
+        None if live
+            .digest
+            .chains
+            .iter()
+            .all(|c| c.0 == GUARD || c.0 == crate::kernel::nft::dispatch::DISPATCH) =>
+        {
             msgs = vec![table::del_table()];
         }
         None => {}

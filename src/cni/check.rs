@@ -223,6 +223,7 @@ mod tests {
                 exists: true,
                 comment: Some(t.comment.clone()),
                 digest: t.digest(),
+                dispatch: None,
             },
         }
     }

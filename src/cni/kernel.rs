@@ -211,7 +211,11 @@ fn inside(att: &Attachment, alias: &str) -> Result<Option<String>> {
 fn host_chains(att: &Attachment, host: &mut Host) -> Result<()> {
     let object = "host nftables table inet netctx";
     let chains = rules::host_chains(&att.ctx);
-    let live = observe::read(&mut host.nft, &[]).map_err(|e| CniError::kernel(object, e))?;
+    let mut live = observe::read(&mut host.nft, &[]).map_err(|e| CniError::kernel(object, e))?;
+    if live.exists {
+        live.dispatch =
+            observe::read_dispatch(&mut host.nft).map_err(|e| CniError::kernel(object, e))?;
+    }
     if live.exists && live.comment.as_deref() != Some(ruleset::HOST_COMMENT) {
         return Err(CniError::kernel(
             format!("{object} (made by something else than netctx)"),
@@ -231,7 +235,8 @@ fn host_chains(att: &Attachment, host: &mut Host) -> Result<()> {
     if chains.is_empty() && remove.is_empty() && dnats.is_empty() {
         return Ok(());
     }
-    let mut msgs = ruleset::replace_host_chains(&remove, &chains);
+    let (dispatch, _) = crate::plan::tables::dispatch_change(&att.ctx, &live);
+    let mut msgs = ruleset::replace_host_chains(&remove, &chains, &dispatch);
     msgs.extend(super::publish::msgs(&att.ctx.name, att.host(), &dnats));
     host.nft
         .transaction(&msgs)

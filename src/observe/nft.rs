@@ -3,7 +3,8 @@
 
 use crate::kernel::netlink::NlError;
 use crate::kernel::nft::sock::Nft;
-use crate::kernel::nft::table::{Digest, TABLE};
+use crate::kernel::nft::dispatch::{dispatch_chain, key_name, DISPATCH};
+use crate::kernel::nft::table::{digest_of, Digest, TABLE};
 use crate::kernel::nft::wire::{attr, msg, parse_attrs, udata_comment, Attrs};
 
 /// The table `inet netctx` of one namespace as the kernel has it.
@@ -12,6 +13,10 @@ pub struct Live {
     pub exists: bool,
     pub comment: Option<String>,
     pub digest: Digest,
+    /// The host's forward dispatch map (`kernel::nft::dispatch`): its
+    /// elements, (host veth, chain jumped to), sorted; `None` when there is
+    /// no such map (read for the host only).
+    pub dispatch: Option<Vec<(String, String)>>,
 }
 
 impl Live {
@@ -27,6 +32,78 @@ impl Live {
             sets: Vec::new(),
         }
     }
+
+    /// Whether the dispatch's map and base chain are there as they must be.
+    pub fn dispatch_ok(&self) -> bool {
+        let want = digest_of(&[dispatch_chain()], &[]);
+        let chains: Vec<_> = self
+            .digest
+            .chains
+            .iter()
+            .filter(|c| c.0 == DISPATCH)
+            .cloned()
+            .collect();
+        let rules: Vec<_> = self
+            .digest
+            .rules
+            .iter()
+            .filter(|r| r.0 == DISPATCH)
+            .cloned()
+            .collect();
+        self.dispatch.is_some() && chains == want.chains && rules == want.rules
+    }
+
+    /// Whether a chain of that exact name is there.
+    pub fn has_chain(&self, name: &str) -> bool {
+        self.digest.chains.iter().any(|c| c.0 == name)
+    }
+}
+
+/// The dispatch map's elements: `None` if there is no map.
+pub fn read_dispatch(nft: &mut Nft) -> Result<Option<Vec<(String, String)>>, NlError> {
+    let mut a = Attrs::default();
+    a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
+        .str(attr::SET_ELEM_LIST_SET, DISPATCH);
+    let answers = match nft.get(msg::GETSETELEM, &a.0, true) {
+        Ok(a) => a,
+        Err(e) if e.errno == libc::ENOENT => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for ans in answers {
+        let Some(list) = ans.get(attr::SET_ELEM_LIST_ELEMENTS) else {
+            continue;
+        };
+        for (_, elem) in parse_attrs(list) {
+            let mut key = None;
+            let mut chain = String::new();
+            for (t, v) in parse_attrs(elem) {
+                match t {
+                    attr::SET_ELEM_KEY => {
+                        key = parse_attrs(v)
+                            .find(|(t, _)| *t == attr::DATA_VALUE)
+                            .map(|(_, k)| key_name(k));
+                    }
+                    attr::SET_ELEM_DATA => {
+                        let verdict = parse_attrs(v).find(|(t, _)| *t == attr::DATA_VERDICT);
+                        if let Some((_, vd)) = verdict {
+                            chain = parse_attrs(vd)
+                                .find(|(t, _)| *t == attr::VERDICT_CHAIN)
+                                .map(|(_, c)| {
+                                    let end = c.iter().position(|b| *b == 0).unwrap_or(c.len());
+                                    String::from_utf8_lossy(&c[..end]).into_owned()
+                                })
+                                .unwrap_or_default();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            out.extend(key.map(|k| (k, chain)));
+        }
+    }
+    out.sort();
+    Ok(Some(out))
 }
 
 /// The entries of `sorted` (by name) whose name starts with `prefix`.
@@ -63,6 +140,7 @@ pub fn read_chains(nft: &mut Nft) -> Result<Live, NlError> {
         exists: true,
         comment: t.get(attr::TABLE_USERDATA).and_then(udata_comment),
         digest: Digest::default(),
+        dispatch: None,
     };
     for c in nft.get(msg::GETCHAIN, &[], true)? {
         if c.get_str(attr::CHAIN_TABLE).as_deref() != Some(TABLE) {

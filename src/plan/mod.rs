@@ -17,7 +17,7 @@ pub mod nat;
 mod routes;
 pub mod rules;
 pub mod sysctls;
-mod tables;
+pub mod tables;
 pub mod uplink;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +99,9 @@ pub enum Action {
     ReplaceHostChains {
         remove: Vec<String>,
         chains: Vec<Chain>,
+        /// The forward dispatch's elements of the context (and the
+        /// dispatch itself when it is missing).
+        dispatch: crate::kernel::nft::dispatch::DispatchChange,
     },
 }
 
@@ -174,7 +177,7 @@ impl fmt::Display for Action {
                 write!(f, "replace nftables table inet netctx ({rules} rules)")
             }
             Action::DeleteTable => write!(f, "delete nftables table inet netctx"),
-            Action::ReplaceHostChains { remove, chains } if chains.is_empty() => {
+            Action::ReplaceHostChains { remove, chains, .. } if chains.is_empty() => {
                 write!(f, "remove host nftables chains {}", remove.join(", "))
             }
             Action::ReplaceHostChains { chains, .. } => {

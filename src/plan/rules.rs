@@ -11,7 +11,7 @@ use crate::kernel::nft::expr::{
 };
 use crate::kernel::nft::table::{
     Chain, ChainKind, Set, Table, NF_INET_FORWARD, NF_INET_INGRESS, NF_INET_LOCAL_IN,
-    NF_INET_LOCAL_OUT,
+    NF_INET_LOCAL_OUT, REGULAR,
 };
 use crate::model::{Cidr, Context, Egress, Hook, Isolation, LinkKind, Proto};
 
@@ -212,12 +212,32 @@ fn ingress_chain(ctx: &Context, host: &str, sources: &[Cidr]) -> Chain {
     }
 }
 
-fn host_veths(ctx: &Context) -> Vec<String> {
+pub(crate) fn host_veths(ctx: &Context) -> Vec<String> {
     ctx.links
         .iter()
         .filter(|l| l.kind == LinkKind::Veth)
         .filter_map(|l| l.host.clone())
         .collect()
+}
+
+/// The name of the context's forward chain in the host's table.
+pub fn forward_chain_name(ctx: &str) -> String {
+    format!("{}forward", host_chain_prefix(ctx))
+}
+
+/// The dispatch's elements for the context (`kernel::nft::dispatch`): each
+/// host veth to its forward chain, when it has one.
+pub fn dispatch_elems(ctx: &Context) -> Vec<(String, String)> {
+    let fwd = forward_chain_name(&ctx.name);
+    if !host_chains(ctx).iter().any(|c| c.name == fwd) {
+        return Vec::new();
+    }
+    let mut e: Vec<(String, String)> = host_veths(ctx)
+        .into_iter()
+        .map(|v| (v, fwd.clone()))
+        .collect();
+    e.sort();
+    e
 }
 
 /// What the host forwards for packets that come from the context: replies
@@ -253,10 +273,11 @@ fn forward_chain(ctx: &Context, veths: &[String]) -> Chain {
     for v in veths {
         rules.extend(drop_if(ctx, vec![Match::IifName(v.clone())]));
     }
+    // Reached through the dispatch, by the context's veths.
     Chain {
-        name: format!("{}forward", host_chain_prefix(&ctx.name)),
+        name: forward_chain_name(&ctx.name),
         kind: ChainKind::Filter,
-        hooknum: NF_INET_FORWARD,
+        hooknum: REGULAR,
         device: None,
         rules,
     }

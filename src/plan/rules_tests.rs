@@ -4,6 +4,7 @@
 //! element, chain and rule message must be byte for byte what `nft -f` sends
 //! for the same ruleset in `nft` syntax.
 
+use crate::kernel::nft::dispatch;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -161,13 +162,32 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
         "table inet netctx {{\n\tcomment \"{}\"\n",
         table::HOST_COMMENT
     );
+    let elems = crate::plan::rules::dispatch_elems(&ctx());
+    // The forward dispatch's map first: nft reads the file in order.
+    text.push_str(&dispatch::render_map(&[]));
     for c in &chains {
         text.push_str(&render_chain(c));
     }
+    text.push_str(&render_chain(&dispatch::dispatch_chain()));
     text.push_str("}\n");
+    text.push_str(&format!(
+        "add element inet netctx {} {{ {} }}\n",
+        dispatch::DISPATCH,
+        elems
+            .iter()
+            .map(|(k, c)| format!("\"{k}\" : jump {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let hex = fixture("host", &text);
+    let d = dispatch::DispatchChange {
+        create_map: true,
+        chain: Some(false),
+        remove: vec![],
+        add: elems,
+    };
     compare(
-        ours(&table::replace_host_chains(&[], &chains)),
+        ours(&table::replace_host_chains(&[], &chains, &d)),
         from_hex(hex),
     );
 }
@@ -226,11 +246,16 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
     let mut c = plain_ctx();
     let f = |c: &Context| render_chain(host_chains(c).last().unwrap());
     let text = f(&c);
-    assert!(
-        text.contains("type filter hook forward priority 0"),
-        "{text}"
+    // A regular chain: the dispatch jumps to it, for the context's veths.
+    assert!(!text.contains("hook"), "{text}");
+    assert_eq!(
+        crate::plan::rules::dispatch_elems(&c),
+        [
+            ("nx-web".to_string(), "web_forward".to_string()),
+            ("nx-web1".to_string(), "web_forward".to_string())
+        ]
     );
-    let lines: Vec<&str> = text.lines().skip(2).map(str::trim).collect();
+    let lines: Vec<&str> = text.lines().skip(1).map(str::trim).collect();
     assert!(
         lines[0].starts_with("iifname \"nx-web\" ct state established,related accept"),
         "{text}"

@@ -2,8 +2,10 @@
 //! differs, and the context's chains in the host's table.
 
 use super::{rules, Action, Observed, Refusal};
+use crate::kernel::nft::dispatch::{DispatchChange, DISPATCH};
 use crate::kernel::nft::table::{digest_of, HOST_COMMENT};
 use crate::model::Context;
+use crate::observe::nft::Live;
 use crate::observe::links::NsState;
 
 pub(super) fn context_table(ctx: &Context, ns: &NsState, acts: &mut Vec<Action>) {
@@ -36,14 +38,47 @@ pub(super) fn host_chains(
     // old device on some kernels (6.1) and stays on others (6.18): either
     // way it is installed again.
     let veth_renewed = acts.iter().any(|a| matches!(a, Action::CreateVeth { .. }));
-    if have != digest_of(&chains, &[]) || (veth_renewed && !chains.is_empty()) {
+    let (dispatch, elems_differ) = dispatch_change(ctx, obs.host_nft);
+    if have != digest_of(&chains, &[])
+        || (veth_renewed && !chains.is_empty())
+        || elems_differ
+        || dispatch.create_map
+        || dispatch.chain.is_some()
+    {
         if obs.host_nft.exists && obs.host_nft.comment.as_deref() != Some(HOST_COMMENT) {
             return Err(Refusal::ForeignHostTable);
         }
         acts.push(Action::ReplaceHostChains {
             remove: have.chains.into_iter().map(|c| c.0).collect(),
             chains,
+            dispatch,
         });
     }
     Ok(())
+}
+
+/// The dispatch's change for a context whose chains are replaced: its
+/// elements (its veths', and any that jumps to one of its chains) go and
+/// the wanted ones come; the map and base chain are made when missing or
+/// not as they must be. And whether its elements differ from the wanted.
+pub fn dispatch_change(ctx: &Context, live: &Live) -> (DispatchChange, bool) {
+    let prefix = rules::host_chain_prefix(&ctx.name);
+    let veths = rules::host_veths(ctx);
+    let want = rules::dispatch_elems(ctx);
+    let have: Vec<(String, String)> = live
+        .dispatch
+        .iter()
+        .flatten()
+        .filter(|(k, c)| veths.contains(k) || c.starts_with(&prefix))
+        .cloned()
+        .collect();
+    let shared_ok = want.is_empty() || live.dispatch_ok();
+    let differ = have != want;
+    let change = DispatchChange {
+        create_map: !want.is_empty() && live.dispatch.is_none(),
+        chain: (!shared_ok).then(|| live.has_chain(DISPATCH)),
+        remove: have.into_iter().map(|e| e.0).collect(),
+        add: want,
+    };
+    (change, differ)
 }

@@ -69,6 +69,7 @@ fn converged() -> (NsState, HashMap<String, ObsLink>) {
                 exists: true,
                 comment: Some(t.comment.clone()),
                 digest: t.digest(),
+                dispatch: None,
             }
         },
     };
@@ -333,10 +334,13 @@ fn unmounted_namespace_file_of_ours_is_remade() {
 
 /// The host's table as `up` leaves it for `ctx()`.
 fn host_live() -> Live {
+    let mut chains = host_chains(&ctx());
+    chains.push(crate::kernel::nft::dispatch::dispatch_chain());
     Live {
         exists: true,
         comment: Some(HOST_COMMENT.into()),
-        digest: digest_of(&host_chains(&ctx()), &[]),
+        digest: digest_of(&chains, &[]),
+        dispatch: Some(crate::plan::rules::dispatch_elems(&ctx())),
     }
 }
 

@@ -83,6 +83,7 @@ mod a {
     pub const NFTA_LOG_PREFIX: u16 = 2;
     pub const NFTA_LOOKUP_SET: u16 = 1;
     pub const NFTA_LOOKUP_SREG: u16 = 2;
+    pub const NFTA_LOOKUP_DREG: u16 = 3;
     pub const NFTA_LOOKUP_SET_ID: u16 = 4;
     pub const NFTA_CT_DREG: u16 = 1;
     pub const NFTA_CT_KEY: u16 = 2;
@@ -177,6 +178,14 @@ pub enum Action {
     Dnat {
         to: IpAddr,
         port: u16,
+    },
+    /// The verdict the named map holds for the input (with `output`, the
+    /// output) interface's name (`iifname vmap @set`); none: on to the next
+    /// rule.
+    Vmap {
+        output: bool,
+        set: String,
+        set_id: u32,
     },
 }
 
@@ -481,5 +490,26 @@ fn encode_action(l: &mut Attrs, action: &Action) {
         }
         Action::Masquerade => expr(l, "masq", |_| {}),
         Action::Dnat { to, port } => dnat(l, *to, *port),
+        Action::Vmap {
+            output,
+            set,
+            set_id,
+        } => {
+            meta(
+                l,
+                if *output {
+                    NFT_META_OIFNAME
+                } else {
+                    NFT_META_IIFNAME
+                },
+            );
+            expr(l, "lookup", |d| {
+                // libnftnl's order: sreg, dreg, set, set id.
+                d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
+                    .be32(a::NFTA_LOOKUP_DREG, NFT_REG_VERDICT)
+                    .str(a::NFTA_LOOKUP_SET, set)
+                    .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
+            });
+        }
     }
 }

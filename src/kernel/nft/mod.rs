@@ -2,6 +2,7 @@
 //! expressions (`expr`), tables/chains/sets and their messages (`table`),
 //! and the socket (`sock`).
 
+pub mod dispatch;
 pub mod expr;
 pub mod sock;
 pub mod table;

@@ -25,6 +25,10 @@ impl Rule {
             )
             .unwrap(),
             Action::Masquerade => s.push_str("masquerade"),
+            Action::Vmap { output, set, .. } => {
+                let d = if *output { "oifname" } else { "iifname" };
+                write!(s, "{d} vmap @{set}").unwrap()
+            }
             Action::Dnat { to: IpAddr::V4(a), port } => write!(s, "dnat ip to {a}:{port}").unwrap(),
             Action::Dnat { to: IpAddr::V6(a), port } => {
                 write!(s, "dnat ip6 to [{a}]:{port}").unwrap()

@@ -23,6 +23,9 @@ pub const NF_INET_FORWARD: u32 = 2;
 pub const NF_INET_LOCAL_OUT: u32 = 3;
 pub const NF_INET_POST_ROUTING: u32 = 4;
 pub const NF_INET_INGRESS: u32 = 5;
+/// The `hooknum` of a regular chain (no hook: reached by a jump), as a
+/// chain dump without a hook reads.
+pub const REGULAR: u32 = u32::MAX;
 /// nft's `dstnat` and `srcnat` priorities.
 pub const PRIORITY_DSTNAT: i32 = -100;
 pub const PRIORITY_SRCNAT: i32 = 100;
@@ -186,9 +189,9 @@ pub fn del_chain(name: &str) -> Msg {
 /// The messages that create a chain and its rules.
 pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
     let mut a = Attrs::default();
-    a.str(attr::CHAIN_TABLE, TABLE)
-        .str(attr::CHAIN_NAME, &c.name)
-        .str(attr::CHAIN_TYPE, c.kind.name())
+    a.str(attr::CHAIN_TABLE, TABLE).str(attr::CHAIN_NAME, &c.name);
+    if c.hooknum != REGULAR {
+        a.str(attr::CHAIN_TYPE, c.kind.name())
         .be32(attr::CHAIN_POLICY, POLICY_ACCEPT)
         .nested(attr::CHAIN_HOOK, |h| {
             // The priority goes as its two's complement (nft's -100).
@@ -199,6 +202,7 @@ pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
                 h.str(attr::HOOK_DEV, d);
             }
         });
+    }
     out.push(Msg::new(msg::NEWCHAIN, NLM_F_CREATE, a));
     for r in &c.rules {
         let mut a = Attrs::default();
@@ -277,15 +281,15 @@ pub fn replace_table(t: Option<&Table>, exists: bool) -> Vec<Msg> {
 }
 
 /// One transaction that replaces a context's chains in the host's table:
-/// the old ones (`existing`) go, the new ones come.
-pub fn replace_host_chains(existing: &[String], chains: &[Chain]) -> Vec<Msg> {
+/// the old ones (`existing`) go, the new ones come, with the dispatch's
+/// change (`super::dispatch`).
+pub fn replace_host_chains(
+    existing: &[String],
+    chains: &[Chain],
+    dispatch: &super::dispatch::DispatchChange,
+) -> Vec<Msg> {
     let mut out = vec![new_table(Some(HOST_COMMENT))];
-    for name in existing {
-        out.push(del_chain(name));
-    }
-    for c in chains {
-        chain_msgs(c, &mut out);
-    }
+    super::dispatch::host_change_msgs(existing, chains, dispatch, &mut out);
     out
 }
 
@@ -332,23 +336,17 @@ pub fn digest_of(chains: &[Chain], sets: &[Set]) -> Digest {
 }
 
 pub fn render_chain(c: &Chain) -> String {
-    let hook = match c.hooknum {
-        NF_INET_PRE_ROUTING => "prerouting".to_string(),
-        NF_INET_POST_ROUTING => "postrouting".to_string(),
-        NF_INET_LOCAL_IN => "input".to_string(),
-        NF_INET_FORWARD => "forward".to_string(),
-        NF_INET_LOCAL_OUT => "output".to_string(),
-        _ => format!(
-            "ingress device \"{}\"",
-            c.device.as_deref().unwrap_or_default()
-        ),
-    };
-    let mut s = format!(
-        "\tchain {} {{\n\t\ttype {} hook {hook} priority {}; policy accept;\n",
-        c.name,
-        c.kind.name(),
-        c.kind.priority()
-    );
+    let mut s = format!("\tchain {} {{\n", c.name);
+    if c.hooknum != REGULAR {
+        writeln!(
+            s,
+            "\t\ttype {} hook {} priority {}; policy accept;",
+            c.kind.name(),
+            hook_name(c),
+            c.kind.priority()
+        )
+        .unwrap();
+    }
     for r in &c.rules {
         writeln!(
             s,
@@ -360,4 +358,18 @@ pub fn render_chain(c: &Chain) -> String {
     }
     s.push_str("\t}\n");
     s
+}
+
+fn hook_name(c: &Chain) -> String {
+    match c.hooknum {
+        NF_INET_PRE_ROUTING => "prerouting".to_string(),
+        NF_INET_POST_ROUTING => "postrouting".to_string(),
+        NF_INET_LOCAL_IN => "input".to_string(),
+        NF_INET_FORWARD => "forward".to_string(),
+        NF_INET_LOCAL_OUT => "output".to_string(),
+        _ => format!(
+            "ingress device \"{}\"",
+            c.device.as_deref().unwrap_or_default()
+        ),
+    }
 }

@@ -26,6 +26,7 @@ pub mod msg {
     pub const DELSET: u16 = 11;
     pub const NEWSETELEM: u16 = 12;
     pub const GETSETELEM: u16 = 13;
+    pub const DELSETELEM: u16 = 14;
 }
 
 /// Attribute numbers, by object.
@@ -53,13 +54,17 @@ pub mod attr {
     pub const SET_FLAGS: u16 = 3;
     pub const SET_KEY_TYPE: u16 = 4;
     pub const SET_KEY_LEN: u16 = 5;
+    pub const SET_DATA_TYPE: u16 = 6;
+    pub const SET_DATA_LEN: u16 = 7;
     pub const SET_ID: u16 = 10;
+    pub const SET_USERDATA: u16 = 13;
 
     pub const SET_ELEM_LIST_TABLE: u16 = 1;
     pub const SET_ELEM_LIST_SET: u16 = 2;
     pub const SET_ELEM_LIST_ELEMENTS: u16 = 3;
     pub const SET_ELEM_LIST_SET_ID: u16 = 4;
     pub const SET_ELEM_KEY: u16 = 1;
+    pub const SET_ELEM_DATA: u16 = 2;
 
     pub const LIST_ELEM: u16 = 1;
     pub const EXPR_NAME: u16 = 1;
@@ -67,6 +72,7 @@ pub mod attr {
     pub const DATA_VALUE: u16 = 1;
     pub const DATA_VERDICT: u16 = 2;
     pub const VERDICT_CODE: u16 = 1;
+    pub const VERDICT_CHAIN: u16 = 2;
 }
 
 /// A growing buffer of netlink attributes.

@@ -1,0 +1,183 @@
+//! The host's forward dispatch. Every context has a forward chain in the
+//! host's table; one base chain on the forward hook sends a packet to the
+//! chain of the context whose host veth it came in by (or, failing that,
+//! goes out by), through a verdict map keyed by interface name:
+//!
+//!     map netctx-forward { type ifname : verdict; elements = { "nx-web" : jump web_forward, … } }
+//!     chain netctx-forward { type filter hook forward priority 0; policy accept;
+//!         iifname vmap @netctx-forward
+//!         oifname vmap @netctx-forward }
+//!
+//! A base chain a context would hit the kernel's limit of 1,024 hook entries
+//! a hook point (E2BIG at the 1,025th context) and walk every context's chain
+//! for every forwarded packet; the map is one lookup.
+
+use super::expr::{Action, Rule};
+use super::table::{chain_msgs, del_chain, Chain, ChainKind, NF_INET_FORWARD, TABLE};
+use super::wire::{attr, msg, Attrs, Msg};
+use netlink_packet_core::NLM_F_CREATE;
+
+/// The base chain and the map (one name: chains and sets are apart).
+pub const DISPATCH: &str = "netctx-forward";
+/// The map's id within a transaction.
+const DISPATCH_ID: u32 = 1;
+const SET_MAP: u32 = 0x8;
+const TYPE_IFNAME: u32 = 41;
+/// NFT_DATA_VERDICT, the data type of a verdict map.
+const DATA_VERDICT_TYPE: u32 = 0xffff_ff00;
+/// NFTNL_UDATA_SET_KEYBYTEORDER = host, DATABYTEORDER = network,
+/// MERGE_ELEMENTS = no, as nft sends them for `type ifname : verdict`.
+pub const IFNAME_UDATA: [u8; 18] = [0, 4, 1, 0, 0, 0, 1, 4, 0, 0, 0, 0, 6, 4, 0, 0, 0, 0];
+/// NFT_JUMP as the kernel's signed verdict code.
+const NFT_JUMP: i32 = -3;
+
+/// What a run changes in the dispatch, for one context or several.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DispatchChange {
+    /// Make the map (it is missing).
+    pub create_map: bool,
+    /// Make the base chain; `Some(true)`: one is there, not as it should be,
+    /// and is replaced.
+    pub chain: Option<bool>,
+    /// Elements (host veths) that go, before the chains they jump to.
+    pub remove: Vec<String>,
+    /// Elements (host veth, chain) that come, after the chains.
+    pub add: Vec<(String, String)>,
+}
+
+impl DispatchChange {
+    pub fn is_empty(&self) -> bool {
+        !self.create_map && self.chain.is_none() && self.remove.is_empty() && self.add.is_empty()
+    }
+}
+
+/// The map and its elements in `nft -f` syntax.
+pub fn render_map(elems: &[(String, String)]) -> String {
+    let mut s = format!("\tmap {DISPATCH} {{\n\t\ttype ifname : verdict\n");
+    if !elems.is_empty() {
+        let e: Vec<String> = elems
+            .iter()
+            .map(|(k, c)| format!("\"{k}\" : jump {c}"))
+            .collect();
+        s.push_str(&format!("\t\telements = {{ {} }}\n", e.join(", ")));
+    }
+    s.push_str("\t}\n");
+    s
+}
+
+/// The base chain as it must be.
+pub fn dispatch_chain() -> Chain {
+    let vmap = |output| Rule {
+        matches: vec![],
+        action: Action::Vmap {
+            output,
+            set: DISPATCH.into(),
+            set_id: DISPATCH_ID,
+        },
+    };
+    Chain {
+        name: DISPATCH.into(),
+        kind: ChainKind::Filter,
+        hooknum: NF_INET_FORWARD,
+        device: None,
+        rules: vec![vmap(false), vmap(true)],
+    }
+}
+
+fn ifname_key(name: &str) -> Vec<u8> {
+    let mut v = name.as_bytes().to_vec();
+    v.resize(16, 0);
+    v
+}
+
+fn map_msg() -> Msg {
+    let mut a = Attrs::default();
+    a.str(attr::SET_TABLE, TABLE)
+        .str(attr::SET_NAME, DISPATCH)
+        .be32(attr::SET_FLAGS, SET_MAP)
+        .be32(attr::SET_KEY_TYPE, TYPE_IFNAME)
+        .be32(attr::SET_KEY_LEN, 16)
+        .be32(attr::SET_DATA_TYPE, DATA_VERDICT_TYPE)
+        .be32(attr::SET_DATA_LEN, 0)
+        .be32(attr::SET_ID, DISPATCH_ID)
+        // nft's user data, so that `nft list` shows the names: keys in
+        // host byte order (strings), data in network order.
+        .bytes(attr::SET_USERDATA, &IFNAME_UDATA);
+    Msg::new(msg::NEWSET, NLM_F_CREATE, a)
+}
+
+/// Elements added (with the chain each jumps to) or, without, deleted.
+fn elems_msg(ty: u16, elems: &[(&str, Option<&str>)]) -> Msg {
+    let mut a = Attrs::default();
+    a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
+        .str(attr::SET_ELEM_LIST_SET, DISPATCH);
+    if ty == msg::NEWSETELEM {
+        // Found by name when the map is there already, by id when it is
+        // made in the same transaction.
+        a.be32(attr::SET_ELEM_LIST_SET_ID, DISPATCH_ID);
+    }
+    a.nested(attr::SET_ELEM_LIST_ELEMENTS, |l| {
+            for (i, (key, chain)) in elems.iter().enumerate() {
+                let index = u16::try_from(i + 1).unwrap_or(u16::MAX);
+                l.nested(index, |el| {
+                    el.nested(attr::SET_ELEM_KEY, |k| {
+                        k.bytes(attr::DATA_VALUE, &ifname_key(key));
+                    });
+                    if let Some(chain) = chain {
+                        el.nested(attr::SET_ELEM_DATA, |d| {
+                            d.nested(attr::DATA_VERDICT, |v| {
+                                v.be32(
+                                    attr::VERDICT_CODE,
+                                    u32::from_ne_bytes(NFT_JUMP.to_ne_bytes()),
+                                )
+                                .str(attr::VERDICT_CHAIN, chain);
+                            });
+                        });
+                    }
+                });
+            }
+        });
+    let flags = if ty == msg::NEWSETELEM {
+        NLM_F_CREATE
+    } else {
+        0
+    };
+    Msg::new(ty, flags, a)
+}
+
+/// The messages of a change to the host's chains with the dispatch: the
+/// map if missing, the elements that go, the chains that go (`remove`) and
+/// come (`chains`), the base chain if needed, the elements that come.
+pub fn host_change_msgs(remove: &[String], chains: &[Chain], d: &DispatchChange, out: &mut Vec<Msg>) {
+    if d.create_map {
+        out.push(map_msg());
+    }
+    // Chunks keep each message well under the kernel's limit.
+    for part in d.remove.chunks(512) {
+        let e: Vec<(&str, Option<&str>)> = part.iter().map(|k| (k.as_str(), None)).collect();
+        out.push(elems_msg(msg::DELSETELEM, &e));
+    }
+    out.extend(remove.iter().map(|c| del_chain(c)));
+    for c in chains {
+        chain_msgs(c, out);
+    }
+    if let Some(exists) = d.chain {
+        if exists {
+            out.push(del_chain(DISPATCH));
+        }
+        chain_msgs(&dispatch_chain(), out);
+    }
+    for part in d.add.chunks(512) {
+        let e: Vec<(&str, Option<&str>)> = part
+            .iter()
+            .map(|(k, c)| (k.as_str(), Some(c.as_str())))
+            .collect();
+        out.push(elems_msg(msg::NEWSETELEM, &e));
+    }
+}
+
+/// The element key as the kernel holds it, back to a name.
+pub fn key_name(key: &[u8]) -> String {
+    let end = key.iter().position(|b| *b == 0).unwrap_or(key.len());
+    String::from_utf8_lossy(&key[..end]).into_owned()
+}
