@@ -341,7 +341,9 @@ fn tampering_with_the_forward_dispatch_is_drift_and_up_closes_the_path() {
         let st = sb.netctx_with(FWD, &["status"]);
         assert_eq!(st.code, 2, "{tamper}: {}", st.stdout);
         assert!(
-            st.stdout.lines().any(|l| l.starts_with('a') && l.contains("drifted")),
+            st.stdout
+                .lines()
+                .any(|l| l.starts_with('a') && l.contains("drifted")),
             "{tamper}: {}",
             st.stdout
         );
@@ -351,8 +353,10 @@ fn tampering_with_the_forward_dispatch_is_drift_and_up_closes_the_path() {
     }
     // An element made to jump elsewhere (a's veth to b's chain, which
     // accepts nothing from nx-a's side but drops nothing either).
-    sb.ok("nft delete element inet netctx netctx-forward '{ \"nx-a\" }' && \
-           nft add element inet netctx netctx-forward '{ \"nx-a\" : jump b_forward }'");
+    sb.ok(
+        "nft delete element inet netctx netctx-forward '{ \"nx-a\" }' && \
+           nft add element inet netctx netctx-forward '{ \"nx-a\" : jump b_forward }'",
+    );
     assert_eq!(sb.netctx_with(FWD, &["status"]).code, 2);
     sb.netctx_with(FWD, &["up"]).ok();
     assert!(sb

@@ -121,7 +121,13 @@ fn tables_inside_and_on_the_host_read_back_with_nft() {
     hc.sort();
     assert_eq!(
         hc,
-        ["a_forward", "a_nx-a", "b_forward", "b_nx-b", "netctx-forward"]
+        [
+            "a_forward",
+            "a_nx-a",
+            "b_forward",
+            "b_nx-b",
+            "netctx-forward"
+        ]
     );
     let hook = |name: &str| {
         objects(&host, "chain")
@@ -143,7 +149,8 @@ fn tables_inside_and_on_the_host_read_back_with_nft() {
     );
     let base = sb.ok("nft list chain inet netctx netctx-forward");
     assert!(
-        base.contains("iifname vmap @netctx-forward") && base.contains("oifname vmap @netctx-forward"),
+        base.contains("iifname vmap @netctx-forward")
+            && base.contains("oifname vmap @netctx-forward"),
         "{base}"
     );
     assert!(sb
@@ -231,7 +238,10 @@ fn down_leaves_no_netctx_table_anywhere() {
     );
     // ... and its element of the forward dispatch.
     let map = sb.ok("nft list map inet netctx netctx-forward");
-    assert!(map.contains("\"nx-b\" : jump b_forward") && !map.contains("nx-a"), "{map}");
+    assert!(
+        map.contains("\"nx-b\" : jump b_forward") && !map.contains("nx-a"),
+        "{map}"
+    );
     sb.netctx_with(TWO, &["down", "--all"]).ok();
     assert_eq!(sb.ok("nft list tables"), "");
 }

@@ -397,7 +397,9 @@ fn a_routed_contexts_missing_proxy_entry_or_host_route_is_drift_that_up_repairs(
         assert_eq!(st.code, 2, "{what}: {}{}", st.stdout, st.stderr);
         assert!(
             st.stdout.contains("drifted")
-                && st.stdout.contains(&format!("add host {what} for routed 203.0.113.10")),
+                && st
+                    .stdout
+                    .contains(&format!("add host {what} for routed 203.0.113.10")),
             "{what}: {}",
             st.stdout
         );
@@ -443,10 +445,7 @@ fn a_routed_context_is_reached_over_ipv6_through_the_hosts_ndp_proxy() {
     sb.netctx_with(ROUTED6, &["up"]).ok();
     let proxies = sb.ok("ip -6 neigh show proxy dev up0");
     assert!(proxies.contains("2001:db8:1::10"), "{proxies}");
-    assert_eq!(
-        sb.ok("sysctl -n net.ipv6.conf.up0.proxy_ndp").trim(),
-        "1"
-    );
+    assert_eq!(sb.ok("sysctl -n net.ipv6.conf.up0.proxy_ndp").trim(), "1");
     settled(&sb);
     let inside = serve(&sb, "routed", "2001:db8:1::10", 80);
     let lan = serve(&sb, "lan", "2001:db8:1::2", 7000);

@@ -91,7 +91,10 @@ impl HostView {
         uplink.dedup();
         paths.extend(uplink);
         // Proxy entries and host routes only matter to routed contexts.
-        let routed = if ctxs.iter().any(|c| c.egress == crate::model::Egress::Routed) {
+        let routed = if ctxs
+            .iter()
+            .any(|c| c.egress == crate::model::Egress::Routed)
+        {
             links::read_routed(&mut host.rtnl)?
         } else {
             links::RoutedObs::default()

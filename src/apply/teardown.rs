@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crate::apply::{CtxError, Host};
 use crate::kernel::netlink::{NlError, Request, Rtnl};
 use crate::kernel::netns;
-use crate::kernel::profile::{self, DOWN};
 use crate::kernel::nft::dispatch::{self, DispatchChange, DISPATCH};
 use crate::kernel::nft::table;
+use crate::kernel::profile::{self, DOWN};
 use crate::kernel::rtnl;
 use crate::observe::links;
 use crate::observe::nft as nft_live;
@@ -177,9 +177,12 @@ fn host_ends(nl: &mut Rtnl, wanted: &HashSet<&str>) -> Vec<(String, String)> {
 /// Unmount and unlink each context's namespace and its marker, on the
 /// worker threads (an unmount waits for the kernel; they overlap).
 fn remove_namespaces(names: &[String]) -> Vec<(String, Result<Removed, CtxError>)> {
-    let removed = crate::kernel::pool::map(names, Some("down"), || Ok(()), |(), name| {
-        remove_namespace(name)
-    });
+    let removed = crate::kernel::pool::map(
+        names,
+        Some("down"),
+        || Ok(()),
+        |(), name| remove_namespace(name),
+    );
     match removed {
         Ok(r) => names.iter().cloned().zip(r).collect(),
         // No worker could start: one by one, here.

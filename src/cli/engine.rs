@@ -101,8 +101,16 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
                     }
                     let text = match a {
                         plan::Action::ReplaceTable { table, .. } => Some(table.render()),
-                        plan::Action::ReplaceHostChains { chains, .. } => {
-                            Some(chains.iter().map(table::render_chain).collect())
+                        plan::Action::ReplaceHostChains {
+                            chains, dispatch, ..
+                        } => {
+                            let mut t: String = chains.iter().map(table::render_chain).collect();
+                            if !dispatch.add.is_empty() {
+                                t.push_str(&crate::kernel::nft::dispatch::render_map(
+                                    &dispatch.add,
+                                ));
+                            }
+                            Some(t)
                         }
                         _ => None,
                     };

@@ -307,9 +307,7 @@ pub enum Stopped {
 /// cgroup's kill (SIGKILL to all, however they forked), then its init.
 pub fn stop(ctx: &str, grace: Duration) -> anyhow::Result<Stopped> {
     let ctxs = [ctx.to_string()];
-    stop_many(&ctxs, grace)
-        .pop()
-        .expect("one result a context")
+    stop_many(&ctxs, grace).pop().expect("one result a context")
 }
 
 /// `stop` for several contexts at once: all are sent SIGTERM first and

@@ -238,12 +238,8 @@ pub fn read_routed(nl: &mut Rtnl) -> Result<RoutedObs, NlError> {
     for m in nl.dump(rtnl::dump_proxies())? {
         if let M::NewNeighbour(n) = m {
             let dst = n.attributes.iter().find_map(|a| match a {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
-                    Some(IpAddr::V4(*a))
-                }
-                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
-                    Some(IpAddr::V6(*a))
-                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
                 _ => None,
             });
             if let Some(d) = dst {
@@ -291,9 +287,7 @@ pub fn read_links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
 
 /// `read_links`, and the switches of the links the dump carries, by path
 /// (for `read_sysctls_from`).
-pub fn read_links_conf(
-    nl: &mut Rtnl,
-) -> Result<(Vec<ObsLink>, BTreeMap<String, String>), NlError> {
+pub fn read_links_conf(nl: &mut Rtnl) -> Result<(Vec<ObsLink>, BTreeMap<String, String>), NlError> {
     let (mut links, conf) = read_links_only_conf(nl)?;
     let by_index: HashMap<u32, usize> = links
         .iter()

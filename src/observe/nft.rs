@@ -2,8 +2,8 @@
 //! rules, and the elements of its sets, with one dump per kind.
 
 use crate::kernel::netlink::NlError;
-use crate::kernel::nft::sock::Nft;
 use crate::kernel::nft::dispatch::{dispatch_chain, key_name, DISPATCH};
+use crate::kernel::nft::sock::Nft;
 use crate::kernel::nft::table::{digest_of, Digest, TABLE};
 use crate::kernel::nft::wire::{attr, msg, parse_attrs, udata_comment, Attrs};
 

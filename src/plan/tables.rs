@@ -5,8 +5,8 @@ use super::{rules, Action, Observed, Refusal};
 use crate::kernel::nft::dispatch::{DispatchChange, DISPATCH};
 use crate::kernel::nft::table::{digest_of, HOST_COMMENT};
 use crate::model::Context;
-use crate::observe::nft::Live;
 use crate::observe::links::NsState;
+use crate::observe::nft::Live;
 
 pub(super) fn context_table(ctx: &Context, ns: &NsState, acts: &mut Vec<Action>) {
     match rules::context_table(ctx) {

@@ -117,26 +117,26 @@ fn elems_msg(ty: u16, elems: &[(&str, Option<&str>)]) -> Msg {
         a.be32(attr::SET_ELEM_LIST_SET_ID, DISPATCH_ID);
     }
     a.nested(attr::SET_ELEM_LIST_ELEMENTS, |l| {
-            for (i, (key, chain)) in elems.iter().enumerate() {
-                let index = u16::try_from(i + 1).unwrap_or(u16::MAX);
-                l.nested(index, |el| {
-                    el.nested(attr::SET_ELEM_KEY, |k| {
-                        k.bytes(attr::DATA_VALUE, &ifname_key(key));
-                    });
-                    if let Some(chain) = chain {
-                        el.nested(attr::SET_ELEM_DATA, |d| {
-                            d.nested(attr::DATA_VERDICT, |v| {
-                                v.be32(
-                                    attr::VERDICT_CODE,
-                                    u32::from_ne_bytes(NFT_JUMP.to_ne_bytes()),
-                                )
-                                .str(attr::VERDICT_CHAIN, chain);
-                            });
-                        });
-                    }
+        for (i, (key, chain)) in elems.iter().enumerate() {
+            let index = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            l.nested(index, |el| {
+                el.nested(attr::SET_ELEM_KEY, |k| {
+                    k.bytes(attr::DATA_VALUE, &ifname_key(key));
                 });
-            }
-        });
+                if let Some(chain) = chain {
+                    el.nested(attr::SET_ELEM_DATA, |d| {
+                        d.nested(attr::DATA_VERDICT, |v| {
+                            v.be32(
+                                attr::VERDICT_CODE,
+                                u32::from_ne_bytes(NFT_JUMP.to_ne_bytes()),
+                            )
+                            .str(attr::VERDICT_CHAIN, chain);
+                        });
+                    });
+                }
+            });
+        }
+    });
     let flags = if ty == msg::NEWSETELEM {
         NLM_F_CREATE
     } else {
@@ -148,7 +148,12 @@ fn elems_msg(ty: u16, elems: &[(&str, Option<&str>)]) -> Msg {
 /// The messages of a change to the host's chains with the dispatch: the
 /// map if missing, the elements that go, the chains that go (`remove`) and
 /// come (`chains`), the base chain if needed, the elements that come.
-pub fn host_change_msgs(remove: &[String], chains: &[Chain], d: &DispatchChange, out: &mut Vec<Msg>) {
+pub fn host_change_msgs(
+    remove: &[String],
+    chains: &[Chain],
+    d: &DispatchChange,
+    out: &mut Vec<Msg>,
+) {
     if d.create_map {
         out.push(map_msg());
     }

@@ -189,19 +189,20 @@ pub fn del_chain(name: &str) -> Msg {
 /// The messages that create a chain and its rules.
 pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
     let mut a = Attrs::default();
-    a.str(attr::CHAIN_TABLE, TABLE).str(attr::CHAIN_NAME, &c.name);
+    a.str(attr::CHAIN_TABLE, TABLE)
+        .str(attr::CHAIN_NAME, &c.name);
     if c.hooknum != REGULAR {
         a.str(attr::CHAIN_TYPE, c.kind.name())
-        .be32(attr::CHAIN_POLICY, POLICY_ACCEPT)
-        .nested(attr::CHAIN_HOOK, |h| {
-            // The priority goes as its two's complement (nft's -100).
-            let prio = u32::from_ne_bytes(c.kind.priority().to_ne_bytes());
-            h.be32(attr::HOOK_HOOKNUM, c.hooknum)
-                .be32(attr::HOOK_PRIORITY, prio);
-            if let Some(d) = &c.device {
-                h.str(attr::HOOK_DEV, d);
-            }
-        });
+            .be32(attr::CHAIN_POLICY, POLICY_ACCEPT)
+            .nested(attr::CHAIN_HOOK, |h| {
+                // The priority goes as its two's complement (nft's -100).
+                let prio = u32::from_ne_bytes(c.kind.priority().to_ne_bytes());
+                h.be32(attr::HOOK_HOOKNUM, c.hooknum)
+                    .be32(attr::HOOK_PRIORITY, prio);
+                if let Some(d) = &c.device {
+                    h.str(attr::HOOK_DEV, d);
+                }
+            });
     }
     out.push(Msg::new(msg::NEWCHAIN, NLM_F_CREATE, a));
     for r in &c.rules {
