@@ -553,3 +553,36 @@ addresses = ["10.43.0.2/24"]
     assert!(host.contains("ip saddr 10.41.0.2 accept"), "{host}");
     assert_eq!(sb.netctx_with(cfg, &["status"]).code, 0);
 }
+
+/// More strict contexts than the kernel allows base chains on one hook
+/// (1,024): each context's forward chain is reached through the one
+/// dispatch chain, so `up` works (it failed with E2BIG at the 1,025th), and
+/// every context is kept apart.
+#[test]
+fn more_strict_contexts_than_one_hook_holds_base_chains() {
+    let sb = Sandbox::new();
+    let n = 1100;
+    let mut cfg = String::new();
+    for i in 0..n {
+        let (a, b) = (i / 256, i % 256);
+        cfg.push_str(&format!(
+            "[context.s{i}]\n[[context.s{i}.link]]\nkind = \"veth\"\nname = \"eth0\"\n\
+             host_addresses = [\"10.{}.{b}.1/24\"]\naddresses = [\"10.{}.{b}.2/24\"]\n",
+            100 + a,
+            100 + a
+        ));
+    }
+    let up = sb.netctx_with(&cfg, &["up"]);
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    let base = sb.ok("nft list table inet netctx | grep -c 'hook forward'");
+    assert_eq!(base.trim(), "1");
+    let elems = sb.ok("nft -j list map inet netctx netctx-forward");
+    let v: Value = serde_json::from_str(&elems).unwrap();
+    let all = v["nftables"].as_array().unwrap().clone();
+    let n_elems = objects(&all, "map")[0]["elem"].as_array().unwrap().len();
+    assert_eq!(n_elems, n);
+    sb.netctx_with(&cfg, &["status"]).ok();
+    sb.netctx_with(&cfg, &["down", "--all"]).ok();
+    assert_eq!(sb.ok("nft list tables").trim(), "");
+    assert_eq!(sb.ok("ip netns list").trim(), "");
+}
