@@ -105,6 +105,10 @@ pub const IMMEDIATE: &str = "immediate";
 pub const PACKET_BROADCAST: u8 = 1;
 pub const PACKET_MULTICAST: u8 = 2;
 
+#[path = "expr_nat.rs"]
+mod nat;
+use nat::{dnat, local_not_loopback};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dir {
     Src,
@@ -307,51 +311,25 @@ fn ct_bits(list: &mut Attrs, key: u32, mask: u32) {
     cmp(list, NFT_CMP_NEQ, &[0; 4]);
 }
 
-/// `fib daddr type local` and the destination not loopback, as nft
-/// encodes it after `meta nfproto`.
-fn local_not_loopback(l: &mut Attrs, v6: bool) {
-    nfproto(l, v6);
-    expr(l, "fib", |d| {
-        // In nft's order: flags, result, register.
-        d.be32(a::NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR)
-            .be32(a::NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE)
-            .be32(a::NFTA_FIB_DREG, NFT_REG_1);
-    });
-    cmp_eq(l, &RTN_LOCAL.to_ne_bytes());
-    if v6 {
-        payload(l, addr_offset(true, Dir::Dst), 16);
-        cmp(l, NFT_CMP_NEQ, &std::net::Ipv6Addr::LOCALHOST.octets());
-    } else {
-        // 127.0.0.0/8 is on a byte boundary: one byte is loaded.
-        payload(l, addr_offset(false, Dir::Dst), 1);
-        cmp(l, NFT_CMP_NEQ, &[127]);
-    }
-}
-
-fn immediate(l: &mut Attrs, reg: u32, value: &[u8]) {
-    expr(l, "immediate", |d| {
-        d.be32(a::NFTA_IMMEDIATE_DREG, reg)
-            .nested(a::NFTA_IMMEDIATE_DATA, |v| {
-                v.bytes(attr::DATA_VALUE, value);
-            });
-    });
-}
-
-/// `dnat ip to ADDR:PORT` (or ip6).
-fn dnat(l: &mut Attrs, to: IpAddr, port: u16) {
-    immediate(l, NFT_REG_1, &addr_bytes(to));
-    immediate(l, NFT_REG_2, &port.to_be_bytes());
-    let family = if to.is_ipv6() {
-        NFPROTO_IPV6
-    } else {
-        NFPROTO_IPV4
-    };
-    expr(l, "nat", |d| {
-        d.be32(a::NFTA_NAT_TYPE, NFT_NAT_DNAT)
-            .be32(a::NFTA_NAT_FAMILY, u32::from(family))
-            .be32(a::NFTA_NAT_REG_ADDR_MIN, NFT_REG_1)
-            .be32(a::NFTA_NAT_REG_PROTO_MIN, NFT_REG_2)
-            .be32(a::NFTA_NAT_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+/// The input (or output) interface's name looked up in a set; with `dreg`,
+/// in a map whose data goes to that register (libnftnl's attribute order:
+/// sreg, dreg, set, set id).
+fn ifname_lookup(l: &mut Attrs, output: bool, set: &str, set_id: u32, dreg: Option<u32>) {
+    meta(
+        l,
+        if output {
+            NFT_META_OIFNAME
+        } else {
+            NFT_META_IIFNAME
+        },
+    );
+    expr(l, "lookup", |d| {
+        d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1);
+        if let Some(r) = dreg {
+            d.be32(a::NFTA_LOOKUP_DREG, r);
+        }
+        d.str(a::NFTA_LOOKUP_SET, set)
+            .be32(a::NFTA_LOOKUP_SET_ID, set_id);
     });
 }
 
@@ -406,21 +384,7 @@ fn encode_match(l: &mut Attrs, m: &Match) {
             output,
             set,
             set_id,
-        } => {
-            meta(
-                l,
-                if *output {
-                    NFT_META_OIFNAME
-                } else {
-                    NFT_META_IIFNAME
-                },
-            );
-            expr(l, "lookup", |d| {
-                d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
-                    .str(a::NFTA_LOOKUP_SET, set)
-                    .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
-            });
-        }
+        } => ifname_lookup(l, *output, set, *set_id, None),
         Match::Prefix { dir, cidr } => {
             let v6 = !cidr.is_v4();
             nfproto(l, v6);
@@ -494,22 +458,6 @@ fn encode_action(l: &mut Attrs, action: &Action) {
             output,
             set,
             set_id,
-        } => {
-            meta(
-                l,
-                if *output {
-                    NFT_META_OIFNAME
-                } else {
-                    NFT_META_IIFNAME
-                },
-            );
-            expr(l, "lookup", |d| {
-                // libnftnl's order: sreg, dreg, set, set id.
-                d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
-                    .be32(a::NFTA_LOOKUP_DREG, NFT_REG_VERDICT)
-                    .str(a::NFTA_LOOKUP_SET, set)
-                    .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
-            });
-        }
+        } => ifname_lookup(l, *output, set, *set_id, Some(NFT_REG_VERDICT)),
     }
 }
