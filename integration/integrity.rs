@@ -211,9 +211,12 @@ fn every_owned_switch_changed_from_outside_is_drift_and_restored() {
 }
 
 /// Wait until the context's link-local address is usable (DAD done).
+/// Until eth0 in `ns` has its link-local address and it is no longer
+/// tentative (the kernel adds it a moment after the link comes up).
 fn wait_link_local(sb: &Sandbox, ns: &str) {
     sb.ok(&format!(
-        "for i in $(seq 60); do ip -n {ns} -6 addr show dev eth0 scope link | grep -q tentative || exit 0; sleep 0.05; done; exit 1"
+        "for i in $(seq 200); do a=$(ip -n {ns} -6 addr show dev eth0 scope link); \
+         case \"$a\" in *fe80::*) echo \"$a\" | grep -q tentative || exit 0;; esac; sleep 0.05; done; exit 1"
     ));
 }
 

@@ -117,21 +117,31 @@ pub fn down(
 ) -> Vec<(String, Result<Removed, CtxError>)> {
     // A context in conflict (a namespace netctx did not make, a marker that
     // proves nothing) keeps everything: its host links and chains too.
-    let touchable: Vec<String> = names
-        .iter()
-        .filter(|n| !owner::ns_owner(n).is_ok_and(|o| o.is_conflict()))
-        .cloned()
-        .collect();
+    // Waiting needs to know them before anything goes; without, the
+    // removal's own refusals say which they are.
+    let conflict = |n: &String| owner::ns_owner(n).is_ok_and(|o| o.is_conflict());
+    let mut touchable: Vec<String> = if wait {
+        names.iter().filter(|n| !conflict(n)).cloned().collect()
+    } else {
+        names.to_vec()
+    };
     // Host ends vanish with their namespaces, a little later: note which
     // are ours and listen for their deletion before anything goes.
-    let wanted: HashSet<&str> = touchable.iter().map(String::as_str).collect();
     let mut events = if wait { Rtnl::link_events().ok() } else { None };
     let before = if wait {
+        let wanted: HashSet<&str> = touchable.iter().map(String::as_str).collect();
         host_ends(&mut host.rtnl, &wanted)
     } else {
         Vec::new()
     };
     let mut out = profile::time(DOWN + 2, || remove_namespaces(names));
+    if !wait {
+        touchable.retain(|n| {
+            !out.iter()
+                .any(|(m, r)| m == n && matches!(r, Err(CtxError::Refused(_))))
+        });
+    }
+    let wanted: HashSet<&str> = touchable.iter().map(String::as_str).collect();
     if wait {
         profile::time(DOWN + 3, || {
             let left = wait_for_host_ends(&mut host.rtnl, &wanted, events.as_mut(), before);
