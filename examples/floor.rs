@@ -324,7 +324,7 @@ fn up_one(i: u32, host: &mut Nl, host_nft: &mut Nl, host_each: bool) -> io::Resu
     let chains = rules::host_chains(&ctx);
     // The context's forward chain is reached through the dispatch's map.
     let d = dispatch::DispatchChange {
-        add: rules::dispatch_elems(&ctx),
+        add: rules::dispatch_elems(&ctx, &chains),
         ..Default::default()
     };
     if host_each {

@@ -389,6 +389,13 @@ fn gc_keeps_the_listed_attachments_and_removes_the_others() {
     for (name, _) in &links {
         assert!(chains.iter().any(|c| c.ends_with(name.as_str())));
     }
+    // The forward dispatch sends each kept attachment's host link to its
+    // forward chain, and holds nothing of the removed ones.
+    let map = t.sb.ok("nft list map inet netctx netctx-forward");
+    assert_eq!(map.matches(": jump ").count(), 2, "{map}");
+    for (name, _) in &links {
+        assert!(map.contains(&format!("\"{name}\" : jump ")), "{map}");
+    }
     let links = t.sb.ok("ip -n stale -br link");
     assert!(!links.contains("eth0"), "{links}");
     // A GC with 1.0.0 is refused with code 1.

@@ -347,35 +347,57 @@ addresses = ["203.0.113.10/24"]
 
 #[test]
 fn a_routed_context_is_reached_at_its_own_address_untranslated() {
+    routed_both_ways(ROUTED, "203.0.113.10", "203.0.113.2");
+}
+
+/// A routed context at `addr` with a LAN host at `lan_addr`: the host
+/// answers for it on the uplink and routes it to its veth; the LAN reaches
+/// it at its own address (neighbour resolution through the host's proxy
+/// entry) and it reaches the LAN, untranslated both ways; after `down` no
+/// proxy entry, no route, the host's switches as before.
+fn routed_both_ways(cfg: &str, addr: &str, lan_addr: &str) {
     let sb = setup();
     let before = switches(&sb);
-    sb.netctx_with(ROUTED, &["up"]).ok();
-    // The host answers for it on the uplink and routes it to its veth.
-    let proxies = sb.ok("ip neigh show proxy dev up0");
-    assert!(proxies.contains("203.0.113.10"), "{proxies}");
-    let route = sb.ok("ip route show 203.0.113.10");
+    sb.netctx_with(cfg, &["up"]).ok();
+    let v6 = addr.contains(':');
+    let fam = if v6 { "-6" } else { "-4" };
+    let proxies = sb.ok(&format!("ip {fam} neigh show proxy dev up0"));
+    assert!(proxies.contains(addr), "{proxies}");
+    if v6 {
+        assert_eq!(sb.ok("sysctl -n net.ipv6.conf.up0.proxy_ndp").trim(), "1");
+    }
+    let route = sb.ok(&format!("ip {fam} route show {addr}"));
     assert!(
         route.contains("dev nx-routed") && route.contains("proto static"),
         "{route}"
     );
-    // From the LAN (neighbour resolution through the host's proxy entry)
-    // to its own address, and from it to the LAN, untranslated.
-    let inside = serve(&sb, "routed", "203.0.113.10", 80);
-    let lan = serve(&sb, "lan", "203.0.113.2", 7000);
+    settled(&sb);
+    let inside = serve(&sb, "routed", addr, 80);
+    let lan = serve(&sb, "lan", lan_addr, 7000);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(connect_retrying(&sb, "lan", "203.0.113.10 80"), "connected");
-    assert!(seen(&inside).starts_with("203.0.113.2\n"));
-    let mac = sb.ok("ip -n lan neigh show 203.0.113.10");
-    assert!(!mac.trim().is_empty(), "no neighbour entry in the LAN");
     assert_eq!(
-        connect_retrying(&sb, "routed", "203.0.113.2 7000"),
+        connect_retrying(&sb, "lan", &format!("{addr} 80")),
         "connected"
     );
-    assert!(seen(&lan).starts_with("203.0.113.10\n"));
-    // After down: no proxy entry, no route, the switches as before.
-    sb.netctx_with(ROUTED, &["down", "routed"]).ok();
-    assert_eq!(sb.ok("ip neigh show proxy dev up0").trim(), "");
-    assert_eq!(sb.ok("ip route show 203.0.113.10").trim(), "");
+    assert!(seen(&inside).starts_with(&format!("{lan_addr}\n")));
+    let neigh = sb.ok(&format!("ip -n lan {fam} neigh show {addr}"));
+    assert!(!neigh.trim().is_empty(), "no neighbour entry in the LAN");
+    assert_eq!(
+        connect_retrying(&sb, "routed", &format!("{lan_addr} 7000")),
+        "connected"
+    );
+    assert!(
+        seen(&lan).starts_with(&format!("{addr}\n")),
+        "{}",
+        seen(&lan)
+    );
+    sb.netctx_with(cfg, &["status"]).ok();
+    sb.netctx_with(cfg, &["down", "routed"]).ok();
+    assert_eq!(
+        sb.ok(&format!("ip {fam} neigh show proxy dev up0")).trim(),
+        ""
+    );
+    assert_eq!(sb.ok(&format!("ip {fam} route show {addr}")).trim(), "");
     assert_eq!(switches(&sb), before);
     assert!(!sb.sh("test -e /run/netctx/host-proxies").status.success());
 }
@@ -440,34 +462,5 @@ via = "fd83::1"
 
 #[test]
 fn a_routed_context_is_reached_over_ipv6_through_the_hosts_ndp_proxy() {
-    let sb = setup();
-    let before = switches(&sb);
-    sb.netctx_with(ROUTED6, &["up"]).ok();
-    let proxies = sb.ok("ip -6 neigh show proxy dev up0");
-    assert!(proxies.contains("2001:db8:1::10"), "{proxies}");
-    assert_eq!(sb.ok("sysctl -n net.ipv6.conf.up0.proxy_ndp").trim(), "1");
-    settled(&sb);
-    let inside = serve(&sb, "routed", "2001:db8:1::10", 80);
-    let lan = serve(&sb, "lan", "2001:db8:1::2", 7000);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        connect_retrying(&sb, "lan", "2001:db8:1::10 80"),
-        "connected"
-    );
-    assert!(seen(&inside).starts_with("2001:db8:1::2\n"));
-    // The LAN learnt the address on-link: through the host's NDP proxy.
-    let neigh = sb.ok("ip -n lan -6 neigh show 2001:db8:1::10");
-    assert!(!neigh.trim().is_empty(), "no neighbour entry in the LAN");
-    // From the context to the LAN, its own address as the source.
-    assert_eq!(
-        connect_retrying(&sb, "routed", "2001:db8:1::2 7000"),
-        "connected"
-    );
-    assert!(seen(&lan).starts_with("2001:db8:1::10\n"), "{}", seen(&lan));
-    // Nothing forwarded to the unrelated network from the LAN.
-    sb.netctx_with(ROUTED6, &["status"]).ok();
-    sb.netctx_with(ROUTED6, &["down", "routed"]).ok();
-    assert_eq!(sb.ok("ip -6 neigh show proxy dev up0").trim(), "");
-    assert_eq!(sb.ok("ip -6 route show 2001:db8:1::10").trim(), "");
-    assert_eq!(switches(&sb), before);
+    routed_both_ways(ROUTED6, "2001:db8:1::10", "2001:db8:1::2");
 }

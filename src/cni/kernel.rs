@@ -235,7 +235,7 @@ fn host_chains(att: &Attachment, host: &mut Host) -> Result<()> {
     if chains.is_empty() && remove.is_empty() && dnats.is_empty() {
         return Ok(());
     }
-    let (dispatch, _) = crate::plan::tables::dispatch_change(&att.ctx, &live);
+    let (dispatch, _) = crate::plan::tables::dispatch_change(&att.ctx, &chains, &live);
     let mut msgs = ruleset::replace_host_chains(&remove, &chains, &dispatch);
     msgs.extend(super::publish::msgs(&att.ctx.name, att.host(), &dnats));
     host.nft

@@ -33,24 +33,11 @@ impl Live {
         }
     }
 
-    /// Whether the dispatch's map and base chain are there as they must be.
+    /// Whether the dispatch's map and base chain are there as they must be
+    /// (no context's chain begins with its name: context names are at most
+    /// 11 characters).
     pub fn dispatch_ok(&self) -> bool {
-        let want = digest_of(&[dispatch_chain()], &[]);
-        let chains: Vec<_> = self
-            .digest
-            .chains
-            .iter()
-            .filter(|c| c.0 == DISPATCH)
-            .cloned()
-            .collect();
-        let rules: Vec<_> = self
-            .digest
-            .rules
-            .iter()
-            .filter(|r| r.0 == DISPATCH)
-            .cloned()
-            .collect();
-        self.dispatch.is_some() && chains == want.chains && rules == want.rules
+        self.dispatch.is_some() && self.only(DISPATCH) == digest_of(&[dispatch_chain()], &[])
     }
 
     /// Whether a chain of that exact name is there.
@@ -89,10 +76,7 @@ pub fn read_dispatch(nft: &mut Nft) -> Result<Option<Vec<(String, String)>>, NlE
                         if let Some((_, vd)) = verdict {
                             chain = parse_attrs(vd)
                                 .find(|(t, _)| *t == attr::VERDICT_CHAIN)
-                                .map(|(_, c)| {
-                                    let end = c.iter().position(|b| *b == 0).unwrap_or(c.len());
-                                    String::from_utf8_lossy(&c[..end]).into_owned()
-                                })
+                                .map(|(_, c)| key_name(c))
                                 .unwrap_or_default();
                         }
                     }

@@ -226,10 +226,11 @@ pub fn forward_chain_name(ctx: &str) -> String {
 }
 
 /// The dispatch's elements for the context (`kernel::nft::dispatch`): each
-/// host veth to its forward chain, when it has one.
-pub fn dispatch_elems(ctx: &Context) -> Vec<(String, String)> {
+/// host veth to its forward chain, when its host chains (`host_chains`)
+/// have one.
+pub fn dispatch_elems(ctx: &Context, chains: &[Chain]) -> Vec<(String, String)> {
     let fwd = forward_chain_name(&ctx.name);
-    if !host_chains(ctx).iter().any(|c| c.name == fwd) {
+    if !chains.iter().any(|c| c.name == fwd) {
         return Vec::new();
     }
     let mut e: Vec<(String, String)> = host_veths(ctx)

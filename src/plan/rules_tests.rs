@@ -162,7 +162,7 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
         "table inet netctx {{\n\tcomment \"{}\"\n",
         table::HOST_COMMENT
     );
-    let elems = crate::plan::rules::dispatch_elems(&ctx());
+    let elems = crate::plan::rules::dispatch_elems(&ctx(), &chains);
     // The forward dispatch's map first: nft reads the file in order.
     text.push_str(&dispatch::render_map(&[]));
     for c in &chains {
@@ -249,7 +249,7 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
     // A regular chain: the dispatch jumps to it, for the context's veths.
     assert!(!text.contains("hook"), "{text}");
     assert_eq!(
-        crate::plan::rules::dispatch_elems(&c),
+        crate::plan::rules::dispatch_elems(&c, &host_chains(&c)),
         [
             ("nx-web".to_string(), "web_forward".to_string()),
             ("nx-web1".to_string(), "web_forward".to_string())

@@ -3,7 +3,7 @@
 
 use super::{rules, Action, Observed, Refusal};
 use crate::kernel::nft::dispatch::{DispatchChange, DISPATCH};
-use crate::kernel::nft::table::{digest_of, HOST_COMMENT};
+use crate::kernel::nft::table::{digest_of, Chain, HOST_COMMENT};
 use crate::model::Context;
 use crate::observe::links::NsState;
 use crate::observe::nft::Live;
@@ -38,7 +38,7 @@ pub(super) fn host_chains(
     // old device on some kernels (6.1) and stays on others (6.18): either
     // way it is installed again.
     let veth_renewed = acts.iter().any(|a| matches!(a, Action::CreateVeth { .. }));
-    let (dispatch, elems_differ) = dispatch_change(ctx, obs.host_nft);
+    let (dispatch, elems_differ) = dispatch_change(ctx, &chains, obs.host_nft);
     if have != digest_of(&chains, &[])
         || (veth_renewed && !chains.is_empty())
         || elems_differ
@@ -61,10 +61,10 @@ pub(super) fn host_chains(
 /// elements (its veths', and any that jumps to one of its chains) go and
 /// the wanted ones come; the map and base chain are made when missing or
 /// not as they must be. And whether its elements differ from the wanted.
-pub fn dispatch_change(ctx: &Context, live: &Live) -> (DispatchChange, bool) {
+pub fn dispatch_change(ctx: &Context, chains: &[Chain], live: &Live) -> (DispatchChange, bool) {
     let prefix = rules::host_chain_prefix(&ctx.name);
     let veths = rules::host_veths(ctx);
-    let want = rules::dispatch_elems(ctx);
+    let want = rules::dispatch_elems(ctx, chains);
     let have: Vec<(String, String)> = live
         .dispatch
         .iter()

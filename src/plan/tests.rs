@@ -340,7 +340,10 @@ fn host_live() -> Live {
         exists: true,
         comment: Some(HOST_COMMENT.into()),
         digest: digest_of(&chains, &[]),
-        dispatch: Some(crate::plan::rules::dispatch_elems(&ctx())),
+        dispatch: Some(crate::plan::rules::dispatch_elems(
+            &ctx(),
+            &host_chains(&ctx()),
+        )),
     }
 }
 

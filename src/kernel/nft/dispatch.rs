@@ -181,7 +181,8 @@ pub fn host_change_msgs(
     }
 }
 
-/// The element key as the kernel holds it, back to a name.
+/// A NUL-padded name as the kernel holds it (an element's key, a
+/// verdict's chain), back to a string.
 pub fn key_name(key: &[u8]) -> String {
     let end = key.iter().position(|b| *b == 0).unwrap_or(key.len());
     String::from_utf8_lossy(&key[..end]).into_owned()
