@@ -1,7 +1,7 @@
 //! The benchmark's floor: the kernel work of N strict contexts and nothing
 //! else, to measure netctx against the kernel itself.
 //!
-//!     floor up N [--host each]     floor down N
+//!     floor up N [--host each]     floor observe N     floor down N
 //!
 //! Context `i` is what `bench/run` declares: namespace `c{i}`, a veth `nx{i}`
 //! with its peer `eth0` created directly inside, one IPv4 address each side
@@ -16,6 +16,14 @@
 //! it makes (netctx's own `netns::create_and_run`). The host's chains go in
 //! one transaction for the whole run (`--host each`: one a context, as
 //! netctx did before the host batch).
+//!
+//! `observe` is the kernel work of looking at N such contexts, what
+//! `status` and `up` of a converged host cannot do without: the host's link
+//! dump and its table (chains, rules, the dispatch's elements) once, and in
+//! every namespace, entered as netctx enters it, the link, address and route
+//! dumps, the table's (its chains, rules and sets' elements), and the 20
+//! switches netctx owns there read through netctx's own reader. Nothing
+//! is parsed or compared.
 //!
 //! `down` unmounts and unlinks every namespace (netctx's `down --no-wait`)
 //! and deletes the host's table; the kernel destroys the rest on its own.
@@ -214,6 +222,76 @@ impl Nl {
         }
     }
 
+    /// Send one dump request and read its answers to the end; the bytes
+    /// answered.
+    fn dump(&mut self, req: &[u8]) -> io::Result<usize> {
+        self.sock.send(req, 0)?;
+        let mut total = 0;
+        loop {
+            self.buf.clear();
+            total += self.sock.recv(&mut self.buf, 0)?;
+            for f in nl_wire::frames(&self.buf) {
+                match f.ty {
+                    nl_wire::NLMSG_DONE => return Ok(total),
+                    nl_wire::NLMSG_ERROR => {
+                        return match nl_wire::error_code(f.payload()) {
+                            Some(errno) if errno != libc::ENOENT => {
+                                Err(io::Error::from_raw_os_error(errno))
+                            }
+                            _ => Ok(total),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// An rtnetlink dump.
+    fn dump_rt(&mut self, msg: M) -> io::Result<usize> {
+        let mut header = NetlinkHeader::default();
+        header.flags = nl_wire::NLM_F_REQUEST | nl_wire::NLM_F_DUMP;
+        let mut m = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        m.finalize();
+        let mut out = vec![0; m.buffer_len()];
+        m.serialize(&mut out);
+        self.dump(&out)
+    }
+
+    /// An nf_tables get (`dump`: of every object of the kind `attrs`
+    /// filters).
+    fn get_nft(&mut self, ty: u16, attrs: &[u8], dump: bool) -> io::Result<usize> {
+        let flags = nl_wire::NLM_F_REQUEST | if dump { nl_wire::NLM_F_DUMP } else { 0 };
+        let ty = (u16::from(wire::NFNL_SUBSYS_NFTABLES) << 8) | ty;
+        let mut out = Vec::new();
+        nl_wire::encode_nfnl(ty, flags, 1, libc::NFPROTO_INET as u8, 0, attrs, &mut out);
+        if dump {
+            return self.dump(&out);
+        }
+        self.sock.send(&out, 0)?;
+        self.buf.clear();
+        self.sock.recv(&mut self.buf, 0)
+    }
+
+    /// netctx's table as `observe::nft::read` reads it: the table, every
+    /// chain, its rules, and the elements of `sets`.
+    fn read_table(&mut self, sets: &[&str]) -> io::Result<usize> {
+        let mut name = nl_wire::Attrs::default();
+        name.str(wire::attr::TABLE_NAME, table::TABLE);
+        let mut n = self.get_nft(wire::msg::GETTABLE, &name.0, false)?;
+        n += self.get_nft(wire::msg::GETCHAIN, &[], true)?;
+        let mut rules = nl_wire::Attrs::default();
+        rules.str(wire::attr::RULE_TABLE, table::TABLE);
+        n += self.get_nft(wire::msg::GETRULE, &rules.0, true)?;
+        for set in sets {
+            let mut a = nl_wire::Attrs::default();
+            a.str(wire::attr::SET_ELEM_LIST_TABLE, table::TABLE)
+                .str(wire::attr::SET_ELEM_LIST_SET, set);
+            n += self.get_nft(wire::msg::GETSETELEM, &a.0, true)?;
+        }
+        Ok(n)
+    }
+
     /// rtnetlink requests in one datagram.
     fn exec(&mut self, reqs: Vec<Request>) -> io::Result<()> {
         let mut out = Vec::new();
@@ -399,6 +477,63 @@ fn up(n: u32, host_each: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The switches netctx owns inside a context (`plan::sysctls::wanted` but
+/// the per-device ones, which the link dump carries).
+fn owned_switches() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "net/ipv4/ip_forward",
+        "net/ipv4/ip_nonlocal_bind",
+        "net/ipv6/ip_nonlocal_bind",
+        "net/ipv4/ping_group_range",
+    ]
+    .map(String::from)
+    .to_vec();
+    for dev in ["all", "default"] {
+        for k in [
+            "accept_redirects",
+            "accept_source_route",
+            "proxy_arp",
+            "route_localnet",
+        ] {
+            v.push(format!("net/ipv4/conf/{dev}/{k}"));
+        }
+        for k in [
+            "accept_redirects",
+            "accept_source_route",
+            "forwarding",
+            "accept_ra",
+        ] {
+            v.push(format!("net/ipv6/conf/{dev}/{k}"));
+        }
+    }
+    v
+}
+
+fn observe(n: u32) -> io::Result<()> {
+    let mut host = Nl::open(NETLINK_ROUTE)?;
+    let mut bytes = host.dump_rt(rtnl::dump_links())?;
+    bytes += Nl::open(NETLINK_NETFILTER)?.read_table(&[dispatch::DISPATCH])?;
+    let switches = owned_switches();
+    let per_ns = pool(n, |_, _, i| {
+        let file = std::fs::File::open(format!("{}/c{i}", netns::NETNS_DIR))?;
+        netns::run_in(&file, || -> io::Result<usize> {
+            let mut rt = Nl::open(NETLINK_ROUTE)?;
+            let mut b = rt.dump_rt(rtnl::dump_links())?;
+            b += rt.dump_rt(rtnl::dump_addresses())?;
+            b += rt.dump_rt(rtnl::dump_routes())?;
+            b += Nl::open(NETLINK_NETFILTER)?.read_table(&table::SETS)?;
+            let read = sysctl::read_many(&switches);
+            if read.iter().any(Option::is_none) {
+                return Err(io::Error::other("a switch could not be read"));
+            }
+            Ok(b)
+        })?
+    })?;
+    bytes += per_ns.iter().sum::<usize>();
+    eprintln!("floor: observed {n} contexts, {bytes} bytes of dumps");
+    Ok(())
+}
+
 fn down(n: u32) -> io::Result<()> {
     pool(n, |_, _, i| netns::remove(&format!("c{i}")))?;
     Nl::open(NETLINK_NETFILTER)?.transaction(&[table::del_table()])
@@ -411,8 +546,9 @@ fn main() {
     let r = match (args.first().map(String::as_str), n) {
         (Some("up"), Some(n)) => up(n, host_each),
         (Some("down"), Some(n)) if args.len() == 2 => down(n),
+        (Some("observe"), Some(n)) if args.len() == 2 => observe(n),
         _ => {
-            eprintln!("usage: floor up N [--host each] | floor down N");
+            eprintln!("usage: floor up N [--host each] | floor observe N | floor down N");
             std::process::exit(2);
         }
     };

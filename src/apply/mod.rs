@@ -33,7 +33,7 @@ use crate::kernel::nft::wire::Msg;
 use crate::kernel::profile;
 use crate::kernel::sysctl;
 use crate::model::Context;
-use crate::observe::links::{self, NsState, ObsLink};
+use crate::observe::links::{self, NsState};
 use crate::observe::nft::Live;
 use crate::observe::owner::{self, NsOwner};
 use crate::plan::{plan, Action, Observed, Side};
@@ -65,7 +65,7 @@ impl Host {
 /// What the host has, read once per run: its links by name, its table, the
 /// switches of its netctx links.
 pub struct HostView {
-    pub links: HashMap<String, ObsLink>,
+    pub links: links::HostLinks,
     pub nft: Live,
     pub sysctls: std::collections::BTreeMap<String, String>,
     /// Proxy neighbour entries and host routes (read when a context is
@@ -101,7 +101,11 @@ impl HostView {
         };
         Ok(HostView {
             routed,
-            links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
+            links: links
+                .into_iter()
+                .map(|l| (l.name.clone(), l))
+                .collect::<HashMap<_, _>>()
+                .into(),
             nft: {
                 let mut live = crate::observe::nft::read(&mut host.nft, &[])?;
                 if live.exists {
@@ -172,7 +176,7 @@ pub fn converge_with(
             let paths: Vec<String> = sysctls::wanted(ctx).into_iter().map(|(p, _)| p).collect();
             let ns = profile::time(6, || links::read_ns(&mut ns_nl, &mut ns_nft, &paths))
                 .map_err(|e| CtxError::kernel("reading the namespace", e))?;
-            let actions = plan(ctx, &observed(ns))?;
+            let actions = profile::time(profile::OBSERVE + 5, || plan(ctx, &observed(ns)))?;
             if !dry && !actions.is_empty() {
                 let mut k = Sockets {
                     host,

@@ -13,7 +13,7 @@ use crate::kernel::nft::dispatch::{self, DispatchChange, DISPATCH};
 use crate::kernel::nft::table;
 use crate::kernel::profile::{self, DOWN};
 use crate::kernel::rtnl;
-use crate::observe::links;
+use crate::observe::links::{self, ObsLink};
 use crate::observe::nft as nft_live;
 use crate::observe::owner::{self, NsOwner};
 use crate::plan::rules;
@@ -22,20 +22,28 @@ use crate::plan::Refusal;
 /// Every context netctx has something of: markers, aliased host links and
 /// chains in the host's table.
 pub fn known(host: &mut Host) -> anyhow::Result<Vec<String>> {
+    let links = links::read_links_only(&mut host.rtnl)
+        .map_err(|e| anyhow::anyhow!("reading host links: {e}"))?;
+    let live = nft_live::read_chains(&mut host.nft)
+        .map_err(|e| anyhow::anyhow!("reading the host's nftables table: {e}"))?;
+    known_in(links.iter(), &live)
+}
+
+/// `known`, from host links and the host's table already read.
+pub fn known_in<'a>(
+    links: impl IntoIterator<Item = &'a ObsLink>,
+    live: &nft_live::Live,
+) -> anyhow::Result<Vec<String>> {
     let mut names: HashSet<String> = owner::marked()?.into_iter().collect();
-    for l in links::read_links_only(&mut host.rtnl)
-        .map_err(|e| anyhow::anyhow!("reading host links: {e}"))?
-    {
+    for l in links {
         if let Some(o) = l.owner() {
             names.insert(o.to_string());
         }
     }
-    let live = nft_live::read_chains(&mut host.nft)
-        .map_err(|e| anyhow::anyhow!("reading the host's nftables table: {e}"))?;
     if live.comment.as_deref() == Some(table::HOST_COMMENT) {
-        for (chain, _) in live.digest.chains {
+        for (chain, _) in &live.digest.chains {
             if let Some((ctx, _)) = chain.split_once('_') {
-                if !crate::model::is_attachment_chain(&chain) {
+                if !crate::model::is_attachment_chain(chain) {
                     names.insert(ctx.to_string());
                 }
             }
@@ -80,7 +88,8 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
         } else {
             // Elements jumping to a chain that goes, before it.
             let elems: Vec<String> = match nft_live::read_dispatch(&mut host.nft)? {
-                Some(e) => e
+                Some(d) => d
+                    .elems
                     .into_iter()
                     .filter(|(_, c)| gone.contains(c))
                     .map(|(k, _)| k)

@@ -2,7 +2,6 @@
 //! handling, journal replay order, and what a new context rolls back. The
 //! integration tests run the same code against the real kernel.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 
@@ -128,7 +127,7 @@ impl Kernel for Fake {
 
 /// The plan `up` makes for a new context.
 fn new_context_plan(c: &Context) -> Vec<Action> {
-    let links = HashMap::new();
+    let links = crate::observe::links::HostLinks::default();
     let live = crate::observe::nft::Live::default();
     let obs = Observed {
         owner: NsOwner::Absent,

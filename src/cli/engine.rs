@@ -36,17 +36,17 @@ pub fn select<'a>(cfg: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a C
 fn converge_all(
     ctxs: &[&Context],
     dry: bool,
-) -> anyhow::Result<Vec<Result<apply::Outcome, CtxError>>> {
+) -> anyhow::Result<(apply::HostView, Vec<Result<apply::Outcome, CtxError>>)> {
     let mut host = apply::Host::open().context("opening netlink sockets")?;
-    let view =
-        apply::HostView::read(&mut host, ctxs).context("reading the host's links and rules")?;
+    let view = profile::time(profile::OBSERVE + 4, || apply::HostView::read(&mut host, ctxs))
+        .context("reading the host's links and rules")?;
     let what = (!dry).then_some("up");
     let mode = if dry { Mode::Dry } else { Mode::DeferHostRules };
     let mut results = pool::map(ctxs, what, apply::Host::open, |host, c| {
         converge_with(c, &view, host, mode)
     })?;
     if dry {
-        return Ok(results);
+        return Ok((view, results));
     }
     let done: Vec<(usize, (&Context, &[plan::Action]))> = results
         .iter()
@@ -68,13 +68,13 @@ fn converge_all(
         }
         results[i] = Err(e);
     }
-    Ok(results)
+    Ok((view, results))
 }
 
 pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<Exit> {
     let ctxs = select(cfg, &l.contexts)?;
     let mut failed = false;
-    let results = converge_all(&ctxs, true)?;
+    let (_, results) = converge_all(&ctxs, true)?;
     if l.json {
         let v: Vec<_> = ctxs
             .iter()
@@ -134,7 +134,7 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
     let mut failed = Vec::new();
     let mut converged = Vec::new();
-    for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?) {
+    for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?.1) {
         if r.is_ok() {
             converged.push(*c);
         }
@@ -256,7 +256,8 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
     let ctxs = select(cfg, &l.contexts)?;
     let mut nl = apply::Host::open().context("opening netlink sockets")?;
     let mut out = Vec::new();
-    for (c, r) in ctxs.iter().zip(converge_all(&ctxs, true)?) {
+    let (view, results) = converge_all(&ctxs, true)?;
+    for (c, r) in ctxs.iter().zip(results) {
         let (state, detail) = match r {
             Ok(o) if o.actions.is_empty() => ("up", vec![]),
             Ok(o)
@@ -295,7 +296,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
         });
     }
     if l.contexts.is_empty() {
-        for name in down::known(&mut nl)? {
+        for name in down::known_in(view.links.values(), &view.nft)? {
             if cfg.get(&name).is_none() {
                 out.push(Status {
                     name,
@@ -318,7 +319,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
                 detail: vec![e.to_string()],
             }),
         }
-        for (name, state, detail) in crate::cni::status_rows(&mut nl) {
+        for (name, state, detail) in crate::cni::status_rows(&mut nl, &view) {
             out.push(Status {
                 name,
                 state,

@@ -154,8 +154,20 @@ fn inside(a: &LiveAttachment, ns: &File, strict: bool) -> Vec<String> {
     r.unwrap_or_else(|e| vec![format!("entering its namespace: {e}")])
 }
 
-/// `netctx status` rows for the attachments: (name, state, details).
-pub fn status_rows(host: &mut Host) -> Vec<(String, &'static str, Vec<String>)> {
+/// `netctx status` rows for the attachments: (name, state, details), given
+/// the host links and table already read for the contexts.
+pub fn status_rows(
+    host: &mut Host,
+    view: &crate::apply::HostView,
+) -> Vec<(String, &'static str, Vec<String>)> {
+    // Every attachment's host link carries its alias: none, no dump.
+    let any = view
+        .links
+        .values()
+        .any(|l| l.alias.as_deref().and_then(Alias::parse).is_some());
+    if !any {
+        return Vec::new();
+    }
     let live = attachments(host);
     let chains = observe::read(&mut host.nft, &[]).unwrap_or_default();
     live.iter()

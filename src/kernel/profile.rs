@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-pub const PHASES: [&str; 12] = [
+pub const PHASES: [&str; 18] = [
     "namespace",
     "links",
     "addresses+routes",
@@ -18,10 +18,18 @@ pub const PHASES: [&str; 12] = [
     "down: namespaces",
     "down: host ends",
     "down: host chains",
+    "observe: links",
+    "observe: routes",
+    "observe: sysctls",
+    "observe: rules",
+    "observe: host view",
+    "plan",
 ];
 /// The phases of `down`, from here on.
 pub const DOWN: usize = 7;
-static NANOS: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
+/// The parts of observing, from here on.
+pub const OBSERVE: usize = 12;
+static NANOS: [AtomicU64; 18] = [const { AtomicU64::new(0) }; 18];
 
 pub fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -48,7 +56,7 @@ pub fn report() {
     if enabled() {
         for (i, p) in PHASES.iter().enumerate() {
             let ms = NANOS[i].load(Ordering::Relaxed) as f64 / 1e6;
-            if i >= DOWN && ms == 0.0 {
+            if (DOWN..OBSERVE).contains(&i) && ms == 0.0 {
                 continue;
             }
             eprintln!("netctx: profile: {p:<18} {ms:10.1} ms (summed over threads)");

@@ -32,7 +32,7 @@ struct Dirs {
 }
 
 /// How many namespaces one private procfs instance serves.
-const PROC_REUSE: u32 = 16;
+const PROC_REUSE: u32 = 128;
 
 thread_local! {
     static DIRS: RefCell<Option<Dirs>> = const { RefCell::new(None) };

@@ -50,6 +50,58 @@ impl ObsLink {
     }
 }
 
+/// The host's links by name (what `Deref` gives), indexed once by the
+/// context whose alias each carries, so planning one context looks at its
+/// own links, not at every link of the host.
+#[derive(Debug, Default)]
+pub struct HostLinks {
+    by_name: HashMap<String, ObsLink>,
+    /// Names of the links each context's alias marks, sorted.
+    owned: HashMap<String, Vec<String>>,
+    /// Names of the links no alias marks, sorted.
+    foreign: Vec<String>,
+}
+
+impl From<HashMap<String, ObsLink>> for HostLinks {
+    fn from(by_name: HashMap<String, ObsLink>) -> Self {
+        let mut owned: HashMap<String, Vec<String>> = HashMap::new();
+        let mut foreign = Vec::new();
+        for l in by_name.values() {
+            match l.owner() {
+                Some(o) => owned.entry(o.to_string()).or_default().push(l.name.clone()),
+                None => foreign.push(l.name.clone()),
+            }
+        }
+        owned.values_mut().for_each(|v| v.sort());
+        foreign.sort();
+        HostLinks {
+            by_name,
+            owned,
+            foreign,
+        }
+    }
+}
+
+impl std::ops::Deref for HostLinks {
+    type Target = HashMap<String, ObsLink>;
+    fn deref(&self) -> &Self::Target {
+        &self.by_name
+    }
+}
+
+impl HostLinks {
+    /// The links carrying `ctx`'s alias, by name.
+    pub fn owned_by<'a>(&'a self, ctx: &str) -> impl Iterator<Item = &'a ObsLink> + 'a {
+        let names = self.owned.get(ctx).map(Vec::as_slice).unwrap_or_default();
+        names.iter().filter_map(|n| self.by_name.get(n))
+    }
+
+    /// The links no context's alias marks, by name.
+    pub fn foreign(&self) -> impl Iterator<Item = &ObsLink> + '_ {
+        self.foreign.iter().filter_map(|n| self.by_name.get(n))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObsRoute {
     pub to: Cidr,
@@ -333,9 +385,9 @@ pub fn read_ns(
     nft: &mut crate::kernel::nft::sock::Nft,
     sysctl_paths: &[String],
 ) -> Result<NsState, NlError> {
-    let (links, conf) = read_links_conf(nl)?;
-    let mut routes: Vec<ObsRoute> = nl
-        .dump(rtnl::dump_routes())?
+    use crate::kernel::profile::{time, OBSERVE};
+    let (links, conf) = time(OBSERVE, || read_links_conf(nl))?;
+    let mut routes: Vec<ObsRoute> = time(OBSERVE + 1, || nl.dump(rtnl::dump_routes()))?
         .iter()
         .filter_map(|m| match m {
             M::NewRoute(r) => parse_route(r),
@@ -343,8 +395,10 @@ pub fn read_ns(
         })
         .collect();
     routes.sort_by_key(|r| (r.to, r.via));
-    let sysctls = read_sysctls_from(sysctl_paths, &conf);
-    let nft = crate::observe::nft::read(nft, &crate::kernel::nft::table::SETS)?;
+    let sysctls = time(OBSERVE + 2, || read_sysctls_from(sysctl_paths, &conf));
+    let nft = time(OBSERVE + 3, || {
+        crate::observe::nft::read(nft, &crate::kernel::nft::table::SETS)
+    })?;
     Ok(NsState {
         links,
         routes,

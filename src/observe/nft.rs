@@ -13,10 +13,51 @@ pub struct Live {
     pub exists: bool,
     pub comment: Option<String>,
     pub digest: Digest,
-    /// The host's forward dispatch map (`kernel::nft::dispatch`): its
-    /// elements, (host veth, chain jumped to), sorted; `None` when there is
-    /// no such map (read for the host only).
-    pub dispatch: Option<Vec<(String, String)>>,
+    /// The host's forward dispatch map (`kernel::nft::dispatch`); `None`
+    /// when there is no such map (read for the host only).
+    pub dispatch: Option<Dispatch>,
+}
+
+/// The elements of the dispatch map, (host veth, chain jumped to), sorted
+/// by veth, and the same sorted by chain: what one context's elements are
+/// is two binary searches, not a scan of every context's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dispatch {
+    pub elems: Vec<(String, String)>,
+    by_chain: Vec<(String, String)>,
+}
+
+impl From<Vec<(String, String)>> for Dispatch {
+    fn from(mut elems: Vec<(String, String)>) -> Self {
+        elems.sort();
+        let mut by_chain: Vec<(String, String)> =
+            elems.iter().map(|(k, c)| (c.clone(), k.clone())).collect();
+        by_chain.sort();
+        Dispatch { elems, by_chain }
+    }
+}
+
+impl Dispatch {
+    /// The elements of any of `veths` or jumping to a chain whose name
+    /// starts with `prefix`, sorted.
+    pub fn of(&self, veths: &[String], prefix: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = veths
+            .iter()
+            .flat_map(|v| {
+                let start = self.elems.partition_point(|e| e.0 < *v);
+                self.elems[start..].iter().take_while(move |e| e.0 == *v)
+            })
+            .cloned()
+            .collect();
+        out.extend(
+            with_prefix(&self.by_chain, prefix)
+                .iter()
+                .map(|(c, k)| (k.clone(), c.clone())),
+        );
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 impl Live {
@@ -47,7 +88,7 @@ impl Live {
 }
 
 /// The dispatch map's elements: `None` if there is no map.
-pub fn read_dispatch(nft: &mut Nft) -> Result<Option<Vec<(String, String)>>, NlError> {
+pub fn read_dispatch(nft: &mut Nft) -> Result<Option<Dispatch>, NlError> {
     let mut a = Attrs::default();
     a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
         .str(attr::SET_ELEM_LIST_SET, DISPATCH);
@@ -86,8 +127,7 @@ pub fn read_dispatch(nft: &mut Nft) -> Result<Option<Vec<(String, String)>>, NlE
             out.extend(key.map(|k| (k, chain)));
         }
     }
-    out.sort();
-    Ok(Some(out))
+    Ok(Some(out.into()))
 }
 
 /// The entries of `sorted` (by name) whose name starts with `prefix`.
@@ -185,6 +225,39 @@ fn read_rules_and_sets(nft: &mut Nft, sets: &[&str], live: &mut Live) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_contexts_dispatch_elements_are_what_a_scan_finds() {
+        let pairs = [
+            ("nx1", "c1_forward"),
+            ("nx10", "c10_forward"),
+            ("nx2", "c1_forward"), // another veth jumping to c1's chain
+            ("eth9", "c1_forward"),
+            ("nx1x", "c2_forward"),
+            ("nx3", "c3_forward"),
+        ];
+        let elems: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, c)| (k.to_string(), c.to_string()))
+            .collect();
+        let d = Dispatch::from(elems.clone());
+        for (veths, prefix) in [
+            (vec!["nx1"], "c1_"),
+            (vec!["nx10"], "c10_"),
+            (vec!["nx3", "nx1x"], "c3_"),
+            (vec!["nx9"], "c9_"),
+            (vec![], "c1_"),
+        ] {
+            let veths: Vec<String> = veths.into_iter().map(String::from).collect();
+            let mut scan: Vec<(String, String)> = elems
+                .iter()
+                .filter(|(k, c)| veths.contains(k) || c.starts_with(prefix))
+                .cloned()
+                .collect();
+            scan.sort();
+            assert_eq!(d.of(&veths, prefix), scan, "{veths:?} {prefix}");
+        }
+    }
 
     #[test]
     fn only_is_the_range_of_one_prefix_however_names_sort_around_it() {

@@ -53,10 +53,8 @@ pub(super) fn refuse_foreign_host_links(ctx: &Context, obs: &Observed) -> Result
             }
         }
     }
-    let mut foreign: Vec<&ObsLink> = obs.host.values().filter(|l| l.owner().is_none()).collect();
-    foreign.sort_by(|a, b| a.name.cmp(&b.name));
     for wanted in ctx.links.iter().flat_map(|l| &l.host_addresses) {
-        for l in &foreign {
+        for l in obs.host.foreign() {
             if let Some(present) = l.addrs.iter().find(|a| a.overlaps(wanted)) {
                 return Err(Refusal::HostAddressTaken {
                     wanted: *wanted,
@@ -72,12 +70,10 @@ pub(super) fn refuse_foreign_host_links(ctx: &Context, obs: &Observed) -> Result
 /// Host links of ours that the context no longer declares.
 pub(super) fn stale_host_links(ctx: &Context, obs: &Observed, acts: &mut Vec<Action>) {
     let declared: Vec<&str> = ctx.links.iter().filter_map(|l| l.host.as_deref()).collect();
-    let mut stale: Vec<&ObsLink> = obs
+    let stale = obs
         .host
-        .values()
-        .filter(|l| l.owner() == Some(&ctx.name) && !declared.contains(&l.name.as_str()))
-        .collect();
-    stale.sort_by(|a, b| a.name.cmp(&b.name));
+        .owned_by(&ctx.name)
+        .filter(|l| !declared.contains(&l.name.as_str()));
     for l in stale {
         acts.push(Action::DeleteLink {
             side: Side::Host,

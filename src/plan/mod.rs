@@ -2,13 +2,12 @@
 //! declaration and what the kernel has. No I/O; `apply` carries it out and
 //! `status` shows it as drift.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
 use crate::kernel::nft::table::{Chain, Table};
 use crate::model::{Cidr, Context, Route};
-use crate::observe::links::{NsState, ObsLink, ObsRoute};
+use crate::observe::links::{NsState, ObsRoute};
 use crate::observe::nft::Live;
 use crate::observe::owner::NsOwner;
 
@@ -226,7 +225,7 @@ pub struct Observed<'a> {
     pub owner: NsOwner,
     pub ns: NsState,
     /// The host's links by name.
-    pub host: &'a HashMap<String, ObsLink>,
+    pub host: &'a crate::observe::links::HostLinks,
     /// The host's table `inet netctx`.
     pub host_nft: &'a Live,
     /// The switches of the host's netctx links (`net/ipv6/conf/nx-web/…`).

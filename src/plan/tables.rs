@@ -65,13 +65,11 @@ pub fn dispatch_change(ctx: &Context, chains: &[Chain], live: &Live) -> (Dispatc
     let prefix = rules::host_chain_prefix(&ctx.name);
     let veths = rules::host_veths(ctx);
     let want = rules::dispatch_elems(ctx, chains);
-    let have: Vec<(String, String)> = live
+    let have = live
         .dispatch
-        .iter()
-        .flatten()
-        .filter(|(k, c)| veths.contains(k) || c.starts_with(&prefix))
-        .cloned()
-        .collect();
+        .as_ref()
+        .map(|d| d.of(&veths, &prefix))
+        .unwrap_or_default();
     let shared_ok = want.is_empty() || live.dispatch_ok();
     let differ = have != want;
     let change = DispatchChange {

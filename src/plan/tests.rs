@@ -4,11 +4,11 @@
 use super::*;
 use crate::config::load_sources;
 use crate::kernel::nft::table::{digest_of, HOST_COMMENT};
-use crate::observe::links::{alias_for, ObsLink, ObsRoute};
+use crate::observe::links::{alias_for, HostLinks, ObsLink, ObsRoute};
 use crate::observe::nft::Live;
 use crate::plan::rules::{context_table, host_chains};
 use netlink_packet_route::route::RouteProtocol;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 const WEB: &str = r#"
@@ -98,7 +98,7 @@ fn nothing_there_builds_everything_in_order() {
     let obs = Observed {
         owner: NsOwner::Absent,
         ns: NsState::default(),
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &Live::default(),
         host_sysctls: &BTreeMap::new(),
         host_routed: &Default::default(),
@@ -140,7 +140,7 @@ fn converged_state_needs_nothing() {
     let obs = Observed {
         owner: NsOwner::Ours,
         ns,
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -163,7 +163,7 @@ fn drift_is_repaired_and_only_the_drift() {
     let obs = Observed {
         owner: NsOwner::Ours,
         ns,
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -193,7 +193,7 @@ fn extra_route_is_removed_and_routes_through_recreated_links_are_readded() {
     let obs = Observed {
         owner: NsOwner::Ours,
         ns: ns.clone(),
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -208,7 +208,7 @@ fn extra_route_is_removed_and_routes_through_recreated_links_are_readded() {
     let obs = Observed {
         owner: NsOwner::Ours,
         ns,
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -227,7 +227,7 @@ fn foreign_objects_are_refused() {
     let obs = Observed {
         owner: NsOwner::Foreign,
         ns: ns.clone(),
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -241,7 +241,7 @@ fn foreign_objects_are_refused() {
     let obs = Observed {
         owner: NsOwner::Absent,
         ns: NsState::default(),
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -255,7 +255,7 @@ fn foreign_objects_are_refused() {
     let obs = Observed {
         owner: NsOwner::Ours,
         ns,
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -275,7 +275,7 @@ fn leftover_host_link_of_a_vanished_namespace_is_replaced() {
     let obs = Observed {
         owner: NsOwner::OursMissing,
         ns: NsState::default(),
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -300,7 +300,7 @@ fn undeclared_host_link_of_this_context_is_removed() {
     let obs = Observed {
         owner: NsOwner::Ours,
         ns,
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -317,7 +317,7 @@ fn unmounted_namespace_file_of_ours_is_remade() {
     let obs = Observed {
         owner: NsOwner::OursUnmounted,
         ns: NsState::default(),
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &host_live(),
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -340,10 +340,7 @@ fn host_live() -> Live {
         exists: true,
         comment: Some(HOST_COMMENT.into()),
         digest: digest_of(&chains, &[]),
-        dispatch: Some(crate::plan::rules::dispatch_elems(
-            &ctx(),
-            &host_chains(&ctx()),
-        )),
+        dispatch: Some(crate::plan::rules::dispatch_elems(&ctx(), &host_chains(&ctx())).into()),
     }
 }
 
@@ -355,7 +352,7 @@ fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
     let obs = Observed {
         owner: NsOwner::Ours,
         ns: ns.clone(),
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &hl,
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -371,7 +368,7 @@ fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
     let obs = Observed {
         owner: NsOwner::Ours,
         ns: ns.clone(),
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &hl,
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -384,7 +381,7 @@ fn rules_are_replaced_when_they_differ_and_foreign_host_table_is_refused() {
     let obs = Observed {
         owner: NsOwner::Ours,
         ns,
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &hl,
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),
@@ -401,7 +398,7 @@ fn isolation_off_removes_the_rules() {
     let obs = Observed {
         owner: NsOwner::Ours,
         ns,
-        host: &host,
+        host: &HostLinks::from(host.clone()),
         host_nft: &hl,
         host_sysctls: &host_sysctls(),
         host_routed: &Default::default(),

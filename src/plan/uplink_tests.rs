@@ -140,13 +140,14 @@ fn a_routed_contexts_missing_proxy_entry_or_route_is_drift() {
         link_local: vec![],
         mac: None,
     };
-    let links: std::collections::HashMap<String, ObsLink> = [
+    let links: crate::observe::links::HostLinks = [
         link(2, "up0", vec![Cidr::parse("10.70.0.1/24").unwrap()]),
         link(7, "nx-web", vec![]),
     ]
     .into_iter()
     .map(|l| (l.name.clone(), l))
-    .collect();
+    .collect::<std::collections::HashMap<_, _>>()
+    .into();
     let addr: IpAddr = "10.70.0.2".parse().unwrap();
     let (nft, sysctls) = (Live::default(), BTreeMap::new());
     let acts_with = |obs_routed: &RoutedObs| {
