@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 
 pub mod crash;
 mod error;
@@ -157,10 +158,61 @@ pub fn converge_with(
     host: &mut Host,
     mode: Mode,
 ) -> Result<Outcome, CtxError> {
+    converge_seen(ctx, observe(ctx)?, view, host, mode)
+}
+
+/// What one context's namespace holds, as `observe` found it.
+#[derive(Debug)]
+pub struct Seen {
+    owner: NsOwner,
+    /// The namespace looked at (its nsfs inode), when it is netctx's.
+    inode: Option<u64>,
+    ns: NsState,
+}
+
+/// Look at one context's namespace (nothing of the host's): what `plan`
+/// compares with the configuration.
+pub fn observe(ctx: &Context) -> Result<Seen, CtxError> {
+    let name = &ctx.name;
+    let owner = owner::ns_owner(name).map_err(|e| CtxError::ns(name, e))?;
+    if owner != NsOwner::Ours {
+        return Ok(Seen {
+            owner,
+            inode: None,
+            ns: NsState::default(),
+        });
+    }
+    let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
+    let inode = file.metadata().map_err(|e| CtxError::ns(name, e))?.ino();
+    let ns = netns::run_in(&file, || -> Result<NsState, CtxError> {
+        let (mut ns_nl, mut ns_nft) = open_here(name)?;
+        let paths: Vec<String> = sysctls::wanted(ctx).into_iter().map(|(p, _)| p).collect();
+        profile::time(6, || links::read_ns(&mut ns_nl, &mut ns_nft, &paths))
+            .map_err(|e| CtxError::kernel("reading the namespace", e))
+    })
+    .map_err(|e| CtxError::ns(name, e))??;
+    Ok(Seen {
+        owner,
+        inode: Some(inode),
+        ns,
+    })
+}
+
+/// Plan one context from what `observe` saw and the host's `view`; unless
+/// `mode` is `Dry`, apply the plan (or roll it back). Changes go into the
+/// very namespace that was looked at: one mounted at the name since is
+/// refused.
+pub fn converge_seen(
+    ctx: &Context,
+    seen: Seen,
+    view: &HostView,
+    host: &mut Host,
+    mode: Mode,
+) -> Result<Outcome, CtxError> {
     let dry = mode == Mode::Dry;
     let defer = mode == Mode::DeferHostRules;
     let name = &ctx.name;
-    let owner = owner::ns_owner(name).map_err(|e| CtxError::ns(name, e))?;
+    let owner = seen.owner;
     let observed = |ns| Observed {
         owner,
         ns,
@@ -169,32 +221,33 @@ pub fn converge_with(
         host_sysctls: &view.sysctls,
         host_routed: &view.routed,
     };
-    if owner == NsOwner::Ours {
+    if let Some(inode) = seen.inode {
+        let actions = profile::time(profile::OBSERVE + 5, || plan(ctx, &observed(seen.ns)))?;
+        if dry || actions.is_empty() {
+            return Ok(Outcome { actions, owner });
+        }
         let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
+        if file.metadata().map_err(|e| CtxError::ns(name, e))?.ino() != inode {
+            return Err(CtxError::ns(
+                name,
+                std::io::Error::other("another namespace was mounted at its name meanwhile"),
+            ));
+        }
         let outcome = netns::run_in(&file, || -> Result<Outcome, CtxError> {
-            let (mut ns_nl, mut ns_nft) = open_here(name)?;
-            let paths: Vec<String> = sysctls::wanted(ctx).into_iter().map(|(p, _)| p).collect();
-            let ns = profile::time(6, || links::read_ns(&mut ns_nl, &mut ns_nft, &paths))
-                .map_err(|e| CtxError::kernel("reading the namespace", e))?;
-            let actions = profile::time(profile::OBSERVE + 5, || plan(ctx, &observed(ns)))?;
-            if !dry && !actions.is_empty() {
-                let mut k = Sockets {
-                    host,
-                    ns: ns_nl,
-                    ns_nft,
-                };
-                let mut journal = Vec::new();
-                if let Err(e) = apply(ctx, &actions, &file, &mut k, &mut journal, defer) {
-                    return Err(rollback(&mut k, journal, e));
-                }
+            let (ns_nl, ns_nft) = open_here(name)?;
+            let mut k = Sockets {
+                host,
+                ns: ns_nl,
+                ns_nft,
+            };
+            let mut journal = Vec::new();
+            if let Err(e) = apply(ctx, &actions, &file, &mut k, &mut journal, defer) {
+                return Err(rollback(&mut k, journal, e));
             }
             Ok(Outcome { actions, owner })
         })
         .map_err(|e| CtxError::ns(name, e))?;
-        return match outcome {
-            Ok(o) if !dry => host_sysctls(&o.actions).map(|()| o),
-            r => r,
-        };
+        return outcome.and_then(|o| host_sysctls(&o.actions).map(|()| o));
     }
     let actions = plan(ctx, &observed(NsState::default()))?;
     if !dry {

@@ -1,5 +1,6 @@
 //! `plan`, `up`, `down`, `status`: the engine's commands.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -7,7 +8,7 @@ use serde_json::json;
 
 use super::Exit;
 use crate::apply::teardown as down;
-use crate::apply::{self, converge_with, CtxError, Mode};
+use crate::apply::{self, CtxError, Mode};
 use crate::kernel::nft::table;
 use crate::kernel::{lock, netns, pool, profile};
 use crate::model::{Config, Context};
@@ -38,12 +39,26 @@ fn converge_all(
     dry: bool,
 ) -> anyhow::Result<(apply::HostView, Vec<Result<apply::Outcome, CtxError>>)> {
     let mut host = apply::Host::open().context("opening netlink sockets")?;
-    let view = profile::time(profile::OBSERVE + 4, || apply::HostView::read(&mut host, ctxs))
-        .context("reading the host's links and rules")?;
+    // The host is read while the workers look into the namespaces (on a
+    // converged host these are most of the time, and both need the view
+    // only for planning).
+    let (view, seen) = std::thread::scope(|s| {
+        let view = s.spawn(|| {
+            profile::time(profile::OBSERVE + 4, || {
+                apply::HostView::read(&mut apply::Host::open()?, ctxs)
+            })
+        });
+        let seen = pool::map(ctxs, None, || Ok(()), |(), c| Mutex::new(Some(apply::observe(c))));
+        (view.join().expect("the host view's reader panicked"), seen)
+    });
+    let view = view.context("reading the host's links and rules")?;
+    let seen = seen?;
     let what = (!dry).then_some("up");
     let mode = if dry { Mode::Dry } else { Mode::DeferHostRules };
-    let mut results = pool::map(ctxs, what, apply::Host::open, |host, c| {
-        converge_with(c, &view, host, mode)
+    let items: Vec<(&Context, &Mutex<Option<_>>)> = ctxs.iter().copied().zip(&seen).collect();
+    let mut results = pool::map(&items, what, apply::Host::open, |host, (c, seen)| {
+        let seen = seen.lock().unwrap().take().expect("each context is planned once");
+        seen.and_then(|s| apply::converge_seen(c, s, &view, host, mode))
     })?;
     if dry {
         return Ok((view, results));

@@ -238,9 +238,13 @@ pub struct Observed<'a> {
 /// kind of object, each appending to the plan.
 pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     let mut acts = Vec::new();
-    let empty = NsState {
-        sysctls: sysctls::fresh(),
-        ..NsState::default()
+    // What a namespace about to be made starts with.
+    let empty = match obs.owner {
+        NsOwner::Ours => NsState::default(),
+        _ => NsState {
+            sysctls: sysctls::fresh(),
+            ..NsState::default()
+        },
     };
     let ns = links::namespace(ctx, obs, &mut acts, &empty)?;
     links::refuse_foreign_host_links(ctx, obs)?;
