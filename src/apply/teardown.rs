@@ -3,7 +3,7 @@
 //! their contents, and the host ends of their veths, on its own); host links
 //! still carrying a context's alias afterwards are deleted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::apply::{CtxError, Host};
@@ -16,7 +16,6 @@ use crate::kernel::rtnl;
 use crate::observe::links::{self, ObsLink};
 use crate::observe::nft as nft_live;
 use crate::observe::owner::{self, NsOwner};
-use crate::plan::rules;
 use crate::plan::Refusal;
 
 /// Every context netctx has something of: markers, aliased host links and
@@ -42,7 +41,7 @@ pub fn known_in<'a>(
     }
     if live.comment.as_deref() == Some(table::HOST_COMMENT) {
         for (chain, _) in &live.digest.chains {
-            if let Some((ctx, _)) = chain.split_once('_') {
+            if let Some(ctx) = chain_owner(chain) {
                 if !crate::model::is_attachment_chain(chain) {
                     names.insert(ctx.to_string());
                 }
@@ -52,6 +51,13 @@ pub fn known_in<'a>(
     let mut v: Vec<_> = names.into_iter().collect();
     v.sort();
     Ok(v)
+}
+
+/// The context a chain of the host's table belongs to: the part of its
+/// name before the first `_` (context names have none; shared chains,
+/// such as the dispatch, have no `_` and belong to no context).
+fn chain_owner(chain: &str) -> Option<&str> {
+    chain.split_once('_').map(|(ctx, _)| ctx)
 }
 
 /// What `down` did for one context.
@@ -64,7 +70,7 @@ pub enum Removed {
 /// The host's chains of these contexts go in one transaction, and the host's
 /// table with them when nothing else is left in it.
 pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<String>, NlError> {
-    let prefixes: Vec<String> = names.iter().map(|n| rules::host_chain_prefix(n)).collect();
+    let names: HashSet<&str> = names.iter().map(String::as_str).collect();
     // Chains on the ingress of veths that are going may vanish on their own
     // meanwhile (kernels before 6.16 drop them with the device): if the
     // transaction misses one, look again.
@@ -80,18 +86,19 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
             .chains
             .into_iter()
             .map(|c| c.0)
-            .partition(|c| prefixes.iter().any(|p| c.starts_with(p.as_str())));
+            .partition(|c| chain_owner(c).is_some_and(|o| names.contains(o)));
         // The dispatch alone is nobody's: with no context left it goes
         // with the table.
         let msgs: Vec<_> = if kept.iter().all(|c| c == DISPATCH) {
             vec![table::del_table()]
         } else {
             // Elements jumping to a chain that goes, before it.
+            let going: HashSet<&String> = gone.iter().collect();
             let elems: Vec<String> = match nft_live::read_dispatch(&mut host.nft)? {
                 Some(d) => d
                     .elems
                     .into_iter()
-                    .filter(|(_, c)| gone.contains(c))
+                    .filter(|(_, c)| going.contains(c))
                     .map(|(k, _)| k)
                     .collect(),
                 None => Vec::new(),
@@ -145,10 +152,12 @@ pub fn down(
     };
     let mut out = profile::time(DOWN + 2, || remove_namespaces(names));
     if !wait {
-        touchable.retain(|n| {
-            !out.iter()
-                .any(|(m, r)| m == n && matches!(r, Err(CtxError::Refused(_))))
-        });
+        let refused: HashSet<&String> = out
+            .iter()
+            .filter(|(_, r)| matches!(r, Err(CtxError::Refused(_))))
+            .map(|(m, _)| m)
+            .collect();
+        touchable.retain(|n| !refused.contains(n));
     }
     let wanted: HashSet<&str> = touchable.iter().map(String::as_str).collect();
     if wait {
@@ -159,11 +168,9 @@ pub fn down(
     }
     match profile::time(DOWN + 4, || remove_host_chains(host, &touchable)) {
         Ok(gone) => {
+            let owners: HashSet<&str> = gone.iter().filter_map(|c| chain_owner(c)).collect();
             for (name, r) in &mut out {
-                let prefix = rules::host_chain_prefix(name);
-                if matches!(r, Ok(Removed::NotPresent))
-                    && gone.iter().any(|c| c.starts_with(&prefix))
-                {
+                if matches!(r, Ok(Removed::NotPresent)) && owners.contains(name.as_str()) {
                     *r = Ok(Removed::Removed);
                 }
             }
@@ -196,40 +203,68 @@ fn host_ends(nl: &mut Rtnl, wanted: &HashSet<&str>) -> Vec<(String, String)> {
 /// Unmount and unlink each context's namespace and its marker, on the
 /// worker threads (an unmount waits for the kernel; they overlap).
 fn remove_namespaces(names: &[String]) -> Vec<(String, Result<Removed, CtxError>)> {
-    let removed = crate::kernel::pool::map(
-        names,
-        Some("down"),
-        || Ok(()),
-        |(), name| remove_namespace(name),
-    );
-    match removed {
-        Ok(r) => names.iter().cloned().zip(r).collect(),
-        // No worker could start: one by one, here.
-        Err(_) => names
-            .iter()
-            .map(|n| (n.clone(), remove_namespace(n)))
-            .collect(),
+    // Owners first, then the unmounts back to back, then the markers: the
+    // kernel's unmounts go faster one after the other (their waits for
+    // RCU overlap) than with other work between them.
+    let owners = each(names, |n| owner::ns_owner(n).map_err(|e| CtxError::ns(n, e)));
+    let decided: Vec<Result<Option<&String>, CtxError>> = names
+        .iter()
+        .zip(owners)
+        .map(|(name, o)| match o? {
+            NsOwner::Foreign => Err(Refusal::ForeignNamespace(name.to_string()).into()),
+            NsOwner::BadMarker(problem) => Err(Refusal::BadMarker {
+                name: name.to_string(),
+                problem,
+            }
+            .into()),
+            NsOwner::Absent => Ok(None),
+            NsOwner::Ours | NsOwner::OursUnmounted | NsOwner::OursMissing => Ok(Some(name)),
+        })
+        .collect();
+    let going: Vec<String> = decided
+        .iter()
+        .filter_map(|d| d.as_ref().ok().copied().flatten().cloned())
+        .collect();
+    let unmounted = each(&going, |n| netns::remove(n).map_err(|e| CtxError::ns(n, e)));
+    crate::apply::crash::point("namespace removed, marker still there");
+    let gone: Vec<String> = going
+        .iter()
+        .zip(&unmounted)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(n, _)| n.clone())
+        .collect();
+    let unmarked = each(&gone, |n| owner::unmark(n).map_err(|e| CtxError::ns(n, e)));
+    crate::apply::crash::point("context removed");
+    let mut failed: HashMap<&String, CtxError> = HashMap::new();
+    for (n, r) in going.iter().zip(unmounted) {
+        if let Err(e) = r {
+            failed.insert(n, e);
+        }
     }
+    for (n, r) in gone.iter().zip(unmarked) {
+        if let Err(e) = r {
+            failed.insert(n, e);
+        }
+    }
+    names
+        .iter()
+        .zip(decided)
+        .map(|(name, d)| {
+            let r = match d {
+                Err(e) => Err(e),
+                Ok(None) => Ok(Removed::NotPresent),
+                Ok(Some(_)) => failed.remove(name).map_or(Ok(Removed::Removed), Err),
+            };
+            (name.clone(), r)
+        })
+        .collect()
 }
 
-fn remove_namespace(name: &str) -> Result<Removed, CtxError> {
-    let ns_err = |e| CtxError::ns(name, e);
-    match owner::ns_owner(name).map_err(ns_err)? {
-        NsOwner::Foreign => Err(Refusal::ForeignNamespace(name.to_string()).into()),
-        NsOwner::BadMarker(problem) => Err(Refusal::BadMarker {
-            name: name.to_string(),
-            problem,
-        }
-        .into()),
-        NsOwner::Absent => Ok(Removed::NotPresent),
-        NsOwner::Ours | NsOwner::OursUnmounted | NsOwner::OursMissing => {
-            netns::remove(name).map_err(ns_err)?;
-            crate::apply::crash::point("namespace removed, marker still there");
-            owner::unmark(name).map_err(ns_err)?;
-            crate::apply::crash::point("context removed");
-            Ok(Removed::Removed)
-        }
-    }
+/// `f` of every name, on the workers (here, one by one, if none could
+/// start).
+fn each<R: Send>(names: &[String], f: impl Fn(&String) -> R + Sync) -> Vec<R> {
+    crate::kernel::pool::map(names, None, || Ok(()), |(), n| f(n))
+        .unwrap_or_else(|_| names.iter().map(&f).collect())
 }
 
 /// Wait for the deletion notices of `before` (or poll, if notices were

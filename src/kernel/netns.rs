@@ -33,20 +33,34 @@ pub enum NsFile {
     Unmounted,
 }
 
+/// One `statx`: a namespace file is on nsfs, whose one superblock holds
+/// every namespace, so its device says whether one is mounted there (opening
+/// it to ask `fstatfs` made a file the unmount then waited on).
 pub fn probe(name: &str) -> io::Result<NsFile> {
-    let p = path(name);
-    let f = match File::open(&p) {
-        Ok(f) => f,
+    let meta = match std::fs::metadata(path(name)) {
+        Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(NsFile::Absent),
         Err(e) => return Err(e),
     };
-    if is_nsfs(&f)? {
-        Ok(NsFile::Mounted {
-            inode: f.metadata()?.ino(),
-        })
+    if meta.dev() == nsfs_dev()? {
+        Ok(NsFile::Mounted { inode: meta.ino() })
     } else {
         Ok(NsFile::Unmounted)
     }
+}
+
+/// The device of nsfs (that of the calling process's own namespace file).
+fn nsfs_dev() -> io::Result<u64> {
+    static DEV: OnceLock<u64> = OnceLock::new();
+    if let Some(d) = DEV.get() {
+        return Ok(*d);
+    }
+    let f = File::open("/proc/self/ns/net")?;
+    if !is_nsfs(&f)? {
+        return Err(io::Error::other("/proc/self/ns/net is not on nsfs"));
+    }
+    let dev = f.metadata()?.dev();
+    Ok(*DEV.get_or_init(|| dev))
 }
 
 fn is_nsfs(f: &File) -> io::Result<bool> {
