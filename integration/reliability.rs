@@ -95,8 +95,10 @@ fn kill_9_anywhere_in_up_and_down_then_converge_and_leave_nothing() {
         converged(&sb, c, n, &format!("kill point {p} of up"));
         exercised += 1;
     }
-    // Kill points of down: after the first namespace removal (marker still
-    // there), after the first context, half-way, before the host chains go.
+    // Kill points of down (namespaces are unmounted one after the other,
+    // then the markers go): after the first namespace removal (marker still
+    // there), the second, the third, after the last namespace and the first
+    // marker, before the host chains go.
     for p in [1, 2, 3, 61, 120] {
         converged(&sb, c, n, "before a down crash");
         crash_at(&sb, c, "down --all", p);

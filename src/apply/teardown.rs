@@ -225,16 +225,22 @@ fn remove_namespaces(names: &[String]) -> Vec<(String, Result<Removed, CtxError>
         .iter()
         .filter_map(|d| d.as_ref().ok().copied().flatten().cloned())
         .collect();
-    let unmounted = each(&going, |n| netns::remove(n).map_err(|e| CtxError::ns(n, e)));
-    crate::apply::crash::point("namespace removed, marker still there");
+    let unmounted = each(&going, |n| {
+        netns::remove(n).map_err(|e| CtxError::ns(n, e))?;
+        crate::apply::crash::point("namespace removed, marker still there");
+        Ok(())
+    });
     let gone: Vec<String> = going
         .iter()
         .zip(&unmounted)
         .filter(|(_, r)| r.is_ok())
         .map(|(n, _)| n.clone())
         .collect();
-    let unmarked = each(&gone, |n| owner::unmark(n).map_err(|e| CtxError::ns(n, e)));
-    crate::apply::crash::point("context removed");
+    let unmarked = each(&gone, |n| {
+        owner::unmark(n).map_err(|e| CtxError::ns(n, e))?;
+        crate::apply::crash::point("context removed");
+        Ok(())
+    });
     let mut failed: HashMap<&String, CtxError> = HashMap::new();
     for (n, r) in going.iter().zip(unmounted) {
         if let Err(e) = r {

@@ -16,6 +16,7 @@ mod seccomp;
 mod spawn;
 mod users;
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -313,6 +314,13 @@ pub fn stop(ctx: &str, grace: Duration) -> anyhow::Result<Stopped> {
 /// `stop` for several contexts at once: all are sent SIGTERM first and
 /// given the one `grace` together. Results in the order of `ctxs`.
 pub fn stop_many(ctxs: &[String], grace: Duration) -> Vec<anyhow::Result<Stopped>> {
+    // A context with no record of a guest or init and no group has had
+    // nothing started in it: two directory listings, not five files a
+    // context.
+    let traces = Traces::read();
+    let ctxs_all = ctxs;
+    let with: Vec<String> = ctxs.iter().filter(|c| traces.any(c)).cloned().collect();
+    let ctxs = with.as_slice();
     let found: Vec<(Option<i32>, Vec<i32>)> =
         ctxs.iter().map(|c| (running(c), guest_procs(c))).collect();
     for (_, procs) in &found {
@@ -332,19 +340,68 @@ pub fn stop_many(ctxs: &[String], grace: Duration) -> Vec<anyhow::Result<Stopped
         std::thread::sleep(Duration::from_millis(20));
         busy.retain(|c| !guest_procs(c).is_empty());
     }
-    ctxs.iter()
+    let mut stopped: HashMap<String, anyhow::Result<Stopped>> = ctxs
+        .iter()
         .zip(found)
         .map(|(ctx, (guest, procs))| {
-            cgroup::kill(ctx).with_context(|| format!("ending the processes of {ctx}"))?;
-            init::forget(ctx);
-            let _ = std::fs::remove_file(pid_file(ctx));
-            Ok(match guest {
-                Some(pid) => Stopped::Guest(pid),
-                None if !procs.is_empty() => Stopped::Processes(procs.len()),
-                None => Stopped::Nothing,
-            })
+            let r = (|| {
+                cgroup::kill(ctx).with_context(|| format!("ending the processes of {ctx}"))?;
+                init::forget(ctx);
+                let _ = std::fs::remove_file(pid_file(ctx));
+                Ok(match guest {
+                    Some(pid) => Stopped::Guest(pid),
+                    None if !procs.is_empty() => Stopped::Processes(procs.len()),
+                    None => Stopped::Nothing,
+                })
+            })();
+            (ctx.clone(), r)
         })
+        .collect();
+    ctxs_all
+        .iter()
+        .map(|c| stopped.remove(c).unwrap_or(Ok(Stopped::Nothing)))
         .collect()
+}
+
+/// What of the contexts' guests is there: the files in the guest
+/// directory and the groups under netctx's cgroup (`None`: not readable,
+/// so every context is looked at).
+struct Traces {
+    files: Option<HashSet<String>>,
+    groups: Option<HashSet<String>>,
+}
+
+impl Traces {
+    fn read() -> Traces {
+        let names = |dir: Option<PathBuf>| -> Option<HashSet<String>> {
+            let rd = match std::fs::read_dir(dir?) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(HashSet::new()),
+                Err(_) => return None,
+            };
+            rd.map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        };
+        let groups = match cgroup::mount_point() {
+            Ok(m) => names(Some(m.join("netctx"))),
+            Err(cgroup::CgroupError::NoCgroup2) => Some(HashSet::new()),
+            Err(_) => None,
+        };
+        Traces {
+            files: names(Some(guest_dir())),
+            groups,
+        }
+    }
+
+    /// Whether anything of a guest of `ctx` may be there.
+    fn any(&self, ctx: &str) -> bool {
+        let file = |ext: &str| {
+            self.files
+                .as_ref()
+                .is_none_or(|f| f.contains(&format!("{ctx}.{ext}")))
+        };
+        file("pid") || file("init") || self.groups.as_ref().is_none_or(|g| g.contains(ctx))
+    }
 }
 
 /// The network namespace inode of a process.

@@ -289,6 +289,64 @@ where
         )
     }
 
+    /// A dump whose answers go to `f` as they came (what follows each
+    /// netlink header), not parsed into `M`: for the dumps read on every
+    /// run, where the full parse of every attribute cost more than the
+    /// kernel's work.
+    pub fn dump_raw<T>(
+        &mut self,
+        msg: M,
+        mut f: impl FnMut(&[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, NlError> {
+        wire::retry_interrupted(
+            || self.dump_raw_once(msg.clone(), &mut f),
+            || NlError {
+                errno: libc::EAGAIN,
+                extack: Some("dump kept being interrupted".into()),
+            },
+        )
+    }
+
+    fn dump_raw_once<T>(
+        &mut self,
+        msg: M,
+        f: &mut impl FnMut(&[u8]) -> Option<T>,
+    ) -> Result<Dumped<Vec<T>>, NlError> {
+        let mut out = Vec::new();
+        let seq = self.encode(msg, NLM_F_DUMP, &mut out);
+        self.send(&out).map_err(|e| NlError::io(&e))?;
+        let mut answers = Vec::new();
+        let mut intr = false;
+        loop {
+            self.buf.clear();
+            self.buf.reserve(1 << 16);
+            self.sock
+                .recv(&mut self.buf, 0)
+                .map_err(|e| NlError::io(&e))?;
+            for frame in wire::frames(&self.buf) {
+                if frame.seq != seq {
+                    continue;
+                }
+                intr |= frame.flags & NLM_F_DUMP_INTR != 0;
+                match frame.ty {
+                    wire::NLMSG_DONE | wire::NLMSG_ERROR => {
+                        return match wire::error_code(frame.payload()) {
+                            Some(errno) => Err(NlError {
+                                errno,
+                                extack: None,
+                            }),
+                            None => Ok(Dumped {
+                                value: answers,
+                                interrupted: intr,
+                            }),
+                        };
+                    }
+                    _ => answers.extend(f(frame.payload())),
+                }
+            }
+        }
+    }
+
     fn query_once(&mut self, msg: M, flags: u16) -> Result<Dumped<Vec<M>>, NlError> {
         let mut out = Vec::new();
         let seq = self.encode(msg, flags, &mut out);
