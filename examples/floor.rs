@@ -262,9 +262,9 @@ impl Nl {
     /// filters).
     fn get_nft(&mut self, ty: u16, attrs: &[u8], dump: bool) -> io::Result<usize> {
         let flags = nl_wire::NLM_F_REQUEST | if dump { nl_wire::NLM_F_DUMP } else { 0 };
-        let ty = (u16::from(wire::NFNL_SUBSYS_NFTABLES) << 8) | ty;
+        let ty = (wire::NFNL_SUBSYS_NFTABLES << 8) | ty;
         let mut out = Vec::new();
-        nl_wire::encode_nfnl(ty, flags, 1, libc::NFPROTO_INET as u8, 0, attrs, &mut out);
+        nl_wire::encode_nfnl(ty, flags, 1, wire::NFPROTO_INET, 0, attrs, &mut out);
         if dump {
             return self.dump(&out);
         }
