@@ -74,6 +74,15 @@ fn candidates() -> Vec<PathBuf> {
 
 /// Every attachment on the host, with its namespace where found.
 pub fn attachments(host: &mut Host) -> Vec<LiveAttachment> {
+    // Most hosts have none: the links' aliases (read from the dump's bytes)
+    // say so before the full parse that also finds their namespaces.
+    let any = state::read_links_only(&mut host.rtnl).is_ok_and(|ls| {
+        ls.iter()
+            .any(|l| l.alias.as_deref().and_then(Alias::parse).is_some())
+    });
+    if !any {
+        return Vec::new();
+    }
     let Ok(links) = host.rtnl.dump(msgs::dump_links()) else {
         return Vec::new();
     };

@@ -260,13 +260,18 @@ struct Gathered {
 
 fn gather(ctxs: &[&Context]) -> anyhow::Result<Gathered> {
     let kinds = Kinds::detect().context("probing socket diagnostics")?;
-    let seen = pool::map(ctxs, None, || Ok(()), |_, c| read_ctx(&c.name, &kinds))?;
+    // The host's sockets are read while the workers read the contexts'.
+    let (seen, host) = std::thread::scope(|s| {
+        let host = s.spawn(|| read_here(&kinds));
+        let seen = pool::map(ctxs, None, || Ok(()), |_, c| read_ctx(&c.name, &kinds));
+        (seen, host.join().expect("the host's socket reader panicked"))
+    });
     let seen = ctxs
         .iter()
-        .zip(seen)
+        .zip(seen?)
         .map(|(c, s)| s.with_context(|| format!("context {}", c.name)))
         .collect::<anyhow::Result<_>>()?;
-    let host = read_here(&kinds).context("reading the host's sockets")?;
+    let host = host.context("reading the host's sockets")?;
     // After the dumps: every socket listed was open before the scan.
     let procs = Procs::scan();
     Ok(Gathered {

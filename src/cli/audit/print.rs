@@ -1,53 +1,114 @@
 //! `netctx audit`'s output: a table per context, or one JSON document.
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::{endpoint, ns_phrase, who, Report, Row};
 use crate::observe::procs::Proc;
 
-fn row_json(r: &Row) -> Value {
-    json!({
-        "proto": r.sock.proto,
-        "family": if r.sock.local.is_ipv4() { "ipv4" } else { "ipv6" },
-        "state": r.sock.state,
-        "local": r.sock.local.to_string(),
-        "port": r.sock.port,
-        "peer": r.sock.peer.to_string(),
-        "peer_port": r.sock.peer_port,
-        "inode": r.sock.inode,
-        "ifindex": r.sock.ifindex,
-        "namespace": r.namespace,
-        "pid": r.owner.as_ref().map(|o| o.0),
-        "command": r.owner.as_ref().map(|o| o.1.clone()),
-        "verdict": r.verdict,
-    })
+// The document, serialized straight from the reports (10,000 sockets made
+// into `serde_json::Value`s first cost more than reading them). Fields in
+// name order, as `json!` objects print them.
+
+#[derive(Serialize)]
+struct RowOut<'a> {
+    command: Option<&'a str>,
+    family: &'static str,
+    ifindex: u32,
+    inode: u32,
+    local: String,
+    namespace: &'a str,
+    peer: String,
+    peer_port: u16,
+    pid: Option<i32>,
+    port: u16,
+    proto: &'a str,
+    state: &'a str,
+    verdict: &'a str,
 }
 
-fn proc_json(p: &Proc) -> Value {
-    json!({"pid": p.pid, "command": p.comm, "cgroup": p.cgroup})
+impl<'a> From<&'a Row> for RowOut<'a> {
+    fn from(r: &'a Row) -> Self {
+        RowOut {
+            command: r.owner.as_ref().map(|o| o.1.as_str()),
+            family: if r.sock.local.is_ipv4() { "ipv4" } else { "ipv6" },
+            ifindex: r.sock.ifindex,
+            inode: r.sock.inode,
+            local: r.sock.local.to_string(),
+            namespace: &r.namespace,
+            peer: r.sock.peer.to_string(),
+            peer_port: r.sock.peer_port,
+            pid: r.owner.as_ref().map(|o| o.0),
+            port: r.sock.port,
+            proto: r.sock.proto,
+            state: r.sock.state,
+            verdict: r.verdict,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ProcOut<'a> {
+    cgroup: &'a Option<String>,
+    command: &'a str,
+    pid: i32,
+}
+
+#[derive(Serialize)]
+struct ContextOut<'a> {
+    bind_hooks: &'a str,
+    name: &'a str,
+    sockets: Vec<RowOut<'a>>,
+    state: &'static str,
+    unconfined: Vec<ProcOut<'a>>,
+    violations: &'a [String],
+}
+
+#[derive(Serialize)]
+struct HostOut<'a> {
+    sockets: Vec<RowOut<'a>>,
+    violations: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    contexts: Vec<ContextOut<'a>>,
+    host: Option<HostOut<'a>>,
+    violations: usize,
 }
 
 pub(super) fn json(reports: &[Report], host: Option<&(Vec<Row>, Vec<String>)>, total: usize) {
-    let contexts: Vec<Value> = reports
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "state": if r.up { "up" } else { "down" },
-                "sockets": r.rows.iter().map(row_json).collect::<Vec<_>>(),
-                "violations": r.violations,
-                "unconfined": r.unconfined.iter().map(proc_json).collect::<Vec<_>>(),
-                "bind_hooks": r.bind_hooks,
+    let doc = Doc {
+        contexts: reports
+            .iter()
+            .map(|r| ContextOut {
+                bind_hooks: r.bind_hooks,
+                name: &r.name,
+                sockets: r.rows.iter().map(RowOut::from).collect(),
+                state: if r.up { "up" } else { "down" },
+                unconfined: r
+                    .unconfined
+                    .iter()
+                    .map(|p: &Proc| ProcOut {
+                        cgroup: &p.cgroup,
+                        command: &p.comm,
+                        pid: p.pid,
+                    })
+                    .collect(),
+                violations: &r.violations,
             })
-        })
-        .collect();
-    let host = host.map(|(rows, v)| {
-        json!({"sockets": rows.iter().map(row_json).collect::<Vec<_>>(), "violations": v})
-    });
-    println!(
-        "{}",
-        json!({"contexts": contexts, "host": host, "violations": total})
-    );
+            .collect(),
+        host: host.map(|(rows, v)| HostOut {
+            sockets: rows.iter().map(RowOut::from).collect(),
+            violations: v,
+        }),
+        violations: total,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // A closed stdout (a pipe's reader gone) is not audit's failure.
+    let _ = serde_json::to_writer(&mut out, &doc)
+        .map_err(std::io::Error::from)
+        .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
+        .and_then(|()| std::io::Write::flush(&mut out));
 }
 
 /// The rows of namespace `ns` (others are sockets its processes hold).
