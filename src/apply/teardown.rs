@@ -206,7 +206,9 @@ fn remove_namespaces(names: &[String]) -> Vec<(String, Result<Removed, CtxError>
     // Owners first, then the unmounts back to back, then the markers: the
     // kernel's unmounts go faster one after the other (their waits for
     // RCU overlap) than with other work between them.
-    let owners = each(names, |n| owner::ns_owner(n).map_err(|e| CtxError::ns(n, e)));
+    let owners = each(names, |n| {
+        owner::ns_owner(n).map_err(|e| CtxError::ns(n, e))
+    });
     let decided: Vec<Result<Option<&String>, CtxError>> = names
         .iter()
         .zip(owners)

@@ -48,7 +48,12 @@ fn converge_all(
                 apply::HostView::read(&mut apply::Host::open()?, ctxs)
             })
         });
-        let seen = pool::map(ctxs, None, || Ok(()), |(), c| Mutex::new(Some(apply::observe(c))));
+        let seen = pool::map(
+            ctxs,
+            None,
+            || Ok(()),
+            |(), c| Mutex::new(Some(apply::observe(c))),
+        );
         (view.join().expect("the host view's reader panicked"), seen)
     });
     let view = view.context("reading the host's links and rules")?;
@@ -57,7 +62,11 @@ fn converge_all(
     let mode = if dry { Mode::Dry } else { Mode::DeferHostRules };
     let items: Vec<(&Context, &Mutex<Option<_>>)> = ctxs.iter().copied().zip(&seen).collect();
     let mut results = pool::map(&items, what, apply::Host::open, |host, (c, seen)| {
-        let seen = seen.lock().unwrap().take().expect("each context is planned once");
+        let seen = seen
+            .lock()
+            .unwrap()
+            .take()
+            .expect("each context is planned once");
         seen.and_then(|s| apply::converge_seen(c, s, &view, host, mode))
     })?;
     if dry {

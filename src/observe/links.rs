@@ -364,7 +364,10 @@ const V6_CONF_AT: [(&str, usize); 7] = [
 /// One link of a dump (an RTM_NEWLINK payload: `ifinfomsg`, attributes),
 /// and its switches into `conf`, what `parse_link` and `link_conf` read.
 fn raw_link(m: &[u8], conf: &mut BTreeMap<String, String>) -> Option<ObsLink> {
-    let word = |at: usize| m.get(at..at + 4).map(|b| u32::from_ne_bytes(b.try_into().unwrap()));
+    let word = |at: usize| {
+        m.get(at..at + 4)
+            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+    };
     let mut l = ObsLink {
         index: word(4)?,
         name: String::new(),

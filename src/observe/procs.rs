@@ -33,12 +33,24 @@ impl Procs {
             let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;
             };
-            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            let fd_dir = format!("/proc/{pid}/fd");
+            let Ok(fds) = std::fs::read_dir(&fd_dir) else {
+                continue;
+            };
+            // Each link read relative to the directory: one lookup, not a
+            // walk of /proc/PID/fd/N (a process may hold thousands).
+            let Ok(dirfd) = nix::fcntl::open(
+                fd_dir.as_str(),
+                nix::fcntl::OFlag::O_RDONLY
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ) else {
                 continue;
             };
             let index = out.all.len();
             for fd in fds.flatten() {
-                if let Some(ino) = std::fs::read_link(fd.path())
+                if let Some(ino) = nix::fcntl::readlinkat(&dirfd, fd.file_name().as_os_str())
                     .ok()
                     .and_then(|t| socket_inode(&t.to_string_lossy()))
                 {

@@ -35,6 +35,8 @@ struct Seen {
     link_local: Vec<(u32, Ipv6Addr)>,
     /// The namespace's nsfs inode.
     inode: u64,
+    /// Whether a link of it is a CNI attachment's host end (its alias).
+    attachments: bool,
 }
 
 /// Sockets and addresses of the calling thread's namespace.
@@ -63,6 +65,9 @@ fn read_here(kinds: &Kinds) -> Result<Seen, NlError> {
         addrs,
         link_local: lls.iter().map(|ll| (ll.index, ll.addr)).collect(),
         inode,
+        attachments: links
+            .iter()
+            .any(|l| crate::cni::alias_context(l.alias.as_deref()).is_some()),
     })
 }
 
@@ -264,7 +269,10 @@ fn gather(ctxs: &[&Context]) -> anyhow::Result<Gathered> {
     let (seen, host) = std::thread::scope(|s| {
         let host = s.spawn(|| read_here(&kinds));
         let seen = pool::map(ctxs, None, || Ok(()), |_, c| read_ctx(&c.name, &kinds));
-        (seen, host.join().expect("the host's socket reader panicked"))
+        (
+            seen,
+            host.join().expect("the host's socket reader panicked"),
+        )
     });
     let seen = ctxs
         .iter()
@@ -435,8 +443,11 @@ pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<Exit> {
     };
     let g = gather(&ctxs)?;
     let mut reports = reports(&ctxs, &g);
-    if let Some(names) = &sel.attachments {
-        reports.extend(attachments::reports(names, &g)?);
+    match &sel.attachments {
+        // None on the host: nothing to look for.
+        Some(names) if names.is_empty() && !g.host.attachments => {}
+        Some(names) => reports.extend(attachments::reports(names, &g)?),
+        None => {}
     }
     // The host is always read (a context's process may hold its sockets),
     // listed only when no context is named.

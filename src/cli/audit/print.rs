@@ -30,7 +30,11 @@ impl<'a> From<&'a Row> for RowOut<'a> {
     fn from(r: &'a Row) -> Self {
         RowOut {
             command: r.owner.as_ref().map(|o| o.1.as_str()),
-            family: if r.sock.local.is_ipv4() { "ipv4" } else { "ipv6" },
+            family: if r.sock.local.is_ipv4() {
+                "ipv4"
+            } else {
+                "ipv6"
+            },
             ifindex: r.sock.ifindex,
             inode: r.sock.inode,
             local: r.sock.local.to_string(),
