@@ -206,7 +206,7 @@ fn remove_namespaces(names: &[String]) -> Vec<(String, Result<Removed, CtxError>
     // Owners first, then the unmounts back to back, then the markers: the
     // kernel's unmounts go faster one after the other (their waits for
     // RCU overlap) than with other work between them.
-    let owners = each(names, |n| {
+    let owners = each(names, None, |n| {
         owner::ns_owner(n).map_err(|e| CtxError::ns(n, e))
     });
     let decided: Vec<Result<Option<&String>, CtxError>> = names
@@ -227,7 +227,7 @@ fn remove_namespaces(names: &[String]) -> Vec<(String, Result<Removed, CtxError>
         .iter()
         .filter_map(|d| d.as_ref().ok().copied().flatten().cloned())
         .collect();
-    let unmounted = each(&going, |n| {
+    let unmounted = each(&going, Some("down"), |n| {
         netns::remove(n).map_err(|e| CtxError::ns(n, e))?;
         crate::apply::crash::point("namespace removed, marker still there");
         Ok(())
@@ -238,7 +238,7 @@ fn remove_namespaces(names: &[String]) -> Vec<(String, Result<Removed, CtxError>
         .filter(|(_, r)| r.is_ok())
         .map(|(n, _)| n.clone())
         .collect();
-    let unmarked = each(&gone, |n| {
+    let unmarked = each(&gone, None, |n| {
         owner::unmark(n).map_err(|e| CtxError::ns(n, e))?;
         crate::apply::crash::point("context removed");
         Ok(())
@@ -269,9 +269,13 @@ fn remove_namespaces(names: &[String]) -> Vec<(String, Result<Removed, CtxError>
 }
 
 /// `f` of every name, on the workers (here, one by one, if none could
-/// start).
-fn each<R: Send>(names: &[String], f: impl Fn(&String) -> R + Sync) -> Vec<R> {
-    crate::kernel::pool::map(names, None, || Ok(()), |(), n| f(n))
+/// start); `progress` shown on a terminal.
+fn each<R: Send>(
+    names: &[String],
+    progress: Option<&str>,
+    f: impl Fn(&String) -> R + Sync,
+) -> Vec<R> {
+    crate::kernel::pool::map(names, progress, || Ok(()), |(), n| f(n))
         .unwrap_or_else(|_| names.iter().map(&f).collect())
 }
 

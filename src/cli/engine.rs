@@ -265,10 +265,6 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
 }
 
 /// The guest as `status --json` shows it.
-fn guest_state(ctx: &str) -> Option<&'static str> {
-    guest::recorded(ctx).map(|(_, alive)| if alive { "running" } else { "exited" })
-}
-
 /// One context's state for `status`.
 struct Status {
     name: String,
@@ -357,18 +353,29 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
 }
 
 fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
+    // Contexts nothing was ever started in have no files to read.
+    let traces = guest::Traces::read();
+    let processes = |c: &str| {
+        if traces.any(c) {
+            guest::processes(c)
+        } else {
+            0
+        }
+    };
+    let recorded = |c: &str| traces.any(c).then(|| guest::recorded(c)).flatten();
     if json {
         let v: Vec<_> = out
             .iter()
-            .map(
-                |s| json!({"name": s.name, "id": cfg.get(&s.name).and_then(|c| c.id), "state": s.state, "drift": s.detail, "guest_pid": guest::running(&s.name), "guest": guest_state(&s.name), "processes": guest::processes(&s.name)}),
-            )
+            .map(|s| {
+                let rec = recorded(&s.name);
+                json!({"name": s.name, "id": cfg.get(&s.name).and_then(|c| c.id), "state": s.state, "drift": s.detail, "guest_pid": rec.filter(|g| g.1).map(|g| g.0), "guest": rec.map(|(_, alive)| if alive { "running" } else { "exited" }), "processes": processes(&s.name)})
+            })
             .collect();
         println!("{}", json!({ "contexts": v, "drift": finding }));
     } else {
         for s in out {
-            let n = guest::processes(&s.name);
-            match guest::recorded(&s.name) {
+            let n = processes(&s.name);
+            match recorded(&s.name) {
                 Some((pid, true)) => println!(
                     "{:<12} {:<9} guest pid {pid}, {n} process(es)",
                     s.name, s.state

@@ -366,13 +366,13 @@ pub fn stop_many(ctxs: &[String], grace: Duration) -> Vec<anyhow::Result<Stopped
 /// What of the contexts' guests is there: the files in the guest
 /// directory and the groups under netctx's cgroup (`None`: not readable,
 /// so every context is looked at).
-struct Traces {
+pub struct Traces {
     files: Option<HashSet<String>>,
     groups: Option<HashSet<String>>,
 }
 
 impl Traces {
-    fn read() -> Traces {
+    pub fn read() -> Traces {
         let names = |dir: Option<PathBuf>| -> Option<HashSet<String>> {
             let rd = match std::fs::read_dir(dir?) {
                 Ok(rd) => rd,
@@ -394,7 +394,7 @@ impl Traces {
     }
 
     /// Whether anything of a guest of `ctx` may be there.
-    fn any(&self, ctx: &str) -> bool {
+    pub fn any(&self, ctx: &str) -> bool {
         let file = |ext: &str| {
             self.files
                 .as_ref()
