@@ -373,8 +373,8 @@ pub struct Traces {
 
 impl Traces {
     pub fn read() -> Traces {
-        let names = |dir: Option<PathBuf>| -> Option<HashSet<String>> {
-            let rd = match std::fs::read_dir(dir?) {
+        let names = |dir: PathBuf| -> Option<HashSet<String>> {
+            let rd = match std::fs::read_dir(dir) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(HashSet::new()),
                 Err(_) => return None,
@@ -383,12 +383,12 @@ impl Traces {
                 .collect()
         };
         let groups = match cgroup::mount_point() {
-            Ok(m) => names(Some(m.join("netctx"))),
+            Ok(m) => names(m.join("netctx")),
             Err(cgroup::CgroupError::NoCgroup2) => Some(HashSet::new()),
             Err(_) => None,
         };
         Traces {
-            files: names(Some(guest_dir())),
+            files: names(guest_dir()),
             groups,
         }
     }
