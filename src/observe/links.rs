@@ -323,10 +323,18 @@ pub fn read_links_only(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
 fn read_links_only_conf(
     nl: &mut Rtnl,
 ) -> Result<(Vec<ObsLink>, BTreeMap<String, String>), NlError> {
-    let mut conf = BTreeMap::new();
-    let links = nl.dump_raw(rtnl::dump_links(), |m| {
-        super::link_dump::raw_link(m, &mut conf)
+    // Each link's switches with it: an interrupted dump is read again
+    // whole, and nothing of the first attempt may stay.
+    let read = nl.dump_raw(rtnl::dump_links(), |m| {
+        let mut conf = BTreeMap::new();
+        super::link_dump::raw_link(m, &mut conf).map(|l| (l, conf))
     })?;
+    let mut conf = BTreeMap::new();
+    let mut links = Vec::with_capacity(read.len());
+    for (l, c) in read {
+        conf.extend(c);
+        links.push(l);
+    }
     Ok((links, conf))
 }
 
