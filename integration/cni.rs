@@ -738,6 +738,25 @@ fn attachments_in_logs_and_audit() {
         "{}",
         a.stdout
     );
+    // Unnamed, audit looks for attachments itself (only where a host link
+    // carries one's alias): the foreign bind is not hidden there either.
+    let all = t.sb.netctx(&["-c", cfg, "audit", "--json"]);
+    assert_eq!(all.code, 2, "{}\n{}", all.stdout, all.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&all.stdout).unwrap();
+    let mine = doc["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} not audited: {}", all.stdout));
+    assert!(
+        mine["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str().unwrap().contains("10.89.0.99")),
+        "{mine}"
+    );
     t.call("DEL", "lg", &Cni::with_prev(&conf, &r)).ok();
     t.sb.ok("ip netns del lg");
 }

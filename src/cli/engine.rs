@@ -264,7 +264,6 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 
-/// The guest as `status --json` shows it.
 /// One context's state for `status`.
 struct Status {
     name: String,

@@ -76,11 +76,7 @@ fn candidates() -> Vec<PathBuf> {
 pub fn attachments(host: &mut Host) -> Vec<LiveAttachment> {
     // Most hosts have none: the links' aliases (read from the dump's bytes)
     // say so before the full parse that also finds their namespaces.
-    let any = state::read_links_only(&mut host.rtnl).is_ok_and(|ls| {
-        ls.iter()
-            .any(|l| l.alias.as_deref().and_then(Alias::parse).is_some())
-    });
-    if !any {
+    if !state::read_links_only(&mut host.rtnl).is_ok_and(|ls| any_attachment(&ls)) {
         return Vec::new();
     }
     let Ok(links) = host.rtnl.dump(msgs::dump_links()) else {
@@ -169,12 +165,7 @@ pub fn status_rows(
     host: &mut Host,
     view: &crate::apply::HostView,
 ) -> Vec<(String, &'static str, Vec<String>)> {
-    // Every attachment's host link carries its alias: none, no dump.
-    let any = view
-        .links
-        .values()
-        .any(|l| l.alias.as_deref().and_then(Alias::parse).is_some());
-    if !any {
+    if !any_attachment(view.links.values()) {
         return Vec::new();
     }
     let live = attachments(host);
@@ -218,6 +209,14 @@ pub fn status_rows(
 }
 
 /// The attachment whose alias a host link carries.
+/// Whether any of `links` is an attachment's host end (every one carries
+/// its attachment's alias).
+pub fn any_attachment<'a>(links: impl IntoIterator<Item = &'a state::ObsLink>) -> bool {
+    links
+        .into_iter()
+        .any(|l| l.alias.as_deref().and_then(Alias::parse).is_some())
+}
+
 pub fn alias_context(alias: Option<&str>) -> Option<String> {
     alias.and_then(Alias::parse).map(|a| a.context)
 }

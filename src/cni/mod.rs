@@ -33,7 +33,7 @@ use serde_json::Value;
 use config::{Egress, NetConf};
 use env::{Command, Env};
 use error::{CniError, Result};
-pub use live::{alias_context, sources, split_names, status_rows, Source};
+pub use live::{alias_context, any_attachment, sources, split_names, status_rows, Source};
 
 /// The plugin mode: read, act, answer. Exit status 0 on success, 1 with an
 /// error object otherwise.

@@ -318,9 +318,8 @@ pub fn stop_many(ctxs: &[String], grace: Duration) -> Vec<anyhow::Result<Stopped
     // nothing started in it: two directory listings, not five files a
     // context.
     let traces = Traces::read();
-    let ctxs_all = ctxs;
-    let with: Vec<String> = ctxs.iter().filter(|c| traces.any(c)).cloned().collect();
-    let ctxs = with.as_slice();
+    let asked = ctxs;
+    let ctxs: Vec<String> = asked.iter().filter(|c| traces.any(c)).cloned().collect();
     let found: Vec<(Option<i32>, Vec<i32>)> =
         ctxs.iter().map(|c| (running(c), guest_procs(c))).collect();
     for (_, procs) in &found {
@@ -357,7 +356,7 @@ pub fn stop_many(ctxs: &[String], grace: Duration) -> Vec<anyhow::Result<Stopped
             (ctx.clone(), r)
         })
         .collect();
-    ctxs_all
+    asked
         .iter()
         .map(|c| stopped.remove(c).unwrap_or(Ok(Stopped::Nothing)))
         .collect()

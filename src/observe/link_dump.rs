@@ -4,8 +4,6 @@
 //! attribute of every link into structures first. Tested against the full
 //! parse (`links::tests`).
 
-use std::collections::BTreeMap;
-
 use super::links::ObsLink;
 use crate::kernel::netlink::wire;
 
@@ -42,9 +40,10 @@ const V6_CONF_AT: [(&str, usize); 7] = [
     ("disable_ipv6", 26),
 ];
 
-/// One link of a dump (an RTM_NEWLINK payload: `ifinfomsg`, attributes),
-/// and its switches into `conf`, what `parse_link` and `link_conf` read.
-pub(super) fn raw_link(m: &[u8], conf: &mut BTreeMap<String, String>) -> Option<ObsLink> {
+/// One link of a dump (an RTM_NEWLINK payload: `ifinfomsg`, attributes)
+/// and its switches under their `/proc/sys` paths: what `parse_link` and
+/// `link_conf` read.
+pub(super) fn raw_link(m: &[u8]) -> Option<(ObsLink, Vec<(String, String)>)> {
     let word = |at: usize| {
         m.get(at..at + 4)
             .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
@@ -64,6 +63,7 @@ pub(super) fn raw_link(m: &[u8], conf: &mut BTreeMap<String, String>) -> Option<
         String::from_utf8_lossy(&v[..end]).into_owned()
     };
     let mut spec = None;
+    let mut conf = Vec::new();
     for (ty, v) in wire::parse_attrs(m.get(16..)?) {
         match ty {
             ifla::IFNAME => l.name = text(v),
@@ -90,9 +90,9 @@ pub(super) fn raw_link(m: &[u8], conf: &mut BTreeMap<String, String>) -> Option<
         for (key, i) in at {
             if let Some(b) = values.get(i * 4..i * 4 + 4) {
                 let v = i32::from_ne_bytes(b.try_into().unwrap());
-                conf.insert(format!("net/{fam}/conf/{}/{key}", l.name), v.to_string());
+                conf.push((format!("net/{fam}/conf/{}/{key}", l.name), v.to_string()));
             }
         }
     }
-    Some(l)
+    Some((l, conf))
 }

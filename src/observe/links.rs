@@ -203,12 +203,10 @@ fn link_conf(m: &LinkMessage, name: &str, out: &mut BTreeMap<String, String>) {
     }
 }
 
+/// The kind as the kernel names it (`IFLA_INFO_KIND`), as the dump's
+/// bytes give it.
 fn kind_name(k: &InfoKind) -> String {
-    match k {
-        InfoKind::Veth => "veth".into(),
-        InfoKind::Dummy => "dummy".into(),
-        other => format!("{other:?}").to_lowercase(),
-    }
+    k.to_string()
 }
 
 fn parse_address(m: &AddressMessage) -> Option<(u32, Cidr)> {
@@ -325,10 +323,7 @@ fn read_links_only_conf(
 ) -> Result<(Vec<ObsLink>, BTreeMap<String, String>), NlError> {
     // Each link's switches with it: an interrupted dump is read again
     // whole, and nothing of the first attempt may stay.
-    let read = nl.dump_raw(rtnl::dump_links(), |m| {
-        let mut conf = BTreeMap::new();
-        super::link_dump::raw_link(m, &mut conf).map(|l| (l, conf))
-    })?;
+    let read = nl.dump_raw(rtnl::dump_links(), super::link_dump::raw_link)?;
     let mut conf = BTreeMap::new();
     let mut links = Vec::with_capacity(read.len());
     for (l, c) in read {
@@ -492,13 +487,6 @@ mod tests {
             }
         }
         assert!(!raw.is_empty());
-        // Kinds netctx makes are named alike; others the kernel's way.
-        let norm = |mut l: ObsLink| {
-            l.kind = l.kind.filter(|k| k == "veth" || k == "dummy");
-            l
-        };
-        let raw: Vec<ObsLink> = raw.into_iter().map(norm).collect();
-        let full: Vec<ObsLink> = full.into_iter().map(norm).collect();
         assert_eq!(raw, full);
         assert_eq!(raw_conf, full_conf);
         assert!(raw_conf.contains_key("net/ipv6/conf/lo/disable_ipv6"));

@@ -65,9 +65,7 @@ fn read_here(kinds: &Kinds) -> Result<Seen, NlError> {
         addrs,
         link_local: lls.iter().map(|ll| (ll.index, ll.addr)).collect(),
         inode,
-        attachments: links
-            .iter()
-            .any(|l| crate::cni::alias_context(l.alias.as_deref()).is_some()),
+        attachments: crate::cni::any_attachment(&links),
     })
 }
 
