@@ -100,9 +100,27 @@ fn require_root() {
     );
 }
 
+/// Guests run the example programs from `target/`; a guest's /tmp,
+/// /var/tmp and /run are tmpfs of its own (design §3), so a checkout there
+/// is one they cannot see.
+fn require_guest_visible_checkout() {
+    let bin = Path::new(BIN);
+    let hidden = ["/tmp", "/var/tmp", "/run"]
+        .iter()
+        .find(|d| bin.starts_with(d));
+    assert!(
+        hidden.is_none(),
+        "the checkout's target directory ({}) is under {}, which every guest gets as a tmpfs of its own: \
+         the guest tests could not run the example programs; run the suite from a checkout elsewhere",
+        bin.parent().unwrap().display(),
+        hidden.unwrap_or(&"")
+    );
+}
+
 impl Sandbox {
     pub fn new() -> Sandbox {
         require_root();
+        require_guest_visible_checkout();
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "netctx-test-{}-{}",
