@@ -166,7 +166,8 @@ fn ns_sysctls() -> Vec<(String, &'static str)> {
         w.push((format!("net/ipv6/conf/{dev}/accept_redirects"), "0"));
         w.push((format!("net/ipv6/conf/{dev}/accept_ra"), "0"));
     }
-    w.push(("net/ipv4/ping_group_range".into(), "0 2147483647"));
+    w.push(("net/ipv4/ping_group_range".into(), "0 4294967294"));
+    w.push(("net/ipv4/ip_unprivileged_port_start".into(), "0"));
     w
 }
 
@@ -485,6 +486,7 @@ fn owned_switches() -> Vec<String> {
         "net/ipv4/ip_nonlocal_bind",
         "net/ipv6/ip_nonlocal_bind",
         "net/ipv4/ping_group_range",
+        "net/ipv4/ip_unprivileged_port_start",
     ]
     .map(String::from)
     .to_vec();

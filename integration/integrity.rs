@@ -163,7 +163,8 @@ fn every_owned_switch_changed_from_outside_is_drift_and_restored() {
         ("net.ipv4.conf.lo.route_localnet", "1", "0"),
         ("net.ipv4.ip_nonlocal_bind", "1", "0"),
         ("net.ipv6.ip_nonlocal_bind", "1", "0"),
-        ("net.ipv4.ping_group_range", "1 0", "0 2147483647"),
+        ("net.ipv4.ping_group_range", "1 0", "0 4294967294"),
+        ("net.ipv4.ip_unprivileged_port_start", "1024", "0"),
     ];
     // What up leaves: every switch as netctx owns it.
     let get = |ns: Option<&str>, k: &str| {

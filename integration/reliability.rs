@@ -12,8 +12,9 @@ pub fn contexts(n: usize) -> String {
     let mut s = String::from("[defaults]\nlog = [\"input\"]\n");
     for i in 0..n {
         let (a, b) = (100 + i / 60, (i % 60) * 4);
+        let id = i + 1;
         s.push_str(&format!(
-            "[context.c{i}]\n[[context.c{i}.link]]\nkind = \"veth\"\nname = \"eth0\"\n\
+            "[context.c{i}]\nid = {id}\n[[context.c{i}.link]]\nkind = \"veth\"\nname = \"eth0\"\n\
              host_addresses = [\"10.{a}.{b}.1/30\"]\naddresses = [\"10.{a}.{b}.2/30\"]\n\
              [[context.c{i}.route]]\nto = \"default\"\nvia = \"10.{a}.{b}.1\"\n"
         ));

@@ -165,6 +165,7 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
             HostLink("nx-web".into()),
             fwd("net/ipv4/ip_forward"),
             WriteSysctl("net/ipv4/ping_group_range".into(), false),
+            WriteSysctl("net/ipv4/ip_unprivileged_port_start".into(), false),
             fwd("net/ipv6/conf/all/forwarding"),
             // Phase 3: host side first, then the inside, routes last.
             Exec(Side::Host, vec!["NewAddress", "SetLink"]),
@@ -189,7 +190,7 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
         ]
     );
     // Every creation is journalled with its undo.
-    assert_eq!(journal.len(), 1 + 1 + 3 + 2 + 5 + 1);
+    assert_eq!(journal.len(), 1 + 1 + 4 + 2 + 5 + 1);
 }
 
 #[test]
@@ -260,6 +261,7 @@ fn a_failure_replays_the_journal_backwards_and_reports_failed_undos() {
             Exec(Side::Host, vec!["DelAddress"]),
             // … the switches, then the links.
             WriteSysctl("net/ipv6/conf/all/forwarding".into(), false),
+            WriteSysctl("net/ipv4/ip_unprivileged_port_start".into(), false),
             WriteSysctl("net/ipv4/ping_group_range".into(), false),
             WriteSysctl("net/ipv4/ip_forward".into(), false),
             Exec(Side::Ctx, vec!["DelLink"]),

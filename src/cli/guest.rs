@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 
 use super::Exit;
-use super::{ExecArgs, StartArgs, StopArgs};
+use super::{ExecArgs, ShiftArgs, StartArgs, StopArgs};
 use crate::guest::{self, Request, Stopped};
 use crate::kernel::lock;
 use crate::model::{Config, Context};
@@ -57,11 +57,6 @@ pub fn start(cfg: &Config, config: &Path, a: &StartArgs, wait: Duration) -> anyh
             ctx.name
         );
     };
-    let _lock = lock::lock(wait).context("taking the netctx lock")?;
-    if let Some(pid) = guest::running(&ctx.name) {
-        println!("{}: guest already running (pid {pid})", ctx.name);
-        return Ok(Exit::Ok);
-    }
     let r = Request {
         ctx,
         privileged: a.privileged,
@@ -71,8 +66,15 @@ pub fn start(cfg: &Config, config: &Path, a: &StartArgs, wait: Duration) -> anyh
         config: config.to_path_buf(),
         lock_wait: wait,
     };
-    let pid = guest::start(&r)
+    let started = guest::start(&r)
         .with_context(|| format!("context {}: starting {:?}", ctx.name, g.command[0]))?;
+    let pid = match started {
+        guest::Started::Already(pid) => {
+            println!("{}: guest already running (pid {pid})", ctx.name);
+            return Ok(Exit::Ok);
+        }
+        guest::Started::New(pid) => pid,
+    };
     println!(
         "{}: guest started (pid {pid}, output in {})",
         ctx.name,
@@ -98,6 +100,52 @@ pub fn stop(a: &StopArgs, wait: Duration) -> anyhow::Result<Exit> {
     match s {
         Stopped::Nothing => println!("{}: guest not running", a.context),
         s => report(&a.context, &s),
+    }
+    Ok(Exit::Ok)
+}
+
+/// `netctx shift [--back] CTX PATH…`.
+pub fn shift(cfg: &Config, a: &ShiftArgs, wait: Duration) -> anyhow::Result<Exit> {
+    let ctx = cfg
+        .get(&a.context)
+        .with_context(|| format!("context {} is not declared in the configuration", a.context))?;
+    // One shift at a time, and none while netctx starts a guest on it.
+    let _lock = lock::lock(wait).context("taking the netctx lock")?;
+    let (first, count) = ctx.id_range();
+    let last = u64::from(first) + u64::from(count) - 1;
+    let to = if a.back {
+        "the host's ids".to_string()
+    } else {
+        format!("user ids {first}-{last}")
+    };
+    for p in &a.paths {
+        let r = guest::shift::shift(ctx, p, a.back)
+            .with_context(|| format!("context {}: shifting {}", ctx.name, p.display()))?;
+        println!(
+            "{}: {}: {} changed, {} already {to}",
+            ctx.name,
+            p.display(),
+            r.changed,
+            r.kept
+        );
+        for (n, what) in [
+            (
+                r.foreign,
+                "with ids outside what the shift maps, left as they are",
+            ),
+            (
+                r.other_fs,
+                "mount point(s) of other filesystems, not entered",
+            ),
+            (
+                r.linked_outside,
+                "file(s) with hard links outside the path, left as they are",
+            ),
+        ] {
+            if n > 0 {
+                eprintln!("netctx: warning: {}: {n} {what}", p.display());
+            }
+        }
     }
     Ok(Exit::Ok)
 }

@@ -58,9 +58,16 @@ pub enum Command {
     Stop(StopArgs),
     /// Every TCP/UDP socket of every context and of the host, with violations
     Audit(Listing),
+    /// Give a guest tree or writable path to a context: map its owners into
+    /// the context's user-id range (--back: to the host's ids)
+    Shift(ShiftArgs),
     /// (internal) PID 1 of a context's PID namespace
     #[command(hide = true)]
-    GuestInit { context: String },
+    GuestInit {
+        context: String,
+        first: u32,
+        count: u32,
+    },
     /// (internal) confine this process as a guest and exec its command
     #[command(hide = true)]
     GuestJail,
@@ -177,6 +184,18 @@ pub struct StopArgs {
 }
 
 #[derive(Args)]
+pub struct ShiftArgs {
+    /// Map owners back from the context's range to the host's ids
+    #[arg(long)]
+    pub back: bool,
+    /// The context whose range the owners move into
+    pub context: String,
+    /// Its `root` tree or `writable` paths (or paths beneath them)
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Args)]
 pub struct DownArgs {
     /// Contexts to remove (their configuration may be gone)
     pub contexts: Vec<String>,
@@ -217,10 +236,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status(l) => engine::status(&load()?, &l),
         Command::Exec(args) => guest::exec(&load()?, &path, &args, wait),
         Command::Start(args) => guest::start(&load()?, &path, &args, wait),
-        Command::GuestInit { context } => crate::guest::init::main(&context).map(Exit::Command),
+        Command::GuestInit {
+            context,
+            first,
+            count,
+        } => crate::guest::init::main(&context, first, count).map(Exit::Command),
         Command::GuestJail => crate::guest::jail::main().map(Exit::Command),
         Command::Stop(args) => guest::stop(&args, wait),
         Command::Audit(l) => audit::audit(&load()?, &l),
+        Command::Shift(a) => guest::shift(&load()?, &a, wait),
         Command::Logs(a) => logs::logs(&load()?, &a),
         Command::Watch(a) => watch::watch(&path, load()?, &a, wait),
         Command::Stats(a) => stats::stats(&load()?, &a),

@@ -162,8 +162,9 @@ fn many_contexts(n: usize) -> String {
     let mut s = String::new();
     for i in 0..n {
         let (a, b) = (i / 250, i % 250);
+        let id = i + 1;
         s.push_str(&format!(
-            "[context.c{i}]\n[[context.c{i}.link]]\nkind = \"veth\"\nname = \"eth0\"\n\
+            "[context.c{i}]\nid = {id}\n[[context.c{i}.link]]\nkind = \"veth\"\nname = \"eth0\"\n\
              host_addresses = [\"10.{a}.{b}.1/30\"]\naddresses = [\"10.{a}.{b}.2/30\"]\n\
              [[context.c{i}.route]]\nto = \"default\"\nvia = \"10.{a}.{b}.1\"\n"
         ));
@@ -188,7 +189,7 @@ fn ten_thousand_errors_are_all_located() {
     assert_eq!(d.len(), 9_999);
     assert!(
         d[0].to_string()
-            .starts_with("big.toml:15:29: address 192.168.0.1 is already assigned to context c0"),
+            .starts_with("big.toml:17:29: address 192.168.0.1 is already assigned to context c0"),
         "{}",
         d[0]
     );

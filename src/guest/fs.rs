@@ -1,18 +1,29 @@
-//! The guest's view of the filesystem, built in its own mount namespace:
-//! the host's `/` (or the guest's `root`) cloned recursively read-only,
-//! nosuid, nodev; `writable` paths bound read-write (nosuid, nodev); private
-//! tmpfs on /tmp, /var/tmp and /run; a new /proc with runc's masked and
-//! read-only paths; /sys of the context's network namespace and the cgroup
-//! filesystem read-only; a minimal /dev; netctx's configuration masked; then
-//! pivot_root. Runs in `netctx guest-jail`, before any privilege is dropped.
+//! The guest's view of the filesystem, built by file descriptor from inside
+//! the context's user namespace (design §3 Guests): the host's `/` (or the
+//! guest's `root`) cloned recursively read-only, nosuid, nodev; `writable`
+//! paths bound read-write (nosuid, nodev); private tmpfs on /tmp, /var/tmp
+//! and /run; a new /proc with runc's masked and read-only paths; /sys of
+//! the context's network namespace and the cgroup filesystem read-only; a
+//! minimal /dev; netctx's configuration masked; then pivot_root.
+//!
+//! Every path inside the tree is resolved once, beneath the tree's root
+//! (`fd::resolve`: openat2 `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`), and
+//! every mount is made onto that descriptor from a detached mount
+//! (`fsmount`, `open_tree`): a path the tree's owner swaps for a symlink
+//! while this runs lands inside the tree, never on the host. And since all
+//! of it runs as the context's root (nobody on the host), what a lost race
+//! could still reach is checked against the context's ids, not host root's.
+//! Only the sysfs of the context's network namespace is made before, as
+//! host root (sysfs belongs to the network namespace's owner), and touches
+//! no path.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use super::fd::{self, ATTR_NODEV, ATTR_NOEXEC, ATTR_NOSUID, ATTR_RDONLY};
 use super::jail::Spec;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,278 +48,239 @@ fn at<T, E: Into<io::Error>>(
     })
 }
 
-/// Where the new root is assembled (a tmpfs in the guest's mount namespace
-/// only; after pivot_root it is gone).
+/// Where the new root is attached before pivot_root: netctx's own run
+/// directory, in the guest's private mount namespace (a tmpfs there).
 const STAGE: &str = "/run/netctx";
 
-const MASKED: [&str; 10] = [
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
+const MASKED: [&str; 9] = [
+    "acpi",
+    "asound",
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "scsi",
 ];
-const READ_ONLY: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+const READ_ONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-const ATTR_RDONLY: u64 = 0x1;
-const ATTR_NOSUID: u64 = 0x2;
-const ATTR_NODEV: u64 = 0x4;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+/// What host root prepares for the build before the jail enters the
+/// context's user namespace.
+pub struct Host {
+    /// A detached sysfs of the context's network namespace, read-only.
+    sysfs: OwnedFd,
+    /// Device and inode of the tree's root as host root found it.
+    tree: (u64, u64),
+    /// The guest's resolv.conf, where it must differ from the tree's.
+    resolv: Option<(String, Option<PathBuf>)>,
 }
 
-fn c(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+fn tree_path(s: &Spec) -> PathBuf {
+    s.root.clone().unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// mount_setattr(2) on `dfd`+`path` (`flags` may hold AT_RECURSIVE).
-fn setattr(dfd: i32, path: &Path, set: u64, clr: u64, flags: libc::c_uint) -> io::Result<()> {
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clr,
-        propagation: libc::MS_PRIVATE,
-        userns_fd: 0,
-    };
-    let p = c(path);
-    // SAFETY: the path and attribute structure live across the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            dfd,
-            p.as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// A detached recursive copy of the tree at `root`, read-only, nosuid,
-/// nodev, moved to `to`.
-fn clone_tree(root: &Path, to: &Path) -> Result<()> {
-    let p = c(root);
-    // SAFETY: open_tree with a valid path; the descriptor is closed below.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            p.as_ptr(),
-            1 | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE, // OPEN_TREE_CLONE
-        )
-    };
-    // A descriptor or -1: within an int.
-    let fd = libc::c_int::try_from(fd).unwrap_or(-1);
-    at(
-        if fd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        },
-        "cloning the mount tree at",
-        root,
+/// As host root, in the context's network namespace, before the user
+/// namespace.
+pub fn before_userns(s: &Spec) -> Result<Host> {
+    let sysfs = at(
+        fd::new_fs(
+            "sysfs",
+            &[],
+            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+        ),
+        "making the context's sysfs for",
+        Path::new("/sys"),
     )?;
-    let empty = Path::new("");
-    let all = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV;
-    let flags = libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE;
-    let r = setattr(fd, empty, all, 0, flags).and_then(|_| {
-        let t = c(to);
-        // SAFETY: move_mount of the descriptor onto a valid path.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                fd,
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                t.as_ptr(),
-                4u32, // MOVE_MOUNT_F_EMPTY_PATH
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    });
-    // SAFETY: closing the descriptor open_tree returned.
-    unsafe { libc::close(fd) };
-    at(r, "mounting read-only the tree of", root)
+    let root = tree_path(s);
+    let t = at(
+        fd::openat2(libc::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0),
+        "opening the guest's root",
+        &root,
+    )?;
+    let st = at(fd::stat(t.as_raw_fd()), "reading", &root)?;
+    let resolv = if s.root.is_none() {
+        super::resolv::content()
+    } else {
+        None
+    };
+    Ok(Host {
+        sysfs,
+        tree: (st.st_dev, st.st_ino),
+        resolv,
+    })
 }
 
-fn bind(src: &Path, dst: &Path, flags: MsFlags) -> Result<()> {
-    at(
-        mount(
-            Some(src),
-            dst,
-            None::<&str>,
-            MsFlags::MS_BIND | flags,
-            None::<&str>,
-        ),
-        "bind-mounting onto",
-        dst,
-    )
-}
-
-fn remount_ro(dst: &Path) -> Result<()> {
-    at(
-        setattr(
-            libc::AT_FDCWD,
-            dst,
-            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV,
-            0,
-            AT_RECURSIVE,
-        ),
-        "making read-only",
-        dst,
-    )
-}
-
-fn fresh(fstype: &str, dst: &Path, flags: MsFlags, data: &str) -> Result<()> {
-    // Whatever the clone had here goes first, with everything under it.
-    while umount2(dst, MntFlags::MNT_DETACH).is_ok() {}
-    let data = (!data.is_empty()).then_some(data);
-    at(
-        mount(Some(fstype), dst, Some(fstype), flags, data),
-        "mounting a new filesystem on",
-        dst,
-    )
-}
-
-fn safe() -> MsFlags {
-    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC
-}
-
-/// A path in the new root.
-fn inside(new: &Path, p: &Path) -> PathBuf {
-    new.join(p.strip_prefix("/").unwrap_or(p))
-}
-
-/// Mask a file with /dev/null, a directory with an empty read-only tmpfs.
-fn mask(target: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(target) {
-        Ok(m) if m.is_dir() => at(
-            mount(
-                Some("tmpfs"),
-                target,
-                Some("tmpfs"),
-                safe() | MsFlags::MS_RDONLY,
-                Some("mode=000,size=0"),
-            ),
-            "masking",
-            target,
-        ),
-        Ok(m) if m.is_file() => bind(Path::new("/dev/null"), target, MsFlags::empty()),
-        _ => Ok(()),
+/// The object at `rel` beneath `dir`, which must be a directory.
+fn dir_at(dir: RawFd, rel: &Path, shown: &Path) -> Result<OwnedFd> {
+    let f = at(
+        fd::resolve(dir, rel),
+        "resolving in the guest's tree",
+        shown,
+    )?;
+    let st = at(fd::stat(f.as_raw_fd()), "reading", shown)?;
+    if !fd::is_dir(&st) {
+        return Err(FsError {
+            step: "needs a directory at",
+            path: shown.to_path_buf(),
+            source: io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
     }
+    Ok(f)
 }
 
-/// Hide netctx's configuration: a directory behind an empty read-only
-/// tmpfs, a file behind an empty read-only file (not /dev/null, which
-/// would take writes).
-fn hide(stage: &Path, target: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(target) {
-        Ok(m) if m.is_file() => {
-            let empty = stage.join("empty");
-            at(std::fs::write(&empty, b""), "creating", &empty)?;
-            bind(&empty, target, MsFlags::empty())?;
-            remount_ro(target)
-        }
-        _ => mask(target),
+fn enoent(r: &io::Result<OwnedFd>) -> bool {
+    matches!(r, Err(e) if e.raw_os_error() == Some(libc::ENOENT))
+}
+
+/// A fresh detached tmpfs.
+fn tmpfs(mode: &str, size: &str, attrs: u64) -> io::Result<OwnedFd> {
+    fd::new_fs(
+        "tmpfs",
+        &[("mode", Some(mode)), ("size", Some(size))],
+        attrs,
+    )
+}
+
+/// A detached bind of a host file of the caller's own view (`/dev/null`).
+fn host_file(p: &Path) -> Result<OwnedFd> {
+    at(
+        fd::clone_tree(libc::AT_FDCWD, p, false),
+        "cloning the mount of",
+        p,
+    )
+}
+
+/// Mask what `rel` beneath `base` names: a directory with an empty
+/// read-only tmpfs, anything else with /dev/null. Nothing there: nothing.
+fn mask(base: RawFd, rel: &Path, shown: &Path) -> Result<()> {
+    let t = fd::resolve(base, rel);
+    if enoent(&t) {
+        return Ok(());
     }
+    let t = at(t, "resolving", shown)?;
+    let st = at(fd::stat(t.as_raw_fd()), "reading", shown)?;
+    let m = if fd::is_dir(&st) {
+        let all = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC;
+        at(tmpfs("000", "4k", all), "making a mask for", shown)?
+    } else {
+        host_file(Path::new("/dev/null"))?
+    };
+    at(fd::attach(&m, t.as_raw_fd()), "masking", shown)
 }
 
-fn proc_(new: &Path) -> Result<()> {
-    let p = new.join("proc");
-    fresh("proc", &p, safe(), "")?;
-    for m in MASKED.iter().filter(|m| m.starts_with("/proc")) {
-        mask(&inside(new, Path::new(m)))?;
+fn proc_(root: RawFd) -> Result<()> {
+    let shown = Path::new("/proc");
+    let t = dir_at(root, shown, shown)?;
+    let p = at(
+        fd::new_fs("proc", &[], ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC),
+        "making the context's /proc for",
+        shown,
+    )?;
+    at(fd::attach(&p, t.as_raw_fd()), "mounting", shown)?;
+    let pf = p.as_raw_fd();
+    for m in MASKED {
+        mask(pf, Path::new(m), &shown.join(m))?;
     }
     for r in READ_ONLY {
-        let t = inside(new, Path::new(r));
-        if t.exists() {
-            bind(&t, &t, MsFlags::MS_REC)?;
-            remount_ro(&t)?;
+        let shown = shown.join(r);
+        let t = fd::resolve(pf, Path::new(r));
+        if enoent(&t) {
+            continue;
         }
+        let t = at(t, "resolving", &shown)?;
+        let c = at(
+            fd::clone_tree(t.as_raw_fd(), Path::new(""), true),
+            "cloning",
+            &shown,
+        )?;
+        at(
+            fd::setattr(c.as_raw_fd(), ATTR_RDONLY, 0, true),
+            "making read-only",
+            &shown,
+        )?;
+        at(fd::attach(&c, t.as_raw_fd()), "mounting", &shown)?;
     }
     Ok(())
 }
 
-fn sys(new: &Path) -> Result<()> {
-    let s = new.join("sys");
-    fresh("sysfs", &s, safe() | MsFlags::MS_RDONLY, "")?;
-    let cg = s.join("fs/cgroup");
-    if cg.is_dir() {
+fn sys(root: RawFd, sysfs: OwnedFd) -> Result<()> {
+    let shown = Path::new("/sys");
+    let t = dir_at(root, shown, shown)?;
+    at(fd::attach(&sysfs, t.as_raw_fd()), "mounting", shown)?;
+    let cg = Path::new("fs/cgroup");
+    if let Ok(c) = dir_at(sysfs.as_raw_fd(), cg, &shown.join(cg)) {
         // The guest's cgroup namespace is rooted at its context's group.
-        at(
-            mount(
-                Some("cgroup2"),
-                &cg,
-                Some("cgroup2"),
-                safe() | MsFlags::MS_RDONLY,
-                None::<&str>,
-            ),
-            "mounting cgroup2 on",
-            &cg,
+        let all = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC;
+        let m = at(
+            fd::new_fs("cgroup2", &[], all),
+            "making cgroup2 for",
+            &shown.join(cg),
         )?;
+        at(fd::attach(&m, c.as_raw_fd()), "mounting", &shown.join(cg))?;
     }
-    mask(&s.join("firmware"))
+    mask(
+        sysfs.as_raw_fd(),
+        Path::new("firmware"),
+        &shown.join("firmware"),
+    )
 }
 
-fn dev(new: &Path, tty: Option<&Path>) -> Result<()> {
-    let d = new.join("dev");
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    fresh("tmpfs", &d, flags, "mode=0755,size=64k")?;
-    for name in DEVICES {
-        let t = d.join(name);
-        at(std::fs::write(&t, b""), "creating", &t)?;
-        bind(&Path::new("/dev").join(name), &t, MsFlags::empty())?;
-    }
-    if let Some(t) = tty {
-        let console = d.join("console");
-        at(std::fs::write(&console, b""), "creating", &console)?;
-        bind(t, &console, MsFlags::empty())?;
-    }
-    for dir in ["pts", "shm"] {
-        at(std::fs::create_dir(d.join(dir)), "creating", &d.join(dir))?;
-    }
-    let pts = d.join("pts");
-    let data = "newinstance,ptmxmode=0666,mode=0620";
-    at(
-        mount(Some("devpts"), &pts, Some("devpts"), flags, Some(data)),
-        "mounting devpts on",
-        &pts,
+fn dev(root: RawFd, tty: Option<&Path>) -> Result<()> {
+    let shown = Path::new("/dev");
+    let t = dir_at(root, shown, shown)?;
+    let d = at(
+        tmpfs("0755", "64k", ATTR_NOSUID | ATTR_NOEXEC),
+        "making",
+        shown,
     )?;
-    let shm = d.join("shm");
+    at(fd::attach(&d, t.as_raw_fd()), "mounting", shown)?;
+    let df = d.as_raw_fd();
+    let nodes = DEVICES
+        .iter()
+        .map(|n| (n.to_string(), Path::new("/dev").join(n)))
+        .chain(tty.map(|t| ("console".to_string(), t.to_path_buf())));
+    for (name, src) in nodes {
+        let shown = shown.join(&name);
+        let f = at(fd::file_in(df, Path::new(&name)), "creating", &shown)?;
+        let m = host_file(&src)?;
+        at(fd::attach(&m, f.as_raw_fd()), "mounting", &shown)?;
+    }
+    let pts = at(
+        fd::mkdir_in(df, Path::new("pts"), 0o755),
+        "creating",
+        &shown.join("pts"),
+    )?;
+    let opts = [
+        ("newinstance", None),
+        ("ptmxmode", Some("0666")),
+        ("mode", Some("0620")),
+    ];
+    let m = at(
+        fd::new_fs("devpts", &opts, ATTR_NOSUID | ATTR_NOEXEC),
+        "making",
+        &shown.join("pts"),
+    )?;
     at(
-        mount(
-            Some("tmpfs"),
-            &shm,
-            Some("tmpfs"),
-            safe(),
-            Some("mode=1777"),
-        ),
-        "mounting tmpfs on",
-        &shm,
+        fd::attach(&m, pts.as_raw_fd()),
+        "mounting",
+        &shown.join("pts"),
+    )?;
+    let shm = at(
+        fd::mkdir_in(df, Path::new("shm"), 0o755),
+        "creating",
+        &shown.join("shm"),
+    )?;
+    let m = at(
+        tmpfs("1777", "64m", ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC),
+        "making",
+        &shown.join("shm"),
+    )?;
+    at(
+        fd::attach(&m, shm.as_raw_fd()),
+        "mounting",
+        &shown.join("shm"),
     )?;
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
@@ -318,136 +290,286 @@ fn dev(new: &Path, tty: Option<&Path>) -> Result<()> {
         ("stderr", "/proc/self/fd/2"),
     ] {
         at(
-            std::os::unix::fs::symlink(to, d.join(link)),
+            fd::symlink_in(to, df, Path::new(link)),
             "linking",
-            &d.join(link),
+            &shown.join(link),
         )?;
     }
     at(
-        setattr(libc::AT_FDCWD, &d, ATTR_RDONLY, 0, 0),
+        fd::setattr(df, ATTR_RDONLY, 0, false),
         "making read-only",
-        &d,
+        shown,
     )
 }
 
-/// The source of a writable path: it must not lead elsewhere through a
-/// symlink (a guest could have planted one in an earlier run).
-fn writable_source(root: &Path, w: &Path) -> Result<PathBuf> {
-    let want = inside(root, w);
-    let real = at(
-        std::fs::canonicalize(&want),
-        "resolving the writable path",
-        &want,
-    )?;
-    if real != want {
-        return Err(FsError {
-            step: "refusing the writable path (it resolves elsewhere)",
-            path: want,
-            source: io::Error::other(format!("resolves to {}", real.display())),
-        });
+/// The mount point for `rel` beneath `root`: what is there, or — where the
+/// path goes on below a private tmpfs of the guest's (/tmp, /run) — made
+/// there, one component at a time. The bool says it was made.
+fn mount_point(root: RawFd, rel: &Path, dir: bool, shown: &Path) -> Result<(OwnedFd, bool)> {
+    let there = fd::resolve(root, rel);
+    if !enoent(&there) {
+        return Ok((at(there, "resolving in the guest's tree", shown)?, false));
     }
-    Ok(real)
+    let names: Vec<&std::ffi::OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut prefix = PathBuf::new();
+    let mut cur = at(fd::resolve(root, &prefix), "resolving", shown)?;
+    for (i, n) in names.iter().enumerate() {
+        prefix.push(n);
+        let next = fd::resolve(root, &prefix);
+        cur = if enoent(&next) {
+            let made = if i + 1 == names.len() && !dir {
+                fd::file_in(cur.as_raw_fd(), Path::new(n))
+            } else {
+                fd::mkdir_in(cur.as_raw_fd(), Path::new(n), 0o755)
+            };
+            at(
+                made,
+                "making the mount point",
+                &Path::new("/").join(&prefix),
+            )?
+        } else {
+            at(
+                next,
+                "resolving in the guest's tree",
+                &Path::new("/").join(&prefix),
+            )?
+        };
+    }
+    Ok((cur, true))
 }
 
-/// Build the guest's filesystem and pivot into it.
-pub fn build(s: &Spec) -> Result<()> {
-    let root = s.root.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let stage = Path::new(STAGE);
-    at(std::fs::create_dir_all(stage), "creating", stage)?;
-    let new = stage.join("root");
-    let tree_root = at(std::fs::canonicalize(&root), "resolving the root", &root)?;
-    let t = tmpfs_stage(stage)?;
-    clone_tree(&tree_root, &new)?;
-    proc_(&new)?;
-    sys(&new)?;
-    dev(&new, s.tty.as_deref())?;
+/// Bind the `writable` path `w` of the tree `tree` (the original, writable
+/// mount) onto the same path of the read-only clone `root`.
+fn writable(tree: RawFd, root: RawFd, w: &Path) -> Result<()> {
+    let src = at(fd::resolve(tree, w), "resolving the writable path", w)?;
+    let sst = at(fd::stat(src.as_raw_fd()), "reading", w)?;
+    let m = at(
+        fd::clone_tree(src.as_raw_fd(), Path::new(""), true),
+        "cloning the writable path",
+        w,
+    )?;
+    at(
+        fd::setattr(m.as_raw_fd(), ATTR_NOSUID | ATTR_NODEV, ATTR_RDONLY, true),
+        "making writable",
+        w,
+    )?;
+    let (dst, made) = mount_point(root, w, fd::is_dir(&sst), w)?;
+    let dst_st = at(fd::stat(dst.as_raw_fd()), "reading", w)?;
+    let same = (dst_st.st_dev, dst_st.st_ino) == (sst.st_dev, sst.st_ino);
+    if !made && !same {
+        // The clone shows the tree as it is now: another object at the
+        // same path means the path was swapped between the two lookups.
+        return Err(FsError {
+            step: "refusing the writable path (it changed while netctx set it up)",
+            path: w.to_path_buf(),
+            source: io::Error::from_raw_os_error(libc::EAGAIN),
+        });
+    }
+    if fd::is_dir(&dst_st) != fd::is_dir(&sst) {
+        return Err(FsError {
+            step: "refusing the writable path (a directory and a file)",
+            path: w.to_path_buf(),
+            source: io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
+    }
+    at(
+        fd::attach(&m, dst.as_raw_fd()),
+        "mounting the writable path",
+        w,
+    )
+}
+
+/// Hide netctx's configuration: a directory behind an empty read-only
+/// tmpfs, a file behind an empty read-only file (not /dev/null, which would
+/// take writes).
+fn hide(stage: RawFd, root: RawFd, target: &Path) -> Result<()> {
+    let t = fd::resolve(root, target);
+    if enoent(&t) {
+        return Ok(());
+    }
+    let t = at(t, "resolving", target)?;
+    let st = at(fd::stat(t.as_raw_fd()), "reading", target)?;
+    if !fd::is_reg(&st) {
+        return mask(root, target, target);
+    }
+    let empty = Path::new("empty");
+    if fd::resolve(stage, empty).is_err() {
+        at(fd::write_in(stage, empty, b""), "creating", empty)?;
+    }
+    let m = at(fd::clone_tree(stage, empty, false), "cloning", empty)?;
+    at(
+        fd::setattr(m.as_raw_fd(), ATTR_RDONLY, 0, false),
+        "making read-only",
+        target,
+    )?;
+    at(fd::attach(&m, t.as_raw_fd()), "hiding", target)
+}
+
+/// Give the guest's `/etc/resolv.conf` its content: bound from a file on
+/// the stage or — for a symlink into /run — written where it points in the
+/// guest's private /run.
+fn resolv(stage: RawFd, root: RawFd, text: &str, into_run: Option<&Path>) -> Result<()> {
+    let r = (|| -> io::Result<()> {
+        match into_run {
+            Some(t) => {
+                let parent = t.parent().unwrap_or(Path::new("/run"));
+                let (dir, _) = mount_point(root, parent, true, parent).map_err(io::Error::other)?;
+                let name = t.file_name().unwrap_or_default();
+                fd::write_in(dir.as_raw_fd(), Path::new(name), text.as_bytes())
+            }
+            None => {
+                let name = Path::new("resolv.conf");
+                fd::write_in(stage, name, text.as_bytes())?;
+                let dst = fd::resolve(root, Path::new("etc/resolv.conf"))?;
+                if !fd::is_reg(&fd::stat(dst.as_raw_fd())?) {
+                    return Err(io::Error::other("not a regular file"));
+                }
+                let m = fd::clone_tree(stage, name, false)?;
+                fd::attach(&m, dst.as_raw_fd())
+            }
+        }
+    })();
+    if let Err(e) = r {
+        eprintln!("netctx: warning: could not set the guest's /etc/resolv.conf: {e}");
+    }
+    Ok(())
+}
+
+/// Build the guest's filesystem and pivot into it. Runs as the context's
+/// root in a mount namespace of the context's user namespace.
+pub fn build(s: &Spec, h: Host) -> Result<()> {
+    private()?;
+    let root = tree_path(s);
+    let tree = at(
+        fd::openat2(libc::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0),
+        "opening the guest's root (the context's root needs to search it)",
+        &root,
+    )?;
+    let st = at(fd::stat(tree.as_raw_fd()), "reading", &root)?;
+    if (st.st_dev, st.st_ino) != h.tree {
+        return Err(FsError {
+            step: "refusing the guest's root (it changed while netctx set it up)",
+            path: root,
+            source: io::Error::from_raw_os_error(libc::EAGAIN),
+        });
+    }
+    let stage_path = Path::new(STAGE);
+    let stage = at(
+        tmpfs("0700", "1m", ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC),
+        "making the staging tmpfs for",
+        stage_path,
+    )?;
+    at(
+        fd::attach_at(&stage, stage_path),
+        "mounting the staging tmpfs on",
+        stage_path,
+    )?;
+    let sf = stage.as_raw_fd();
+    let new = at(
+        fd::clone_tree(tree.as_raw_fd(), Path::new(""), true),
+        "cloning the mount tree at",
+        &root,
+    )?;
+    at(
+        fd::setattr(
+            new.as_raw_fd(),
+            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV,
+            0,
+            true,
+        ),
+        "making read-only the tree of",
+        &root,
+    )?;
+    let point = at(
+        fd::mkdir_in(sf, Path::new("root"), 0o755),
+        "creating",
+        stage_path,
+    )?;
+    at(
+        fd::attach(&new, point.as_raw_fd()),
+        "mounting the tree of",
+        &root,
+    )?;
+    let r = new.as_raw_fd();
+    proc_(r)?;
+    sys(r, h.sysfs)?;
+    dev(r, s.tty.as_deref())?;
     for (dir, mode) in [("tmp", "1777"), ("var/tmp", "1777"), ("run", "0755")] {
-        let p = new.join(dir);
-        if p.is_dir() {
-            let data = format!("mode={mode}");
-            fresh("tmpfs", &p, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &data)?;
+        match fd::resolve(r, Path::new(dir)) {
+            Ok(t) if fd::stat(t.as_raw_fd()).is_ok_and(|st| fd::is_dir(&st)) => {
+                let shown = Path::new("/").join(dir);
+                let m = at(
+                    tmpfs(mode, "256m", ATTR_NOSUID | ATTR_NODEV),
+                    "making",
+                    &shown,
+                )?;
+                at(fd::attach(&m, t.as_raw_fd()), "mounting", &shown)?;
+            }
+            _ => {}
         }
     }
     for w in &s.writable {
-        let src = writable_source(&tree_root, w)?;
-        let dst = inside(&new, w);
-        mount_point(&src, &dst)?;
-        bind(&src, &dst, MsFlags::MS_REC)?;
-        let flags = AT_RECURSIVE;
-        at(
-            setattr(
-                libc::AT_FDCWD,
-                &dst,
-                ATTR_NOSUID | ATTR_NODEV,
-                ATTR_RDONLY,
-                flags,
-            ),
-            "making writable",
-            &dst,
-        )?;
+        writable(tree.as_raw_fd(), r, w)?;
     }
     if s.root.is_none() {
         for m in &s.masks {
-            hide(&t, &inside(&new, m))?;
+            hide(sf, r, m)?;
         }
-        super::resolv::apply(&t, &new)?;
+        if let Some((text, into_run)) = &h.resolv {
+            resolv(sf, r, text, into_run.as_deref())?;
+        }
     }
-    pivot(&new)
+    pivot(r)
 }
 
-/// A writable path under a private tmpfs (/tmp, /run) needs its mount
-/// point made there; elsewhere the clone has it already.
-fn mount_point(src: &Path, dst: &Path) -> Result<()> {
-    if dst.exists() {
-        return Ok(());
-    }
-    let r = if src.is_dir() {
-        std::fs::create_dir_all(dst)
-    } else {
-        dst.parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| std::fs::write(dst, b""))
-    };
-    at(r, "making the mount point", dst)
-}
-
-fn tmpfs_stage(stage: &Path) -> Result<PathBuf> {
+fn pivot(new: RawFd) -> Result<()> {
+    let shown = Path::new(STAGE);
+    // SAFETY: fchdir on a descriptor the caller holds open.
+    let r = unsafe { libc::fchdir(new) };
     at(
-        mount(
-            Some("tmpfs"),
-            stage,
-            Some("tmpfs"),
-            safe(),
-            Some("mode=0700,size=1m"),
-        ),
-        "mounting the staging tmpfs on",
-        stage,
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        },
+        "entering",
+        shown,
     )?;
-    let new = stage.join("root");
-    at(std::fs::create_dir(&new), "creating", &new)?;
-    Ok(stage.to_path_buf())
-}
-
-fn pivot(new: &Path) -> Result<()> {
-    at(nix::unistd::chdir(new), "entering", new)?;
     at(
         nix::unistd::pivot_root(".", "."),
         "pivot_root into (a root on the initramfs cannot be pivoted)",
-        new,
+        shown,
     )?;
     at(
         umount2(".", MntFlags::MNT_DETACH),
         "detaching the old root from",
-        new,
+        shown,
     )?;
     at(nix::unistd::chdir("/"), "entering", Path::new("/"))
+}
+
+fn fresh(fstype: &str, dst: &Path) -> Result<()> {
+    // Whatever the host had here goes first, with everything under it.
+    while umount2(dst, MntFlags::MNT_DETACH).is_ok() {}
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    at(
+        mount(Some(fstype), dst, Some(fstype), flags, None::<&str>),
+        "mounting a new filesystem on",
+        dst,
+    )
 }
 
 /// `--privileged`: the host's filesystem, writable, with the context's
 /// /proc (its PID namespace) and /sys (its network namespace).
 pub fn privileged() -> Result<()> {
-    fresh("proc", Path::new("/proc"), safe(), "")?;
-    fresh("sysfs", Path::new("/sys"), safe(), "")
+    fresh("proc", Path::new("/proc"))?;
+    fresh("sysfs", Path::new("/sys"))
 }
 
 /// The mount namespace stops propagating to and from the host.

@@ -8,9 +8,6 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use nix::sched::{unshare, CloneFlags};
-use nix::unistd::{fork, ForkResult};
-
 use super::{cgroup, guest_dir, start_time, write_private};
 
 fn record(ctx: &str) -> PathBuf {
@@ -31,16 +28,29 @@ pub fn forget(ctx: &str) {
     let _ = std::fs::remove_file(record(ctx));
 }
 
-/// The context's init, started when none runs (call under the netctx lock).
-pub fn ensure(ctx: &str) -> anyhow::Result<i32> {
+/// The context's init, started when none runs (call under the netctx
+/// lock). Its user namespace maps the context's range (`first`, `count`):
+/// an init whose map differs (the context's `id` changed while it ran) is
+/// refused, with what to do.
+pub fn ensure(ctx: &str, (first, count): (u32, u32)) -> anyhow::Result<i32> {
     use anyhow::Context as _;
     if let Some(pid) = running(ctx) {
+        let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap_or_default();
+        let want = format!("0 {first} {count}");
+        let have: Vec<&str> = map.split_whitespace().collect();
+        if have.join(" ") != want {
+            anyhow::bail!(
+                "the guests of context {ctx} run with user ids {:?}, not the configured \
+                 {want:?} (its `id` changed): run `netctx stop {ctx}` first",
+                have.join(" ")
+            );
+        }
         return Ok(pid);
     }
     cgroup::create(ctx)?;
     let exe = std::env::current_exe().context("finding the netctx binary")?;
     let out = Command::new(exe)
-        .args(["guest-init", ctx])
+        .args(["guest-init", ctx, &first.to_string(), &count.to_string()])
         .env_clear()
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
@@ -58,15 +68,71 @@ pub fn ensure(ctx: &str) -> anyhow::Result<i32> {
     Ok(pid)
 }
 
-/// `netctx guest-init CTX`: prints the host pid of the new PID 1.
-pub fn main(ctx: &str) -> anyhow::Result<u8> {
+const CLONE_NEWUSER: u64 = libc::CLONE_NEWUSER as u64;
+const CLONE_NEWPID: u64 = libc::CLONE_NEWPID as u64;
+const CLONE_NEWIPC: u64 = libc::CLONE_NEWIPC as u64;
+
+/// `netctx guest-init CTX FIRST COUNT`: makes the context's user, PID and
+/// IPC namespaces in one clone — the user namespace owns the other two, so
+/// a guest's root has its powers over them and over nothing of the host's
+/// — maps guest ids 0..COUNT to host ids FIRST.. and prints the host pid of
+/// the new PID 1.
+pub fn main(ctx: &str, first: u32, count: u32) -> anyhow::Result<u8> {
     cgroup::join(&cgroup::path(ctx)?)?;
-    unshare(CloneFlags::CLONE_NEWPID).map_err(io::Error::from)?;
-    // SAFETY: this process is single-threaded; the child only makes system
-    // calls (pid1) and never returns.
-    match unsafe { fork() }.map_err(io::Error::from)? {
-        ForkResult::Child => pid1(),
-        ForkResult::Parent { child } => {
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+    let ca = CloneArgs {
+        flags: CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM is a fork; this process is
+    // single-threaded, and the child never returns (pid1).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &ca as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match pid {
+        0 => {
+            drop(wr);
+            // Wait until the parent has written the maps (or died: EOF).
+            let mut b = [0u8; 1];
+            let got = nix::unistd::read(&rd, &mut b).unwrap_or(0);
+            if got != 1 {
+                // SAFETY: _exit ends this child only.
+                unsafe { libc::_exit(1) };
+            }
+            pid1()
+        }
+        p if p < 0 => Err(io::Error::last_os_error().into()),
+        p => {
+            let child = i32::try_from(p)?;
+            let map = format!("0 {first} {count}\n");
+            let r = std::fs::write(format!("/proc/{child}/uid_map"), &map)
+                .and_then(|_| std::fs::write(format!("/proc/{child}/gid_map"), &map));
+            if let Err(e) = r {
+                // SAFETY: kill of our own child.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+                return Err(anyhow::Error::new(e).context(format!(
+                    "mapping the user ids of context {ctx} ({first}..{})",
+                    u64::from(first) + u64::from(count)
+                )));
+            }
+            nix::unistd::write(&wr, b"1").map_err(io::Error::from)?;
             println!("{child}");
             io::stdout().flush()?;
             Ok(0)
@@ -75,11 +141,27 @@ pub fn main(ctx: &str) -> anyhow::Result<u8> {
 }
 
 /// PID 1 of the context: orphans are reparented to it and, with SIGCHLD
-/// ignored, the kernel reaps them. Signals from inside the namespace cannot
-/// reach it; `cgroup.kill` ends it and with it the namespace.
+/// ignored, the kernel reaps them. It becomes the context's root (nobody
+/// on the host) with no capability at all. Signals from inside the
+/// namespace cannot reach it; `cgroup.kill` ends it and with it the
+/// namespaces (and every IPC object of the context's guests).
 fn pid1() -> ! {
     // SAFETY: plain system calls on no shared data; this process only sleeps.
     unsafe {
+        libc::setgroups(0, std::ptr::null());
+        libc::setresgid(0, 0, 0);
+        libc::setresuid(0, 0, 0);
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        let mut hdr = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let data = [0u32; 6];
+        libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr());
         libc::setsid();
         libc::chdir(c"/".as_ptr());
         libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);

@@ -1,13 +1,19 @@
 //! `netctx guest-jail`: the process that becomes a guest. netctx starts it
-//! inside the context's PID namespace with the `Spec` in its environment;
-//! it confines itself in the fixed order — cgroup, network namespace, new
-//! mount/UTS/cgroup namespaces, filesystem and pivot_root, session and
-//! terminal, user, capabilities, no_new_privs, descriptors, seccomp — and
-//! execs the command with exactly the environment the spec holds.
+//! inside the context's PID namespace and cgroup, with the `Spec` in its
+//! environment and the context's user and IPC namespaces as descriptors 3
+//! and 4; it confines itself in a fixed order — network namespace; the
+//! sysfs of that namespace (only host root can make it); the context's
+//! user namespace, as its root (nobody on the host: from here on nothing
+//! it does is checked against host root's powers); the context's IPC
+//! namespace; new mount/UTS/cgroup namespaces, owned by the user
+//! namespace; the filesystem, by descriptor, and pivot_root; session and
+//! terminal; the guest's user and capabilities; no_new_privs; descriptors;
+//! seccomp — and execs the command with exactly the environment the spec
+//! holds. `--privileged` skips the user namespace and the filesystem.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -31,9 +37,13 @@ pub struct Spec {
     pub writable: Vec<PathBuf>,
     /// Paths to hide (netctx's configuration).
     pub masks: Vec<PathBuf>,
+    /// Guest ids, inside the context's user namespace.
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// The context's range: guest id u is host id `id_first` + u.
+    pub id_first: u32,
+    pub id_count: u32,
     /// Capabilities kept (root guests only).
     pub caps: Vec<u32>,
     pub env: Vec<(String, String)>,
@@ -94,7 +104,11 @@ pub fn main() -> anyhow::Result<u8> {
     Err(anyhow::Error::new(err).context(format!("context {}", s.ctx)))
 }
 
-fn namespaces(s: &Spec) -> Result<(), JailError> {
+/// The descriptors `launch` passes: the context's user and IPC namespaces.
+const USER_NS_FD: RawFd = 3;
+const IPC_NS_FD: RawFd = 4;
+
+fn netns(s: &Spec) -> Result<(), JailError> {
     if !s.joined {
         cgroup::join(&s.cgroup)?;
     }
@@ -111,7 +125,39 @@ fn namespaces(s: &Spec) -> Result<(), JailError> {
     sys(
         setns(f.as_fd(), CloneFlags::CLONE_NEWNET),
         "entering the network namespace",
+    )
+}
+
+/// Enter the context's user namespace and become its root: host id
+/// `id_first`, every capability but only over the context's namespaces.
+/// (setns of a user namespace needs a single-threaded process: this one
+/// is.)
+fn userns() -> Result<(), JailError> {
+    // SAFETY: descriptor 3 was given by `launch`; taken over once.
+    let user = unsafe { OwnedFd::from_raw_fd(USER_NS_FD) };
+    sys(
+        setns(user.as_fd(), CloneFlags::CLONE_NEWUSER),
+        "entering the context's user namespace",
     )?;
+    sys(nix::unistd::setgroups(&[]), "clearing supplementary groups")?;
+    let (g, u) = (nix::unistd::Gid::from(0), nix::unistd::Uid::from(0));
+    sys(
+        nix::unistd::setresgid(g, g, g),
+        "becoming the context's root group",
+    )?;
+    sys(
+        nix::unistd::setresuid(u, u, u),
+        "becoming the context's root",
+    )?;
+    // SAFETY: descriptor 4 was given by `launch`; taken over once.
+    let ipc = unsafe { OwnedFd::from_raw_fd(IPC_NS_FD) };
+    sys(
+        setns(ipc.as_fd(), CloneFlags::CLONE_NEWIPC),
+        "entering the context's IPC namespace",
+    )
+}
+
+fn own_namespaces(s: &Spec) -> Result<(), JailError> {
     let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWCGROUP;
     sys(unshare(flags), "unsharing mount, UTS and cgroup namespaces")?;
     sys(
@@ -122,12 +168,16 @@ fn namespaces(s: &Spec) -> Result<(), JailError> {
 
 /// Everything up to exec; the program's path and C strings.
 fn confine(s: &Spec) -> Result<Prepared, JailError> {
-    namespaces(s)?;
-    fs::private()?;
+    netns(s)?;
     if s.privileged {
+        own_namespaces(s)?;
+        fs::private()?;
         fs::privileged()?;
     } else {
-        fs::build(s)?;
+        let host = fs::before_userns(s)?;
+        userns()?;
+        own_namespaces(s)?;
+        fs::build(s, host)?;
     }
     if std::env::set_current_dir(&s.cwd).is_err() {
         let _ = std::env::set_current_dir("/");

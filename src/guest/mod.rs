@@ -7,23 +7,25 @@
 
 pub mod caps;
 pub mod cgroup;
+mod fd;
 mod fs;
 pub mod init;
 pub mod jail;
 mod relay;
 mod resolv;
 mod seccomp;
+pub mod shift;
 mod spawn;
-mod users;
+pub mod users;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -56,6 +58,19 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
     let name = r.user.unwrap_or("root");
     let u = users::lookup(root.as_deref().unwrap_or(Path::new("/")), name)
         .with_context(|| format!("user {name}"))?;
+    let (id_first, id_count) = ctx.id_range();
+    if !r.privileged {
+        if let Some(bad) = [u.uid, u.gid]
+            .into_iter()
+            .chain(u.groups.iter().copied())
+            .find(|i| *i >= id_count)
+        {
+            anyhow::bail!(
+                "user {name}: id {bad} is beyond the {id_count} ids of the context's user \
+                 namespace (guest ids are 0..{id_count})"
+            );
+        }
+    }
     let caller = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), PATH.into()),
@@ -87,6 +102,8 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
         masks,
         uid: u.uid,
         gid: u.gid,
+        id_first,
+        id_count,
         groups: u.groups,
         caps: g.capabilities.clone().unwrap_or_else(caps::default_set),
         env,
@@ -130,12 +147,27 @@ fn launch(s: &mut Spec, stdio: [RawFd; 3]) -> anyhow::Result<i32> {
         );
     }
     make_guest_dir()?;
-    let init = init::ensure(&s.ctx)?;
-    let ns = PathBuf::from(format!("/proc/{init}/ns/pid"));
-    let f = std::fs::File::open(&ns).with_context(|| format!("opening {}", ns.display()))?;
+    let init = init::ensure(&s.ctx, (s.id_first, s.id_count))?;
+    let ns = |kind: &str| -> anyhow::Result<std::fs::File> {
+        let p = PathBuf::from(format!("/proc/{init}/ns/{kind}"));
+        std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))
+    };
+    // The user and IPC namespaces go to the jail as descriptors 3 and 4,
+    // opened now that `ensure` checked the pid names the context's init.
+    let (user, ipc) = (ns("user")?, ns("ipc")?);
+    let f = ns("pid")?;
     // Only this process's later children are in the namespace.
     setns(f.as_fd(), CloneFlags::CLONE_NEWPID)
         .with_context(|| format!("entering the PID namespace of {}", s.ctx))?;
+    let extra = [
+        spawn::high(user.as_raw_fd())?,
+        spawn::high(ipc.as_raw_fd())?,
+    ];
+    let extra_raw: Vec<RawFd> = if s.privileged {
+        Vec::new()
+    } else {
+        extra.iter().map(|f| f.as_raw_fd()).collect()
+    };
     let exe = std::env::current_exe().context("finding the netctx binary")?;
     let cg = std::fs::File::open(&s.cgroup)
         .with_context(|| format!("opening the cgroup {}", s.cgroup.display()))?;
@@ -148,26 +180,7 @@ fn launch(s: &mut Spec, stdio: [RawFd; 3]) -> anyhow::Result<i32> {
         jail::SPEC_VAR,
         serde_json::to_string(s)?
     ))?];
-    match spawn::spawn(&exe_c, &argv, &envp, stdio, &cg) {
-        Ok(pid) => return Ok(pid),
-        // Before Linux 5.7 (or on cgroup v1 only): the jail joins itself.
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => s.joined = false,
-        Err(e) => return Err(e).context("starting the guest"),
-    }
-    let [i, o, e] = stdio.map(|fd| {
-        // SAFETY: a duplicate the child owns; the original stays the caller's.
-        Stdio::from(unsafe { OwnedFd::from_raw_fd(libc::dup(fd)) })
-    });
-    let child = Command::new(exe)
-        .arg("guest-jail")
-        .env_clear()
-        .env(jail::SPEC_VAR, serde_json::to_string(s)?)
-        .stdin(i)
-        .stdout(o)
-        .stderr(e)
-        .spawn()
-        .context("starting the guest")?;
-    Ok(child.id() as i32)
+    spawn::spawn(&exe_c, &argv, &envp, stdio, &extra_raw, &cg).context("starting the guest")
 }
 
 /// Exit status as a shell reports it: the code, or 128 + signal.
@@ -185,6 +198,15 @@ pub fn exec(r: &Request) -> anyhow::Result<ExitStatus> {
     bind_hooks(r.ctx)?;
     let pty = relay::open().context("opening a pseudo-terminal")?;
     let s = spec(r, pty.as_ref().map(|p| p.path.clone()))?;
+    if let (Some(p), false) = (&pty, s.privileged) {
+        // The guest's own terminal belongs to its user, as login gives it.
+        nix::unistd::fchown(
+            p.slave.as_fd(),
+            Some((s.id_first + s.uid).into()),
+            Some((s.id_first + s.gid).into()),
+        )
+        .context("giving the pseudo-terminal to the guest's user")?;
+    }
     let mut s = s;
     let stdio = match &pty {
         Some(p) => [p.slave.as_raw_fd(); 3],
@@ -261,10 +283,23 @@ pub fn running(ctx: &str) -> Option<i32> {
     recorded(ctx).filter(|g| g.1).map(|g| g.0)
 }
 
-/// Start the declared guest detached, output to its log file; its pid.
-pub fn start(r: &Request) -> anyhow::Result<i32> {
+/// What `start` found or did.
+pub enum Started {
+    /// The guest was running already: its pid.
+    Already(i32),
+    New(i32),
+}
+
+/// Start the declared guest detached, output to its log file. Everything
+/// read from the guest's tree (its users) is read before the lock is
+/// taken: a hostile tree cannot hold every other netctx up.
+pub fn start(r: &Request) -> anyhow::Result<Started> {
     bind_hooks(r.ctx)?;
     let s = spec(r, None)?;
+    let _lock = crate::kernel::lock::lock(r.lock_wait).context("taking the netctx lock")?;
+    if let Some(pid) = running(&s.ctx) {
+        return Ok(Started::Already(pid));
+    }
     make_guest_dir()?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -278,7 +313,7 @@ pub fn start(r: &Request) -> anyhow::Result<i32> {
     let (t, _) = start_time(pid).context("the guest exited at once")?;
     write_private(&pid_file(&s.ctx), &format!("{pid} {t}\n"))?;
     // Not waited for: it outlives netctx; the context's init reaps it.
-    Ok(pid)
+    Ok(Started::New(pid))
 }
 
 /// The context's processes but its init.

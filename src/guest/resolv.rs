@@ -8,10 +8,6 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use nix::mount::MsFlags;
-
-use super::fs::FsError;
-
 const UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
 
 /// Whether every `nameserver` line names a loopback address (and there is
@@ -30,13 +26,16 @@ pub fn only_loopback(conf: &str) -> bool {
 }
 
 /// What the guest's resolv.conf should hold, if it must differ from the
-/// file the clone shows.
-fn content() -> Option<String> {
+/// file the clone shows, and — when the host's is a symlink into /run,
+/// which is private and empty in the guest — where it points.
+pub fn content() -> Option<(String, Option<PathBuf>)> {
     let host = Path::new("/etc/resolv.conf");
     let text = std::fs::read_to_string(host).ok()?;
+    let target = link_target(host);
+    let into_run = target.filter(|t| t.starts_with("/run"));
     if only_loopback(&text) {
         match std::fs::read_to_string(UPSTREAM) {
-            Ok(up) => return Some(up),
+            Ok(up) => return Some((up, into_run)),
             Err(_) => eprintln!(
                 "netctx: warning: /etc/resolv.conf names only loopback name servers, \
                  which a context cannot reach, and {UPSTREAM} does not exist: \
@@ -44,8 +43,7 @@ fn content() -> Option<String> {
             ),
         }
     }
-    let link = std::fs::symlink_metadata(host).is_ok_and(|m| m.file_type().is_symlink());
-    link.then_some(text)
+    into_run.is_some().then(|| (text, into_run))
 }
 
 /// Where a symlinked resolv.conf points, as an absolute path.
@@ -62,40 +60,6 @@ fn link_target(link: &Path) -> Option<PathBuf> {
         }
     }
     Some(out)
-}
-
-/// Give `NEW/etc/resolv.conf` the content: bound from a file on the staging
-/// tmpfs `stage`, or — for a symlink into /run — written where it points in
-/// the guest's private /run.
-pub fn apply(stage: &Path, new: &Path) -> Result<(), FsError> {
-    let Some(text) = content() else {
-        return Ok(());
-    };
-    let dst = new.join("etc/resolv.conf");
-    let r = match link_target(&dst) {
-        Some(t) if t.starts_with("/run") => {
-            let p = new.join(t.strip_prefix("/").unwrap_or(&t));
-            p.parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|_| std::fs::write(&p, &text))
-        }
-        Some(t) => Err(std::io::Error::other(format!(
-            "it is a symlink to {}",
-            t.display()
-        ))),
-        None => {
-            let src = stage.join("resolv.conf");
-            std::fs::write(&src, &text).and_then(|_| {
-                let flags = MsFlags::MS_BIND;
-                nix::mount::mount(Some(&src), &dst, None::<&str>, flags, None::<&str>)
-                    .map_err(std::io::Error::from)
-            })
-        }
-    };
-    if let Err(e) = r {
-        eprintln!("netctx: warning: could not set the guest's /etc/resolv.conf: {e}");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -28,13 +28,16 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// Run `exe argv…` with exactly `envp`, stdio from `stdio`, born in the
-/// cgroup `cgroup` (a directory). Returns the child's pid (to wait for).
+/// Run `exe argv…` with exactly `envp`, stdio from `stdio`, the
+/// descriptors `extra` as 3, 4, …, born in the cgroup `cgroup` (a
+/// directory). Returns the child's pid (to wait for). `extra` must not
+/// hold a descriptor below 3 + its length (see `high`).
 pub fn spawn(
     exe: &CStr,
     argv: &[CString],
     envp: &[CString],
     stdio: [RawFd; 3],
+    extra: &[RawFd],
     cgroup: &File,
 ) -> io::Result<i32> {
     let args_p: Vec<*const libc::c_char> = argv
@@ -67,7 +70,7 @@ pub fn spawn(
         0 => {
             // SAFETY: as above: dup2, execve, _exit only.
             unsafe {
-                for (i, fd) in (0..).zip(stdio.iter()) {
+                for (i, fd) in (0..).zip(stdio.iter().chain(extra)) {
                     if *fd != i && libc::dup2(*fd, i) < 0 {
                         libc::_exit(127);
                     }
@@ -79,6 +82,19 @@ pub fn spawn(
         p if p < 0 => Err(io::Error::last_os_error()),
         p => i32::try_from(p).map_err(|_| io::Error::other("pid out of range")),
     }
+}
+
+/// A close-on-exec duplicate of `fd` numbered 16 or above, out of the way
+/// of the numbers `spawn` gives its child.
+pub fn high(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl F_DUPFD_CLOEXEC on a descriptor the caller holds.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 16) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the new descriptor is ours alone.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r) })
 }
 
 /// Wait for a child without blocking: its status once it ended.

@@ -48,8 +48,59 @@ pub fn groups(group: &str, name: &str, primary: u32) -> Vec<u32> {
     out
 }
 
+/// The most of `etc/passwd` or `etc/group` netctx reads.
+pub const MAX_FILE: u64 = 1 << 20;
+
+/// `etc/NAME` of the tree `root`, read as a hostile tree's file must be
+/// (design §3 Guests): beneath the root without leaving it through a
+/// symlink or a magic link, opened without blocking (a FIFO), only a
+/// regular file, at most 1 MiB. Missing: empty.
+pub fn read_etc(root: &Path, name: &str) -> io::Result<String> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let rel = Path::new("etc").join(name);
+    let shown = root.join(&rel);
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", shown.display()));
+    let dir = super::fd::openat2(libc::AT_FDCWD, root, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(named)?;
+    let f = match super::fd::openat2(
+        dir.as_raw_fd(),
+        &rel,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        super::fd::RESOLVE_BENEATH | super::fd::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(String::new()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            return Err(named(io::Error::other(
+                "it leads out of the guest's tree (a symlink)",
+            )))
+        }
+        Err(e) => return Err(named(e)),
+    };
+    let st = super::fd::stat(f.as_raw_fd()).map_err(named)?;
+    if !super::fd::is_reg(&st) {
+        return Err(named(io::Error::other("not a regular file")));
+    }
+    if u64::try_from(st.st_size).unwrap_or(u64::MAX) > MAX_FILE {
+        return Err(named(io::Error::other(format!(
+            "larger than {} KiB",
+            MAX_FILE >> 10
+        ))));
+    }
+    let mut text = Vec::new();
+    std::fs::File::from(f)
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut text)
+        .map_err(named)?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(named(io::Error::other("grew past 1 MiB while read")));
+    }
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
 pub fn lookup(root: &Path, who: &str) -> io::Result<User> {
-    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let passwd = read_etc(root, "passwd")?;
     let mut u = match find(&passwd, who) {
         Some(u) => u,
         None => {
@@ -72,7 +123,7 @@ pub fn lookup(root: &Path, who: &str) -> io::Result<User> {
         }
     };
     if u.uid != 0 || u.gid != 0 {
-        let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+        let group = read_etc(root, "group")?;
         u.groups = groups(&group, &u.name, u.gid);
     }
     Ok(u)

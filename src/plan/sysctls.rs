@@ -19,8 +19,13 @@ const V4_CONF: [&str; 4] = [
 /// Per-device switches of IPv6 that are off; `forwarding` follows
 /// `ip_forward` and `accept_ra` the link's `accept_ra`.
 const V6_CONF: [&str; 2] = ["accept_redirects", "accept_source_route"];
-/// Every group may open ICMP datagram sockets (ping without raw sockets).
-pub const PING_GROUPS: &str = "0 2147483647";
+/// Every group may open ICMP datagram sockets (ping without raw sockets),
+/// guests' groups included: their host ids reach 65536·65535 + 65534.
+pub const PING_GROUPS: &str = "0 4294967294";
+/// Guests run in a user namespace of their context, whose root has no
+/// privilege over the context's network namespace: ports below 1024 are
+/// open to them through this switch (design §3 Guests).
+pub const UNPRIVILEGED_PORT_START: &str = "0";
 
 fn v4(dev: &str, key: &str) -> String {
     format!("net/ipv4/conf/{dev}/{key}")
@@ -46,6 +51,10 @@ pub fn wanted(ctx: &Context) -> Vec<(String, String)> {
             "net/ipv4/ping_group_range".to_string(),
             PING_GROUPS.to_string(),
         ),
+        (
+            "net/ipv4/ip_unprivileged_port_start".to_string(),
+            UNPRIVILEGED_PORT_START.to_string(),
+        ),
     ];
     let mut devs: Vec<(&str, bool)> = vec![("all", false), ("default", false), ("lo", false)];
     devs.extend(ctx.links.iter().map(|l| (l.name.as_str(), l.accept_ra)));
@@ -68,6 +77,7 @@ pub fn fresh() -> BTreeMap<String, String> {
         ("net/ipv4/ip_nonlocal_bind", "0"),
         ("net/ipv6/ip_nonlocal_bind", "0"),
         ("net/ipv4/ping_group_range", "1 0"),
+        ("net/ipv4/ip_unprivileged_port_start", "1024"),
     ] {
         s.insert(k.into(), v.into());
     }

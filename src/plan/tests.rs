@@ -120,7 +120,8 @@ fn nothing_there_builds_everything_in_order() {
             "set link lo up",
             "add route default via 10.100.0.1",
             "set net.ipv4.ip_forward = 1",
-            "set net.ipv4.ping_group_range = 0 2147483647",
+            "set net.ipv4.ping_group_range = 0 4294967294",
+            "set net.ipv4.ip_unprivileged_port_start = 0",
             // Every device follows "all"; new links inherit "default"'s
             // switches, which netctx writes when it makes the namespace.
             "set net.ipv6.conf.all.forwarding = 1",

@@ -21,6 +21,15 @@ fn clean_path(s: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Why a `writable` path cannot be one: the guest's /proc, /sys and /dev
+/// are the kernel's, made fresh for it, never a tree's.
+fn kernel_path(p: &Path) -> Option<&'static str> {
+    ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|k| p.starts_with(k))
+        .then_some("lies under /proc, /sys or /dev, which guests only see read-only and fresh")
+}
+
 impl Walker<'_> {
     fn path(&mut self, v: &Value<'_>, key: &str) -> Option<PathBuf> {
         let s = self.string(v, key)?;
@@ -69,6 +78,8 @@ impl Walker<'_> {
         let t = self.table(v, "guest")?;
         let mut g = Guest::default();
         let mut command = None;
+        let mut writable = Vec::new();
+        let mut bad_root = false;
         for (k, val) in t {
             let key = k.get_ref().as_ref();
             match key {
@@ -81,11 +92,26 @@ impl Walker<'_> {
                     command = Some(parts.into_iter().map(|(s, _)| s).collect());
                 }
                 "user" => g.user = self.string(val, key),
-                "root" => g.root = self.path(val, key),
+                "root" => {
+                    g.root = self.path(val, key);
+                    if g.root.as_deref() == Some(Path::new("/")) {
+                        self.err(
+                            val.span(),
+                            "root: \"/\" is the host's own tree; leave `root` out for the host's \
+                             view (read-only, with its masks), or name a guest tree"
+                                .into(),
+                        );
+                        g.root = None;
+                        bad_root = true;
+                    }
+                }
                 "writable" => {
                     for (s, span) in self.strings(val, key).unwrap_or_default() {
                         match clean_path(&s) {
-                            Ok(p) => g.writable.push(p),
+                            Ok(p) => match kernel_path(&p) {
+                                Some(e) => self.err(span, format!("writable: {s:?} {e}")),
+                                None => writable.push((p, span)),
+                            },
                             Err(e) => self.err(span, format!("writable: {e}")),
                         }
                     }
@@ -106,6 +132,17 @@ impl Walker<'_> {
             );
             return None;
         };
+        for (p, span) in writable {
+            if p == Path::new("/") && g.root.is_none() && !bad_root {
+                self.err(
+                    span,
+                    "writable: \"/\" is the host's whole tree; name the paths the guest may write"
+                        .into(),
+                );
+                continue;
+            }
+            g.writable.push(p);
+        }
         g.command = command;
         Some(g)
     }
