@@ -20,11 +20,18 @@
 //!     attack unix PATH                     connect to a unix socket
 //!     attack raw                           raw IPv4 and packet sockets
 //!     attack daemon MARKER                 double fork + setsid, then exit
+//!     attack read PATH…                    open files for reading
+//!     attack ipc-find shm|msg|sem|mq KEY   reach an IPC object by its key (or
+//!                                          POSIX name /netctx-KEY)
 //! Helpers run by the tests outside the guest:
 //!     attack victim [UID]                  sleep as UID, print the pid
 //!     attack sleeper MARKER                sleep, ignoring SIGTERM and SIGHUP
 //!     attack listen-unix PATH SECS         a unix socket daemon
 //!     attack wrap-fd PORT -- CMD…          exec CMD with a UDP socket on fd 5
+//!     attack ipc-make shm|msg|sem|mq KEY   make an IPC object (mode 0666)
+//!     attack swap A B SECS                 exchange two names in a loop
+//!                                          (renameat2 RENAME_EXCHANGE)
+//!     attack as UID GID -- CMD…            exec CMD as UID:GID, no groups
 
 use std::ffi::CString;
 use std::io::{Error, Read, Seek, SeekFrom, Write};
@@ -368,6 +375,89 @@ fn wrap_fd(port: u16, cmd: &[String]) -> ! {
     std::process::exit(2)
 }
 
+fn read_files(paths: &[String]) {
+    for p in paths {
+        match std::fs::read(p) {
+            Ok(_) => escaped(&format!("read {p}")),
+            Err(e) => refused(&format!("reading {p}"), &e),
+        }
+    }
+}
+
+/// The object of KIND with KEY: made (`make`) or only looked up.
+fn ipc(kind: &str, key: i32, make: bool) -> Result<i32, Error> {
+    let create = if make {
+        libc::IPC_CREAT | libc::IPC_EXCL | 0o666
+    } else {
+        0
+    };
+    // SAFETY: System V and POSIX IPC calls with integer and string arguments.
+    let r = unsafe {
+        match kind {
+            "shm" => libc::shmget(key, 4096, create),
+            "msg" => libc::msgget(key, create),
+            "sem" => libc::semget(key, 1, create),
+            "mq" => {
+                let name = cstr(&format!("/netctx-{key}"));
+                let flags = if make {
+                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR
+                } else {
+                    libc::O_RDWR
+                };
+                libc::mq_open(
+                    name.as_ptr(),
+                    flags,
+                    0o666 as libc::mode_t,
+                    std::ptr::null_mut::<libc::mq_attr>(),
+                )
+            }
+            _ => usage(),
+        }
+    };
+    check(r.into()).map(|r| i32::try_from(r).unwrap_or(-1))
+}
+
+fn swap(a: &str, b: &str, secs: f64) {
+    let (ca, cb) = (cstr(a), cstr(b));
+    let t = std::time::Instant::now();
+    let mut n = 0u64;
+    while t.elapsed().as_secs_f64() < secs {
+        // SAFETY: renameat2 with two valid paths.
+        unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        n += 1;
+    }
+    println!("swapped {n} times");
+    std::process::exit(0)
+}
+
+fn run_as(uid: u32, gid: u32, cmd: &[String]) -> ! {
+    if cmd.is_empty() {
+        usage();
+    }
+    // SAFETY: credential calls with integer arguments, before exec.
+    let ok = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setresgid(gid, gid, gid) == 0
+            && libc::setresuid(uid, uid, uid) == 0
+    };
+    if !ok {
+        eprintln!("attack: {}", Error::last_os_error());
+        std::process::exit(2)
+    }
+    let e = std::process::Command::new(&cmd[0]).args(&cmd[1..]).exec();
+    eprintln!("attack: {e}");
+    std::process::exit(2)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
@@ -420,6 +510,33 @@ fn main() {
                 .map(|_| u32::try_from(num(0)).unwrap_or_else(|_| usage())),
         ),
         "listen-unix" => listen_unix(arg(0), u64::try_from(num(1)).unwrap_or_else(|_| usage())),
+        "read" => read_files(rest),
+        "ipc-make" => match ipc(arg(0), int(1), true) {
+            Ok(id) => {
+                println!("made {} {} (id {id})", arg(0), arg(1));
+                std::process::exit(0)
+            }
+            Err(e) => {
+                eprintln!("attack: making {} {}: {e}", arg(0), arg(1));
+                std::process::exit(2)
+            }
+        },
+        "ipc-find" => match ipc(arg(0), int(1), false) {
+            Ok(id) => escaped(&format!("reached {} {} (id {id})", arg(0), arg(1))),
+            Err(e) => refused(&format!("reaching {} {}", arg(0), arg(1)), &e),
+        },
+        "swap" => swap(
+            arg(0),
+            arg(1),
+            rest.get(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| usage()),
+        ),
+        "as" if rest.get(2).map(String::as_str) == Some("--") => run_as(
+            u32::try_from(num(0)).unwrap_or_else(|_| usage()),
+            u32::try_from(num(1)).unwrap_or_else(|_| usage()),
+            &rest[3..],
+        ),
         "wrap-fd" if rest.get(1).map(String::as_str) == Some("--") => wrap_fd(
             u16::try_from(num(0)).unwrap_or_else(|_| usage()),
             &rest[2..],

@@ -14,14 +14,14 @@
 //! and prints what the kernel answered.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::sandbox::{Sandbox, BIN};
+use crate::sandbox::Sandbox;
 
 const OWN: [&str; 4] = ["10.1.0.2", "10.1.0.3", "fd00:1::2", "fd00:1::3"];
 const FOREIGN: [&str; 6] = [
@@ -34,10 +34,7 @@ const FOREIGN: [&str; 6] = [
 ];
 
 fn bindprobe() -> String {
-    let dir = Path::new(BIN).parent().unwrap();
-    dir.join("examples/bindprobe")
-        .to_string_lossy()
-        .into_owned()
+    format!("{}/bindprobe", crate::sandbox::BIN_DIR)
 }
 
 /// A private cgroup for one test, removed on drop.

@@ -49,7 +49,7 @@ fn setup() -> Sandbox {
 }
 
 /// A root tree from the static busybox, as the README describes.
-fn busybox_root(root: &std::path::Path) {
+pub fn busybox_root(root: &std::path::Path) {
     for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "run", "root"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }

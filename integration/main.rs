@@ -16,3 +16,4 @@ mod pty;
 mod reliability;
 mod sandbox;
 mod uplink;
+mod userns;

@@ -182,6 +182,9 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
                     (_, _) => "created".to_string(),
                 };
                 println!("{}: {what}", c.name);
+                for w in guest::shift::not_owned(c) {
+                    eprintln!("netctx: warning: context {}: {w}", c.name);
+                }
             }
             Err(e) => {
                 eprintln!("netctx: error: context {}: {}", c.name, e.chain());
@@ -352,6 +355,9 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
 }
 
 fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
+    // Declared guest paths a context's guests cannot write (not drift: a
+    // guest still starts).
+    let not_shifted = |c: &str| cfg.get(c).map(guest::shift::not_owned).unwrap_or_default();
     // Contexts nothing was ever started in have no files to read.
     let traces = guest::Traces::read();
     let processes = |c: &str| {
@@ -367,7 +373,7 @@ fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
             .iter()
             .map(|s| {
                 let rec = recorded(&s.name);
-                json!({"name": s.name, "id": cfg.get(&s.name).and_then(|c| c.id), "state": s.state, "drift": s.detail, "guest_pid": rec.filter(|g| g.1).map(|g| g.0), "guest": rec.map(|(_, alive)| if alive { "running" } else { "exited" }), "processes": processes(&s.name)})
+                json!({"name": s.name, "id": cfg.get(&s.name).and_then(|c| c.id), "state": s.state, "drift": s.detail, "guest_pid": rec.filter(|g| g.1).map(|g| g.0), "guest": rec.map(|(_, alive)| if alive { "running" } else { "exited" }), "processes": processes(&s.name), "not_shifted": not_shifted(&s.name)})
             })
             .collect();
         println!("{}", json!({ "contexts": v, "drift": finding }));
@@ -387,6 +393,9 @@ fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
             }
             for d in &s.detail {
                 println!("{:<12}   {d}", "");
+            }
+            for w in not_shifted(&s.name) {
+                println!("{:<12}   {w}", "");
             }
         }
     }

@@ -75,6 +75,9 @@ pub fn start(cfg: &Config, config: &Path, a: &StartArgs, wait: Duration) -> anyh
         }
         guest::Started::New(pid) => pid,
     };
+    for w in guest::shift::not_owned(ctx) {
+        eprintln!("netctx: warning: context {}: {w}", ctx.name);
+    }
     println!(
         "{}: guest started (pid {pid}, output in {})",
         ctx.name,

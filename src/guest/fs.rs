@@ -476,13 +476,17 @@ pub fn build(s: &Spec, h: Host) -> Result<()> {
         "cloning the mount tree at",
         &root,
     )?;
+    // `writable = ["/"]` (a guest tree only): the whole tree, writable,
+    // before the kernel's filesystems go on it (a bind onto `/` afterwards
+    // would cover them).
+    let whole = s.writable.iter().any(|w| w == Path::new("/"));
+    let (set, clear) = if whole {
+        (ATTR_NOSUID | ATTR_NODEV, ATTR_RDONLY)
+    } else {
+        (ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV, 0)
+    };
     at(
-        fd::setattr(
-            new.as_raw_fd(),
-            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV,
-            0,
-            true,
-        ),
+        fd::setattr(new.as_raw_fd(), set, clear, true),
         "making read-only the tree of",
         &root,
     )?;
@@ -514,7 +518,7 @@ pub fn build(s: &Spec, h: Host) -> Result<()> {
             _ => {}
         }
     }
-    for w in &s.writable {
+    for w in s.writable.iter().filter(|w| *w != Path::new("/")) {
         writable(tree.as_raw_fd(), r, w)?;
     }
     if s.root.is_none() {
