@@ -317,6 +317,52 @@ via = "fd00::1"
     }
 
     #[test]
+    fn user_id_ranges_are_each_contexts_own() {
+        // Two names whose derived ranges clash.
+        let mut seen = std::collections::HashMap::new();
+        let (x, y) = (0..)
+            .map(|i| format!("c{i}"))
+            .find_map(|n| {
+                let d = crate::model::derived_idmap(&n);
+                seen.insert(d, n.clone()).map(|other| (other, n))
+            })
+            .unwrap();
+        let text = format!("[context.{x}]\n[context.{y}]\n");
+        let bad = load_str(&[("r.toml", &text)]).unwrap_err();
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        // Contexts are checked in name order: the later name is the one
+        // refused, naming the other.
+        let ((first, fl), (second, sl)) = if x < y {
+            ((&x, 1), (&y, 2))
+        } else {
+            ((&y, 2), (&x, 1))
+        };
+        assert!(
+            bad[0].starts_with(&format!("r.toml:{sl}:10: context {second}: user ids "))
+                && bad[0].contains("derived from its name")
+                && bad[0].contains(&format!("already context {first}'s (at r.toml:{fl}:10)")),
+            "{bad:?}"
+        );
+        // An `id` resolves it.
+        load_str(&[("r.toml", &format!("[context.{x}]\n[context.{y}]\nid = 9\n"))]).unwrap();
+        // A range of /etc/subuid is refused, naming the line.
+        let mut diags = Vec::new();
+        let decls = |t: &str| parse::parse_file(Path::new("s.toml"), t, &mut Vec::new()).contexts;
+        let d = decls("[context.a]\nid = 1\n[context.b]\nid = 3\n");
+        let sub = [(
+            "/etc/subuid".to_string(),
+            "alice:100000:65536\nbob:300000:10\n".to_string(),
+        )];
+        validate::id_ranges(&d, &sub, &mut diags);
+        let msgs: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("s.toml:2:6: context a: user ids 65536-131071 (id 1) overlap /etc/subuid line 1 (alice: 100000-165535)"),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
     fn guest_keys_are_read_and_checked() {
         let ok = load_str(&[(
             "g.toml",

@@ -25,7 +25,7 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
     let mut err = Errors(diags);
     let (defaults, mut decls) = merge(files, &mut err);
     unique_contexts(&mut decls, &mut err);
-    id_ranges(&decls, &subordinate_ids(), &mut err);
+    id_ranges(&decls, &subordinate_ids(), &mut *err.0);
     let hosts: Vec<Vec<Option<String>>> = host_names(&decls, &mut err);
     unique_addresses(&decls, &mut err);
     disjoint_subnets(&decls, &mut err);
@@ -112,7 +112,8 @@ fn subordinate_ids() -> Vec<(String, String)> {
 /// Every context's user-id range (design §3 Guests) is its own: no two
 /// contexts share one, and none overlaps a range of `/etc/subuid` or
 /// `/etc/subgid`.
-fn id_ranges(decls: &[CtxDecl], sub: &[(String, String)], err: &mut Errors) {
+pub(super) fn id_ranges(decls: &[CtxDecl], sub: &[(String, String)], diags: &mut Vec<Diag>) {
+    let err = &mut Errors(diags);
     let mut taken: HashMap<u16, (String, Loc, bool)> = HashMap::new();
     for c in decls {
         let (n, loc) = match &c.id {
