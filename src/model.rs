@@ -358,6 +358,25 @@ pub mod guest_caps {
 /// (`CTX_forward`, the NAT chains): no host-side veth may be called so.
 pub const RESERVED_CHAINS: [&str; 4] = ["forward", "post", "pre", "out"];
 
+/// The range number of a context without `id`: FNV-1a of its name, in
+/// 4096..=65534 (away from the small ids administrators pick by hand).
+pub fn derived_idmap(name: &str) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let span = 65535 - 4096;
+    u16::try_from(4096 + h % span).unwrap_or(4096)
+}
+
+/// Host ids `(first, count)` of range n: 65536·n on, 65536 of them (65535
+/// for n = 65535: the id 2³²−1 means "no id" to the kernel).
+pub fn id_range(n: u16) -> (u32, u32) {
+    let first = u32::from(n) << 16;
+    (first, if n == u16::MAX { 65535 } else { 65536 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,23 +399,4 @@ mod tests {
         assert!(Cidr::parse("fd00::1/129").is_err());
         assert!(Cidr::parse("10.0.0/24").is_err());
     }
-}
-
-/// The range number of a context without `id`: FNV-1a of its name, in
-/// 4096..=65534 (away from the small ids administrators pick by hand).
-pub fn derived_idmap(name: &str) -> u16 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    let span = 65535 - 4096;
-    u16::try_from(4096 + h % span).unwrap_or(4096)
-}
-
-/// Host ids `(first, count)` of range n: 65536·n on, 65536 of them (65535
-/// for n = 65535: the id 2³²−1 means "no id" to the kernel).
-pub fn id_range(n: u16) -> (u32, u32) {
-    let first = u32::from(n) << 16;
-    (first, if n == u16::MAX { 65535 } else { 65536 })
 }

@@ -43,7 +43,7 @@ pub fn content() -> Option<(String, Option<PathBuf>)> {
             ),
         }
     }
-    into_run.is_some().then(|| (text, into_run))
+    into_run.is_some().then_some((text, into_run))
 }
 
 /// Where a symlinked resolv.conf points, as an absolute path.

@@ -127,7 +127,7 @@ fn chown_fd(f: RawFd, uid: u32, gid: u32) -> io::Result<()> {
 impl Walk {
     fn tick(&mut self) {
         self.seen += 1;
-        if self.progress && self.seen % 4096 == 0 {
+        if self.progress && self.seen.is_multiple_of(4096) {
             eprint!("\rshift {}: {} objects", self.label, self.seen);
             let _ = io::stderr().flush();
         }
