@@ -910,3 +910,52 @@ fn port_mappings_published_by_netctx_itself() {
     assert!(t.host_chains().is_empty());
     t.sb.ok("ip netns del pub");
 }
+
+#[test]
+fn hostile_namespaces_are_refused_touching_nothing() {
+    let t = Cni::new();
+    let decl = "[context.decl]\n[[context.decl.link]]\nkind = \"veth\"\nname = \"eth0\"\n\
+                host_addresses = [\"10.77.0.1/24\"]\naddresses = [\"10.77.0.2/24\"]\n";
+    t.sb.netctx_with(decl, &["up"]).ok();
+    let conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    t.netns("pod");
+    t.call("ADD", "pod", &conf).ok();
+    let state = || {
+        (
+            t.sb.ok("nft list ruleset"),
+            t.sb.ok("ip -br link; ip -n decl -br addr; ip -n pod -br addr"),
+            t.leases("nx"),
+        )
+    };
+    let before = state();
+    let add = |id: &str, netns: &str, ifname: &str| {
+        let vars = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", ifname),
+        ];
+        t.run(BIN, &vars, &serde_json::to_vec(&conf).unwrap())
+    };
+    for (id, netns, why) in [
+        ("h", "/proc/self/ns/net", "the host's own network namespace"),
+        ("d", "/run/netns/decl", "netctx context decl's"),
+        ("other", "/run/netns/pod", "an attachment of container pod"),
+    ] {
+        let e = add(id, netns, "eth1").error(4);
+        assert!(e["details"].as_str().unwrap().contains(why), "{e}");
+        assert_eq!(state(), before, "ADD into {netns} changed something");
+    }
+    // A second interface of the same container (Multus: another network)
+    // is fine.
+    let mut second = t.conf("1.0.0", "nx2", "10.90.0.0/24");
+    second["ipam"].as_object_mut().unwrap().remove("routes");
+    let vars = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "pod"),
+        ("CNI_NETNS", "/run/netns/pod"),
+        ("CNI_IFNAME", "eth1"),
+    ];
+    t.run(BIN, &vars, &serde_json::to_vec(&second).unwrap()).ok();
+    assert!(t.sb.ok("ip -n pod -br link").contains("eth1"));
+}

@@ -86,6 +86,8 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
         });
     }
     locked(|host| {
+        // Under the lock: no context comes up meanwhile.
+        refuse_namespace(env)?;
         let got = ipam::add(&bin, env, &conf.raw, &conf.cni_version)?;
         let made = attach::build(conf, env, &got, 0).and_then(|att| {
             for m in att.dnats().1 {
@@ -108,6 +110,61 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
             }
         }
     })
+}
+
+/// ADD never touches a namespace that is not a container's own (design
+/// §5): the host's own, a declared context's (netctx's marker names it),
+/// or one holding another container's attachment. A second interface of
+/// the same container (Multus) is fine. Code 4, nothing touched.
+fn refuse_namespace(env: &Env) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| CniError::InvalidEnv {
+        var: "CNI_NETNS",
+        why: format!("{}: {why}; netctx attaches containers only", env.netns),
+    };
+    let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
+    let ns = kernel::open_netns(&env.netns).ok_or_else(|| CniError::InvalidEnv {
+        var: "CNI_NETNS",
+        why: format!("{} is not a network namespace", env.netns),
+    })?;
+    let me = id(&ns
+        .metadata()
+        .map_err(|e| CniError::io("reading CNI_NETNS", e))?);
+    for host in ["/proc/self/ns/net", "/proc/1/ns/net"] {
+        if std::fs::metadata(host).is_ok_and(|m| id(&m) == me) {
+            return Err(refuse("it is the host's own network namespace".into()));
+        }
+    }
+    let dir = std::path::Path::new(crate::kernel::netns::NETNS_DIR);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if std::fs::metadata(e.path()).is_ok_and(|m| id(&m) == me)
+            && matches!(
+                crate::observe::owner::ns_owner(&name),
+                Ok(crate::observe::owner::NsOwner::Ours)
+            )
+        {
+            return Err(refuse(format!("it is netctx context {name}'s")));
+        }
+    }
+    let others = crate::kernel::netns::run_in(&ns, || -> std::io::Result<Vec<String>> {
+        let mut nl = crate::kernel::netlink::Rtnl::open()?;
+        let links = crate::observe::links::read_links(&mut nl).map_err(std::io::Error::other)?;
+        Ok(links
+            .iter()
+            .filter_map(|l| l.alias.as_deref().and_then(super::naming::Alias::parse))
+            .filter(|a| !env.container_id.starts_with(&a.container_id))
+            .map(|a| a.container_id)
+            .collect())
+    })
+    .and_then(|r| r)
+    .map_err(|e| CniError::io("reading the links of CNI_NETNS", e))?;
+    if let Some(other) = others.first() {
+        return Err(refuse(format!(
+            "it holds an attachment of container {other}"
+        )));
+    }
+    Ok(())
 }
 
 /// DEL: best effort, idempotent; the namespace may be gone or unnamed.
