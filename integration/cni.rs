@@ -956,6 +956,51 @@ fn hostile_namespaces_are_refused_touching_nothing() {
         ("CNI_NETNS", "/run/netns/pod"),
         ("CNI_IFNAME", "eth1"),
     ];
-    t.run(BIN, &vars, &serde_json::to_vec(&second).unwrap()).ok();
+    t.run(BIN, &vars, &serde_json::to_vec(&second).unwrap())
+        .ok();
     assert!(t.sb.ok("ip -n pod -br link").contains("eth1"));
+}
+
+#[test]
+fn a_node_without_configuration_lists_its_attachments() {
+    let t = Cni::new();
+    // Nothing declared at the default place, whatever this machine has.
+    t.sb.ok("if [ -d /etc/netctx ]; then mount -t tmpfs -o mode=0755 none /etc/netctx; fi");
+    t.netns("pod");
+    t.call("ADD", "pod", &t.conf("1.0.0", "nx", "10.89.0.0/24"))
+        .ok();
+    let (_, alias) = t.host_links().remove(0);
+    let name = alias.split(':').nth(1).unwrap().to_string();
+    let run = |args: &[&str]| {
+        let o =
+            t.sb.enter(BIN)
+                .env_remove("NETCTX_CONFIG")
+                .args(args)
+                .output()
+                .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    for args in [
+        vec!["status"],
+        vec!["status", &name],
+        vec!["audit"],
+        vec!["audit", &name],
+        vec!["stats"],
+        vec!["stats", &name],
+    ] {
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 0, "{args:?}: {out}\n{err}");
+        assert!(out.contains(&name), "{args:?} does not list {name}: {out}");
+    }
+    let (code, out, err) = run(&["logs", "--timeout", "0.5"]);
+    assert_eq!(code, 0, "logs: {out}\n{err}");
+    let (code, _, err) = run(&["status", "cni00000000"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no CNI attachment cni00000000"), "{err}");
+    t.call("DEL", "pod", &t.conf("1.0.0", "nx", "10.89.0.0/24"))
+        .ok();
 }

@@ -275,7 +275,13 @@ struct Status {
 }
 
 pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
-    let ctxs = select(cfg, &l.contexts)?;
+    // CNI attachments (`cni` + 8 hex digits) are listed from the host's
+    // links; the rest are declared contexts.
+    let sel = crate::cni::split_names(&l.contexts);
+    let ctxs = match &sel.declared {
+        Some(names) => select(cfg, names)?,
+        None => Vec::new(),
+    };
     let mut nl = apply::Host::open().context("opening netlink sockets")?;
     let mut out = Vec::new();
     let (view, results) = converge_all(&ctxs, true)?;
@@ -341,12 +347,22 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
                 detail: vec![e.to_string()],
             }),
         }
-        for (name, state, detail) in crate::cni::status_rows(&mut nl, &view) {
-            out.push(Status {
-                name,
-                state,
-                detail,
-            });
+    }
+    if let Some(wanted) = &sel.attachments {
+        let rows = crate::cni::status_rows(&mut nl, &view);
+        for w in wanted {
+            if !rows.iter().any(|(name, _, _)| name == w) {
+                bail!("no CNI attachment {w} on this host");
+            }
+        }
+        for (name, state, detail) in rows {
+            if wanted.is_empty() || wanted.contains(&name) {
+                out.push(Status {
+                    name,
+                    state,
+                    detail,
+                });
+            }
         }
     }
     let finding = out.iter().any(|s| s.state != "up" && s.state != "down");

@@ -216,6 +216,21 @@ impl Cli {
     }
 }
 
+/// The configuration for the listing commands: at the default place (not
+/// `given`), a directory that is absent or holds no `*.toml` file declares
+/// no context.
+fn listing_config(path: &std::path::Path, given: bool) -> anyhow::Result<Config> {
+    match config::load(path) {
+        Err(config::ConfigError::Empty(_)) if !given => Ok(Config::default()),
+        Err(config::ConfigError::Read { source, .. })
+            if !given && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(Config::default())
+        }
+        r => Ok(r?),
+    }
+}
+
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let path = config::resolve_path(cli.config.as_deref());
@@ -224,6 +239,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         tracing::debug!(path = %path.display(), "loading configuration");
         Ok(config::load(&path)?)
     };
+    // The listing commands on a node that declares nothing (a Kubernetes
+    // node with only CNI attachments): the default directory absent or
+    // empty is no context at all. A path given with -c must exist.
+    let given = cli.config.is_some();
+    let listing = || listing_config(&path, given);
     match cli.command {
         Command::Validate => {
             let c = load()?;
@@ -233,7 +253,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plan(l) => engine::plan(&load()?, &l, cli.verbose),
         Command::Up(sel) => engine::up(&load()?, &sel.contexts, wait),
         Command::Down(args) => engine::down(&args, wait),
-        Command::Status(l) => engine::status(&load()?, &l),
+        Command::Status(l) => engine::status(&listing()?, &l),
         Command::Exec(args) => guest::exec(&load()?, &path, &args, wait),
         Command::Start(args) => guest::start(&load()?, &path, &args, wait),
         Command::GuestInit {
@@ -243,13 +263,34 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         } => crate::guest::init::main(&context, first, count).map(Exit::Command),
         Command::GuestJail => crate::guest::jail::main().map(Exit::Command),
         Command::Stop(args) => guest::stop(&args, wait),
-        Command::Audit(l) => audit::audit(&load()?, &l),
+        Command::Audit(l) => audit::audit(&listing()?, &l),
         Command::Shift(a) => guest::shift(&load()?, &a, wait),
-        Command::Logs(a) => logs::logs(&load()?, &a),
-        Command::Watch(a) => watch::watch(&path, load()?, &a, wait),
-        Command::Stats(a) => stats::stats(&load()?, &a),
+        Command::Logs(a) => logs::logs(&listing()?, &a),
+        Command::Watch(a) => watch::watch(&path, listing()?, &a, wait),
+        Command::Stats(a) => stats::stats(&listing()?, &a),
         Command::Completions(a) => docs::completions(a.shell),
         Command::Man => docs::man(),
         Command::DebugBpf(a) => debug_bpf::run(&a).map(|()| Exit::Ok),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listing_config;
+
+    #[test]
+    fn a_node_without_declarations_has_no_context_for_the_listings() {
+        let d = std::env::temp_dir().join(format!("netctx-unit-{}", std::process::id()));
+        let dir = d.join("contexts.d");
+        // Absent, then present and empty: no context.
+        assert!(listing_config(&dir, false).unwrap().contexts.is_empty());
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(listing_config(&dir, false).unwrap().contexts.is_empty());
+        // Named with -c (or $NETCTX_CONFIG): still an error.
+        assert!(listing_config(&dir, true).is_err());
+        assert!(listing_config(&d.join("nothing"), true).is_err());
+        std::fs::write(dir.join("a.toml"), "[context.a]\n").unwrap();
+        assert_eq!(listing_config(&dir, false).unwrap().contexts.len(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
