@@ -19,6 +19,8 @@
 //!     attack userns                        unshare(CLONE_NEWUSER)
 //!     attack unix PATH                     connect to a unix socket
 //!     attack raw                           raw IPv4 and packet sockets
+//!     attack families                      sockets no network namespace
+//!                                          confines (AF_VSOCK, AF_XDP, AF_ALG…)
 //!     attack daemon MARKER                 double fork + setsid, then exit
 //!     attack read PATH…                    open files for reading
 //!     attack ipc-find shm|msg|sem|mq KEY   reach an IPC object by its key (or
@@ -375,6 +377,24 @@ fn wrap_fd(port: u16, cmd: &[String]) -> ! {
     std::process::exit(2)
 }
 
+fn families() {
+    for (what, domain, ty) in [
+        ("AF_VSOCK stream", libc::AF_VSOCK, libc::SOCK_STREAM),
+        ("AF_VSOCK datagram", libc::AF_VSOCK, libc::SOCK_DGRAM),
+        ("AF_XDP", libc::AF_XDP, libc::SOCK_RAW),
+        ("AF_ALG", libc::AF_ALG, libc::SOCK_SEQPACKET),
+        ("AF_TIPC", libc::AF_TIPC, libc::SOCK_RDM),
+        ("AF_KEY", libc::AF_KEY, libc::SOCK_RAW),
+    ] {
+        // SAFETY: socket(2) with integer arguments; closed at once.
+        let fd = unsafe { libc::socket(domain, ty, 0) };
+        if fd >= 0 {
+            escaped(&format!("opened an {what} socket"));
+        }
+        refused(&format!("an {what} socket"), &Error::last_os_error());
+    }
+}
+
 fn read_files(paths: &[String]) {
     for p in paths {
         match std::fs::read(p) {
@@ -511,6 +531,7 @@ fn main() {
         ),
         "listen-unix" => listen_unix(arg(0), u64::try_from(num(1)).unwrap_or_else(|_| usage())),
         "read" => read_files(rest),
+        "families" => families(),
         "ipc-make" => match ipc(arg(0), int(1), true) {
             Ok(id) => {
                 println!("made {} {} (id {id})", arg(0), arg(1));

@@ -305,3 +305,20 @@ fn attack_detached_child_of_exec_is_ended_by_down() {
         assert!(with_marker(&marker).is_empty(), "down left {marker}");
     }
 }
+
+#[test]
+fn attack_sockets_of_families_no_namespace_confines() {
+    let (sb, _) = setup();
+    for user in USERS {
+        let r = guest(&sb, user, &["families"]);
+        refused(
+            &r,
+            &format!("{user:?} opening an AF_VSOCK (or other) socket"),
+        );
+        assert!(
+            r.stdout.contains("Address family not supported"),
+            "{}",
+            r.stdout
+        );
+    }
+}

@@ -205,3 +205,36 @@ fn ctrl_c_on_the_terminal_reaches_the_command() {
     pty.expect("__RC__130");
     pty.finish(child);
 }
+
+#[test]
+fn attack_a_guest_keeps_no_hold_of_the_terminal_when_only_stdout_is_one() {
+    let sb = Sandbox::new();
+    let cfg = sb.write_config("netctx.toml", CFG);
+    sb.netctx(&["-c", cfg.to_str().unwrap(), "up"]).ok();
+    let (child, mut pty) = shell(&sb);
+    for (i, user) in USERS.iter().enumerate() {
+        let u = user.map(|u| format!("--user {u}")).unwrap_or_default();
+        // Left behind by the guest: after exec returns, it prints a fake
+        // prompt on its stdout and reads the next line typed there.
+        pty.line(&format!(
+            "{BIN} -c {} exec {u} a -- sh -c '(sleep 1; echo FAKE-PROMPT-$((600+{i})); \
+             read l <&1; echo STOLEN-$((700+{i})):$l) & echo guest-{i}-said-$((6*7))' </dev/null; \
+             echo __END__$((50+{i}))",
+            cfg.display(),
+        ));
+        pty.expect(&format!("guest-{i}-said-42"));
+        pty.expect(&format!("__END__{}", 50 + i));
+        std::thread::sleep(Duration::from_millis(1500));
+        pty.line(&format!("echo typed-after-{i}"));
+        pty.expect(&format!("typed-after-{i}"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    pty.line("echo __FIN__$((1+1))");
+    pty.expect("__FIN__2");
+    pty.finish(child);
+    assert!(
+        !pty.out.contains("FAKE-PROMPT-60") && !pty.out.contains("STOLEN-70"),
+        "the guest wrote to or read from the terminal after exec returned:\n{}",
+        pty.out
+    );
+}

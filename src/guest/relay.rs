@@ -22,6 +22,65 @@ pub struct Pty {
     saved: libc::termios,
 }
 
+/// Pipes netctx relays in place of the caller's terminal on stdout and
+/// stderr when stdin is not one (no pty then): the guest never holds a
+/// descriptor of the terminal, and once `exec` returns nothing it left
+/// behind can write to it (or read from it).
+pub struct Pipes {
+    /// (read end, the caller's descriptor it is copied to).
+    relays: Vec<(OwnedFd, i32)>,
+    /// The write ends, for the guest's stdio (closed after the spawn).
+    pub guest: Vec<(i32, OwnedFd)>,
+}
+
+/// For each of stdout and stderr that is a terminal, a pipe.
+pub fn pipes() -> io::Result<Pipes> {
+    let mut p = Pipes::none();
+    for fd in [1, 2] {
+        // SAFETY: isatty on a descriptor number.
+        if unsafe { libc::isatty(fd) } == 1 {
+            let (r, w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+            nix::fcntl::fcntl(
+                &r,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .map_err(io::Error::from)?;
+            p.relays.push((r, fd));
+            p.guest.push((fd, w));
+        }
+    }
+    Ok(p)
+}
+
+impl Pipes {
+    pub fn none() -> Pipes {
+        Pipes {
+            relays: Vec::new(),
+            guest: Vec::new(),
+        }
+    }
+
+    /// Copy what is in the pipes to the caller's descriptors; whether any
+    /// pipe is still open.
+    fn pump(&mut self) -> bool {
+        let mut buf = [0u8; 8192];
+        self.relays.retain(|(r, to)| loop {
+            match nix::unistd::read(r, &mut buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    // SAFETY: write of our buffer to the caller's descriptor.
+                    unsafe { libc::write(*to, buf.as_ptr().cast(), n) };
+                }
+                Err(nix::errno::Errno::EAGAIN) => return true,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return false,
+            }
+        });
+        !self.relays.is_empty()
+    }
+}
+
 /// stdin is a terminal: a new pty with its settings, else None.
 pub fn open() -> io::Result<Option<Pty>> {
     // SAFETY: isatty/tcgetattr/ioctl on fd 0 into zeroed buffers.
@@ -120,20 +179,29 @@ fn forward(child: i32, sig: i32) {
     unsafe { libc::kill(child, sig) };
 }
 
-/// Wait for the guest, relaying the terminal when there is one.
-pub fn wait(child: i32, pty: Option<Pty>) -> io::Result<ExitStatus> {
+/// Wait for the guest, relaying the terminal (or the pipes in its place)
+/// when there is one.
+pub fn wait(child: i32, pty: Option<Pty>, mut pipes: Pipes) -> io::Result<ExitStatus> {
     let sig = signals()?;
     let Some(pty) = pty else {
+        pipes.guest.clear();
         loop {
             if let Some(st) = try_wait(child)? {
+                // What the guest wrote before it ended; then the pipes
+                // close, and whatever it left behind writes into nothing.
+                pipes.pump();
                 return Ok(st);
             }
-            let mut fds = [libc::pollfd {
-                fd: sig.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
+            let mut fds: Vec<libc::pollfd> = std::iter::once(sig.as_raw_fd())
+                .chain(pipes.relays.iter().map(|(r, _)| r.as_raw_fd()))
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
             poll(&mut fds);
+            pipes.pump();
             while let Some(s) = next_signal(&sig) {
                 if FORWARDED.contains(&s) {
                     forward(child, s);

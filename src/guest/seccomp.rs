@@ -3,7 +3,8 @@
 //! namespaces, the mount family, bpf, perf, userfaultfd, keyrings, io_uring,
 //! kexec, modules, reboot, open_by_handle_at, clock setting, ptrace and
 //! cross-process memory or descriptor access), to clone with a CLONE_NEW*
-//! flag and to the TIOCSTI/TIOCLINUX ioctls; ENOSYS to clone3 (whose flags a
+//! flag and to the TIOCSTI/TIOCLINUX ioctls; EAFNOSUPPORT to sockets of
+//! every family but unix, inet, inet6 and netlink; ENOSYS to clone3 (whose flags a
 //! filter cannot read), so that libc falls back to clone; it kills a process
 //! that calls through another architecture's table (x32, i386).
 
@@ -132,6 +133,18 @@ pub fn program() -> Vec<Insn> {
     p.extend([
         jump(JEQ_K, k(libc::SYS_clone3), 0, 1),
         stmt(RET_K, RET_ERRNO | k(libc::ENOSYS)),
+        // socket(domain, …) / socketpair(domain, …): unix, inet, inet6
+        // and netlink only; every other family (AF_VSOCK first: no network
+        // namespace confines it) is EAFNOSUPPORT.
+        jump(JEQ_K, k(libc::SYS_socket), 1, 0),
+        jump(JEQ_K, k(libc::SYS_socketpair), 0, 7),
+        stmt(LD_W_ABS, off_arg(0)),
+        jump(JEQ_K, k(libc::AF_UNIX), 3, 0),
+        jump(JEQ_K, k(libc::AF_INET), 2, 0),
+        jump(JEQ_K, k(libc::AF_INET6), 1, 0),
+        jump(JEQ_K, k(libc::AF_NETLINK), 0, 1),
+        stmt(RET_K, RET_ALLOW),
+        stmt(RET_K, RET_ERRNO | k(libc::EAFNOSUPPORT)),
         // ioctl(fd, TIOCSTI | TIOCLINUX, …): EPERM.
         jump(JEQ_K, k(libc::SYS_ioctl), 0, 5),
         stmt(LD_W_ABS, off_arg(1)),
@@ -225,8 +238,32 @@ mod tests {
         assert_eq!(call(libc::SYS_clone, fork, 0), RET_ALLOW);
         assert_eq!(call(libc::SYS_ioctl, 0, k(libc::TIOCSTI)), eperm);
         assert_eq!(call(libc::SYS_ioctl, 0, k(libc::TIOCGWINSZ)), RET_ALLOW);
-        for ok in [libc::SYS_read, libc::SYS_execve, libc::SYS_socket] {
+        for ok in [libc::SYS_read, libc::SYS_execve] {
             assert_eq!(call(ok, 0, 0), RET_ALLOW);
+        }
+        for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+            for f in [
+                libc::AF_UNIX,
+                libc::AF_INET,
+                libc::AF_INET6,
+                libc::AF_NETLINK,
+            ] {
+                assert_eq!(call(nr, k(f), 0), RET_ALLOW, "family {f}");
+            }
+            for f in [
+                libc::AF_VSOCK,
+                libc::AF_PACKET,
+                libc::AF_ALG,
+                libc::AF_XDP,
+                0,
+                255,
+            ] {
+                assert_eq!(
+                    call(nr, k(f), 0),
+                    RET_ERRNO | k(libc::EAFNOSUPPORT),
+                    "family {f}"
+                );
+            }
         }
         let mut other = [0u32; 16];
         other[1] = 0x4000_0003; // i386
