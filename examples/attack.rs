@@ -19,6 +19,8 @@
 //!     attack userns                        unshare(CLONE_NEWUSER)
 //!     attack unix PATH                     connect to a unix socket
 //!     attack raw                           raw IPv4 and packet sockets
+//!     attack named HEX PORT SECS           rename itself to the bytes HEX,
+//!                                          hold UDP PORT on 0.0.0.0 for SECS
 //!     attack families                      sockets no network namespace
 //!                                          confines (AF_VSOCK, AF_XDP, AF_ALG…)
 //!     attack daemon MARKER                 double fork + setsid, then exit
@@ -377,6 +379,23 @@ fn wrap_fd(port: u16, cmd: &[String]) -> ! {
     std::process::exit(2)
 }
 
+fn named(hex: &str, port: u16, secs: u64) {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(hex.get(i..i + 2).unwrap_or_else(|| usage()), 16)
+                .unwrap_or_else(|_| usage())
+        })
+        .chain([0])
+        .collect();
+    // SAFETY: PR_SET_NAME reads a NUL-terminated buffer of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr(), 0, 0, 0) };
+    let _s = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap_or_else(|_| usage());
+    println!("named");
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    std::process::exit(0)
+}
+
 fn families() {
     for (what, domain, ty) in [
         ("AF_VSOCK stream", libc::AF_VSOCK, libc::SOCK_STREAM),
@@ -532,6 +551,11 @@ fn main() {
         "listen-unix" => listen_unix(arg(0), u64::try_from(num(1)).unwrap_or_else(|_| usage())),
         "read" => read_files(rest),
         "families" => families(),
+        "named" => named(
+            arg(0),
+            u16::try_from(num(1)).unwrap_or_else(|_| usage()),
+            u64::try_from(num(2)).unwrap_or_else(|_| usage()),
+        ),
         "ipc-make" => match ipc(arg(0), int(1), true) {
             Ok(id) => {
                 println!("made {} {} (id {id})", arg(0), arg(1));

@@ -322,3 +322,42 @@ fn attack_sockets_of_families_no_namespace_confines() {
         );
     }
 }
+
+#[test]
+fn attack_process_names_that_would_hide_or_forge_audit_lines() {
+    let (sb, path) = setup();
+    // ESC [8m (conceal), a carriage return with a forged total, bytes that
+    // are not UTF-8.
+    let names = [
+        ("1b5b386d", "\\x1b[8m"),
+        ("780d3020766961", "x\\x0d0 via"),
+        ("fffe41", "\\xff\\xfeA"),
+    ];
+    for (i, (hex, _)) in names.iter().enumerate() {
+        sb.ok(&format!(
+            "{BIN} -c {path} exec --user nobody a -- {} named {hex} {} 20 >/dev/null 2>&1 &",
+            attack(),
+            7700 + i
+        ));
+    }
+    let t = std::time::Instant::now();
+    let out = loop {
+        let o = sb.netctx(&["-c", &path, "audit", "a"]);
+        if names.iter().all(|(_, shown)| o.stdout.contains(shown))
+            || t.elapsed() > Duration::from_secs(15)
+        {
+            break o.stdout;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (_, shown) in names {
+        assert!(out.contains(shown), "{shown} not in:\n{out}");
+    }
+    assert!(
+        !out.contains('\x1b') && !out.contains('\r') && !out.contains('\u{fffd}'),
+        "a raw control character or a lost byte in audit's output:\n{out:?}"
+    );
+    let json = sb.netctx(&["-c", &path, "audit", "a", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(v.to_string().contains("x1b[8m"), "{}", json.stdout);
+}

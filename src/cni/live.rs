@@ -187,11 +187,12 @@ pub fn status_rows(
                 None => d.push("no namespace holds its peer".into()),
             }
             let state = if d.is_empty() { "up" } else { "drifted" };
+            let esc = crate::model::escape;
             let mut detail = vec![format!(
                 "CNI attachment: network {}, container {}, interface {}{}{}",
-                a.alias.network,
-                a.alias.container_id,
-                a.alias.ifname,
+                esc(&a.alias.network),
+                esc(&a.alias.container_id),
+                esc(&a.alias.ifname),
                 a.netns
                     .as_ref()
                     .map(|(p, _)| format!(", namespace {}", p.display()))

@@ -218,6 +218,7 @@ pub fn chain_of(prefix: &str) -> &str {
 /// The log line for a packet of context `ctx`, devices already named.
 pub fn format_line(ctx: &str, chain: &str, indev: &str, outdev: &str, h: &Headers) -> String {
     let ip = |a: Option<IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let (indev, outdev) = (crate::model::escape(indev), crate::model::escape(outdev));
     let mut s = format!(
         "{ctx} {chain}: IN={indev} OUT={outdev} SRC={} DST={} LEN={} PROTO={}",
         ip(h.src),

@@ -66,8 +66,9 @@ impl Procs {
             let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
                 .ok()
                 .and_then(|t| unified_path(&t).map(str::to_string));
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|s| s.trim().to_string())
+            // A guest names its processes: printed escaped, never raw.
+            let comm = std::fs::read(format!("/proc/{pid}/comm"))
+                .map(|b| crate::model::escape_bytes(b.strip_suffix(b"\n").unwrap_or(&b)))
                 .unwrap_or_default();
             out.all.push(Proc {
                 pid,
