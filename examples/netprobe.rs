@@ -1,9 +1,10 @@
 //! A small network probe used by the integration tests (and handy by hand),
 //! so that checking packets and sockets needs no interpreter:
 //!
-//!     netprobe listen ADDR PORT [--tcp|--udplite|--raw|--mptcp] [--freebind]
+//!     netprobe listen ADDR PORT [--tcp|--udplite|--raw|--mptcp|--ping] [--freebind]
 //!                    [--dev IF] [--enter NS] [--ignore-term] [--secs S]
-//!         (UDP unless told; with --raw PORT is the IP protocol; --dev scopes
+//!         (UDP unless told; with --raw PORT is the IP protocol, with --ping
+//!         (an ICMP datagram socket) the echo identifier; --dev scopes
 //!         an IPv6 link-local ADDR to link IF; --enter moves the process
 //!         into /run/netns/NS once the socket is open, keeping it)
 //!     netprobe recv-udp ADDR PORT SECS FILE     append "TEXT SOURCE" lines to FILE
@@ -46,6 +47,8 @@ enum Kind {
     /// A raw socket of IP protocol PORT.
     Raw,
     Mptcp,
+    /// An ICMP datagram socket (ping), PORT its identifier.
+    Ping,
 }
 
 /// A socket bound to ADDR:PORT (a listener for TCP and MPTCP), optionally
@@ -63,6 +66,8 @@ fn bound(addr: IpAddr, port: u16, kind: Kind, freebind: bool, scope: u32) -> std
         Kind::UdpLite => (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE, port),
         Kind::Raw => (libc::SOCK_RAW, libc::c_int::from(port), 0),
         Kind::Mptcp => (libc::SOCK_STREAM, libc::IPPROTO_MPTCP, port),
+        Kind::Ping if domain == libc::AF_INET => (libc::SOCK_DGRAM, libc::IPPROTO_ICMP, port),
+        Kind::Ping => (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6, port),
     };
     let listener = matches!(kind, Kind::Tcp | Kind::Mptcp);
     // SAFETY: plain socket(2); the descriptor is checked and owned here.
@@ -333,6 +338,7 @@ fn main() {
                 ("--udplite", Kind::UdpLite),
                 ("--raw", Kind::Raw),
                 ("--mptcp", Kind::Mptcp),
+                ("--ping", Kind::Ping),
             ]
             .into_iter()
             .find(|(f, _)| flag(f))

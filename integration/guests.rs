@@ -341,6 +341,37 @@ fn audit_flags_freebind_of_another_contexts_address() {
 }
 
 #[test]
+fn audit_lists_ping_sockets_and_flags_one_on_another_contexts_address() {
+    let sb = Sandbox::new();
+    up(&sb);
+    sb.ok(&format!(
+        "ip netns exec b {p} listen 10.21.0.2 4242 --ping --freebind --secs 5 >/dev/null 2>&1 & \
+         ip netns exec a {p} listen 10.21.0.2 4343 --ping --secs 5 >/dev/null 2>&1 & sleep 0.5",
+        p = probe()
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, v) = audit(&sb);
+    assert_eq!(code, 2, "{v}");
+    let b = &v["contexts"][1];
+    assert!(
+        b["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m.as_str().unwrap().contains("ping socket on 10.21.0.2")),
+        "{b}"
+    );
+    let a = &v["contexts"][0];
+    let own = a["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["proto"] == "ping")
+        .unwrap_or_else(|| panic!("a's ping socket is not listed: {a}"));
+    assert_eq!(own["verdict"], "assigned", "{own}");
+}
+
+#[test]
 fn audit_flags_an_address_added_behind_netctx() {
     let sb = Sandbox::new();
     up(&sb);

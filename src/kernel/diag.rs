@@ -125,7 +125,7 @@ fn with_what(mut e: NlError, name: &str, family: u8) -> NlError {
 
 fn state_name(proto: &str, state: u8) -> &'static str {
     match (proto, state) {
-        ("udp" | "udplite" | "raw", 7) => "UNCONN",
+        ("udp" | "udplite" | "raw" | "ping", 7) => "UNCONN",
         (_, 1) => "ESTAB",
         (_, 2) => "SYN-SENT",
         (_, 3) => "SYN-RECV",
@@ -341,8 +341,19 @@ pub fn read_sockets(nl: &mut Diag, kinds: &Kinds) -> Result<Vec<Socket>, NlError
             }
             let path = format!("/proc/thread-self/net/{file}");
             if let Ok(text) = std::fs::read_to_string(path) {
-                out.extend(parse_proc_raw(&text, v6));
+                out.extend(parse_proc(&text, v6, "raw"));
             }
+        }
+    }
+    // ICMP datagram sockets (ping without raw sockets): no sock_diag
+    // dumps them; the namespace's /proc/net/icmp{,6} lists them (the
+    // "port" is the echo identifier).
+    for (file, v6, n) in [("icmp", false, "PING"), ("icmp6", true, "PINGv6")] {
+        if !has(n) {
+            continue;
+        }
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/thread-self/net/{file}")) {
+            out.extend(parse_proc(&text, v6, "ping"));
         }
     }
     Ok(out)
@@ -369,9 +380,10 @@ fn hex_endpoint(s: &str, v6: bool) -> Option<(IpAddr, u16)> {
     Some((hex_addr(a, v6)?, u16::from_str_radix(p, 16).ok()?))
 }
 
-/// Raw sockets from /proc/net/raw or raw6 (addresses as the kernel's
-/// `%08X` of network-order words, the "port" being the protocol).
-fn parse_proc_raw(text: &str, v6: bool) -> Vec<Socket> {
+/// Raw or ping sockets from /proc/net/raw{,6} or /proc/net/icmp{,6}
+/// (addresses as the kernel's `%08X` of network-order words; the "port" is
+/// the protocol of a raw socket, the echo identifier of a ping socket).
+fn parse_proc(text: &str, v6: bool, proto: &'static str) -> Vec<Socket> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
@@ -380,12 +392,12 @@ fn parse_proc_raw(text: &str, v6: bool) -> Vec<Socket> {
             let (peer, peer_port) = hex_endpoint(f.get(2)?, v6)?;
             let state = u8::from_str_radix(f.get(3)?, 16).ok()?;
             Some(Socket {
-                proto: "raw",
+                proto,
                 local,
                 port,
                 peer,
                 peer_port,
-                state: state_name("raw", state),
+                state: state_name(proto, state),
                 inode: f.get(9)?.parse().ok()?,
                 ifindex: 0,
             })
@@ -464,13 +476,13 @@ mod tests {
     fn raw_sockets_are_read_from_proc() {
         let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
                   1: 0100007F:0001 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 123456 2 0000000000000000 0\n";
-        let s = parse_proc_raw(v4, false);
+        let s = parse_proc(v4, false, "raw");
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].local, "127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!((s[0].port, s[0].state, s[0].inode), (1, "UNCONN", 123456));
         let v6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
                   58: 000080FE00000000FF000000020000FE:003A 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 777 2 0000000000000000 0\n";
-        let s = parse_proc_raw(v6, true);
+        let s = parse_proc(v6, true, "raw");
         let want: IpAddr = "fe80::ff:fe00:2".parse().unwrap();
         assert_eq!((s[0].local, s[0].port, s[0].inode), (want, 58, 777));
     }
