@@ -11,6 +11,7 @@ mod fd;
 mod fs;
 pub mod init;
 pub mod jail;
+mod kernelfs;
 mod relay;
 mod resolv;
 mod seccomp;
