@@ -24,6 +24,9 @@ enum BpfCmd {
         /// Wildcard binds become the first address of their family
         #[arg(long)]
         single_ip: bool,
+        /// The context's user-id range n: ports below 1024 only for its root
+        #[arg(long)]
+        idmap: Option<u16>,
         /// The context's addresses
         addrs: Vec<IpAddr>,
     },
@@ -57,9 +60,10 @@ pub fn run(args: &BpfArgs) -> anyhow::Result<()> {
         BpfCmd::Ensure {
             cgroup,
             single_ip,
+            idmap,
             addrs,
         } => {
-            let s = crate::kernel::bpf::ensure(cgroup, addrs, *single_ip)
+            let s = crate::kernel::bpf::ensure(cgroup, addrs, *single_ip, *idmap)
                 .with_context(|| format!("bind restriction on {}", cgroup.display()))?;
             json!({
                 "attached": names(s.attached),

@@ -131,7 +131,7 @@ pub fn bind_hooks(ctx: &Context) -> anyhow::Result<()> {
         .flat_map(|l| &l.addresses)
         .map(|a| a.addr)
         .collect();
-    crate::kernel::bpf::ensure(&cg, &addrs, ctx.single_ip)
+    crate::kernel::bpf::ensure(&cg, &addrs, ctx.single_ip, Some(ctx.idmap()))
         .with_context(|| format!("context {}: the bind restriction", ctx.name))?;
     Ok(())
 }

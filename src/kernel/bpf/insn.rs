@@ -26,6 +26,7 @@ pub const BPF_MEM: u8 = 0x60;
 pub const BPF_ADD: u8 = 0x00;
 pub const BPF_OR: u8 = 0x40;
 pub const BPF_AND: u8 = 0x50;
+pub const BPF_RSH: u8 = 0x70;
 pub const BPF_MOV: u8 = 0xb0;
 
 // Operand source: the immediate or the source register.
@@ -74,6 +75,8 @@ pub enum Helper {
     Bind = 64,
     /// `bpf_set_retval` (5.18), every cgroup sock_addr hook.
     SetRetval = 187,
+    /// `bpf_get_current_uid_gid` (4.2): gid << 32 | uid, host ids.
+    GetCurrentUidGid = 15,
 }
 
 /// One `struct bpf_insn`: `code`, `dst_reg:4` (low nibble) and
@@ -193,6 +196,11 @@ impl Asm {
     /// `dst = (u32) dst & imm`.
     pub fn and32_imm(&mut self, dst: Reg, imm: i32) {
         self.push(Insn::new(BPF_ALU | BPF_AND | BPF_K, dst, Reg::R0, 0, imm));
+    }
+
+    /// `dst = (u32) dst >> imm`.
+    pub fn rsh32_imm(&mut self, dst: Reg, imm: i32) {
+        self.push(Insn::new(BPF_ALU | BPF_RSH | BPF_K, dst, Reg::R0, 0, imm));
     }
 
     /// `dst |= src` (64-bit).

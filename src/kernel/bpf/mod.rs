@@ -112,10 +112,10 @@ impl Hook {
         }
     }
 
-    fn generate(self, m: MapFds) -> Result<Vec<Insn>, AsmError> {
+    fn generate(self, m: MapFds, idmap: Option<u16>) -> Result<Vec<Insn>, AsmError> {
         match self {
-            Hook::Bind4 => progs::bind4(m),
-            Hook::Bind6 => progs::bind6(m),
+            Hook::Bind4 => progs::bind4(m, idmap),
+            Hook::Bind6 => progs::bind6(m, idmap),
             Hook::Connect4 => progs::connect4(m),
             Hook::Connect6 => progs::connect6(m),
             Hook::Sendmsg4 => progs::sendmsg4(m),
@@ -242,11 +242,18 @@ impl HookStatus {
     }
 }
 
-/// Attach the six programs to `cgroup` where missing, and set the maps of
+/// Attach the six programs to `cgroup` where missing (with `idmap`, the
+/// bind hooks keep ports below 1024 for the root of that user-id range),
+/// and set the maps of
 /// every netctx program on it to exactly `addrs` and `single_ip`. The maps
 /// are written before a new program is attached, so no program ever sees an
 /// empty map. Idempotent; a second call only rewrites the maps.
-pub fn ensure(cgroup: &Path, addrs: &[IpAddr], single_ip: bool) -> Result<Status, BpfError> {
+pub fn ensure(
+    cgroup: &Path,
+    addrs: &[IpAddr],
+    single_ip: bool,
+    idmap: Option<u16>,
+) -> Result<Status, BpfError> {
     let wanted = Wanted::new(addrs, single_ip);
     if wanted.keys.len() > maps::MAX_ADDRESSES as usize {
         return Err(BpfError::TooManyAddresses {
@@ -270,7 +277,7 @@ pub fn ensure(cgroup: &Path, addrs: &[IpAddr], single_ip: bool) -> Result<Status
         if seen.progs.iter().any(|p| p.hook == hook) {
             continue;
         }
-        match load_attach(&cg, cgroup, hook, sets[0].fds()) {
+        match load_attach(&cg, cgroup, hook, sets[0].fds(), idmap) {
             Ok(fd) => new.push((hook, fd)),
             Err(e) => {
                 // Leave the cgroup as it was: detach what this call attached.
@@ -377,9 +384,15 @@ fn open_cgroup(cgroup: &Path) -> Result<OwnedFd, BpfError> {
         })
 }
 
-fn load_attach(cg: &OwnedFd, cgroup: &Path, hook: Hook, m: MapFds) -> Result<OwnedFd, BpfError> {
+fn load_attach(
+    cg: &OwnedFd,
+    cgroup: &Path,
+    hook: Hook,
+    m: MapFds,
+    idmap: Option<u16>,
+) -> Result<OwnedFd, BpfError> {
     let insns = hook
-        .generate(m)
+        .generate(m, idmap)
         .map_err(|source| BpfError::Assemble { hook, source })?;
     let prog = sys::prog_load(&insns, hook.prog_name(), hook.attach_type()).map_err(|e| {
         BpfError::Load {

@@ -24,6 +24,7 @@ compile_error!("the bind-restriction programs assume a little-endian host");
 // struct bpf_sock_addr (linux/bpf.h), the context of every program.
 const CTX_USER_IP4: i16 = 4;
 const CTX_USER_IP6: i16 = 8;
+const CTX_USER_PORT: i16 = 24;
 const CTX_MSG_SRC_IP4: i16 = 40;
 const CTX_MSG_SRC_IP6: i16 = 44;
 const CTX_SK: i16 = 64;
@@ -62,6 +63,7 @@ const LIMITED_BROADCAST: i32 = -1;
 const AF_INET: i32 = libc::AF_INET;
 const AF_INET6: i32 = libc::AF_INET6;
 const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
+const EACCES: i32 = libc::EACCES;
 
 /// The fds of a context's two maps, placed into the programs.
 #[derive(Debug, Clone, Copy)]
@@ -185,12 +187,45 @@ fn check4(a: &mut Asm, m: MapFds, w: Reg, wild: Label, ok: Label) {
     deny(a);
 }
 
+/// A port below 1024 is the context's root's alone: the context's
+/// `ip_unprivileged_port_start` is 0 (its root has no privilege over the
+/// network namespace), so a bind by another id of the context's range
+/// (host id 65536·`idmap` + u, u ≠ 0) is refused here with EACCES, as the
+/// kernel refuses an unprivileged process elsewhere. Ids outside the range
+/// (`exec --privileged`) pass. Expects ctx in R6; clobbers R0–R5.
+fn low_port(a: &mut Asm, idmap: Option<u16>) {
+    let Some(idmap) = idmap else {
+        return;
+    };
+    let pass = a.label();
+    // user_port is in network order: its first byte (the high one) is the
+    // low byte of the little-endian load; port < 1024 ⇔ that byte < 4.
+    a.ldx(BPF_W, Reg::R2, Reg::R6, CTX_USER_PORT);
+    a.jmp32_imm(BPF_JEQ, Reg::R2, 0, pass);
+    a.and32_imm(Reg::R2, 0xfc);
+    a.jmp32_imm(BPF_JNE, Reg::R2, 0, pass);
+    a.call(Helper::GetCurrentUidGid);
+    a.mov32_reg(Reg::R1, Reg::R0);
+    a.and32_imm(Reg::R1, 0xffff);
+    a.jmp32_imm(BPF_JEQ, Reg::R1, 0, pass);
+    a.mov32_reg(Reg::R1, Reg::R0);
+    a.rsh32_imm(Reg::R1, 16);
+    a.jmp32_imm(BPF_JNE, Reg::R1, i32::from(idmap), pass);
+    a.mov64_imm(Reg::R1, -EACCES);
+    a.call(Helper::SetRetval);
+    a.mov64_imm(Reg::R0, 0);
+    a.exit();
+    a.bind(pass);
+}
+
 /// BPF_CGROUP_INET4_BIND: the bind address must be the context's;
-/// `single_ip` rewrites 0.0.0.0 to the first IPv4 address.
-pub fn bind4(m: MapFds) -> Result<Vec<Insn>, AsmError> {
+/// `single_ip` rewrites 0.0.0.0 to the first IPv4 address; a port below
+/// 1024 is the context's root's (`low_port`).
+pub fn bind4(m: MapFds, idmap: Option<u16>) -> Result<Vec<Insn>, AsmError> {
     let mut a = Asm::new();
     let (ok, wild) = (a.label(), a.label());
     a.mov64_reg(Reg::R6, Reg::R1);
+    low_port(&mut a, idmap);
     a.ldx(BPF_W, Reg::R7, Reg::R6, CTX_USER_IP4);
     check4(&mut a, m, Reg::R7, wild, ok);
     a.bind(wild);
@@ -227,11 +262,12 @@ fn class6(a: &mut Asm, ok: Label) -> Class6 {
 }
 
 /// BPF_CGROUP_INET6_BIND: as [`bind4`] for IPv6 and IPv4-mapped addresses.
-pub fn bind6(m: MapFds) -> Result<Vec<Insn>, AsmError> {
+pub fn bind6(m: MapFds, idmap: Option<u16>) -> Result<Vec<Insn>, AsmError> {
     let mut a = Asm::new();
     let ok = a.label();
     let c = class6(&mut a, ok);
     a.mov64_reg(Reg::R6, Reg::R1);
+    low_port(&mut a, idmap);
     copy_key(&mut a, Reg::R6, CTX_USER_IP6);
     check6(&mut a, m, &c, ok);
     rewrite_wild6(&mut a, m, &c, CTX_USER_IP6, ok);

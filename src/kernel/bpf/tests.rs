@@ -20,6 +20,7 @@ const FDS: MapFds = MapFds {
     conf: CONF_FD,
 };
 const EADDRNOTAVAIL: i32 = -99;
+const EACCES: i32 = -13;
 
 fn hex(insns: &[Insn]) -> String {
     insns
@@ -34,8 +35,11 @@ fn hex(insns: &[Insn]) -> String {
         .join(" ")
 }
 
+/// The range n of the programs under test (`low_port`).
+const IDMAP: u16 = 7;
+
 fn prog(h: Hook) -> Vec<Insn> {
-    h.generate(FDS).unwrap()
+    h.generate(FDS, Some(IDMAP)).unwrap()
 }
 
 // ---- the encoder ---------------------------------------------------------
@@ -168,6 +172,7 @@ fn disasm(n: usize, i: &Insn) -> String {
         x if x == Helper::MapLookupElem as i32 => "bpf_map_lookup_elem",
         x if x == Helper::Bind as i32 => "bpf_bind",
         x if x == Helper::SetRetval as i32 => "bpf_set_retval",
+        x if x == Helper::GetCurrentUidGid as i32 => "bpf_get_current_uid_gid",
         _ => "?",
     };
     let cmp = |code: u8| if code & 0xf0 == BPF_JEQ { "==" } else { "!=" };
@@ -177,6 +182,7 @@ fn disasm(n: usize, i: &Insn) -> String {
         c if c == BPF_ALU | BPF_MOV | BPF_X => format!("w{d} = w{s}"),
         c if c == BPF_ALU64 | BPF_ADD | BPF_K => format!("r{d} += {imm}"),
         c if c == BPF_ALU | BPF_AND | BPF_K => format!("w{d} &= {imm:#x}"),
+        c if c == BPF_ALU | BPF_RSH | BPF_K => format!("w{d} >>= {imm}"),
         c if c == BPF_ALU64 | BPF_OR | BPF_X => format!("r{d} |= r{s}"),
         c if c & 0x07 == BPF_LDX => format!("r{d} = *({} *)(r{s} {off:+})", size(c)),
         c if c & 0x07 == BPF_STX => format!("*({} *)(r{d} {off:+}) = r{s}", size(c)),
@@ -285,6 +291,40 @@ fn bind6(addr: &str, single_ip: bool) -> (Result<(), i32>, [u8; 16]) {
     m.ctx[USER_IP6..USER_IP6 + 16].copy_from_slice(&v6(addr));
     let v = verdict(&mut m, Hook::Bind6);
     (v, m.ctx[USER_IP6..USER_IP6 + 16].try_into().unwrap())
+}
+
+const USER_PORT: usize = 24;
+
+/// A bind of `port` to an own address by host uid `uid`.
+fn bind_port(h: Hook, port: u16, uid: u32) -> Result<(), i32> {
+    let mut m = machine(&OWN, false);
+    match h {
+        Hook::Bind4 => m.ctx[USER_IP4..USER_IP4 + 4].copy_from_slice(&v4("10.1.0.2")),
+        _ => m.ctx[USER_IP6..USER_IP6 + 16].copy_from_slice(&v6("fd00:1::2")),
+    }
+    // sin_port: network order in the low 16 bits.
+    m.ctx[USER_PORT..USER_PORT + 2].copy_from_slice(&port.to_be_bytes());
+    m.uid_gid = (u64::from(uid) << 32) | u64::from(uid);
+    verdict(&mut m, h)
+}
+
+#[test]
+fn ports_below_1024_are_the_context_roots_alone() {
+    let first = u32::from(IDMAP) << 16;
+    for h in [Hook::Bind4, Hook::Bind6] {
+        for port in [1, 22, 80, 1023] {
+            // The context's root, host root (`--privileged`), another range.
+            for uid in [first, 0, first + 65536 + 5, first - 1] {
+                assert_eq!(bind_port(h, port, uid), Ok(()), "{h} port {port} uid {uid}");
+            }
+            for uid in [first + 1, first + 1000, first + 65534] {
+                assert_eq!(bind_port(h, port, uid), Err(EACCES), "{h} port {port} uid {uid}");
+            }
+        }
+        for port in [0, 1024, 8080, 65535] {
+            assert_eq!(bind_port(h, port, first + 1000), Ok(()), "{h} port {port}");
+        }
+    }
 }
 
 #[test]

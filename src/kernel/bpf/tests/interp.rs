@@ -42,6 +42,8 @@ pub struct Machine {
     pub bound: Option<Vec<u8>>,
     /// The last `bpf_set_retval` argument.
     pub retval: Option<i32>,
+    /// What `bpf_get_current_uid_gid` answers (gid << 32 | uid).
+    pub uid_gid: u64,
     allow_value: [u8; 1],
 }
 
@@ -56,6 +58,7 @@ impl Machine {
             bind_result: 0,
             bound: None,
             retval: None,
+            uid_gid: 0,
             allow_value: [1],
         }
     }
@@ -147,6 +150,7 @@ impl Machine {
                 self.retval = Some(v as i64 as i32);
                 Val::Scalar(0)
             }
+            x if x == Helper::GetCurrentUidGid as i32 => Val::Scalar(self.uid_gid),
             other => panic!("helper {other}"),
         }
     }
@@ -216,6 +220,8 @@ fn alu(i: Insn, dst: Val, src: Val, w32: bool) -> Val {
         (BPF_ADD, Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(a.wrapping_add(b)),
         (BPF_AND, Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(a & b),
         (BPF_OR, Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(a | b),
+        (BPF_RSH, Val::Scalar(a), Val::Scalar(b)) if w32 => Val::Scalar((a & 0xffff_ffff) >> b),
+        (BPF_RSH, Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(a >> b),
         other => panic!("alu {i:?} on {other:?}"),
     };
     match (w32, v) {
