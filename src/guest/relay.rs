@@ -69,8 +69,17 @@ impl Pipes {
             match nix::unistd::read(r, &mut buf) {
                 Ok(0) => return false,
                 Ok(n) => {
-                    // SAFETY: write of our buffer to the caller's descriptor.
-                    unsafe { libc::write(*to, buf.as_ptr().cast(), n) };
+                    // SAFETY: the caller's descriptor 1 or 2, open for the
+                    // whole run; borrowed for these writes only.
+                    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(*to) };
+                    let mut rest = &buf[..n];
+                    while !rest.is_empty() {
+                        match nix::unistd::write(fd, rest) {
+                            Ok(w) => rest = &rest[w..],
+                            Err(nix::errno::Errno::EINTR) => {}
+                            Err(_) => break,
+                        }
+                    }
                 }
                 Err(nix::errno::Errno::EAGAIN) => return true,
                 Err(nix::errno::Errno::EINTR) => {}

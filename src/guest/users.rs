@@ -63,11 +63,18 @@ pub fn read_etc(root: &Path, name: &str) -> io::Result<String> {
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", shown.display()));
     let dir = super::fd::openat2(libc::AT_FDCWD, root, libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(named)?;
+    // A guest tree's files stay beneath it; the host's own view (`/`) is
+    // the administrator's, whose /etc may hold symlinks.
+    let beneath = if root == Path::new("/") {
+        0
+    } else {
+        super::fd::RESOLVE_BENEATH
+    };
     let f = match super::fd::openat2(
         dir.as_raw_fd(),
         &rel,
         libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
-        super::fd::RESOLVE_BENEATH | super::fd::RESOLVE_NO_MAGICLINKS,
+        beneath | super::fd::RESOLVE_NO_MAGICLINKS,
     ) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(String::new()),
