@@ -920,10 +920,16 @@ fn hostile_namespaces_are_refused_touching_nothing() {
     let conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
     t.netns("pod");
     t.call("ADD", "pod", &conf).ok();
+    // What ADD could change: rules, links, addresses (not the link-local
+    // ones and link states the kernel settles on its own meanwhile), leases.
     let state = || {
         (
             t.sb.ok("nft list ruleset"),
-            t.sb.ok("ip -br link; ip -n decl -br addr; ip -n pod -br addr"),
+            t.sb.ok(
+                "ip -o link | cut -d: -f2; ip -n decl -o link | cut -d: -f2; \
+                 ip -n pod -o link | cut -d: -f2; \
+                 for n in decl pod; do ip -n $n -o addr | grep -v ' fe80::' | awk '{print $2, $4}'; done",
+            ),
             t.leases("nx"),
         )
     };

@@ -190,9 +190,7 @@ fn hide(stage: RawFd, root: RawFd, target: &Path) -> Result<()> {
     let t = fd::resolve(root, target);
     // Not there, or not reachable by the context's root (under a 0700
     // /root, say): then no guest of the context reaches it either.
-    let unreachable = |r: &std::io::Result<OwnedFd>| {
-        matches!(r, Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::ENOTDIR)))
-    };
+    let unreachable = |r: &std::io::Result<OwnedFd>| matches!(r, Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::ENOTDIR)));
     if enoent(&t) || unreachable(&t) {
         return Ok(());
     }

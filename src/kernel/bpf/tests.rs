@@ -318,7 +318,11 @@ fn ports_below_1024_are_the_context_roots_alone() {
                 assert_eq!(bind_port(h, port, uid), Ok(()), "{h} port {port} uid {uid}");
             }
             for uid in [first + 1, first + 1000, first + 65534] {
-                assert_eq!(bind_port(h, port, uid), Err(EACCES), "{h} port {port} uid {uid}");
+                assert_eq!(
+                    bind_port(h, port, uid),
+                    Err(EACCES),
+                    "{h} port {port} uid {uid}"
+                );
             }
         }
         for port in [0, 1024, 8080, 65535] {
