@@ -162,3 +162,89 @@ fn long_work_shows_progress_on_a_terminal_only() {
     let piped = sb.netctx(&["-c", cfg, "up"]);
     assert!(!piped.stderr.contains("up: "), "{}", piped.stderr);
 }
+
+#[test]
+fn the_debian_package_holds_the_binary_units_man_page_and_completions() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = Command::new(format!("{root}/dist/deb/build"))
+        .output()
+        .expect("dist/deb/build");
+    assert!(
+        o.status.success(),
+        "dist/deb/build: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let deb = std::path::Path::new(root).join(out.lines().last().unwrap().trim());
+    let run = |args: &[&str]| {
+        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let d = deb.to_str().unwrap();
+    let list = run(&["dpkg-deb", "-c", d]);
+    for want in [
+        "./usr/bin/netctx",
+        "./lib/systemd/system/netctx.service",
+        "./lib/systemd/system/netctx-watch.service",
+        "./usr/share/man/man1/netctx.1.gz",
+        "./usr/share/bash-completion/completions/netctx",
+        "./usr/share/zsh/vendor-completions/_netctx",
+        "./usr/share/fish/vendor_completions.d/netctx.fish",
+    ] {
+        assert!(
+            list.lines().any(|l| l.ends_with(want)),
+            "no {want} in:\n{list}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("netctx-deb-{}", std::process::id()));
+    let x = dir.to_str().unwrap();
+    run(&["dpkg-deb", "-x", d, x]);
+    run(&["dpkg-deb", "-e", d, &format!("{x}/DEBIAN")]);
+    let units = format!("{x}/lib/systemd/system");
+    for u in ["netctx.service", "netctx-watch.service"] {
+        let text = std::fs::read_to_string(format!("{units}/{u}")).unwrap();
+        assert!(text.contains("ExecStart=/usr/bin/netctx "), "{u}:\n{text}");
+        assert!(!text.contains("/usr/local"), "{u}:\n{text}");
+    }
+    // Verify against the unpacked package as the root (so /usr/bin/netctx
+    // is the packaged binary), with the host's own units beside it
+    // (sysinit.target and the others the defaults name).
+    run(&[
+        "sh",
+        "-c",
+        &format!("mkdir -p {x}/usr/lib/systemd/system && cp -rn /usr/lib/systemd/system/. {x}/usr/lib/systemd/system/"),
+    ]);
+    let o = Command::new("systemd-analyze")
+        .args(["verify", &format!("--root={x}")])
+        .arg(format!("{units}/netctx.service"))
+        .arg(format!("{units}/netctx-watch.service"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "systemd-analyze verify of the packaged units: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let man = run(&[
+        "sh",
+        "-c",
+        &format!("zcat {x}/usr/share/man/man1/netctx.1.gz"),
+    ]);
+    assert!(man.contains("shift"), "the man page lacks shift");
+    let bash = std::fs::read_to_string(format!("{x}/usr/share/bash-completion/completions/netctx"))
+        .unwrap();
+    assert!(bash.contains("shift"), "the bash completion lacks shift");
+    let postinst = std::fs::read_to_string(format!("{x}/DEBIAN/postinst")).unwrap();
+    assert!(
+        postinst.contains("mkdir -p /etc/netctx/contexts.d"),
+        "{postinst}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
