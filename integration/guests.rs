@@ -248,8 +248,12 @@ fn down_stops_running_guests() {
     let pid = status_json(&sb)["contexts"][1]["guest_pid"]
         .as_u64()
         .unwrap();
+    // Its output log is kept by stop and goes with down.
+    let log = sb.inside("/run/netctx/guests/b.log");
+    assert!(log.exists(), "no guest log at {}", log.display());
     let r = sb.netctx_with(&cfg(), &["down", "--all"]);
     r.ok();
+    assert!(!log.exists(), "down left the guest's log behind");
     assert!(
         r.stdout.contains(&format!("b: guest stopped (pid {pid})")),
         "{}",

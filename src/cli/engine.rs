@@ -246,7 +246,17 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
     });
     for (name, r) in names.iter().zip(stopped) {
         match r {
-            Ok(s) => super::guest::report(name, &s),
+            Ok(s) => {
+                super::guest::report(name, &s);
+                // The guests' output log goes with them (`stop` keeps it
+                // for reading).
+                let log = guest::log_file(name);
+                if let Err(e) = std::fs::remove_file(&log) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        eprintln!("netctx: warning: removing {}: {e}", log.display());
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("netctx: error: context {name}: stopping its guest: {e:#}");
                 failed = true;
