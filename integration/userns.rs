@@ -204,6 +204,25 @@ fn a_guests_root_is_root_inside_and_nobody_on_the_host() {
     )
     .ok();
     assert_eq!(owner(&t.host("wa/g")).0, base(101) + 65534);
+    // The context's init (PID 1, holder of its namespaces) is its root
+    // too, without a capability.
+    let init = std::fs::read_to_string(t.sb.inside("/run/netctx/guests/a.init")).unwrap();
+    let pid = init.split_whitespace().next().unwrap();
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| {
+        st.lines()
+            .find(|l| l.starts_with(k))
+            .unwrap()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+    };
+    let b = base(101).to_string();
+    assert_eq!(field("Uid:"), [b.as_str(); 4], "{st}");
+    assert_eq!(field("Gid:"), [b.as_str(); 4], "{st}");
+    for caps in ["CapEff:", "CapPrm:"] {
+        assert_eq!(field(caps), ["0000000000000000"], "{st}");
+    }
     // The guests of one context share its user namespace.
     let ns = |ctx: &str| {
         t.exec(None, ctx, &["readlink", "/proc/self/ns/user"])
@@ -522,13 +541,18 @@ fn attack_a_hostile_etc_passwd_is_a_clear_error_and_blocks_no_one() {
 fn a_busybox_tree_after_shift_runs_its_daemon_and_writes_its_writable_paths() {
     let t = T::new();
     let tree = t.host("tree");
-    // Before the shift: status says the guest's paths are not its own.
+    // Before the shift: up and status say the guest's paths are not its own.
     let s = t.netctx(&["status", "t"]);
     assert!(s.stdout.contains("netctx shift t"), "{}", s.stdout);
+    let u = t.netctx(&["up", "t"]);
+    assert!(u.ok().stderr.contains("netctx shift t"), "{}", u.stderr);
     // A setuid file and a symlink to a host file in the tree.
     std::fs::write(tree.join("bin/suid"), "x").unwrap();
     std::fs::set_permissions(tree.join("bin/suid"), PermissionsExt::from_mode(0o4755)).unwrap();
     std::os::unix::fs::symlink(t.guest("secret"), tree.join("etc/hostlink")).unwrap();
+    // A host file hard-linked into the tree (same filesystem): never given
+    // to the context.
+    std::fs::hard_link(t.host("secret"), tree.join("etc/hardlink")).unwrap();
     // Paths it does not declare are refused.
     let r = t.netctx(&["shift", "t", &t.guest("wa")]);
     assert_eq!(r.code, 1, "{}", r.stdout);
@@ -548,6 +572,12 @@ fn a_busybox_tree_after_shift_runs_its_daemon_and_writes_its_writable_paths() {
         owner(&t.host("secret")),
         (0, 0),
         "the shift followed a symlink"
+    );
+    assert!(
+        r.stderr
+            .contains("1 file(s) with hard links outside the path"),
+        "{}",
+        r.stderr
     );
     let m = std::fs::metadata(tree.join("bin/suid")).unwrap();
     assert_eq!(m.mode() & 0o6000, 0, "the setuid bit survived the shift");

@@ -80,32 +80,9 @@ const CLONE_NEWIPC: u64 = libc::CLONE_NEWIPC as u64;
 pub fn main(ctx: &str, first: u32, count: u32) -> anyhow::Result<u8> {
     cgroup::join(&cgroup::path(ctx)?)?;
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-    }
-    let ca = CloneArgs {
-        flags: CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC,
-        exit_signal: libc::SIGCHLD as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: clone3 without CLONE_VM is a fork; this process is
-    // single-threaded, and the child never returns (pid1).
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &ca as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    // SAFETY: this process is single-threaded; the child never returns
+    // (pid1).
+    let pid = unsafe { super::spawn::clone3(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC, None) }?;
     match pid {
         0 => {
             drop(wr);
@@ -118,9 +95,7 @@ pub fn main(ctx: &str, first: u32, count: u32) -> anyhow::Result<u8> {
             }
             pid1()
         }
-        p if p < 0 => Err(io::Error::last_os_error().into()),
-        p => {
-            let child = i32::try_from(p)?;
+        child => {
             let map = format!("0 {first} {count}\n");
             let r = std::fs::write(format!("/proc/{child}/uid_map"), &map)
                 .and_then(|_| std::fs::write(format!("/proc/{child}/gid_map"), &map));

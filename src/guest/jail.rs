@@ -52,8 +52,6 @@ pub struct Spec {
     /// stdin is a pseudo-terminal of the guest's own (this path on the
     /// host): make it the controlling terminal and /dev/console.
     pub tty: Option<PathBuf>,
-    /// Born in the cgroup already (clone3 CLONE_INTO_CGROUP).
-    pub joined: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,9 +107,6 @@ const USER_NS_FD: RawFd = 3;
 const IPC_NS_FD: RawFd = 4;
 
 fn netns(s: &Spec) -> Result<(), JailError> {
-    if !s.joined {
-        cgroup::join(&s.cgroup)?;
-    }
     let ns_err = |e: io::Error| JailError::Netns {
         path: s.netns.clone(),
         source: e,

@@ -111,7 +111,6 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
         argv: r.argv.to_vec(),
         cwd: PathBuf::from(&u.home),
         tty,
-        joined: false,
     })
 }
 
@@ -172,7 +171,6 @@ fn launch(s: &mut Spec, stdio: [RawFd; 3]) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("finding the netctx binary")?;
     let cg = std::fs::File::open(&s.cgroup)
         .with_context(|| format!("opening the cgroup {}", s.cgroup.display()))?;
-    s.joined = true;
     let c = |t: &str| CString::new(t).context("a NUL byte in the guest's specification");
     let exe_c = c(&exe.to_string_lossy())?;
     let argv = [exe_c.clone(), c("guest-jail")?];

@@ -28,6 +28,40 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// clone3(2) as a fork (no CLONE_VM, SIGCHLD at exit) with `flags`, born
+/// in the cgroup directory `cgroup` if given: 0 in the child, the child's
+/// pid in the parent.
+///
+/// # Safety
+/// As fork: in a multi-threaded process the child may only make
+/// async-signal-safe calls until it execs or exits.
+pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<i32> {
+    let ca = CloneArgs {
+        flags: flags
+            | if cgroup.is_some() {
+                CLONE_INTO_CGROUP
+            } else {
+                0
+            },
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 reads `ca` during the call; without CLONE_VM the
+    // child gets a copy of this address space (the caller's contract).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &ca as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match pid {
+        p if p < 0 => Err(io::Error::last_os_error()),
+        p => i32::try_from(p).map_err(|_| io::Error::other("pid out of range")),
+    }
+}
+
 /// Run `exe argv…` with exactly `envp`, stdio from `stdio`, the
 /// descriptors `extra` as 3, 4, …, born in the cgroup `cgroup` (a
 /// directory). Returns the child's pid (to wait for). `extra` must not
@@ -50,23 +84,9 @@ pub fn spawn(
         .map(|a| a.as_ptr())
         .chain([ptr::null()])
         .collect();
-    let ca = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: clone3 without CLONE_VM gives the child a copy of this
-    // address space; it then only calls async-signal-safe functions on the
+    // SAFETY: the child only calls async-signal-safe functions on the
     // arrays above and never returns.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &ca as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    match pid {
+    match unsafe { clone3(0, Some(cgroup.as_raw_fd())) }? {
         0 => {
             // SAFETY: as above: dup2, execve, _exit only.
             unsafe {
@@ -79,8 +99,7 @@ pub fn spawn(
                 libc::_exit(127)
             }
         }
-        p if p < 0 => Err(io::Error::last_os_error()),
-        p => i32::try_from(p).map_err(|_| io::Error::other("pid out of range")),
+        p => Ok(p),
     }
 }
 
