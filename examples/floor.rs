@@ -135,6 +135,7 @@ fn context(i: u32) -> Context {
             host_addresses: vec![host],
             addresses: vec![addr],
             accept_ra: false,
+            ptp: false,
         }],
         routes: vec![Route {
             to: Cidr::parse("0.0.0.0/0").expect("constant"),
@@ -146,6 +147,7 @@ fn context(i: u32) -> Context {
         publish: vec![],
         guest: None,
         file: "floor".into(),
+        netns: Default::default(),
     }
 }
 

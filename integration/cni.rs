@@ -425,9 +425,10 @@ fn status_says_whether_add_can_succeed() {
         &conf,
     );
     a.error(50);
+    // What this build cannot do (`reach` between attachments) is
+    // refused up front; egress, now the engine's, is not.
     let mut c = t.conf("1.1.0", "nx", "10.89.0.0/24");
-    c["egress"] = json!("nat");
-    c["uplink"] = json!("eth0");
+    c["reach"] = json!(["db"]);
     t.run(
         BIN,
         &[("CNI_COMMAND", "STATUS")],

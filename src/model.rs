@@ -115,6 +115,19 @@ pub enum Isolation {
     Off,
 }
 
+impl std::str::FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Isolation, String> {
+        match s {
+            "strict" => Ok(Isolation::Strict),
+            "off" => Ok(Isolation::Off),
+            other => Err(format!(
+                "isolation must be \"strict\" or \"off\", not {other:?}"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkKind {
     Veth,
@@ -141,6 +154,11 @@ pub struct Link {
     pub addresses: Vec<Cidr>,
     /// Accept IPv6 router advertisements on this link (default: no).
     pub accept_ra: bool,
+    /// Point to point (a CNI attachment's layout, as the ptp plugin's):
+    /// the addresses inside put no subnet route in, the host side's
+    /// addresses (the gateways) are single addresses, the inside reaches
+    /// each gateway on the link and the host each address by a host route.
+    pub ptp: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -194,6 +212,20 @@ pub enum Egress {
     Routed,
 }
 
+impl std::str::FromStr for Egress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Egress, String> {
+        match s {
+            "none" => Ok(Egress::None),
+            "nat" => Ok(Egress::Nat),
+            "routed" => Ok(Egress::Routed),
+            other => Err(format!(
+                "egress must be \"none\", \"nat\" or \"routed\", not {other:?}"
+            )),
+        }
+    }
+}
+
 /// A published port (`[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Publish {
@@ -244,6 +276,22 @@ pub struct Context {
     pub guest: Option<Guest>,
     /// The file that declared it.
     pub file: PathBuf,
+    /// The network namespace it lives in.
+    pub netns: Netns,
+}
+
+/// Where a context's network namespace comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Netns {
+    /// netctx's own, `/run/netns/NAME` with its marker: made and removed
+    /// with the context.
+    #[default]
+    Named,
+    /// A container runtime's (a CNI attachment, design §5), which netctx
+    /// neither makes nor removes: inside it, netctx's are only the links
+    /// carrying `alias`, the routes over them, their switches and the table
+    /// `inet netctx` of the attachment.
+    Runtime { path: String, alias: String },
 }
 
 /// A whole validated configuration; contexts sorted by name.
@@ -267,6 +315,20 @@ impl Context {
     }
 
     /// Whether the context uses its uplink (egress or published ports).
+    /// The alias on the context's links: `netctx:NAME`, or the
+    /// attachment's.
+    pub fn link_alias(&self) -> String {
+        match &self.netns {
+            Netns::Named => format!("{LINK_ALIAS_PREFIX}{}", self.name),
+            Netns::Runtime { alias, .. } => alias.clone(),
+        }
+    }
+
+    /// A CNI attachment's (in a runtime's namespace).
+    pub fn is_attachment(&self) -> bool {
+        matches!(self.netns, Netns::Runtime { .. })
+    }
+
     pub fn uses_uplink(&self) -> bool {
         self.uplink.is_some() && (self.egress != Egress::None || !self.publish.is_empty())
     }
@@ -287,6 +349,24 @@ impl Config {
     }
 }
 
+/// Prefix of the alias netctx puts on the host-side links of a declared
+/// context (`netctx:NAME`).
+pub const LINK_ALIAS_PREFIX: &str = "netctx:";
+/// Prefix of the alias on both ends of a CNI attachment's veth
+/// (`netctx-cni:CTX:GROUP:NETWORK:IFNAME:CONTAINERID`). Deliberately not the
+/// engine's, so `netctx down --all` does not take a runtime's attachments
+/// for contexts of its own.
+pub const ATTACHMENT_ALIAS_PREFIX: &str = "netctx-cni:";
+
+/// The context whose alias `alias` is: a declared context's (`netctx:NAME`)
+/// or an attachment's (`netctx-cni:CTX:…`).
+pub fn alias_owner(alias: &str) -> Option<&str> {
+    if let Some(rest) = alias.strip_prefix(ATTACHMENT_ALIAS_PREFIX) {
+        return rest.split(':').next().filter(|c| is_attachment_name(c));
+    }
+    alias.strip_prefix(LINK_ALIAS_PREFIX)
+}
+
 /// CNI attachments are contexts named `cni` and 8 hex digits (design §5);
 /// no declared context may take such a name.
 /// Whether `name` is an attachment's context name (`cni` + 8 hex digits).
@@ -303,14 +383,15 @@ pub fn is_attachment_chain(chain: &str) -> bool {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
     match chain.split_once('_') {
         Some((ctx, dev)) => {
-            // The ingress chain `CTX_HOST`; the published ports' `CTX_HOST_pre`
-            // and `CTX_HOST_out`; the forward chain `CTX_forward`.
+            // The ingress chain `CTX_HOST`, the forward chain `CTX_forward`,
+            // the NAT chains `CTX_HOST_pre`, `CTX_HOST_out`, `CTX_HOST_post`.
             if dev == "forward" {
                 return ctx.strip_prefix("cni").is_some_and(|h| hex(h, 8));
             }
             let dev = dev
                 .strip_suffix("_pre")
                 .or_else(|| dev.strip_suffix("_out"))
+                .or_else(|| dev.strip_suffix("_post"))
                 .unwrap_or(dev);
             ctx.strip_prefix("cni").is_some_and(|h| hex(h, 8))
                 && dev.strip_prefix("nxc").is_some_and(|h| hex(h, 12))

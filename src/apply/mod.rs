@@ -33,7 +33,7 @@ use crate::kernel::nft::table;
 use crate::kernel::nft::wire::Msg;
 use crate::kernel::profile;
 use crate::kernel::sysctl;
-use crate::model::Context;
+use crate::model::{Context, Netns};
 use crate::observe::links::{self, NsState};
 use crate::observe::nft::Live;
 use crate::observe::owner::{self, NsOwner};
@@ -91,10 +91,11 @@ impl HostView {
         uplink.sort();
         uplink.dedup();
         paths.extend(uplink);
-        // Proxy entries and host routes only matter to routed contexts.
+        // Proxy entries and host routes only matter to routed contexts and
+        // point-to-point links.
         let routed = if ctxs
             .iter()
-            .any(|c| c.egress == crate::model::Egress::Routed)
+            .any(|c| c.egress == crate::model::Egress::Routed || c.links.iter().any(|l| l.ptp))
         {
             links::read_routed(&mut host.rtnl)?
         } else {
@@ -167,6 +168,8 @@ pub struct Seen {
     owner: NsOwner,
     /// The namespace looked at (its nsfs inode), when it is netctx's.
     inode: Option<u64>,
+    /// A runtime's namespace, held open from looking to changing.
+    file: Option<File>,
     ns: NsState,
 }
 
@@ -174,28 +177,53 @@ pub struct Seen {
 /// compares with the configuration.
 pub fn observe(ctx: &Context) -> Result<Seen, CtxError> {
     let name = &ctx.name;
+    if let Netns::Runtime { path, .. } = &ctx.netns {
+        // A runtime's namespace is there as long as its container; netctx
+        // neither makes nor removes it.
+        let file = netns::open_path(path).ok_or_else(|| {
+            CtxError::ns(
+                name,
+                std::io::Error::other(format!("{path} is not a network namespace")),
+            )
+        })?;
+        let ns = read_inside(ctx, &file)?;
+        return Ok(Seen {
+            owner: NsOwner::Ours,
+            inode: None,
+            file: Some(file),
+            ns,
+        });
+    }
     let owner = owner::ns_owner(name).map_err(|e| CtxError::ns(name, e))?;
     if owner != NsOwner::Ours {
         return Ok(Seen {
             owner,
             inode: None,
+            file: None,
             ns: NsState::default(),
         });
     }
     let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
     let inode = file.metadata().map_err(|e| CtxError::ns(name, e))?.ino();
-    let ns = netns::run_in(&file, || -> Result<NsState, CtxError> {
-        let (mut ns_nl, mut ns_nft) = open_here(name)?;
-        let paths: Vec<String> = sysctls::wanted(ctx).into_iter().map(|(p, _)| p).collect();
-        profile::time(6, || links::read_ns(&mut ns_nl, &mut ns_nft, &paths))
-            .map_err(|e| CtxError::kernel("reading the namespace", e))
-    })
-    .map_err(|e| CtxError::ns(name, e))??;
+    let ns = read_inside(ctx, &file)?;
     Ok(Seen {
         owner,
         inode: Some(inode),
+        file: None,
         ns,
     })
+}
+
+/// What the namespace `file` holds of what `ctx` declares.
+fn read_inside(ctx: &Context, file: &File) -> Result<NsState, CtxError> {
+    let name = &ctx.name;
+    netns::run_in(file, || -> Result<NsState, CtxError> {
+        let (mut ns_nl, mut ns_nft) = open_here(name)?;
+        let paths = sysctls::observed_paths(ctx);
+        profile::time(6, || links::read_ns(&mut ns_nl, &mut ns_nft, &paths))
+            .map_err(|e| CtxError::kernel("reading the namespace", e))
+    })
+    .map_err(|e| CtxError::ns(name, e))?
 }
 
 /// Plan one context from what `observe` saw and the host's `view`; unless
@@ -221,18 +249,26 @@ pub fn converge_seen(
         host_sysctls: &view.sysctls,
         host_routed: &view.routed,
     };
-    if let Some(inode) = seen.inode {
+    if seen.inode.is_some() || seen.file.is_some() {
         let actions = profile::time(profile::OBSERVE + 5, || plan(ctx, &observed(seen.ns)))?;
         if dry || actions.is_empty() {
             return Ok(Outcome { actions, owner });
         }
-        let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
-        if file.metadata().map_err(|e| CtxError::ns(name, e))?.ino() != inode {
-            return Err(CtxError::ns(
-                name,
-                std::io::Error::other("another namespace was mounted at its name meanwhile"),
-            ));
-        }
+        let file = match (seen.file, seen.inode) {
+            (Some(f), _) => f,
+            (None, inode) => {
+                let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
+                if Some(file.metadata().map_err(|e| CtxError::ns(name, e))?.ino()) != inode {
+                    return Err(CtxError::ns(
+                        name,
+                        std::io::Error::other(
+                            "another namespace was mounted at its name meanwhile",
+                        ),
+                    ));
+                }
+                file
+            }
+        };
         let outcome = netns::run_in(&file, || -> Result<Outcome, CtxError> {
             let (ns_nl, ns_nft) = open_here(name)?;
             let mut k = Sockets {
@@ -327,7 +363,7 @@ fn apply(
     let index = link_indexes(actions, k)?;
     // Switches before links come up (router advertisements), forwarding.
     sysctls(actions, k, journal)?;
-    let steps = steps::addresses_and_routes(actions, &index)?;
+    let steps = steps::addresses_and_routes(ctx, actions, &index)?;
     profile::time(2, || run(k, steps, journal))?;
     rules_phase(ctx, actions, k, defer_host_rules)
 }

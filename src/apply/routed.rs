@@ -99,7 +99,9 @@ pub fn converge(
     let stale: Vec<Proxy> = rec
         .iter()
         .filter(|p| {
-            all || leaving.contains(&p.0) || (names.contains(&p.0.as_str()) && !want.contains(*p))
+            (all && !crate::model::is_attachment_name(&p.0))
+                || leaving.contains(&p.0)
+                || (names.contains(&p.0.as_str()) && !want.contains(*p))
         })
         .cloned()
         .collect();

@@ -8,7 +8,6 @@ use super::error::CtxError;
 use super::journal::Step;
 use crate::kernel::rtnl;
 use crate::model::Context;
-use crate::observe::links::alias_for;
 use crate::plan::{dest, Action, Side};
 
 pub fn link_what(side: Side, name: &str) -> String {
@@ -33,8 +32,15 @@ pub fn links(ctx: &Context, actions: &[Action], ns_fd: RawFd) -> (Vec<Step>, Vec
                 let what = format!("link {peer} (veth, host side {host})");
                 let req = rtnl::new_veth(host, peer, ns_fd);
                 creations.push(Step::new(Side::Host, req, what).undo(rtnl::del_link(host)));
-                let alias = rtnl::set_alias(host, &alias_for(&ctx.name));
-                creations.push(Step::new(Side::Host, alias, link_what(Side::Host, host)));
+                let alias = ctx.link_alias();
+                let req = rtnl::set_alias(host, &alias);
+                creations.push(Step::new(Side::Host, req, link_what(Side::Host, host)));
+                if ctx.is_attachment() {
+                    // In a runtime's namespace the alias tells netctx's link
+                    // from the others.
+                    let req = rtnl::set_alias(peer, &alias);
+                    creations.push(Step::new(Side::Ctx, req, link_what(Side::Ctx, peer)));
+                }
             }
             Action::CreateDummy { name } => {
                 let mut s = Step::new(Side::Ctx, rtnl::new_dummy(name), link_what(Side::Ctx, name))
@@ -62,6 +68,11 @@ pub fn host_links_addressed(actions: &[Action]) -> Vec<&str> {
                 side: Side::Host,
                 link,
                 ..
+            }
+            | Action::AddLinkRoute {
+                side: Side::Host,
+                link,
+                ..
             } => Some(link.as_str()),
             _ => None,
         })
@@ -72,11 +83,18 @@ pub fn host_links_addressed(actions: &[Action]) -> Vec<&str> {
 }
 
 /// Phase 3: addresses, link state, routes; the host side before the inside
-/// so the veth has carrier when routes go in.
+/// so the veth has carrier when routes go in, and the host's routes to the
+/// context's addresses last (IPv6 refuses a route over a link without
+/// carrier).
 pub fn addresses_and_routes(
+    ctx: &Context,
     actions: &[Action],
     index: &HashMap<(Side, String), u32>,
 ) -> Result<Vec<Step>, CtxError> {
+    let ptp = |side: Side, link: &str| {
+        side == Side::Ctx && ctx.links.iter().any(|l| l.ptp && l.name == link)
+    };
+    let mut late = Vec::new();
     let idx = |side: Side, link: &str| -> Result<u32, CtxError> {
         index
             .get(&(side, link.to_string()))
@@ -97,8 +115,26 @@ pub fn addresses_and_routes(
             Action::AddAddr { side, link, cidr } => {
                 let i = idx(*side, link)?;
                 let what = format!("address {cidr} on {}", link_what(*side, link));
-                Step::new(*side, rtnl::add_address(i, *cidr), what)
-                    .undo(rtnl::del_address(i, *cidr))
+                let req = if ptp(*side, link) {
+                    rtnl::add_address_no_route(i, *cidr)
+                } else {
+                    rtnl::add_address(i, *cidr)
+                };
+                Step::new(*side, req, what).undo(rtnl::del_address(i, *cidr))
+            }
+            Action::AddLinkRoute { side, link, to } => {
+                let i = idx(*side, link)?;
+                let what = match side {
+                    Side::Host => format!("host route {to} dev {link}"),
+                    Side::Ctx => format!("route {to} dev {link}"),
+                };
+                let undo = rtnl::del_route(*to, None, Some(i), rtnl::ROUTE_PROTO);
+                let step = Step::new(*side, rtnl::add_link_route(to.addr, i), what).undo(undo);
+                if *side == Side::Host {
+                    late.push(step);
+                    continue;
+                }
+                step
             }
             Action::SetUp { side, link } => {
                 Step::new(*side, rtnl::set_link_up(link, true), link_what(*side, link))
@@ -127,5 +163,6 @@ pub fn addresses_and_routes(
         }
     }
     host.extend(inside);
+    host.extend(late);
     Ok(host)
 }

@@ -35,7 +35,8 @@ pub fn known_in<'a>(
 ) -> anyhow::Result<Vec<String>> {
     let mut names: HashSet<String> = owner::marked()?.into_iter().collect();
     for l in links {
-        if let Some(o) = l.owner() {
+        // Attachments are the CNI plugin's (DEL and GC), not `down`'s.
+        if let Some(o) = l.owner().filter(|o| !crate::model::is_attachment_name(o)) {
             names.insert(o.to_string());
         }
     }
@@ -336,4 +337,68 @@ fn delete_leftovers(
     for (_, link) in &left {
         let _ = crate::apply::wait_gone(|| Ok(links::read_link(nl, link)?.is_some()), link);
     }
+}
+
+/// Remove a CNI attachment (an attachment is a context in a runtime's
+/// namespace, which stays): its host link (and so the pair), inside
+/// `netns` (when it still is a namespace) its link and its table, on the
+/// host its chains. Only what carries the attachment's alias or name goes;
+/// missing pieces are fine; every failure is reported, none stops the rest.
+pub fn detach(
+    host: &mut Host,
+    name: &str,
+    host_link: &str,
+    ifname: &str,
+    netns_path: &str,
+) -> Vec<CtxError> {
+    let mut errors = Vec::new();
+    let what = format!("host link {host_link}");
+    match links::read_link(&mut host.rtnl, host_link) {
+        Ok(Some(l)) if l.owner() == Some(name) => {
+            // The kernel may be deleting it already (its namespace went).
+            if let Err(e) = host.rtnl.exec(vec![rtnl::del_link(host_link)]).remove(0) {
+                if e.errno != libc::ENODEV {
+                    errors.push(CtxError::kernel(&what, e));
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => errors.push(CtxError::kernel(&what, e)),
+    }
+    if let Some(ns) = (!netns_path.is_empty())
+        .then(|| netns::open_path(netns_path))
+        .flatten()
+    {
+        match netns::run_in(&ns, || detach_inside(name, ifname, netns_path)) {
+            Ok(r) => errors.extend(r.err()),
+            Err(e) => errors.push(CtxError::ns(name, e)),
+        }
+    }
+    if let Err(e) = remove_host_chains(host, &[name.to_string()]) {
+        errors.push(CtxError::kernel(HOST_TABLE, e));
+    }
+    errors
+}
+
+/// Inside the runtime's namespace (the calling thread is in it).
+fn detach_inside(name: &str, ifname: &str, netns_path: &str) -> Result<(), CtxError> {
+    let (mut nl, mut nft) = super::open_here(name)?;
+    let what = format!("link {ifname} in {netns_path}");
+    if let Some(l) = links::read_link(&mut nl, ifname).map_err(|e| CtxError::kernel(&what, e))? {
+        if l.owner() == Some(name) {
+            // Usually gone with its host side already.
+            if let Err(e) = nl.exec(vec![rtnl::del_link(ifname)]).remove(0) {
+                if e.errno != libc::ENODEV {
+                    return Err(CtxError::kernel(&what, e));
+                }
+            }
+        }
+    }
+    let object = format!("nftables table inet netctx in {netns_path}");
+    let live = nft_live::read(&mut nft, &[]).map_err(|e| CtxError::kernel(&object, e))?;
+    if live.exists && live.comment.as_deref() == Some(format!("netctx context {name}").as_str()) {
+        nft.transaction(&[table::del_table()])
+            .map_err(|(_, e)| CtxError::kernel(&object, e))?;
+    }
+    Ok(())
 }

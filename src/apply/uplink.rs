@@ -189,9 +189,13 @@ pub fn converge(host: &mut Host, change: &Change) -> Vec<UplinkError> {
         // No uplink in use, none recorded: nothing to do, nothing read.
         return errors;
     }
+    // `down --all` takes every declared context's, not the CNI
+    // attachments' (the runtime's, removed by DEL and GC).
+    let leaves = |u: &String| {
+        (change.all && !crate::model::is_attachment_name(u)) || change.leaving.contains(u)
+    };
     for e in rec.values_mut() {
-        e.users
-            .retain(|u| !change.all && !change.leaving.contains(u));
+        e.users.retain(|u| !leaves(u));
     }
     let mut writes = Vec::new();
     for (ctx, wanted) in change.users {

@@ -36,7 +36,6 @@ fn link_names() -> HashMap<u32, (String, Option<String>)> {
         .into_iter()
         .map(|l| {
             let owner = l.owner().map(str::to_string);
-            let owner = owner.or_else(|| crate::cni::alias_context(l.alias.as_deref()));
             (l.index, (l.name.clone(), owner))
         })
         .collect()

@@ -9,48 +9,28 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::config::{Egress, NetConf};
+use super::config::{NetConf, PortMapping};
 use super::env::Env;
 use super::error::{CniError, Result};
 use super::naming::{self, Alias};
 use super::result::{CniResult, RouteConfig};
-use crate::model::{max_prefix, Cidr, Context, Link, LinkKind, Route};
-
-/// A route inside the container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InnerRoute {
-    /// The gateway, on the link (`GW dev IFNAME scope link`).
-    OnLink(IpAddr),
-    /// `DST via GW`.
-    Via(Cidr, IpAddr),
-}
+use crate::model::{max_prefix, Cidr, Context, Link, LinkKind, Netns, Proto, Publish, Route};
 
 #[derive(Debug, Clone)]
 pub struct Attachment {
-    /// The attachment as a netctx context named `cni` + 8 hex digits: its
-    /// one veth carries the container side's name, the host side's name and
-    /// addresses (the gateways) and the container's addresses.
+    /// The attachment as a netctx context named `cni` + 8 hex digits in the
+    /// runtime's namespace: its one point-to-point veth carries the
+    /// container side's name, the host side's name and addresses (the
+    /// gateways) and the container's addresses; its `publish` are the
+    /// `portMappings` netctx publishes.
     pub ctx: Context,
-    pub alias: Alias,
+    /// The container whose attachment it is.
+    pub container_id: String,
     pub netns: String,
-    pub inner_routes: Vec<InnerRoute>,
-    /// Host routes to the container's addresses over the host-side veth.
-    pub host_routes: Vec<Cidr>,
     /// The routes the result reports (the IPAM plugin's).
     pub result_routes: Vec<RouteConfig>,
-    // The engine's forwarding, egress and publishing read these once the
-    // layout refactor lands; this build refuses reach and egress at ADD.
-    #[allow(dead_code)]
-    pub reach: Vec<String>,
-    #[allow(dead_code)]
-    pub egress: Egress,
-    #[allow(dead_code)]
-    pub uplink: Option<String>,
-    #[allow(dead_code)]
-    /// `portMappings` as `publish` entries.
-    pub publish: Vec<String>,
-    /// `portMappings` as given, which netctx publishes itself.
-    pub port_mappings: Vec<super::config::PortMapping>,
+    /// `portMappings` netctx leaves to the `portmap` plugin, with why.
+    pub unpublished: Vec<String>,
 }
 
 impl Attachment {
@@ -60,13 +40,9 @@ impl Attachment {
     pub fn ifname(&self) -> &str {
         &self.ctx.links[0].name
     }
+    #[cfg(test)]
     pub fn addresses(&self) -> &[Cidr] {
         &self.ctx.links[0].addresses
-    }
-    /// The DNATs of its port mappings, and the mappings left to portmap.
-    pub fn dnats(&self) -> (Vec<super::publish::Dnat>, Vec<String>) {
-        let addrs: Vec<IpAddr> = self.addresses().iter().map(|c| c.addr).collect();
-        super::publish::plan(&self.port_mappings, &addrs)
     }
     #[cfg(test)]
     pub fn gateways(&self) -> Vec<IpAddr> {
@@ -76,6 +52,36 @@ impl Attachment {
             .map(|c| c.addr)
             .collect()
     }
+}
+
+/// `portMappings` as the context's `publish`: all but those on a loopback
+/// host address, which need source translation (the `portmap` plugin's).
+fn published(mappings: &[PortMapping]) -> (Vec<Publish>, Vec<String>) {
+    let (mut out, mut left) = (Vec::new(), Vec::new());
+    for m in mappings {
+        let host_ip: Option<IpAddr> = m.host_ip.parse().ok();
+        if host_ip.is_some_and(|h| h.is_loopback()) {
+            left.push(format!(
+                "{} (loopback: chain the portmap plugin)",
+                m.publish()
+            ));
+            continue;
+        }
+        let p = Publish {
+            host_ip,
+            host_port: m.host_port,
+            port: m.container_port,
+            proto: if m.protocol == "udp" {
+                Proto::Udp
+            } else {
+                Proto::Tcp
+            },
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    (out, left)
 }
 
 fn host_cidr(ip: IpAddr) -> Cidr {
@@ -126,8 +132,7 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
     }
     let mut addresses = Vec::new();
     let mut gateways: Vec<IpAddr> = Vec::new();
-    let mut inner = Vec::new();
-    let mut host_routes = Vec::new();
+    let mut routes: Vec<Route> = Vec::new();
     for ip in ips {
         let a = ip.address;
         let gw = ip.gateway.or_else(|| default_gateway(a)).ok_or_else(|| {
@@ -144,14 +149,15 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
             continue;
         }
         addresses.push(a);
-        host_routes.push(host_cidr(a.addr));
         if !gateways.contains(&gw) {
             gateways.push(gw);
-            inner.push(InnerRoute::OnLink(gw));
         }
-        let via = InnerRoute::Via(a.subnet(), gw);
-        if a.prefix < max_prefix(a.addr) && !inner.contains(&via) {
-            inner.push(via);
+        let via = Route {
+            to: a.subnet(),
+            via: gw,
+        };
+        if a.prefix < max_prefix(a.addr) && !routes.contains(&via) {
+            routes.push(via);
         }
     }
     for r in &ipam.routes {
@@ -164,18 +170,15 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
                     CniError::config(format!("route {} has no gateway of its family", r.dst))
                 })?,
         };
-        let via = InnerRoute::Via(r.dst.subnet(), gw);
-        if !inner.contains(&via) {
-            inner.push(via);
+        let via = Route {
+            to: r.dst.subnet(),
+            via: gw,
+        };
+        if !routes.iter().any(|x| x.to == via.to) {
+            routes.push(via);
         }
     }
-    let routes = inner
-        .iter()
-        .filter_map(|r| match r {
-            InnerRoute::Via(to, via) => Some(Route { to: *to, via: *via }),
-            InnerRoute::OnLink(_) => None,
-        })
-        .collect();
+    let (publish, unpublished) = published(&conf.port_mappings);
     let ctx = Context {
         name: name.clone(),
         id: None,
@@ -193,27 +196,26 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
             host_addresses: gateways.into_iter().map(host_cidr).collect(),
             addresses,
             accept_ra: false,
+            ptp: true,
         }],
         routes,
         reach: Vec::new(),
-        uplink: None,
-        egress: crate::model::Egress::None,
-        publish: Vec::new(),
+        uplink: conf.uplink.clone(),
+        egress: conf.egress,
+        publish,
         guest: None,
         file: PathBuf::from(format!("cni network {}", conf.name)),
+        netns: Netns::Runtime {
+            path: env.netns.clone(),
+            alias: alias.render(),
+        },
     };
     Ok(Attachment {
         ctx,
-        alias,
+        container_id: env.container_id.clone(),
         netns: env.netns.clone(),
-        inner_routes: inner,
-        host_routes,
         result_routes: ipam.routes.clone(),
-        reach: conf.reach.clone(),
-        egress: conf.egress,
-        uplink: conf.uplink.clone(),
-        publish: conf.publish(),
-        port_mappings: conf.port_mappings.clone(),
+        unpublished,
     })
 }
 

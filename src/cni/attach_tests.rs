@@ -49,22 +49,37 @@ fn host_local_v4_becomes_a_point_to_point_context() {
     assert_eq!(a.ifname(), "eth0");
     assert_eq!(a.addresses(), &[cidr("10.89.0.2/24")]);
     assert_eq!(a.ctx.links[0].host_addresses, vec![cidr("10.89.0.1/32")]);
-    assert_eq!(a.host_routes, vec![cidr("10.89.0.2/32")]);
+    // Point to point: the gateway on the link inside, a host route to the
+    // address (both planned from `ptp`), the subnet and the rest via the
+    // gateway.
+    assert!(a.ctx.links[0].ptp);
     let gw: IpAddr = "10.89.0.1".parse().unwrap();
     assert_eq!(
-        a.inner_routes,
+        a.ctx.routes,
         vec![
-            InnerRoute::OnLink(gw),
-            InnerRoute::Via(cidr("10.89.0.0/24"), gw),
-            InnerRoute::Via(cidr("0.0.0.0/0"), gw),
+            Route {
+                to: cidr("10.89.0.0/24"),
+                via: gw
+            },
+            Route {
+                to: cidr("0.0.0.0/0"),
+                via: gw
+            },
         ]
     );
-    assert_eq!(a.ctx.routes.len(), 2);
     assert_eq!(a.ctx.log, vec![Hook::Input]);
     assert_eq!(a.ctx.log_group, 7);
     assert_eq!(a.ctx.isolation, Isolation::Strict);
-    assert_eq!(a.alias.network, "nx");
-    assert_eq!(a.alias.container_id, "c0ffee");
+    let alias = naming::Alias::parse(&a.ctx.link_alias()).unwrap();
+    assert_eq!(alias.network, "nx");
+    assert_eq!(alias.container_id, "c0ffee");
+    assert_eq!(
+        a.ctx.netns,
+        crate::model::Netns::Runtime {
+            path: "/run/netns/cni-1".into(),
+            alias: alias.render()
+        }
+    );
 }
 
 #[test]
@@ -100,11 +115,11 @@ fn routes_with_their_own_gateway_and_duplicates() {
     );
     let a = build(&conf("{}"), &env(), &r, 0).unwrap();
     assert_eq!(a.addresses().len(), 1);
-    assert!(a.inner_routes.contains(&InnerRoute::Via(
-        cidr("198.51.100.0/24"),
-        "10.89.0.254".parse().unwrap()
-    )));
-    assert_eq!(a.inner_routes.len(), 3);
+    assert!(a.ctx.routes.contains(&Route {
+        to: cidr("198.51.100.0/24"),
+        via: "10.89.0.254".parse().unwrap()
+    }));
+    assert_eq!(a.ctx.routes.len(), 2);
     assert_eq!(a.result_routes.len(), 2);
 }
 
@@ -116,10 +131,18 @@ fn publish_reach_egress_are_carried() {
     );
     let r = ipam(r#"{"ips":[{"address":"10.89.0.2/24","gateway":"10.89.0.1"}]}"#);
     let a = build(&c, &env(), &r, 0).unwrap();
-    assert_eq!(a.publish, vec!["8080:80/tcp"]);
-    assert_eq!(a.reach, vec!["db:5432/tcp"]);
-    assert_eq!(a.egress, Egress::Nat);
-    assert_eq!(a.uplink.as_deref(), Some("eth0"));
+    let p: Vec<String> = a.ctx.publish.iter().map(|p| p.to_string()).collect();
+    assert_eq!(p, vec!["8080:80/tcp"]);
+    assert_eq!(c.reach, vec!["db:5432/tcp"]);
+    assert_eq!(a.ctx.egress, crate::model::Egress::Nat);
+    assert_eq!(a.ctx.uplink.as_deref(), Some("eth0"));
+    // A loopback host address is the portmap plugin's.
+    let c = conf(
+        r#"{"runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"hostIP":"127.0.0.1"}]}}"#,
+    );
+    let a = build(&c, &env(), &r, 0).unwrap();
+    assert!(a.ctx.publish.is_empty());
+    assert_eq!(a.unpublished.len(), 1);
 }
 
 #[test]

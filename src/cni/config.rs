@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::error::{CniError, Result};
 use super::result::CniResult;
 use super::version;
+pub use crate::model::Egress;
 use crate::model::{Hook, Isolation};
 
 #[derive(Debug, Deserialize)]
@@ -79,13 +80,6 @@ pub struct ValidAttachment {
     #[serde(rename = "containerID")]
     pub container_id: String,
     pub ifname: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Egress {
-    None,
-    Nat,
-    Routed,
 }
 
 /// A checked network configuration.
@@ -209,23 +203,12 @@ impl NetConf {
             },
         };
         let isolation = match r.isolation.as_deref() {
-            None | Some("strict") => Isolation::Strict,
-            Some("off") => Isolation::Off,
-            Some(o) => {
-                return Err(CniError::config(format!(
-                    "isolation {o:?} is neither \"strict\" nor \"off\""
-                )))
-            }
+            None => Isolation::Strict,
+            Some(o) => o.parse().map_err(CniError::config)?,
         };
         let egress = match r.egress.as_deref() {
-            None | Some("none") => Egress::None,
-            Some("nat") => Egress::Nat,
-            Some("routed") => Egress::Routed,
-            Some(o) => {
-                return Err(CniError::config(format!(
-                    "egress {o:?} is none of \"none\", \"nat\", \"routed\""
-                )))
-            }
+            None => Egress::None,
+            Some(o) => o.parse().map_err(CniError::config)?,
         };
         if egress != Egress::None && r.uplink.as_deref().is_none_or(str::is_empty) {
             return Err(CniError::config("egress needs an uplink"));
@@ -271,6 +254,7 @@ impl NetConf {
     }
 
     /// `portMappings` as netctx `publish` entries.
+    #[cfg(test)]
     pub fn publish(&self) -> Vec<String> {
         self.port_mappings
             .iter()

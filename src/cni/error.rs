@@ -66,6 +66,10 @@ pub enum CniError {
     Kernel { object: String, source: NlError },
     #[error("{0}")]
     Check(String),
+    /// The engine could not converge (or remove) the attachment; what it
+    /// did was rolled back.
+    #[error("{}", .0.chain())]
+    Engine(crate::apply::CtxError),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<CniError>),
 }
@@ -105,6 +109,8 @@ impl CniError {
             CniError::Kernel { source, .. } if source.errno == libc::EBUSY => code::TRY_AGAIN,
             CniError::Kernel { .. } => code::KERNEL,
             CniError::Check(_) => code::CHECK,
+            CniError::Engine(e) if busy(e) => code::TRY_AGAIN,
+            CniError::Engine(_) => code::KERNEL,
             CniError::Many(v) => v.first().map_or(code::KERNEL, CniError::code),
         }
     }
@@ -140,6 +146,22 @@ impl CniError {
             "msg": self.summary(),
             "details": self.to_string(),
         })
+    }
+}
+
+/// Whether the engine's error is the kernel's EBUSY (worth a retry).
+fn busy(e: &crate::apply::CtxError) -> bool {
+    use crate::apply::CtxError as E;
+    match e {
+        E::Kernel { source, .. } => source.errno == libc::EBUSY,
+        E::RollbackIncomplete { error, .. } => busy(error),
+        _ => false,
+    }
+}
+
+impl From<crate::apply::CtxError> for CniError {
+    fn from(e: crate::apply::CtxError) -> CniError {
+        CniError::Engine(e)
     }
 }
 

@@ -14,7 +14,6 @@ use super::ipam;
 use super::naming::{self, Alias};
 use crate::apply::Host;
 use crate::kernel::nft::table as ruleset;
-use crate::kernel::rtnl as msgs;
 use crate::observe::links as state;
 use crate::observe::nft as observe;
 
@@ -96,11 +95,9 @@ fn gc_kernel(
         if a.network != conf.name || valid_ctx.contains(&a.context) {
             continue;
         }
-        if let Some(Err(e)) = host.rtnl.exec(vec![msgs::del_link(&l.name)]).pop() {
-            if e.errno != libc::ENODEV {
-                errors.push(CniError::kernel(format!("host link {}", l.name), e));
-            }
-        }
+        // Its namespace is unknown (or gone): the host end takes the pair.
+        let failed = crate::apply::teardown::detach(host, &a.context, &l.name, &a.ifname, "");
+        errors.extend(failed.into_iter().map(CniError::from));
         if a.complete() {
             keys.push((a.container_id.clone(), a.ifname.clone()));
         }
@@ -132,6 +129,12 @@ fn gc_kernel(
     if !gone_ctx.is_empty() {
         if let Err(e) = crate::apply::teardown::remove_host_chains(host, &gone_ctx) {
             errors.push(CniError::TryAgain(e.to_string()));
+        }
+        for e in crate::apply::uplink::after_down(host, &gone_ctx, false) {
+            errors.push(CniError::io(
+                "the uplink",
+                std::io::Error::other(e.to_string()),
+            ));
         }
     }
     keys

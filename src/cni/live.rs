@@ -15,10 +15,10 @@ use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::RouteNetlinkMessage as M;
 
-use super::kernel::open_netns;
 use super::naming::Alias;
 use crate::apply::Host;
 use crate::kernel::netlink::Rtnl;
+use crate::kernel::netns::open_path as open_netns;
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::rtnl as msgs;
 use crate::model::is_attachment_name;
@@ -209,17 +209,12 @@ pub fn status_rows(
         .collect()
 }
 
-/// The attachment whose alias a host link carries.
 /// Whether any of `links` is an attachment's host end (every one carries
 /// its attachment's alias).
 pub fn any_attachment<'a>(links: impl IntoIterator<Item = &'a state::ObsLink>) -> bool {
     links
         .into_iter()
         .any(|l| l.alias.as_deref().and_then(Alias::parse).is_some())
-}
-
-pub fn alias_context(alias: Option<&str>) -> Option<String> {
-    alias.and_then(Alias::parse).map(|a| a.context)
 }
 
 /// Which names of a command line are declared contexts and which are CNI
@@ -314,10 +309,13 @@ mod tests {
         assert!(crate::config::check_context_name("cni581f55db").is_err());
         assert!(crate::config::check_context_name("cni-web").is_ok());
         assert_eq!(
-            alias_context(Some("netctx-cni:cni581f55db:100:nx:eth0:c1")).as_deref(),
+            crate::model::alias_owner("netctx-cni:cni581f55db:100:nx:eth0:c1"),
             Some("cni581f55db")
         );
-        assert_eq!(alias_context(Some("netctx:web")), None);
+        assert_eq!(
+            crate::model::alias_owner("netctx-cni:web:1:nx:eth0:c1"),
+            None
+        );
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let all = split_names(&[]);
         assert_eq!(

@@ -79,7 +79,7 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
     }
     let bin = ipam_bin(conf, env)?.expect("checked above");
     // Before any address is taken.
-    if kernel::open_netns(&env.netns).is_none() {
+    if crate::kernel::netns::open_path(&env.netns).is_none() {
         return Err(CniError::InvalidEnv {
             var: "CNI_NETNS",
             why: format!("{} is not a network namespace", env.netns),
@@ -90,7 +90,7 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
         refuse_namespace(env)?;
         let got = ipam::add(&bin, env, &conf.raw, &conf.cni_version)?;
         let made = attach::build(conf, env, &got, 0).and_then(|att| {
-            for m in att.dnats().1 {
+            for m in &att.unpublished {
                 eprintln!("netctx: warning: port mapping {m} is not published by netctx");
             }
             let macs = kernel::add(&att, host)?;
@@ -123,7 +123,7 @@ fn refuse_namespace(env: &Env) -> Result<()> {
         why: format!("{}: {why}; netctx attaches containers only", env.netns),
     };
     let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
-    let ns = kernel::open_netns(&env.netns).ok_or_else(|| CniError::InvalidEnv {
+    let ns = crate::kernel::netns::open_path(&env.netns).ok_or_else(|| CniError::InvalidEnv {
         var: "CNI_NETNS",
         why: format!("{} is not a network namespace", env.netns),
     })?;
@@ -195,7 +195,7 @@ pub fn check(conf: &NetConf, env: &Env) -> Result<()> {
             ))
         })?;
     let att = attach::build(conf, env, prev, index)?;
-    locked(|host| super::check::check(&att, host))?;
+    locked(|host| kernel::check(&att, host))?;
     if let Some(bin) = ipam_bin(conf, env)? {
         ipam::call(&bin, env, Command::Check, &[], &conf.raw, &conf.cni_version)?;
     }

@@ -245,30 +245,15 @@ impl Walker<'_> {
                 })
             }
             "egress" => {
-                let e = match self.string(v, key).as_deref() {
-                    Some("none") => Some(Egress::None),
-                    Some("nat") => Some(Egress::Nat),
-                    Some("routed") => Some(Egress::Routed),
-                    Some(other) => {
-                        let m = format!(
-                            "egress must be \"none\", \"nat\" or \"routed\", not {other:?}"
-                        );
-                        self.err(v.span(), m);
-                        None
-                    }
+                let e = match self.string(v, key) {
+                    Some(e) => e.parse().map_err(|m| self.err(v.span(), m)).ok(),
                     None => None,
                 };
                 s.egress = e.map(|e| (e, self.loc(v.span())));
             }
             "isolation" => {
-                s.isolation = match self.string(v, key).as_deref() {
-                    Some("strict") => Some(Isolation::Strict),
-                    Some("off") => Some(Isolation::Off),
-                    Some(other) => {
-                        let m = format!("isolation must be \"strict\" or \"off\", not {other:?}");
-                        self.err(v.span(), m);
-                        None
-                    }
+                s.isolation = match self.string(v, key) {
+                    Some(i) => i.parse().map_err(|m| self.err(v.span(), m)).ok(),
                     None => None,
                 }
             }

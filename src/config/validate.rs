@@ -432,6 +432,7 @@ fn build(c: CtxDecl, hosts: Vec<Option<String>>, d: &Settings, err: &mut Errors)
                 host_addresses: l.host_addresses.into_iter().map(|(a, _)| a).collect(),
                 addresses: l.addresses.into_iter().map(|(a, _)| a).collect(),
                 accept_ra: l.accept_ra,
+                ptp: false,
             })
             .collect(),
         routes,
@@ -449,6 +450,7 @@ fn build(c: CtxDecl, hosts: Vec<Option<String>>, d: &Settings, err: &mut Errors)
         publish: c.publish.into_iter().map(|(p, _)| p).collect(),
         guest: c.guest,
         file: c.loc.file.clone(),
+        netns: crate::model::Netns::Named,
         name: c.name,
     }
 }

@@ -80,6 +80,14 @@ pub fn open(name: &str) -> io::Result<File> {
     Ok(f)
 }
 
+/// Open a namespace file a container runtime names (`CNI_NETNS`): `None`
+/// when the path is not (or no longer) a namespace. Entering it checks it
+/// is a network namespace (`setns` with `CLONE_NEWNET`).
+pub fn open_path(path: &str) -> Option<File> {
+    let f = File::open(path).ok()?;
+    is_nsfs(&f).ok()?.then_some(f)
+}
+
 /// Make `/run/netns` exist and be a shared mount, as `ip netns add` does,
 /// so namespaces mounted there propagate to other mount namespaces.
 pub fn prepare_dir() -> io::Result<()> {

@@ -18,7 +18,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage as M};
 
 use crate::kernel::netlink::Request;
-use crate::model::Cidr;
+use crate::model::{max_prefix, Cidr};
 
 pub const CREATE: u16 = NLM_F_CREATE | NLM_F_EXCL;
 /// `rtm_protocol` netctx puts on its routes (RTPROT_STATIC, as `ip route` does
@@ -254,6 +254,42 @@ pub fn del_host_route(ip: IpAddr, oif: u32) -> Request {
     del_route(to, None, Some(oif), ROUTE_PROTO)
 }
 
+/// An address that puts no subnet route in (the subnet is reached through
+/// the gateway, as the ptp plugin does); IPv6 without duplicate detection.
+pub fn add_address_no_route(index: u32, cidr: Cidr) -> Request {
+    let mut r = add_address(index, cidr);
+    if let M::NewAddress(m) = &mut r.msg {
+        let mut flags = AddressFlags::Noprefixroute;
+        m.attributes.retain(|a| match a {
+            AddressAttribute::Flags(f) => {
+                flags |= *f;
+                false
+            }
+            _ => true,
+        });
+        m.attributes.push(AddressAttribute::Flags(flags));
+    }
+    r
+}
+
+/// `DST dev OIF scope link`: a host route to a neighbour on the link.
+pub fn add_link_route(dst: IpAddr, oif: u32) -> Request {
+    let to = Cidr {
+        addr: dst,
+        prefix: max_prefix(dst),
+    };
+    let mut r = del_route(to, None, Some(oif), ROUTE_PROTO);
+    if let M::DelRoute(mut m) = r.msg {
+        m.header.scope = RouteScope::Link;
+        m.header.kind = netlink_packet_route::route::RouteType::Unicast;
+        r = Request {
+            msg: M::NewRoute(m),
+            flags: CREATE,
+        };
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,5 +362,45 @@ mod tests {
             panic!()
         };
         assert!(down.header.flags.is_empty());
+    }
+
+    #[test]
+    fn address_without_prefix_route_keeps_nodad_for_v6() {
+        let M::NewAddress(m) = add_address_no_route(4, Cidr::parse("10.89.0.2/24").unwrap()).msg
+        else {
+            panic!()
+        };
+        assert!(m
+            .attributes
+            .contains(&AddressAttribute::Flags(AddressFlags::Noprefixroute)));
+        let M::NewAddress(m) = add_address_no_route(4, Cidr::parse("2001:db8::2/64").unwrap()).msg
+        else {
+            panic!()
+        };
+        let flags: Vec<_> = m
+            .attributes
+            .iter()
+            .filter(|a| matches!(a, AddressAttribute::Flags(_)))
+            .collect();
+        assert_eq!(
+            flags,
+            vec![&AddressAttribute::Flags(
+                AddressFlags::Noprefixroute | AddressFlags::Nodad
+            )]
+        );
+    }
+
+    #[test]
+    fn link_route_is_a_host_route_on_the_device() {
+        let r = add_link_route("10.89.0.1".parse().unwrap(), 9);
+        assert_eq!(r.flags, CREATE);
+        let M::NewRoute(m) = r.msg else { panic!() };
+        assert_eq!(m.header.scope, RouteScope::Link);
+        assert_eq!(m.header.destination_prefix_length, 32);
+        assert!(m.attributes.contains(&RouteAttribute::Oif(9)));
+        assert!(!m
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Gateway(_))));
     }
 }

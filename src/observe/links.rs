@@ -19,11 +19,10 @@ use crate::kernel::sysctl;
 use crate::model::Cidr;
 use crate::observe::nft::Live;
 
-/// Prefix of the alias netctx puts on the host-side links it makes.
-pub const ALIAS_PREFIX: &str = "netctx:";
-
+/// The alias of a declared context's host links (`netctx:NAME`).
+#[cfg(test)]
 pub fn alias_for(ctx: &str) -> String {
-    format!("{ALIAS_PREFIX}{ctx}")
+    format!("{}{ctx}", crate::model::LINK_ALIAS_PREFIX)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,9 +43,7 @@ pub struct ObsLink {
 impl ObsLink {
     /// The context whose alias this link carries, if any.
     pub fn owner(&self) -> Option<&str> {
-        self.alias
-            .as_deref()
-            .and_then(|a| a.strip_prefix(ALIAS_PREFIX))
+        self.alias.as_deref().and_then(crate::model::alias_owner)
     }
 }
 
@@ -376,6 +373,26 @@ pub fn read_link(nl: &mut Rtnl, name: &str) -> Result<Option<ObsLink>, NlError> 
         })),
         Err(e) if e.errno == libc::ENODEV => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// The links of the namespace `ns` (entered on the calling thread and left).
+pub fn read_links_in(ns: &std::fs::File) -> std::io::Result<Vec<ObsLink>> {
+    crate::kernel::netns::run_in(ns, || {
+        let mut nl = Rtnl::open()?;
+        read_links(&mut nl).map_err(std::io::Error::other)
+    })?
+}
+
+impl ObsLink {
+    /// The hardware address as `aa:bb:…`.
+    pub fn mac_text(&self) -> Option<String> {
+        self.mac.map(|m| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        })
     }
 }
 

@@ -35,6 +35,29 @@ pub(super) fn namespace<'a>(
     })
 }
 
+/// Whether a link inside the namespace is the context's to change: in
+/// netctx's own namespace every link is; in a runtime's (an attachment's)
+/// only the links carrying the attachment's alias.
+pub(super) fn ours_inside(ctx: &Context, l: &ObsLink) -> bool {
+    !ctx.is_attachment() || l.alias.as_deref() == Some(ctx.link_alias().as_str())
+}
+
+/// In a runtime's namespace, a link of a declared name that is not the
+/// attachment's is someone else's: refused, not replaced.
+pub(super) fn refuse_foreign_links_inside(ctx: &Context, ns: &NsState) -> Result<(), Refusal> {
+    if let crate::model::Netns::Runtime { path, .. } = &ctx.netns {
+        for d in &ctx.links {
+            if ns.link(&d.name).is_some_and(|l| !ours_inside(ctx, l)) {
+                return Err(Refusal::ForeignLinkInside {
+                    name: d.name.clone(),
+                    netns: path.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Host side first: refuse before deciding anything else. A host address
 /// (or its subnet) already on a host interface netctx did not make is that
 /// interface's.
@@ -90,7 +113,7 @@ pub(super) fn links<'a>(
     acts: &mut Vec<Action>,
 ) -> Made<'a> {
     let mut made = Made::default();
-    for l in &ns.links {
+    for l in ns.links.iter().filter(|l| ours_inside(ctx, l)) {
         let declared = ctx.links.iter().find(|d| d.name == l.name);
         let keep = l.name == "lo"
             || declared.is_some_and(|d| {
@@ -192,7 +215,7 @@ fn extra_kernel_addresses(ctx: &Context, ns: &NsState, made: &Made, acts: &mut V
             cidr,
         })
     };
-    if let Some(lo) = ns.link("lo") {
+    if let Some(lo) = ns.link("lo").filter(|_| !ctx.is_attachment()) {
         for c in lo.addrs.iter().chain(&lo.link_local) {
             if !lo_own.contains(c) {
                 del("lo", *c);

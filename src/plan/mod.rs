@@ -57,6 +57,14 @@ pub enum Action {
     },
     DelRoute(ObsRoute),
     AddRoute(Route),
+    /// A route to one address on a link, no gateway (`TO dev LINK scope
+    /// link`): inside, to a point-to-point link's gateway; on the host, to
+    /// one of the context's addresses over its host veth.
+    AddLinkRoute {
+        side: Side,
+        link: String,
+        to: Cidr,
+    },
     /// A switch under /proc/sys inside the namespace.
     Sysctl {
         path: String,
@@ -104,6 +112,34 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The kind of object the action is about, as a noun (for CHECK's
+    /// details and the like).
+    pub fn object(&self) -> &'static str {
+        let on = |s: &Side, host: &'static str, inside: &'static str| match s {
+            Side::Host => host,
+            Side::Ctx => inside,
+        };
+        match self {
+            Action::RemoveNsFile | Action::CreateNs => "namespace",
+            Action::DeleteLink { side, .. } | Action::SetUp { side, .. } => {
+                on(side, "host link", "link")
+            }
+            Action::CreateVeth { .. } | Action::CreateDummy { .. } => "link",
+            Action::DelAddr { side, .. } | Action::AddAddr { side, .. } => {
+                on(side, "host address", "address")
+            }
+            Action::DelRoute(_) | Action::AddRoute(_) => "route",
+            Action::AddLinkRoute { side, .. } => on(side, "host route", "route"),
+            Action::Sysctl { .. } => "switch",
+            Action::HostSysctl { .. } | Action::UplinkSysctl { .. } => "host switch",
+            Action::Routed { .. } => "host route",
+            Action::ReplaceTable { .. } | Action::DeleteTable => "table",
+            Action::ReplaceHostChains { .. } => "host chain",
+        }
+    }
+}
+
 fn side(s: Side) -> &'static str {
     match s {
         Side::Host => "host link",
@@ -149,6 +185,10 @@ impl fmt::Display for Action {
                 None => write!(f, "remove route {}", dest(&r.to)),
             },
             Action::AddRoute(r) => write!(f, "add route {} via {}", dest(&r.to), r.via),
+            Action::AddLinkRoute { side: s, link, to } => match s {
+                Side::Host => write!(f, "add host route {to} dev {link}"),
+                Side::Ctx => write!(f, "add route {to} dev {link}"),
+            },
             Action::Sysctl { path, value } => {
                 write!(f, "set {} = {value}", path.replace('/', "."))
             }
@@ -192,6 +232,8 @@ impl fmt::Display for Action {
 pub enum Refusal {
     #[error("namespace /run/netns/{0} exists and was not made by netctx; not touching it")]
     ForeignNamespace(String),
+    #[error("link {name} in {netns} was not made by netctx; not touching it")]
+    ForeignLinkInside { name: String, netns: String },
     #[error("host link {0} exists and was not made by netctx; not touching it")]
     ForeignHostLink(String),
     #[error("host link {name} belongs to context {owner}")]
@@ -247,11 +289,13 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
         },
     };
     let ns = links::namespace(ctx, obs, &mut acts, &empty)?;
+    links::refuse_foreign_links_inside(ctx, ns)?;
     links::refuse_foreign_host_links(ctx, obs)?;
     links::stale_host_links(ctx, obs, &mut acts);
     let made = links::links(ctx, obs, ns, &mut acts);
     links::addresses(ctx, obs, ns, &made, &mut acts);
     routes::routes(ctx, ns, &made, &mut acts);
+    routes::host_routes(ctx, obs, &made, &mut acts);
     sysctls::sysctls(ctx, ns, &made, &mut acts);
     sysctls::host_sysctls(ctx, obs.host_sysctls, &mut acts);
     uplink::plan(ctx, obs.host_sysctls, &mut acts);

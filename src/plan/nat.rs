@@ -32,6 +32,18 @@ pub fn sources(ctx: &Context) -> Vec<Cidr> {
     out
 }
 
+/// The name of the context's NAT chain `kind` (`pre`, `out`, `post`):
+/// `CTX_pre`; an attachment's, as all its chains, after its one host veth
+/// (`CTX_HOST_pre`).
+fn chain_name(ctx: &Context, kind: &str) -> String {
+    let prefix = host_chain_prefix(&ctx.name);
+    let veth = ctx.links.iter().find_map(|l| l.host.as_deref());
+    match veth.filter(|_| ctx.is_attachment()) {
+        Some(v) => format!("{prefix}{v}_{kind}"),
+        None => format!("{prefix}{kind}"),
+    }
+}
+
 /// `CTX_post`: masquerade what leaves by the uplink from the context.
 fn masquerade(ctx: &Context, uplink: &str) -> Option<Chain> {
     if ctx.egress != Egress::Nat {
@@ -51,7 +63,7 @@ fn masquerade(ctx: &Context, uplink: &str) -> Option<Chain> {
         })
         .collect();
     Some(Chain {
-        name: format!("{}post", host_chain_prefix(&ctx.name)),
+        name: chain_name(ctx, "post"),
         kind: ChainKind::Nat(PRIORITY_SRCNAT),
         hooknum: NF_INET_POST_ROUTING,
         device: None,
@@ -100,17 +112,20 @@ pub fn dnat_rules(ctx: &Context) -> Vec<Rule> {
     rules
 }
 
-/// The context's NAT chains (none without an uplink in use).
+/// The context's NAT chains: masquerade with an uplink in use; published
+/// ports (which a declared context has only with an uplink; an attachment's
+/// `portMappings` also without, for the host itself).
 pub fn chains(ctx: &Context) -> Vec<Chain> {
-    let Some(uplink) = ctx.uplink.as_deref().filter(|_| ctx.uses_uplink()) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Chain> = masquerade(ctx, uplink).into_iter().collect();
+    let uplink = ctx.uplink.as_deref().filter(|_| ctx.uses_uplink());
+    let mut out: Vec<Chain> = uplink
+        .and_then(|u| masquerade(ctx, u))
+        .into_iter()
+        .collect();
     let dnat = dnat_rules(ctx);
     if !dnat.is_empty() {
         for (name, hooknum) in [("pre", NF_INET_PRE_ROUTING), ("out", NF_INET_LOCAL_OUT)] {
             out.push(Chain {
-                name: format!("{}{name}", host_chain_prefix(&ctx.name)),
+                name: chain_name(ctx, name),
                 kind: ChainKind::Nat(PRIORITY_DSTNAT),
                 hooknum,
                 device: None,

@@ -42,6 +42,9 @@ fn flag(on: bool) -> String {
 /// Every switch netctx owns inside `ctx`, with its value, in the order they
 /// are written ("all" and "default" before the devices).
 pub fn wanted(ctx: &Context) -> Vec<(String, String)> {
+    if ctx.is_attachment() {
+        return attachment_wanted(ctx);
+    }
     let fwd = flag(ctx.ip_forward);
     let mut w = vec![
         ("net/ipv4/ip_forward".to_string(), fwd.clone()),
@@ -86,6 +89,41 @@ pub fn fresh() -> BTreeMap<String, String> {
         s.insert(v6(dev, "forwarding"), "0".into());
     }
     s
+}
+
+/// In a runtime's namespace, whose own switches are the runtime's: only the
+/// hardening switches of the attachment's links.
+fn attachment_wanted(ctx: &Context) -> Vec<(String, String)> {
+    let mut w = Vec::new();
+    for l in &ctx.links {
+        let dev = l.name.as_str();
+        w.extend(V4_CONF.iter().map(|k| (v4(dev, k), flag(false))));
+        w.extend(V6_CONF.iter().map(|k| (v6(dev, k), flag(false))));
+        w.push((v6(dev, "accept_ra"), flag(l.accept_ra)));
+    }
+    w
+}
+
+/// The switches to read before planning: those netctx owns, and for a link
+/// that may be made anew the "default" it inherits from.
+pub fn observed_paths(ctx: &Context) -> Vec<String> {
+    let mut paths: Vec<String> = wanted(ctx).into_iter().map(|(p, _)| p).collect();
+    if ctx.is_attachment() {
+        let dev: Vec<&str> = ctx.links.iter().map(|l| l.name.as_str()).collect();
+        let defaults: Vec<String> = paths
+            .iter()
+            .filter_map(|p| {
+                let (fam, rest) = p.strip_prefix("net/")?.split_once("/conf/")?;
+                let (d, key) = rest.split_once('/')?;
+                dev.contains(&d)
+                    .then(|| format!("net/{fam}/conf/default/{key}"))
+            })
+            .collect();
+        paths.extend(defaults);
+        paths.sort();
+        paths.dedup();
+    }
+    paths
 }
 
 /// Written into a new namespace before anything else: the hardening

@@ -27,6 +27,7 @@ fn context(src: &crate::cni::Source) -> Context {
             host_addresses: Vec::new(),
             addresses: src.addrs.clone(),
             accept_ra: false,
+            ptp: false,
         }],
         routes: Vec::new(),
         reach: Vec::new(),
@@ -35,6 +36,7 @@ fn context(src: &crate::cni::Source) -> Context {
         publish: Vec::new(),
         guest: None,
         file: "CNI attachment".into(),
+        netns: crate::model::Netns::Named,
     }
 }
 

@@ -7,7 +7,6 @@ use super::readers::Place;
 use crate::kernel::events::Event;
 use crate::kernel::nft::table::TABLE;
 use crate::model::Config;
-use crate::observe::links::ALIAS_PREFIX;
 
 /// Which contexts an event may have made drift.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,7 +25,7 @@ pub fn host_owner(
     declared: &HashMap<String, String>,
 ) -> Option<String> {
     alias
-        .and_then(|a| a.strip_prefix(ALIAS_PREFIX))
+        .and_then(crate::model::alias_owner)
         .map(str::to_string)
         .or_else(|| name.and_then(|n| declared.get(n).cloned()))
 }
