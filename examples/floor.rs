@@ -7,7 +7,7 @@
 //! with its peer `eth0` created directly inside, one IPv4 address each side
 //! (a /30 of its own), links up (lo too), a default route, the hardening
 //! switches netctx writes, and exactly the nf_tables messages netctx sends
-//! (its own encoders and rules, included from `src/`): the context's table
+//! (its own encoders and rules, `netctx::floor`): the context's table
 //! in one transaction inside, the host's ingress and forward chains and the
 //! forward dispatch's map and chain (once) and elements. With no
 //! observation, no checks beyond the kernel's errors, no ownership marks,
@@ -39,59 +39,11 @@ use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_sys::protocols::{NETLINK_NETFILTER, NETLINK_ROUTE};
 use netlink_sys::Socket;
 
-// netctx's own pure modules, under the paths their `crate::` and `super::`
-// imports expect.
-#[allow(dead_code, unused_imports)]
-#[path = "../src/kernel/nft/dispatch.rs"]
-mod dispatch;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/kernel/nft/expr.rs"]
-mod expr;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/model.rs"]
-mod model;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/plan/nat.rs"]
-mod nat;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/kernel/netns.rs"]
-mod netns;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/kernel/netlink/wire.rs"]
-mod nl_wire;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/kernel/rtnl.rs"]
-mod rtnl;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/plan/rules.rs"]
-mod rules;
-#[allow(dead_code)]
-#[path = "../src/kernel/sysctl.rs"]
-mod sysctl;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/kernel/nft/table.rs"]
-mod table;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/kernel/nft/wire.rs"]
-mod wire;
-
-mod kernel {
-    pub mod netlink {
-        pub(crate) use crate::nl_wire as wire;
-        /// What `rtnl`'s builders return (netctx's `netlink::Request`).
-        pub struct Request {
-            pub msg: netlink_packet_route::RouteNetlinkMessage,
-            pub flags: u16,
-        }
-    }
-    pub mod nft {
-        pub(crate) use crate::{expr, table};
-    }
-    pub(crate) use crate::sysctl;
-}
-
-use kernel::netlink::Request;
+// netctx's own encoders, rules and namespace handling.
 use model::{Cidr, Context, Isolation, Link, LinkKind, Route};
+use netctx::floor::{
+    dispatch, model, netlink as nl_wire, netns, nft as wire, rtnl, rules, sysctl, table, Request,
+};
 
 /// The ifindex of `eth0` inside: lo is 1 in a fresh namespace.
 const PEER_INDEX: u32 = 2;

@@ -1,33 +1,22 @@
 //! netctx: isolated network contexts on Linux. Thin: parse the command line,
-//! run it, map the result to the documented exit code (design §2).
-
-mod apply;
-mod audit;
-mod cli;
-mod cni;
-mod config;
-mod guest;
-mod kernel;
-mod model;
-mod observe;
-mod plan;
+//! run it through the library (src/lib.rs), map the result to the documented
+//! exit code (design §2).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Exit};
-use crate::config::ConfigError;
+use netctx::{Cli, ConfigError, Exit};
 
 fn main() -> ExitCode {
     // Run by a container runtime as a CNI plugin (design §5).
     if std::env::var_os("CNI_COMMAND").is_some() {
-        return cni::run();
+        return netctx::run_cni();
     }
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let result = cli::run(cli);
-    kernel::profile::report();
+    let result = netctx::run(cli);
+    netctx::report_profile();
     match result {
         Ok(code) => code.into(),
         Err(e) => {
