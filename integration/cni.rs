@@ -1011,3 +1011,95 @@ fn a_node_without_configuration_lists_its_attachments() {
     t.call("DEL", "pod", &t.conf("1.0.0", "nx", "10.89.0.0/24"))
         .ok();
 }
+
+/// What an ADD may change on the host and in namespace `ns`: the ruleset,
+/// links, addresses (not link-local), routes, leases.
+fn kernel_state(t: &Cni, ns: &str) -> (String, String, Vec<(String, String)>) {
+    (
+        t.sb.ok("nft list ruleset"),
+        t.sb.ok(&format!(
+            "ip -o link | cut -d: -f2; ip -n {ns} -o link | cut -d: -f2; \
+             ip -o addr | grep -v ' fe80::' | awk '{{print $2, $4}}'; \
+             ip -n {ns} -o addr | grep -v ' fe80::' | awk '{{print $2, $4}}'; \
+             ip route; ip -6 route | grep -v '^fe80'; ip -n {ns} route; ip -n {ns} -6 route"
+        )),
+        t.leases("nx"),
+    )
+}
+
+#[test]
+fn an_add_that_fails_half_way_is_rolled_back_by_the_journal() {
+    let t = Cni::new();
+    t.netns("half");
+    // IPv6 is off in the runtime's namespace: the veth, its host side's
+    // addresses and the IPv4 address inside are made before the IPv6
+    // address inside is refused; all of it must go again.
+    t.sb.ok("ip netns exec half sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+    // As runtimes do before calling plugins (loopback's own address stays
+    // when lo goes down again).
+    t.sb.ok("ip -n half link set lo up");
+    let before = kernel_state(&t, "half");
+    let mut conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    conf["ipam"]["ranges"] =
+        json!([[{ "subnet": "10.89.0.0/24" }], [{ "subnet": "2001:db8:89::/64" }]]);
+    conf["ipam"]["routes"] = json!([{ "dst": "0.0.0.0/0" }]);
+    let a = t.call("ADD", "half", &conf);
+    let e = a.error(100);
+    let details = e["details"].as_str().unwrap();
+    assert!(details.contains("address 2001:db8:89::"), "{e}");
+    assert_eq!(
+        kernel_state(&t, "half"),
+        before,
+        "a failed ADD left something"
+    );
+    // The same ADD with IPv6 on succeeds: the rollback left nothing in
+    // the way.
+    t.sb.ok("ip netns exec half sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0");
+    let r = t.call("ADD", "half", &conf).ok();
+    t.call("DEL", "half", &Cni::with_prev(&conf, &r)).ok();
+    t.sb.ok("ip netns del half");
+}
+
+#[test]
+fn check_names_a_deleted_host_chain_and_a_changed_address() {
+    let t = Cni::new();
+    t.netns("chk");
+    let mut conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    conf["uplink"] = json!("lo");
+    conf["runtimeConfig"] = json!({ "portMappings": [{ "hostPort": 18090, "containerPort": 80 }] });
+    let r = t.call("ADD", "chk", &conf).ok();
+    let prev = Cni::with_prev(&conf, &r);
+    t.call("CHECK", "chk", &prev).ok();
+    // A host chain deleted (the published port's).
+    let pre = t
+        .host_chains()
+        .into_iter()
+        .find(|c| c.ends_with("_pre"))
+        .expect("a prerouting chain for the port mapping");
+    t.sb.ok(&format!("nft delete chain inet netctx {pre}"));
+    let e = t.call("CHECK", "chk", &prev).error(101);
+    let d = e["details"].as_str().unwrap();
+    assert!(
+        d.contains("host chain: replace host nftables chains") && d.contains(&pre),
+        "{e}"
+    );
+    // And the address changed behind netctx's back.
+    let addr = r["ips"][0]["address"].as_str().unwrap().to_string();
+    t.sb.ok(&format!(
+        "ip -n chk addr del {addr} dev eth0 && ip -n chk addr add 10.89.0.250/24 dev eth0"
+    ));
+    let e = t.call("CHECK", "chk", &prev).error(101);
+    let d = e["details"].as_str().unwrap();
+    assert!(
+        d.contains(&format!("address: add address {addr} to link eth0")),
+        "{e}"
+    );
+    assert!(
+        d.contains("address: remove address 10.89.0.250/24 from link eth0"),
+        "{e}"
+    );
+    assert!(d.contains(&pre), "{e}");
+    t.call("DEL", "chk", &prev).ok();
+    assert!(t.host_chains().is_empty());
+    t.sb.ok("ip netns del chk");
+}

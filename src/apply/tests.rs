@@ -313,3 +313,105 @@ fn a_new_context_rolls_back_only_its_own_host_links() {
         .iter()
         .any(|c| matches!(c, Call::Exec(Side::Ctx, _) | Call::WriteSysctl(..))));
 }
+
+/// A CNI attachment: one point-to-point veth in a runtime's namespace.
+fn attachment() -> Context {
+    let mut c = ctx();
+    c.name = "cni0000abcd".into();
+    c.ip_forward = false;
+    c.links.truncate(1);
+    c.links[0].ptp = true;
+    c.links[0].host = Some("nxc000000000001".into());
+    c.links[0].host_addresses = vec![crate::model::Cidr::parse("10.100.0.1/32").unwrap()];
+    c.routes[0].to = crate::model::Cidr::parse("10.100.0.0/24").unwrap();
+    c.netns = crate::model::Netns::Runtime {
+        path: "/proc/1/ns/net".into(),
+        alias: "netctx-cni:cni0000abcd:100:nx:eth0:c0ffee".into(),
+    };
+    c
+}
+
+#[test]
+fn an_attachment_leaves_the_runtimes_links_alone_and_rolls_back_whole() {
+    use crate::observe::links::{ObsLink, ObsRoute};
+    let c = attachment();
+    let other = |name: &str, index| ObsLink {
+        index,
+        name: name.into(),
+        kind: Some("veth".into()),
+        up: true,
+        alias: None,
+        addrs: vec![crate::model::Cidr::parse("198.51.100.7/24").unwrap()],
+        link_local: Vec::new(),
+        mac: None,
+    };
+    // The runtime's namespace: lo and another plugin's eth1 with a route.
+    let ns = NsState {
+        links: vec![other("lo", 1), other("eth1", 5)],
+        routes: vec![ObsRoute {
+            to: crate::model::Cidr::parse("0.0.0.0/0").unwrap(),
+            via: Some("198.51.100.1".parse().unwrap()),
+            oif: Some(5),
+            protocol: netlink_packet_route::route::RouteProtocol::Boot,
+        }],
+        ..NsState::default()
+    };
+    let links = crate::observe::links::HostLinks::default();
+    let live = crate::observe::nft::Live::default();
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns,
+        host: &links,
+        host_nft: &live,
+        host_sysctls: &std::collections::BTreeMap::new(),
+        host_routed: &Default::default(),
+    };
+    let acts = plan(&c, &obs).unwrap();
+    let text: Vec<String> = acts.iter().map(|a| a.to_string()).collect();
+    assert!(
+        !text
+            .iter()
+            .any(|t| t.contains("eth1") || t.contains("198.51.100")),
+        "{text:?}"
+    );
+    assert!(!text.iter().any(|t| t.contains("namespace")), "{text:?}");
+    assert!(
+        text.contains(&"add route 10.100.0.1/32 dev eth0".to_string()),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(&"add host route 10.100.0.2/32 dev nxc000000000001".to_string()),
+        "{text:?}"
+    );
+    // Only the switches of its own link inside.
+    assert!(acts.iter().all(|a| match a {
+        Action::Sysctl { path, .. } => path.contains("/conf/eth0/"),
+        _ => true,
+    }));
+    // The host's route to the address fails, last of phase 3: everything
+    // before it is undone, the veth (made here) last.
+    let mut k = Fake {
+        fail: Some((Side::Host, "NewRoute", libc::ENETUNREACH)),
+        ..Fake::default()
+    };
+    let mut journal = Vec::new();
+    let e = apply(&c, &acts, &null(), &mut k, &mut journal, false).unwrap_err();
+    use Call::*;
+    // Both ends carry the attachment's alias.
+    assert_eq!(k.calls[0], Exec(Side::Host, vec!["NewLink", "SetLink"]));
+    assert_eq!(k.calls[1], Exec(Side::Ctx, vec!["SetLink"]));
+    assert!(
+        k.calls.iter().all(|c| !matches!(c, Nft(..))),
+        "no rules before the routes"
+    );
+    let before = k.calls.len();
+    let e = rollback(&mut k, journal, e);
+    assert_eq!(
+        e.chain(),
+        "host route 10.100.0.2/32 dev nxc000000000001: Network is unreachable"
+    );
+    let undone = &k.calls[before..];
+    assert_eq!(undone.last(), Some(&Exec(Side::Host, vec!["DelLink"])));
+    assert!(undone.contains(&Exec(Side::Ctx, vec!["DelRoute"])));
+    assert!(undone.contains(&Exec(Side::Ctx, vec!["DelAddress"])));
+}

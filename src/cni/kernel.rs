@@ -38,14 +38,24 @@ fn uplink_errors(errors: Vec<apply::uplink::UplinkError>) -> Result<()> {
     }
 }
 
-/// ADD: the attachment converged (rolled back whole on failure), then the
-/// host's switches of its uplink. On a failure after the converge the
-/// caller runs [`del`].
+/// ADD: the attachment converged (a failure is rolled back by the engine's
+/// journal: nothing of it is left), then the host's switches of its uplink
+/// (a failure there removes the attachment again).
 pub fn add(att: &Attachment, host: &mut Host) -> Result<Macs> {
     let ctx = &att.ctx;
     let view = view(host, ctx)?;
     apply::converge(ctx, &view, host, false)?;
-    uplink_errors(apply::uplink::after_converge(host, &[ctx]))?;
+    let done =
+        uplink_errors(apply::uplink::after_converge(host, &[ctx])).and_then(|()| macs(att, host));
+    if done.is_err() {
+        if let Err(d) = del(&ctx.name, att.host(), att.ifname(), &att.netns, host) {
+            eprintln!("netctx: error: undoing the failed ADD: {d}");
+        }
+    }
+    done
+}
+
+fn macs(att: &Attachment, host: &mut Host) -> Result<Macs> {
     let host_mac = links::read_link(&mut host.rtnl, att.host())
         .map_err(|e| CniError::kernel(format!("host link {}", att.host()), e))?
         .and_then(|l| l.mac_text());

@@ -99,10 +99,7 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
         match made {
             Ok(r) => Ok(r.to_json(&conf.cni_version)),
             Err(e) => {
-                let (ctx, hl, _) = attach::names(conf, env);
-                if let Err(d) = kernel::del(&ctx, &hl, &env.ifname, &env.netns, host) {
-                    eprintln!("netctx: error: undoing the failed ADD: {d}");
-                }
+                // The kernel's side is undone already (`kernel::add`).
                 if let Err(d) = ipam_del(conf, env) {
                     eprintln!("netctx: error: releasing the address of the failed ADD: {d}");
                 }
