@@ -15,6 +15,7 @@ mod error;
 mod journal;
 mod kernel;
 pub mod routed;
+mod rules;
 mod steps;
 pub mod teardown;
 #[cfg(test)]
@@ -22,23 +23,20 @@ mod tests;
 pub mod uplink;
 
 pub use error::CtxError;
+pub use rules::host_rules;
 
 use self::journal::{rollback, run, undo_new, Undo};
 use self::kernel::{Kernel, Sockets};
-use crate::kernel::netlink::{NlError, Request, Rtnl};
+use crate::kernel::netlink::{NlError, Rtnl};
 use crate::kernel::netns;
-use crate::kernel::nft::dispatch::{self, DispatchChange};
 use crate::kernel::nft::sock::Nft;
-use crate::kernel::nft::table;
-use crate::kernel::nft::wire::Msg;
 use crate::kernel::profile;
 use crate::kernel::sysctl;
-use crate::model::{Context, Netns};
-use crate::observe::links::{self, NsState};
-use crate::observe::nft::Live;
+use crate::model::Context;
+use crate::observe::links::NsState;
 use crate::observe::owner::{self, NsOwner};
+use crate::plan::sysctls;
 use crate::plan::{plan, Action, Observed, Side};
-use crate::plan::{rules, sysctls};
 
 /// What `converge` did or would do.
 #[derive(Debug)]
@@ -63,21 +61,11 @@ impl Host {
     }
 }
 
-/// What the host has, read once per run: its links by name, its table, the
-/// switches of its netctx links.
-pub struct HostView {
-    pub links: links::HostLinks,
-    pub nft: Live,
-    pub sysctls: std::collections::BTreeMap<String, String>,
-    /// Proxy neighbour entries and host routes (read when a context is
-    /// routed).
-    pub routed: links::RoutedObs,
-}
+pub use crate::observe::host::{HostView, Seen};
 
 impl HostView {
     /// `ctxs`: the contexts whose host-side switches are wanted.
     pub fn read(host: &mut Host, ctxs: &[&Context]) -> Result<HostView, NlError> {
-        let (links, conf) = links::read_links_conf(&mut host.rtnl)?;
         let mut paths: Vec<String> = ctxs
             .iter()
             .flat_map(|c| sysctls::host_wanted(c))
@@ -93,30 +81,10 @@ impl HostView {
         paths.extend(uplink);
         // Proxy entries and host routes only matter to routed contexts and
         // point-to-point links.
-        let routed = if ctxs
+        let routed = ctxs
             .iter()
-            .any(|c| c.egress == crate::model::Egress::Routed || c.links.iter().any(|l| l.ptp))
-        {
-            links::read_routed(&mut host.rtnl)?
-        } else {
-            links::RoutedObs::default()
-        };
-        Ok(HostView {
-            routed,
-            links: links
-                .into_iter()
-                .map(|l| (l.name.clone(), l))
-                .collect::<HashMap<_, _>>()
-                .into(),
-            nft: {
-                let mut live = crate::observe::nft::read(&mut host.nft, &[])?;
-                if live.exists {
-                    live.dispatch = crate::observe::nft::read_dispatch(&mut host.nft)?;
-                }
-                live
-            },
-            sysctls: links::read_sysctls_from(&paths, &conf),
-        })
+            .any(|c| c.egress == crate::model::Egress::Routed || c.links.iter().any(|l| l.ptp));
+        HostView::read_from(&mut host.rtnl, &mut host.nft, &paths, routed)
     }
 }
 
@@ -162,68 +130,15 @@ pub fn converge_with(
     converge_seen(ctx, observe(ctx)?, view, host, mode)
 }
 
-/// What one context's namespace holds, as `observe` found it.
-#[derive(Debug)]
-pub struct Seen {
-    owner: NsOwner,
-    /// The namespace looked at (its nsfs inode), when it is netctx's.
-    inode: Option<u64>,
-    /// A runtime's namespace, held open from looking to changing.
-    file: Option<File>,
-    ns: NsState,
-}
-
 /// Look at one context's namespace (nothing of the host's): what `plan`
 /// compares with the configuration.
 pub fn observe(ctx: &Context) -> Result<Seen, CtxError> {
-    let name = &ctx.name;
-    if let Netns::Runtime { path, .. } = &ctx.netns {
-        // A runtime's namespace is there as long as its container; netctx
-        // neither makes nor removes it.
-        let file = netns::open_path(path).ok_or_else(|| {
-            CtxError::ns(
-                name,
-                std::io::Error::other(format!("{path} is not a network namespace")),
-            )
-        })?;
-        let ns = read_inside(ctx, &file)?;
-        return Ok(Seen {
-            owner: NsOwner::Ours,
-            inode: None,
-            file: Some(file),
-            ns,
-        });
-    }
-    let owner = owner::ns_owner(name).map_err(|e| CtxError::ns(name, e))?;
-    if owner != NsOwner::Ours {
-        return Ok(Seen {
-            owner,
-            inode: None,
-            file: None,
-            ns: NsState::default(),
-        });
-    }
-    let file = netns::open(name).map_err(|e| CtxError::ns(name, e))?;
-    let inode = file.metadata().map_err(|e| CtxError::ns(name, e))?.ino();
-    let ns = read_inside(ctx, &file)?;
-    Ok(Seen {
-        owner,
-        inode: Some(inode),
-        file: None,
-        ns,
+    use crate::observe::host::LookError;
+    let paths = sysctls::observed_paths(ctx);
+    crate::observe::host::look(&ctx.name, &ctx.netns, &paths).map_err(|e| match e {
+        LookError::Namespace(e) => CtxError::ns(&ctx.name, e),
+        LookError::Kernel(e) => CtxError::kernel("reading the namespace", e),
     })
-}
-
-/// What the namespace `file` holds of what `ctx` declares.
-fn read_inside(ctx: &Context, file: &File) -> Result<NsState, CtxError> {
-    let name = &ctx.name;
-    netns::run_in(file, || -> Result<NsState, CtxError> {
-        let (mut ns_nl, mut ns_nft) = open_here(name)?;
-        let paths = sysctls::observed_paths(ctx);
-        profile::time(6, || links::read_ns(&mut ns_nl, &mut ns_nft, &paths))
-            .map_err(|e| CtxError::kernel("reading the namespace", e))
-    })
-    .map_err(|e| CtxError::ns(name, e))?
 }
 
 /// Plan one context from what `observe` saw and the host's `view`; unless
@@ -365,7 +280,7 @@ fn apply(
     sysctls(actions, k, journal)?;
     let steps = steps::addresses_and_routes(ctx, actions, &index)?;
     profile::time(2, || run(k, steps, journal))?;
-    rules_phase(ctx, actions, k, defer_host_rules)
+    rules::rules_phase(ctx, actions, k, defer_host_rules)
 }
 
 /// The ifindexes that addresses go on: every link inside, and the host links
@@ -429,78 +344,6 @@ fn host_sysctls(actions: &[Action]) -> Result<(), CtxError> {
     Ok(())
 }
 
-/// Rules: one transaction inside, one on the host; each all or nothing.
-fn rules_phase(
-    ctx: &Context,
-    actions: &[Action],
-    k: &mut impl Kernel,
-    defer_host_rules: bool,
-) -> Result<(), CtxError> {
-    const INSIDE: &str = "nftables table inet netctx";
-    for a in actions {
-        match a {
-            Action::ReplaceTable { table, exists } => {
-                let msgs = table::replace_table(Some(table), *exists);
-                nft_transaction(k, Side::Ctx, &msgs, INSIDE, 4)?;
-            }
-            Action::DeleteTable => {
-                let msgs = table::replace_table(None, true);
-                nft_transaction(k, Side::Ctx, &msgs, INSIDE, 4)?;
-            }
-            Action::ReplaceHostChains { .. } if defer_host_rules => {}
-            Action::ReplaceHostChains {
-                remove,
-                chains,
-                dispatch,
-            } => {
-                host_chains(ctx, remove, chains, dispatch, k)?;
-                crash::point("an nf_tables transaction done");
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn host_chains(
-    ctx: &Context,
-    remove: &[String],
-    chains: &[table::Chain],
-    dispatch: &DispatchChange,
-    k: &mut impl Kernel,
-) -> Result<(), CtxError> {
-    const OBJECT: &str = "host nftables table inet netctx";
-    let mut remove = remove.to_vec();
-    for attempt in 1.. {
-        let msgs = table::replace_host_chains(&remove, chains, dispatch);
-        match profile::time(5, || k.nft(Side::Host, &msgs)) {
-            Ok(()) => break,
-            // A chain to remove went on its own (its device was deleted, on
-            // kernels that drop such chains): look again at what is there.
-            Err((_, e)) if e.errno == libc::ENOENT && attempt <= 3 => {
-                remove = k
-                    .host_chains(&rules::host_chain_prefix(&ctx.name))
-                    .map_err(|e| CtxError::kernel(OBJECT, e))?;
-            }
-            Err((_, e)) => return Err(CtxError::kernel(OBJECT, e)),
-        }
-    }
-    Ok(())
-}
-
-/// One nf_tables transaction, timed as profile phase `phase`.
-fn nft_transaction(
-    k: &mut impl Kernel,
-    side: Side,
-    msgs: &[crate::kernel::nft::wire::Msg],
-    object: &str,
-    phase: usize,
-) -> Result<(), CtxError> {
-    profile::time(phase, || k.nft(side, msgs)).map_err(|(_, e)| CtxError::kernel(object, e))?;
-    crash::point("an nf_tables transaction done");
-    Ok(())
-}
-
 /// Wait until no link is called `name` any more: a link the kernel is
 /// destroying (its namespace was removed a moment ago) holds its name for up
 /// to a few hundred milliseconds.
@@ -517,105 +360,4 @@ pub fn wait_gone(
         }
     }
     Err(CtxError::StillThere(name.to_string()))
-}
-
-/// The host's chains of every context converged with `DeferHostRules`, in
-/// one transaction (the table's creation once, then each context's removals
-/// and chains). If it fails, each context's chains go in a transaction of
-/// their own, so the failure is the failing context's alone. The results are
-/// in the order of `items`.
-pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Result<(), CtxError>> {
-    let empty = DispatchChange::default();
-    let mut shared_made = false;
-    let mut touched: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let pending: Vec<(&[String], &[table::Chain], DispatchChange)> = items
-        .iter()
-        .map(|(_, acts)| {
-            let found = acts.iter().find_map(|a| match a {
-                Action::ReplaceHostChains {
-                    remove,
-                    chains,
-                    dispatch,
-                } => Some((remove.as_slice(), chains.as_slice(), dispatch)),
-                _ => None,
-            });
-            let (remove, chains, dispatch) = found.unwrap_or((&[], &[], &empty));
-            // The dispatch's map and base chain are made once a run, by the
-            // first context that finds them missing.
-            let mut d = dispatch.clone();
-            if shared_made {
-                d.create_map = false;
-                d.chain = None;
-            }
-            shared_made |= d.create_map || d.chain.is_some();
-            // An element two contexts claim (one's veth jumping to the
-            // other's chain) is removed or set by the first of them only.
-            d.remove.retain(|k| !touched.contains(k));
-            touched.extend(d.remove.iter().cloned());
-            touched.extend(d.add.iter().map(|e| e.0.clone()));
-            (remove, chains, d)
-        })
-        .collect();
-    let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
-    let mut any = false;
-    for (remove, chains, dispatch) in &pending {
-        if remove.is_empty() && chains.is_empty() && dispatch.is_empty() {
-            continue;
-        }
-        any = true;
-        dispatch::host_change_msgs(remove, chains, dispatch, &mut msgs);
-    }
-    let r = if any {
-        profile::time(5, || host.nft.transaction(&msgs))
-    } else {
-        Ok(())
-    };
-    match r {
-        Ok(()) => {
-            crash::point("the host's nf_tables transaction done");
-            return items.iter().map(|_| Ok(())).collect();
-        }
-        Err((i, e)) => {
-            tracing::debug!(message = i, error = %e, "host transaction failed; one per context");
-        }
-    }
-    items
-        .iter()
-        .zip(pending)
-        .map(|((ctx, _), (remove, chains, dispatch))| {
-            if remove.is_empty() && chains.is_empty() && dispatch.is_empty() {
-                return Ok(());
-            }
-            let mut k = HostOnly(host);
-            host_chains(ctx, remove, chains, &dispatch, &mut k)
-        })
-        .collect()
-}
-
-/// The host's sockets as a `Kernel` for the host's chains alone.
-struct HostOnly<'a>(&'a mut Host);
-
-impl Kernel for HostOnly<'_> {
-    fn exec(&mut self, _side: Side, reqs: Vec<Request>) -> Vec<Result<(), NlError>> {
-        self.0.rtnl.exec(reqs)
-    }
-    fn ns_links(&mut self) -> Result<Vec<(String, u32)>, NlError> {
-        Ok(Vec::new())
-    }
-    fn host_link(&mut self, name: &str) -> Result<Option<u32>, NlError> {
-        Ok(links::read_link(&mut self.0.rtnl, name)?.map(|l| l.index))
-    }
-    fn read_sysctl(&mut self, path: &str) -> Option<String> {
-        sysctl::read(path)
-    }
-    fn write_sysctl(&mut self, path: &str, value: &str) -> io::Result<()> {
-        sysctl::write(path, value)
-    }
-    fn nft(&mut self, _side: Side, msgs: &[Msg]) -> Result<(), (usize, NlError)> {
-        self.0.nft.transaction(msgs)
-    }
-    fn host_chains(&mut self, prefix: &str) -> Result<Vec<String>, NlError> {
-        let live = crate::observe::nft::read(&mut self.0.nft, &[])?;
-        Ok(live.only(prefix).chains.into_iter().map(|c| c.0).collect())
-    }
 }

@@ -119,17 +119,12 @@ pub fn names(conf: &NetConf, env: &Env) -> (String, String, Alias) {
     )
 }
 
-/// The attachment for `ipam`'s addresses (an IPAM answer, or for CHECK the
-/// prevResult's IPs of the container interface).
-pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Result<Attachment> {
-    let (name, host, alias) = names(conf, env);
-    let ips = ipam.ips_of(index);
-    if ips.is_empty() {
-        return Err(CniError::config(format!(
-            "the IPAM plugin {} gave no address",
-            conf.ipam.as_deref().unwrap_or("(none)")
-        )));
-    }
+/// The addresses, the gateways (one per family and subnet) and the routes
+/// inside of the IPAM plugin's IPs and routes.
+fn addressing(
+    ips: Vec<&super::result::IpConfig>,
+    ipam_routes: &[RouteConfig],
+) -> Result<(Vec<Cidr>, Vec<IpAddr>, Vec<Route>)> {
     let mut addresses = Vec::new();
     let mut gateways: Vec<IpAddr> = Vec::new();
     let mut routes: Vec<Route> = Vec::new();
@@ -160,7 +155,7 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
             routes.push(via);
         }
     }
-    for r in &ipam.routes {
+    for r in ipam_routes {
         let gw = match r.gw {
             Some(g) => g,
             None => *gateways
@@ -178,6 +173,21 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
             routes.push(via);
         }
     }
+    Ok((addresses, gateways, routes))
+}
+
+/// The attachment for `ipam`'s addresses (an IPAM answer, or for CHECK the
+/// prevResult's IPs of the container interface).
+pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Result<Attachment> {
+    let (name, host, alias) = names(conf, env);
+    let ips = ipam.ips_of(index);
+    if ips.is_empty() {
+        return Err(CniError::config(format!(
+            "the IPAM plugin {} gave no address",
+            conf.ipam.as_deref().unwrap_or("(none)")
+        )));
+    }
+    let (addresses, gateways, routes) = addressing(ips, &ipam.routes)?;
     let (publish, unpublished) = published(&conf.port_mappings);
     let ctx = Context {
         name: name.clone(),

@@ -6,6 +6,7 @@
 mod addr;
 #[cfg(test)]
 mod fuzz;
+mod ids;
 mod names;
 mod parse;
 mod ports;
@@ -353,7 +354,7 @@ via = "fd00::1"
             "/etc/subuid".to_string(),
             "alice:100000:65536\nbob:300000:10\n".to_string(),
         )];
-        validate::id_ranges(&d, &sub, &mut diags);
+        ids::id_ranges(&d, &sub, &mut diags);
         let msgs: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
         assert_eq!(msgs.len(), 1, "{msgs:?}");
         assert!(

@@ -10,10 +10,10 @@ use super::{Diag, Loc};
 use crate::model::{Cidr, Config, Context, Egress, Isolation, Link, LinkKind, Route};
 
 /// Collects the errors of every check.
-struct Errors<'a>(&'a mut Vec<Diag>);
+pub(super) struct Errors<'a>(pub(super) &'a mut Vec<Diag>);
 
 impl Errors<'_> {
-    fn at(&mut self, loc: &Loc, msg: String) {
+    pub(super) fn at(&mut self, loc: &Loc, msg: String) {
         self.0.push(Diag {
             loc: loc.clone(),
             msg,
@@ -25,7 +25,7 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
     let mut err = Errors(diags);
     let (defaults, mut decls) = merge(files, &mut err);
     unique_contexts(&mut decls, &mut err);
-    id_ranges(&decls, &subordinate_ids(), &mut *err.0);
+    super::ids::id_ranges(&decls, &super::ids::subordinate_ids(), &mut *err.0);
     let hosts: Vec<Vec<Option<String>>> = host_names(&decls, &mut err);
     unique_addresses(&decls, &mut err);
     disjoint_subnets(&decls, &mut err);
@@ -98,75 +98,6 @@ fn unique_contexts(decls: &mut Vec<CtxDecl>, err: &mut Errors) {
         }
         true
     });
-}
-
-/// `/etc/subuid` and `/etc/subgid`, as (file, text): ranges handed to
-/// users' rootless containers, which no context may take.
-fn subordinate_ids() -> Vec<(String, String)> {
-    ["/etc/subuid", "/etc/subgid"]
-        .iter()
-        .filter_map(|f| Some((f.to_string(), std::fs::read_to_string(f).ok()?)))
-        .collect()
-}
-
-/// Every context's user-id range (design §3 Guests) is its own: no two
-/// contexts share one, and none overlaps a range of `/etc/subuid` or
-/// `/etc/subgid`.
-pub(super) fn id_ranges(decls: &[CtxDecl], sub: &[(String, String)], diags: &mut Vec<Diag>) {
-    let err = &mut Errors(diags);
-    let mut taken: HashMap<u16, (String, Loc, bool)> = HashMap::new();
-    for c in decls {
-        let (n, loc) = match &c.id {
-            Some((i, loc)) => (*i, loc),
-            None => (crate::model::derived_idmap(&c.name), &c.loc),
-        };
-        let (first, count) = crate::model::id_range(n);
-        let last = u64::from(first) + u64::from(count) - 1;
-        let how = match c.id {
-            Some(_) => format!("id {n}"),
-            None => format!("range {n}, derived from its name"),
-        };
-        if let Some((other, at, explicit)) = taken.get(&n) {
-            if c.id.is_some() && *explicit {
-                // Two equal ids: said already by `unique_contexts`.
-                continue;
-            }
-            err.at(
-                loc,
-                format!(
-                    "context {}: user ids {first}-{last} ({how}) are already context \
-                     {other}'s (at {at}); give one of them another `id`",
-                    c.name
-                ),
-            );
-            continue;
-        }
-        taken.insert(n, (c.name.clone(), loc.clone(), c.id.is_some()));
-        for (file, text) in sub {
-            for (i, line) in text.lines().enumerate() {
-                let f: Vec<&str> = line.trim().split(':').collect();
-                let (Some(start), Some(len)) = (
-                    f.get(1).and_then(|x| x.parse::<u64>().ok()),
-                    f.get(2).and_then(|x| x.parse::<u64>().ok()),
-                ) else {
-                    continue;
-                };
-                if len > 0 && start <= last && u64::from(first) < start + len {
-                    err.at(
-                        loc,
-                        format!(
-                            "context {}: user ids {first}-{last} ({how}) overlap {file} line {} \
-                             ({}: {start}-{}); give the context another `id`",
-                            c.name,
-                            i + 1,
-                            f[0],
-                            start + len - 1
-                        ),
-                    );
-                }
-            }
-        }
-    }
 }
 
 /// The default host-side name of a context's `i`th veth.

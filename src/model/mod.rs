@@ -400,40 +400,7 @@ pub fn is_attachment_chain(chain: &str) -> bool {
     }
 }
 
-/// The capabilities a guest may keep (design §3 "Guests"): the default set,
-/// which the guest's `capabilities` narrows.
-pub mod guest_caps {
-    /// The default set: what a root guest keeps at most.
-    pub const DEFAULT: [(&str, u32); 11] = [
-        ("chown", 0),
-        ("dac_override", 1),
-        ("fowner", 3),
-        ("fsetid", 4),
-        ("kill", 5),
-        ("setgid", 6),
-        ("setuid", 7),
-        ("setpcap", 8),
-        ("net_bind_service", 10),
-        ("sys_chroot", 18),
-        ("audit_write", 29),
-    ];
-
-    /// A capability of the default set by name (`net_bind_service`,
-    /// `CAP_NET_BIND_SERVICE`).
-    pub fn parse(name: &str) -> Option<u32> {
-        let n = name.to_ascii_lowercase();
-        let n = n.strip_prefix("cap_").unwrap_or(&n);
-        DEFAULT.iter().find(|(s, _)| *s == n).map(|(_, c)| *c)
-    }
-
-    pub fn names() -> Vec<&'static str> {
-        DEFAULT.iter().map(|(s, _)| *s).collect()
-    }
-
-    pub fn default_set() -> Vec<u32> {
-        DEFAULT.iter().map(|(_, c)| *c).collect()
-    }
-}
+pub mod guest_caps;
 
 /// Names of a context's chains in the host's table other than its veths'
 /// (`CTX_forward`, the NAT chains): no host-side veth may be called so.
@@ -458,52 +425,8 @@ pub fn id_range(n: u16) -> (u32, u32) {
     (first, if n == u16::MAX { 65535 } else { 65536 })
 }
 
-/// A string from a guest or a runtime (a process name, an interface name)
-/// as netctx prints it: control characters, backslashes and bytes that are
-/// not UTF-8 written as `\xNN` (`\\`), so that it cannot hide, forge or
-/// clear lines on a terminal.
-pub fn escape_bytes(b: &[u8]) -> String {
-    let mut out = String::with_capacity(b.len());
-    for chunk in b.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for byte in c.encode_utf8(&mut buf).bytes() {
-                        out.push_str(&format!("\\x{byte:02x}"));
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    out
-}
-
-/// `escape_bytes` of a string.
-pub fn escape(s: &str) -> String {
-    escape_bytes(s.as_bytes())
-}
-
-#[cfg(test)]
-mod escape_tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_and_broken_utf8_are_escaped() {
-        assert_eq!(escape("nginx"), "nginx");
-        assert_eq!(escape("\x1b[8m"), "\\x1b[8m");
-        assert_eq!(escape("x\r0 violation(s)\n"), "x\\x0d0 violation(s)\\x0a");
-        assert_eq!(escape("a\\b"), "a\\\\b");
-        assert_eq!(escape("\u{9b}2J"), "\\xc2\\x9b2J");
-        assert_eq!(escape_bytes(b"\xffok\xc3"), "\\xffok\\xc3");
-        assert_eq!(escape("café"), "café");
-    }
-}
+mod text;
+pub use text::{escape, escape_bytes};
 
 #[cfg(test)]
 mod tests {

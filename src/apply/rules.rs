@@ -1,0 +1,191 @@
+//! Phase 4 of `apply`, the rules: the context's table inside in one
+//! transaction, its chains in the host's table in another; and `up`'s one
+//! host transaction for many contexts (`host_rules`), falling back to one
+//! per context.
+
+use std::io;
+
+use super::kernel::Kernel;
+use super::{crash, CtxError, Host};
+use crate::kernel::netlink::{NlError, Request};
+use crate::kernel::nft::dispatch::{self, DispatchChange};
+use crate::kernel::nft::table;
+use crate::kernel::nft::wire::Msg;
+use crate::kernel::profile;
+use crate::kernel::sysctl;
+use crate::model::Context;
+use crate::observe::links;
+use crate::plan::{rules, Action, Side};
+
+/// Rules: one transaction inside, one on the host; each all or nothing.
+pub(super) fn rules_phase(
+    ctx: &Context,
+    actions: &[Action],
+    k: &mut impl Kernel,
+    defer_host_rules: bool,
+) -> Result<(), CtxError> {
+    const INSIDE: &str = "nftables table inet netctx";
+    for a in actions {
+        match a {
+            Action::ReplaceTable { table, exists } => {
+                let msgs = table::replace_table(Some(table), *exists);
+                nft_transaction(k, Side::Ctx, &msgs, INSIDE, 4)?;
+            }
+            Action::DeleteTable => {
+                let msgs = table::replace_table(None, true);
+                nft_transaction(k, Side::Ctx, &msgs, INSIDE, 4)?;
+            }
+            Action::ReplaceHostChains { .. } if defer_host_rules => {}
+            Action::ReplaceHostChains {
+                remove,
+                chains,
+                dispatch,
+            } => {
+                host_chains(ctx, remove, chains, dispatch, k)?;
+                crash::point("an nf_tables transaction done");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn host_chains(
+    ctx: &Context,
+    remove: &[String],
+    chains: &[table::Chain],
+    dispatch: &DispatchChange,
+    k: &mut impl Kernel,
+) -> Result<(), CtxError> {
+    const OBJECT: &str = "host nftables table inet netctx";
+    let mut remove = remove.to_vec();
+    for attempt in 1.. {
+        let msgs = table::replace_host_chains(&remove, chains, dispatch);
+        match profile::time(5, || k.nft(Side::Host, &msgs)) {
+            Ok(()) => break,
+            // A chain to remove went on its own (its device was deleted, on
+            // kernels that drop such chains): look again at what is there.
+            Err((_, e)) if e.errno == libc::ENOENT && attempt <= 3 => {
+                remove = k
+                    .host_chains(&rules::host_chain_prefix(&ctx.name))
+                    .map_err(|e| CtxError::kernel(OBJECT, e))?;
+            }
+            Err((_, e)) => return Err(CtxError::kernel(OBJECT, e)),
+        }
+    }
+    Ok(())
+}
+
+/// One nf_tables transaction, timed as profile phase `phase`.
+fn nft_transaction(
+    k: &mut impl Kernel,
+    side: Side,
+    msgs: &[crate::kernel::nft::wire::Msg],
+    object: &str,
+    phase: usize,
+) -> Result<(), CtxError> {
+    profile::time(phase, || k.nft(side, msgs)).map_err(|(_, e)| CtxError::kernel(object, e))?;
+    crash::point("an nf_tables transaction done");
+    Ok(())
+}
+
+/// The host's chains of every context converged with `DeferHostRules`, in
+/// one transaction (the table's creation once, then each context's removals
+/// and chains). If it fails, each context's chains go in a transaction of
+/// their own, so the failure is the failing context's alone. The results are
+/// in the order of `items`.
+pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Result<(), CtxError>> {
+    let empty = DispatchChange::default();
+    let mut shared_made = false;
+    let mut touched: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let pending: Vec<(&[String], &[table::Chain], DispatchChange)> = items
+        .iter()
+        .map(|(_, acts)| {
+            let found = acts.iter().find_map(|a| match a {
+                Action::ReplaceHostChains {
+                    remove,
+                    chains,
+                    dispatch,
+                } => Some((remove.as_slice(), chains.as_slice(), dispatch)),
+                _ => None,
+            });
+            let (remove, chains, dispatch) = found.unwrap_or((&[], &[], &empty));
+            // The dispatch's map and base chain are made once a run, by the
+            // first context that finds them missing.
+            let mut d = dispatch.clone();
+            if shared_made {
+                d.create_map = false;
+                d.chain = None;
+            }
+            shared_made |= d.create_map || d.chain.is_some();
+            // An element two contexts claim (one's veth jumping to the
+            // other's chain) is removed or set by the first of them only.
+            d.remove.retain(|k| !touched.contains(k));
+            touched.extend(d.remove.iter().cloned());
+            touched.extend(d.add.iter().map(|e| e.0.clone()));
+            (remove, chains, d)
+        })
+        .collect();
+    let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
+    let mut any = false;
+    for (remove, chains, dispatch) in &pending {
+        if remove.is_empty() && chains.is_empty() && dispatch.is_empty() {
+            continue;
+        }
+        any = true;
+        dispatch::host_change_msgs(remove, chains, dispatch, &mut msgs);
+    }
+    let r = if any {
+        profile::time(5, || host.nft.transaction(&msgs))
+    } else {
+        Ok(())
+    };
+    match r {
+        Ok(()) => {
+            crash::point("the host's nf_tables transaction done");
+            return items.iter().map(|_| Ok(())).collect();
+        }
+        Err((i, e)) => {
+            tracing::debug!(message = i, error = %e, "host transaction failed; one per context");
+        }
+    }
+    items
+        .iter()
+        .zip(pending)
+        .map(|((ctx, _), (remove, chains, dispatch))| {
+            if remove.is_empty() && chains.is_empty() && dispatch.is_empty() {
+                return Ok(());
+            }
+            let mut k = HostOnly(host);
+            host_chains(ctx, remove, chains, &dispatch, &mut k)
+        })
+        .collect()
+}
+
+/// The host's sockets as a `Kernel` for the host's chains alone.
+struct HostOnly<'a>(&'a mut Host);
+
+impl Kernel for HostOnly<'_> {
+    fn exec(&mut self, _side: Side, reqs: Vec<Request>) -> Vec<Result<(), NlError>> {
+        self.0.rtnl.exec(reqs)
+    }
+    fn ns_links(&mut self) -> Result<Vec<(String, u32)>, NlError> {
+        Ok(Vec::new())
+    }
+    fn host_link(&mut self, name: &str) -> Result<Option<u32>, NlError> {
+        Ok(links::read_link(&mut self.0.rtnl, name)?.map(|l| l.index))
+    }
+    fn read_sysctl(&mut self, path: &str) -> Option<String> {
+        sysctl::read(path)
+    }
+    fn write_sysctl(&mut self, path: &str, value: &str) -> io::Result<()> {
+        sysctl::write(path, value)
+    }
+    fn nft(&mut self, _side: Side, msgs: &[Msg]) -> Result<(), (usize, NlError)> {
+        self.0.nft.transaction(msgs)
+    }
+    fn host_chains(&mut self, prefix: &str) -> Result<Vec<String>, NlError> {
+        let live = crate::observe::nft::read(&mut self.0.nft, &[])?;
+        Ok(live.only(prefix).chains.into_iter().map(|c| c.0).collect())
+    }
+}
