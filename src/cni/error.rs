@@ -1,7 +1,7 @@
 //! The spec's error result: `{"cniVersion", "code", "msg", "details"}` with
 //! its well-known codes; netctx's own failures use codes from 100.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::kernel::netlink::NlError;
 
@@ -140,12 +140,13 @@ impl CniError {
 
     /// The error object, in `version`.
     pub fn to_json(&self, version: &str) -> Value {
-        json!({
-            "cniVersion": version,
-            "code": self.code(),
-            "msg": self.summary(),
-            "details": self.to_string(),
-        })
+        let o = ErrorObject {
+            cni_version: version,
+            code: self.code(),
+            msg: self.summary(),
+            details: self.to_string(),
+        };
+        serde_json::to_value(o).expect("an error object is always JSON")
     }
 }
 
@@ -163,6 +164,16 @@ impl From<crate::apply::CtxError> for CniError {
     fn from(e: crate::apply::CtxError) -> CniError {
         CniError::Engine(e)
     }
+}
+
+/// The spec's error object.
+#[derive(serde::Serialize)]
+struct ErrorObject<'a> {
+    #[serde(rename = "cniVersion")]
+    cni_version: &'a str,
+    code: u32,
+    msg: String,
+    details: String,
 }
 
 pub type Result<T, E = CniError> = std::result::Result<T, E>;

@@ -128,7 +128,11 @@ pub fn exec(
 
 /// The versions a plugin says it supports (its VERSION answer).
 pub fn versions(binary: &Path, env: &Env, asked: &str) -> Result<Vec<String>> {
-    let stdin = serde_json::to_vec(&serde_json::json!({ "cniVersion": asked })).unwrap_or_default();
+    let ask = super::version::Answer {
+        cni_version: asked,
+        supported_versions: &[],
+    };
+    let stdin = serde_json::to_vec(&ask).unwrap_or_default();
     let v = exec(binary, env, Command::Version, &[], &stdin)?.unwrap_or_default();
     Ok(v.get("supportedVersions")
         .and_then(Value::as_array)

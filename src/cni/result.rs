@@ -4,150 +4,156 @@
 
 use std::net::IpAddr;
 
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 
 use super::error::{CniError, Result};
 use super::version;
 use crate::model::Cidr;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Interface {
+    #[serde(default, deserialize_with = "nullable")]
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// The namespace path for an interface inside the container.
+    #[serde(
+        default,
+        deserialize_with = "non_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sandbox: Option<String>,
     /// Keys netctx does not interpret (mtu, socketPath, pciID…).
+    #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IpConfig {
+    #[serde(with = "text")]
     pub address: Cidr,
+    #[serde(
+        default,
+        deserialize_with = "ip_or_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway: Option<IpAddr>,
     /// Index into `interfaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<usize>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouteConfig {
+    #[serde(with = "text")]
     pub dst: Cidr,
+    #[serde(
+        default,
+        deserialize_with = "ip_or_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gw: Option<IpAddr>,
     /// mtu, advmss, priority, table, scope: passed through.
+    #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A result as parsed: any supported version's keys (`cniVersion` and
+/// the 0.3/0.4 `version` of IPs are the writer's, so not kept).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct CniResult {
+    #[serde(default, deserialize_with = "nullable")]
     pub interfaces: Vec<Interface>,
+    #[serde(default, deserialize_with = "nullable")]
     pub ips: Vec<IpConfig>,
+    #[serde(default, deserialize_with = "nullable")]
     pub routes: Vec<RouteConfig>,
+    #[serde(default, deserialize_with = "nullable")]
     pub dns: Map<String, Value>,
 }
 
-fn decode(what: &str, why: impl Into<String>) -> CniError {
-    CniError::Decode {
-        what: what.to_string(),
-        why: why.into(),
+/// One IP as written: 0.3.x and 0.4.0 tag it with its family.
+#[derive(Serialize)]
+struct IpOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'static str>,
+    #[serde(flatten)]
+    ip: &'a IpConfig,
+}
+
+/// The result as written, in version `cni_version`.
+#[derive(Serialize)]
+struct ResultOut<'a> {
+    #[serde(rename = "cniVersion")]
+    cni_version: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    interfaces: &'a [Interface],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ips: Vec<IpOut<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    routes: &'a [RouteConfig],
+    dns: &'a Map<String, Value>,
+}
+
+/// `null` as the type's default.
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// An empty string as no value.
+fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
+/// An IP address; an empty string as none.
+fn ip_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    match non_empty(d)? {
+        None => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP address"))),
     }
 }
 
-fn str_field<'a>(o: &'a Map<String, Value>, key: &str, what: &str) -> Result<Option<&'a str>> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(decode(what, format!("{key} is {v}, not a string"))),
+/// A CIDR as its text (`10.89.0.2/24`).
+mod text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::model::Cidr;
+
+    pub fn serialize<S: Serializer>(c: &Cidr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(c)
     }
-}
 
-fn ip_field(o: &Map<String, Value>, key: &str, what: &str) -> Result<Option<IpAddr>> {
-    str_field(o, key, what)?
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| decode(what, format!("{key} {s:?} is not an IP address")))
-        })
-        .transpose()
-}
-
-fn cidr_field(o: &Map<String, Value>, key: &str, what: &str) -> Result<Cidr> {
-    let s = str_field(o, key, what)?.ok_or_else(|| decode(what, format!("{key} is missing")))?;
-    Cidr::parse(s).map_err(|e| decode(what, format!("{key}: {e}")))
-}
-
-fn objects<'a>(v: &'a Value, key: &str, what: &str) -> Result<Vec<&'a Map<String, Value>>> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|e| {
-                e.as_object()
-                    .ok_or_else(|| decode(what, format!("an entry of {key} is not an object")))
-            })
-            .collect(),
-        Some(_) => Err(decode(what, format!("{key} is not an array"))),
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cidr, D::Error> {
+        let s = String::deserialize(d)?;
+        Cidr::parse(&s).map_err(serde::de::Error::custom)
     }
-}
-
-fn parse_route(o: &Map<String, Value>, what: &str) -> Result<RouteConfig> {
-    let mut extra = o.clone();
-    extra.remove("dst");
-    extra.remove("gw");
-    Ok(RouteConfig {
-        dst: cidr_field(o, "dst", what)?,
-        gw: ip_field(o, "gw", what)?,
-        extra,
-    })
 }
 
 impl CniResult {
     /// Parse a result of version 0.3.0 or newer; `what` names it in errors.
     pub fn parse(v: &Value, what: &str) -> Result<CniResult> {
+        let decode = |why: String| CniError::Decode {
+            what: what.to_string(),
+            why,
+        };
         if !v.is_object() {
-            return Err(decode(what, "not a JSON object"));
+            return Err(decode("not a JSON object".into()));
         }
-        let mut r = CniResult::default();
-        for o in objects(v, "interfaces", what)? {
-            let mut extra = o.clone();
-            for k in ["name", "mac", "sandbox"] {
-                extra.remove(k);
-            }
-            r.interfaces.push(Interface {
-                name: str_field(o, "name", what)?.unwrap_or_default().to_string(),
-                mac: str_field(o, "mac", what)?.map(str::to_string),
-                sandbox: str_field(o, "sandbox", what)?
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string),
-                extra,
-            });
-        }
-        for o in objects(v, "ips", what)? {
-            let interface = match o.get("interface") {
-                None | Some(Value::Null) => None,
-                Some(i) => Some(
-                    i.as_u64()
-                        .and_then(|i| usize::try_from(i).ok())
-                        .filter(|i| r.interfaces.is_empty() || *i < r.interfaces.len())
-                        .ok_or_else(|| {
-                            decode(
-                                what,
-                                format!("ips: interface {i} is not an index into interfaces"),
-                            )
-                        })?,
-                ),
-            };
-            r.ips.push(IpConfig {
-                address: cidr_field(o, "address", what)?,
-                gateway: ip_field(o, "gateway", what)?,
-                interface,
-            });
-        }
-        for o in objects(v, "routes", what)? {
-            r.routes.push(parse_route(o, what)?);
-        }
-        match v.get("dns") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(d)) => r.dns = d.clone(),
-            Some(_) => return Err(decode(what, "dns is not an object")),
+        let r = CniResult::deserialize(v).map_err(|e| decode(e.to_string()))?;
+        let n = r.interfaces.len();
+        if let Some(i) = r
+            .ips
+            .iter()
+            .filter_map(|ip| ip.interface)
+            .find(|i| n > 0 && *i >= n)
+        {
+            return Err(decode(format!(
+                "ips: interface {i} is not an index into interfaces"
+            )));
         }
         Ok(r)
     }
@@ -155,73 +161,21 @@ impl CniResult {
     /// The result in `ver` (0.3.x/0.4.0 tag IPs with `version`).
     pub fn to_json(&self, ver: &str) -> Value {
         let tagged = version::ips_carry_version(ver);
-        let interfaces: Vec<Value> = self
-            .interfaces
-            .iter()
-            .map(|i| {
-                let mut o = Map::new();
-                o.insert("name".into(), json!(i.name));
-                if let Some(m) = &i.mac {
-                    o.insert("mac".into(), json!(m));
-                }
-                if let Some(s) = &i.sandbox {
-                    o.insert("sandbox".into(), json!(s));
-                }
-                for (k, v) in &i.extra {
-                    o.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-                Value::Object(o)
-            })
-            .collect();
-        let ips: Vec<Value> = self
-            .ips
-            .iter()
-            .map(|ip| {
-                let mut o = Map::new();
-                if tagged {
-                    o.insert(
-                        "version".into(),
-                        json!(if ip.address.is_v4() { "4" } else { "6" }),
-                    );
-                }
-                o.insert("address".into(), json!(ip.address.to_string()));
-                if let Some(g) = ip.gateway {
-                    o.insert("gateway".into(), json!(g.to_string()));
-                }
-                if let Some(i) = ip.interface {
-                    o.insert("interface".into(), json!(i));
-                }
-                Value::Object(o)
-            })
-            .collect();
-        let routes: Vec<Value> = self
-            .routes
-            .iter()
-            .map(|r| {
-                let mut o = Map::new();
-                o.insert("dst".into(), json!(r.dst.to_string()));
-                if let Some(g) = r.gw {
-                    o.insert("gw".into(), json!(g.to_string()));
-                }
-                for (k, v) in &r.extra {
-                    o.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-                Value::Object(o)
-            })
-            .collect();
-        let mut out = Map::new();
-        out.insert("cniVersion".into(), json!(ver));
-        if !interfaces.is_empty() {
-            out.insert("interfaces".into(), Value::Array(interfaces));
-        }
-        if !ips.is_empty() {
-            out.insert("ips".into(), Value::Array(ips));
-        }
-        if !routes.is_empty() {
-            out.insert("routes".into(), Value::Array(routes));
-        }
-        out.insert("dns".into(), Value::Object(self.dns.clone()));
-        Value::Object(out)
+        let out = ResultOut {
+            cni_version: ver,
+            interfaces: &self.interfaces,
+            ips: self
+                .ips
+                .iter()
+                .map(|ip| IpOut {
+                    version: tagged.then_some(if ip.address.is_v4() { "4" } else { "6" }),
+                    ip,
+                })
+                .collect(),
+            routes: &self.routes,
+            dns: &self.dns,
+        };
+        serde_json::to_value(out).expect("a result is always JSON")
     }
 
     /// The IPs that belong to interface `index` (those without an index
@@ -237,6 +191,7 @@ impl CniResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const HOST_LOCAL_040: &str = r#"{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.89.0.3/24","gateway":"10.89.0.1"}],"dns":{}}"#;
 

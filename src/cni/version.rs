@@ -50,10 +50,20 @@ pub fn best_common(wanted: &str, offered: &[String]) -> Option<String> {
 /// The VERSION answer: the version asked about (or the newest when the
 /// input names none) and the supported list.
 pub fn answer(asked: Option<&str>) -> serde_json::Value {
-    serde_json::json!({
-        "cniVersion": asked.filter(|v| parse(v).is_some()).unwrap_or(LATEST),
-        "supportedVersions": SUPPORTED,
-    })
+    let a = Answer {
+        cni_version: asked.filter(|v| parse(v).is_some()).unwrap_or(LATEST),
+        supported_versions: &SUPPORTED,
+    };
+    serde_json::to_value(a).expect("an answer is always JSON")
+}
+
+/// The VERSION answer, and what VERSION asks another plugin.
+#[derive(serde::Serialize)]
+pub struct Answer<'a> {
+    #[serde(rename = "cniVersion")]
+    pub cni_version: &'a str,
+    #[serde(rename = "supportedVersions", skip_serializing_if = "<[_]>::is_empty")]
+    pub supported_versions: &'a [&'a str],
 }
 
 #[cfg(test)]
