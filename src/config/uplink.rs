@@ -23,7 +23,34 @@ fn overlap(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
 /// A published port already taken: the entry, its context, where.
 type Taken = (Publish, String, Loc);
 
-pub fn check(decls: &[CtxDecl], defaults: &Settings, diags: &mut Vec<Diag>) {
+/// Why `uplink` cannot be an uplink: loopback, or a link netctx makes (a
+/// context's host side — `hosts` are every context's, by context — or a
+/// CNI attachment's `nxc…`).
+fn not_an_uplink(uplink: &str, decls: &[CtxDecl], hosts: &[Vec<Option<String>>]) -> Option<String> {
+    if uplink == "lo" {
+        return Some("lo is the host's loopback, not a link to a LAN".into());
+    }
+    for (c, names) in decls.iter().zip(hosts) {
+        if names.iter().flatten().any(|h| h == uplink) {
+            return Some(format!(
+                "{uplink} is the host side of context {}'s link, which netctx makes",
+                c.name
+            ));
+        }
+    }
+    let attachment = uplink.len() == 15
+        && uplink
+            .strip_prefix("nxc")
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    attachment.then(|| format!("{uplink} is a CNI attachment's host link, which netctx makes"))
+}
+
+pub fn check(
+    decls: &[CtxDecl],
+    defaults: &Settings,
+    hosts: &[Vec<Option<String>>],
+    diags: &mut Vec<Diag>,
+) {
     let mut err = |loc: &Loc, msg: String| {
         diags.push(Diag {
             loc: loc.clone(),
@@ -34,6 +61,11 @@ pub fn check(decls: &[CtxDecl], defaults: &Settings, diags: &mut Vec<Diag>) {
     for c in decls {
         let s = &c.settings;
         let uplink = s.uplink.as_ref().or(defaults.uplink.as_ref());
+        if let Some((u, loc)) = uplink {
+            if let Some(why) = not_an_uplink(u, decls, hosts) {
+                err(loc, format!("context {}: uplink {u}: {why}", c.name));
+            }
+        }
         let egress = s.egress.as_ref().or(defaults.egress.as_ref());
         if uplink.is_none() {
             if let Some((e, loc)) = egress.filter(|(e, _)| *e != Egress::None) {

@@ -30,7 +30,7 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
     unique_addresses(&decls, &mut err);
     disjoint_subnets(&decls, &mut err);
     reach_targets(&decls, &mut err);
-    super::uplink::check(&decls, &defaults, err.0);
+    super::uplink::check(&decls, &defaults, &hosts, err.0);
     let mut contexts: Vec<Context> = decls
         .into_iter()
         .zip(hosts)
