@@ -66,6 +66,9 @@ mod rtnl;
 #[path = "../src/plan/rules.rs"]
 mod rules;
 #[allow(dead_code)]
+#[path = "../src/kernel/sys.rs"]
+mod sys;
+#[allow(dead_code)]
 #[path = "../src/kernel/sysctl.rs"]
 mod sysctl;
 #[allow(dead_code, unused_imports)]
@@ -87,7 +90,7 @@ mod kernel {
     pub mod nft {
         pub(crate) use crate::{expr, table};
     }
-    pub(crate) use crate::sysctl;
+    pub(crate) use crate::{sys, sysctl};
 }
 
 use kernel::netlink::Request;

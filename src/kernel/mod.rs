@@ -15,6 +15,7 @@ pub mod pool;
 pub mod profile;
 pub mod rtnl;
 pub mod rundir;
+pub mod sys;
 pub mod sysctl;
 
 pub use rundir::RUN_DIR;
