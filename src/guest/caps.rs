@@ -5,19 +5,13 @@ use std::io;
 
 pub use crate::model::guest_caps::default_set;
 
+use crate::kernel::sys::{self, prctl, CapData};
+
 fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(63)
-}
-
-fn prctl(op: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> io::Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(op, a, b, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Shrink the bounding set to `keep` (needs CAP_SETPCAP: before the user
@@ -38,37 +32,16 @@ pub fn bound(keep: &[u32]) -> io::Result<()> {
     )
 }
 
-#[repr(C)]
-struct Header {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Data {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 /// Effective, permitted and inheritable become `keep`; ambient too.
 pub fn set(keep: &[u32]) -> io::Result<()> {
-    let mut hdr = Header {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
+    let mut data = [CapData::default(); 2];
     for &c in keep {
         let (w, bit) = ((c / 32) as usize, 1u32 << (c % 32));
         data[w].effective |= bit;
         data[w].permitted |= bit;
         data[w].inheritable |= bit;
     }
-    // SAFETY: capset reads one header and two data records, all valid.
-    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    sys::capset(&data)?;
     for &c in keep {
         prctl(
             libc::PR_CAP_AMBIENT,

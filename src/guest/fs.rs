@@ -19,7 +19,7 @@
 //! no path.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -83,11 +83,16 @@ pub fn before_userns(s: &Spec) -> Result<Host> {
     )?;
     let root = tree_path(s);
     let t = at(
-        fd::openat2(libc::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0),
+        fd::openat2(
+            nix::fcntl::AT_FDCWD,
+            &root,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        ),
         "opening the guest's root",
         &root,
     )?;
-    let st = at(fd::stat(t.as_raw_fd()), "reading", &root)?;
+    let st = at(fd::stat(t.as_fd()), "reading", &root)?;
     let resolv = if s.root.is_none() {
         super::resolv::content()
     } else {
@@ -103,7 +108,12 @@ pub fn before_userns(s: &Spec) -> Result<Host> {
 /// The mount point for `rel` beneath `root`: what is there, or — where the
 /// path goes on below a private tmpfs of the guest's (/tmp, /run) — made
 /// there, one component at a time. The bool says it was made.
-fn mount_point(root: RawFd, rel: &Path, dir: bool, shown: &Path) -> Result<(OwnedFd, bool)> {
+fn mount_point(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    dir: bool,
+    shown: &Path,
+) -> Result<(OwnedFd, bool)> {
     let there = fd::resolve(root, rel);
     if !enoent(&there) {
         return Ok((at(there, "resolving in the guest's tree", shown)?, false));
@@ -122,9 +132,9 @@ fn mount_point(root: RawFd, rel: &Path, dir: bool, shown: &Path) -> Result<(Owne
         let next = fd::resolve(root, &prefix);
         cur = if enoent(&next) {
             let made = if i + 1 == names.len() && !dir {
-                fd::file_in(cur.as_raw_fd(), Path::new(n))
+                fd::file_in(cur.as_fd(), Path::new(n))
             } else {
-                fd::mkdir_in(cur.as_raw_fd(), Path::new(n), 0o755)
+                fd::mkdir_in(cur.as_fd(), Path::new(n), 0o755)
             };
             at(
                 made,
@@ -144,21 +154,21 @@ fn mount_point(root: RawFd, rel: &Path, dir: bool, shown: &Path) -> Result<(Owne
 
 /// Bind the `writable` path `w` of the tree `tree` (the original, writable
 /// mount) onto the same path of the read-only clone `root`.
-fn writable(tree: RawFd, root: RawFd, w: &Path) -> Result<()> {
+fn writable(tree: BorrowedFd<'_>, root: BorrowedFd<'_>, w: &Path) -> Result<()> {
     let src = at(fd::resolve(tree, w), "resolving the writable path", w)?;
-    let sst = at(fd::stat(src.as_raw_fd()), "reading", w)?;
+    let sst = at(fd::stat(src.as_fd()), "reading", w)?;
     let m = at(
-        fd::clone_tree(src.as_raw_fd(), Path::new(""), true),
+        fd::clone_tree(src.as_fd(), Path::new(""), true),
         "cloning the writable path",
         w,
     )?;
     at(
-        fd::setattr(m.as_raw_fd(), ATTR_NOSUID | ATTR_NODEV, ATTR_RDONLY, true),
+        fd::setattr(m.as_fd(), ATTR_NOSUID | ATTR_NODEV, ATTR_RDONLY, true),
         "making writable",
         w,
     )?;
     let (dst, made) = mount_point(root, w, fd::is_dir(&sst), w)?;
-    let dst_st = at(fd::stat(dst.as_raw_fd()), "reading", w)?;
+    let dst_st = at(fd::stat(dst.as_fd()), "reading", w)?;
     let same = (dst_st.st_dev, dst_st.st_ino) == (sst.st_dev, sst.st_ino);
     if !made && !same {
         // The clone shows the tree as it is now: another object at the
@@ -176,17 +186,13 @@ fn writable(tree: RawFd, root: RawFd, w: &Path) -> Result<()> {
             source: io::Error::from_raw_os_error(libc::ENOTDIR),
         });
     }
-    at(
-        fd::attach(&m, dst.as_raw_fd()),
-        "mounting the writable path",
-        w,
-    )
+    at(fd::attach(&m, dst.as_fd()), "mounting the writable path", w)
 }
 
 /// Hide netctx's configuration: a directory behind an empty read-only
 /// tmpfs, a file behind an empty read-only file (not /dev/null, which would
 /// take writes).
-fn hide(stage: RawFd, root: RawFd, target: &Path) -> Result<()> {
+fn hide(stage: BorrowedFd<'_>, root: BorrowedFd<'_>, target: &Path) -> Result<()> {
     let t = fd::resolve(root, target);
     // Not there, or not reachable by the context's root (under a 0700
     // /root, say): then no guest of the context reaches it either.
@@ -195,7 +201,7 @@ fn hide(stage: RawFd, root: RawFd, target: &Path) -> Result<()> {
         return Ok(());
     }
     let t = at(t, "resolving", target)?;
-    let st = at(fd::stat(t.as_raw_fd()), "reading", target)?;
+    let st = at(fd::stat(t.as_fd()), "reading", target)?;
     if !fd::is_reg(&st) {
         return mask(root, target, target);
     }
@@ -205,34 +211,39 @@ fn hide(stage: RawFd, root: RawFd, target: &Path) -> Result<()> {
     }
     let m = at(fd::clone_tree(stage, empty, false), "cloning", empty)?;
     at(
-        fd::setattr(m.as_raw_fd(), ATTR_RDONLY, 0, false),
+        fd::setattr(m.as_fd(), ATTR_RDONLY, 0, false),
         "making read-only",
         target,
     )?;
-    at(fd::attach(&m, t.as_raw_fd()), "hiding", target)
+    at(fd::attach(&m, t.as_fd()), "hiding", target)
 }
 
 /// Give the guest's `/etc/resolv.conf` its content: bound from a file on
 /// the stage or — for a symlink into /run — written where it points in the
 /// guest's private /run.
-fn resolv(stage: RawFd, root: RawFd, text: &str, into_run: Option<&Path>) -> Result<()> {
+fn resolv(
+    stage: BorrowedFd<'_>,
+    root: BorrowedFd<'_>,
+    text: &str,
+    into_run: Option<&Path>,
+) -> Result<()> {
     let r = (|| -> io::Result<()> {
         match into_run {
             Some(t) => {
                 let parent = t.parent().unwrap_or(Path::new("/run"));
                 let (dir, _) = mount_point(root, parent, true, parent).map_err(io::Error::other)?;
                 let name = t.file_name().unwrap_or_default();
-                fd::write_in(dir.as_raw_fd(), Path::new(name), text.as_bytes())
+                fd::write_in(dir.as_fd(), Path::new(name), text.as_bytes())
             }
             None => {
                 let name = Path::new("resolv.conf");
                 fd::write_in(stage, name, text.as_bytes())?;
                 let dst = fd::resolve(root, Path::new("etc/resolv.conf"))?;
-                if !fd::is_reg(&fd::stat(dst.as_raw_fd())?) {
+                if !fd::is_reg(&fd::stat(dst.as_fd())?) {
                     return Err(io::Error::other("not a regular file"));
                 }
                 let m = fd::clone_tree(stage, name, false)?;
-                fd::attach(&m, dst.as_raw_fd())
+                fd::attach(&m, dst.as_fd())
             }
         }
     })();
@@ -248,11 +259,16 @@ pub fn build(s: &Spec, h: Host) -> Result<()> {
     private()?;
     let root = tree_path(s);
     let tree = at(
-        fd::openat2(libc::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0),
+        fd::openat2(
+            nix::fcntl::AT_FDCWD,
+            &root,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        ),
         "opening the guest's root (the context's root needs to search it)",
         &root,
     )?;
-    let st = at(fd::stat(tree.as_raw_fd()), "reading", &root)?;
+    let st = at(fd::stat(tree.as_fd()), "reading", &root)?;
     if (st.st_dev, st.st_ino) != h.tree {
         return Err(FsError {
             step: "refusing the guest's root (it changed while netctx set it up)",
@@ -271,9 +287,9 @@ pub fn build(s: &Spec, h: Host) -> Result<()> {
         "mounting the staging tmpfs on",
         stage_path,
     )?;
-    let sf = stage.as_raw_fd();
+    let sf = stage.as_fd();
     let new = at(
-        fd::clone_tree(tree.as_raw_fd(), Path::new(""), true),
+        fd::clone_tree(tree.as_fd(), Path::new(""), true),
         "cloning the mount tree at",
         &root,
     )?;
@@ -287,7 +303,7 @@ pub fn build(s: &Spec, h: Host) -> Result<()> {
         (ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV, 0)
     };
     at(
-        fd::setattr(new.as_raw_fd(), set, clear, true),
+        fd::setattr(new.as_fd(), set, clear, true),
         "making read-only the tree of",
         &root,
     )?;
@@ -297,30 +313,30 @@ pub fn build(s: &Spec, h: Host) -> Result<()> {
         stage_path,
     )?;
     at(
-        fd::attach(&new, point.as_raw_fd()),
+        fd::attach(&new, point.as_fd()),
         "mounting the tree of",
         &root,
     )?;
-    let r = new.as_raw_fd();
+    let r = new.as_fd();
     proc_(r)?;
     sys(r, h.sysfs)?;
     dev(r, s.tty.as_deref())?;
     for (dir, mode) in [("tmp", "1777"), ("var/tmp", "1777"), ("run", "0755")] {
         match fd::resolve(r, Path::new(dir)) {
-            Ok(t) if fd::stat(t.as_raw_fd()).is_ok_and(|st| fd::is_dir(&st)) => {
+            Ok(t) if fd::stat(t.as_fd()).is_ok_and(|st| fd::is_dir(&st)) => {
                 let shown = Path::new("/").join(dir);
                 let m = at(
                     tmpfs(mode, "256m", ATTR_NOSUID | ATTR_NODEV),
                     "making",
                     &shown,
                 )?;
-                at(fd::attach(&m, t.as_raw_fd()), "mounting", &shown)?;
+                at(fd::attach(&m, t.as_fd()), "mounting", &shown)?;
             }
             _ => {}
         }
     }
     for w in s.writable.iter().filter(|w| *w != Path::new("/")) {
-        writable(tree.as_raw_fd(), r, w)?;
+        writable(tree.as_fd(), r, w)?;
     }
     if s.root.is_none() {
         for m in &s.masks {
@@ -333,19 +349,9 @@ pub fn build(s: &Spec, h: Host) -> Result<()> {
     pivot(r)
 }
 
-fn pivot(new: RawFd) -> Result<()> {
+fn pivot(new: BorrowedFd<'_>) -> Result<()> {
     let shown = Path::new(STAGE);
-    // SAFETY: fchdir on a descriptor the caller holds open.
-    let r = unsafe { libc::fchdir(new) };
-    at(
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        },
-        "entering",
-        shown,
-    )?;
+    at(nix::unistd::fchdir(new), "entering", shown)?;
     at(
         nix::unistd::pivot_root(".", "."),
         "pivot_root into (a root on the initramfs cannot be pivoted)",

@@ -8,7 +8,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use super::{cgroup, guest_dir, start_time, write_private};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{Gid, Pid, Uid};
+
+use super::{caps, cgroup, guest_dir, start_time, write_private};
+use crate::kernel::sys;
 
 fn record(ctx: &str) -> PathBuf {
     guest_dir().join(format!("{ctx}.init"))
@@ -90,8 +94,7 @@ pub fn main(ctx: &str, first: u32, count: u32) -> anyhow::Result<u8> {
             let mut b = [0u8; 1];
             let got = nix::unistd::read(&rd, &mut b).unwrap_or(0);
             if got != 1 {
-                // SAFETY: _exit ends this child only.
-                unsafe { libc::_exit(1) };
+                sys::exit_now(1);
             }
             pid1()
         }
@@ -100,8 +103,7 @@ pub fn main(ctx: &str, first: u32, count: u32) -> anyhow::Result<u8> {
             let r = std::fs::write(format!("/proc/{child}/uid_map"), &map)
                 .and_then(|_| std::fs::write(format!("/proc/{child}/gid_map"), &map));
             if let Err(e) = r {
-                // SAFETY: kill of our own child.
-                unsafe { libc::kill(child, libc::SIGKILL) };
+                let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
                 return Err(anyhow::Error::new(e).context(format!(
                     "mapping the user ids of context {ctx} ({first}..{})",
                     u64::from(first) + u64::from(count)
@@ -121,29 +123,19 @@ pub fn main(ctx: &str, first: u32, count: u32) -> anyhow::Result<u8> {
 /// namespace cannot reach it; `cgroup.kill` ends it and with it the
 /// namespaces (and every IPC object of the context's guests).
 fn pid1() -> ! {
-    // SAFETY: plain system calls on no shared data; this process only sleeps.
-    unsafe {
-        libc::setgroups(0, std::ptr::null());
-        libc::setresgid(0, 0, 0);
-        libc::setresuid(0, 0, 0);
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        let mut hdr = Header {
-            version: 0x2008_0522,
-            pid: 0,
-        };
-        let data = [0u32; 6];
-        libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr());
-        libc::setsid();
-        libc::chdir(c"/".as_ptr());
-        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        libc::signal(libc::SIGCHLD, libc::SIG_IGN);
-        loop {
-            libc::pause();
-        }
+    // Plain system calls on no shared data, their errors ignored; nothing
+    // allocates (this is the child of a clone).
+    let root = (Uid::from_raw(0), Gid::from_raw(0));
+    let _ = nix::unistd::setgroups(&[]);
+    let _ = nix::unistd::setresgid(root.1, root.1, root.1);
+    let _ = nix::unistd::setresuid(root.0, root.0, root.0);
+    let _ = caps::set(&[]);
+    let _ = nix::unistd::setsid();
+    let _ = nix::unistd::chdir(c"/");
+    let _ = sys::close_from(0);
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let _ = sys::set_disposition(Signal::SIGCHLD, sys::Disposition::Ignore);
+    loop {
+        nix::unistd::pause();
     }
 }

@@ -21,6 +21,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use serde::{Deserialize, Serialize};
 
 use super::{caps, cgroup, fs, seccomp};
+use crate::kernel;
 
 /// The environment variable that carries the spec.
 pub const SPEC_VAR: &str = "NETCTX_GUEST_SPEC";
@@ -80,17 +81,6 @@ fn sys<T, E: Into<io::Error>>(r: Result<T, E>, step: &'static str) -> Result<T, 
     })
 }
 
-fn check(r: libc::c_int, step: &'static str) -> Result<(), JailError> {
-    sys(
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        },
-        step,
-    )
-}
-
 /// `netctx guest-jail`: confine, then exec (returns only on failure).
 pub fn main() -> anyhow::Result<u8> {
     let text = std::env::var(SPEC_VAR).unwrap_or_default();
@@ -128,8 +118,14 @@ fn netns(s: &Spec) -> Result<(), JailError> {
 /// (setns of a user namespace needs a single-threaded process: this one
 /// is.)
 fn userns() -> Result<(), JailError> {
-    // SAFETY: descriptor 3 was given by `launch`; taken over once.
-    let user = unsafe { OwnedFd::from_raw_fd(USER_NS_FD) };
+    // SAFETY: descriptors 3 and 4 were given by `launch`, and this is the
+    // one place that takes them over.
+    let (user, ipc) = unsafe {
+        (
+            OwnedFd::from_raw_fd(USER_NS_FD),
+            OwnedFd::from_raw_fd(IPC_NS_FD),
+        )
+    };
     sys(
         setns(user.as_fd(), CloneFlags::CLONE_NEWUSER),
         "entering the context's user namespace",
@@ -144,8 +140,6 @@ fn userns() -> Result<(), JailError> {
         nix::unistd::setresuid(u, u, u),
         "becoming the context's root",
     )?;
-    // SAFETY: descriptor 4 was given by `launch`; taken over once.
-    let ipc = unsafe { OwnedFd::from_raw_fd(IPC_NS_FD) };
     sys(
         setns(ipc.as_fd(), CloneFlags::CLONE_NEWIPC),
         "entering the context's IPC namespace",
@@ -178,12 +172,13 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
         let _ = std::env::set_current_dir("/");
     }
     let prog = prepare(s)?;
-    // SAFETY: setsid has no preconditions.
-    check(unsafe { libc::setsid() }, "starting a session")?;
+    sys(nix::unistd::setsid(), "starting a session")?;
     if s.tty.is_some() {
-        // SAFETY: fd 0 is the guest's own pty slave.
-        let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
-        check(r, "taking the terminal")?;
+        // fd 0 is the guest's own pty slave.
+        sys(
+            kernel::sys::take_controlling_tty(io::stdin().as_fd()),
+            "taking the terminal",
+        )?;
     }
     if !s.privileged {
         let keep = if s.uid == 0 {
@@ -197,15 +192,9 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
     } else {
         user(s)?;
     }
-    // SAFETY: prctl with integer arguments only.
-    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    check(r, "setting no_new_privs")?;
-    // SAFETY: closes every descriptor above stderr; none is in use here.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-    check(
-        libc::c_int::try_from(r).unwrap_or(-1),
-        "closing inherited descriptors",
-    )?;
+    sys(nix::sys::prctl::set_no_new_privs(), "setting no_new_privs")?;
+    // Every descriptor above stderr: none is in use here.
+    sys(kernel::sys::close_from(3), "closing inherited descriptors")?;
     if !s.privileged {
         sys(
             seccomp::install(&prog.filter),

@@ -5,7 +5,7 @@
 //! directories resolved beneath a root, fresh tmpfs, masks.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use super::fd::{self, ATTR_NODEV, ATTR_NOEXEC, ATTR_NOSUID, ATTR_RDONLY};
@@ -26,13 +26,13 @@ const READ_ONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// The object at `rel` beneath `dir`, which must be a directory.
-pub(super) fn dir_at(dir: RawFd, rel: &Path, shown: &Path) -> Result<OwnedFd> {
+pub(super) fn dir_at(dir: BorrowedFd<'_>, rel: &Path, shown: &Path) -> Result<OwnedFd> {
     let f = at(
         fd::resolve(dir, rel),
         "resolving in the guest's tree",
         shown,
     )?;
-    let st = at(fd::stat(f.as_raw_fd()), "reading", shown)?;
+    let st = at(fd::stat(f.as_fd()), "reading", shown)?;
     if !fd::is_dir(&st) {
         return Err(FsError {
             step: "needs a directory at",
@@ -59,7 +59,7 @@ pub(super) fn tmpfs(mode: &str, size: &str, attrs: u64) -> io::Result<OwnedFd> {
 /// A detached bind of a host file of the caller's own view (`/dev/null`).
 pub(super) fn host_file(p: &Path) -> Result<OwnedFd> {
     at(
-        fd::clone_tree(libc::AT_FDCWD, p, false),
+        fd::clone_tree(nix::fcntl::AT_FDCWD, p, false),
         "cloning the mount of",
         p,
     )
@@ -67,23 +67,23 @@ pub(super) fn host_file(p: &Path) -> Result<OwnedFd> {
 
 /// Mask what `rel` beneath `base` names: a directory with an empty
 /// read-only tmpfs, anything else with /dev/null. Nothing there: nothing.
-pub(super) fn mask(base: RawFd, rel: &Path, shown: &Path) -> Result<()> {
+pub(super) fn mask(base: BorrowedFd<'_>, rel: &Path, shown: &Path) -> Result<()> {
     let t = fd::resolve(base, rel);
     if enoent(&t) {
         return Ok(());
     }
     let t = at(t, "resolving", shown)?;
-    let st = at(fd::stat(t.as_raw_fd()), "reading", shown)?;
+    let st = at(fd::stat(t.as_fd()), "reading", shown)?;
     let m = if fd::is_dir(&st) {
         let all = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC;
         at(tmpfs("000", "4k", all), "making a mask for", shown)?
     } else {
         host_file(Path::new("/dev/null"))?
     };
-    at(fd::attach(&m, t.as_raw_fd()), "masking", shown)
+    at(fd::attach(&m, t.as_fd()), "masking", shown)
 }
 
-pub(super) fn proc_(root: RawFd) -> Result<()> {
+pub(super) fn proc_(root: BorrowedFd<'_>) -> Result<()> {
     let shown = Path::new("/proc");
     let t = dir_at(root, shown, shown)?;
     let p = at(
@@ -91,8 +91,8 @@ pub(super) fn proc_(root: RawFd) -> Result<()> {
         "making the context's /proc for",
         shown,
     )?;
-    at(fd::attach(&p, t.as_raw_fd()), "mounting", shown)?;
-    let pf = p.as_raw_fd();
+    at(fd::attach(&p, t.as_fd()), "mounting", shown)?;
+    let pf = p.as_fd();
     for m in MASKED {
         mask(pf, Path::new(m), &shown.join(m))?;
     }
@@ -104,26 +104,26 @@ pub(super) fn proc_(root: RawFd) -> Result<()> {
         }
         let t = at(t, "resolving", &shown)?;
         let c = at(
-            fd::clone_tree(t.as_raw_fd(), Path::new(""), true),
+            fd::clone_tree(t.as_fd(), Path::new(""), true),
             "cloning",
             &shown,
         )?;
         at(
-            fd::setattr(c.as_raw_fd(), ATTR_RDONLY, 0, true),
+            fd::setattr(c.as_fd(), ATTR_RDONLY, 0, true),
             "making read-only",
             &shown,
         )?;
-        at(fd::attach(&c, t.as_raw_fd()), "mounting", &shown)?;
+        at(fd::attach(&c, t.as_fd()), "mounting", &shown)?;
     }
     Ok(())
 }
 
-pub(super) fn sys(root: RawFd, sysfs: OwnedFd) -> Result<()> {
+pub(super) fn sys(root: BorrowedFd<'_>, sysfs: OwnedFd) -> Result<()> {
     let shown = Path::new("/sys");
     let t = dir_at(root, shown, shown)?;
-    at(fd::attach(&sysfs, t.as_raw_fd()), "mounting", shown)?;
+    at(fd::attach(&sysfs, t.as_fd()), "mounting", shown)?;
     let cg = Path::new("fs/cgroup");
-    if let Ok(c) = dir_at(sysfs.as_raw_fd(), cg, &shown.join(cg)) {
+    if let Ok(c) = dir_at(sysfs.as_fd(), cg, &shown.join(cg)) {
         // The guest's cgroup namespace is rooted at its context's group.
         let all = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC;
         let m = at(
@@ -131,16 +131,16 @@ pub(super) fn sys(root: RawFd, sysfs: OwnedFd) -> Result<()> {
             "making cgroup2 for",
             &shown.join(cg),
         )?;
-        at(fd::attach(&m, c.as_raw_fd()), "mounting", &shown.join(cg))?;
+        at(fd::attach(&m, c.as_fd()), "mounting", &shown.join(cg))?;
     }
     mask(
-        sysfs.as_raw_fd(),
+        sysfs.as_fd(),
         Path::new("firmware"),
         &shown.join("firmware"),
     )
 }
 
-pub(super) fn dev(root: RawFd, tty: Option<&Path>) -> Result<()> {
+pub(super) fn dev(root: BorrowedFd<'_>, tty: Option<&Path>) -> Result<()> {
     let shown = Path::new("/dev");
     let t = dir_at(root, shown, shown)?;
     let d = at(
@@ -148,8 +148,8 @@ pub(super) fn dev(root: RawFd, tty: Option<&Path>) -> Result<()> {
         "making",
         shown,
     )?;
-    at(fd::attach(&d, t.as_raw_fd()), "mounting", shown)?;
-    let df = d.as_raw_fd();
+    at(fd::attach(&d, t.as_fd()), "mounting", shown)?;
+    let df = d.as_fd();
     let nodes = DEVICES
         .iter()
         .map(|n| (n.to_string(), Path::new("/dev").join(n)))
@@ -158,7 +158,7 @@ pub(super) fn dev(root: RawFd, tty: Option<&Path>) -> Result<()> {
         let shown = shown.join(&name);
         let f = at(fd::file_in(df, Path::new(&name)), "creating", &shown)?;
         let m = host_file(&src)?;
-        at(fd::attach(&m, f.as_raw_fd()), "mounting", &shown)?;
+        at(fd::attach(&m, f.as_fd()), "mounting", &shown)?;
     }
     let pts = at(
         fd::mkdir_in(df, Path::new("pts"), 0o755),
@@ -175,11 +175,7 @@ pub(super) fn dev(root: RawFd, tty: Option<&Path>) -> Result<()> {
         "making",
         &shown.join("pts"),
     )?;
-    at(
-        fd::attach(&m, pts.as_raw_fd()),
-        "mounting",
-        &shown.join("pts"),
-    )?;
+    at(fd::attach(&m, pts.as_fd()), "mounting", &shown.join("pts"))?;
     let shm = at(
         fd::mkdir_in(df, Path::new("shm"), 0o755),
         "creating",
@@ -190,11 +186,7 @@ pub(super) fn dev(root: RawFd, tty: Option<&Path>) -> Result<()> {
         "making",
         &shown.join("shm"),
     )?;
-    at(
-        fd::attach(&m, shm.as_raw_fd()),
-        "mounting",
-        &shown.join("shm"),
-    )?;
+    at(fd::attach(&m, shm.as_fd()), "mounting", &shown.join("shm"))?;
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),

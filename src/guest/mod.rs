@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use crate::kernel::RUN_DIR;
 use crate::model::Context;
@@ -159,10 +161,7 @@ fn launch(s: &mut Spec, stdio: [RawFd; 3]) -> anyhow::Result<i32> {
     // Only this process's later children are in the namespace.
     setns(f.as_fd(), CloneFlags::CLONE_NEWPID)
         .with_context(|| format!("entering the PID namespace of {}", s.ctx))?;
-    let extra = [
-        spawn::high(user.as_raw_fd())?,
-        spawn::high(ipc.as_raw_fd())?,
-    ];
+    let extra = [spawn::high(user.as_fd())?, spawn::high(ipc.as_fd())?];
     let extra_raw: Vec<RawFd> = if s.privileged {
         Vec::new()
     } else {
@@ -372,8 +371,7 @@ pub fn stop_many(ctxs: &[String], grace: Duration) -> Vec<anyhow::Result<Stopped
         ctxs.iter().map(|c| (running(c), guest_procs(c))).collect();
     for (_, procs) in &found {
         for p in procs {
-            // SAFETY: kill with integer arguments.
-            unsafe { libc::kill(*p, libc::SIGTERM) };
+            let _ = kill(Pid::from_raw(*p), Signal::SIGTERM);
         }
     }
     let t = Instant::now();

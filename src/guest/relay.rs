@@ -8,10 +8,18 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitStatus;
 
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
+use nix::unistd::{isatty, Pid};
+
 use super::spawn::try_wait;
+use crate::kernel::sys;
 
 /// A pseudo-terminal for the guest, sized and set up like the caller's.
 pub struct Pty {
@@ -19,7 +27,7 @@ pub struct Pty {
     pub slave: OwnedFd,
     /// The slave's path (the guest's /dev/console).
     pub path: std::path::PathBuf,
-    saved: libc::termios,
+    saved: Termios,
 }
 
 /// Pipes netctx relays in place of the caller's terminal on stdout and
@@ -36,9 +44,9 @@ pub struct Pipes {
 /// For each of stdout and stderr that is a terminal, a pipe.
 pub fn pipes() -> io::Result<Pipes> {
     let mut p = Pipes::none();
-    for fd in [1, 2] {
-        // SAFETY: isatty on a descriptor number.
-        if unsafe { libc::isatty(fd) } == 1 {
+    let (out, err) = (io::stdout(), io::stderr());
+    for (fd, f) in [(1, out.as_fd()), (2, err.as_fd())] {
+        if isatty(f).unwrap_or(false) {
             let (r, w) =
                 nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
             nix::fcntl::fcntl(
@@ -69,9 +77,8 @@ impl Pipes {
             match nix::unistd::read(r, &mut buf) {
                 Ok(0) => return false,
                 Ok(n) => {
-                    // SAFETY: the caller's descriptor 1 or 2, open for the
-                    // whole run; borrowed for these writes only.
-                    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(*to) };
+                    let (out, err) = (io::stdout(), io::stderr());
+                    let fd = if *to == 1 { out.as_fd() } else { err.as_fd() };
                     let mut rest = &buf[..n];
                     while !rest.is_empty() {
                         match nix::unistd::write(fd, rest) {
@@ -92,100 +99,88 @@ impl Pipes {
 
 /// stdin is a terminal: a new pty with its settings, else None.
 pub fn open() -> io::Result<Option<Pty>> {
-    // SAFETY: isatty/tcgetattr/ioctl on fd 0 into zeroed buffers.
-    unsafe {
-        if libc::isatty(0) != 1 {
-            return Ok(None);
-        }
-        let mut t: libc::termios = std::mem::zeroed();
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::tcgetattr(0, &mut t) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        libc::ioctl(0, libc::TIOCGWINSZ, &mut ws);
-        let (mut m, mut s) = (-1, -1);
-        if libc::openpty(&mut m, &mut s, std::ptr::null_mut(), &t, &ws) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        for fd in [m, s] {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-        let path = std::fs::read_link(format!("/proc/self/fd/{s}"))?;
-        Ok(Some(Pty {
-            master: OwnedFd::from_raw_fd(m),
-            slave: OwnedFd::from_raw_fd(s),
-            path,
-            saved: t,
-        }))
+    let stdin = io::stdin();
+    if !isatty(stdin.as_fd()).unwrap_or(false) {
+        return Ok(None);
     }
+    let t = tcgetattr(stdin.as_fd())?;
+    // The window size stays zero where it cannot be read.
+    let ws = sys::winsize(stdin.as_fd()).unwrap_or(libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    });
+    let pty = nix::pty::openpty(&ws, &t)?;
+    for fd in [&pty.master, &pty.slave] {
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    }
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))?;
+    Ok(Some(Pty {
+        master: pty.master,
+        slave: pty.slave,
+        path,
+        saved: t,
+    }))
 }
 
-const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+const FORWARDED: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 /// A signalfd for the forwarded signals, SIGWINCH and SIGCHLD (blocked).
-fn signals() -> io::Result<OwnedFd> {
-    // SAFETY: building and installing a signal mask, then a signalfd on it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in FORWARDED.iter().chain(&[libc::SIGWINCH, libc::SIGCHLD]) {
-            libc::sigaddset(&mut set, *s);
-        }
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(OwnedFd::from_raw_fd(fd))
+fn signals() -> io::Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED.iter().chain(&[Signal::SIGWINCH, Signal::SIGCHLD]) {
+        set.add(*s);
     }
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    Ok(SignalFd::with_flags(
+        &set,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )?)
 }
 
 /// Restores the caller's terminal settings when dropped.
-struct Raw(libc::termios);
+struct Raw(Termios);
 
 impl Raw {
-    fn enter(saved: libc::termios) -> Raw {
-        let mut t = saved;
-        // SAFETY: cfmakeraw edits our copy; tcsetattr on fd 0.
-        unsafe {
-            libc::cfmakeraw(&mut t);
-            libc::tcsetattr(0, libc::TCSANOW, &t);
-        }
+    fn enter(saved: Termios) -> Raw {
+        let mut t = saved.clone();
+        cfmakeraw(&mut t);
+        let _ = tcsetattr(io::stdin().as_fd(), SetArg::TCSANOW, &t);
         Raw(saved)
     }
 }
 
 impl Drop for Raw {
     fn drop(&mut self) {
-        // SAFETY: tcsetattr on fd 0 with the settings read at start.
-        unsafe { libc::tcsetattr(0, libc::TCSADRAIN, &self.0) };
+        let _ = tcsetattr(io::stdin().as_fd(), SetArg::TCSADRAIN, &self.0);
     }
 }
 
-fn poll(fds: &mut [libc::pollfd]) {
-    // SAFETY: poll over a valid array, 200 ms at most.
-    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 200) };
+/// poll(2), 200 ms at most; errors (EINTR) are as a timeout.
+fn poll(fds: &mut [PollFd<'_>]) {
+    let _ = nix::poll::poll(fds, PollTimeout::from(200u8));
+}
+
+/// Whether poll saw anything on `fd` (revents not 0; `None` is bits nix
+/// does not name).
+fn ready(fd: &PollFd<'_>) -> bool {
+    fd.revents() != Some(PollFlags::empty())
 }
 
 /// One signal from the signalfd, if any.
-fn next_signal(fd: &OwnedFd) -> Option<i32> {
-    // SAFETY: reading one siginfo record into a zeroed buffer.
-    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::signalfd_siginfo>();
-    // SAFETY: as above; the buffer is `size` bytes.
-    let n = unsafe {
-        libc::read(
-            fd.as_raw_fd(),
-            (&mut info as *mut libc::signalfd_siginfo).cast(),
-            size,
-        )
-    };
-    (n == size as isize).then_some(info.ssi_signo as i32)
+fn next_signal(fd: &SignalFd) -> Option<Signal> {
+    let info = fd.read_signal().ok()??;
+    Signal::try_from(info.ssi_signo as i32).ok()
 }
 
-fn forward(child: i32, sig: i32) {
-    // SAFETY: kill with integer arguments.
-    unsafe { libc::kill(child, sig) };
+fn forward(child: i32, sig: Signal) {
+    let _ = kill(Pid::from_raw(child), sig);
 }
 
 /// Wait for the guest, relaying the terminal (or the pipes in its place)
@@ -201,13 +196,9 @@ pub fn wait(child: i32, pty: Option<Pty>, mut pipes: Pipes) -> io::Result<ExitSt
                 pipes.pump();
                 return Ok(st);
             }
-            let mut fds: Vec<libc::pollfd> = std::iter::once(sig.as_raw_fd())
-                .chain(pipes.relays.iter().map(|(r, _)| r.as_raw_fd()))
-                .map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
+            let mut fds: Vec<PollFd> = std::iter::once(sig.as_fd())
+                .chain(pipes.relays.iter().map(|(r, _)| r.as_fd()))
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
                 .collect();
             poll(&mut fds);
             pipes.pump();
@@ -225,25 +216,17 @@ pub fn wait(child: i32, pty: Option<Pty>, mut pipes: Pipes) -> io::Result<ExitSt
     let mut buf = [0u8; 8192];
     let mut stdin_open = true;
     loop {
+        let stdin_fd = stdin.as_fd();
         let mut fds = [
-            libc::pollfd {
-                fd: master.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sig.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: if stdin_open { 0 } else { -1 },
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sig.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stdin_fd, PollFlags::POLLIN),
         ];
-        poll(&mut fds);
-        if fds[0].revents != 0 {
+        // A closed stdin is left out (as poll ignores a negative fd).
+        let n = if stdin_open { 3 } else { 2 };
+        poll(&mut fds[..n]);
+        let (master_ready, stdin_ready) = (ready(&fds[0]), n == 3 && ready(&fds[2]));
+        if master_ready {
             match master.read(&mut buf) {
                 Ok(n) if n > 0 => {
                     stdout.write_all(&buf[..n])?;
@@ -253,26 +236,23 @@ pub fn wait(child: i32, pty: Option<Pty>, mut pipes: Pipes) -> io::Result<ExitSt
                 _ => break,
             }
         }
-        if fds[2].revents != 0 {
+        if stdin_ready {
             match stdin.read(&mut buf) {
                 Ok(n) if n > 0 => master.write_all(&buf[..n])?,
                 _ => stdin_open = false,
             }
         }
         while let Some(s) = next_signal(&sig) {
-            if s == libc::SIGWINCH {
-                // SAFETY: copying the window size from fd 0 to the master.
-                unsafe {
-                    let mut ws: libc::winsize = std::mem::zeroed();
-                    if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
-                        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-                    }
+            if s == Signal::SIGWINCH {
+                // The window size, from fd 0 to the master.
+                if let Ok(ws) = sys::winsize(io::stdin().as_fd()) {
+                    let _ = sys::set_winsize(master.as_fd(), &ws);
                 }
             } else if FORWARDED.contains(&s) {
                 forward(child, s);
             }
         }
-        if fds[0].revents == 0 {
+        if !master_ready {
             if let Some(st) = try_wait(child)? {
                 return Ok(st);
             }

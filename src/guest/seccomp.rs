@@ -6,7 +6,9 @@
 //! flag and to the TIOCSTI/TIOCLINUX ioctls; EAFNOSUPPORT to sockets of
 //! every family but unix, inet, inet6 and netlink; ENOSYS to clone3 (whose flags a
 //! filter cannot read), so that libc falls back to clone; it kills a process
-//! that calls through another architecture's table (x32, i386).
+//! that calls through another architecture's table (x32, i386). The program
+//! is assembled with labels (`Asm`, as `kernel::bpf::insn` does for eBPF):
+//! no jump offset is counted by hand.
 
 use std::io;
 
@@ -45,17 +47,88 @@ const AUDIT_ARCH: u32 = 0xc000_00b7;
 /// Every CLONE_NEW* flag clone(2) takes.
 const CLONE_NEW_MASK: u32 = 0x7e02_0000;
 
-fn stmt(code: u16, k: u32) -> Insn {
-    Insn {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
+/// A jump target, placed with [`Asm::bind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Label(usize);
+
+/// Where a conditional jump goes when its test holds (or fails).
+#[derive(Debug, Clone, Copy)]
+enum To {
+    /// On to the next instruction.
+    Next,
+    Label(Label),
 }
 
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
-    Insn { code, jt, jf, k }
+/// A classic-BPF assembler: instructions in order, conditional jumps to
+/// labels resolved by [`Asm::finish`], so no offset is counted by hand.
+/// Classic BPF jumps only forward, by at most 255 instructions (jt and jf
+/// are u8): anything else is a bug in the program, and `finish` panics.
+#[derive(Default)]
+struct Asm {
+    insns: Vec<Insn>,
+    labels: Vec<Option<usize>>,
+    /// (instruction, its jt (true) or jf (false), the label it goes to).
+    fixups: Vec<(usize, bool, Label)>,
+}
+
+impl Asm {
+    fn label(&mut self) -> Label {
+        self.labels.push(None);
+        Label(self.labels.len() - 1)
+    }
+
+    /// Place `l` at the next instruction.
+    fn bind(&mut self, l: Label) {
+        assert!(self.labels[l.0].is_none(), "label {} placed twice", l.0);
+        self.labels[l.0] = Some(self.insns.len());
+    }
+
+    fn stmt(&mut self, code: u16, k: u32) {
+        self.insns.push(Insn {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        });
+    }
+
+    /// `if (A code k) goto jt else goto jf`.
+    fn jump(&mut self, code: u16, k: u32, jt: To, jf: To) {
+        let at = self.insns.len();
+        for (branch, to) in [(true, jt), (false, jf)] {
+            if let To::Label(l) = to {
+                self.fixups.push((at, branch, l));
+            }
+        }
+        self.insns.push(Insn {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        });
+    }
+
+    /// `if (A code k) return ret`, else on.
+    fn ret_if(&mut self, code: u16, k: u32, ret: u32) {
+        let on = self.label();
+        self.jump(code, k, To::Next, To::Label(on));
+        self.stmt(RET_K, ret);
+        self.bind(on);
+    }
+
+    /// The program, its jumps resolved.
+    fn finish(mut self) -> Vec<Insn> {
+        for &(at, branch, l) in &self.fixups {
+            let to = self.labels[l.0].unwrap_or_else(|| panic!("label {} never placed", l.0));
+            let off = to
+                .checked_sub(at + 1)
+                .and_then(|d| u8::try_from(d).ok())
+                .unwrap_or_else(|| panic!("a jump from {at} to {to}: not 0..=255 ahead"));
+            let i = &mut self.insns[at];
+            *(if branch { &mut i.jt } else { &mut i.jf }) = off;
+        }
+        self.insns
+    }
 }
 
 /// System calls answered with EPERM.
@@ -118,48 +191,64 @@ pub fn denied() -> Vec<libc::c_long> {
 
 /// The filter program.
 pub fn program() -> Vec<Insn> {
-    let eperm = stmt(RET_K, RET_ERRNO | k(libc::EPERM));
-    let mut p = vec![
-        stmt(LD_W_ABS, OFF_ARCH),
-        jump(JEQ_K, AUDIT_ARCH, 1, 0),
-        stmt(RET_K, RET_KILL_PROCESS),
-        stmt(LD_W_ABS, OFF_NR),
-    ];
+    let eperm = RET_ERRNO | k(libc::EPERM);
+    let mut a = Asm::default();
+    // Another architecture's table: kill.
+    let native = a.label();
+    a.stmt(LD_W_ABS, OFF_ARCH);
+    a.jump(JEQ_K, AUDIT_ARCH, To::Label(native), To::Next);
+    a.stmt(RET_K, RET_KILL_PROCESS);
+    a.bind(native);
+    a.stmt(LD_W_ABS, OFF_NR);
+    // x32's numbers (bit 30 set).
     #[cfg(target_arch = "x86_64")]
-    p.extend([jump(JGE_K, 0x4000_0000, 0, 1), eperm]);
+    a.ret_if(JGE_K, 0x4000_0000, eperm);
     for nr in denied() {
-        p.extend([jump(JEQ_K, k(nr), 0, 1), eperm]);
+        a.ret_if(JEQ_K, k(nr), eperm);
     }
-    p.extend([
-        jump(JEQ_K, k(libc::SYS_clone3), 0, 1),
-        stmt(RET_K, RET_ERRNO | k(libc::ENOSYS)),
-        // socket(domain, …) / socketpair(domain, …): unix, inet, inet6
-        // and netlink only; every other family (AF_VSOCK first: no network
-        // namespace confines it) is EAFNOSUPPORT.
-        jump(JEQ_K, k(libc::SYS_socket), 1, 0),
-        jump(JEQ_K, k(libc::SYS_socketpair), 0, 7),
-        stmt(LD_W_ABS, off_arg(0)),
-        jump(JEQ_K, k(libc::AF_UNIX), 3, 0),
-        jump(JEQ_K, k(libc::AF_INET), 2, 0),
-        jump(JEQ_K, k(libc::AF_INET6), 1, 0),
-        jump(JEQ_K, k(libc::AF_NETLINK), 0, 1),
-        stmt(RET_K, RET_ALLOW),
-        stmt(RET_K, RET_ERRNO | k(libc::EAFNOSUPPORT)),
-        // ioctl(fd, TIOCSTI | TIOCLINUX, …): EPERM.
-        jump(JEQ_K, k(libc::SYS_ioctl), 0, 5),
-        stmt(LD_W_ABS, off_arg(1)),
-        jump(JEQ_K, k(libc::TIOCSTI), 2, 0),
-        jump(JEQ_K, k(libc::TIOCLINUX), 1, 0),
-        stmt(RET_K, RET_ALLOW),
-        eperm,
-        // clone(flags, …) with a new namespace: EPERM.
-        jump(JEQ_K, k(libc::SYS_clone), 0, 3),
-        stmt(LD_W_ABS, off_arg(0)),
-        jump(JSET_K, CLONE_NEW_MASK, 0, 1),
-        eperm,
-        stmt(RET_K, RET_ALLOW),
-    ]);
-    p
+    a.ret_if(JEQ_K, k(libc::SYS_clone3), RET_ERRNO | k(libc::ENOSYS));
+    // socket(domain, …) / socketpair(domain, …): unix, inet, inet6 and
+    // netlink only; every other family (AF_VSOCK first: no network
+    // namespace confines it) is EAFNOSUPPORT.
+    let (family, not_socket, allowed, refused) = (a.label(), a.label(), a.label(), a.label());
+    a.jump(JEQ_K, k(libc::SYS_socket), To::Label(family), To::Next);
+    a.jump(
+        JEQ_K,
+        k(libc::SYS_socketpair),
+        To::Next,
+        To::Label(not_socket),
+    );
+    a.bind(family);
+    a.stmt(LD_W_ABS, off_arg(0));
+    for f in [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6] {
+        a.jump(JEQ_K, k(f), To::Label(allowed), To::Next);
+    }
+    a.jump(JEQ_K, k(libc::AF_NETLINK), To::Next, To::Label(refused));
+    a.bind(allowed);
+    a.stmt(RET_K, RET_ALLOW);
+    a.bind(refused);
+    a.stmt(RET_K, RET_ERRNO | k(libc::EAFNOSUPPORT));
+    // ioctl(fd, TIOCSTI | TIOCLINUX, …): EPERM.
+    let (not_ioctl, deny) = (a.label(), a.label());
+    a.bind(not_socket);
+    a.jump(JEQ_K, k(libc::SYS_ioctl), To::Next, To::Label(not_ioctl));
+    a.stmt(LD_W_ABS, off_arg(1));
+    for req in [libc::TIOCSTI, libc::TIOCLINUX] {
+        a.jump(JEQ_K, k(req), To::Label(deny), To::Next);
+    }
+    a.stmt(RET_K, RET_ALLOW);
+    a.bind(deny);
+    a.stmt(RET_K, eperm);
+    // clone(flags, …) with a new namespace: EPERM.
+    let allow = a.label();
+    a.bind(not_ioctl);
+    a.jump(JEQ_K, k(libc::SYS_clone), To::Next, To::Label(allow));
+    a.stmt(LD_W_ABS, off_arg(0));
+    a.jump(JSET_K, CLONE_NEW_MASK, To::Next, To::Label(allow));
+    a.stmt(RET_K, eperm);
+    a.bind(allow);
+    a.stmt(RET_K, RET_ALLOW);
+    a.finish()
 }
 
 #[repr(C)]
@@ -191,110 +280,5 @@ pub fn install(p: &[Insn]) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A classic-BPF interpreter for the instructions the filter uses.
-    fn run(p: &[Insn], data: &[u32; 16]) -> u32 {
-        let (mut pc, mut a) = (0usize, 0u32);
-        loop {
-            let i = p[pc];
-            pc += 1;
-            match i.code {
-                LD_W_ABS => a = data[(i.k / 4) as usize],
-                RET_K => return i.k,
-                JEQ_K | JGE_K | JSET_K => {
-                    let t = match i.code {
-                        JEQ_K => a == i.k,
-                        JGE_K => a >= i.k,
-                        _ => a & i.k != 0,
-                    };
-                    pc += usize::from(if t { i.jt } else { i.jf });
-                }
-                c => panic!("unknown instruction {c:#x}"),
-            }
-        }
-    }
-
-    fn call(nr: libc::c_long, arg0: u32, arg1: u32) -> u32 {
-        let mut d = [0u32; 16];
-        d[0] = k(nr);
-        d[1] = AUDIT_ARCH;
-        d[4] = arg0;
-        d[6] = arg1;
-        run(&program(), &d)
-    }
-
-    #[test]
-    fn answers_as_the_design_says() {
-        let eperm = RET_ERRNO | k(libc::EPERM);
-        for nr in denied() {
-            assert_eq!(call(nr, 0, 0), eperm, "syscall {nr}");
-        }
-        assert_eq!(call(libc::SYS_clone3, 0, 0), RET_ERRNO | k(libc::ENOSYS));
-        assert_eq!(call(libc::SYS_clone, k(libc::CLONE_NEWUSER), 0), eperm);
-        assert_eq!(call(libc::SYS_clone, k(libc::CLONE_NEWNET), 0), eperm);
-        let fork = k(libc::CLONE_CHILD_SETTID | libc::SIGCHLD);
-        assert_eq!(call(libc::SYS_clone, fork, 0), RET_ALLOW);
-        assert_eq!(call(libc::SYS_ioctl, 0, k(libc::TIOCSTI)), eperm);
-        assert_eq!(call(libc::SYS_ioctl, 0, k(libc::TIOCGWINSZ)), RET_ALLOW);
-        for ok in [libc::SYS_read, libc::SYS_execve] {
-            assert_eq!(call(ok, 0, 0), RET_ALLOW);
-        }
-        for nr in [libc::SYS_socket, libc::SYS_socketpair] {
-            for f in [
-                libc::AF_UNIX,
-                libc::AF_INET,
-                libc::AF_INET6,
-                libc::AF_NETLINK,
-            ] {
-                assert_eq!(call(nr, k(f), 0), RET_ALLOW, "family {f}");
-            }
-            for f in [
-                libc::AF_VSOCK,
-                libc::AF_PACKET,
-                libc::AF_ALG,
-                libc::AF_XDP,
-                0,
-                255,
-            ] {
-                assert_eq!(
-                    call(nr, k(f), 0),
-                    RET_ERRNO | k(libc::EAFNOSUPPORT),
-                    "family {f}"
-                );
-            }
-        }
-        let mut other = [0u32; 16];
-        other[1] = 0x4000_0003; // i386
-        assert_eq!(run(&program(), &other), RET_KILL_PROCESS);
-        #[cfg(target_arch = "x86_64")]
-        assert_eq!(call(0x4000_0000 | libc::SYS_read, 0, 0), eperm);
-    }
-
-    #[test]
-    fn the_kernel_accepts_and_enforces_it() {
-        // SAFETY: the child only makes system calls and exits.
-        match unsafe { libc::fork() } {
-            0 => {
-                // SAFETY: plain prctl/unshare/syscall; _exit ends the child.
-                unsafe {
-                    let ok = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-                        && install(&program()).is_ok()
-                        && libc::unshare(libc::CLONE_NEWUSER) == -1
-                        && *libc::__errno_location() == libc::EPERM
-                        && libc::syscall(libc::SYS_clone3, 0, 0) == -1
-                        && *libc::__errno_location() == libc::ENOSYS
-                        && libc::getpid() > 0;
-                    libc::_exit(if ok { 0 } else { 1 });
-                }
-            }
-            pid => {
-                let mut st = 0;
-                // SAFETY: waiting for our own child.
-                unsafe { libc::waitpid(pid, &mut st, 0) };
-                assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0);
-            }
-        }
-    }
-}
+#[path = "seccomp_tests.rs"]
+mod tests;

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io::{self, IsTerminal, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -107,21 +107,10 @@ fn cstr(name: &CStr) -> &Path {
     Path::new(std::ffi::OsStr::from_bytes(name.to_bytes()))
 }
 
-fn chown_fd(f: RawFd, uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: fchownat on a descriptor we hold, empty path.
-    let r = unsafe {
-        libc::fchownat(
-            f,
-            c"".as_ptr(),
-            uid,
-            gid,
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn chown_fd(f: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    let flags = nix::fcntl::AtFlags::AT_EMPTY_PATH | nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+    let (u, g) = (Some(uid.into()), Some(gid.into()));
+    Ok(nix::unistd::fchownat(f, c"", u, g, flags)?)
 }
 
 impl Walk {
@@ -166,7 +155,7 @@ impl Walk {
             self.linked.insert(key, e);
             return Ok(());
         }
-        chown_fd(f.as_raw_fd(), nu, ng)
+        chown_fd(f.as_fd(), nu, ng)
             .with_context(|| format!("changing the owner of {}", shown.display()))?;
         self.report.changed += 1;
         Ok(())
@@ -181,7 +170,7 @@ impl Walk {
                 let n = cstr(&name);
                 let shown = path.join(n);
                 let f = match fd::openat2(
-                    d.as_raw_fd(),
+                    d.as_fd(),
                     n,
                     libc::O_PATH | libc::O_NOFOLLOW,
                     RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
@@ -191,7 +180,7 @@ impl Walk {
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                     Err(e) => return Err(e).with_context(|| shown.display().to_string()),
                 };
-                let st = fd::stat(f.as_raw_fd()).with_context(|| shown.display().to_string())?;
+                let st = fd::stat(f.as_fd()).with_context(|| shown.display().to_string())?;
                 if st.st_dev != self.dev {
                     self.report.other_fs += 1;
                     continue;
@@ -214,10 +203,10 @@ impl Walk {
                 self.report.linked_outside += 1;
                 continue;
             }
-            let st = fd::stat(f.as_raw_fd())?;
+            let st = fd::stat(f.as_fd())?;
             let nu = map_id(st.st_uid, self.range, self.back).unwrap_or(st.st_uid);
             let ng = map_id(st.st_gid, self.range, self.back).unwrap_or(st.st_gid);
-            chown_fd(f.as_raw_fd(), nu, ng)?;
+            chown_fd(f.as_fd(), nu, ng)?;
             self.report.changed += 1;
         }
         if self.progress && self.seen >= 4096 {
@@ -231,7 +220,7 @@ impl Walk {
 /// never its name again.
 fn reopen_dir(f: &OwnedFd) -> io::Result<OwnedFd> {
     fd::openat2(
-        f.as_raw_fd(),
+        f.as_fd(),
         Path::new("."),
         libc::O_RDONLY | libc::O_DIRECTORY,
         RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
@@ -282,21 +271,21 @@ pub fn shift(ctx: &Context, path: &Path, back: bool) -> anyhow::Result<Report> {
     };
     // The declared path is the administrator's; beneath it nothing is
     // followed.
-    let b = fd::openat2(libc::AT_FDCWD, base, libc::O_PATH, 0)
+    let b = fd::openat2(nix::fcntl::AT_FDCWD, base, libc::O_PATH, 0)
         .with_context(|| format!("opening {}", base.display()))?;
     let rel = want.strip_prefix(base).unwrap_or(Path::new(""));
     let top = if rel.as_os_str().is_empty() {
         b
     } else {
         fd::openat2(
-            b.as_raw_fd(),
+            b.as_fd(),
             rel,
             libc::O_PATH | libc::O_NOFOLLOW,
             RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
         )
         .with_context(|| format!("opening {} (without following a symlink)", want.display()))?
     };
-    let st = fd::stat(top.as_raw_fd())?;
+    let st = fd::stat(top.as_fd())?;
     let mut w = Walk {
         range: ctx.id_range(),
         back,

@@ -7,8 +7,10 @@
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr;
+
+use crate::kernel::sys;
 
 #[repr(C)]
 #[derive(Default)]
@@ -28,15 +30,8 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// clone3(2) as a fork (no CLONE_VM, SIGCHLD at exit) with `flags`, born
-/// in the cgroup directory `cgroup` if given: 0 in the child, the child's
-/// pid in the parent.
-///
-/// # Safety
-/// As fork: in a multi-threaded process the child may only make
-/// async-signal-safe calls until it execs or exits.
-pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<i32> {
-    let ca = CloneArgs {
+fn clone_args(flags: u64, cgroup: Option<RawFd>) -> CloneArgs {
+    CloneArgs {
         flags: flags
             | if cgroup.is_some() {
                 CLONE_INTO_CGROUP
@@ -46,16 +41,21 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<i32> {
         exit_signal: libc::SIGCHLD as u64,
         cgroup: cgroup.map_or(0, |fd| fd as u64),
         ..CloneArgs::default()
-    };
+    }
+}
+
+/// clone3(2) as a fork (no CLONE_VM, SIGCHLD at exit) with `flags`, born
+/// in the cgroup directory `cgroup` if given: 0 in the child, the child's
+/// pid in the parent.
+///
+/// # Safety
+/// As fork: in a multi-threaded process the child may only make
+/// async-signal-safe calls until it execs or exits.
+pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<i32> {
+    let (ca, size) = (clone_args(flags, cgroup), std::mem::size_of::<CloneArgs>());
     // SAFETY: clone3 reads `ca` during the call; without CLONE_VM the
     // child gets a copy of this address space (the caller's contract).
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &ca as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::from_ref(&ca), size) };
     match pid {
         p if p < 0 => Err(io::Error::last_os_error()),
         p => i32::try_from(p).map_err(|_| io::Error::other("pid out of range")),
@@ -105,26 +105,13 @@ pub fn spawn(
 
 /// A close-on-exec duplicate of `fd` numbered 16 or above, out of the way
 /// of the numbers `spawn` gives its child.
-pub fn high(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: fcntl F_DUPFD_CLOEXEC on a descriptor the caller holds.
-    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 16) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the new descriptor is ours alone.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r) })
+pub fn high(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    sys::dup_from(fd, 16)
 }
 
 /// Wait for a child without blocking: its status once it ended.
 pub fn try_wait(pid: i32) -> io::Result<Option<std::process::ExitStatus>> {
     use std::os::unix::process::ExitStatusExt;
-    let mut st = 0;
-    // SAFETY: waitpid on our own child into a local.
-    let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
-    match r {
-        0 => Ok(None),
-        r if r < 0 => Err(io::Error::last_os_error()),
-        _ => Ok(Some(std::process::ExitStatus::from_raw(st))),
-    }
+    let st = sys::waitpid(pid, libc::WNOHANG)?;
+    Ok(st.map(std::process::ExitStatus::from_raw))
 }

@@ -57,12 +57,17 @@ pub const MAX_FILE: u64 = 1 << 20;
 /// regular file, at most 1 MiB. Missing: empty.
 pub fn read_etc(root: &Path, name: &str) -> io::Result<String> {
     use std::io::Read;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     let rel = Path::new("etc").join(name);
     let shown = root.join(&rel);
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", shown.display()));
-    let dir = super::fd::openat2(libc::AT_FDCWD, root, libc::O_PATH | libc::O_DIRECTORY, 0)
-        .map_err(named)?;
+    let dir = super::fd::openat2(
+        nix::fcntl::AT_FDCWD,
+        root,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(named)?;
     // A guest tree's files stay beneath it; the host's own view (`/`) is
     // the administrator's, whose /etc may hold symlinks.
     let beneath = if root == Path::new("/") {
@@ -71,7 +76,7 @@ pub fn read_etc(root: &Path, name: &str) -> io::Result<String> {
         super::fd::RESOLVE_BENEATH
     };
     let f = match super::fd::openat2(
-        dir.as_raw_fd(),
+        dir.as_fd(),
         &rel,
         libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
         beneath | super::fd::RESOLVE_NO_MAGICLINKS,
@@ -85,7 +90,7 @@ pub fn read_etc(root: &Path, name: &str) -> io::Result<String> {
         }
         Err(e) => return Err(named(e)),
     };
-    let st = super::fd::stat(f.as_raw_fd()).map_err(named)?;
+    let st = super::fd::stat(f.as_fd()).map_err(named)?;
     if !super::fd::is_reg(&st) {
         return Err(named(io::Error::other("not a regular file")));
     }

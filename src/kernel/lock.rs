@@ -5,46 +5,53 @@
 
 use std::fs::File;
 use std::io::{self, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
 
 use super::rundir::{self, RUN_DIR};
 
 /// An exclusive lock on the run directory, held until dropped.
 pub struct Lock {
-    _file: File,
+    _file: Flock<File>,
 }
 
 /// Take the lock; if another netctx holds it, say so once and wait up to
 /// `wait` (`--wait`). A lock whose holder died is free: flock goes with the process.
 pub fn lock(wait: Duration) -> io::Result<Lock> {
     let path = PathBuf::from(RUN_DIR).join("lock");
-    let mut f = rundir::open_private(&path, false)?;
+    let f = rundir::open_private(&path, false)?;
     // A lock file made by an older netctx may be world-readable.
     f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    let try_lock =
-        |f: &File| unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !try_lock(&f) {
-        let meta = f.metadata()?;
-        let id = (libc::major(meta.dev()), libc::minor(meta.dev()), meta.ino());
-        let holder = || holder_of(id).map_or("unknown".to_string(), |p| p.to_string());
-        eprintln!("netctx: waiting for the lock held by pid {}", holder());
-        let start = std::time::Instant::now();
-        while !try_lock(&f) {
-            if start.elapsed() >= wait {
-                return Err(io::Error::other(format!(
-                    "another netctx (pid {}) holds {}; gave up after {} s (see --wait)",
-                    holder(),
-                    path.display(),
-                    wait.as_secs_f64()
-                )));
+    let try_lock = |f: File| Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(f, _)| f);
+    let mut f = match try_lock(f) {
+        Ok(held) => held,
+        Err(f) => {
+            let meta = f.metadata()?;
+            let id = (libc::major(meta.dev()), libc::minor(meta.dev()), meta.ino());
+            let holder = || holder_of(id).map_or("unknown".to_string(), |p| p.to_string());
+            eprintln!("netctx: waiting for the lock held by pid {}", holder());
+            let start = std::time::Instant::now();
+            let mut f = f;
+            loop {
+                match try_lock(f) {
+                    Ok(held) => break held,
+                    Err(back) => f = back,
+                }
+                if start.elapsed() >= wait {
+                    return Err(io::Error::other(format!(
+                        "another netctx (pid {}) holds {}; gave up after {} s (see --wait)",
+                        holder(),
+                        path.display(),
+                        wait.as_secs_f64()
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-    }
+    };
     f.set_len(0)?;
     f.rewind()?;
     write!(f, "{}", std::process::id())?;

@@ -16,12 +16,14 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::Mode;
+
+use crate::kernel::sys;
 
 /// The directories of one namespace, opened when first needed: `None` not
 /// yet, `Some(None)` absent (IPv6 off).
@@ -135,35 +137,10 @@ fn open_in(ns: u64, i: usize, rest: &str, flags: OFlag) -> io::Result<File> {
 /// A new procfs instance, not mounted anywhere: the descriptor of its root.
 fn private_proc() -> Option<OwnedFd> {
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
     const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    // SAFETY: fsopen with a NUL-terminated name and flags; it returns a new
-    // descriptor, owned here from now on, or -1.
-    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
-    let fs = libc::c_int::try_from(fs).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: `fs` is a descriptor fsopen just returned and nothing else owns.
-    let fs = unsafe { OwnedFd::from_raw_fd(fs) };
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&fs);
-    // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux argument.
-    let made = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            raw,
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if made != 0 {
-        return None;
-    }
-    // SAFETY: fsmount of the configured context `raw`; it returns a new
-    // descriptor or -1.
-    let mnt = unsafe { libc::syscall(libc::SYS_fsmount, raw, FSMOUNT_CLOEXEC, 0) };
-    let mnt = libc::c_int::try_from(mnt).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: `mnt` is a descriptor fsmount just returned and nothing else owns.
-    Some(unsafe { OwnedFd::from_raw_fd(mnt) })
+    let fs = sys::fsopen(c"proc", FSOPEN_CLOEXEC).ok()?;
+    sys::fsconfig(fs.as_fd(), sys::FsConfig::Create).ok()?;
+    sys::fsmount(fs.as_fd(), FSMOUNT_CLOEXEC, 0).ok()
 }
 
 /// The value of a switch, whitespace normalised (`ping_group_range` prints

@@ -2,31 +2,23 @@
 //! main loop looks at between events and repairs, so a repair under way is
 //! finished and nothing is undone.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use anyhow::Context as _;
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::Signal;
 
-/// Raised by SIGTERM or SIGINT (or a closed stdout).
-pub static STOP: AtomicBool = AtomicBool::new(false);
+use crate::kernel::sys::{set_disposition, Disposition};
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
+/// Raised by SIGTERM or SIGINT (or a closed stdout): the flag of the
+/// handler `kernel::sys` installs, which only stores to it.
+pub use crate::kernel::sys::RAISED as STOP;
 
 pub fn install_signals() -> anyhow::Result<()> {
     // SA_RESTART: a signal arriving during a repair must not fail one of
-    // its netlink calls with EINTR; watch ends after the repair.
-    let sa = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
+    // its netlink calls with EINTR; watch ends after the repair. It
+    // replaces the default action of SIGTERM and SIGINT, for which netctx
+    // installs no other handler.
     for s in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe; it replaces the default action of SIGTERM and
-        // SIGINT, for which netctx installs no other handler.
-        unsafe { sigaction(s, &sa) }.with_context(|| format!("installing a handler for {s}"))?;
+        set_disposition(s, Disposition::Raise)
+            .with_context(|| format!("installing a handler for {s}"))?;
     }
     Ok(())
 }

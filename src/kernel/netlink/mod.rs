@@ -14,6 +14,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_SOCK_DIAG};
 use netlink_sys::Socket;
+use nix::sys::socket::{setsockopt, sockopt};
 
 pub mod wire;
 
@@ -56,11 +57,6 @@ impl fmt::Display for NlError {
 }
 
 impl std::error::Error for NlError {}
-
-/// The size of `T` as a socket option length.
-pub fn socklen<T>() -> libc::socklen_t {
-    libc::socklen_t::try_from(std::mem::size_of::<T>()).expect("a small type")
-}
 
 /// A netlink socket of `proto` in the calling thread's namespace, bound,
 /// with extended and capped acks.
@@ -125,21 +121,11 @@ impl Rtnl {
             if left.is_zero() {
                 return Ok(false);
             }
-            let tv = libc::timeval {
-                tv_sec: left.as_secs() as libc::time_t,
-                tv_usec: left.subsec_micros().max(1) as libc::suseconds_t,
-            };
-            // SAFETY: setting a receive timeout on a socket we own, with a
-            // valid timeval of the size given.
-            unsafe {
-                libc::setsockopt(
-                    std::os::fd::AsRawFd::as_raw_fd(&self.sock),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    &tv as *const libc::timeval as *const libc::c_void,
-                    socklen::<libc::timeval>(),
-                )
-            };
+            let tv = nix::sys::time::TimeVal::new(
+                left.as_secs() as libc::time_t,
+                left.subsec_micros().max(1) as libc::suseconds_t,
+            );
+            let _ = setsockopt(&self.sock, sockopt::ReceiveTimeout, &tv);
             let mut finished = false;
             match self.recv_each(|m| {
                 if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) = m.payload {

@@ -5,6 +5,7 @@
 use std::io;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+use nix::sys::socket::{setsockopt, sockopt};
 
 use super::wire::{batch, Msg, NFNL_SUBSYS_NFTABLES, NFPROTO_INET};
 use crate::kernel::netlink::wire::{
@@ -12,6 +13,11 @@ use crate::kernel::netlink::wire::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use crate::kernel::netlink::NlError;
+
+/// A buffer size for an int socket option: at most `c_int::MAX`.
+fn as_int(want: usize) -> usize {
+    want.min(libc::c_int::MAX as usize)
+}
 
 pub struct Nft {
     sock: Socket,
@@ -61,50 +67,15 @@ impl Nft {
         if want <= self.rcvbuf {
             return Ok(());
         }
-        self.set_buf(libc::SO_RCVBUFFORCE, want)?;
+        setsockopt(&self.sock, sockopt::RcvBufForce, &as_int(want))?;
         self.rcvbuf = want;
-        Ok(())
-    }
-
-    fn set_buf(&mut self, opt: libc::c_int, want: usize) -> io::Result<()> {
-        let v = libc::c_int::try_from(want).unwrap_or(libc::c_int::MAX);
-        let size = crate::kernel::netlink::socklen::<libc::c_int>();
-        // SAFETY: setsockopt with an int option of the size given, on a
-        // socket this struct owns.
-        let r = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&self.sock),
-                libc::SOL_SOCKET,
-                opt,
-                std::ptr::from_ref(&v).cast(),
-                size,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(())
     }
 
     /// Make the send buffer hold `len` bytes (and some).
     fn grow_sndbuf(&mut self, len: usize) -> io::Result<()> {
         let want = len.saturating_mul(2);
-        let v = libc::c_int::try_from(want).unwrap_or(libc::c_int::MAX);
-        let size = crate::kernel::netlink::socklen::<libc::c_int>();
-        // SAFETY: setsockopt with an int option of the size given, on a
-        // socket this struct owns.
-        let r = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&self.sock),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUFFORCE,
-                std::ptr::from_ref(&v).cast(),
-                size,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        setsockopt(&self.sock, sockopt::SndBufForce, &as_int(want))?;
         self.sndbuf = want;
         Ok(())
     }
