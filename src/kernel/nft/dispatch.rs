@@ -3,10 +3,12 @@
 //! chain of the context whose host veth it came in by (or, failing that,
 //! goes out by), through a verdict map keyed by interface name:
 //!
-//!     map netctx-forward { type ifname : verdict; elements = { "nx-web" : jump web_forward, … } }
-//!     chain netctx-forward { type filter hook forward priority 0; policy accept;
-//!         iifname vmap @netctx-forward
-//!         oifname vmap @netctx-forward }
+//! ```text
+//! map netctx-forward { type ifname : verdict; elements = { "nx-web" : jump web_forward, … } }
+//! chain netctx-forward { type filter hook forward priority 0; policy accept;
+//!     iifname vmap @netctx-forward
+//!     oifname vmap @netctx-forward }
+//! ```
 //!
 //! A base chain a context would hit the kernel's limit of 1,024 hook entries
 //! a hook point (E2BIG at the 1,025th context) and walk every context's chain
