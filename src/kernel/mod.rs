@@ -1,15 +1,13 @@
 //! Transports and encoders, no policy: the one netlink transport, rtnetlink
-//! builders, the nf_tables encoder, NFLOG, notifications, sock_diag, namespaces, sysctls,
-//! the lock, the worker pool. Depends on nothing of netctx but the model's
-//! data types.
+//! builders, the nf_tables encoder and socket, BPF (the bind restriction),
+//! namespaces, sysctls, the run directory, the lock, the worker pool. What
+//! reads the kernel into data (sock_diag, notifications, NFLOG) is
+//! `observe`'s. Depends on nothing of netctx but the model's data types.
 
 pub mod bpf;
-pub mod diag;
-pub mod events;
 pub mod lock;
 pub mod netlink;
 pub mod netns;
-pub mod nflog;
 pub mod nft;
 pub mod pool;
 pub mod profile;

@@ -6,8 +6,11 @@
 //! kernel.
 
 pub mod counters;
+pub mod diag;
+pub mod events;
 mod link_dump;
 pub mod links;
+pub mod nflog;
 pub mod nft;
 pub mod owner;
 pub mod procs;

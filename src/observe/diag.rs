@@ -26,9 +26,11 @@ use netlink_packet_sock_diag::inet::{
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
-use super::netlink::wire::{self, Dumped, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST};
-use super::netlink::{self, Diag, NlError, Rtnl};
-use super::rtnl;
+use crate::kernel::netlink::wire::{
+    self, Dumped, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use crate::kernel::netlink::{self, Diag, NlError, Rtnl};
+use crate::kernel::rtnl;
 
 #[path = "diag_proc.rs"]
 mod procfs;
