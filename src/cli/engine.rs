@@ -287,7 +287,7 @@ struct Status {
 pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
     // CNI attachments (`cni` + 8 hex digits) are listed from the host's
     // links; the rest are declared contexts.
-    let sel = crate::cni::split_names(&l.contexts);
+    let sel = crate::observe::attachments::split_names(&l.contexts);
     let ctxs = match &sel.declared {
         Some(names) => select(cfg, names)?,
         None => Vec::new(),
@@ -359,7 +359,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
         }
     }
     if let Some(wanted) = &sel.attachments {
-        let rows = crate::cni::status_rows(&mut nl, &view);
+        let rows = super::attachments::status_rows(&mut nl, &view);
         for w in wanted {
             if !rows.iter().any(|(name, _, _)| name == w) {
                 bail!("no CNI attachment {w} on this host");

@@ -85,7 +85,7 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
 /// One reader in the namespace of each CNI attachment; how many, and their
 /// log groups (their drops on the host go to those).
 fn read_attachments(
-    sources: Vec<crate::cni::Source>,
+    sources: Vec<crate::observe::attachments::Source>,
     json: bool,
     tx: &mpsc::Sender<Msg>,
 ) -> (usize, Vec<u16>) {
@@ -107,7 +107,7 @@ fn read_attachments(
 pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
     // CNI attachments (`cni` + 8 hex digits) are read in the runtime's
     // namespaces; the rest are declared contexts.
-    let sel = crate::cni::split_names(&a.contexts);
+    let sel = crate::observe::attachments::split_names(&a.contexts);
     let ctxs: Vec<&Context> = match &sel.declared {
         Some(names) => select(cfg, names)?,
         None => Vec::new(),
@@ -115,7 +115,7 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
     let sources = sel
         .attachments
         .as_deref()
-        .map(crate::cni::sources)
+        .map(crate::observe::attachments::sources)
         .unwrap_or_default();
     let (tx, rx) = mpsc::channel();
     let mut readers = 0;

@@ -82,7 +82,7 @@ fn inside(p: &Place) -> anyhow::Result<Figures> {
 /// The namespaces to read: the declared contexts selected that are up, and
 /// the CNI attachments (`cni` + 8 hex digits) selected.
 fn places(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<Place>> {
-    let sel = crate::cni::split_names(names);
+    let sel = crate::observe::attachments::split_names(names);
     let mut out = Vec::new();
     let declared = match &sel.declared {
         Some(n) => select(cfg, n)?,
@@ -100,7 +100,10 @@ fn places(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<Place>> {
             _ => {}
         }
     }
-    let attachments = sel.attachments.as_deref().map(crate::cni::sources);
+    let attachments = sel
+        .attachments
+        .as_deref()
+        .map(crate::observe::attachments::sources);
     out.extend(attachments.unwrap_or_default().into_iter().map(|s| Place {
         name: s.name,
         netns: s.netns,

@@ -65,7 +65,7 @@ fn read_here(kinds: &Kinds) -> Result<Seen, NlError> {
         addrs,
         link_local: lls.iter().map(|ll| (ll.index, ll.addr)).collect(),
         inode,
-        attachments: crate::cni::any_attachment(&links),
+        attachments: crate::observe::attachments::any_attachment(&links),
     })
 }
 
@@ -434,7 +434,7 @@ fn reports(ctxs: &[&Context], g: &Gathered) -> Vec<Report> {
 pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<Exit> {
     // CNI attachments (`cni` + 8 hex digits) live in the runtime's
     // namespaces; the rest are declared contexts.
-    let sel = crate::cni::split_names(&l.contexts);
+    let sel = crate::observe::attachments::split_names(&l.contexts);
     let ctxs: Vec<&Context> = match &sel.declared {
         Some(names) => select(cfg, names)?,
         None => Vec::new(),
