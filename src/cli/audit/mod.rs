@@ -113,7 +113,7 @@ fn bind_hooks(c: &Context) -> (&'static str, Option<String>) {
     if !cg.exists() {
         return ("no cgroup", None);
     }
-    match crate::kernel::bpf::status(&cg) {
+    match guest::binds::status(&cg) {
         Ok(s) if s.complete() => ("attached", None),
         Ok(s) => {
             let missing: Vec<&str> = s.missing.iter().map(|h| h.name()).collect();
