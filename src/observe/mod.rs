@@ -18,3 +18,6 @@ pub mod nflog;
 pub mod nft;
 pub mod owner;
 pub mod procs;
+
+/// The error of a read that failed (the netlink transport's).
+pub use crate::kernel::netlink::NlError;

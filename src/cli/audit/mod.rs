@@ -18,13 +18,12 @@ use super::Listing;
 use crate::audit::{self, canonical, judge, judge_host, undeclared, Known, Own, Verdict};
 use crate::guest;
 use crate::guest::cgroup;
-use crate::kernel::netlink::{Diag, NlError, Rtnl};
 use crate::kernel::{netns, pool};
 use crate::model::{Cidr, Config, Context};
 use crate::observe::diag::{self, Kinds, Socket};
-use crate::observe::links;
 use crate::observe::owner::{self, NsOwner};
 use crate::observe::procs::{Proc, Procs};
+use crate::observe::NlError;
 
 /// What was found in one namespace.
 struct Seen {
@@ -42,10 +41,11 @@ struct Seen {
 /// Sockets and addresses of the calling thread's namespace.
 fn read_here(kinds: &Kinds) -> Result<Seen, NlError> {
     let inode = netns::current_inode()?;
-    let sockets = diag::read_sockets(&mut Diag::open()?, kinds)?;
-    let mut rtnl = Rtnl::open()?;
-    let links = links::read_links(&mut rtnl)?;
-    let lls = diag::link_locals(&mut rtnl)?;
+    let diag::Here {
+        sockets,
+        links,
+        link_locals: lls,
+    } = diag::read_here(kinds)?;
     let mut addrs: Vec<(String, Cidr)> = links
         .iter()
         .flat_map(|l| l.addrs.iter().map(|a| (l.name.clone(), *a)))
