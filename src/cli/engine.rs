@@ -9,7 +9,6 @@ use serde_json::json;
 use super::Exit;
 use crate::apply::teardown as down;
 use crate::apply::{self, CtxError, Mode};
-use crate::kernel::nft::table;
 use crate::kernel::{lock, netns, pool, profile};
 use crate::model::{Config, Context};
 use crate::observe::owner::NsOwner;
@@ -123,22 +122,7 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
                     if !verbose {
                         continue;
                     }
-                    let text = match a {
-                        plan::Action::ReplaceTable { table, .. } => Some(table.render()),
-                        plan::Action::ReplaceHostChains {
-                            chains, dispatch, ..
-                        } => {
-                            let mut t: String = chains.iter().map(table::render_chain).collect();
-                            if !dispatch.add.is_empty() {
-                                t.push_str(&crate::kernel::nft::dispatch::render_map(
-                                    &dispatch.add,
-                                ));
-                            }
-                            Some(t)
-                        }
-                        _ => None,
-                    };
-                    for line in text.unwrap_or_default().lines() {
+                    for line in a.rules_text().unwrap_or_default().lines() {
                         println!("      {line}");
                     }
                 }
