@@ -243,9 +243,9 @@ pub fn sources(names: &[String]) -> Vec<Source> {
         .into_iter()
         .filter(|a| names.is_empty() || names.contains(&a.alias.context))
         .filter_map(|a| {
-            let (_, netns) = a.netns?;
+            let (_, ns) = a.netns?;
             let ifname = a.alias.ifname.clone();
-            let addrs = netns::run_in(&netns, || {
+            let addrs = netns::run_in(&ns, || {
                 let mut nl = Rtnl::open().ok()?;
                 let links = state::read_links(&mut nl).ok()?;
                 let l = links.into_iter().find(|l| l.name == ifname)?;
@@ -257,7 +257,7 @@ pub fn sources(names: &[String]) -> Vec<Source> {
             Some(Source {
                 name: a.alias.context,
                 log_group: a.alias.log_group,
-                netns,
+                netns: ns,
                 ifname: a.alias.ifname,
                 addrs,
             })
