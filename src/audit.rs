@@ -1,5 +1,5 @@
 //! `netctx audit`'s verdicts: pure functions of socket lists (read by
-//! `kernel::diag`), process lists (`observe::procs`) and the configuration.
+//! `observe::diag`), process lists (`observe::procs`) and the configuration.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};

@@ -294,7 +294,7 @@ fn guard_state(host: &mut Host, rec: &Record) -> Result<Option<GuardState>, Upli
     let changed: Vec<&str> = rec.keys().map(String::as_str).collect();
     let want = guard(&changed, &veths);
     let live = nft_live::read(&mut host.nft, &[GUARD]).map_err(UplinkError::Guard)?;
-    if live.exists && live.comment.as_deref() != Some(HOST_COMMENT) {
+    if live.foreign_host_table() {
         // Not netctx's table: the contexts' chains refuse it already.
         return Ok(None);
     }

@@ -1,5 +1,5 @@
-//! `netctx debug-bpf …`: a hidden command that drives this module by hand
-//! and from the integration tests (until the engine calls it at `up`).
+//! `netctx debug-bpf …`: a hidden command that drives the bind restriction
+//! (`guest::binds`) by hand and from the integration tests.
 //! Prints one JSON document on stdout.
 
 use std::net::IpAddr;
@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
+
+use crate::guest::binds::{self, Hook};
 
 #[derive(Args)]
 pub struct BpfArgs {
@@ -37,22 +39,16 @@ enum BpfCmd {
         cgroup: PathBuf,
         /// Only this hook (bind4, bind6, connect4, connect6, sendmsg4, sendmsg6)
         #[arg(long = "hook", value_parser = parse_hook)]
-        hooks: Vec<crate::kernel::bpf::Hook>,
+        hooks: Vec<Hook>,
     },
 }
 
-fn parse_hook(s: &str) -> Result<crate::kernel::bpf::Hook, String> {
-    crate::kernel::bpf::Hook::ALL
-        .into_iter()
-        .find(|h| h.name() == s)
-        .ok_or_else(|| format!("no hook {s}"))
+fn parse_hook(s: &str) -> Result<Hook, String> {
+    binds::hook(s).ok_or_else(|| format!("no hook {s}"))
 }
 
-fn names(hooks: impl IntoIterator<Item = crate::kernel::bpf::Hook>) -> Vec<&'static str> {
-    hooks
-        .into_iter()
-        .map(crate::kernel::bpf::Hook::name)
-        .collect()
+fn names(hooks: impl IntoIterator<Item = Hook>) -> Vec<&'static str> {
+    hooks.into_iter().map(Hook::name).collect()
 }
 
 pub fn run(args: &BpfArgs) -> anyhow::Result<()> {
@@ -63,7 +59,7 @@ pub fn run(args: &BpfArgs) -> anyhow::Result<()> {
             idmap,
             addrs,
         } => {
-            let s = crate::kernel::bpf::ensure(cgroup, addrs, *single_ip, *idmap)
+            let s = binds::ensure(cgroup, addrs, *single_ip, *idmap)
                 .with_context(|| format!("bind restriction on {}", cgroup.display()))?;
             json!({
                 "attached": names(s.attached),
@@ -72,7 +68,7 @@ pub fn run(args: &BpfArgs) -> anyhow::Result<()> {
             })
         }
         BpfCmd::Status { cgroup } => {
-            let s = crate::kernel::bpf::status(cgroup)?;
+            let s = binds::status(cgroup)?;
             let ids: serde_json::Map<String, serde_json::Value> = s
                 .attached
                 .iter()
@@ -88,11 +84,7 @@ pub fn run(args: &BpfArgs) -> anyhow::Result<()> {
             })
         }
         BpfCmd::Detach { cgroup, hooks } => {
-            let done = if hooks.is_empty() {
-                crate::kernel::bpf::detach(cgroup)?
-            } else {
-                crate::kernel::bpf::detach_hooks(cgroup, hooks)?
-            };
+            let done = binds::detach(cgroup, hooks)?;
             json!({ "detached": names(done) })
         }
     };

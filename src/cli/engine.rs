@@ -9,7 +9,6 @@ use serde_json::json;
 use super::Exit;
 use crate::apply::teardown as down;
 use crate::apply::{self, CtxError, Mode};
-use crate::kernel::nft::table;
 use crate::kernel::{lock, netns, pool, profile};
 use crate::model::{Config, Context};
 use crate::observe::owner::NsOwner;
@@ -123,22 +122,7 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
                     if !verbose {
                         continue;
                     }
-                    let text = match a {
-                        plan::Action::ReplaceTable { table, .. } => Some(table.render()),
-                        plan::Action::ReplaceHostChains {
-                            chains, dispatch, ..
-                        } => {
-                            let mut t: String = chains.iter().map(table::render_chain).collect();
-                            if !dispatch.add.is_empty() {
-                                t.push_str(&crate::kernel::nft::dispatch::render_map(
-                                    &dispatch.add,
-                                ));
-                            }
-                            Some(t)
-                        }
-                        _ => None,
-                    };
-                    for line in text.unwrap_or_default().lines() {
+                    for line in a.rules_text().unwrap_or_default().lines() {
                         println!("      {line}");
                     }
                 }
@@ -287,7 +271,7 @@ struct Status {
 pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
     // CNI attachments (`cni` + 8 hex digits) are listed from the host's
     // links; the rest are declared contexts.
-    let sel = crate::cni::split_names(&l.contexts);
+    let sel = crate::observe::attachments::split_names(&l.contexts);
     let ctxs = match &sel.declared {
         Some(names) => select(cfg, names)?,
         None => Vec::new(),
@@ -359,7 +343,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
         }
     }
     if let Some(wanted) = &sel.attachments {
-        let rows = crate::cni::status_rows(&mut nl, &view);
+        let rows = super::attachments::status_rows(&mut nl, &view);
         for w in wanted {
             if !rows.iter().any(|(name, _, _)| name == w) {
                 bail!("no CNI attachment {w} on this host");

@@ -1,7 +1,8 @@
 //! `netctx logs`: one reader thread per context namespace (and one in the
 //! host's for the drops of the host's chains), merged into one stream.
 
-use std::collections::HashMap;
+mod line;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -10,11 +11,9 @@ use anyhow::bail;
 use super::engine::select;
 use super::Exit;
 use super::LogsArgs;
-use crate::kernel::netlink::Rtnl;
 use crate::kernel::netns;
-use crate::kernel::nflog::{self, Subscription};
 use crate::model::{Config, Context, Isolation};
-use crate::observe::links;
+use crate::observe::nflog::{self, link_names, Subscription};
 use crate::observe::owner::{self, NsOwner};
 
 enum Msg {
@@ -23,22 +22,6 @@ enum Msg {
     /// A reader could not start: fatal for a context's, a warning for the
     /// host's (another program may read that group there).
     Failed(String, bool),
-}
-
-/// Interface names of the calling thread's namespace by index, with the
-/// context owning each (host side: from the link's alias).
-fn link_names() -> HashMap<u32, (String, Option<String>)> {
-    let Ok(mut nl) = Rtnl::open() else {
-        return HashMap::new();
-    };
-    links::read_links(&mut nl)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| {
-            let owner = l.owner().map(str::to_string);
-            (l.index, (l.name.clone(), owner))
-        })
-        .collect()
 }
 
 /// Read one group in the calling thread's namespace until the channel
@@ -76,7 +59,7 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
             let (outdev, out_owner) = name(p.outdev);
             // From the uplink to a context: the output link's owner.
             let in_owner = in_owner.or(out_owner);
-            let chain = nflog::chain_of(&p.prefix).to_string();
+            let chain = line::chain_of(&p.prefix).to_string();
             let who = match ctx {
                 Some(c) => c.to_string(),
                 // The host logs only the drops of its chains, by input link
@@ -88,9 +71,9 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
             };
             let h = nflog::parse_headers(&p.payload);
             let line = if json {
-                nflog::to_json(&who, &chain, &indev, &outdev, &h).to_string()
+                line::to_json(&who, &chain, &indev, &outdev, &h).to_string()
             } else {
-                nflog::format_line(&who, &chain, &indev, &outdev, &h)
+                line::format_line(&who, &chain, &indev, &outdev, &h)
             };
             if tx.send(Msg::Line(line)).is_err() {
                 return;
@@ -102,7 +85,7 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
 /// One reader in the namespace of each CNI attachment; how many, and their
 /// log groups (their drops on the host go to those).
 fn read_attachments(
-    sources: Vec<crate::cni::Source>,
+    sources: Vec<crate::observe::attachments::Source>,
     json: bool,
     tx: &mpsc::Sender<Msg>,
 ) -> (usize, Vec<u16>) {
@@ -124,7 +107,7 @@ fn read_attachments(
 pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
     // CNI attachments (`cni` + 8 hex digits) are read in the runtime's
     // namespaces; the rest are declared contexts.
-    let sel = crate::cni::split_names(&a.contexts);
+    let sel = crate::observe::attachments::split_names(&a.contexts);
     let ctxs: Vec<&Context> = match &sel.declared {
         Some(names) => select(cfg, names)?,
         None => Vec::new(),
@@ -132,7 +115,7 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
     let sources = sel
         .attachments
         .as_deref()
-        .map(crate::cni::sources)
+        .map(crate::observe::attachments::sources)
         .unwrap_or_default();
     let (tx, rx) = mpsc::channel();
     let mut readers = 0;

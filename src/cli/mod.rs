@@ -1,6 +1,7 @@
 //! The command line: clap definitions next to their handlers (one module per
 //! group of commands). Each handler returns the process exit code.
 
+mod attachments;
 mod audit;
 mod debug_bpf;
 mod docs;

@@ -12,8 +12,6 @@ use anyhow::Context as _;
 
 use super::engine::select;
 use super::{Exit, StatsArgs};
-use crate::kernel::netlink::Rtnl;
-use crate::kernel::nft::sock::Nft;
 use crate::kernel::{netns, pool};
 use crate::model::Config;
 use crate::observe::counters::{self, Counted, RuleCount};
@@ -52,13 +50,12 @@ struct Place {
 /// Read one namespace (on a thread of its own that enters it).
 fn inside(p: &Place) -> anyhow::Result<Figures> {
     let read = netns::run_in(&p.netns, || -> anyhow::Result<Figures> {
-        let mut nl = Rtnl::open().context("opening a route socket")?;
-        let mut nft = Nft::open().context("opening a netfilter socket")?;
+        let (links, rules) = counters::read_here()?;
         let mut f = Figures {
             name: p.name.clone(),
             ..Figures::default()
         };
-        for l in counters::link_stats(&mut nl).context("reading link statistics")? {
+        for l in links {
             let ours = match &p.only {
                 Some(ifname) => l.name == *ifname,
                 None => l.name != "lo",
@@ -70,7 +67,6 @@ fn inside(p: &Place) -> anyhow::Result<Figures> {
                 f.tx_bytes += l.tx_bytes;
             }
         }
-        let rules = counters::rule_counts(&mut nft).context("reading the rules' counters")?;
         f.dropped_inside = sum(&rules, Counted::Drop, |_| true);
         f.logged = sum(&rules, Counted::Log, |_| true);
         Ok(f)
@@ -82,7 +78,7 @@ fn inside(p: &Place) -> anyhow::Result<Figures> {
 /// The namespaces to read: the declared contexts selected that are up, and
 /// the CNI attachments (`cni` + 8 hex digits) selected.
 fn places(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<Place>> {
-    let sel = crate::cni::split_names(names);
+    let sel = crate::observe::attachments::split_names(names);
     let mut out = Vec::new();
     let declared = match &sel.declared {
         Some(n) => select(cfg, n)?,
@@ -100,7 +96,10 @@ fn places(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<Place>> {
             _ => {}
         }
     }
-    let attachments = sel.attachments.as_deref().map(crate::cni::sources);
+    let attachments = sel
+        .attachments
+        .as_deref()
+        .map(crate::observe::attachments::sources);
     out.extend(attachments.unwrap_or_default().into_iter().map(|s| Place {
         name: s.name,
         netns: s.netns,
@@ -111,9 +110,7 @@ fn places(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<Place>> {
 
 pub fn stats(cfg: &Config, a: &StatsArgs) -> anyhow::Result<Exit> {
     let ctxs = places(cfg, &a.contexts)?;
-    let mut host = Nft::open().context("opening a netfilter socket")?;
-    let host_rules =
-        counters::rule_counts(&mut host).context("reading the host's rules' counters")?;
+    let host_rules = counters::host_rule_counts()?;
     let results = pool::map(&ctxs, None, || Ok(()), |(), c| inside(c))?;
     let mut figures = Vec::new();
     let mut failed = false;

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::kernel::netlink::NlError;
+use crate::observe::NlError;
 
 /// Codes of the spec (section 5, "Error").
 pub mod code {

@@ -13,7 +13,6 @@ use super::error::{CniError, Result};
 use super::ipam;
 use super::naming::{self, Alias};
 use crate::apply::Host;
-use crate::kernel::nft::table as ruleset;
 use crate::observe::links as state;
 use crate::observe::nft as observe;
 
@@ -194,7 +193,7 @@ pub fn status(conf: &NetConf, env: &Env) -> Result<()> {
     super::unsupported(conf).map_err(|e| na(e.to_string()))?;
     let mut host = Host::open().map_err(|e| na(format!("netlink sockets: {e}")))?;
     let live = observe::read(&mut host.nft, &[]).map_err(|e| na(format!("nf_tables: {e}")))?;
-    if live.exists && live.comment.as_deref() != Some(ruleset::HOST_COMMENT) {
+    if live.foreign_host_table() {
         // Its chains may drop what netctx's would pass.
         return Err(CniError::Limited(
             "the host's table inet netctx was not made by netctx".into(),

@@ -4,9 +4,10 @@
 //! error object) goes to stdout, a one-line diagnostic to stderr. This
 //! module is a front end, as `cli` is: an attachment is a context of the
 //! engine in the runtime's namespace, converged, checked and removed by
-//! `apply` (`kernel`); it also gives `status`, `audit` and `logs` the live
-//! attachments (`live`). It never touches a declared context's objects, nor
-//! a link or chain without its own alias or name.
+//! `apply` (`kernel`); the attachments that exist are read by
+//! `observe::attachments` (for `status`, `audit`, `logs` and `stats` too).
+//! It never touches a declared context's objects, nor a link or chain
+//! without its own alias or name.
 
 mod attach;
 mod config;
@@ -15,7 +16,6 @@ mod error;
 mod gc;
 mod ipam;
 mod kernel;
-mod live;
 mod naming;
 mod ops;
 mod result;
@@ -30,7 +30,6 @@ use serde_json::Value;
 use config::NetConf;
 use env::{Command, Env};
 use error::{CniError, Result};
-pub use live::{any_attachment, sources, split_names, status_rows, Source};
 
 /// The plugin mode: read, act, answer. Exit status 0 on success, 1 with an
 /// error object otherwise.

@@ -1,12 +1,12 @@
 //! Names of an attachment's objects, derived from (container id, interface)
 //! alone so DEL and GC find them without a state file: the context name
 //! (`cni` + 8 hex digits), the host-side veth (`nxc` + 12 hex digits) and the
-//! alias that marks netctx's links and says what DEL and GC need.
+//! alias that marks netctx's links and says what DEL and GC need (written
+//! here, read by `observe::attachments`, where `Alias` is).
 
-/// Prefix of the alias on the links of a CNI attachment. Deliberately not
-/// `netctx:` (the engine's), so `netctx down --all` does not take the
-/// runtime's attachments for contexts of its own.
-pub const ALIAS_PREFIX: &str = "netctx-cni:";
+use crate::model::ATTACHMENT_ALIAS_PREFIX;
+pub use crate::observe::attachments::Alias;
+
 /// Longest alias the kernel keeps (IFALIASZ - 1).
 const ALIAS_MAX: usize = 255;
 
@@ -42,17 +42,8 @@ pub fn host_veth(container_id: &str, ifname: &str) -> String {
     format!("nxc{:012x}", h >> 16)
 }
 
-/// What the alias on an attachment's links says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alias {
-    pub context: String,
-    /// The NFLOG group of the attachment's logging and drop rules.
-    pub log_group: u16,
-    pub network: String,
-    pub ifname: String,
-    pub container_id: String,
-}
-
+/// Writing an alias, and what only the plugin's naming can tell of one;
+/// `Alias::parse` is the observer's.
 impl Alias {
     /// `netctx-cni:CTX:GROUP:NETWORK:IFNAME:CONTAINERID`. No field contains `:`
     /// (the spec's network names and container ids cannot, Linux interface
@@ -60,28 +51,11 @@ impl Alias {
     /// limit; the context name still identifies the attachment.
     pub fn render(&self) -> String {
         let mut s = format!(
-            "{ALIAS_PREFIX}{}:{}:{}:{}:{}",
+            "{ATTACHMENT_ALIAS_PREFIX}{}:{}:{}:{}:{}",
             self.context, self.log_group, self.network, self.ifname, self.container_id
         );
         s.truncate(ALIAS_MAX);
         s
-    }
-
-    pub fn parse(s: &str) -> Option<Alias> {
-        let rest = s.strip_prefix(ALIAS_PREFIX)?;
-        let mut it = rest.splitn(5, ':');
-        let (context, group) = (it.next()?, it.next()?.parse().ok()?);
-        let (network, ifname, container_id) = (it.next()?, it.next()?, it.next()?);
-        if context.len() != 11 || !context.starts_with("cni") {
-            return None;
-        }
-        Some(Alias {
-            context: context.into(),
-            log_group: group,
-            network: network.into(),
-            ifname: ifname.into(),
-            container_id: container_id.into(),
-        })
     }
 
     /// Whether the container id is whole (not cut to fit the alias).

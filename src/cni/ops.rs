@@ -144,18 +144,12 @@ fn refuse_namespace(env: &Env) -> Result<()> {
             return Err(refuse(format!("it is netctx context {name}'s")));
         }
     }
-    let others = crate::kernel::netns::run_in(&ns, || -> std::io::Result<Vec<String>> {
-        let mut nl = crate::kernel::netlink::Rtnl::open()?;
-        let links = crate::observe::links::read_links(&mut nl).map_err(std::io::Error::other)?;
-        Ok(links
-            .iter()
-            .filter_map(|l| l.alias.as_deref().and_then(super::naming::Alias::parse))
-            .filter(|a| !env.container_id.starts_with(&a.container_id))
-            .map(|a| a.container_id)
-            .collect())
-    })
-    .and_then(|r| r)
-    .map_err(|e| CniError::io("reading the links of CNI_NETNS", e))?;
+    let others: Vec<String> = crate::observe::attachments::aliases_in(&ns)
+        .map_err(|e| CniError::io("reading the links of CNI_NETNS", e))?
+        .into_iter()
+        .filter(|a| !env.container_id.starts_with(&a.container_id))
+        .map(|a| a.container_id)
+        .collect();
     if let Some(other) = others.first() {
         return Err(refuse(format!(
             "it holds an attachment of container {other}"

@@ -134,7 +134,10 @@ fn pid1() -> ! {
     let _ = nix::unistd::chdir(c"/");
     let _ = sys::close_from(0);
     let _ = nix::sys::prctl::set_dumpable(false);
-    let _ = sys::set_disposition(Signal::SIGCHLD, sys::Disposition::Ignore);
+    let _ = crate::kernel::signals::set_disposition(
+        Signal::SIGCHLD,
+        crate::kernel::signals::Disposition::Ignore,
+    );
     loop {
         nix::unistd::pause();
     }

@@ -5,6 +5,7 @@
 //! namespace and starts `netctx guest-jail`, which confines itself and
 //! execs the command. `stop` and `down` end the context's whole cgroup.
 
+pub mod binds;
 pub mod caps;
 pub mod cgroup;
 mod fd;
@@ -132,7 +133,7 @@ pub fn bind_hooks(ctx: &Context) -> anyhow::Result<()> {
         .flat_map(|l| &l.addresses)
         .map(|a| a.addr)
         .collect();
-    crate::kernel::bpf::ensure(&cg, &addrs, ctx.single_ip, Some(ctx.idmap()))
+    binds::ensure(&cg, &addrs, ctx.single_ip, Some(ctx.idmap()))
         .with_context(|| format!("context {}: the bind restriction", ctx.name))?;
     Ok(())
 }

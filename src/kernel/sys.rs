@@ -6,15 +6,12 @@
 //! the callers have none. What is here: the new mount API (fsopen,
 //! fsconfig, fsmount, open_tree, mount_setattr, move_mount), duplicating a
 //! descriptor above a floor, the terminal ioctls, waitpid with the raw
-//! status, close_range, capset and the capability prctls, sigaction (to
-//! ignore a signal or to raise a flag) and _exit.
+//! status, close_range, capset and the capability prctls, and _exit
+//! (sigaction is `signals`').
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 /// A descriptor from the return value of a system call that makes one
 /// (private: only ever given such a value).
@@ -219,38 +216,6 @@ pub fn capset(data: &[CapData; 2]) -> io::Result<()> {
     };
     // SAFETY: capset reads one header and two data records, all valid.
     ok(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) })
-}
-
-/// Raised by a signal whose disposition is [`Disposition::Raise`].
-pub static RAISED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn raise(_: libc::c_int) {
-    RAISED.store(true, Ordering::SeqCst);
-}
-
-/// What a signal does, as netctx sets it.
-pub enum Disposition {
-    /// Ignored, set as signal(3) sets it (SA_RESTART, the signal itself
-    /// masked): for SIGCHLD, children the kernel reaps.
-    Ignore,
-    /// A handler that only raises [`RAISED`]; SA_RESTART, nothing masked.
-    Raise,
-}
-
-/// sigaction(2): `sig` does `what` from now on.
-pub fn set_disposition(sig: Signal, what: Disposition) -> io::Result<()> {
-    let sa = match what {
-        Disposition::Ignore => SigAction::new(SigHandler::SigIgn, SaFlags::SA_RESTART, sig.into()),
-        Disposition::Raise => SigAction::new(
-            SigHandler::Handler(raise),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        ),
-    };
-    // SAFETY: the only handlers are SIG_IGN and `raise`, which stores to an
-    // atomic and nothing else (async-signal-safe).
-    unsafe { sigaction(sig, &sa) }?;
-    Ok(())
 }
 
 /// _exit(2): end the process at once, nothing run or flushed (what a

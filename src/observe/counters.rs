@@ -12,6 +12,38 @@ use crate::kernel::nft::sock::Nft;
 use crate::kernel::nft::table::TABLE;
 use crate::kernel::nft::wire::{attr, msg, parse_attrs, Attrs};
 
+/// Which read of [`read_here`] or [`host_rule_counts`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CountError {
+    #[error("opening a route socket")]
+    RouteSocket(#[source] std::io::Error),
+    #[error("opening a netfilter socket")]
+    NftSocket(#[source] std::io::Error),
+    #[error("reading link statistics")]
+    Links(#[source] NlError),
+    #[error("reading the rules' counters")]
+    Rules(#[source] NlError),
+    #[error("reading the host's rules' counters")]
+    HostRules(#[source] NlError),
+}
+
+/// The figures of the calling thread's namespace: its links' statistics
+/// and its rules' counters.
+pub fn read_here() -> Result<(Vec<LinkStats>, Vec<RuleCount>), CountError> {
+    let mut nl = Rtnl::open().map_err(CountError::RouteSocket)?;
+    let mut nft = Nft::open().map_err(CountError::NftSocket)?;
+    let links = link_stats(&mut nl).map_err(CountError::Links)?;
+    let rules = rule_counts(&mut nft).map_err(CountError::Rules)?;
+    Ok((links, rules))
+}
+
+/// The rules' counters of the host's table (the calling thread is in the
+/// host's namespace).
+pub fn host_rule_counts() -> Result<Vec<RuleCount>, CountError> {
+    let mut nft = Nft::open().map_err(CountError::NftSocket)?;
+    rule_counts(&mut nft).map_err(CountError::HostRules)
+}
+
 /// NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS.
 const COUNTER_BYTES: u16 = 1;
 const COUNTER_PACKETS: u16 = 2;

@@ -3,14 +3,24 @@
 //! routes of a namespace (`links`; the link dump's bytes read by
 //! `link_dump`), the live nft table (`nft`), who owns a namespace
 //! (`owner`), which process holds which socket (`procs`), traffic figures
-//! of links and rule counters (`counters`). Nothing here changes the
+//! of links and rule counters (`counters`), the sockets and link-local
+//! addresses `audit` judges (`diag`), the kernel's notifications `watch`
+//! follows (`events`), the packets `logs` prints (`nflog`), and the CNI
+//! attachments that exist (`attachments`). Nothing here changes the
 //! kernel.
 
+pub mod attachments;
 pub mod counters;
+pub mod diag;
+pub mod events;
 pub mod host;
 mod link_dump;
 pub mod links;
+pub mod nflog;
 pub mod nft;
 pub mod owner;
 pub mod procs;
 pub mod routes;
+
+/// The error of a read that failed (the netlink transport's).
+pub use crate::kernel::netlink::NlError;

@@ -4,7 +4,10 @@
 use crate::kernel::netlink::NlError;
 use crate::kernel::nft::dispatch::{dispatch_chain, key_name, DISPATCH};
 use crate::kernel::nft::sock::Nft;
-use crate::kernel::nft::table::{digest_of, Digest, TABLE};
+/// The name of netctx's table (`inet netctx`), in the host's namespace and
+/// in each context's.
+pub use crate::kernel::nft::table::TABLE;
+use crate::kernel::nft::table::{digest_of, Digest, HOST_COMMENT};
 use crate::kernel::nft::wire::{attr, msg, parse_attrs, udata_comment, Attrs};
 
 /// The table `inet netctx` of one namespace as the kernel has it.
@@ -61,6 +64,12 @@ impl Dispatch {
 }
 
 impl Live {
+    /// Whether this, read in the host's namespace, is a table `inet netctx`
+    /// that netctx did not make (its comment is not the host table's).
+    pub fn foreign_host_table(&self) -> bool {
+        self.exists && self.comment.as_deref() != Some(HOST_COMMENT)
+    }
+
     /// The part of the digest about chains whose name starts with `prefix`
     /// (a context's chains in the host's table). The digest is normalized
     /// (sorted by chain name, as `read` and `digest_of` leave it), so these

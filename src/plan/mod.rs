@@ -5,7 +5,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::kernel::nft::table::{Chain, Table};
+use crate::kernel::nft::dispatch::render_map;
+use crate::kernel::nft::table::{render_chain, Chain, Table};
 use crate::model::{Cidr, Context, Route};
 use crate::observe::links::{NsState, ObsRoute};
 use crate::observe::nft::Live;
@@ -136,6 +137,24 @@ impl Action {
             Action::Routed { .. } => "host route",
             Action::ReplaceTable { .. } | Action::DeleteTable => "table",
             Action::ReplaceHostChains { .. } => "host chain",
+        }
+    }
+
+    /// The rules the action sends, in nft syntax (`plan -v`): a table, or
+    /// host chains with the context's elements of the forward dispatch.
+    pub fn rules_text(&self) -> Option<String> {
+        match self {
+            Action::ReplaceTable { table, .. } => Some(table.render()),
+            Action::ReplaceHostChains {
+                chains, dispatch, ..
+            } => {
+                let mut t: String = chains.iter().map(render_chain).collect();
+                if !dispatch.add.is_empty() {
+                    t.push_str(&render_map(&dispatch.add));
+                }
+                Some(t)
+            }
+            _ => None,
         }
     }
 }

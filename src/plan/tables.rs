@@ -3,7 +3,7 @@
 
 use super::{rules, Action, Observed, Refusal};
 use crate::kernel::nft::dispatch::{DispatchChange, DISPATCH};
-use crate::kernel::nft::table::{digest_of, Chain, HOST_COMMENT};
+use crate::kernel::nft::table::{digest_of, Chain};
 use crate::model::Context;
 use crate::observe::links::NsState;
 use crate::observe::nft::Live;
@@ -45,7 +45,7 @@ pub(super) fn host_chains(
         || dispatch.create_map
         || dispatch.chain.is_some()
     {
-        if obs.host_nft.exists && obs.host_nft.comment.as_deref() != Some(HOST_COMMENT) {
+        if obs.host_nft.foreign_host_table() {
             return Err(Refusal::ForeignHostTable);
         }
         acts.push(Action::ReplaceHostChains {

@@ -8,7 +8,7 @@ use crate::model::Context;
 
 /// A CNI attachment as a context of one link: the interface the runtime
 /// named and the addresses IPAM gave it.
-fn context(src: &crate::cni::Source) -> Context {
+fn context(src: &crate::observe::attachments::Source) -> Context {
     use crate::model::{Isolation, Link, LinkKind};
     Context {
         name: src.name.clone(),
@@ -44,7 +44,7 @@ fn context(src: &crate::cni::Source) -> Context {
 /// the addresses of their interface.
 pub(super) fn reports(names: &[String], g: &Gathered) -> anyhow::Result<Vec<Report>> {
     let mut out = Vec::new();
-    for src in crate::cni::sources(names) {
+    for src in crate::observe::attachments::sources(names) {
         let s = netns::run_in(&src.netns, || read_here(&g.kinds))?
             .with_context(|| format!("attachment {}", src.name))?;
         let (rows, violations) = judge_context(&context(&src), &s, &g.procs);

@@ -18,13 +18,12 @@ use super::Listing;
 use crate::audit::{self, canonical, judge, judge_host, undeclared, Known, Own, Verdict};
 use crate::guest;
 use crate::guest::cgroup;
-use crate::kernel::diag::{self, Kinds, Socket};
-use crate::kernel::netlink::{Diag, NlError, Rtnl};
 use crate::kernel::{netns, pool};
 use crate::model::{Cidr, Config, Context};
-use crate::observe::links;
+use crate::observe::diag::{self, Kinds, Socket};
 use crate::observe::owner::{self, NsOwner};
 use crate::observe::procs::{Proc, Procs};
+use crate::observe::NlError;
 
 /// What was found in one namespace.
 struct Seen {
@@ -42,10 +41,11 @@ struct Seen {
 /// Sockets and addresses of the calling thread's namespace.
 fn read_here(kinds: &Kinds) -> Result<Seen, NlError> {
     let inode = netns::current_inode()?;
-    let sockets = diag::read_sockets(&mut Diag::open()?, kinds)?;
-    let mut rtnl = Rtnl::open()?;
-    let links = links::read_links(&mut rtnl)?;
-    let lls = diag::link_locals(&mut rtnl)?;
+    let diag::Here {
+        sockets,
+        links,
+        link_locals: lls,
+    } = diag::read_here(kinds)?;
     let mut addrs: Vec<(String, Cidr)> = links
         .iter()
         .flat_map(|l| l.addrs.iter().map(|a| (l.name.clone(), *a)))
@@ -65,7 +65,7 @@ fn read_here(kinds: &Kinds) -> Result<Seen, NlError> {
         addrs,
         link_local: lls.iter().map(|ll| (ll.index, ll.addr)).collect(),
         inode,
-        attachments: crate::cni::any_attachment(&links),
+        attachments: crate::observe::attachments::any_attachment(&links),
     })
 }
 
@@ -113,7 +113,7 @@ fn bind_hooks(c: &Context) -> (&'static str, Option<String>) {
     if !cg.exists() {
         return ("no cgroup", None);
     }
-    match crate::kernel::bpf::status(&cg) {
+    match guest::binds::status(&cg) {
         Ok(s) if s.complete() => ("attached", None),
         Ok(s) => {
             let missing: Vec<&str> = s.missing.iter().map(|h| h.name()).collect();
@@ -434,7 +434,7 @@ fn reports(ctxs: &[&Context], g: &Gathered) -> Vec<Report> {
 pub fn audit(cfg: &Config, l: &Listing) -> anyhow::Result<Exit> {
     // CNI attachments (`cni` + 8 hex digits) live in the runtime's
     // namespaces; the rest are declared contexts.
-    let sel = crate::cni::split_names(&l.contexts);
+    let sel = crate::observe::attachments::split_names(&l.contexts);
     let ctxs: Vec<&Context> = match &sel.declared {
         Some(names) => select(cfg, names)?,
         None => Vec::new(),

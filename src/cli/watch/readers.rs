@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use crate::kernel::events::{Event, Subscriptions};
+use crate::observe::events::{Event, Subscriptions};
 
 /// Which namespace a message is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

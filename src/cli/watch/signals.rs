@@ -5,11 +5,11 @@
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
 
-use crate::kernel::sys::{set_disposition, Disposition};
+use crate::kernel::signals::{set_disposition, Disposition};
 
 /// Raised by SIGTERM or SIGINT (or a closed stdout): the flag of the
-/// handler `kernel::sys` installs, which only stores to it.
-pub use crate::kernel::sys::RAISED as STOP;
+/// handler `kernel::signals` installs, which only stores to it.
+pub use crate::kernel::signals::RAISED as STOP;
 
 pub fn install_signals() -> anyhow::Result<()> {
     // SA_RESTART: a signal arriving during a repair must not fail one of

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use super::readers::Place;
-use crate::kernel::events::Event;
-use crate::kernel::nft::table::TABLE;
 use crate::model::Config;
+use crate::observe::events::Event;
+use crate::observe::nft::TABLE;
 
 /// Which contexts an event may have made drift.
 #[derive(Debug, PartialEq, Eq)]

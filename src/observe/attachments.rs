@@ -1,12 +1,14 @@
-//! The attachments that exist, found from the host alone (no state file):
-//! host links with netctx's CNI alias, and for each the runtime's namespace
-//! that holds its peer, matched by namespace id (`IFLA_LINK_NETNSID` of the
-//! host end against `RTM_GETNSID` of the namespaces mounted under
-//! /run/netns and those of running processes). For `netctx status`, and for
-//! `audit`, `logs` and `stats` once they take namespaces by file.
+//! The CNI attachments that exist, found from the host alone (no state
+//! file): host links with netctx's CNI alias (`Alias`), and for each the
+//! runtime's namespace that holds its peer, matched by namespace id
+//! (`IFLA_LINK_NETNSID` of the host end against `RTM_GETNSID` of the
+//! namespaces mounted under /run/netns and those of running processes).
+//! For `netctx status`, `audit`, `logs` and `stats`, and for the plugin's
+//! own checks (`cni`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -15,16 +17,46 @@ use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::RouteNetlinkMessage as M;
 
-use super::naming::Alias;
-use crate::apply::Host;
+use super::links as state;
+use super::nft as observe;
 use crate::kernel::netlink::Rtnl;
-use crate::kernel::netns::open_path as open_netns;
+use crate::kernel::netns::{self, open_path as open_netns};
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::rtnl as msgs;
-use crate::model::is_attachment_name;
-use crate::observe::links as state;
-use crate::observe::nft as observe;
-use crate::plan::rules;
+use crate::model::{is_attachment_name, ATTACHMENT_ALIAS_PREFIX};
+
+/// What the alias on an attachment's links says (the plugin writes it:
+/// `cni::naming`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    pub context: String,
+    /// The NFLOG group of the attachment's logging and drop rules.
+    pub log_group: u16,
+    pub network: String,
+    pub ifname: String,
+    pub container_id: String,
+}
+
+impl Alias {
+    /// `netctx-cni:CTX:GROUP:NETWORK:IFNAME:CONTAINERID` (no field contains
+    /// `:`; a long container id may have been cut).
+    pub fn parse(s: &str) -> Option<Alias> {
+        let rest = s.strip_prefix(ATTACHMENT_ALIAS_PREFIX)?;
+        let mut it = rest.splitn(5, ':');
+        let (context, group) = (it.next()?, it.next()?.parse().ok()?);
+        let (network, ifname, container_id) = (it.next()?, it.next()?, it.next()?);
+        if context.len() != 11 || !context.starts_with("cni") {
+            return None;
+        }
+        Some(Alias {
+            context: context.into(),
+            log_group: group,
+            network: network.into(),
+            ifname: ifname.into(),
+            container_id: container_id.into(),
+        })
+    }
+}
 
 /// One attachment as the kernel has it.
 pub struct LiveAttachment {
@@ -72,14 +104,15 @@ fn candidates() -> Vec<PathBuf> {
     out
 }
 
-/// Every attachment on the host, with its namespace where found.
-pub fn attachments(host: &mut Host) -> Vec<LiveAttachment> {
+/// Every attachment on the host (`rtnl` is a socket of the host's
+/// namespace), with its namespace where found.
+pub fn attachments(rtnl: &mut Rtnl) -> Vec<LiveAttachment> {
     // Most hosts have none: the links' aliases (read from the dump's bytes)
     // say so before the full parse that also finds their namespaces.
-    if !state::read_links_only(&mut host.rtnl).is_ok_and(|ls| any_attachment(&ls)) {
+    if !state::read_links_only(rtnl).is_ok_and(|ls| any_attachment(&ls)) {
         return Vec::new();
     }
-    let Ok(links) = host.rtnl.dump(msgs::dump_links()) else {
+    let Ok(links) = rtnl.dump(msgs::dump_links()) else {
         return Vec::new();
     };
     let mut found = Vec::new();
@@ -116,7 +149,7 @@ pub fn attachments(host: &mut Host) -> Vec<LiveAttachment> {
         if !seen.insert(meta.ino()) {
             continue;
         }
-        if let Some(id) = nsid_of(&mut host.rtnl, &f).filter(|id| wanted.contains(id)) {
+        if let Some(id) = nsid_of(rtnl, &f).filter(|id| wanted.contains(id)) {
             by_id.entry(id).or_insert((p, f));
         }
     }
@@ -133,12 +166,13 @@ pub fn attachments(host: &mut Host) -> Vec<LiveAttachment> {
     out
 }
 
-/// What is amiss inside the namespace of an attachment. Without `strict`
-/// (no host chain: isolation off) a missing table may be by configuration.
-fn inside(a: &LiveAttachment, ns: &File, strict: bool) -> Vec<String> {
+/// What is amiss inside the namespace `ns` of an attachment. Without
+/// `strict` (no host chain: isolation off) a missing table may be by
+/// configuration.
+pub fn inside(a: &LiveAttachment, ns: &File, strict: bool) -> Vec<String> {
     let ctx = a.alias.context.clone();
     let ifname = a.alias.ifname.clone();
-    let r = crate::kernel::netns::run_in(ns, move || -> Vec<String> {
+    let r = netns::run_in(ns, move || -> Vec<String> {
         let (Ok(mut nl), Ok(mut nft)) = (Rtnl::open(), Nft::open()) else {
             return vec!["cannot open netlink sockets in its namespace".into()];
         };
@@ -157,56 +191,6 @@ fn inside(a: &LiveAttachment, ns: &File, strict: bool) -> Vec<String> {
         d
     });
     r.unwrap_or_else(|e| vec![format!("entering its namespace: {e}")])
-}
-
-/// `netctx status` rows for the attachments: (name, state, details), given
-/// the host links and table already read for the contexts.
-pub fn status_rows(
-    host: &mut Host,
-    view: &crate::apply::HostView,
-) -> Vec<(String, &'static str, Vec<String>)> {
-    if !any_attachment(view.links.values()) {
-        return Vec::new();
-    }
-    let live = attachments(host);
-    let chains = observe::read(&mut host.nft, &[]).unwrap_or_default();
-    live.iter()
-        .map(|a| {
-            let mut d = Vec::new();
-            if !a.host_up {
-                d.push(format!("host link {} is down", a.host_link));
-            }
-            let prefix = rules::host_chain_prefix(&a.alias.context);
-            let strict = chains
-                .digest
-                .chains
-                .iter()
-                .any(|c| c.0.starts_with(&prefix));
-            match &a.netns {
-                Some((_, f)) => d.extend(inside(a, f, strict)),
-                None => d.push("no namespace holds its peer".into()),
-            }
-            let state = if d.is_empty() { "up" } else { "drifted" };
-            let esc = crate::model::escape;
-            let mut detail = vec![format!(
-                "CNI attachment: network {}, container {}, interface {}{}{}",
-                esc(&a.alias.network),
-                esc(&a.alias.container_id),
-                esc(&a.alias.ifname),
-                a.netns
-                    .as_ref()
-                    .map(|(p, _)| format!(", namespace {}", p.display()))
-                    .unwrap_or_default(),
-                if strict {
-                    ""
-                } else {
-                    ", no host chain (isolation off?)"
-                },
-            )];
-            detail.extend(d);
-            (a.alias.context.clone(), state, detail)
-        })
-        .collect()
 }
 
 /// Whether any of `links` is an attachment's host end (every one carries
@@ -252,16 +236,16 @@ pub struct Source {
 /// The attachments named in `names` (every one when `names` is empty) whose
 /// namespace was found.
 pub fn sources(names: &[String]) -> Vec<Source> {
-    let Ok(mut host) = Host::open() else {
+    let Ok(mut rtnl) = Rtnl::open() else {
         return Vec::new();
     };
-    attachments(&mut host)
+    attachments(&mut rtnl)
         .into_iter()
         .filter(|a| names.is_empty() || names.contains(&a.alias.context))
         .filter_map(|a| {
-            let (_, netns) = a.netns?;
+            let (_, ns) = a.netns?;
             let ifname = a.alias.ifname.clone();
-            let addrs = crate::kernel::netns::run_in(&netns, || {
+            let addrs = netns::run_in(&ns, || {
                 let mut nl = Rtnl::open().ok()?;
                 let links = state::read_links(&mut nl).ok()?;
                 let l = links.into_iter().find(|l| l.name == ifname)?;
@@ -273,12 +257,25 @@ pub fn sources(names: &[String]) -> Vec<Source> {
             Some(Source {
                 name: a.alias.context,
                 log_group: a.alias.log_group,
-                netns,
+                netns: ns,
                 ifname: a.alias.ifname,
                 addrs,
             })
         })
         .collect()
+}
+
+/// The aliases of the attachments in namespace `ns` (on their links there).
+pub fn aliases_in(ns: &File) -> io::Result<Vec<Alias>> {
+    netns::run_in(ns, || -> io::Result<Vec<Alias>> {
+        let mut nl = Rtnl::open()?;
+        let links = state::read_links(&mut nl).map_err(io::Error::other)?;
+        Ok(links
+            .iter()
+            .filter_map(|l| l.alias.as_deref().and_then(Alias::parse))
+            .collect())
+    })
+    .and_then(|r| r)
 }
 
 #[cfg(test)]

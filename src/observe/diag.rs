@@ -26,9 +26,12 @@ use netlink_packet_sock_diag::inet::{
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
-use super::netlink::wire::{self, Dumped, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST};
-use super::netlink::{self, Diag, NlError, Rtnl};
-use super::rtnl;
+use crate::kernel::netlink::wire::{
+    self, Dumped, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use crate::kernel::netlink::{self, Diag, NlError, Rtnl};
+use crate::kernel::rtnl;
+use crate::observe::links::{read_links, ObsLink};
 
 #[path = "diag_proc.rs"]
 mod procfs;
@@ -395,6 +398,27 @@ pub fn link_locals(nl: &mut Rtnl) -> Result<Vec<LinkLocal>, NlError> {
         }
     }
     Ok(out)
+}
+
+/// What `audit` reads of the calling thread's namespace: its sockets, its
+/// links with their addresses, its IPv6 link-local addresses.
+pub struct Here {
+    pub sockets: Vec<Socket>,
+    pub links: Vec<ObsLink>,
+    pub link_locals: Vec<LinkLocal>,
+}
+
+/// Read [`Here`] on the calling thread (see [`read_sockets`]).
+pub fn read_here(kinds: &Kinds) -> Result<Here, NlError> {
+    let sockets = read_sockets(&mut Diag::open()?, kinds)?;
+    let mut rtnl = Rtnl::open()?;
+    let links = read_links(&mut rtnl)?;
+    let link_locals = link_locals(&mut rtnl)?;
+    Ok(Here {
+        sockets,
+        links,
+        link_locals,
+    })
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use netlink_sys::protocols::{NETLINK_NETFILTER, NETLINK_ROUTE};
 use netlink_sys::Socket;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::netlink::wire::frames;
-use super::nft::wire::NFNL_SUBSYS_NFTABLES;
+use crate::kernel::netlink::wire::frames;
+use crate::kernel::nft::wire::NFNL_SUBSYS_NFTABLES;
 
 /// The rtnetlink groups: links, IPv4/IPv6 addresses, IPv4/IPv6 routes.
 const RT_GROUPS: [u32; 5] = [
@@ -114,7 +114,7 @@ pub fn parse_rtnl(buf: &[u8]) -> Vec<Event> {
 }
 
 fn attr_str(attrs: &[u8], ty: u16) -> Option<String> {
-    super::nft::wire::parse_attrs(attrs)
+    crate::kernel::nft::wire::parse_attrs(attrs)
         .find(|(t, _)| *t == ty)
         .map(|(_, v)| {
             let v = v.split(|b| *b == 0).next().unwrap_or_default();
@@ -177,7 +177,7 @@ pub struct Subscriptions {
 }
 
 fn subscribe(proto: isize, groups: &[u32]) -> io::Result<Socket> {
-    let sock = super::netlink::socket(proto)?;
+    let sock = crate::kernel::netlink::socket(proto)?;
     for g in groups {
         sock.add_membership(*g)?;
     }

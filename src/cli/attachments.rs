@@ -1,0 +1,54 @@
+//! CNI attachments in `netctx status`: one row each, from the host's links
+//! and table (`observe::attachments`).
+
+use crate::apply::{Host, HostView};
+use crate::observe::attachments::{any_attachment, attachments, inside};
+use crate::observe::nft;
+use crate::plan::rules;
+
+/// `netctx status` rows for the attachments: (name, state, details), given
+/// the host links and table already read for the contexts.
+pub fn status_rows(host: &mut Host, view: &HostView) -> Vec<(String, &'static str, Vec<String>)> {
+    if !any_attachment(view.links.values()) {
+        return Vec::new();
+    }
+    let live = attachments(&mut host.rtnl);
+    let chains = nft::read(&mut host.nft, &[]).unwrap_or_default();
+    live.iter()
+        .map(|a| {
+            let mut d = Vec::new();
+            if !a.host_up {
+                d.push(format!("host link {} is down", a.host_link));
+            }
+            let prefix = rules::host_chain_prefix(&a.alias.context);
+            let strict = chains
+                .digest
+                .chains
+                .iter()
+                .any(|c| c.0.starts_with(&prefix));
+            match &a.netns {
+                Some((_, f)) => d.extend(inside(a, f, strict)),
+                None => d.push("no namespace holds its peer".into()),
+            }
+            let state = if d.is_empty() { "up" } else { "drifted" };
+            let esc = crate::model::escape;
+            let mut detail = vec![format!(
+                "CNI attachment: network {}, container {}, interface {}{}{}",
+                esc(&a.alias.network),
+                esc(&a.alias.container_id),
+                esc(&a.alias.ifname),
+                a.netns
+                    .as_ref()
+                    .map(|(p, _)| format!(", namespace {}", p.display()))
+                    .unwrap_or_default(),
+                if strict {
+                    ""
+                } else {
+                    ", no host chain (isolation off?)"
+                },
+            )];
+            detail.extend(d);
+            (a.alias.context.clone(), state, detail)
+        })
+        .collect()
+}

@@ -1,0 +1,116 @@
+//! The log line of an NFLOG packet, in the classic form of the kernel's LOG
+//! target, as in the 2004 VServer mail:
+//! `web INPUT: IN=eth0 OUT= SRC=10.100.0.1 DST=10.100.0.2 LEN=84 PROTO=ICMP TYPE=8 CODE=0 ID=5665 SEQ=1`
+//! — or the same as a JSON object (`--json`).
+
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use crate::observe::nflog::Headers;
+
+/// The chain a prefix names: `CTX:INPUT:` → `INPUT`.
+pub fn chain_of(prefix: &str) -> &str {
+    prefix
+        .strip_prefix("CTX:")
+        .and_then(|s| s.strip_suffix(':'))
+        .unwrap_or(prefix)
+}
+
+/// The log line for a packet of context `ctx`, devices already named.
+pub fn format_line(ctx: &str, chain: &str, indev: &str, outdev: &str, h: &Headers) -> String {
+    let ip = |a: Option<IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let (indev, outdev) = (crate::model::escape(indev), crate::model::escape(outdev));
+    let mut s = format!(
+        "{ctx} {chain}: IN={indev} OUT={outdev} SRC={} DST={} LEN={} PROTO={}",
+        ip(h.src),
+        ip(h.dst),
+        h.len,
+        h.proto
+    );
+    if let (Some(sp), Some(dp)) = (h.sport, h.dport) {
+        s.push_str(&format!(" SPT={sp} DPT={dp}"));
+    }
+    if let Some((t, c)) = h.icmp {
+        s.push_str(&format!(" TYPE={t} CODE={c}"));
+    }
+    match (h.echo, h.ip_id) {
+        (Some((id, seq)), _) => s.push_str(&format!(" ID={id} SEQ={seq}")),
+        (None, Some(id)) => s.push_str(&format!(" ID={id}")),
+        _ => {}
+    }
+    s
+}
+
+pub fn to_json(ctx: &str, chain: &str, indev: &str, outdev: &str, h: &Headers) -> Value {
+    json!({
+        "context": ctx,
+        "chain": chain,
+        "in": indev,
+        "out": outdev,
+        "src": h.src.map(|a| a.to_string()),
+        "dst": h.dst.map(|a| a.to_string()),
+        "len": h.len,
+        "proto": h.proto,
+        "spt": h.sport,
+        "dpt": h.dport,
+        "icmp_type": h.icmp.map(|i| i.0),
+        "icmp_code": h.icmp.map(|i| i.1),
+        "id": h.echo.map(|e| e.0).or(h.ip_id),
+        "seq": h.echo.map(|e| e.1),
+        "line": format_line(ctx, chain, indev, outdev, h),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use super::*;
+    use crate::observe::nflog::parse_headers;
+
+    fn icmp_echo() -> Vec<u8> {
+        let mut p = vec![
+            0x45, 0, 0, 84, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 100, 0, 1, 10, 100, 0, 2,
+        ];
+        p.extend_from_slice(&[8, 0, 0, 0, 0x16, 0x21, 0, 1]);
+        p
+    }
+
+    #[test]
+    fn icmp_echo_is_printed_as_in_the_mail() {
+        let h = parse_headers(&icmp_echo());
+        assert_eq!(
+            format_line("web", "INPUT", "eth0", "", &h),
+            "web INPUT: IN=eth0 OUT= SRC=10.100.0.1 DST=10.100.0.2 LEN=84 PROTO=ICMP TYPE=8 CODE=0 ID=5665 SEQ=1"
+        );
+    }
+
+    #[test]
+    fn udp_and_tcp_show_ports_and_ip_id() {
+        let mut p = vec![
+            0x45, 0, 0, 30, 0, 7, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        p.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 10, 0, 0]);
+        let h = parse_headers(&p);
+        assert_eq!(
+            format_line("b", "DROP", "", "eth0", &h),
+            "b DROP: IN= OUT=eth0 SRC=10.0.0.1 DST=10.0.0.2 LEN=30 PROTO=UDP SPT=12345 DPT=53 ID=7"
+        );
+        p[9] = 6;
+        assert_eq!(parse_headers(&p).proto, "TCP");
+    }
+
+    #[test]
+    fn ipv6_echo_request() {
+        let mut p = vec![0x60, 0, 0, 0, 0, 16, 58, 64];
+        p.extend_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
+        p.extend_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        p.extend_from_slice(&[128, 0, 0, 0, 0, 9, 0, 3]);
+        let h = parse_headers(&p);
+        assert_eq!(
+            format_line("a", "OUTPUT", "", "eth0", &h),
+            "a OUTPUT: IN= OUT=eth0 SRC=fd00::1 DST=fd00::2 LEN=56 PROTO=ICMPv6 TYPE=128 CODE=0 ID=9 SEQ=3"
+        );
+    }
+}
