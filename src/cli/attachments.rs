@@ -1,6 +1,7 @@
 //! CNI attachments in `netctx status`: one row each, from the host's links
 //! and table (`observe::attachments`).
 
+use super::engine::ContextState;
 use crate::apply::{Host, HostView};
 use crate::observe::attachments::{any_attachment, attachments, inside};
 use crate::observe::nft;
@@ -8,7 +9,7 @@ use crate::plan::rules;
 
 /// `netctx status` rows for the attachments: (name, state, details), given
 /// the host links and table already read for the contexts.
-pub fn status_rows(host: &mut Host, view: &HostView) -> Vec<(String, &'static str, Vec<String>)> {
+pub fn status_rows(host: &mut Host, view: &HostView) -> Vec<(String, ContextState, Vec<String>)> {
     if !any_attachment(view.links.values()) {
         return Vec::new();
     }
@@ -30,7 +31,11 @@ pub fn status_rows(host: &mut Host, view: &HostView) -> Vec<(String, &'static st
                 Some((_, f)) => d.extend(inside(a, f, strict)),
                 None => d.push("no namespace holds its peer".into()),
             }
-            let state = if d.is_empty() { "up" } else { "drifted" };
+            let state = if d.is_empty() {
+                ContextState::Up
+            } else {
+                ContextState::Drifted
+            };
             let esc = crate::model::escape;
             let mut detail = vec![format!(
                 "CNI attachment: network {}, container {}, interface {}{}{}",

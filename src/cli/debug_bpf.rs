@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::guest::binds::{self, Hook};
 
@@ -51,6 +51,30 @@ fn names(hooks: impl IntoIterator<Item = Hook>) -> Vec<&'static str> {
     hooks.into_iter().map(Hook::name).collect()
 }
 
+// The documents, fields in name order.
+
+#[derive(Serialize)]
+struct Ensured {
+    attached: Vec<&'static str>,
+    duplicates_removed: usize,
+    maps_written: usize,
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    addresses: &'a [IpAddr],
+    attached: Vec<&'static str>,
+    complete: bool,
+    missing: Vec<&'static str>,
+    program_ids: std::collections::BTreeMap<&'static str, u32>,
+    single_ip: bool,
+}
+
+#[derive(Serialize)]
+struct Detached {
+    detached: Vec<&'static str>,
+}
+
 pub fn run(args: &BpfArgs) -> anyhow::Result<()> {
     let doc = match &args.cmd {
         BpfCmd::Ensure {
@@ -61,31 +85,28 @@ pub fn run(args: &BpfArgs) -> anyhow::Result<()> {
         } => {
             let s = binds::ensure(cgroup, addrs, *single_ip, *idmap)
                 .with_context(|| format!("bind restriction on {}", cgroup.display()))?;
-            json!({
-                "attached": names(s.attached),
-                "maps_written": s.maps_written,
-                "duplicates_removed": s.duplicates_removed,
-            })
+            serde_json::to_string(&Ensured {
+                attached: names(s.attached),
+                duplicates_removed: s.duplicates_removed,
+                maps_written: s.maps_written,
+            })?
         }
         BpfCmd::Status { cgroup } => {
             let s = binds::status(cgroup)?;
-            let ids: serde_json::Map<String, serde_json::Value> = s
-                .attached
-                .iter()
-                .map(|(h, id)| (h.name().to_string(), json!(id)))
-                .collect();
-            json!({
-                "complete": s.complete(),
-                "attached": names(s.attached.iter().map(|(h, _)| *h)),
-                "missing": names(s.missing.iter().copied()),
-                "program_ids": ids,
-                "addresses": s.addresses,
-                "single_ip": s.single_ip,
-            })
+            serde_json::to_string(&Status {
+                addresses: &s.addresses,
+                attached: names(s.attached.iter().map(|(h, _)| *h)),
+                complete: s.complete(),
+                missing: names(s.missing.iter().copied()),
+                program_ids: s.attached.iter().map(|(h, id)| (h.name(), *id)).collect(),
+                single_ip: s.single_ip,
+            })?
         }
         BpfCmd::Detach { cgroup, hooks } => {
             let done = binds::detach(cgroup, hooks)?;
-            json!({ "detached": names(done) })
+            serde_json::to_string(&Detached {
+                detached: names(done),
+            })?
         }
     };
     println!("{doc}");

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use serde_json::json;
+use serde::Serialize;
 
 use super::Exit;
 use crate::apply::teardown as down;
@@ -94,20 +94,40 @@ fn converge_all(
     Ok((view, results))
 }
 
+/// `plan --json`. Fields in name order (as the documents of netctx print
+/// them everywhere).
+#[derive(Serialize)]
+struct PlanDoc<'a> {
+    contexts: Vec<PlanRow<'a>>,
+}
+
+#[derive(Serialize)]
+struct PlanRow<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actions: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    name: &'a str,
+}
+
 pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<Exit> {
     let ctxs = select(cfg, &l.contexts)?;
     let mut failed = false;
     let (_, results) = converge_all(&ctxs, true)?;
     if l.json {
-        let v: Vec<_> = ctxs
+        let contexts: Vec<PlanRow> = ctxs
             .iter()
             .zip(&results)
-            .map(|(c, r)| match r {
-                Ok(o) => json!({"name": c.name, "actions": o.actions.iter().map(|a| a.to_string()).collect::<Vec<_>>()}),
-                Err(e) => json!({"name": c.name, "error": e.chain()}),
+            .map(|(c, r)| PlanRow {
+                actions: r
+                    .as_ref()
+                    .ok()
+                    .map(|o| o.actions.iter().map(|a| a.to_string()).collect()),
+                error: r.as_ref().err().map(|e| e.chain()),
+                name: &c.name,
             })
             .collect();
-        println!("{}", json!({ "contexts": v }));
+        println!("{}", serde_json::to_string(&PlanDoc { contexts })?);
         let failed = results.iter().any(|r| r.is_err());
         return Ok(if failed { Exit::Error } else { Exit::Ok });
     }
@@ -261,11 +281,72 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 
+/// What `status` says of a context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContextState {
+    /// As declared.
+    Up,
+    /// Declared, nothing of it there.
+    Down,
+    /// There, not as declared (the details say how).
+    Drifted,
+    /// Something netctx did not make is in the way.
+    Conflict,
+    /// Not in the configuration.
+    Orphaned,
+    /// Could not be looked at.
+    Error,
+}
+
+impl ContextState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContextState::Up => "up",
+            ContextState::Down => "down",
+            ContextState::Drifted => "drifted",
+            ContextState::Conflict => "conflict",
+            ContextState::Orphaned => "orphaned",
+            ContextState::Error => "error",
+        }
+    }
+
+    /// Whether `status` exits 2 for it.
+    pub fn is_finding(self) -> bool {
+        !matches!(self, ContextState::Up | ContextState::Down)
+    }
+}
+
+impl std::fmt::Display for ContextState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One context's state for `status`.
 struct Status {
     name: String,
-    state: &'static str,
+    state: ContextState,
     detail: Vec<String>,
+}
+
+/// `status --json`.
+#[derive(Serialize)]
+struct StatusDoc<'a> {
+    contexts: Vec<StatusRow<'a>>,
+    drift: bool,
+}
+
+#[derive(Serialize)]
+struct StatusRow<'a> {
+    drift: &'a [String],
+    guest: Option<&'static str>,
+    guest_pid: Option<i32>,
+    id: Option<u16>,
+    name: &'a str,
+    not_shifted: Vec<String>,
+    processes: usize,
+    state: ContextState,
 }
 
 pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
@@ -281,7 +362,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
     let (view, results) = converge_all(&ctxs, true)?;
     for (c, r) in ctxs.iter().zip(results) {
         let (state, detail) = match r {
-            Ok(o) if o.actions.is_empty() => ("up", vec![]),
+            Ok(o) if o.actions.is_empty() => (ContextState::Up, vec![]),
             Ok(o)
                 if o.owner == NsOwner::Absent
                     && !o
@@ -289,7 +370,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
                         .iter()
                         .any(|a| matches!(a, plan::Action::DeleteLink { .. })) =>
             {
-                ("down", vec![])
+                (ContextState::Down, vec![])
             }
             Ok(o) => {
                 let mut d: Vec<String> = Vec::new();
@@ -306,10 +387,10 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
                         })
                         .map(|a| format!("needs: {a}")),
                 );
-                ("drifted", d)
+                (ContextState::Drifted, d)
             }
-            Err(CtxError::Refused(r)) => ("conflict", vec![r.to_string()]),
-            Err(e) => ("error", vec![e.chain()]),
+            Err(CtxError::Refused(r)) => (ContextState::Conflict, vec![r.to_string()]),
+            Err(e) => (ContextState::Error, vec![e.chain()]),
         };
         out.push(Status {
             name: c.name.clone(),
@@ -322,7 +403,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
             if cfg.get(&name).is_none() {
                 out.push(Status {
                     name,
-                    state: "orphaned",
+                    state: ContextState::Orphaned,
                     detail: vec!["not in the configuration; `netctx down NAME` removes it".into()],
                 });
             }
@@ -331,13 +412,13 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
         match apply::uplink::guard_drift(&mut nl) {
             Ok(Some(d)) => out.push(Status {
                 name: "host".into(),
-                state: "drifted",
+                state: ContextState::Drifted,
                 detail: vec![d],
             }),
             Ok(None) => {}
             Err(e) => out.push(Status {
                 name: "host".into(),
-                state: "error",
+                state: ContextState::Error,
                 detail: vec![e.to_string()],
             }),
         }
@@ -359,7 +440,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
             }
         }
     }
-    let finding = out.iter().any(|s| s.state != "up" && s.state != "down");
+    let finding = out.iter().any(|s| s.state.is_finding());
     print_status(cfg, &out, l.json, finding);
     Ok(if finding { Exit::Finding } else { Exit::Ok })
 }
@@ -379,14 +460,27 @@ fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
     };
     let recorded = |c: &str| traces.any(c).then(|| guest::recorded(c)).flatten();
     if json {
-        let v: Vec<_> = out
+        let contexts = out
             .iter()
             .map(|s| {
                 let rec = recorded(&s.name);
-                json!({"name": s.name, "id": cfg.get(&s.name).and_then(|c| c.id), "state": s.state, "drift": s.detail, "guest_pid": rec.filter(|g| g.1).map(|g| g.0), "guest": rec.map(|(_, alive)| if alive { "running" } else { "exited" }), "processes": processes(&s.name), "not_shifted": not_shifted(&s.name)})
+                StatusRow {
+                    drift: &s.detail,
+                    guest: rec.map(|(_, alive)| if alive { "running" } else { "exited" }),
+                    guest_pid: rec.filter(|g| g.1).map(|g| g.0),
+                    id: cfg.get(&s.name).and_then(|c| c.id),
+                    name: &s.name,
+                    not_shifted: not_shifted(&s.name),
+                    processes: processes(&s.name),
+                    state: s.state,
+                }
             })
             .collect();
-        println!("{}", json!({ "contexts": v, "drift": finding }));
+        let doc = StatusDoc {
+            contexts,
+            drift: finding,
+        };
+        println!("{}", serde_json::to_string(&doc).unwrap_or_default());
     } else {
         for s in out {
             let n = processes(&s.name);

@@ -71,7 +71,8 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
             };
             let h = nflog::parse_headers(&p.payload);
             let line = if json {
-                line::to_json(&who, &chain, &indev, &outdev, &h).to_string()
+                serde_json::to_string(&line::to_json(&who, &chain, &indev, &outdev, &h))
+                    .unwrap_or_default()
             } else {
                 line::format_line(&who, &chain, &indev, &outdev, &h)
             };

@@ -25,7 +25,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
-use serde_json::json;
 
 use super::{Exit, WatchArgs};
 use crate::apply::{self, converge, Host, HostView};
@@ -117,16 +116,28 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
     Ok(Exit::Ok)
 }
 
+/// One line of `watch --json` (fields in name order).
+#[derive(serde::Serialize)]
+struct WatchEvent<'a> {
+    actions: &'a [String],
+    context: &'a str,
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<u128>,
+}
+
 impl Watch<'_> {
     /// Print one line on stdout: text, or a JSON object. When nobody reads
     /// stdout any more (a closed pipe), watch ends as on SIGTERM.
     fn say(&self, ctx: &str, event: &str, actions: &[String], latency: Option<Duration>) {
         let line = if self.json {
-            let mut v = json!({"event": event, "context": ctx, "actions": actions});
-            if let Some(l) = latency {
-                v["latency_ms"] = json!(l.as_millis());
-            }
-            v.to_string()
+            let e = WatchEvent {
+                actions,
+                context: ctx,
+                event,
+                latency_ms: latency.map(|l| l.as_millis()),
+            };
+            serde_json::to_string(&e).unwrap_or_default()
         } else if actions.is_empty() {
             format!("{ctx}: {event}")
         } else {

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::observe::nflog::Headers;
 
@@ -42,24 +42,52 @@ pub fn format_line(ctx: &str, chain: &str, indev: &str, outdev: &str, h: &Header
     s
 }
 
-pub fn to_json(ctx: &str, chain: &str, indev: &str, outdev: &str, h: &Headers) -> Value {
-    json!({
-        "context": ctx,
-        "chain": chain,
-        "in": indev,
-        "out": outdev,
-        "src": h.src.map(|a| a.to_string()),
-        "dst": h.dst.map(|a| a.to_string()),
-        "len": h.len,
-        "proto": h.proto,
-        "spt": h.sport,
-        "dpt": h.dport,
-        "icmp_type": h.icmp.map(|i| i.0),
-        "icmp_code": h.icmp.map(|i| i.1),
-        "id": h.echo.map(|e| e.0).or(h.ip_id),
-        "seq": h.echo.map(|e| e.1),
-        "line": format_line(ctx, chain, indev, outdev, h),
-    })
+/// One line of `logs --json` (fields in name order).
+#[derive(Serialize)]
+pub struct LogLine<'a> {
+    chain: &'a str,
+    context: &'a str,
+    dpt: Option<u16>,
+    dst: Option<IpAddr>,
+    icmp_code: Option<u8>,
+    icmp_type: Option<u8>,
+    id: Option<u16>,
+    #[serde(rename = "in")]
+    indev: &'a str,
+    len: u32,
+    line: String,
+    #[serde(rename = "out")]
+    outdev: &'a str,
+    proto: &'a str,
+    seq: Option<u16>,
+    spt: Option<u16>,
+    src: Option<IpAddr>,
+}
+
+pub fn to_json<'a>(
+    ctx: &'a str,
+    chain: &'a str,
+    indev: &'a str,
+    outdev: &'a str,
+    h: &'a Headers,
+) -> LogLine<'a> {
+    LogLine {
+        chain,
+        context: ctx,
+        dpt: h.dport,
+        dst: h.dst,
+        icmp_code: h.icmp.map(|i| i.1),
+        icmp_type: h.icmp.map(|i| i.0),
+        id: h.echo.map(|e| e.0).or(h.ip_id),
+        indev,
+        len: h.len,
+        line: format_line(ctx, chain, indev, outdev, h),
+        outdev,
+        proto: &h.proto,
+        seq: h.echo.map(|e| e.1),
+        spt: h.sport,
+        src: h.src,
+    }
 }
 
 #[cfg(test)]
