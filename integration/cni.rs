@@ -16,7 +16,7 @@ use crate::sandbox::{probe, Sandbox, BIN};
 
 const PLUGINS: &str = "/usr/lib/cni";
 
-struct Answer {
+pub(crate) struct Answer {
     code: i32,
     out: Value,
     stderr: String,
@@ -24,7 +24,7 @@ struct Answer {
 
 impl Answer {
     #[track_caller]
-    fn ok(self) -> Value {
+    pub(crate) fn ok(self) -> Value {
         assert_eq!(self.code, 0, "plugin failed: {}\n{}", self.out, self.stderr);
         self.out
     }
@@ -40,13 +40,13 @@ impl Answer {
     }
 }
 
-struct Cni {
-    sb: Sandbox,
+pub(crate) struct Cni {
+    pub(crate) sb: Sandbox,
     data: PathBuf,
 }
 
 impl Cni {
-    fn new() -> Cni {
+    pub(crate) fn new() -> Cni {
         let sb = Sandbox::new();
         assert!(
             std::path::Path::new(PLUGINS).join("host-local").exists(),
@@ -58,7 +58,7 @@ impl Cni {
     }
 
     /// A network configuration of version `ver` on `subnet`.
-    fn conf(&self, ver: &str, name: &str, subnet: &str) -> Value {
+    pub(crate) fn conf(&self, ver: &str, name: &str, subnet: &str) -> Value {
         json!({
             "cniVersion": ver, "name": name, "type": "netctx",
             "ipam": { "type": "host-local", "ranges": [[{ "subnet": subnet }]],
@@ -94,7 +94,7 @@ impl Cni {
     }
 
     /// netctx with command `cmd` for container `id` in `/run/netns/id`.
-    fn call(&self, cmd: &str, id: &str, conf: &Value) -> Answer {
+    pub(crate) fn call(&self, cmd: &str, id: &str, conf: &Value) -> Answer {
         let netns = format!("/run/netns/{id}");
         self.call_env(cmd, id, &netns, conf)
     }
@@ -110,12 +110,12 @@ impl Cni {
         self.run(BIN, &vars, &serde_json::to_vec(conf).unwrap())
     }
 
-    fn netns(&self, id: &str) {
+    pub(crate) fn netns(&self, id: &str) {
         self.sb.ok(&format!("ip netns add {id}"));
     }
 
     /// Host links carrying netctx's CNI alias: (name, alias).
-    fn host_links(&self) -> Vec<(String, String)> {
+    pub(crate) fn host_links(&self) -> Vec<(String, String)> {
         let v = self.sb.ip(None, "-d link show");
         let mut out: Vec<(String, String)> = v
             .as_array()
@@ -133,7 +133,7 @@ impl Cni {
     }
 
     /// Chains of the host's table `inet netctx`.
-    fn host_chains(&self) -> Vec<String> {
+    pub(crate) fn host_chains(&self) -> Vec<String> {
         let out = self
             .sb
             .ok("nft -j list table inet netctx 2>/dev/null || true");
@@ -178,7 +178,7 @@ impl Cni {
         out
     }
 
-    fn with_prev(conf: &Value, prev: &Value) -> Value {
+    pub(crate) fn with_prev(conf: &Value, prev: &Value) -> Value {
         let mut c = conf.clone();
         c["prevResult"] = prev.clone();
         c

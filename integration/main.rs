@@ -6,6 +6,7 @@ mod audit;
 mod bind_hooks;
 mod cni;
 mod cni_podman;
+mod cni_uplink;
 mod confine;
 mod engine;
 mod guests;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::sandbox::{probe, Sandbox, BIN};
 
-const NET: &str = "\
+pub(crate) const NET: &str = "\
 ip link set lo up && ip netns add lan && ip link add up0 type veth peer name lan0 netns lan && \
 ip addr add 203.0.113.1/24 dev up0 && ip addr add 2001:db8:1::1/64 dev up0 nodad && ip link set up0 up && \
 ip -n lan addr add 203.0.113.2/24 dev lan0 && ip -n lan addr add 2001:db8:1::2/64 dev lan0 nodad && \
@@ -55,7 +55,7 @@ fn setup() -> Sandbox {
 }
 
 /// Host switches this test cares about, as `sysctl` prints them.
-fn switches(sb: &Sandbox) -> String {
+pub(crate) fn switches(sb: &Sandbox) -> String {
     let keys = [
         "net.ipv4.ip_forward",
         "net.ipv4.conf.up0.forwarding",
@@ -86,7 +86,7 @@ fn connect_retrying(sb: &Sandbox, ns: &str, to: &str) -> String {
     last
 }
 
-fn run(sb: &Sandbox, ns: Option<&str>, cmd: &str) -> String {
+pub(crate) fn run(sb: &Sandbox, ns: Option<&str>, cmd: &str) -> String {
     let prefix = ns
         .map(|n| format!("ip netns exec {n} "))
         .unwrap_or_default();
@@ -97,7 +97,7 @@ fn run(sb: &Sandbox, ns: Option<&str>, cmd: &str) -> String {
 
 /// A TCP server in `ns` writing its clients' addresses to a file; returns
 /// the file.
-fn serve(sb: &Sandbox, ns: &str, addr: &str, port: u16) -> std::path::PathBuf {
+pub(crate) fn serve(sb: &Sandbox, ns: &str, addr: &str, port: u16) -> std::path::PathBuf {
     let file = sb
         .dir
         .join(format!("tcp-{ns}-{port}-{}", addr.replace(':', "_")));
@@ -109,7 +109,7 @@ fn serve(sb: &Sandbox, ns: &str, addr: &str, port: u16) -> std::path::PathBuf {
     file
 }
 
-fn recv_udp(sb: &Sandbox, ns: &str, addr: &str, port: u16) -> std::path::PathBuf {
+pub(crate) fn recv_udp(sb: &Sandbox, ns: &str, addr: &str, port: u16) -> std::path::PathBuf {
     let file = sb
         .dir
         .join(format!("udp-{ns}-{port}-{}", addr.replace(':', "_")));
@@ -123,7 +123,7 @@ fn recv_udp(sb: &Sandbox, ns: &str, addr: &str, port: u16) -> std::path::PathBuf
 
 /// No address still tentative (duplicate address detection) on the host,
 /// in the LAN or in the contexts.
-fn settled(sb: &Sandbox) {
+pub(crate) fn settled(sb: &Sandbox) {
     for _ in 0..60 {
         let t = sb.ok(
             "for n in '' lan nat iso routed; do ip ${n:+-n $n} -6 addr show tentative 2>/dev/null; done; true",
@@ -136,7 +136,7 @@ fn settled(sb: &Sandbox) {
     panic!("addresses still tentative");
 }
 
-fn seen(file: &std::path::Path) -> String {
+pub(crate) fn seen(file: &std::path::Path) -> String {
     std::thread::sleep(Duration::from_millis(300));
     std::fs::read_to_string(file).unwrap_or_default()
 }
