@@ -113,22 +113,9 @@ pub fn version_of(stdin: &[u8]) -> Option<String> {
     v.get("cniVersion")?.as_str().map(str::to_string)
 }
 
+/// A `reach` entry as a declared context's (`CTX[:PORT[/PROTO]]`).
 fn reach_entry_ok(r: &str) -> bool {
-    let (ctx, port) = match r.split_once(':') {
-        Some((c, p)) => (c, Some(p)),
-        None => (r, None),
-    };
-    let name_ok = !ctx.is_empty()
-        && ctx.len() <= 11
-        && ctx.starts_with(|c: char| c.is_ascii_lowercase())
-        && ctx
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    let port_ok = port.is_none_or(|p| {
-        let (n, proto) = p.split_once('/').unwrap_or((p, "tcp"));
-        n.parse::<u16>().is_ok_and(|n| n > 0) && matches!(proto, "tcp" | "udp")
-    });
-    name_ok && port_ok
+    crate::config::parse_reach(r).is_ok()
 }
 
 fn check_mapping(m: &PortMapping) -> Result<()> {

@@ -63,11 +63,7 @@ pub fn valid_container_id(s: &str) -> bool {
 /// Interface names Linux accepts: 1-15 bytes, no `/`, `:` or whitespace,
 /// not `.` or `..`.
 pub fn valid_ifname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && s != "."
-        && s != ".."
-        && !s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+    crate::config::check_ifname(s).is_ok()
 }
 
 /// `K=V;K=V`; an empty string is no arguments.

@@ -16,7 +16,8 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use names::check_context_name;
+pub use names::{check_context_name, check_ifname};
+pub use ports::parse_reach;
 
 use crate::model::Config;
 
