@@ -7,6 +7,7 @@ mod bind_hooks;
 mod cni;
 mod cni_podman;
 mod cni_uplink;
+mod coexist;
 mod confine;
 mod engine;
 mod guests;

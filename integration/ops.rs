@@ -37,14 +37,14 @@ addresses = ["10.52.0.2/24"]
 "#;
 
 /// A running `netctx watch --json`, its stdout lines parsed as they come.
-struct Watcher {
+pub(crate) struct Watcher {
     child: Child,
     lines: mpsc::Receiver<Value>,
 }
 
 impl Watcher {
     /// Start watch and wait until it says it follows every context.
-    fn start(sb: &Sandbox, cfg: &str) -> Watcher {
+    pub(crate) fn start(sb: &Sandbox, cfg: &str) -> Watcher {
         let mut child = sb.spawn_netctx(&["-c", cfg, "watch", "--json"]);
         let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().unwrap();
@@ -83,7 +83,7 @@ impl Watcher {
     }
 
     /// The next line with this event for this context, within `d`.
-    fn next(&self, event: &str, ctx: &str, d: Duration) -> Value {
+    pub(crate) fn next(&self, event: &str, ctx: &str, d: Duration) -> Value {
         let end = Instant::now() + d;
         while let Some(left) = end.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
@@ -96,7 +96,7 @@ impl Watcher {
     }
 
     /// SIGTERM to the watch process we started (by pid); its exit status.
-    fn term(self) -> std::process::ExitStatus {
+    pub(crate) fn term(self) -> std::process::ExitStatus {
         self.signal(libc::SIGTERM)
     }
 

@@ -12,6 +12,7 @@ use std::os::unix::fs::MetadataExt;
 
 pub mod crash;
 mod error;
+pub mod firewall;
 mod journal;
 mod kernel;
 pub mod routed;

@@ -1,7 +1,7 @@
 //! CNI attachments in `netctx status`: one row each, from the host's links
 //! and table (`observe::attachments`).
 
-use super::engine::ContextState;
+use super::status::ContextState;
 use crate::apply::{Host, HostView};
 use crate::observe::attachments::{any_attachment, attachments, inside};
 use crate::observe::nft;

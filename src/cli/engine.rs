@@ -33,7 +33,7 @@ pub fn select<'a>(cfg: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a C
 /// Observe (and with `dry == false`, converge) every selected context. The
 /// host's chains of all of them go in one transaction at the end; a
 /// context whose chains fail there is rolled back (a new one removed).
-fn converge_all(
+pub(super) fn converge_all(
     ctxs: &[&Context],
     dry: bool,
 ) -> anyhow::Result<(apply::HostView, Vec<Result<apply::Outcome, CtxError>>)> {
@@ -196,7 +196,8 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
             }
         }
     }
-    let uplink_errors = uplink_run(|h| apply::uplink::after_converge(h, &converged))?;
+    let mut uplink_errors = uplink_run(|h| apply::uplink::after_converge(h, &converged))?;
+    uplink_errors |= host_firewall_run(cfg.host_firewall)?;
     if failed.is_empty() {
         Ok(if uplink_errors { Exit::Error } else { Exit::Ok })
     } else {
@@ -227,6 +228,27 @@ pub fn uplink_run(
         eprintln!("netctx: error: uplink: {msg}");
     }
     Ok(!errors.is_empty())
+}
+
+/// Docker's `DOCKER-USER` after the contexts (`apply::firewall`); whether
+/// it failed (the error printed).
+pub fn host_firewall_run(mode: crate::model::HostFirewall) -> anyhow::Result<bool> {
+    let mut host = apply::Host::open().context("opening netlink sockets")?;
+    match apply::firewall::after(&mut host, mode) {
+        Ok(done) => {
+            for c in &done.added {
+                println!("{c}: netctx's rule added (accept what netctx accepted)");
+            }
+            for c in &done.removed {
+                println!("{c}: netctx's rule removed");
+            }
+            Ok(false)
+        }
+        Err(e) => {
+            eprintln!("netctx: error: host firewall: DOCKER-USER: {e}");
+            Ok(true)
+        }
+    }
 }
 
 pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
@@ -278,229 +300,6 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
         }
     }
     failed |= uplink_run(|h| apply::uplink::after_down(h, &names, args.all))?;
+    failed |= host_firewall_run(crate::model::HostFirewall::Auto)?;
     Ok(if failed { Exit::Error } else { Exit::Ok })
-}
-
-/// What `status` says of a context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContextState {
-    /// As declared.
-    Up,
-    /// Declared, nothing of it there.
-    Down,
-    /// There, not as declared (the details say how).
-    Drifted,
-    /// Something netctx did not make is in the way.
-    Conflict,
-    /// Not in the configuration.
-    Orphaned,
-    /// Could not be looked at.
-    Error,
-}
-
-impl ContextState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContextState::Up => "up",
-            ContextState::Down => "down",
-            ContextState::Drifted => "drifted",
-            ContextState::Conflict => "conflict",
-            ContextState::Orphaned => "orphaned",
-            ContextState::Error => "error",
-        }
-    }
-
-    /// Whether `status` exits 2 for it.
-    pub fn is_finding(self) -> bool {
-        !matches!(self, ContextState::Up | ContextState::Down)
-    }
-}
-
-impl std::fmt::Display for ContextState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-/// One context's state for `status`.
-struct Status {
-    name: String,
-    state: ContextState,
-    detail: Vec<String>,
-}
-
-/// `status --json`.
-#[derive(Serialize)]
-struct StatusDoc<'a> {
-    contexts: Vec<StatusRow<'a>>,
-    drift: bool,
-}
-
-#[derive(Serialize)]
-struct StatusRow<'a> {
-    drift: &'a [String],
-    guest: Option<&'static str>,
-    guest_pid: Option<i32>,
-    id: Option<u16>,
-    name: &'a str,
-    not_shifted: Vec<String>,
-    processes: usize,
-    state: ContextState,
-}
-
-pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
-    // CNI attachments (`cni` + 8 hex digits) are listed from the host's
-    // links; the rest are declared contexts.
-    let sel = crate::observe::attachments::split_names(&l.contexts);
-    let ctxs = match &sel.declared {
-        Some(names) => select(cfg, names)?,
-        None => Vec::new(),
-    };
-    let mut nl = apply::Host::open().context("opening netlink sockets")?;
-    let mut out = Vec::new();
-    let (view, results) = converge_all(&ctxs, true)?;
-    for (c, r) in ctxs.iter().zip(results) {
-        let (state, detail) = match r {
-            Ok(o) if o.actions.is_empty() => (ContextState::Up, vec![]),
-            Ok(o)
-                if o.owner == NsOwner::Absent
-                    && !o
-                        .actions
-                        .iter()
-                        .any(|a| matches!(a, plan::Action::DeleteLink { .. })) =>
-            {
-                (ContextState::Down, vec![])
-            }
-            Ok(o) => {
-                let mut d: Vec<String> = Vec::new();
-                match o.owner {
-                    NsOwner::OursMissing => d.push("namespace is missing".into()),
-                    NsOwner::OursUnmounted => d.push("namespace file has nothing mounted".into()),
-                    _ => {}
-                }
-                d.extend(
-                    o.actions
-                        .iter()
-                        .filter(|a| {
-                            !matches!(a, plan::Action::CreateNs | plan::Action::RemoveNsFile)
-                        })
-                        .map(|a| format!("needs: {a}")),
-                );
-                (ContextState::Drifted, d)
-            }
-            Err(CtxError::Refused(r)) => (ContextState::Conflict, vec![r.to_string()]),
-            Err(e) => (ContextState::Error, vec![e.chain()]),
-        };
-        out.push(Status {
-            name: c.name.clone(),
-            state,
-            detail,
-        });
-    }
-    if l.contexts.is_empty() {
-        for name in down::known_in(view.links.values(), &view.nft)? {
-            if cfg.get(&name).is_none() {
-                out.push(Status {
-                    name,
-                    state: ContextState::Orphaned,
-                    detail: vec!["not in the configuration; `netctx down NAME` removes it".into()],
-                });
-            }
-        }
-        // The uplinks' guard chain is the host's, no context's.
-        match apply::uplink::guard_drift(&mut nl) {
-            Ok(Some(d)) => out.push(Status {
-                name: "host".into(),
-                state: ContextState::Drifted,
-                detail: vec![d],
-            }),
-            Ok(None) => {}
-            Err(e) => out.push(Status {
-                name: "host".into(),
-                state: ContextState::Error,
-                detail: vec![e.to_string()],
-            }),
-        }
-    }
-    if let Some(wanted) = &sel.attachments {
-        let rows = super::attachments::status_rows(&mut nl, &view);
-        for w in wanted {
-            if !rows.iter().any(|(name, _, _)| name == w) {
-                bail!("no CNI attachment {w} on this host");
-            }
-        }
-        for (name, state, detail) in rows {
-            if wanted.is_empty() || wanted.contains(&name) {
-                out.push(Status {
-                    name,
-                    state,
-                    detail,
-                });
-            }
-        }
-    }
-    let finding = out.iter().any(|s| s.state.is_finding());
-    print_status(cfg, &out, l.json, finding);
-    Ok(if finding { Exit::Finding } else { Exit::Ok })
-}
-
-fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
-    // Declared guest paths a context's guests cannot write (not drift: a
-    // guest still starts).
-    let not_shifted = |c: &str| cfg.get(c).map(guest::shift::not_owned).unwrap_or_default();
-    // Contexts nothing was ever started in have no files to read.
-    let traces = guest::Traces::read();
-    let processes = |c: &str| {
-        if traces.any(c) {
-            guest::processes(c)
-        } else {
-            0
-        }
-    };
-    let recorded = |c: &str| traces.any(c).then(|| guest::recorded(c)).flatten();
-    if json {
-        let contexts = out
-            .iter()
-            .map(|s| {
-                let rec = recorded(&s.name);
-                StatusRow {
-                    drift: &s.detail,
-                    guest: rec.map(|(_, alive)| if alive { "running" } else { "exited" }),
-                    guest_pid: rec.filter(|g| g.1).map(|g| g.0),
-                    id: cfg.get(&s.name).and_then(|c| c.id),
-                    name: &s.name,
-                    not_shifted: not_shifted(&s.name),
-                    processes: processes(&s.name),
-                    state: s.state,
-                }
-            })
-            .collect();
-        let doc = StatusDoc {
-            contexts,
-            drift: finding,
-        };
-        println!("{}", serde_json::to_string(&doc).unwrap_or_default());
-    } else {
-        for s in out {
-            let n = processes(&s.name);
-            match recorded(&s.name) {
-                Some((pid, true)) => println!(
-                    "{:<12} {:<9} guest pid {pid}, {n} process(es)",
-                    s.name, s.state
-                ),
-                Some((pid, false)) => {
-                    println!("{:<12} {:<9} guest exited (was pid {pid})", s.name, s.state)
-                }
-                None if n > 0 => println!("{:<12} {:<9} {n} process(es)", s.name, s.state),
-                None => println!("{:<12} {}", s.name, s.state),
-            }
-            for d in &s.detail {
-                println!("{:<12}   {d}", "");
-            }
-            for w in not_shifted(&s.name) {
-                println!("{:<12}   {w}", "");
-            }
-        }
-    }
 }

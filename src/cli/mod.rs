@@ -10,6 +10,7 @@ pub mod exit;
 mod guest;
 mod logs;
 mod stats;
+mod status;
 mod watch;
 
 use std::path::PathBuf;
@@ -254,7 +255,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plan(l) => engine::plan(&load()?, &l, cli.verbose),
         Command::Up(sel) => engine::up(&load()?, &sel.contexts, wait),
         Command::Down(args) => engine::down(&args, wait),
-        Command::Status(l) => engine::status(&listing()?, &l),
+        Command::Status(l) => status::status(&listing()?, &l),
         Command::Exec(args) => guest::exec(&load()?, &path, &args, wait),
         Command::Start(args) => guest::start(&load()?, &path, &args, wait),
         Command::GuestInit {

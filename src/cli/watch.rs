@@ -12,6 +12,7 @@
 //! in. SIGTERM and SIGINT end it; nothing is undone.
 
 mod debounce;
+mod host;
 mod readers;
 mod signals;
 mod stamp;
@@ -79,6 +80,9 @@ struct Watch<'a> {
     full_scan: Instant,
     /// A full scan is wanted at the next tick.
     rescan: bool,
+    /// A foreign table changed (Docker rewrote its chains): netctx's rule
+    /// in `DOCKER-USER` is looked at again.
+    firewall_dirty: bool,
 }
 
 pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow::Result<Exit> {
@@ -109,6 +113,7 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
         markers: Vec::new(),
         full_scan: Instant::now(),
         rescan: true,
+        firewall_dirty: true,
     };
     w.converge_once()?;
     w.scan()?;
@@ -116,22 +121,12 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
     Ok(Exit::Ok)
 }
 
-/// One line of `watch --json` (fields in name order).
-#[derive(serde::Serialize)]
-struct WatchEvent<'a> {
-    actions: &'a [String],
-    context: &'a str,
-    event: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_ms: Option<u128>,
-}
-
 impl Watch<'_> {
     /// Print one line on stdout: text, or a JSON object. When nobody reads
     /// stdout any more (a closed pipe), watch ends as on SIGTERM.
     fn say(&self, ctx: &str, event: &str, actions: &[String], latency: Option<Duration>) {
         let line = if self.json {
-            let e = WatchEvent {
+            let e = host::WatchEvent {
                 actions,
                 context: ctx,
                 event,
@@ -211,6 +206,9 @@ impl Watch<'_> {
             if !due.is_empty() {
                 self.repair(&due);
             }
+            if std::mem::take(&mut self.firewall_dirty) {
+                self.host_firewall();
+            }
         }
         Ok(())
     }
@@ -259,6 +257,11 @@ impl Watch<'_> {
     }
 
     fn on_event(&mut self, place: &Place, ev: &Event) {
+        if let (Place::Host, Event::Nft { table, .. }) = (place, ev) {
+            if table != crate::observe::nft::TABLE {
+                self.firewall_dirty = true;
+            }
+        }
         if let (Place::Host, Event::Link { index, deleted, .. }) = (place, ev) {
             self.host_index.remove(index);
             if let (false, Target::One(c)) = (

@@ -38,6 +38,13 @@ fn uplink_errors(errors: Vec<apply::uplink::UplinkError>) -> Result<()> {
     }
 }
 
+/// Docker's `DOCKER-USER` as netctx's forwarding needs it.
+fn host_firewall(host: &mut Host) -> Result<()> {
+    apply::firewall::after(host, crate::model::HostFirewall::Auto)
+        .map(|_| ())
+        .map_err(|e| CniError::kernel("DOCKER-USER", e))
+}
+
 /// ADD: the attachment converged (a failure is rolled back by the engine's
 /// journal: nothing of it is left), then the host's switches of its uplink
 /// (a failure there removes the attachment again).
@@ -81,6 +88,7 @@ pub fn del(ctx: &str, host_link: &str, ifname: &str, netns: &str, host: &mut Hos
         .map(CniError::from)
         .collect();
     errors.extend(uplink_errors(apply::uplink::after_down(host, &[ctx.to_string()], false)).err());
+    errors.extend(host_firewall(host).err());
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),

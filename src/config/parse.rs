@@ -30,6 +30,8 @@ pub struct Settings {
     /// The uplink and where it was given.
     pub uplink: Option<(String, Loc)>,
     pub egress: Option<(Egress, Loc)>,
+    /// `[defaults]` only: what netctx does with the host's own firewall.
+    pub host_firewall: Option<crate::model::HostFirewall>,
 }
 
 #[derive(Debug)]
@@ -281,11 +283,25 @@ impl Walker<'_> {
         let mut s = Settings::default();
         for (k, v) in t {
             let key = k.get_ref().as_ref();
+            if is_defaults && key == "host_firewall" {
+                s.host_firewall = match self.string(v, key).as_deref() {
+                    Some("auto") => Some(crate::model::HostFirewall::Auto),
+                    Some("none") => Some(crate::model::HostFirewall::None),
+                    Some(other) => {
+                        let m =
+                            format!("host_firewall must be \"auto\" or \"none\", not {other:?}");
+                        self.err(v.span(), m);
+                        None
+                    }
+                    None => None,
+                };
+                continue;
+            }
             if !self.setting(&mut s, key, v) && is_defaults {
                 self.unknown(
                     k,
                     key,
-                    "in [defaults] (expected ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress)",
+                    "in [defaults] (expected ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, host_firewall)",
                 );
             }
         }

@@ -38,7 +38,10 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
         .collect();
     contexts.sort_by(|a, b| a.name.cmp(&b.name));
     resolve_reach(&mut contexts);
-    Config { contexts }
+    Config {
+        contexts,
+        host_firewall: defaults.host_firewall.unwrap_or_default(),
+    }
 }
 
 /// Each `reach` learns the host-side veths of the context it names.

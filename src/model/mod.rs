@@ -298,6 +298,19 @@ pub enum Netns {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub contexts: Vec<Context>,
+    /// `[defaults] host_firewall`.
+    pub host_firewall: HostFirewall,
+}
+
+/// What netctx does with the host's own firewall (design §3
+/// "Coexistence"): `Auto` keeps its one rule in Docker's `DOCKER-USER`;
+/// `None` leaves every foreign table alone. Both report what would drop
+/// netctx's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostFirewall {
+    #[default]
+    Auto,
+    None,
 }
 
 impl Context {

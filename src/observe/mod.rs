@@ -13,6 +13,7 @@ pub mod attachments;
 pub mod counters;
 pub mod diag;
 pub mod events;
+pub mod firewall;
 pub mod host;
 mod link_dump;
 pub mod links;

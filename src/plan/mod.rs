@@ -12,6 +12,7 @@ use crate::observe::links::{NsState, ObsRoute};
 use crate::observe::nft::Live;
 use crate::observe::owner::NsOwner;
 
+pub mod firewall;
 mod links;
 pub mod nat;
 mod routes;

@@ -26,6 +26,15 @@ fn log_rule(ctx: &Context, prefix: &str) -> Rule {
     }
 }
 
+/// Accept what the host forwards for a context, marked (`FORWARD_MARK`) so
+/// that the host's own firewall can let it pass too.
+fn accept_marked(matches: Vec<Match>) -> Rule {
+    Rule {
+        matches,
+        action: Action::MarkAccept(FORWARD_MARK),
+    }
+}
+
 fn accept(matches: Vec<Match>) -> Rule {
     Rule {
         matches,
@@ -221,6 +230,11 @@ pub(crate) fn host_veths(ctx: &Context) -> Vec<String> {
 }
 
 /// The name of the context's forward chain in the host's table.
+/// The packet-mark bit netctx's forward chains set on what they accept, so
+/// that a foreign chain can accept it too (Docker's `DOCKER-USER`, design
+/// §3 "Coexistence"): one bit, ORed in, the other bits left as they are.
+pub const FORWARD_MARK: u32 = 0x0010_0000;
+
 pub fn forward_chain_name(ctx: &str) -> String {
     format!("{}forward", host_chain_prefix(ctx))
 }
@@ -248,7 +262,7 @@ pub fn dispatch_elems(ctx: &Context, chains: &[Chain]) -> Vec<(String, String)> 
 fn forward_chain(ctx: &Context, veths: &[String]) -> Chain {
     let mut rules = Vec::new();
     for v in veths {
-        rules.push(accept(vec![
+        rules.push(accept_marked(vec![
             Match::IifName(v.clone()),
             Match::CtState(CT_ESTABLISHED | CT_RELATED),
         ]));
@@ -264,7 +278,7 @@ fn forward_chain(ctx: &Context, veths: &[String]) -> Chain {
                     };
                     m.push(Match::Dport { proto, port });
                 }
-                rules.push(accept(m));
+                rules.push(accept_marked(m));
             }
         }
     }
@@ -293,20 +307,20 @@ fn uplink_rules(ctx: &Context, up: &str, veths: &[String], rules: &mut Vec<Rule>
     let pair = |from: &str, to: &str| vec![Match::IifName(from.into()), Match::OifName(to.into())];
     for v in veths {
         if ctx.egress != Egress::None {
-            rules.push(accept(pair(v, up)));
+            rules.push(accept_marked(pair(v, up)));
         }
-        rules.push(accept(vec![
+        rules.push(accept_marked(vec![
             Match::OifName(v.clone()),
             Match::CtState(CT_ESTABLISHED | CT_RELATED),
         ]));
         if !ctx.publish.is_empty() {
-            rules.push(accept(vec![
+            rules.push(accept_marked(vec![
                 Match::OifName(v.clone()),
                 Match::CtStatus(CT_STATUS_DNAT),
             ]));
         }
         if ctx.egress == Egress::Routed {
-            rules.push(accept(pair(up, v)));
+            rules.push(accept_marked(pair(up, v)));
         }
         rules.extend(drop_if(ctx, pair(up, v)));
     }

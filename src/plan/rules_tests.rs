@@ -244,7 +244,7 @@ fn strict_context_table_has_the_expected_shape() {
 #[test]
 fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
     let mut c = plain_ctx();
-    let f = |c: &Context| render_chain(host_chains(c).last().unwrap());
+    let f = |c: &Context| unmarked(&render_chain(host_chains(c).last().unwrap()));
     let text = f(&c);
     // A regular chain: the dispatch jumps to it, for the context's veths.
     assert!(!text.contains("hook"), "{text}");
@@ -327,7 +327,34 @@ fn a_non_forwarding_context_is_allowed_only_its_own_addresses_on_the_host() {
 fn chain_text(c: &Context, name: &str) -> String {
     let chains = host_chains(c);
     let ch = chains.iter().find(|ch| ch.name == name);
-    ch.map(render_chain).unwrap_or_default()
+    unmarked(&ch.map(render_chain).unwrap_or_default())
+}
+
+/// A forward chain's text with its accepts' mark left out (checked on its
+/// own: `forward_accepts_are_marked`).
+fn unmarked(text: &str) -> String {
+    text.replace(" meta mark set meta mark | 0x00100000 accept", " accept")
+}
+
+#[test]
+fn forward_accepts_are_marked() {
+    let text = render_chain(
+        host_chains(&ctx())
+            .iter()
+            .find(|c| c.name == "web_forward")
+            .unwrap(),
+    );
+    let accepts = text.matches(" accept").count();
+    assert!(accepts >= 5, "{text}");
+    assert_eq!(
+        text.matches(" meta mark set meta mark | 0x00100000 accept")
+            .count(),
+        accepts,
+        "{text}"
+    );
+    // The ingress chains' accepts are not forwarding: unmarked.
+    let ingress = render_chain(&host_chains(&ctx())[0]);
+    assert!(!ingress.contains("mark"), "{ingress}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! map netctx-forward { type ifname : verdict; elements = { "nx-web" : jump web_forward, … } }
-//! chain netctx-forward { type filter hook forward priority 0; policy accept;
+//! chain netctx-forward { type filter hook forward priority -10; policy accept;
 //!     iifname vmap @netctx-forward
 //!     oifname vmap @netctx-forward }
 //! ```
@@ -21,6 +21,8 @@ use netlink_packet_core::NLM_F_CREATE;
 
 /// The base chain and the map (one name: chains and sets are apart).
 pub const DISPATCH: &str = "netctx-forward";
+/// The dispatch's priority on the forward hook.
+pub const DISPATCH_PRIORITY: i32 = -10;
 /// The map's id within a transaction.
 const DISPATCH_ID: u32 = 1;
 const SET_MAP: u32 = 0x8;
@@ -79,7 +81,9 @@ pub fn dispatch_chain() -> Chain {
     };
     Chain {
         name: DISPATCH.into(),
-        kind: ChainKind::Filter,
+        // Before the host's own filter chains (iptables' and firewalld's
+        // at 0): what netctx accepts is marked by then.
+        kind: ChainKind::FilterAt(DISPATCH_PRIORITY),
         hooknum: NF_INET_FORWARD,
         device: None,
         rules: vec![vmap(false), vmap(true)],

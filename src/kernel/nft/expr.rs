@@ -15,6 +15,9 @@ use crate::model::Cidr;
 const NFT_REG_VERDICT: u32 = 0;
 const NFT_REG_1: u32 = 1;
 /// Meta keys (enum nft_meta_keys).
+const NFT_META_MARK: u32 = 3;
+/// NFT_BITWISE_BOOL (`(reg & mask) ^ xor`), as nft names it for a mark.
+const NFT_BITWISE_BOOL: u32 = 0;
 const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
 const NFT_META_NFPROTO: u32 = 15;
@@ -60,6 +63,7 @@ const NF_ACCEPT: u32 = 1;
 mod a {
     pub const NFTA_META_DREG: u16 = 1;
     pub const NFTA_META_KEY: u16 = 2;
+    pub const NFTA_META_SREG: u16 = 3;
     pub const NFTA_CMP_SREG: u16 = 1;
     pub const NFTA_CMP_OP: u16 = 2;
     pub const NFTA_CMP_DATA: u16 = 3;
@@ -72,6 +76,7 @@ mod a {
     pub const NFTA_BITWISE_LEN: u16 = 3;
     pub const NFTA_BITWISE_MASK: u16 = 4;
     pub const NFTA_BITWISE_XOR: u16 = 5;
+    pub const NFTA_BITWISE_OP: u16 = 6;
     pub const NFTA_IMMEDIATE_DREG: u16 = 1;
     pub const NFTA_IMMEDIATE_DATA: u16 = 2;
     pub const NFTA_LIMIT_RATE: u16 = 1;
@@ -105,6 +110,8 @@ pub const IMMEDIATE: &str = "immediate";
 pub const PACKET_BROADCAST: u8 = 1;
 pub const PACKET_MULTICAST: u8 = 2;
 
+#[path = "expr_mark.rs"]
+mod mark;
 #[path = "expr_nat.rs"]
 mod nat;
 use nat::{dnat, local_not_loopback};
@@ -157,6 +164,9 @@ pub enum Match {
         proto: u8,
         port: u16,
     },
+    /// The packet's mark has this bit set (`meta mark & BIT == BIT`,
+    /// iptables' `-m mark --mark BIT/BIT`).
+    MarkBit(u32),
     /// An ICMP (or, with `v6`, ICMPv6) type.
     Icmp {
         v6: bool,
@@ -167,6 +177,8 @@ pub enum Match {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Accept,
+    /// Set this bit of the packet's mark (the others kept) and accept.
+    MarkAccept(u32),
     /// Count and drop.
     Drop,
     /// Log to an NFLOG group, rate-limited (packets per second, burst), and
@@ -353,6 +365,7 @@ impl Rule {
 /// The expressions of one match.
 fn encode_match(l: &mut Attrs, m: &Match) {
     match m {
+        Match::MarkBit(bit) => mark::has_bit(l, *bit),
         Match::Nfproto { v6 } => nfproto(l, *v6),
         Match::IifName(n) => {
             meta(l, NFT_META_IIFNAME);
@@ -428,6 +441,10 @@ fn encode_match(l: &mut Attrs, m: &Match) {
 fn encode_action(l: &mut Attrs, action: &Action) {
     match action {
         Action::Accept => verdict(l, NF_ACCEPT),
+        Action::MarkAccept(bit) => {
+            mark::set_bit(l, *bit);
+            verdict(l, NF_ACCEPT);
+        }
         Action::Drop => {
             counter(l);
             verdict(l, NF_DROP);

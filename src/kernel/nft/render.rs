@@ -14,6 +14,9 @@ impl Rule {
         }
         match &self.action {
             Action::Accept => s.push_str("accept"),
+            Action::MarkAccept(bit) => {
+                write!(s, "meta mark set meta mark | {bit:#010x} accept").unwrap()
+            }
             Action::Drop => s.push_str("counter drop"),
             Action::Log {
                 rate,
@@ -44,6 +47,7 @@ fn render_match(s: &mut String, m: &Match) {
         Match::Nfproto { v6: false } => write!(s, "meta nfproto ipv4 "),
         Match::Nfproto { v6: true } => write!(s, "meta nfproto ipv6 "),
         Match::IifName(n) => write!(s, "iifname \"{n}\" "),
+        Match::MarkBit(b) => write!(s, "meta mark & {b:#010x} == {b:#010x} "),
         Match::OifName(n) => write!(s, "oifname \"{n}\" "),
         Match::PktType(t) => {
             let name = if *t == PACKET_BROADCAST {

@@ -32,6 +32,8 @@ pub struct Nft {
 
 /// One message of a dump: its NFT_MSG type and attributes.
 pub struct Answer {
+    /// The object's family (NFPROTO_*).
+    pub family: u8,
     pub attrs: Vec<u8>,
 }
 
@@ -155,7 +157,19 @@ impl Nft {
     /// such table or set) is an error for the caller to read.
     pub fn get(&mut self, ty: u16, attrs: &[u8], dump: bool) -> Result<Vec<Answer>, NlError> {
         wire::retry_interrupted(
-            || self.get_once(ty, attrs, dump),
+            || self.get_once(ty, NFPROTO_INET, attrs, dump),
+            || NlError {
+                errno: libc::EAGAIN,
+                extack: Some("nf_tables dump kept being interrupted".into()),
+            },
+        )
+    }
+
+    /// A dump of every object of a kind in every family (tables, chains,
+    /// rules of whoever made them).
+    pub fn get_all(&mut self, ty: u16) -> Result<Vec<Answer>, NlError> {
+        wire::retry_interrupted(
+            || self.get_once(ty, 0, &[], true),
             || NlError {
                 errno: libc::EAGAIN,
                 extack: Some("nf_tables dump kept being interrupted".into()),
@@ -166,6 +180,7 @@ impl Nft {
     fn get_once(
         &mut self,
         ty: u16,
+        family: u8,
         attrs: &[u8],
         dump: bool,
     ) -> Result<Dumped<Vec<Answer>>, NlError> {
@@ -174,7 +189,7 @@ impl Nft {
         let mut out = Vec::new();
         let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
         let ty = (NFNL_SUBSYS_NFTABLES << 8) | ty;
-        encode_nfnl(ty, flags, seq, NFPROTO_INET, 0, attrs, &mut out);
+        encode_nfnl(ty, flags, seq, family, 0, attrs, &mut out);
         self.sock.send(&out, 0)?;
         let mut answers = Vec::new();
         let mut err = None;
@@ -195,6 +210,7 @@ impl Nft {
                 }
                 _ => {
                     answers.push(Answer {
+                        family: payload.first().copied().unwrap_or(0),
                         attrs: payload.get(4..).unwrap_or_default().to_vec(),
                     });
                     // A non-dump GET answers one object, then its ack.

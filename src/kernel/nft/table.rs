@@ -52,12 +52,15 @@ pub enum ChainKind {
     Filter,
     /// `type nat` at this priority.
     Nat(i32),
+    /// `type filter` at this priority (before the host's own filter chains
+    /// at 0, when negative).
+    FilterAt(i32),
 }
 
 impl ChainKind {
     fn name(self) -> &'static str {
         match self {
-            ChainKind::Filter => "filter",
+            ChainKind::Filter | ChainKind::FilterAt(_) => "filter",
             ChainKind::Nat(_) => "nat",
         }
     }
@@ -65,7 +68,7 @@ impl ChainKind {
     fn priority(self) -> i32 {
         match self {
             ChainKind::Filter => 0,
-            ChainKind::Nat(p) => p,
+            ChainKind::Nat(p) | ChainKind::FilterAt(p) => p,
         }
     }
 }
@@ -148,6 +151,45 @@ fn fnv(data: &[u8], mut h: u64) -> u64 {
     h
 }
 
+/// A rule of `rule` at the head of a foreign chain (`family` `table`
+/// `chain`, Docker's `ip filter DOCKER-USER`), with `comment`.
+pub fn insert_foreign_rule(
+    family: u8,
+    table: &str,
+    chain: &str,
+    rule: &Rule,
+    comment: &str,
+) -> Msg {
+    let mut a = Attrs::default();
+    a.str(attr::RULE_TABLE, table)
+        .str(attr::RULE_CHAIN, chain)
+        .bytes(attr::RULE_EXPRESSIONS | NLA_F_NESTED, &rule.encode().0)
+        .bytes(attr::RULE_USERDATA, &comment_udata(comment));
+    // Without NLM_F_APPEND: at the head of the chain.
+    Msg::new(msg::NEWRULE, NLM_F_CREATE, a).in_family(family)
+}
+
+/// Delete rule `handle` of a foreign chain.
+pub fn del_foreign_rule(family: u8, table: &str, chain: &str, handle: u64) -> Msg {
+    let mut a = Attrs::default();
+    a.str(attr::RULE_TABLE, table)
+        .str(attr::RULE_CHAIN, chain)
+        .bytes(attr::RULE_HANDLE, &handle.to_be_bytes());
+    Msg::new(msg::DELRULE, 0, a).in_family(family)
+}
+
+impl Chain {
+    /// What a rule's comment digests of its chain: the name, and a base
+    /// filter chain's priority other than 0 (a chain moved to another
+    /// priority is made anew).
+    pub fn comment_key(&self) -> String {
+        match self.kind {
+            ChainKind::FilterAt(p) if p != 0 => format!("{}@{p}", self.name),
+            _ => self.name.clone(),
+        }
+    }
+}
+
 /// The comment a rule carries: a digest of its chain and expressions.
 pub fn rule_comment(chain: &str, r: &Rule) -> String {
     let h = fnv(&r.encode().0, fnv(chain.as_bytes(), 0xcbf2_9ce4_8422_2325));
@@ -212,7 +254,7 @@ pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
             .bytes(attr::RULE_EXPRESSIONS | NLA_F_NESTED, &r.encode().0)
             .bytes(
                 attr::RULE_USERDATA,
-                &comment_udata(&rule_comment(&c.name, r)),
+                &comment_udata(&rule_comment(&c.comment_key(), r)),
             );
         out.push(Msg::new(msg::NEWRULE, NLM_F_CREATE | NLM_F_APPEND, a));
     }
@@ -324,7 +366,8 @@ pub fn digest_of(chains: &[Chain], sets: &[Set]) -> Digest {
     for c in chains {
         d.chains.push((c.name.clone(), c.hooknum));
         for r in &c.rules {
-            d.rules.push((c.name.clone(), rule_comment(&c.name, r)));
+            d.rules
+                .push((c.name.clone(), rule_comment(&c.comment_key(), r)));
         }
     }
     for s in sets {
@@ -353,7 +396,7 @@ pub fn render_chain(c: &Chain) -> String {
             s,
             "\t\t{} comment \"{}\"",
             r.render(),
-            rule_comment(&c.name, r)
+            rule_comment(&c.comment_key(), r)
         )
         .unwrap();
     }

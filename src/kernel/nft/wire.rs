@@ -21,6 +21,7 @@ pub mod msg {
     pub const GETCHAIN: u16 = 4;
     pub const DELCHAIN: u16 = 5;
     pub const NEWRULE: u16 = 6;
+    pub const DELRULE: u16 = 8;
     pub const GETRULE: u16 = 7;
     pub const NEWSET: u16 = 9;
     pub const DELSET: u16 = 11;
@@ -46,6 +47,7 @@ pub mod attr {
 
     pub const RULE_TABLE: u16 = 1;
     pub const RULE_CHAIN: u16 = 2;
+    pub const RULE_HANDLE: u16 = 3;
     pub const RULE_EXPRESSIONS: u16 = 4;
     pub const RULE_USERDATA: u16 = 7;
 
@@ -82,11 +84,24 @@ pub struct Msg {
     pub ty: u16,
     pub flags: u16,
     pub attrs: Attrs,
+    /// The object's family (NFPROTO_*): netctx's own are `inet`.
+    pub family: u8,
 }
 
 impl Msg {
     pub fn new(ty: u16, flags: u16, attrs: Attrs) -> Msg {
-        Msg { ty, flags, attrs }
+        Msg {
+            ty,
+            flags,
+            attrs,
+            family: NFPROTO_INET,
+        }
+    }
+
+    /// The same request about an object of another family.
+    pub fn in_family(mut self, family: u8) -> Msg {
+        self.family = family;
+        self
     }
 
     /// The nlmsghdr + nfgenmsg + attributes, with `seq`; refused when an
@@ -99,7 +114,7 @@ impl Msg {
             (NFNL_SUBSYS_NFTABLES << 8) | self.ty,
             NLM_F_REQUEST | self.flags,
             seq,
-            NFPROTO_INET,
+            self.family,
             0,
             &self.attrs.0,
             out,

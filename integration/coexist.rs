@@ -1,0 +1,197 @@
+//! Living with the host's own firewall (design §3 "Coexistence"): an
+//! nftables `accept` is final only in its own table, so Docker's policy
+//! drop in `ip filter FORWARD`, a firewalld-like table that rejects what it
+//! forwards, or a policy drop without Docker each stop netctx's forwarded
+//! traffic. Docker's chains are built here by hand with iptables-nft, as
+//! Docker builds them; the LAN is uplink.rs's.
+
+use std::time::{Duration, Instant};
+
+use crate::ops::Watcher;
+use crate::sandbox::Sandbox;
+use crate::uplink::{run, seen, serve, settled, NET};
+
+const CFG: &str = r#"
+[defaults]
+uplink = "up0"
+HOSTFW
+
+[context.nat]
+egress = "nat"
+publish = ["8080:80"]
+[[context.nat.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.81.0.1/24", "fd81::1/64"]
+addresses = ["10.81.0.2/24", "fd81::2/64"]
+[[context.nat.route]]
+to = "default"
+via = "10.81.0.1"
+[[context.nat.route]]
+to = "default"
+via = "fd81::1"
+"#;
+
+fn cfg(host_firewall: &str) -> String {
+    CFG.replace("HOSTFW", host_firewall)
+}
+
+/// Docker's forward layout, by hand: its user chain first, policy drop.
+const DOCKER: &str = "\
+iptables -N DOCKER-USER && iptables -I FORWARD -j DOCKER-USER && iptables -P FORWARD DROP && \
+ip6tables -N DOCKER-USER && ip6tables -I FORWARD -j DOCKER-USER && ip6tables -P FORWARD DROP";
+
+fn iptables(sb: &Sandbox) -> String {
+    sb.ok("iptables -S; ip6tables -S")
+}
+
+/// Egress to the LAN and the published port from the LAN, both families:
+/// what each attempt answered.
+fn traffic(sb: &Sandbox) -> Vec<String> {
+    let lan4 = serve(sb, "lan", "203.0.113.2", 7000);
+    let lan6 = serve(sb, "lan", "2001:db8:1::2", 7001);
+    let web4 = serve(sb, "nat", "10.81.0.2", 80);
+    let web6 = serve(sb, "nat", "fd81::2", 80);
+    settled(sb);
+    let out = vec![
+        run(sb, Some("nat"), "connect 203.0.113.2 7000"),
+        run(sb, Some("nat"), "connect 2001:db8:1::2 7001"),
+        run(sb, Some("lan"), "connect 203.0.113.1 8080"),
+        run(sb, Some("lan"), "connect 2001:db8:1::1 8080"),
+    ];
+    // The servers saw the masqueraded and the LAN's own addresses.
+    if out.iter().all(|o| o == "connected") {
+        assert_eq!(seen(&lan4).trim(), "203.0.113.1");
+        assert_eq!(seen(&lan6).trim(), "2001:db8:1::1");
+        assert_eq!(seen(&web4).trim(), "203.0.113.2");
+        assert_eq!(seen(&web6).trim(), "2001:db8:1::2");
+    }
+    out
+}
+
+#[test]
+fn with_dockers_chains_egress_and_publish_work_and_down_leaves_them_as_they_were() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.ok(DOCKER);
+    let before = iptables(&sb);
+    // Left alone (host_firewall = "none"), Docker's policy drops netctx's
+    // forwarded traffic, and status says so.
+    sb.netctx_with(&cfg(r#"host_firewall = "none""#), &["up"])
+        .ok();
+    let blocked = traffic(&sb);
+    assert!(blocked.iter().all(|o| o != "connected"), "{blocked:?}");
+    let st = sb.netctx_with(&cfg(r#"host_firewall = "none""#), &["status"]);
+    assert_eq!(st.code, 2, "{}\n{}", st.stdout, st.stderr);
+    assert!(
+        st.stdout.contains("ip filter FORWARD has policy drop"),
+        "{}",
+        st.stdout
+    );
+    assert!(
+        st.stdout.contains("ip6 filter FORWARD has policy drop"),
+        "{}",
+        st.stdout
+    );
+    assert_eq!(
+        iptables(&sb),
+        before,
+        "host_firewall = none touched Docker's chains"
+    );
+    // With "auto" (the default), netctx keeps its rule in DOCKER-USER.
+    let up = sb.netctx_with(&cfg(""), &["up"]);
+    up.ok();
+    assert!(
+        up.stdout
+            .contains("ip filter DOCKER-USER: netctx's rule added"),
+        "{}",
+        up.stdout
+    );
+    let rule =
+        "-A DOCKER-USER -m mark --mark 0x100000/0x100000 -m comment --comment netctx -j ACCEPT";
+    assert!(sb.ok("iptables -S DOCKER-USER").contains(rule));
+    assert!(sb.ok("ip6tables -S DOCKER-USER").contains(rule));
+    assert_eq!(traffic(&sb), vec!["connected"; 4]);
+    let st = sb.netctx_with(&cfg(""), &["status"]);
+    assert_eq!(st.code, 0, "{}\n{}", st.stdout, st.stderr);
+    sb.netctx_with(&cfg(""), &["down", "--all"]).ok();
+    assert_eq!(
+        iptables(&sb),
+        before,
+        "down --all left Docker's chains changed"
+    );
+}
+
+#[test]
+fn watch_puts_the_rule_back_when_docker_rewrites_its_chains() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.ok(DOCKER);
+    let path = sb.write_config("netctx.toml", &cfg(""));
+    let path = path.to_str().unwrap();
+    sb.netctx(&["-c", path, "up"]).ok();
+    let w = Watcher::start(&sb, path);
+    // Docker restarting flushes its chains.
+    let t = Instant::now();
+    sb.ok("iptables -F DOCKER-USER");
+    let v = w.next("repaired", "host", Duration::from_secs(10));
+    eprintln!("DOCKER-USER repaired in {:?}", t.elapsed());
+    assert!(v["actions"][0]
+        .as_str()
+        .unwrap()
+        .contains("ip filter DOCKER-USER"));
+    assert!(sb
+        .ok("iptables -S DOCKER-USER")
+        .contains("--comment netctx -j ACCEPT"));
+    assert!(w.term().success());
+    sb.netctx(&["-c", path, "down", "--all"]).ok();
+    assert!(!sb.ok("iptables -S DOCKER-USER").contains("netctx"));
+}
+
+#[test]
+fn a_firewalld_like_table_and_a_plain_policy_drop_are_named() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.netctx_with(&cfg(""), &["up"]).ok();
+    assert_eq!(sb.netctx_with(&cfg(""), &["status"]).code, 0);
+    // firewalld's layout: its own inet table, rejecting what it forwards.
+    sb.ok("nft add table inet firewalld && \
+           nft add chain inet firewalld filter_FORWARD '{ type filter hook forward priority filter + 10; policy accept; }' && \
+           nft add rule inet firewalld filter_FORWARD ct state established,related accept && \
+           nft add rule inet firewalld filter_FORWARD iifname \"lo\" accept && \
+           nft add rule inet firewalld filter_FORWARD reject with icmpx admin-prohibited");
+    let st = sb.netctx_with(&cfg(""), &["status"]);
+    assert_eq!(st.code, 2, "{}\n{}", st.stdout, st.stderr);
+    assert!(
+        st.stdout
+            .contains("inet firewalld filter_FORWARD rule 3 (handle"),
+        "{}",
+        st.stdout
+    );
+    assert!(st.stdout.contains("rejects"), "{}", st.stdout);
+    let json = sb.netctx_with(&cfg(""), &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let host = v["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "host")
+        .expect("a host row");
+    assert_eq!(host["state"], "conflict");
+    sb.ok("nft delete table inet firewalld");
+    // A policy drop without Docker's user chain: nothing netctx may change.
+    sb.ok("iptables -P FORWARD DROP");
+    let st = sb.netctx_with(&cfg(""), &["status"]);
+    assert_eq!(st.code, 2, "{}\n{}", st.stdout, st.stderr);
+    assert!(
+        st.stdout.contains("ip filter FORWARD has policy drop"),
+        "{}",
+        st.stdout
+    );
+    assert!(
+        st.stdout.contains("nft insert rule ip filter FORWARD"),
+        "{}",
+        st.stdout
+    );
+    sb.netctx_with(&cfg(""), &["down", "--all"]).ok();
+}

@@ -1,0 +1,270 @@
+//! `netctx status`: each declared context planned against the kernel (dry)
+//! and named up, down, drifted (with how), in conflict or in error; the
+//! orphans; the host's own rows (the uplinks' guard, the host's firewall);
+//! the CNI attachments. Exit 2 when anything is not as declared.
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+
+use super::engine::{converge_all, select};
+use super::Exit;
+use crate::apply::teardown as down;
+use crate::apply::{self, CtxError};
+use crate::guest;
+use crate::model::Config;
+use crate::observe::owner::NsOwner;
+use crate::plan;
+
+/// What `status` says of a context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContextState {
+    /// As declared.
+    Up,
+    /// Declared, nothing of it there.
+    Down,
+    /// There, not as declared (the details say how).
+    Drifted,
+    /// Something netctx did not make is in the way.
+    Conflict,
+    /// Not in the configuration.
+    Orphaned,
+    /// Could not be looked at.
+    Error,
+}
+
+impl ContextState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContextState::Up => "up",
+            ContextState::Down => "down",
+            ContextState::Drifted => "drifted",
+            ContextState::Conflict => "conflict",
+            ContextState::Orphaned => "orphaned",
+            ContextState::Error => "error",
+        }
+    }
+
+    /// Whether `status` exits 2 for it.
+    pub fn is_finding(self) -> bool {
+        !matches!(self, ContextState::Up | ContextState::Down)
+    }
+}
+
+impl std::fmt::Display for ContextState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// One context's state for `status`.
+struct Status {
+    name: String,
+    state: ContextState,
+    detail: Vec<String>,
+}
+
+/// `status --json`.
+#[derive(Serialize)]
+struct StatusDoc<'a> {
+    contexts: Vec<StatusRow<'a>>,
+    drift: bool,
+}
+
+#[derive(Serialize)]
+struct StatusRow<'a> {
+    drift: &'a [String],
+    guest: Option<&'static str>,
+    guest_pid: Option<i32>,
+    id: Option<u16>,
+    name: &'a str,
+    not_shifted: Vec<String>,
+    processes: usize,
+    state: ContextState,
+}
+
+pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
+    // CNI attachments (`cni` + 8 hex digits) are listed from the host's
+    // links; the rest are declared contexts.
+    let sel = crate::observe::attachments::split_names(&l.contexts);
+    let ctxs = match &sel.declared {
+        Some(names) => select(cfg, names)?,
+        None => Vec::new(),
+    };
+    let mut nl = apply::Host::open().context("opening netlink sockets")?;
+    let (view, results) = converge_all(&ctxs, true)?;
+    let mut out: Vec<Status> = ctxs
+        .iter()
+        .zip(results)
+        .map(|(c, r)| {
+            let (state, detail) = declared(r);
+            Status {
+                name: c.name.clone(),
+                state,
+                detail,
+            }
+        })
+        .collect();
+    if l.contexts.is_empty() {
+        for name in down::known_in(view.links.values(), &view.nft)? {
+            if cfg.get(&name).is_none() {
+                out.push(Status {
+                    name,
+                    state: ContextState::Orphaned,
+                    detail: vec!["not in the configuration; `netctx down NAME` removes it".into()],
+                });
+            }
+        }
+        out.extend(host_rows(cfg, &mut nl));
+    }
+    if let Some(wanted) = &sel.attachments {
+        let rows = super::attachments::status_rows(&mut nl, &view);
+        for w in wanted {
+            if !rows.iter().any(|(name, _, _)| name == w) {
+                bail!("no CNI attachment {w} on this host");
+            }
+        }
+        for (name, state, detail) in rows {
+            if wanted.is_empty() || wanted.contains(&name) {
+                out.push(Status {
+                    name,
+                    state,
+                    detail,
+                });
+            }
+        }
+    }
+    let finding = out.iter().any(|s| s.state.is_finding());
+    print_status(cfg, &out, l.json, finding);
+    Ok(if finding { Exit::Finding } else { Exit::Ok })
+}
+
+/// A declared context's state and details from its dry converge.
+fn declared(r: Result<apply::Outcome, CtxError>) -> (ContextState, Vec<String>) {
+    match r {
+        Ok(o) if o.actions.is_empty() => (ContextState::Up, vec![]),
+        Ok(o)
+            if o.owner == NsOwner::Absent
+                && !o
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, plan::Action::DeleteLink { .. })) =>
+        {
+            (ContextState::Down, vec![])
+        }
+        Ok(o) => {
+            let mut d: Vec<String> = Vec::new();
+            match o.owner {
+                NsOwner::OursMissing => d.push("namespace is missing".into()),
+                NsOwner::OursUnmounted => d.push("namespace file has nothing mounted".into()),
+                _ => {}
+            }
+            d.extend(
+                o.actions
+                    .iter()
+                    .filter(|a| !matches!(a, plan::Action::CreateNs | plan::Action::RemoveNsFile))
+                    .map(|a| format!("needs: {a}")),
+            );
+            (ContextState::Drifted, d)
+        }
+        Err(CtxError::Refused(r)) => (ContextState::Conflict, vec![r.to_string()]),
+        Err(e) => (ContextState::Error, vec![e.chain()]),
+    }
+}
+
+/// The host's rows: the uplinks' guard chain (the host's, no context's)
+/// and the host's own firewall for what netctx forwards (the host links
+/// and uplinks of contexts with an uplink in use or a `reach`).
+fn host_rows(cfg: &Config, nl: &mut apply::Host) -> Vec<Status> {
+    let row = |state, detail| Status {
+        name: "host".into(),
+        state,
+        detail,
+    };
+    let mut out = Vec::new();
+    match apply::uplink::guard_drift(nl) {
+        Ok(Some(d)) => out.push(row(ContextState::Drifted, vec![d])),
+        Ok(None) => {}
+        Err(e) => out.push(row(ContextState::Error, vec![e.to_string()])),
+    }
+    let mut ifaces: Vec<String> = Vec::new();
+    for c in cfg
+        .contexts
+        .iter()
+        .filter(|c| c.uses_uplink() || !c.reach.is_empty())
+    {
+        ifaces.extend(c.links.iter().filter_map(|l| l.host.clone()));
+        ifaces.extend(c.uplink.clone().filter(|_| c.uses_uplink()));
+    }
+    ifaces.sort();
+    ifaces.dedup();
+    match apply::firewall::findings(nl, &ifaces) {
+        Ok(f) if f.is_empty() => {}
+        Ok(f) => out.push(row(ContextState::Conflict, f)),
+        Err(e) => out.push(row(
+            ContextState::Error,
+            vec![format!("reading the host's firewall: {e}")],
+        )),
+    }
+    out
+}
+
+fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
+    // Declared guest paths a context's guests cannot write (not drift: a
+    // guest still starts).
+    let not_shifted = |c: &str| cfg.get(c).map(guest::shift::not_owned).unwrap_or_default();
+    // Contexts nothing was ever started in have no files to read.
+    let traces = guest::Traces::read();
+    let processes = |c: &str| {
+        if traces.any(c) {
+            guest::processes(c)
+        } else {
+            0
+        }
+    };
+    let recorded = |c: &str| traces.any(c).then(|| guest::recorded(c)).flatten();
+    if json {
+        let contexts = out
+            .iter()
+            .map(|s| {
+                let rec = recorded(&s.name);
+                StatusRow {
+                    drift: &s.detail,
+                    guest: rec.map(|(_, alive)| if alive { "running" } else { "exited" }),
+                    guest_pid: rec.filter(|g| g.1).map(|g| g.0),
+                    id: cfg.get(&s.name).and_then(|c| c.id),
+                    name: &s.name,
+                    not_shifted: not_shifted(&s.name),
+                    processes: processes(&s.name),
+                    state: s.state,
+                }
+            })
+            .collect();
+        let doc = StatusDoc {
+            contexts,
+            drift: finding,
+        };
+        println!("{}", serde_json::to_string(&doc).unwrap_or_default());
+    } else {
+        for s in out {
+            let n = processes(&s.name);
+            match recorded(&s.name) {
+                Some((pid, true)) => println!(
+                    "{:<12} {:<9} guest pid {pid}, {n} process(es)",
+                    s.name, s.state
+                ),
+                Some((pid, false)) => {
+                    println!("{:<12} {:<9} guest exited (was pid {pid})", s.name, s.state)
+                }
+                None if n > 0 => println!("{:<12} {:<9} {n} process(es)", s.name, s.state),
+                None => println!("{:<12} {}", s.name, s.state),
+            }
+            for d in &s.detail {
+                println!("{:<12}   {d}", "");
+            }
+            for w in not_shifted(&s.name) {
+                println!("{:<12}   {w}", "");
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! What `watch` does for the host rather than a context: the lines it
+//! prints, and Docker's `DOCKER-USER` put back when a foreign table changes.
+
+use super::Watch;
+use crate::apply;
+use crate::kernel::lock;
+
+/// One line of `watch --json` (fields in name order).
+#[derive(serde::Serialize)]
+pub(super) struct WatchEvent<'a> {
+    pub actions: &'a [String],
+    pub context: &'a str,
+    pub event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u128>,
+}
+
+impl Watch<'_> {
+    /// Docker's `DOCKER-USER` as `up` leaves it, under the lock.
+    pub(super) fn host_firewall(&mut self) {
+        let _lock = match lock::lock(self.wait) {
+            Ok(l) => l,
+            Err(e) => return eprintln!("netctx: error: taking the netctx lock: {e}"),
+        };
+        match apply::firewall::after(&mut self.host, self.cfg.host_firewall) {
+            Ok(done) => {
+                let added: Vec<String> = done
+                    .added
+                    .iter()
+                    .map(|c| format!("add netctx's rule to {c}"))
+                    .collect();
+                if !added.is_empty() {
+                    self.say("host", "repaired", &added, None);
+                }
+            }
+            Err(e) => eprintln!("netctx: error: host firewall: DOCKER-USER: {e}"),
+        }
+    }
+}

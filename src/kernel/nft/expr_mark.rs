@@ -1,0 +1,49 @@
+//! The packet-mark expressions of `expr`, as nft and iptables-nft encode
+//! them: `meta mark set meta mark | BIT` (netctx's forward chains) and
+//! `meta mark & BIT == BIT` (its rule in Docker's `DOCKER-USER`).
+
+use super::*;
+
+/// `meta mark & BIT == BIT`.
+pub(super) fn has_bit(l: &mut Attrs, bit: u32) {
+    expr(l, "meta", |d| {
+        d.be32(a::NFTA_META_KEY, NFT_META_MARK)
+            .be32(a::NFTA_META_DREG, NFT_REG_1);
+    });
+    expr(l, "bitwise", |d| {
+        d.be32(a::NFTA_BITWISE_SREG, NFT_REG_1)
+            .be32(a::NFTA_BITWISE_DREG, NFT_REG_1)
+            .be32(a::NFTA_BITWISE_LEN, 4)
+            .nested(a::NFTA_BITWISE_MASK, |v| {
+                v.bytes(attr::DATA_VALUE, &bit.to_ne_bytes());
+            })
+            .nested(a::NFTA_BITWISE_XOR, |v| {
+                v.bytes(attr::DATA_VALUE, &[0; 4]);
+            });
+    });
+    cmp_eq(l, &bit.to_ne_bytes());
+}
+
+/// `meta mark set meta mark | BIT`.
+pub(super) fn set_bit(l: &mut Attrs, bit: u32) {
+    expr(l, "meta", |d| {
+        d.be32(a::NFTA_META_KEY, NFT_META_MARK)
+            .be32(a::NFTA_META_DREG, NFT_REG_1);
+    });
+    expr(l, "bitwise", |d| {
+        d.be32(a::NFTA_BITWISE_SREG, NFT_REG_1)
+            .be32(a::NFTA_BITWISE_DREG, NFT_REG_1)
+            .be32(a::NFTA_BITWISE_OP, NFT_BITWISE_BOOL)
+            .be32(a::NFTA_BITWISE_LEN, 4)
+            .nested(a::NFTA_BITWISE_MASK, |v| {
+                v.bytes(attr::DATA_VALUE, &(!bit).to_ne_bytes());
+            })
+            .nested(a::NFTA_BITWISE_XOR, |v| {
+                v.bytes(attr::DATA_VALUE, &bit.to_ne_bytes());
+            });
+    });
+    expr(l, "meta", |d| {
+        d.be32(a::NFTA_META_KEY, NFT_META_MARK)
+            .be32(a::NFTA_META_SREG, NFT_REG_1);
+    });
+}
