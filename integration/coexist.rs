@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::ops::Watcher;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{probe, Sandbox};
 use crate::uplink::{run, seen, serve, settled, NET};
 
 const CFG: &str = r#"
@@ -194,4 +194,46 @@ fn a_firewalld_like_table_and_a_plain_policy_drop_are_named() {
         st.stdout
     );
     sb.netctx_with(&cfg(""), &["down", "--all"]).ok();
+}
+
+#[test]
+fn up_refuses_a_published_port_a_host_service_listens_on() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    // The host's own service on the port the context would publish.
+    let ssh = sb.dir.join("host-8080");
+    sb.ok(&format!(
+        "{} serve 0.0.0.0 8080 30 {} >/dev/null 2>&1 &",
+        probe(),
+        ssh.display()
+    ));
+    settled(&sb);
+    std::thread::sleep(Duration::from_millis(200));
+    let state = || {
+        (
+            sb.ok("nft list ruleset"),
+            sb.ok("ip netns list; ip -o link | cut -d: -f2"),
+        )
+    };
+    let before = state();
+    let up = sb.netctx_with(&cfg(""), &["up"]);
+    assert_eq!(up.code, 1, "{}\n{}", up.stdout, up.stderr);
+    assert!(
+        up.stderr
+            .contains("publish 8080:80/tcp: host port 8080/tcp is taken by netprobe (pid"),
+        "{}",
+        up.stderr
+    );
+    assert!(
+        up.stderr.contains("refused, nothing of them changed: nat"),
+        "{}",
+        up.stderr
+    );
+    assert_eq!(state(), before, "a refused up changed something");
+    // The LAN still reaches the host's service, not a context.
+    assert_eq!(
+        run(&sb, Some("lan"), "connect 203.0.113.1 8080"),
+        "connected"
+    );
+    assert_eq!(seen(&ssh).trim(), "203.0.113.2");
 }

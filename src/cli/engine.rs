@@ -156,9 +156,57 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 
+/// The contexts whose published ports a host service holds, with why
+/// (design §3 "Coexistence"): they are refused, nothing of them changed.
+fn taken_ports(ctxs: &[&Context]) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let ports: Vec<u16> = ctxs
+        .iter()
+        .flat_map(|c| c.publish.iter().map(|p| p.host_port))
+        .collect();
+    if ports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = crate::observe::diag::services_on(&ports).context("reading the host's sockets")?;
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let procs = crate::observe::procs::Procs::scan();
+    let sockets: Vec<plan::nat::HostSocket> = found
+        .iter()
+        .map(|s| plan::nat::HostSocket {
+            proto: if s.proto == "udp" {
+                crate::model::Proto::Udp
+            } else {
+                crate::model::Proto::Tcp
+            },
+            local: s.local,
+            port: s.port,
+            holder: procs.owner(s.inode).map_or("a process".to_string(), |p| {
+                format!("{} (pid {})", crate::model::escape(&p.comm), p.pid)
+            }),
+        })
+        .collect();
+    Ok(ctxs
+        .iter()
+        .map(|c| (c.name.clone(), plan::nat::taken_ports(c, &sockets)))
+        .filter(|(_, m)| !m.is_empty())
+        .collect())
+}
+
 pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit> {
     let ctxs = select(cfg, names)?;
     let _lock = lock::lock(wait).context("taking the netctx lock")?;
+    let taken = taken_ports(&ctxs)?;
+    for (name, why) in &taken {
+        for w in why {
+            eprintln!("netctx: error: context {name}: {w}");
+        }
+    }
+    let refused: Vec<&str> = taken.iter().map(|(n, _)| n.as_str()).collect();
+    let ctxs: Vec<&Context> = ctxs
+        .into_iter()
+        .filter(|c| !refused.contains(&c.name.as_str()))
+        .collect();
     netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
     let mut failed = Vec::new();
     let mut converged = Vec::new();
@@ -198,17 +246,24 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     }
     let mut uplink_errors = uplink_run(|h| apply::uplink::after_converge(h, &converged))?;
     uplink_errors |= host_firewall_run(cfg.host_firewall)?;
-    if failed.is_empty() {
-        Ok(if uplink_errors { Exit::Error } else { Exit::Ok })
-    } else {
+    if failed.is_empty() && refused.is_empty() {
+        return Ok(if uplink_errors { Exit::Error } else { Exit::Ok });
+    }
+    if !failed.is_empty() {
         eprintln!(
             "netctx: error: {} of {} context(s) failed and were rolled back: {}",
             failed.len(),
             ctxs.len(),
             failed.join(", ")
         );
-        Ok(Exit::Error)
     }
+    if !refused.is_empty() {
+        eprintln!(
+            "netctx: error: refused, nothing of them changed: {}",
+            refused.join(", ")
+        );
+    }
+    Ok(Exit::Error)
 }
 
 /// The host's switches for uplinks and the guard chain (after the

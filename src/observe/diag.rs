@@ -400,6 +400,17 @@ pub fn link_locals(nl: &mut Rtnl) -> Result<Vec<LinkLocal>, NlError> {
     Ok(out)
 }
 
+/// The calling thread's namespace's TCP sockets that listen and UDP sockets
+/// that are bound, on one of `ports`: what a published port would take.
+pub fn services_on(ports: &[u16]) -> Result<Vec<Socket>, NlError> {
+    let all = read_sockets(&mut Diag::open()?, &Kinds::default())?;
+    Ok(all
+        .into_iter()
+        .filter(|s| ports.contains(&s.port))
+        .filter(|s| (s.proto == "tcp" && s.state == "LISTEN") || s.proto == "udp")
+        .collect())
+}
+
 /// What `audit` reads of the calling thread's namespace: its sockets, its
 /// links with their addresses, its IPv6 link-local addresses.
 pub struct Here {

@@ -135,3 +135,92 @@ pub fn chains(ctx: &Context) -> Vec<Chain> {
     }
     out
 }
+
+/// A host socket, as far as a published port cares: protocol (`tcp` or
+/// `udp`), local address and port, and who holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSocket {
+    pub proto: Proto,
+    pub local: std::net::IpAddr,
+    pub port: u16,
+    /// `sshd (pid 812)`, or `a process` when none is known.
+    pub holder: String,
+}
+
+/// The context's published ports whose host port a host service already
+/// listens on (TCP) or is bound to (UDP) on an address the publish takes:
+/// netctx would take the port from it (design §3 "Coexistence"). One
+/// message each.
+pub fn taken_ports(ctx: &Context, sockets: &[HostSocket]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in &ctx.publish {
+        let hit = sockets.iter().find(|s| {
+            let addr_hit = s.local.is_unspecified()
+                || match p.host_ip {
+                    None => !s.local.is_loopback(),
+                    Some(h) if h.is_unspecified() => {
+                        h.is_ipv4() == s.local.is_ipv4() && !s.local.is_loopback()
+                    }
+                    Some(h) => h == s.local,
+                };
+            s.proto == p.proto && s.port == p.host_port && addr_hit
+        });
+        if let Some(s) = hit {
+            out.push(format!(
+                "publish {p}: host port {}/{} is taken by {} listening on {}; netctx would take \
+                 it from that service (choose another host port, or give the publish a host \
+                 address the service does not use)",
+                p.host_port,
+                if p.proto == Proto::Udp { "udp" } else { "tcp" },
+                s.holder,
+                s.local
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod taken_tests {
+    use super::*;
+    use crate::model::Publish;
+
+    #[test]
+    fn a_port_a_host_service_holds_is_taken_on_the_addresses_the_publish_covers() {
+        let mut ctx = crate::config::load_sources(&[(
+            std::path::PathBuf::from("t.toml"),
+            "[context.web]\nuplink = \"up0\"\n[[context.web.link]]\nkind = \"veth\"\nname = \"eth0\"\naddresses = [\"10.9.0.2/24\"]\n".into(),
+        )])
+        .unwrap()
+        .contexts[0]
+            .clone();
+        let publish = |host_ip: Option<&str>, port| Publish {
+            host_ip: host_ip.map(|h| h.parse().unwrap()),
+            host_port: port,
+            port: 80,
+            proto: Proto::Tcp,
+        };
+        let sshd = |local: &str| HostSocket {
+            proto: Proto::Tcp,
+            local: local.parse().unwrap(),
+            port: 9022,
+            holder: "sshd (pid 812)".into(),
+        };
+        ctx.publish = vec![publish(None, 9022)];
+        let m = taken_ports(&ctx, &[sshd("0.0.0.0")]);
+        assert_eq!(m.len(), 1);
+        assert!(
+            m[0].contains("9022/tcp is taken by sshd (pid 812) listening on 0.0.0.0"),
+            "{m:?}"
+        );
+        assert_eq!(taken_ports(&ctx, &[sshd("203.0.113.1")]).len(), 1);
+        // Loopback is not published; another port or protocol is free.
+        assert!(taken_ports(&ctx, &[sshd("127.0.0.1")]).is_empty());
+        ctx.publish = vec![publish(None, 9023)];
+        assert!(taken_ports(&ctx, &[sshd("0.0.0.0")]).is_empty());
+        // An explicit host address: only that address (or a wildcard).
+        ctx.publish = vec![publish(Some("198.51.100.1"), 9022)];
+        assert!(taken_ports(&ctx, &[sshd("203.0.113.1")]).is_empty());
+        assert_eq!(taken_ports(&ctx, &[sshd("::")]).len(), 1);
+    }
+}
