@@ -327,6 +327,7 @@ fn attachment() -> Context {
     c.netns = crate::model::Netns::Runtime {
         path: "/proc/1/ns/net".into(),
         alias: "netctx-cni:cni0000abcd:100:nx:eth0:c0ffee".into(),
+        held: None,
     };
     c
 }

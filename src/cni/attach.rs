@@ -218,6 +218,7 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
         netns: Netns::Runtime {
             path: env.netns.clone(),
             alias: alias.render(),
+            held: None,
         },
     };
     Ok(Attachment {

@@ -77,7 +77,8 @@ fn host_local_v4_becomes_a_point_to_point_context() {
         a.ctx.netns,
         crate::model::Netns::Runtime {
             path: "/run/netns/cni-1".into(),
-            alias: alias.render()
+            alias: alias.render(),
+            held: None
         }
     );
 }

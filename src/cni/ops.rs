@@ -78,18 +78,20 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
         ));
     }
     let bin = ipam_bin(conf, env)?.expect("checked above");
-    // Before any address is taken.
-    if crate::kernel::netns::open_path(&env.netns).is_none() {
-        return Err(CniError::InvalidEnv {
-            var: "CNI_NETNS",
-            why: format!("{} is not a network namespace", env.netns),
-        });
-    }
+    // Before any address is taken; held open from here on, so that the
+    // namespace checked is the one changed, whatever the path names later.
+    let ns = crate::kernel::netns::open_path(&env.netns).ok_or_else(|| CniError::InvalidEnv {
+        var: "CNI_NETNS",
+        why: format!("{} is not a network namespace", env.netns),
+    })?;
     locked(|host| {
         // Under the lock: no context comes up meanwhile.
-        refuse_namespace(env)?;
+        refuse_namespace(env, &ns)?;
         let got = ipam::add(&bin, env, &conf.raw, &conf.cni_version)?;
-        let made = attach::build(conf, env, &got, 0).and_then(|att| {
+        let made = attach::build(conf, env, &got, 0).and_then(|mut att| {
+            if let crate::model::Netns::Runtime { held, .. } = &mut att.ctx.netns {
+                *held = Some(std::os::fd::AsRawFd::as_raw_fd(&ns));
+            }
             for m in &att.unpublished {
                 eprintln!("netctx: warning: port mapping {m} is not published by netctx");
             }
@@ -113,18 +115,14 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
 /// §5): the host's own, a declared context's (netctx's marker names it),
 /// or one holding another container's attachment. A second interface of
 /// the same container (Multus) is fine. Code 4, nothing touched.
-fn refuse_namespace(env: &Env) -> Result<()> {
+fn refuse_namespace(env: &Env, ns: &std::fs::File) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |why: String| CniError::InvalidEnv {
         var: "CNI_NETNS",
         why: format!("{}: {why}; netctx attaches containers only", env.netns),
     };
     let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
-    let ns = crate::kernel::netns::open_path(&env.netns).ok_or_else(|| CniError::InvalidEnv {
-        var: "CNI_NETNS",
-        why: format!("{} is not a network namespace", env.netns),
-    })?;
-    let me = id(&ns
+    let me = id(ns
         .metadata()
         .map_err(|e| CniError::io("reading CNI_NETNS", e))?);
     for host in ["/proc/self/ns/net", "/proc/1/ns/net"] {
@@ -144,7 +142,7 @@ fn refuse_namespace(env: &Env) -> Result<()> {
             return Err(refuse(format!("it is netctx context {name}'s")));
         }
     }
-    let others: Vec<String> = crate::observe::attachments::aliases_in(&ns)
+    let others: Vec<String> = crate::observe::attachments::aliases_in(ns)
         .map_err(|e| CniError::io("reading the links of CNI_NETNS", e))?
         .into_iter()
         .filter(|a| !env.container_id.starts_with(&a.container_id))

@@ -290,8 +290,15 @@ pub enum Netns {
     /// A container runtime's (a CNI attachment, design §5), which netctx
     /// neither makes nor removes: inside it, netctx's are only the links
     /// carrying `alias`, the routes over them, their switches and the table
-    /// `inet netctx` of the attachment.
-    Runtime { path: String, alias: String },
+    /// `inet netctx` of the attachment. `held`: a descriptor of that
+    /// namespace this process holds open (opened from `path` and checked
+    /// once), entered instead of opening `path` again, so what was checked
+    /// is what is changed.
+    Runtime {
+        path: String,
+        alias: String,
+        held: Option<i32>,
+    },
 }
 
 /// A whole validated configuration; contexts sorted by name.

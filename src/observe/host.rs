@@ -82,10 +82,11 @@ pub enum LookError {
 /// Look at the namespace of context `name` (netctx's own at its name, or a
 /// runtime's at its path), reading the switches under `paths` inside.
 pub fn look(name: &str, where_: &Netns, paths: &[String]) -> Result<Seen, LookError> {
-    if let Netns::Runtime { path, .. } = where_ {
+    if let Netns::Runtime { path, held, .. } = where_ {
         // A runtime's namespace is there as long as its container; netctx
-        // neither makes nor removes it.
-        let file = netns::open_path(path).ok_or_else(|| {
+        // neither makes nor removes it. One held open is entered as it is.
+        let open = held.map_or_else(|| path.clone(), |fd| format!("/proc/self/fd/{fd}"));
+        let file = netns::open_path(&open).ok_or_else(|| {
             LookError::Namespace(io::Error::other(format!(
                 "{path} is not a network namespace"
             )))
