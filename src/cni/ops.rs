@@ -122,7 +122,7 @@ fn refuse_namespace(env: &Env, ns: &std::fs::File) -> Result<()> {
         why: format!("{}: {why}; netctx attaches containers only", env.netns),
     };
     let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
-    let me = id(ns
+    let me = id(&ns
         .metadata()
         .map_err(|e| CniError::io("reading CNI_NETNS", e))?);
     for host in ["/proc/self/ns/net", "/proc/1/ns/net"] {
