@@ -237,3 +237,79 @@ fn up_refuses_a_published_port_a_host_service_listens_on() {
     );
     assert_eq!(seen(&ssh).trim(), "203.0.113.2");
 }
+
+#[test]
+fn explain_names_every_chain_that_judged_a_probe() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.netctx_with(&cfg(""), &["up"]).ok();
+    let _lan = serve(&sb, "lan", "203.0.113.2", 7000);
+    settled(&sb);
+    let explain = |to: &str| sb.netctx_with(&cfg(""), &["explain", "nat", "--to", to]);
+    // A clean host: netctx's own chains, and the probe passes.
+    let e = explain("203.0.113.2:7000");
+    assert_eq!(e.code, 0, "{}\n{}", e.stdout, e.stderr);
+    assert!(e.stdout.contains("host:"), "{}", e.stdout);
+    assert!(
+        e.stdout.contains("inet netctx netctx-forward: rule handle"),
+        "{}",
+        e.stdout
+    );
+    assert!(e.stdout.contains("jump nat_forward"), "{}", e.stdout);
+    assert!(
+        e.stdout.contains("inet netctx nat_forward: rule handle"),
+        "{}",
+        e.stdout
+    );
+    assert!(
+        e.stdout
+            .contains("probe: 203.0.113.2:7000 from context nat: connected"),
+        "{}",
+        e.stdout
+    );
+    assert!(e.stdout.contains("verdict: passed"), "{}", e.stdout);
+    // The context's strict isolation keeps it from the other network.
+    let e = explain("198.51.100.2:7002");
+    assert_eq!(e.code, 2, "{}\n{}", e.stdout, e.stderr);
+    assert!(
+        e.stdout
+            .contains("verdict: dropped by inet netctx nat_forward rule handle"),
+        "{}",
+        e.stdout
+    );
+    // A foreign table that rejects forwarded traffic is named in the path.
+    sb.ok("nft add table inet firewalld && \
+           nft add chain inet firewalld filter_FORWARD '{ type filter hook forward priority filter + 10; policy accept; }' && \
+           nft add rule inet firewalld filter_FORWARD reject with icmpx admin-prohibited");
+    let e = explain("203.0.113.2:7000");
+    eprintln!("{}", e.stdout);
+    assert_eq!(e.code, 2, "{}\n{}", e.stdout, e.stderr);
+    assert!(
+        e.stdout
+            .contains("inet firewalld filter_FORWARD: rule handle"),
+        "{}",
+        e.stdout
+    );
+    assert!(
+        e.stdout
+            .contains("verdict: dropped by inet firewalld filter_FORWARD rule handle"),
+        "{}",
+        e.stdout
+    );
+    let j = sb.netctx_with(
+        &cfg(""),
+        &["explain", "nat", "--to", "203.0.113.2:7000", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(v["passed"], false);
+    assert!(v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["table"] == "firewalld"));
+    // Nothing of the tracing outlives the run.
+    assert!(!sb
+        .ok("nft list tables; ip netns exec nat nft list tables")
+        .contains("netctx-explain"));
+    sb.netctx_with(&cfg(""), &["down", "--all"]).ok();
+}

@@ -7,6 +7,7 @@ mod debug_bpf;
 mod docs;
 mod engine;
 pub mod exit;
+mod explain;
 mod guest;
 mod logs;
 mod stats;
@@ -73,6 +74,9 @@ pub enum Command {
     /// (internal) confine this process as a guest and exec its command
     #[command(hide = true)]
     GuestJail,
+    /// Send one probe from a context and print every table, chain and rule
+    /// that judged it, with the verdict (nftables tracing)
+    Explain(explain::ExplainArgs),
     /// Print the packets the logging chains see
     Logs(LogsArgs),
     /// Converge, then repair drift as the kernel reports it, until SIGTERM
@@ -268,6 +272,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Audit(l) => audit::audit(&listing()?, &l),
         Command::Shift(a) => guest::shift(&load()?, &a, wait),
         Command::Logs(a) => logs::logs(&listing()?, &a),
+        Command::Explain(a) => explain::explain(&load()?, &a),
         Command::Watch(a) => watch::watch(&path, listing()?, &a, wait),
         Command::Stats(a) => stats::stats(&listing()?, &a),
         Command::Completions(a) => docs::completions(a.shell),

@@ -37,8 +37,9 @@ pub enum Load {
     IifName,
     OifName,
     Mark,
-    /// Anything else (a payload, conntrack, another meta key): unknown.
-    Other,
+    /// Anything else (a payload, conntrack, another meta key): unknown to
+    /// the judgement; named for the reader.
+    Other(String),
 }
 
 /// One expression of a rule.
@@ -150,7 +151,9 @@ pub fn decode_expr(name: &str, d: &[u8]) -> Expr {
                     6 => Load::IifName,
                     7 => Load::OifName,
                     3 => Load::Mark,
-                    _ => Load::Other,
+                    15 => Load::Other("meta nfproto".into()),
+                    16 => Load::Other("meta l4proto".into()),
+                    k => Load::Other(format!("meta key {k}")),
                 },
             },
             // NFTA_META_SREG: `meta … set`.
@@ -160,7 +163,13 @@ pub fn decode_expr(name: &str, d: &[u8]) -> Expr {
             match u(1) {
                 Some(dreg) if name != "ct" || nested(d, 4).is_none() => Expr::Load {
                     dreg,
-                    what: Load::Other,
+                    what: Load::Other(match (name, u(2), u(3), u(4)) {
+                        ("payload", Some(base), Some(off), Some(len)) => {
+                            format!("payload @{base},{off},{len}")
+                        }
+                        ("ct", _, Some(0), _) | ("ct", Some(0), _, _) => "ct state".into(),
+                        _ => name.to_string(),
+                    }),
                 },
                 _ => Expr::Statement(format!("{name} set")),
             }
@@ -210,8 +219,13 @@ fn decode_rule(exprs: &[u8]) -> Vec<Expr> {
 /// Every foreign table's chains and rules in the calling thread's
 /// namespace (`inet netctx` left out).
 pub fn read(nft: &mut Nft) -> Result<Vec<ForeignChain>, NlError> {
+    read_tables(nft, false)
+}
+
+/// Every table's chains and rules (netctx's own too, with `with_ours`).
+pub fn read_tables(nft: &mut Nft, with_ours: bool) -> Result<Vec<ForeignChain>, NlError> {
     let wanted = |family: u8| matches!(family, NFPROTO_INET | NFPROTO_IPV4 | NFPROTO_IPV6);
-    let ours = |family: u8, table: &str| family == NFPROTO_INET && table == TABLE;
+    let ours = |family: u8, table: &str| !with_ours && family == NFPROTO_INET && table == TABLE;
     let mut chains = Vec::new();
     for c in nft.get_all(msg::GETCHAIN)? {
         let table = c.get_str(attr::CHAIN_TABLE).unwrap_or_default();
@@ -278,4 +292,66 @@ pub fn legacy_tables() -> Vec<String> {
         }
     }
     out
+}
+
+/// A rule as a line a reader can follow: its matches (interface names,
+/// marks, what else it loads and compares), statements and verdict.
+pub fn render(exprs: &[Expr]) -> String {
+    let mut regs: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
+    let mut parts: Vec<String> = Vec::new();
+    for e in exprs {
+        match e {
+            Expr::Load { dreg, what } => {
+                let w = match what {
+                    Load::IifName => "iifname".to_string(),
+                    Load::OifName => "oifname".to_string(),
+                    Load::Mark => "meta mark".to_string(),
+                    Load::Other(n) => n.clone(),
+                };
+                regs.insert(*dreg, w);
+            }
+            Expr::Bitwise {
+                sreg, dreg, mask, ..
+            } => {
+                let w = regs.get(sreg).cloned().unwrap_or_default();
+                regs.insert(*dreg, format!("{w} & 0x{}", hex(mask)));
+            }
+            Expr::Cmp { sreg, op, data } => {
+                let w = regs.get(sreg).cloned().unwrap_or_else(|| "?".into());
+                let o = ["==", "!=", "<", "<=", ">", ">="]
+                    .get(*op as usize)
+                    .copied()
+                    .unwrap_or("?");
+                let v = if w.ends_with("ifname") {
+                    let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+                    let star = if end == data.len() { "*" } else { "" };
+                    format!("\"{}{star}\"", String::from_utf8_lossy(&data[..end]))
+                } else {
+                    format!("0x{}", hex(data))
+                };
+                parts.push(format!("{w} {o} {v}"));
+            }
+            Expr::Lookup => parts.push("@set".into()),
+            Expr::Unknown(n) | Expr::Statement(n) => parts.push(n.clone()),
+            Expr::Verdict(v) => parts.push(verdict_text(v)),
+        }
+    }
+    parts.join(" ")
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A verdict as nft writes it.
+pub fn verdict_text(v: &Verdict) -> String {
+    match v {
+        Verdict::Accept => "accept".into(),
+        Verdict::Drop => "drop".into(),
+        Verdict::Reject => "reject".into(),
+        Verdict::Jump(c) => format!("jump {c}"),
+        Verdict::Goto(c) => format!("goto {c}"),
+        Verdict::Return => "return".into(),
+        Verdict::Other(o) => o.clone(),
+    }
 }

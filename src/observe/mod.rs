@@ -22,6 +22,7 @@ pub mod nft;
 pub mod owner;
 pub mod procs;
 pub mod routes;
+pub mod trace;
 
 /// The error of a read that failed (the netlink transport's).
 pub use crate::kernel::netlink::NlError;

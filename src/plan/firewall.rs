@@ -122,7 +122,7 @@ fn rule_truth<'a>(exprs: &'a [Expr], ifaces: &[String], mark: u32) -> (Truth, Op
                 let r = match what {
                     Load::IifName | Load::OifName => Reg::Name,
                     Load::Mark => Reg::Mark(None),
-                    Load::Other => Reg::Unknown,
+                    Load::Other(_) => Reg::Unknown,
                 };
                 regs.insert(*dreg, r);
             }

@@ -16,6 +16,7 @@ const NFT_REG_VERDICT: u32 = 0;
 const NFT_REG_1: u32 = 1;
 /// Meta keys (enum nft_meta_keys).
 const NFT_META_MARK: u32 = 3;
+const NFT_META_NFTRACE: u32 = 12;
 /// NFT_BITWISE_BOOL (`(reg & mask) ^ xor`), as nft names it for a mark.
 const NFT_BITWISE_BOOL: u32 = 0;
 const NFT_META_IIFNAME: u32 = 6;
@@ -179,6 +180,9 @@ pub enum Action {
     Accept,
     /// Set this bit of the packet's mark (the others kept) and accept.
     MarkAccept(u32),
+    /// `meta nftrace set 1`: the kernel reports every chain the packet
+    /// walks through (`netctx explain`).
+    Trace,
     /// Count and drop.
     Drop,
     /// Log to an NFLOG group, rate-limited (packets per second, burst), and
@@ -441,6 +445,7 @@ fn encode_match(l: &mut Attrs, m: &Match) {
 fn encode_action(l: &mut Attrs, action: &Action) {
     match action {
         Action::Accept => verdict(l, NF_ACCEPT),
+        Action::Trace => mark::set_nftrace(l),
         Action::MarkAccept(bit) => {
             mark::set_bit(l, *bit);
             verdict(l, NF_ACCEPT);

@@ -1,6 +1,7 @@
 //! The packet-mark expressions of `expr`, as nft and iptables-nft encode
 //! them: `meta mark set meta mark | BIT` (netctx's forward chains) and
-//! `meta mark & BIT == BIT` (its rule in Docker's `DOCKER-USER`).
+//! `meta mark & BIT == BIT` (its rule in Docker's `DOCKER-USER`), and
+//! `meta nftrace set 1` (`netctx explain`).
 
 use super::*;
 
@@ -44,6 +45,20 @@ pub(super) fn set_bit(l: &mut Attrs, bit: u32) {
     });
     expr(l, "meta", |d| {
         d.be32(a::NFTA_META_KEY, NFT_META_MARK)
+            .be32(a::NFTA_META_SREG, NFT_REG_1);
+    });
+}
+
+/// `meta nftrace set 1`.
+pub(super) fn set_nftrace(l: &mut Attrs) {
+    expr(l, IMMEDIATE, |d| {
+        d.be32(a::NFTA_IMMEDIATE_DREG, NFT_REG_1)
+            .nested(a::NFTA_IMMEDIATE_DATA, |v| {
+                v.bytes(attr::DATA_VALUE, &[1]);
+            });
+    });
+    expr(l, "meta", |d| {
+        d.be32(a::NFTA_META_KEY, NFT_META_NFTRACE)
             .be32(a::NFTA_META_SREG, NFT_REG_1);
     });
 }

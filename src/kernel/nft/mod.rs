@@ -6,4 +6,5 @@ pub mod dispatch;
 pub mod expr;
 pub mod sock;
 pub mod table;
+pub mod trace;
 pub mod wire;

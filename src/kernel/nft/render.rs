@@ -14,6 +14,7 @@ impl Rule {
         }
         match &self.action {
             Action::Accept => s.push_str("accept"),
+            Action::Trace => s.push_str("meta nftrace set 1"),
             Action::MarkAccept(bit) => {
                 write!(s, "meta mark set meta mark | {bit:#010x} accept").unwrap()
             }
