@@ -77,8 +77,14 @@ fn with_dockers_chains_egress_and_publish_work_and_down_leaves_them_as_they_were
     let before = iptables(&sb);
     // Left alone (host_firewall = "none"), Docker's policy drops netctx's
     // forwarded traffic, and status says so.
-    sb.netctx_with(&cfg(r#"host_firewall = "none""#), &["up"])
-        .ok();
+    let up = sb.netctx_with(&cfg(r#"host_firewall = "none""#), &["up"]);
+    up.ok();
+    assert!(
+        up.stderr
+            .contains("warning: host firewall: ip filter FORWARD has policy drop"),
+        "{}",
+        up.stderr
+    );
     let blocked = traffic(&sb);
     assert!(blocked.iter().all(|o| o != "connected"), "{blocked:?}");
     let st = sb.netctx_with(&cfg(r#"host_firewall = "none""#), &["status"]);

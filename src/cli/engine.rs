@@ -246,6 +246,12 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     }
     let mut uplink_errors = uplink_run(|h| apply::uplink::after_converge(h, &converged))?;
     uplink_errors |= host_firewall_run(cfg.host_firewall)?;
+    // What the host's own firewall would still drop (status exits 2 for it).
+    let mut host = apply::Host::open().context("opening netlink sockets")?;
+    let ifaces = super::status::forwarding_ifaces(cfg);
+    for f in apply::firewall::findings(&mut host, &ifaces).unwrap_or_default() {
+        eprintln!("netctx: warning: {f}");
+    }
     if failed.is_empty() && refused.is_empty() {
         return Ok(if uplink_errors { Exit::Error } else { Exit::Ok });
     }

@@ -172,6 +172,23 @@ fn declared(r: Result<apply::Outcome, CtxError>) -> (ContextState, Vec<String>) 
     }
 }
 
+/// What netctx forwards goes in by or out of these: the host links and
+/// uplinks of contexts with an uplink in use or a `reach`.
+pub fn forwarding_ifaces(cfg: &Config) -> Vec<String> {
+    let mut ifaces: Vec<String> = Vec::new();
+    for c in cfg
+        .contexts
+        .iter()
+        .filter(|c| c.uses_uplink() || !c.reach.is_empty())
+    {
+        ifaces.extend(c.links.iter().filter_map(|l| l.host.clone()));
+        ifaces.extend(c.uplink.clone().filter(|_| c.uses_uplink()));
+    }
+    ifaces.sort();
+    ifaces.dedup();
+    ifaces
+}
+
 /// The host's rows: the uplinks' guard chain (the host's, no context's)
 /// and the host's own firewall for what netctx forwards (the host links
 /// and uplinks of contexts with an uplink in use or a `reach`).
@@ -187,18 +204,7 @@ fn host_rows(cfg: &Config, nl: &mut apply::Host) -> Vec<Status> {
         Ok(None) => {}
         Err(e) => out.push(row(ContextState::Error, vec![e.to_string()])),
     }
-    let mut ifaces: Vec<String> = Vec::new();
-    for c in cfg
-        .contexts
-        .iter()
-        .filter(|c| c.uses_uplink() || !c.reach.is_empty())
-    {
-        ifaces.extend(c.links.iter().filter_map(|l| l.host.clone()));
-        ifaces.extend(c.uplink.clone().filter(|_| c.uses_uplink()));
-    }
-    ifaces.sort();
-    ifaces.dedup();
-    match apply::firewall::findings(nl, &ifaces) {
+    match apply::firewall::findings(nl, &forwarding_ifaces(cfg)) {
         Ok(f) if f.is_empty() => {}
         Ok(f) => out.push(row(ContextState::Conflict, f)),
         Err(e) => out.push(row(
