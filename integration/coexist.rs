@@ -319,3 +319,47 @@ fn explain_names_every_chain_that_judged_a_probe() {
         .contains("netctx-explain"));
     sb.netctx_with(&cfg(""), &["down", "--all"]).ok();
 }
+
+const ROUTED: &str = r#"
+[context.routed]
+uplink = "up0"
+egress = "routed"
+[[context.routed.link]]
+kind = "veth"
+name = "eth0"
+addresses = ["203.0.113.10/24"]
+"#;
+
+#[test]
+fn up_refuses_a_routed_address_a_lan_host_already_has() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.ok("ip -n lan addr add 203.0.113.10/24 dev lan0");
+    let mac = sb.ip(Some("lan"), "link show lan0")[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state = || {
+        (
+            sb.ok("nft list ruleset"),
+            sb.ok("ip netns list; ip -o link | cut -d: -f2; ip route; ip neigh show proxy"),
+        )
+    };
+    let before = state();
+    let up = sb.netctx_with(ROUTED, &["up"]);
+    assert_eq!(up.code, 1, "{}\n{}", up.stdout, up.stderr);
+    assert!(
+        up.stderr.contains(&format!(
+            "address 203.0.113.10 is already answered for on up0's LAN by {mac}"
+        )),
+        "{}",
+        up.stderr
+    );
+    assert_eq!(state(), before, "a refused up changed something");
+    // Once the address is free (and the host has forgotten its owner), the
+    // context comes up and the host answers for it.
+    sb.ok("ip -n lan addr del 203.0.113.10/24 dev lan0 && ip neigh flush dev up0");
+    sb.netctx_with(ROUTED, &["up"]).ok();
+    assert!(sb.ok("ip neigh show proxy").contains("203.0.113.10"));
+    sb.netctx_with(ROUTED, &["down", "--all"]).ok();
+}

@@ -193,16 +193,55 @@ fn taken_ports(ctxs: &[&Context]) -> anyhow::Result<Vec<(String, Vec<String>)>> 
         .collect())
 }
 
+/// Routed contexts whose addresses a host on the uplink's LAN already
+/// answers for (before netctx proxies them), with why: refused.
+fn routed_taken(ctxs: &[&Context]) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    for c in ctxs {
+        let Some(up) = c
+            .uplink
+            .as_deref()
+            .filter(|_| c.uses_uplink() && c.egress == crate::model::Egress::Routed)
+        else {
+            continue;
+        };
+        let pick = |subnets: &[crate::model::Cidr]| {
+            plan::uplink::routed_entries(c, subnets)
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect()
+        };
+        let hits = crate::observe::neigh::taken_on(up, pick, Duration::from_millis(800))
+            .with_context(|| format!("asking the LAN on {up}"))?;
+        let why: Vec<String> = hits
+            .iter()
+            .map(|(a, mac)| {
+                format!(
+                    "egress = \"routed\" address {a} is already answered for on {up}'s LAN by \
+                     {mac}; netctx would race that host for it (give the context a free address)"
+                )
+            })
+            .collect();
+        if !why.is_empty() {
+            out.push((c.name.clone(), why));
+        }
+    }
+    Ok(out)
+}
+
 pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit> {
     let ctxs = select(cfg, names)?;
     let _lock = lock::lock(wait).context("taking the netctx lock")?;
-    let taken = taken_ports(&ctxs)?;
+    let mut taken = taken_ports(&ctxs)?;
+    taken.extend(routed_taken(&ctxs)?);
     for (name, why) in &taken {
         for w in why {
             eprintln!("netctx: error: context {name}: {w}");
         }
     }
-    let refused: Vec<&str> = taken.iter().map(|(n, _)| n.as_str()).collect();
+    let mut refused: Vec<&str> = taken.iter().map(|(n, _)| n.as_str()).collect();
+    refused.sort_unstable();
+    refused.dedup();
     let ctxs: Vec<&Context> = ctxs
         .into_iter()
         .filter(|c| !refused.contains(&c.name.as_str()))

@@ -17,6 +17,7 @@ pub mod firewall;
 pub mod host;
 mod link_dump;
 pub mod links;
+pub mod neigh;
 pub mod nflog;
 pub mod nft;
 pub mod owner;
