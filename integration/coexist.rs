@@ -149,6 +149,18 @@ fn watch_puts_the_rule_back_when_docker_rewrites_its_chains() {
     assert!(sb
         .ok("iptables -S DOCKER-USER")
         .contains("--comment netctx -j ACCEPT"));
+    // A table that drops what netctx forwards is said when it comes, and
+    // when it goes.
+    sb.ok("nft add table inet firewalld && \
+           nft add chain inet firewalld filter_FORWARD '{ type filter hook forward priority filter + 10; policy drop; }'");
+    let v = w.next("firewall conflict", "host", Duration::from_secs(10));
+    let said = v["actions"].to_string();
+    assert!(
+        said.contains("inet firewalld filter_FORWARD has policy drop"),
+        "{said}"
+    );
+    sb.ok("nft delete table inet firewalld");
+    w.next("firewall cleared", "host", Duration::from_secs(10));
     assert!(w.term().success());
     sb.netctx(&["-c", path, "down", "--all"]).ok();
     assert!(!sb.ok("iptables -S DOCKER-USER").contains("netctx"));

@@ -83,6 +83,8 @@ struct Watch<'a> {
     /// A foreign table changed (Docker rewrote its chains): netctx's rule
     /// in `DOCKER-USER` is looked at again.
     firewall_dirty: bool,
+    /// What the host's firewall would drop, as last said.
+    firewall_findings: Vec<String>,
 }
 
 pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow::Result<Exit> {
@@ -114,6 +116,7 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
         full_scan: Instant::now(),
         rescan: true,
         firewall_dirty: true,
+        firewall_findings: Vec::new(),
     };
     w.converge_once()?;
     w.scan()?;

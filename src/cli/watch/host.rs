@@ -1,5 +1,6 @@
 //! What `watch` does for the host rather than a context: the lines it
-//! prints, and Docker's `DOCKER-USER` put back when a foreign table changes.
+//! prints, Docker's `DOCKER-USER` put back when a foreign table changes, and
+//! what the host's own firewall would drop of netctx's traffic.
 
 use super::Watch;
 use crate::apply;
@@ -34,6 +35,21 @@ impl Watch<'_> {
                 }
             }
             Err(e) => eprintln!("netctx: error: host firewall: DOCKER-USER: {e}"),
+        }
+        // What the host's firewall would drop of what netctx forwards, said
+        // once each time it changes (`status` exits 2 for it meanwhile).
+        let ifaces = super::super::status::forwarding_ifaces(&self.cfg);
+        match apply::firewall::findings(&mut self.host, &ifaces) {
+            Ok(f) if f != self.firewall_findings => {
+                if f.is_empty() {
+                    self.say("host", "firewall cleared", &[], None);
+                } else {
+                    self.say("host", "firewall conflict", &f, None);
+                }
+                self.firewall_findings = f;
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("netctx: error: reading the host's firewall: {e}"),
         }
     }
 }
