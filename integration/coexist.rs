@@ -113,8 +113,7 @@ fn with_dockers_chains_egress_and_publish_work_and_down_leaves_them_as_they_were
         "{}",
         up.stdout
     );
-    let rule =
-        "-A DOCKER-USER -m mark --mark 0x100000/0x100000 -m comment --comment netctx -j ACCEPT";
+    let rule = "-A DOCKER-USER -m mark --mark 0x2000/0x2000 -m comment --comment netctx -j ACCEPT";
     assert!(sb.ok("iptables -S DOCKER-USER").contains(rule));
     assert!(sb.ok("ip6tables -S DOCKER-USER").contains(rule));
     assert_eq!(traffic(&sb), vec!["connected"; 4]);

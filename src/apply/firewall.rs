@@ -5,7 +5,7 @@
 //! `DOCKER-USER` (`ip filter`, and `ip6 filter` with IPv6) holds one rule
 //! of netctx's at its head, commented `netctx`: accept what netctx's own
 //! chains accepted and marked (`iptables -S DOCKER-USER` lists it as
-//! `-A DOCKER-USER -m mark --mark 0x100000/0x100000 -m comment --comment
+//! `-A DOCKER-USER -m mark --mark 0x2000/0x2000 -m comment --comment
 //! netctx -j ACCEPT`). The rule is the one change netctx makes to an
 //! object it did not make; it goes when netctx forwards for no context any
 //! more. Runs in the host's namespace.
@@ -78,12 +78,20 @@ pub fn sync(host: &mut Host, want: bool) -> Result<Synced, NlError> {
 
 /// After `up`, `down`, ADD or DEL: netctx's rule in `DOCKER-USER` while
 /// netctx forwards for any context (its forward dispatch exists) and
-/// `mode` is `Auto`; none otherwise.
-pub fn after(host: &mut Host, mode: HostFirewall) -> Result<Synced, NlError> {
+/// `mode` is `Auto` — added only with `may_add` (`up`, ADD, `watch`:
+/// `down` and DEL, which may not know the configuration, never add it);
+/// none when nothing is forwarded or `mode` is `None`.
+pub fn after(host: &mut Host, mode: HostFirewall, may_add: bool) -> Result<Synced, NlError> {
     let live = crate::observe::nft::read_chains(&mut host.nft)?;
     let forwards =
         !live.foreign_host_table() && live.has_chain(crate::kernel::nft::dispatch::DISPATCH);
-    sync(host, mode == HostFirewall::Auto && forwards)
+    if !forwards || mode == HostFirewall::None {
+        return sync(host, false);
+    }
+    if may_add {
+        return sync(host, true);
+    }
+    Ok(Synced::default())
 }
 
 /// What the host's own firewall would drop of netctx's forwarded traffic:

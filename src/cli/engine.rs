@@ -284,12 +284,13 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
         }
     }
     let mut uplink_errors = uplink_run(|h| apply::uplink::after_converge(h, &converged))?;
-    uplink_errors |= host_firewall_run(cfg.host_firewall)?;
+    uplink_errors |= host_firewall_run(cfg.host_firewall, true)?;
     // What the host's own firewall would still drop (status exits 2 for it).
     let mut host = apply::Host::open().context("opening netlink sockets")?;
     let ifaces = super::status::forwarding_ifaces(cfg);
-    for f in apply::firewall::findings(&mut host, &ifaces).unwrap_or_default() {
-        eprintln!("netctx: warning: {f}");
+    match apply::firewall::findings(&mut host, &ifaces) {
+        Ok(found) => found.iter().for_each(|f| eprintln!("netctx: warning: {f}")),
+        Err(e) => eprintln!("netctx: warning: reading the host's firewall: {e}"),
     }
     if failed.is_empty() && refused.is_empty() {
         return Ok(if uplink_errors { Exit::Error } else { Exit::Ok });
@@ -332,9 +333,9 @@ pub fn uplink_run(
 
 /// Docker's `DOCKER-USER` after the contexts (`apply::firewall`); whether
 /// it failed (the error printed).
-pub fn host_firewall_run(mode: crate::model::HostFirewall) -> anyhow::Result<bool> {
+pub fn host_firewall_run(mode: crate::model::HostFirewall, may_add: bool) -> anyhow::Result<bool> {
     let mut host = apply::Host::open().context("opening netlink sockets")?;
-    match apply::firewall::after(&mut host, mode) {
+    match apply::firewall::after(&mut host, mode, may_add) {
         Ok(done) => {
             for c in &done.added {
                 println!("{c}: netctx's rule added (accept what netctx accepted)");
@@ -400,6 +401,8 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
         }
     }
     failed |= uplink_run(|h| apply::uplink::after_down(h, &names, args.all))?;
-    failed |= host_firewall_run(crate::model::HostFirewall::Auto)?;
+    // Without the configuration: only taken away when nothing is
+    // forwarded any more.
+    failed |= host_firewall_run(crate::model::HostFirewall::Auto, false)?;
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }

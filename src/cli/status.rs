@@ -115,7 +115,15 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
                 });
             }
         }
-        out.extend(host_rows(cfg, &mut nl));
+        // Attachments forward too (their egress and published ports): their
+        // host links count.
+        let attachments: Vec<String> = view
+            .links
+            .values()
+            .filter(|l| l.owner().is_some_and(crate::model::is_attachment_name))
+            .map(|l| l.name.clone())
+            .collect();
+        out.extend(host_rows(cfg, &attachments, &mut nl));
     }
     if let Some(wanted) = &sel.attachments {
         let rows = super::attachments::status_rows(&mut nl, &view);
@@ -192,7 +200,7 @@ pub fn forwarding_ifaces(cfg: &Config) -> Vec<String> {
 /// The host's rows: the uplinks' guard chain (the host's, no context's)
 /// and the host's own firewall for what netctx forwards (the host links
 /// and uplinks of contexts with an uplink in use or a `reach`).
-fn host_rows(cfg: &Config, nl: &mut apply::Host) -> Vec<Status> {
+fn host_rows(cfg: &Config, attachments: &[String], nl: &mut apply::Host) -> Vec<Status> {
     let row = |state, detail| Status {
         name: "host".into(),
         state,
@@ -204,7 +212,9 @@ fn host_rows(cfg: &Config, nl: &mut apply::Host) -> Vec<Status> {
         Ok(None) => {}
         Err(e) => out.push(row(ContextState::Error, vec![e.to_string()])),
     }
-    match apply::firewall::findings(nl, &forwarding_ifaces(cfg)) {
+    let mut ifaces = forwarding_ifaces(cfg);
+    ifaces.extend(attachments.iter().cloned());
+    match apply::firewall::findings(nl, &ifaces) {
         Ok(f) if f.is_empty() => {}
         Ok(f) => out.push(row(ContextState::Conflict, f)),
         Err(e) => out.push(row(

@@ -19,7 +19,6 @@ mod stamp;
 mod targets;
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -125,27 +124,6 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
 }
 
 impl Watch<'_> {
-    /// Print one line on stdout: text, or a JSON object. When nobody reads
-    /// stdout any more (a closed pipe), watch ends as on SIGTERM.
-    fn say(&self, ctx: &str, event: &str, actions: &[String], latency: Option<Duration>) {
-        let line = if self.json {
-            let e = host::WatchEvent {
-                actions,
-                context: ctx,
-                event,
-                latency_ms: latency.map(|l| l.as_millis()),
-            };
-            serde_json::to_string(&e).unwrap_or_default()
-        } else if actions.is_empty() {
-            format!("{ctx}: {event}")
-        } else {
-            format!("{ctx}: {event}: {}", actions.join("; "))
-        };
-        if writeln!(std::io::stdout(), "{line}").is_err() {
-            STOP.store(true, Ordering::SeqCst);
-        }
-    }
-
     /// `up` of every declared context, as the first thing.
     fn converge_once(&mut self) -> anyhow::Result<()> {
         let ctxs: Vec<&Context> = self.cfg.contexts.iter().collect();
@@ -436,6 +414,9 @@ impl Watch<'_> {
             Ok(r) => r,
             Err(e) => return eprintln!("netctx: error: {e:#}"),
         };
+        // A repair may make or remove the forward dispatch: DOCKER-USER
+        // follows.
+        self.firewall_dirty = true;
         for (c, r) in drifted.iter().zip(results) {
             let since = due
                 .iter()

@@ -66,8 +66,7 @@ pub enum CniError {
     Kernel { object: String, source: NlError },
     #[error("{0}")]
     Check(String),
-    /// The engine could not converge (or remove) the attachment; what it
-    /// did was rolled back.
+    /// The engine could not converge (or remove) the attachment.
     #[error("{}", .0.chain())]
     Engine(crate::apply::CtxError),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]

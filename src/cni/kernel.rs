@@ -38,24 +38,39 @@ fn uplink_errors(errors: Vec<apply::uplink::UplinkError>) -> Result<()> {
     }
 }
 
-/// Docker's `DOCKER-USER` as netctx's forwarding needs it.
-fn host_firewall(host: &mut Host) -> Result<()> {
-    apply::firewall::after(host, crate::model::HostFirewall::Auto)
+/// Docker's `DOCKER-USER` as netctx's forwarding needs it: after ADD,
+/// netctx's rule where netctx forwards (a CNI network has no
+/// `host_firewall`: "auto"); after DEL, only taken away when nothing is
+/// forwarded any more.
+fn host_firewall(host: &mut Host, may_add: bool) -> Result<()> {
+    apply::firewall::after(host, crate::model::HostFirewall::Auto, may_add)
         .map(|_| ())
         .map_err(|e| CniError::kernel("DOCKER-USER", e))
 }
 
-/// ADD: the attachment converged (a failure is rolled back by the engine's
-/// journal: nothing of it is left), then the host's switches of its uplink
-/// (a failure there removes the attachment again).
+/// The path the attachment's namespace is opened by: the descriptor ADD
+/// holds (what was checked), else the runtime's path.
+fn ns_path(att: &Attachment) -> String {
+    match &att.ctx.netns {
+        crate::model::Netns::Runtime { held: Some(fd), .. } => format!("/proc/self/fd/{fd}"),
+        _ => att.netns.clone(),
+    }
+}
+
+/// ADD: the attachment converged, then the host's switches of its uplink
+/// and Docker's `DOCKER-USER`. A failure anywhere removes what carries the
+/// attachment's alias or name again (the engine's journal undoes links,
+/// addresses, routes and switches; the tables are removed here).
 pub fn add(att: &Attachment, host: &mut Host) -> Result<Macs> {
     let ctx = &att.ctx;
     let view = view(host, ctx)?;
-    apply::converge(ctx, &view, host, false)?;
-    let done =
-        uplink_errors(apply::uplink::after_converge(host, &[ctx])).and_then(|()| macs(att, host));
+    let done = apply::converge(ctx, &view, host, false)
+        .map_err(CniError::from)
+        .and_then(|_| uplink_errors(apply::uplink::after_converge(host, &[ctx])))
+        .and_then(|()| host_firewall(host, true))
+        .and_then(|()| macs(att, host));
     if done.is_err() {
-        if let Err(d) = del(&ctx.name, att.host(), att.ifname(), &att.netns, host) {
+        if let Err(d) = del(&ctx.name, att.host(), att.ifname(), &ns_path(att), host) {
             eprintln!("netctx: error: undoing the failed ADD: {d}");
         }
     }
@@ -66,7 +81,7 @@ fn macs(att: &Attachment, host: &mut Host) -> Result<Macs> {
     let host_mac = links::read_link(&mut host.rtnl, att.host())
         .map_err(|e| CniError::kernel(format!("host link {}", att.host()), e))?
         .and_then(|l| l.mac_text());
-    let container = netns::open_path(&att.netns)
+    let container = netns::open_path(&ns_path(att))
         .map(|ns| links::read_links_in(&ns))
         .transpose()
         .map_err(|e| CniError::io(format!("reading the links of {}", att.netns), e))?
@@ -88,7 +103,7 @@ pub fn del(ctx: &str, host_link: &str, ifname: &str, netns: &str, host: &mut Hos
         .map(CniError::from)
         .collect();
     errors.extend(uplink_errors(apply::uplink::after_down(host, &[ctx.to_string()], false)).err());
-    errors.extend(host_firewall(host).err());
+    errors.extend(host_firewall(host, false).err());
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),

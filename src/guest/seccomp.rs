@@ -131,7 +131,6 @@ impl Asm {
     }
 }
 
-/// System calls answered with EPERM.
 /// A constant of a filter instruction: seccomp compares 32-bit words
 /// (syscall numbers, errnos, ioctl requests and clone flags all fit).
 fn k<T: TryInto<u32>>(v: T) -> u32 {
@@ -139,6 +138,7 @@ fn k<T: TryInto<u32>>(v: T) -> u32 {
         .unwrap_or_else(|_| panic!("a seccomp constant wider than 32 bits"))
 }
 
+/// System calls answered with EPERM.
 pub fn denied() -> Vec<libc::c_long> {
     use libc::*;
     let mut v = vec![

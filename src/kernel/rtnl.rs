@@ -210,13 +210,13 @@ fn proxy_neigh(index: u32, ip: IpAddr) -> NeighbourMessage {
     m
 }
 
-/// A dump of the proxy neighbour entries (`ip neigh show proxy`), every
-/// family.
 /// Every neighbour entry (the ARP and NDP caches).
 pub fn dump_neighbours() -> M {
     M::GetNeighbour(NeighbourMessage::default())
 }
 
+/// A dump of the proxy neighbour entries (`ip neigh show proxy`), every
+/// family.
 pub fn dump_proxies() -> M {
     let mut m = NeighbourMessage::default();
     m.header.flags = NeighbourFlags::Proxy;

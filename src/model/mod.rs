@@ -387,9 +387,9 @@ pub fn alias_owner(alias: &str) -> Option<&str> {
     alias.strip_prefix(LINK_ALIAS_PREFIX)
 }
 
-/// CNI attachments are contexts named `cni` and 8 hex digits (design §5);
-/// no declared context may take such a name.
-/// Whether `name` is an attachment's context name (`cni` + 8 hex digits).
+/// Whether `name` is an attachment's context name: CNI attachments are
+/// contexts named `cni` and 8 hex digits (design §5), which no declared
+/// context may take.
 pub fn is_attachment_name(name: &str) -> bool {
     name.len() == 11
         && name

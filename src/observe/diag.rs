@@ -401,13 +401,15 @@ pub fn link_locals(nl: &mut Rtnl) -> Result<Vec<LinkLocal>, NlError> {
 }
 
 /// The calling thread's namespace's TCP sockets that listen and UDP sockets
-/// that are bound, on one of `ports`: what a published port would take.
+/// that are bound and not connected, on one of `ports`: what a published port would take.
 pub fn services_on(ports: &[u16]) -> Result<Vec<Socket>, NlError> {
     let all = read_sockets(&mut Diag::open()?, &Kinds::default())?;
     Ok(all
         .into_iter()
         .filter(|s| ports.contains(&s.port))
-        .filter(|s| (s.proto == "tcp" && s.state == "LISTEN") || s.proto == "udp")
+        .filter(|s| {
+            (s.proto == "tcp" && s.state == "LISTEN") || (s.proto == "udp" && s.state == "UNCONN")
+        })
         .collect())
 }
 

@@ -28,9 +28,10 @@ const RT_GROUPS: [u32; 5] = [
 ];
 /// NFNLGRP_NFTABLES (linux/netfilter/nfnetlink.h).
 const NFNLGRP_NFTABLES: u32 = 7;
-/// NFT_MSG_NEWGEN and NFT_MSG_TRACE carry no object.
-const NFT_MSG_TRACE: u16 = 15;
-const NFT_MSG_NEWGEN: u16 = 16;
+/// NFT_MSG_NEWGEN, NFT_MSG_GETGEN and NFT_MSG_TRACE carry no object.
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFT_MSG_TRACE: u16 = 17;
 /// The attribute naming the chain: NFTA_CHAIN_NAME in chain messages,
 /// NFTA_RULE_CHAIN in rule messages.
 const NFT_MSG_NEWCHAIN: u16 = 3;
@@ -130,7 +131,7 @@ pub fn parse_nft(buf: &[u8]) -> Vec<Event> {
             continue;
         }
         let ty = f.ty & 0xff;
-        if ty == NFT_MSG_NEWGEN || ty == NFT_MSG_TRACE {
+        if ty == NFT_MSG_NEWGEN || ty == NFT_MSG_GETGEN || ty == NFT_MSG_TRACE {
             continue;
         }
         // nfgenmsg (4 bytes), then the object's attributes; the first

@@ -13,9 +13,7 @@ use crate::kernel::nft::sock::Nft;
 use crate::kernel::nft::table::TABLE;
 use crate::kernel::nft::wire::{attr, msg};
 
-pub const NFPROTO_INET: u8 = 1;
-pub const NFPROTO_IPV4: u8 = 2;
-pub const NFPROTO_IPV6: u8 = 10;
+pub use crate::kernel::nft::wire::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6};
 
 /// A verdict as a rule or a policy gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +123,12 @@ const NFT_RETURN: i32 = -5;
 const NFT_CONTINUE: i32 = -1;
 
 fn verdict(data: &[u8]) -> Option<Verdict> {
-    let v = nested(data, attr::DATA_VERDICT)?;
+    verdict_of(nested(data, attr::DATA_VERDICT)?)
+}
+
+/// A verdict from its attributes (NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN):
+/// none for `continue`.
+pub fn verdict_of(v: &[u8]) -> Option<Verdict> {
     let code = be32(nested(v, attr::VERDICT_CODE)?)? as i32;
     let chain = || nested(v, attr::VERDICT_CHAIN).map(cstr).unwrap_or_default();
     Some(match code {
@@ -159,21 +162,28 @@ pub fn decode_expr(name: &str, d: &[u8]) -> Expr {
             // NFTA_META_SREG: `meta … set`.
             _ => Expr::Statement("meta set".into()),
         },
-        "payload" | "ct" | "exthdr" | "fib" | "rt" | "socket" | "osf" | "numgen" | "hash" => {
-            match u(1) {
-                Some(dreg) if name != "ct" || nested(d, 4).is_none() => Expr::Load {
-                    dreg,
-                    what: Load::Other(match (name, u(2), u(3), u(4)) {
-                        ("payload", Some(base), Some(off), Some(len)) => {
-                            format!("payload @{base},{off},{len}")
-                        }
-                        ("ct", _, Some(0), _) | ("ct", Some(0), _, _) => "ct state".into(),
-                        _ => name.to_string(),
-                    }),
-                },
-                _ => Expr::Statement(format!("{name} set")),
-            }
-        }
+        // `socket` and `hash` carry their destination register in attribute
+        // 2 (NFTA_SOCKET_DREG, NFTA_HASH_DREG); the others in 1.
+        "socket" | "hash" => match u(2) {
+            Some(dreg) => Expr::Load {
+                dreg,
+                what: Load::Other(name.to_string()),
+            },
+            None => Expr::Statement(name.to_string()),
+        },
+        "payload" | "ct" | "exthdr" | "fib" | "rt" | "osf" | "numgen" => match u(1) {
+            Some(dreg) if name != "ct" || nested(d, 4).is_none() => Expr::Load {
+                dreg,
+                what: Load::Other(match (name, u(2), u(3), u(4)) {
+                    ("payload", Some(base), Some(off), Some(len)) => {
+                        format!("payload @{base},{off},{len}")
+                    }
+                    ("ct", Some(0), _, _) => "ct state".into(),
+                    _ => name.to_string(),
+                }),
+            },
+            _ => Expr::Statement(format!("{name} set")),
+        },
         "bitwise" => Expr::Bitwise {
             sreg: u(1).unwrap_or(0),
             dreg: u(2).unwrap_or(0),

@@ -21,10 +21,7 @@ pub fn taken_on(
     pick: impl FnOnce(&[crate::model::Cidr]) -> Vec<IpAddr>,
     wait: Duration,
 ) -> Result<Vec<(IpAddr, String)>, NlError> {
-    let mut nl = Rtnl::open().map_err(|e| NlError {
-        errno: e.raw_os_error().unwrap_or(libc::EIO),
-        extack: None,
-    })?;
+    let mut nl = Rtnl::open()?;
     let Some(link) = super::links::read_links(&mut nl)?
         .into_iter()
         .find(|l| l.name == uplink)
@@ -68,23 +65,18 @@ fn answered(
         }
     }
     std::thread::sleep(wait);
-    let mut nl = Rtnl::open().map_err(|e| NlError {
-        errno: e.raw_os_error().unwrap_or(libc::EIO),
-        extack: None,
-    })?;
+    let mut nl = Rtnl::open()?;
     let mut out = Vec::new();
     for m in nl.dump(rtnl::dump_neighbours())? {
         let M::NewNeighbour(n) = m else { continue };
         if n.header.ifindex != ifindex {
             continue;
         }
+        // Confirmed: an answer to the probe (or an address configured
+        // by hand). A stale entry proves nothing about now.
         let resolved = matches!(
             n.header.state,
-            NeighbourState::Reachable
-                | NeighbourState::Stale
-                | NeighbourState::Delay
-                | NeighbourState::Probe
-                | NeighbourState::Permanent
+            NeighbourState::Reachable | NeighbourState::Permanent
         );
         let mut dst = None;
         let mut mac = None;

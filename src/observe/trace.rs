@@ -50,27 +50,6 @@ fn be32(v: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
 }
 
-fn verdict(v: &[u8]) -> Option<Verdict> {
-    let code = parse_attrs(v)
-        .find(|(t, _)| *t == 1)
-        .and_then(|(_, c)| be32(c))? as i32;
-    let chain = || {
-        parse_attrs(v)
-            .find(|(t, _)| *t == 2)
-            .map(|(_, c)| cstr(c))
-            .unwrap_or_default()
-    };
-    Some(match code {
-        1 => Verdict::Accept,
-        0 => Verdict::Drop,
-        -3 => Verdict::Jump(chain()),
-        -4 => Verdict::Goto(chain()),
-        -5 => Verdict::Return,
-        -1 => Verdict::Other("continue".into()),
-        c => Verdict::Other(format!("verdict {c}")),
-    })
-}
-
 /// The steps in one datagram of trace messages.
 pub fn parse(buf: &[u8]) -> Vec<Step> {
     let mut out = Vec::new();
@@ -109,7 +88,7 @@ pub fn parse(buf: &[u8]) -> Vec<Step> {
                         _ => "rule",
                     }
                 }
-                5 => s.verdict = verdict(v),
+                5 => s.verdict = super::firewall::verdict_of(v),
                 6 => s.id = be32(v).unwrap_or(0),
                 // NFTA_TRACE_POLICY: the policy's verdict.
                 16 => {
@@ -208,10 +187,7 @@ pub struct Tracing {
 
 impl Tracing {
     pub fn start(p: &Probe) -> Result<Tracing, NlError> {
-        let mut nft = Nft::open().map_err(|e| NlError {
-            errno: e.raw_os_error().unwrap_or(libc::EIO),
-            extack: None,
-        })?;
+        let mut nft = Nft::open()?;
         let msgs = explain_msgs(&p.matches);
         nft.transaction(&msgs).map_err(|(i, e)| NlError {
             extack: Some(format!(

@@ -6,6 +6,7 @@
 //! carrying netctx's mark (`rules::FORWARD_MARK`) — and names every policy
 //! and rule that would drop or reject them. Pure.
 
+use crate::kernel::nft::dispatch::DISPATCH_PRIORITY;
 use crate::observe::firewall::{Expr, ForeignChain, Load, Verdict};
 
 /// NF_INET_FORWARD.
@@ -184,6 +185,9 @@ fn walk(c: &ForeignChain, all: &[ForeignChain], ifaces: &[String], mark: u32, de
                 let Some(sub) = callee(n) else { continue };
                 match walk(sub, all, ifaces, mark, depth + 1) {
                     End::Accepted if t == Truth::Always => return End::Accepted,
+                    End::Dropped(w) if may => {
+                        return End::Dropped(format!("{} may go to {n}, whose {w}", what()));
+                    }
                     End::Dropped(w) => {
                         return End::Dropped(format!("{}: {n} {w}", what()));
                     }
@@ -210,12 +214,14 @@ pub fn findings(chains: &[ForeignChain], ifaces: &[String]) -> Vec<Finding> {
         return out;
     }
     for c in chains {
-        let Some((hook, _, kind)) = &c.hook else {
+        let Some((hook, prio, kind)) = &c.hook else {
             continue;
         };
         if *hook != HOOK_FORWARD || kind != "filter" {
             continue;
         }
+        // A chain that runs before netctx's dispatch sees no mark yet.
+        let mark = if *prio > DISPATCH_PRIORITY { mark } else { 0 };
         match walk(c, chains, ifaces, mark, 0) {
             End::Accepted => {}
             End::Dropped(what) => out.push(Finding {
@@ -380,6 +386,15 @@ mod tests {
         assert!(findings(&[c], &ifaces()).is_empty());
         let c = chain("INPUT", Some(1), true, vec![]);
         assert!(findings(&[c], &ifaces()).is_empty());
+    }
+
+    #[test]
+    fn a_chain_before_netctxs_dispatch_sees_no_mark() {
+        let mut early = chain("early", Some(2), true, vec![mark_rule()]);
+        early.hook = Some((2, -100, "filter".into()));
+        let f = findings(&[early], &ifaces());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].what, "has policy drop");
     }
 
     #[test]

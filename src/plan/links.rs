@@ -190,7 +190,8 @@ pub(super) fn addresses(
             });
         }
     }
-    if !ns.link("lo").is_some_and(|l| l.up) {
+    // A runtime's loopback is the runtime's.
+    if !ns.link("lo").is_some_and(|l| l.up) && !ctx.is_attachment() {
         acts.push(Action::SetUp {
             side: Side::Ctx,
             link: "lo".into(),

@@ -229,12 +229,14 @@ pub(crate) fn host_veths(ctx: &Context) -> Vec<String> {
         .collect()
 }
 
-/// The name of the context's forward chain in the host's table.
 /// The packet-mark bit netctx's forward chains set on what they accept, so
 /// that a foreign chain can accept it too (Docker's `DOCKER-USER`, design
 /// §3 "Coexistence"): one bit, ORed in, the other bits left as they are.
-pub const FORWARD_MARK: u32 = 0x0010_0000;
+/// Bit 13: outside kube-proxy's 0x4000/0x8000, Cilium's 0x0f00, Calico's
+/// 0xffff0000 and Tailscale's 0xff0000.
+pub const FORWARD_MARK: u32 = 0x0000_2000;
 
+/// The name of the context's forward chain in the host's table.
 pub fn forward_chain_name(ctx: &str) -> String {
     format!("{}forward", host_chain_prefix(ctx))
 }

@@ -2,6 +2,11 @@
 //! prints, Docker's `DOCKER-USER` put back when a foreign table changes, and
 //! what the host's own firewall would drop of netctx's traffic.
 
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::signals::STOP;
 use super::Watch;
 use crate::apply;
 use crate::kernel::lock;
@@ -17,21 +22,53 @@ pub(super) struct WatchEvent<'a> {
 }
 
 impl Watch<'_> {
+    /// Print one line on stdout: text, or a JSON object. When nobody reads
+    /// stdout any more (a closed pipe), watch ends as on SIGTERM.
+    pub(super) fn say(
+        &self,
+        ctx: &str,
+        event: &str,
+        actions: &[String],
+        latency: Option<Duration>,
+    ) {
+        let line = if self.json {
+            let e = WatchEvent {
+                actions,
+                context: ctx,
+                event,
+                latency_ms: latency.map(|l| l.as_millis()),
+            };
+            serde_json::to_string(&e).unwrap_or_default()
+        } else if actions.is_empty() {
+            format!("{ctx}: {event}")
+        } else {
+            format!("{ctx}: {event}: {}", actions.join("; "))
+        };
+        if writeln!(std::io::stdout(), "{line}").is_err() {
+            STOP.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Docker's `DOCKER-USER` as `up` leaves it, under the lock.
     pub(super) fn host_firewall(&mut self) {
         let _lock = match lock::lock(self.wait) {
             Ok(l) => l,
             Err(e) => return eprintln!("netctx: error: taking the netctx lock: {e}"),
         };
-        match apply::firewall::after(&mut self.host, self.cfg.host_firewall) {
+        match apply::firewall::after(&mut self.host, self.cfg.host_firewall, true) {
             Ok(done) => {
-                let added: Vec<String> = done
+                let mut did: Vec<String> = done
                     .added
                     .iter()
                     .map(|c| format!("add netctx's rule to {c}"))
                     .collect();
-                if !added.is_empty() {
-                    self.say("host", "repaired", &added, None);
+                did.extend(
+                    done.removed
+                        .iter()
+                        .map(|c| format!("remove netctx's rule from {c}")),
+                );
+                if !did.is_empty() {
+                    self.say("host", "repaired", &did, None);
                 }
             }
             Err(e) => eprintln!("netctx: error: host firewall: DOCKER-USER: {e}"),

@@ -6,6 +6,8 @@ pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
 pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 pub const NFNL_MSG_BATCH_END: u16 = 0x11;
 pub const NFPROTO_INET: u8 = 1;
+pub const NFPROTO_IPV4: u8 = 2;
+pub const NFPROTO_IPV6: u8 = 10;
 
 pub use crate::kernel::netlink::wire::{
     cstr, encode_nfnl, parse_attrs, Attrs, TooLong, NLA_F_NESTED, NLM_F_ACK, NLM_F_APPEND,
