@@ -58,7 +58,7 @@ fn prometheus_output_passes_promtool() {
 #[test]
 fn systemd_units_pass_systemd_analyze_verify() {
     // verify checks that ExecStart= binaries exist: the units name
-    // /usr/local/bin/netctx (where the README installs it); the copies
+    // /usr/local/bin/netctx (where docs/operations.md installs it); the copies
     // checked here name the binary under test instead, nothing else changed.
     let dir = std::env::temp_dir().join(format!("netctx-units-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

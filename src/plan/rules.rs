@@ -231,8 +231,8 @@ pub(crate) fn host_veths(ctx: &Context) -> Vec<String> {
 
 /// The name of the context's forward chain in the host's table.
 /// The packet-mark bit netctx's forward chains set on what they accept, so
-/// that a foreign chain can accept it too (Docker's `DOCKER-USER`, design
-/// §3 "Coexistence"): one bit, ORed in, the other bits left as they are.
+/// that a foreign chain can accept it too (Docker's `DOCKER-USER`,
+/// docs/coexistence.md): one bit, ORed in, the other bits left as they are.
 pub const FORWARD_MARK: u32 = 0x0010_0000;
 
 pub fn forward_chain_name(ctx: &str) -> String {
