@@ -1,6 +1,7 @@
-//! CNI attachments through an uplink (design §5: "`portMappings` are its
-//! `publish`, and its published ports work through the `uplink` from the
-//! LAN and from the host exactly as a declared context's do"), with real
+//! CNI attachments through an uplink (docs/cni.md, "Port mappings":
+//! an attachment's `portMappings` are its `publish`, and work through the
+//! `uplink` from the LAN and from the host exactly as a declared
+//! context's published ports), with real
 //! connections. The sandbox plays a node with the LAN of `uplink.rs`
 //! (`up0`, namespace `lan`, 203.0.113.0/24 and 2001:db8:1::/64); the
 //! runtime's namespaces are made as in `cni.rs`.

@@ -1,4 +1,4 @@
-//! Living with the host's own firewall (design §3 "Coexistence"): an
+//! Living with the host's own firewall (docs/coexistence.md): an
 //! nftables `accept` is final only in its own table, so Docker's policy
 //! drop in `ip filter FORWARD`, a firewalld-like table that rejects what it
 //! forwards, or a policy drop without Docker each stop netctx's forwarded

@@ -48,7 +48,7 @@ fn setup() -> Sandbox {
     sb
 }
 
-/// A root tree from the static busybox, as the README describes.
+/// A root tree from the static busybox, as docs/guests.md describes.
 pub fn busybox_root(root: &std::path::Path) {
     for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "run", "root"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
@@ -108,7 +108,7 @@ fn root_guest_serves_port_80_nobody_a_high_port() {
         assert!(served, "{user:?} does not serve on {port}");
     }
     // Guests' root is nobody on the host: ports below 1024 are open by the
-    // context's own switch (design §3 Guests), and the bind hook keeps them
+    // context's own switch (docs/guests.md), and the bind hook keeps them
     // for the context's root.
     let port = sb.ok("ip netns exec a sysctl -n net.ipv4.ip_unprivileged_port_start");
     assert_eq!(port.trim(), "0");

@@ -1,4 +1,4 @@
-//! netctx's own state against hostile input (design §3 "Integrity"): the run
+//! netctx's own state against hostile input (docs/design.md, "Integrity"): the run
 //! directory is root's alone, nobody else can hold the lock, and a marker
 //! that proves nothing makes its context a conflict that no command touches.
 

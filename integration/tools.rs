@@ -58,7 +58,7 @@ fn prometheus_output_passes_promtool() {
 #[test]
 fn systemd_units_pass_systemd_analyze_verify() {
     // verify checks that ExecStart= binaries exist: the units name
-    // /usr/local/bin/netctx (where the README installs it); the copies
+    // /usr/local/bin/netctx (where docs/operations.md installs it); the copies
     // checked here name the binary under test instead, nothing else changed.
     let dir = std::env::temp_dir().join(format!("netctx-units-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -247,4 +247,233 @@ fn the_debian_package_holds_the_binary_units_man_page_and_completions() {
         "{postinst}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------- the docs
+
+/// A Markdown text without its fenced code blocks and inline code spans,
+/// line by line (what links and headings are read from).
+fn prose(md: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut fence: Option<&str> = None;
+    for line in md.lines() {
+        let t = line.trim_start();
+        let mark = ["```", "~~~"].into_iter().find(|m| t.starts_with(m));
+        match (fence, mark) {
+            (None, Some(m)) => fence = Some(m),
+            (Some(f), Some(m)) if f == m => fence = None,
+            (None, None) => out.push(without_code_spans(line)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `line` with every inline code span (a run of backticks up to the same
+/// run) left out.
+fn without_code_spans(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find('`') {
+        out.push_str(&rest[..i]);
+        let run = rest[i..].len() - rest[i..].trim_start_matches('`').len();
+        let after = &rest[i + run..];
+        match after.find(&"`".repeat(run)) {
+            Some(j) => rest = after[j + run..].trim_start_matches('`'),
+            None => return out + &rest[i..],
+        }
+    }
+    out + rest
+}
+
+/// The anchors of a Markdown file's headings, as GitHub makes them:
+/// lowercase, letters, digits, `-` and `_` kept, spaces to `-`, the rest
+/// dropped; a repeated anchor gets `-1`, `-2`, ….
+fn anchors(md: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    let mut fence = false;
+    for line in md.lines() {
+        if line.trim_start().starts_with("```") {
+            fence = !fence;
+        }
+        let text = line.trim_start_matches('#');
+        if fence || !line.starts_with('#') || !text.starts_with(' ') {
+            continue;
+        }
+        let slug: String = text
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let n = seen.get(&slug).copied().unwrap_or(0);
+        seen.insert(slug.clone(), n + 1);
+        out.push(if n == 0 { slug } else { format!("{slug}-{n}") });
+    }
+    out
+}
+
+/// The targets of the inline links `[text](target)` of a Markdown text.
+fn link_targets(md: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in prose(md) {
+        let mut rest = line.as_str();
+        while let Some(i) = rest.find("](") {
+            let target = &rest[i + 2..];
+            let end = target.find(')').unwrap_or(target.len());
+            let t = target[..end].split_whitespace().next().unwrap_or("");
+            out.push(t.trim_matches(|c| c == '<' || c == '>').to_string());
+            rest = &target[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn every_relative_link_in_the_markdown_files_resolves() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<std::path::PathBuf> = ["README.md", "CONTRIBUTING.md", "CHANGELOG.md"]
+        .iter()
+        .map(|f| root.join(f))
+        .collect();
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    files.push(root.join("bench/RESULTS.md"));
+    let (mut checked, mut broken) = (0, Vec::new());
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let shown = file.strip_prefix(root).unwrap().display();
+        for target in link_targets(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (path, anchor) = match target.split_once('#') {
+                Some((p, a)) => (p, Some(a)),
+                None => (target.as_str(), None),
+            };
+            let dest = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path)
+            };
+            if !dest.exists() {
+                broken.push(format!("{shown}: {target}: no such file"));
+                continue;
+            }
+            let md = dest.extension().is_some_and(|x| x == "md");
+            if let Some(a) = anchor.filter(|_| md) {
+                let heads = anchors(&std::fs::read_to_string(&dest).unwrap());
+                if !heads.iter().any(|h| h == a) {
+                    broken.push(format!("{shown}: {target}: no heading #{a}"));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} relative links found: is the parser broken?"
+    );
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// docs/commands.md's sections: each `## ` heading with the text under it.
+fn command_sections(md: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut fence = false;
+    for line in md.lines() {
+        if line.trim_start().starts_with("```") {
+            fence = !fence;
+        }
+        if !fence && line.starts_with("## ") {
+            out.push(String::new());
+        }
+        if let Some(s) = out.last_mut() {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    out
+}
+
+/// Whether a section's heading names the command `path` (`netctx stats`):
+/// the words followed by anything but a further letter of a name.
+fn names_command(section: &str, path: &str) -> bool {
+    let heading = section.lines().next().unwrap_or("");
+    heading.match_indices(path).any(|(i, _)| {
+        !heading[i + path.len()..].starts_with(|c: char| c.is_ascii_lowercase() || c == '-')
+    })
+}
+
+/// Every visible subcommand under `cmd` (whose command line is `path`) has
+/// a section in docs/commands.md, and each of its own long options is in
+/// that section; clap's `help` subcommand is not walked into. Returns how
+/// many subcommands it looked at.
+fn undocumented(
+    cmd: &clap::Command,
+    path: &str,
+    sections: &[String],
+    missing: &mut Vec<String>,
+) -> usize {
+    let mut walked = 0;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        walked += 1;
+        let path = format!("{path} {}", sub.get_name());
+        let Some(section) = sections.iter().find(|s| names_command(s, &path)) else {
+            missing.push(format!("a section `## {path} …`"));
+            continue;
+        };
+        for arg in sub.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            // Global options (and clap's own --help) belong to the
+            // "Global options" section, checked there.
+            if arg.is_hide_set() || arg.is_global_set() || long == "help" {
+                continue;
+            }
+            if !section.contains(&format!("--{long}")) {
+                missing.push(format!("{path} --{long}"));
+            }
+        }
+        if sub.get_name() != "help" {
+            walked += undocumented(sub, &path, sections, missing);
+        }
+    }
+    walked
+}
+
+#[test]
+fn every_subcommand_and_long_option_is_in_docs_commands_md() {
+    use clap::CommandFactory;
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/commands.md");
+    let md = std::fs::read_to_string(file).unwrap();
+    let sections = command_sections(&md);
+    let mut cli = netctx::Cli::command();
+    cli.build();
+    let mut missing = Vec::new();
+    let global = sections
+        .iter()
+        .find(|s| s.starts_with("## Global options"))
+        .expect("docs/commands.md has a section `## Global options`");
+    for arg in cli.get_arguments().filter(|a| !a.is_hide_set()) {
+        if let Some(long) = arg.get_long() {
+            if !global.contains(&format!("--{long}")) {
+                missing.push(format!("global option --{long}"));
+            }
+        }
+    }
+    let walked = undocumented(&cli, "netctx", &sections, &mut missing);
+    assert!(walked > 15, "only {walked} subcommands walked");
+    assert!(
+        missing.is_empty(),
+        "docs/commands.md lacks (every subcommand of `netctx --help` needs a \
+         section, every long option a mention in it):\n{}",
+        missing.join("\n")
+    );
 }

@@ -1,4 +1,4 @@
-//! Uplinks (design §3 "Uplink"): NAT egress, published ports, routed
+//! Uplinks (docs/uplink.md): NAT egress, published ports, routed
 //! addresses, the host's switches and the guard, with real connections.
 //! The sandbox plays a host with an uplink `up0` to a LAN (namespace `lan`,
 //! 203.0.113.0/24 and 2001:db8:1::/64) and an unrelated network `other0`

@@ -1,4 +1,4 @@
-//! Guests in a user namespace of their context (design §3 Guests): a
+//! Guests in a user namespace of their context (docs/guests.md): a
 //! guest's root is nobody on the host, files it makes belong to the
 //! context's range, IPC stays in the context, and its world is built by
 //! descriptor — attacked by a hostile guest (root and nobody), a hostile

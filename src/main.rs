@@ -1,6 +1,6 @@
 //! netctx: isolated network contexts on Linux. Thin: parse the command line,
 //! run it through the library (src/lib.rs), map the result to the documented
-//! exit code (design §2).
+//! exit code (docs/commands.md).
 
 use std::process::ExitCode;
 
@@ -9,7 +9,7 @@ use clap::Parser;
 use netctx::{Cli, ConfigError, Exit};
 
 fn main() -> ExitCode {
-    // Run by a container runtime as a CNI plugin (design §5).
+    // Run by a container runtime as a CNI plugin (docs/cni.md).
     if std::env::var_os("CNI_COMMAND").is_some() {
         return netctx::run_cni();
     }

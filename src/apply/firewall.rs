@@ -1,4 +1,4 @@
-//! Docker's `DOCKER-USER` chain (design §3 "Coexistence"): Docker's
+//! Docker's `DOCKER-USER` chain (docs/coexistence.md): Docker's
 //! forward chain (`ip filter FORWARD`, policy drop) jumps there first, and
 //! Docker documents it as the place for other tools' rules. With
 //! `host_firewall = "auto"`, while netctx forwards for any context, each

@@ -1,4 +1,4 @@
-//! The host's switches for uplinks (design §3 "Uplink"): every value netctx
+//! The host's switches for uplinks (docs/uplink.md): every value netctx
 //! changes is first recorded in `/run/netctx/host-sysctls` (0600) with the
 //! contexts that need it, then written; when the last of those contexts
 //! goes (`down`, `up` of a context that no longer needs it, `down --all`

@@ -157,7 +157,7 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
 }
 
 /// The contexts whose published ports a host service holds, with why
-/// (design §3 "Coexistence"): they are refused, nothing of them changed.
+/// (docs/uplink.md, "Refusals at `up`"): they are refused, nothing of them changed.
 fn taken_ports(ctxs: &[&Context]) -> anyhow::Result<Vec<(String, Vec<String>)>> {
     let ports: Vec<u16> = ctxs
         .iter()

@@ -1,4 +1,4 @@
-//! The process exit codes (design §2).
+//! The process exit codes (docs/commands.md).
 
 /// What a command tells the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

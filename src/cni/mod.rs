@@ -1,4 +1,4 @@
-//! netctx as a CNI plugin (spec 1.1.0; design §5): when `CNI_COMMAND` is
+//! netctx as a CNI plugin (spec 1.1.0; docs/cni.md): when `CNI_COMMAND` is
 //! set, `main` hands over to [`run`]. The configuration comes on stdin, the
 //! parameters in `CNI_*` variables; the answer (a result, or the spec's
 //! error object) goes to stdout, a one-line diagnostic to stderr. This

@@ -111,10 +111,11 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
     })
 }
 
-/// ADD never touches a namespace that is not a container's own (design
-/// §5): the host's own, a declared context's (netctx's marker names it),
-/// or one holding another container's attachment. A second interface of
-/// the same container (Multus) is fine. Code 4, nothing touched.
+/// ADD never touches a namespace that is not a container's own
+/// (docs/cni.md, "The commands"): the host's own, a declared context's
+/// (netctx's marker names it), or one holding another container's
+/// attachment. A second interface of the same container (Multus) is fine.
+/// Code 4, nothing touched.
 fn refuse_namespace(env: &Env, ns: &std::fs::File) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |why: String| CniError::InvalidEnv {

@@ -1,4 +1,4 @@
-//! Every context's user-id range (design §3 Guests) is its own, and none
+//! Every context's user-id range (docs/guests.md) is its own, and none
 //! is a range `/etc/subuid` or `/etc/subgid` hands to rootless containers.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ pub(super) fn subordinate_ids() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every context's user-id range (design §3 Guests) is its own: no two
+/// Every context's user-id range (docs/guests.md) is its own: no two
 /// contexts share one, and none overlaps a range of `/etc/subuid` or
 /// `/etc/subgid`.
 pub(super) fn id_ranges(decls: &[CtxDecl], sub: &[(String, String)], diags: &mut Vec<Diag>) {

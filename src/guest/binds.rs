@@ -1,4 +1,4 @@
-//! The bind restriction of a context's cgroup (design §3 "Bind
+//! The bind restriction of a context's cgroup (docs/guests.md, "Bind
 //! restriction"; the programs are `kernel::bpf`'s): what `bind_hooks`
 //! attaches before a guest joins, what `audit` checks, and what the hidden
 //! `netctx debug-bpf` drives by hand.

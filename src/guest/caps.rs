@@ -1,4 +1,4 @@
-//! Capabilities of a guest: an allow-list (§3 Guests), narrowed by the
+//! Capabilities of a guest: an allow-list (docs/guests.md), narrowed by the
 //! guest's `capabilities`, set in all five sets; none for a non-root guest.
 
 use std::io;

@@ -1,8 +1,8 @@
 //! Paths resolved once into descriptors, and mounts made from and onto
-//! descriptors (design §3 Guests, "by file descriptor"). Nothing here
-//! looks a path up twice: `resolve` walks beneath a directory descriptor
-//! with openat2 (`RESOLVE_IN_ROOT` or `RESOLVE_BENEATH`, never a magic
-//! link), and every mount is `move_mount` of a detached mount (`fsmount`,
+//! descriptors (docs/guests.md, "Filesystem, built by descriptor").
+//! Nothing here looks a path up twice: `resolve` walks beneath a directory
+//! descriptor with openat2 (`RESOLVE_IN_ROOT` or `RESOLVE_BENEATH`, never a
+//! magic link), and every mount is `move_mount` of a detached mount (`fsmount`,
 //! `open_tree`) onto such a descriptor — the new-mount-API version of
 //! runc's `mountViaFds` after CVE-2021-30465.
 

@@ -1,5 +1,5 @@
 //! The guest's view of the filesystem, built by file descriptor from inside
-//! the context's user namespace (design §3 Guests): the host's `/` (or the
+//! the context's user namespace (docs/guests.md): the host's `/` (or the
 //! guest's `root`) cloned recursively read-only, nosuid, nodev; `writable`
 //! paths bound read-write (nosuid, nodev); private tmpfs on /tmp, /var/tmp
 //! and /run; a new /proc with runc's masked and read-only paths; /sys of

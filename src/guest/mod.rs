@@ -1,5 +1,5 @@
 //! Processes inside a context: `exec` (foreground) and the declared guest
-//! (`start`/`stop`, detached, tracked by a pid file), confined as §3 Guests
+//! (`start`/`stop`, detached, tracked by a pid file), confined as docs/guests.md
 //! says. This side runs on the host: it prepares a `jail::Spec`, makes sure
 //! the context's init (PID namespace) and cgroup exist, enters the PID
 //! namespace and starts `netctx guest-jail`, which confines itself and
@@ -118,7 +118,7 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
 }
 
 /// The context's cgroup, with the bind restriction of a strict context
-/// attached before any guest joins it (design §3 "Bind restriction"): the
+/// attached before any guest joins it (docs/guests.md, "Bind restriction"): the
 /// kernel refuses a guest's bind to, or connect/send from, an address that
 /// is not the context's. Idempotent: the maps are set to the context's
 /// addresses each time.

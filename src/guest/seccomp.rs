@@ -1,5 +1,5 @@
 //! The guests' seccomp filter: a small classic-BPF program built for the
-//! running architecture. It answers EPERM to the system calls §3 lists (new
+//! running architecture. It answers EPERM to the system calls docs/guests.md lists (new
 //! namespaces, the mount family, bpf, perf, userfaultfd, keyrings, io_uring,
 //! kexec, modules, reboot, open_by_handle_at, clock setting, ptrace and
 //! cross-process memory or descriptor access), to clone with a CLONE_NEW*

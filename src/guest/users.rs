@@ -52,7 +52,7 @@ pub fn groups(group: &str, name: &str, primary: u32) -> Vec<u32> {
 pub const MAX_FILE: u64 = 1 << 20;
 
 /// `etc/NAME` of the tree `root`, read as a hostile tree's file must be
-/// (design §3 Guests): beneath the root without leaving it through a
+/// (docs/guests.md): beneath the root without leaving it through a
 /// symlink or a magic link, opened without blocking (a FIFO), only a
 /// regular file, at most 1 MiB. Missing: empty.
 pub fn read_etc(root: &Path, name: &str) -> io::Result<String> {

@@ -1,4 +1,4 @@
-//! The capabilities a guest may keep (design §3 "Guests"): the default set,
+//! The capabilities a guest may keep (docs/guests.md): the default set,
 //! which the guest's `capabilities` narrows.
 
 /// The default set: what a root guest keeps at most.

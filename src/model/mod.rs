@@ -287,7 +287,7 @@ pub enum Netns {
     /// with the context.
     #[default]
     Named,
-    /// A container runtime's (a CNI attachment, design §5), which netctx
+    /// A container runtime's (a CNI attachment, docs/cni.md), which netctx
     /// neither makes nor removes: inside it, netctx's are only the links
     /// carrying `alias`, the routes over them, their switches and the table
     /// `inet netctx` of the attachment. `held`: a descriptor of that
@@ -309,8 +309,8 @@ pub struct Config {
     pub host_firewall: HostFirewall,
 }
 
-/// What netctx does with the host's own firewall (design §3
-/// "Coexistence"): `Auto` keeps its one rule in Docker's `DOCKER-USER`;
+/// What netctx does with the host's own firewall (docs/coexistence.md):
+/// `Auto` keeps its one rule in Docker's `DOCKER-USER`;
 /// `None` leaves every foreign table alone. Both report what would drop
 /// netctx's traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -321,7 +321,7 @@ pub enum HostFirewall {
 }
 
 impl Context {
-    /// The number n of the context's user-id range (design §3 Guests):
+    /// The number n of the context's user-id range (docs/guests.md):
     /// its `id`, else one derived from its name (validation rejects two
     /// contexts with one n).
     pub fn idmap(&self) -> u16 {
@@ -388,7 +388,7 @@ pub fn alias_owner(alias: &str) -> Option<&str> {
 }
 
 /// Whether `name` is an attachment's context name: CNI attachments are
-/// contexts named `cni` and 8 hex digits (design §5), which no declared
+/// contexts named `cni` and 8 hex digits (docs/cni.md), which no declared
 /// context may take.
 pub fn is_attachment_name(name: &str) -> bool {
     name.len() == 11

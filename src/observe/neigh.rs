@@ -1,4 +1,4 @@
-//! Who on a LAN already answers for an address (design §3 "Coexistence"):
+//! Who on a LAN already answers for an address (docs/coexistence.md):
 //! before netctx proxies a routed context's address on the uplink, one
 //! datagram is sent to it out of the uplink, which makes the kernel ask
 //! (ARP or NDP); an entry that resolves names the host that answered.

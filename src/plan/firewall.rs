@@ -1,6 +1,6 @@
-//! The host's own firewall against netctx's (design §3 "Coexistence with
-//! the host's firewall"). An nftables `accept` is final only in its own
-//! table: a drop in any other base chain on the same hook still drops. This
+//! The host's own firewall against netctx's (docs/coexistence.md). An
+//! nftables `accept` is final only in its own table: a drop in any other
+//! base chain on the same hook still drops. This
 //! judges every foreign base chain of the forward hook for the packets
 //! netctx's chains accept — in by or out of a netctx link or an uplink,
 //! carrying netctx's mark (`rules::FORWARD_MARK`) — and names every policy

@@ -1,4 +1,4 @@
-//! A context's NAT chains in the host's table (design §3 "Uplink"):
+//! A context's NAT chains in the host's table (docs/uplink.md):
 //! `CTX_post` masquerades its sources leaving by the uplink (`egress =
 //! "nat"`); `CTX_pre` (from outside) and `CTX_out` (from the host itself)
 //! DNAT its published ports to its first address of the family, the client's
@@ -149,7 +149,7 @@ pub struct HostSocket {
 
 /// The context's published ports whose host port a host service already
 /// listens on (TCP) or is bound to (UDP) on an address the publish takes:
-/// netctx would take the port from it (design §3 "Coexistence"). One
+/// netctx would take the port from it (docs/coexistence.md). One
 /// message each.
 pub fn taken_ports(ctx: &Context, sockets: &[HostSocket]) -> Vec<String> {
     let mut out = Vec::new();

@@ -230,8 +230,8 @@ pub(crate) fn host_veths(ctx: &Context) -> Vec<String> {
 }
 
 /// The packet-mark bit netctx's forward chains set on what they accept, so
-/// that a foreign chain can accept it too (Docker's `DOCKER-USER`, design
-/// §3 "Coexistence"): one bit, ORed in, the other bits left as they are.
+/// that a foreign chain can accept it too (Docker's `DOCKER-USER`,
+/// docs/coexistence.md): one bit, ORed in, the other bits left as they are.
 /// Bit 13: outside kube-proxy's 0x4000/0x8000, Cilium's 0x0f00, Calico's
 /// 0xffff0000 and Tailscale's 0xff0000.
 pub const FORWARD_MARK: u32 = 0x0000_2000;

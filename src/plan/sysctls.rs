@@ -1,4 +1,4 @@
-//! The switches netctx owns inside a context (design §3 "Sysctls") and on
+//! The switches netctx owns inside a context (docs/design.md, "Integrity") and on
 //! the host side of its veths, and the plan that restores them: any other
 //! value is drift.
 
@@ -24,7 +24,7 @@ const V6_CONF: [&str; 2] = ["accept_redirects", "accept_source_route"];
 pub const PING_GROUPS: &str = "0 4294967294";
 /// Guests run in a user namespace of their context, whose root has no
 /// privilege over the context's network namespace: ports below 1024 are
-/// open to them through this switch (design §3 Guests).
+/// open to them through this switch (docs/guests.md).
 pub const UNPRIVILEGED_PORT_START: &str = "0";
 
 fn v4(dev: &str, key: &str) -> String {

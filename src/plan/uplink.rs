@@ -1,4 +1,4 @@
-//! The host's switches an uplink needs (design §3 "Uplink"), and the guard
+//! The host's switches an uplink needs (docs/uplink.md), and the guard
 //! chain that keeps the host from forwarding anything else because of them.
 //! Pure: `apply::uplink` records, writes and restores.
 //!
