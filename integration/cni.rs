@@ -1103,3 +1103,25 @@ fn check_names_a_deleted_host_chain_and_a_changed_address() {
     assert!(t.host_chains().is_empty());
     t.sb.ok("ip netns del chk");
 }
+
+#[test]
+fn an_attachment_leaves_the_runtimes_loopback_alone() {
+    let t = Cni::new();
+    t.netns("lo-down");
+    let lo_up = || {
+        t.sb.ip(Some("lo-down"), "link show lo")[0]["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "UP")
+    };
+    assert!(!lo_up());
+    let conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    let r = t.call("ADD", "lo-down", &conf).ok();
+    // The runtime's lo is the runtime's: netctx neither sets it up nor
+    // counts it as drift.
+    assert!(!lo_up(), "ADD set the runtime's lo up");
+    t.call("CHECK", "lo-down", &Cni::with_prev(&conf, &r)).ok();
+    t.call("DEL", "lo-down", &Cni::with_prev(&conf, &r)).ok();
+    t.sb.ok("ip netns del lo-down");
+}

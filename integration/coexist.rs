@@ -104,6 +104,11 @@ fn with_dockers_chains_egress_and_publish_work_and_down_leaves_them_as_they_were
         before,
         "host_firewall = none touched Docker's chains"
     );
+    // `down`, which may run without the configuration, never adds the
+    // rule either (here while nat still forwards).
+    sb.netctx_with(&cfg(r#"host_firewall = "none""#), &["down", "gone"])
+        .ok();
+    assert_eq!(iptables(&sb), before, "down added netctx's rule");
     // With "auto" (the default), netctx keeps its rule in DOCKER-USER.
     let up = sb.netctx_with(&cfg(""), &["up"]);
     up.ok();
