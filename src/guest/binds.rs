@@ -3,33 +3,17 @@
 //! attaches before a guest joins, what `audit` checks, and what the hidden
 //! `netctx debug-bpf` drives by hand.
 
-use std::net::IpAddr;
 use std::path::Path;
 
 use crate::kernel::bpf;
-pub use crate::kernel::bpf::{BpfError, Hook, HookStatus, Status};
+/// `ensure`: attach the hooks to a cgroup where missing and set their maps
+/// (idempotent); `status`: which hooks are attached, what the maps hold.
+pub use crate::kernel::bpf::{ensure, status, BpfError, Hook};
 
 /// The hook named `name` (`bind4`, `bind6`, `connect4`, `connect6`,
 /// `sendmsg4`, `sendmsg6`).
 pub fn hook(name: &str) -> Option<Hook> {
     Hook::ALL.into_iter().find(|h| h.name() == name)
-}
-
-/// Attach the hooks to `cgroup` where missing and set their maps to
-/// `addrs` and `single_ip`; with `idmap`, ports below 1024 stay the root's
-/// of that user-id range. Idempotent.
-pub fn ensure(
-    cgroup: &Path,
-    addrs: &[IpAddr],
-    single_ip: bool,
-    idmap: Option<u16>,
-) -> Result<Status, BpfError> {
-    bpf::ensure(cgroup, addrs, single_ip, idmap)
-}
-
-/// Which hooks are attached to `cgroup`, and what their maps hold.
-pub fn status(cgroup: &Path) -> Result<HookStatus, BpfError> {
-    bpf::status(cgroup)
 }
 
 /// Detach `hooks` from `cgroup` (every one when `hooks` is empty); the

@@ -226,10 +226,12 @@ pub fn link_names() -> HashMap<u32, (String, Option<String>)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn icmp_echo() -> Vec<u8> {
+    /// An ICMP echo request from 10.100.0.1 to 10.100.0.2 (also the logs
+    /// line tests').
+    pub(crate) fn icmp_echo() -> Vec<u8> {
         let mut p = vec![
             0x45, 0, 0, 84, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 100, 0, 1, 10, 100, 0, 2,
         ];

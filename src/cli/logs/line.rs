@@ -96,14 +96,7 @@ mod tests {
 
     use super::*;
     use crate::observe::nflog::parse_headers;
-
-    fn icmp_echo() -> Vec<u8> {
-        let mut p = vec![
-            0x45, 0, 0, 84, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 100, 0, 1, 10, 100, 0, 2,
-        ];
-        p.extend_from_slice(&[8, 0, 0, 0, 0x16, 0x21, 0, 1]);
-        p
-    }
+    use crate::observe::nflog::tests::icmp_echo;
 
     #[test]
     fn icmp_echo_is_printed_as_in_the_mail() {

@@ -7,10 +7,7 @@ use super::*;
 
 /// `meta mark & BIT == BIT`.
 pub(super) fn has_bit(l: &mut Attrs, bit: u32) {
-    expr(l, "meta", |d| {
-        d.be32(a::NFTA_META_KEY, NFT_META_MARK)
-            .be32(a::NFTA_META_DREG, NFT_REG_1);
-    });
+    meta(l, NFT_META_MARK);
     expr(l, "bitwise", |d| {
         d.be32(a::NFTA_BITWISE_SREG, NFT_REG_1)
             .be32(a::NFTA_BITWISE_DREG, NFT_REG_1)
@@ -27,10 +24,7 @@ pub(super) fn has_bit(l: &mut Attrs, bit: u32) {
 
 /// `meta mark set meta mark | BIT`.
 pub(super) fn set_bit(l: &mut Attrs, bit: u32) {
-    expr(l, "meta", |d| {
-        d.be32(a::NFTA_META_KEY, NFT_META_MARK)
-            .be32(a::NFTA_META_DREG, NFT_REG_1);
-    });
+    meta(l, NFT_META_MARK);
     expr(l, "bitwise", |d| {
         d.be32(a::NFTA_BITWISE_SREG, NFT_REG_1)
             .be32(a::NFTA_BITWISE_DREG, NFT_REG_1)
