@@ -11,6 +11,8 @@
 //!     netprobe serve ADDR PORT SECS FILE        TCP: append each client's address to FILE
 //!     netprobe send-udp DST PORT TEXT
 //!     netprobe forge SRC DST PORT TEXT          IPv4/UDP with any source (raw socket)
+//!     netprobe mark-udp DST PORT MARK           a datagram with SO_MARK MARK: "sent", or
+//!                                               the errno's name and exit 1
 //!     netprobe bind ADDR PORT                   prints "ok" or the errno's name
 //!     netprobe raw                              opens a raw socket; exit 1 if refused
 //!     netprobe connect ADDR PORT                TCP connect (1 s): "connected", else "timeout"
@@ -389,6 +391,33 @@ fn main() {
                 // Dropped on output: the kernel says EPERM.
                 Err(e) => println!("{}", errno_name(&e)),
             }
+        }
+        "mark-udp" => {
+            // A datagram carrying packet mark MARK (SO_MARK: needs
+            // CAP_NET_ADMIN over the namespace): `sent`, or the errno.
+            let dst = SocketAddr::new(ip(1), port(2));
+            let local: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+                .parse()
+                .unwrap();
+            let s = UdpSocket::bind(local).unwrap_or_else(|e| die(&e.to_string()));
+            let mark = libc::c_uint::try_from(num(3)).unwrap_or_else(|_| die("not a mark"));
+            // SAFETY: setsockopt with a c_uint that outlives the call.
+            let r = unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&s),
+                    libc::SOL_SOCKET,
+                    libc::SO_MARK,
+                    (&mark as *const libc::c_uint).cast(),
+                    4,
+                )
+            };
+            if r != 0 {
+                println!("{}", errno_name(&std::io::Error::last_os_error()));
+                std::process::exit(1);
+            }
+            s.send_to(b"marked", dst)
+                .unwrap_or_else(|e| die(&e.to_string()));
+            println!("sent");
         }
         "bind" => match bound(ip(1), port(2), Kind::Tcp, false, 0) {
             Ok(_) => println!("ok"),

@@ -336,6 +336,50 @@ fn explain_names_every_chain_that_judged_a_probe() {
     sb.netctx_with(&cfg(""), &["down", "--all"]).ok();
 }
 
+#[test]
+fn certain_drops_on_input_and_output_are_named_and_ufw_like_policies_are_not() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    // A strict context alone: no forwarding, but the host side still
+    // answers its ICMP echo and the host reaches it.
+    let strict = PEER.replace("reach = [\"nat:80\"]\n", "");
+    sb.netctx_with(&strict, &["up"]).ok();
+    let status = || sb.netctx_with(&strict, &["status"]);
+    assert_eq!(status().code, 0);
+    // ufw-like: conntrack and port accepts first, then policy drop; what
+    // those accepts let through the judgement cannot tell, so it is quiet.
+    sb.ok(
+        "iptables -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT && \
+           iptables -A INPUT -p tcp --dport 22 -j ACCEPT && iptables -P INPUT DROP",
+    );
+    let st = status();
+    assert_eq!(st.code, 0, "{}\n{}", st.stdout, st.stderr);
+    sb.ok("iptables -F INPUT && iptables -P INPUT ACCEPT");
+    // A plain policy drop on input, and a drop of what goes out to nx-*:
+    // certain, named with their remedies.
+    sb.ok("nft add table ip hostfw && \
+           nft add chain ip hostfw in '{ type filter hook input priority 0; policy drop; }' && \
+           nft add chain ip hostfw out '{ type filter hook output priority 0; }' && \
+           nft add rule ip hostfw out oifname \"nx-*\" drop");
+    let st = status();
+    assert_eq!(st.code, 2, "{}\n{}", st.stdout, st.stderr);
+    for want in [
+        "ip hostfw in has policy drop: it drops what contexts send to the host",
+        "iifname \"nx-*\" accept",
+        "ip hostfw out rule 1 (handle",
+        "it drops what the host sends to contexts",
+    ] {
+        assert!(st.stdout.contains(want), "{want}:\n{}", st.stdout);
+    }
+    // The remedies clear it.
+    sb.ok("nft insert rule ip hostfw in iifname \"nx-*\" accept && \
+           nft flush chain ip hostfw out");
+    let st = status();
+    assert_eq!(st.code, 0, "{}\n{}", st.stdout, st.stderr);
+    sb.ok("nft delete table ip hostfw");
+    sb.netctx_with(&strict, &["down", "--all"]).ok();
+}
+
 const ROUTED: &str = r#"
 [context.routed]
 uplink = "up0"
@@ -378,4 +422,222 @@ fn up_refuses_a_routed_address_a_lan_host_already_has() {
     sb.netctx_with(ROUTED, &["up"]).ok();
     assert!(sb.ok("ip neigh show proxy").contains("203.0.113.10"));
     sb.netctx_with(ROUTED, &["down", "--all"]).ok();
+}
+
+/// A second, strict context beside `nat`, which may reach nat's port 80.
+const PEER: &str = r#"
+[context.peer]
+reach = ["nat:80"]
+[[context.peer.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.83.0.1/24"]
+addresses = ["10.83.0.2/24"]
+[[context.peer.route]]
+to = "default"
+via = "10.83.0.1"
+"#;
+
+#[test]
+fn explain_from_traces_a_probe_into_the_context_from_a_context_the_host_and_the_lan() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    let c = cfg("") + PEER;
+    sb.netctx_with(&c, &["up"]).ok();
+    // The host forwards between contexts (reach) only when told to.
+    sb.ok("sysctl -qw net.ipv4.ip_forward=1");
+    let web = serve(&sb, "nat", "10.81.0.2", 80);
+    let web6 = serve(&sb, "nat", "fd81::2", 80);
+    settled(&sb);
+    // What the LAN namespace receives: nothing of a probe's answer.
+    sb.ok("ip netns exec lan nft add table inet seen && \
+           ip netns exec lan nft add chain inet seen in '{ type filter hook prerouting priority -500; }' && \
+           ip netns exec lan nft add rule inet seen in tcp sport '{ 80, 8080 }' counter");
+    let explain = |from: &str| sb.netctx_with(&c, &["explain", "nat", "--from", from]);
+    // From another context: traced there, on the host and in nat; the
+    // port its reach names passes, another is dropped by its own chain.
+    let e = explain("10.83.0.2:80");
+    assert_eq!(e.code, 0, "{}\n{}", e.stdout, e.stderr);
+    for place in ["context peer:\n", "host:\n", "context nat:\n"] {
+        assert!(e.stdout.contains(place), "{place}: {}", e.stdout);
+    }
+    assert!(
+        e.stdout.contains("inet netctx peer_forward: rule handle"),
+        "{}",
+        e.stdout
+    );
+    let e = explain("10.83.0.2:81");
+    assert_eq!(e.code, 2, "{}\n{}", e.stdout, e.stderr);
+    assert!(
+        e.stdout
+            .contains("verdict: dropped by inet netctx peer_forward rule handle"),
+        "{}",
+        e.stdout
+    );
+    // From the host's own address: straight to the context's, accepted.
+    let e = explain("203.0.113.1:80");
+    assert_eq!(e.code, 0, "{}\n{}", e.stdout, e.stderr);
+    assert!(e.stdout.contains("context nat:\n"), "{}", e.stdout);
+    assert!(
+        e.stdout
+            .contains("probe: 203.0.113.1:80 to context nat at 10.81.0.2:80/tcp: connected"),
+        "{}",
+        e.stdout
+    );
+    // From the LAN: to the port nat publishes for 80, with the LAN's
+    // address as source; the answer stops at the host.
+    for (from, at) in [
+        ("203.0.113.2:80", "203.0.113.1:8080/tcp"),
+        ("[2001:db8:1::2]:80", "[2001:db8:1::1]:8080/tcp"),
+    ] {
+        let e = explain(from);
+        assert_eq!(e.code, 0, "{from}: {}\n{}", e.stdout, e.stderr);
+        assert!(
+            e.stdout.contains(&format!(
+                "to context nat at {at}: answered (the answer was stopped at the host"
+            )),
+            "{}",
+            e.stdout
+        );
+        assert!(
+            e.stdout.contains("note: sent from the host"),
+            "{}",
+            e.stdout
+        );
+        assert!(
+            e.stdout.contains("inet netctx nat_out: rule handle"),
+            "{}",
+            e.stdout
+        );
+        assert!(e.stdout.contains("context nat:\n"), "{}", e.stdout);
+    }
+    // The server accepted the context's and the host's connections; the
+    // LAN's never completed (its answer went nowhere), and the LAN saw no
+    // answer.
+    assert_eq!(seen(&web).trim(), "10.83.0.2\n203.0.113.1");
+    assert_eq!(seen(&web6).trim(), "");
+    let j = sb.netctx_with(
+        &c,
+        &["explain", "nat", "--from", "203.0.113.2:80", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(
+        (v["passed"].as_bool(), v["to"].as_str()),
+        (Some(true), Some("203.0.113.1:8080/tcp"))
+    );
+    assert_eq!(v["from"], "203.0.113.2:80");
+    // Its own address, or no direction at all: errors.
+    let e = explain("10.81.0.2:80");
+    assert_eq!(e.code, 1, "{}", e.stderr);
+    assert!(
+        e.stderr.contains("is context nat's own address"),
+        "{}",
+        e.stderr
+    );
+    assert_eq!(sb.netctx_with(&c, &["explain", "nat"]).code, 1);
+    // Nothing of the tracing outlives the runs, and nothing of the LAN
+    // probes' answers reached the LAN, retransmissions included (a TCP
+    // one would come 1 s and 3 s after the first).
+    assert!(!sb
+        .ok("nft list tables; for n in nat peer; do ip netns exec $n nft list tables; done")
+        .contains("netctx-explain"));
+    std::thread::sleep(Duration::from_secs(4));
+    let counted = sb.ok("ip netns exec lan nft list table inet seen");
+    assert!(counted.contains("packets 0 bytes 0"), "{counted}");
+    sb.ok("ip netns exec lan nft delete table inet seen");
+    sb.netctx_with(&c, &["down", "--all"]).ok();
+}
+
+#[test]
+fn explain_killed_mid_probe_leaves_no_tracing_table() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.netctx_with(&cfg(""), &["up"]).ok();
+    let tables = || sb.ok("nft list tables; ip netns exec nat nft list tables");
+    // A probe nothing answers keeps explain waiting.
+    let cfgfile = sb.write_config("netctx.toml", &cfg(""));
+    let mut child = sb.spawn_netctx(&[
+        "-c",
+        cfgfile.to_str().unwrap(),
+        "explain",
+        "nat",
+        "--to",
+        "198.51.100.2:7002",
+    ]);
+    let until = Instant::now() + Duration::from_secs(5);
+    while tables().matches("netctx-explain").count() < 2 {
+        assert!(Instant::now() < until, "the tracing tables never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let until = Instant::now() + Duration::from_secs(2);
+    while tables().contains("netctx-explain") {
+        assert!(
+            Instant::now() < until,
+            "a killed explain left its tracing table:\n{}",
+            tables()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sb.netctx_with(&cfg(""), &["down", "--all"]).ok();
+}
+
+#[test]
+fn a_mark_set_in_a_context_or_on_the_lan_does_not_reach_the_hosts_forward_hook() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.ok(DOCKER);
+    sb.netctx_with(&cfg(""), &["up"]).ok();
+    assert!(iptables(&sb).contains("-A DOCKER-USER -m mark --mark 0x2000/0x2000"));
+    // Every packet carrying netctx's bit as the host receives it, and as
+    // the host itself sends it (which shows the counting works).
+    sb.ok("nft add table inet marks && \
+           nft add chain inet marks pre '{ type filter hook prerouting priority -500; }' && \
+           nft add rule inet marks pre meta mark and 0x2000 == 0x2000 counter && \
+           nft add chain inet marks out '{ type filter hook output priority -500; }' && \
+           nft add rule inet marks out udp dport 7009 meta mark and 0x2000 == 0x2000 counter");
+    let other = crate::uplink::recv_udp(&sb, "other", "198.51.100.2", 7002);
+    let ctx = crate::uplink::recv_udp(&sb, "nat", "10.81.0.2", 7003);
+    sb.ok("ip -n lan route add 10.81.0.0/24 via 203.0.113.1");
+    // A guest, root of its context: no CAP_NET_ADMIN over the namespace.
+    let g = sb.netctx_with(
+        &cfg(""),
+        &[
+            "exec",
+            "nat",
+            "--",
+            &probe(),
+            "mark-udp",
+            "198.51.100.2",
+            "7002",
+            "8192",
+        ],
+    );
+    assert_eq!(g.stdout.trim(), "EPERM", "{}\n{}", g.stdout, g.stderr);
+    // The host's root inside the context, and on the LAN: the mark is
+    // gone when the packet crosses into the host, and Docker's policy and
+    // netctx's chains drop them.
+    assert_eq!(
+        run(&sb, Some("nat"), "mark-udp 198.51.100.2 7002 8192"),
+        "sent"
+    );
+    assert_eq!(
+        run(&sb, Some("lan"), "mark-udp 10.81.0.2 7003 8192"),
+        "sent"
+    );
+    assert_eq!(run(&sb, None, "mark-udp 203.0.113.2 7009 8192"), "sent");
+    assert_eq!(seen(&other), "");
+    assert_eq!(seen(&ctx), "");
+    let counted = sb.ok("nft list table inet marks");
+    let packets: Vec<&str> = counted
+        .lines()
+        .filter(|l| l.contains("counter"))
+        .map(|l| l.split("counter ").nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(packets.len(), 2, "{counted}");
+    assert!(packets[0].starts_with("packets 0 "), "{counted}");
+    assert!(packets[1].starts_with("packets 1 "), "{counted}");
+    sb.ok("nft delete table inet marks");
+    sb.netctx_with(&cfg(""), &["down", "--all"]).ok();
 }

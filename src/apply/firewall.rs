@@ -94,17 +94,22 @@ pub fn after(host: &mut Host, mode: HostFirewall, may_add: bool) -> Result<Synce
     Ok(Synced::default())
 }
 
-/// What the host's own firewall would drop of netctx's forwarded traffic:
-/// a line each (table, chain, rule or policy, remedy), iptables-legacy's
-/// tables (which nf_tables cannot see) as unknown. `ifaces`: netctx's host
-/// links and the uplinks.
-pub fn findings(host: &mut Host, ifaces: &[String]) -> Result<Vec<String>, NlError> {
+/// What the host's own firewall would drop of netctx's traffic: a line
+/// each (table, chain, rule or policy, remedy), iptables-legacy's tables
+/// (which nf_tables cannot see) as unknown. `forwarding`: the host links
+/// and uplinks of what netctx forwards; `links`: all of netctx's host
+/// links.
+pub fn findings(
+    host: &mut Host,
+    forwarding: &[String],
+    links: &[String],
+) -> Result<Vec<String>, NlError> {
     let chains = seen::read(&mut host.nft)?;
-    let mut out: Vec<String> = crate::plan::firewall::findings(&chains, ifaces)
+    let mut out: Vec<String> = crate::plan::firewall::findings(&chains, forwarding, links)
         .iter()
         .map(|f| f.to_string())
         .collect();
-    if !ifaces.is_empty() {
+    if !forwarding.is_empty() || !links.is_empty() {
         for t in seen::legacy_tables() {
             out.push(format!(
                 "host firewall: iptables-legacy table {t} is loaded; nf_tables cannot see its \

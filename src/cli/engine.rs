@@ -288,7 +288,8 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     // What the host's own firewall would still drop (status exits 2 for it).
     let mut host = apply::Host::open().context("opening netlink sockets")?;
     let ifaces = super::status::forwarding_ifaces(cfg);
-    match apply::firewall::findings(&mut host, &ifaces) {
+    let links = super::status::host_links(cfg);
+    match apply::firewall::findings(&mut host, &ifaces, &links) {
         Ok(found) => found.iter().for_each(|f| eprintln!("netctx: warning: {f}")),
         Err(e) => eprintln!("netctx: warning: reading the host's firewall: {e}"),
     }

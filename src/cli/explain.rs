@@ -1,6 +1,9 @@
 //! `netctx explain CTX --to ADDR[:PORT[/PROTO]]`: one probe from inside the
 //! context (a TCP connection attempt, a UDP datagram, or with no port an
-//! ICMP echo request), traced by nftables in the context and on the host
+//! ICMP echo request) — or with `--from ADDR[:PORT[/PROTO]]` one into it,
+//! from another context, the host, or an address beyond the host (sent
+//! from the host with that source, its answer stopped there) — traced by
+//! nftables in every namespace it meets
 //! (`kernel::nft::trace`'s table, owned by the socket that made it, so
 //! nothing outlives the run), and every table, chain, rule and verdict
 //! that judged it printed in order — netctx's own and the host's foreign
@@ -16,9 +19,10 @@ use serde::Serialize;
 
 use super::Exit;
 use crate::kernel::netns;
-use crate::model::{Config, Proto};
+use crate::model::{Config, Context, Proto};
 use crate::observe::firewall::{self, render, verdict_text, ForeignChain};
-use crate::observe::trace::{Probe, Step, Tracer, Tracing, EXPLAIN_TABLE};
+use crate::observe::probe::{self, Source};
+use crate::observe::trace::{answer_stopped, Probe, Step, Tracer, Tracing, EXPLAIN_TABLE};
 
 #[derive(Args)]
 pub struct ExplainArgs {
@@ -27,7 +31,9 @@ pub struct ExplainArgs {
     /// Where the probe goes: ADDR, ADDR:PORT, ADDR:PORT/udp ([V6]:PORT)
     #[arg(long, value_name = "ADDR[:PORT[/PROTO]]", conflicts_with = "from")]
     pub to: Option<String>,
-    /// Where a probe into the context comes from (not built yet)
+    /// Where a probe into the context comes from: another context's
+    /// address, the host's, or one beyond the host; PORT is the
+    /// context's (or the one it publishes for it)
     #[arg(long, value_name = "ADDR[:PORT[/PROTO]]")]
     pub from: Option<String>,
     /// One JSON document
@@ -72,37 +78,6 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
     })
 }
 
-/// What the probe itself saw.
-fn probe(t: &Target) -> String {
-    let wait = Duration::from_millis(1500);
-    match (t.port, t.proto) {
-        (Some(p), Proto::Tcp) => {
-            match std::net::TcpStream::connect_timeout(&SocketAddr::new(t.addr, p), wait) {
-                Ok(_) => "connected".into(),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    "refused (the destination answered: nothing listens there)".into()
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => "no answer".into(),
-                Err(e) => format!("failed: {e}"),
-            }
-        }
-        (Some(p), Proto::Udp) => {
-            let any: IpAddr = if t.addr.is_ipv4() {
-                std::net::Ipv4Addr::UNSPECIFIED.into()
-            } else {
-                std::net::Ipv6Addr::UNSPECIFIED.into()
-            };
-            let sent = std::net::UdpSocket::bind(SocketAddr::new(any, 0))
-                .and_then(|u| u.send_to(b"netctx explain", SocketAddr::new(t.addr, p)));
-            match sent {
-                Ok(_) => "sent (UDP: no answer is expected)".into(),
-                Err(e) => format!("failed: {e}"),
-            }
-        }
-        (None, _) => crate::observe::trace::ping(t.addr, wait),
-    }
-}
-
 /// One step as printed.
 #[derive(Serialize)]
 struct StepOut {
@@ -119,10 +94,16 @@ struct StepOut {
 #[derive(Serialize)]
 struct Doc<'a> {
     context: &'a str,
+    /// `--from`'s source, as given.
+    from: Option<&'a str>,
+    /// How the probe differs from the real thing, if it does.
+    note: Option<&'a str>,
     outcome: String,
     passed: bool,
     probe: String,
     steps: &'a [StepOut],
+    /// Where the probe went: ADDR:PORT/PROTO, or ADDR (ICMP echo).
+    to: String,
 }
 
 /// The first traced packet's steps (retransmissions are left out), in
@@ -163,48 +144,225 @@ fn steps_of(place: &str, steps: &[Step], tables: &[ForeignChain]) -> Vec<StepOut
         .collect()
 }
 
-/// Trace in the calling thread's namespace around `f`: the tracing table
-/// set, the steps read, the tables read for the rules' text.
-fn traced<T>(
-    probe: &Probe,
-    f: impl FnOnce() -> T,
-) -> anyhow::Result<(T, Vec<Step>, Vec<ForeignChain>, Tracing)> {
-    let mut tracing = Tracing::start(probe).context("setting nftables tracing")?;
-    let tracer = Tracer::open().context("subscribing to nftables traces")?;
-    let out = f();
-    let steps = tracer
-        .steps(Duration::from_millis(300), Duration::from_secs(3))
-        .context("reading nftables traces")?;
-    let tables = tracing.tables().context("reading nftables tables")?;
-    Ok((out, steps, tables, tracing))
+/// Where a probe is sent from: a context's namespace or the host's.
+enum Origin {
+    Context(std::fs::File, String),
+    Host,
+}
+
+/// One probe: where it starts, its source, where it goes.
+struct Route {
+    origin: Origin,
+    src: Source,
+    to: Target,
+    /// The namespaces traced besides the host's, with their labels, in
+    /// the order the probe meets them.
+    before_host: Option<(std::fs::File, String)>,
+    after_host: Option<(std::fs::File, String)>,
+    /// Where the probe goes once inside the context, if not `to` (a
+    /// published port's translation).
+    inside: Option<Target>,
+}
+
+fn open_ns(name: &str) -> anyhow::Result<std::fs::File> {
+    netns::open(name).with_context(|| format!("context {name} is not up"))
+}
+
+/// `--to`: from inside the context.
+fn route_to(ctx: &Context, to: &str) -> anyhow::Result<Route> {
+    let t = parse_target(to).map_err(anyhow::Error::msg)?;
+    let label = format!("context {}", ctx.name);
+    Ok(Route {
+        origin: Origin::Context(open_ns(&ctx.name)?, label.clone()),
+        src: Source::Any,
+        to: t,
+        before_host: Some((open_ns(&ctx.name)?, label)),
+        after_host: None,
+        inside: None,
+    })
+}
+
+/// `--from SRC[:PORT[/PROTO]]`: into the context, to PORT of its first
+/// address of SRC's family. From another context's address, the probe
+/// starts in that context; from one of the host's, on the host; from any
+/// other (the LAN, the world), on the host with SRC as its source, to the
+/// port the context publishes for PORT where it publishes one (as the LAN
+/// reaches it), its answer stopped at the host.
+fn route_from(cfg: &Config, ctx: &Context, from: &str) -> anyhow::Result<Route> {
+    let f = parse_target(from).map_err(anyhow::Error::msg)?;
+    let v6 = f.addr.is_ipv6();
+    let owner = cfg.contexts.iter().find(|c| {
+        c.links
+            .iter()
+            .flat_map(|l| &l.addresses)
+            .any(|a| a.addr == f.addr)
+    });
+    let ctx_addr = ctx.first_address(v6).with_context(|| {
+        format!(
+            "context {} has no IPv{} address for a probe from {}",
+            ctx.name,
+            if v6 { 6 } else { 4 },
+            f.addr
+        )
+    })?;
+    let direct = Target {
+        addr: ctx_addr,
+        ..f
+    };
+    let target = (open_ns(&ctx.name)?, format!("context {}", ctx.name));
+    if let Some(o) = owner {
+        if o.name == ctx.name {
+            bail!(
+                "{} is context {}'s own address: explain a probe from elsewhere",
+                f.addr,
+                ctx.name
+            );
+        }
+        let label = format!("context {}", o.name);
+        return Ok(Route {
+            origin: Origin::Context(open_ns(&o.name)?, label.clone()),
+            src: Source::Local(f.addr),
+            to: direct,
+            before_host: Some((open_ns(&o.name)?, label)),
+            after_host: Some(target),
+            inside: None,
+        });
+    }
+    if probe::is_local(f.addr) {
+        return Ok(Route {
+            origin: Origin::Host,
+            src: Source::Local(f.addr),
+            to: direct,
+            before_host: None,
+            after_host: Some(target),
+            inside: None,
+        });
+    }
+    let to = published(ctx, &f)?;
+    Ok(Route {
+        origin: Origin::Host,
+        src: Source::Foreign(f.addr),
+        to: to.unwrap_or(direct),
+        before_host: None,
+        after_host: Some(target),
+        inside: to.map(|_| direct),
+    })
+}
+
+/// Where the LAN reaches port `f.port` of the context when it publishes
+/// it: the published address (the uplink's first of the family when the
+/// entry names none) and host port.
+fn published(ctx: &Context, f: &Target) -> anyhow::Result<Option<Target>> {
+    let (Some(port), Some(uplink)) = (f.port, &ctx.uplink) else {
+        return Ok(None);
+    };
+    let v6 = f.addr.is_ipv6();
+    let Some(p) = ctx.publish.iter().find(|p| {
+        p.port == port && p.proto == f.proto && p.host_ip.is_none_or(|h| h.is_ipv6() == v6)
+    }) else {
+        return Ok(None);
+    };
+    let addr = match p.host_ip {
+        Some(h) if !h.is_unspecified() => h,
+        _ => {
+            let addrs = probe::addresses_of(uplink)
+                .with_context(|| format!("reading the addresses of uplink {uplink}"))?;
+            let Some(a) = addrs.into_iter().find(|a| a.is_ipv6() == v6) else {
+                return Ok(None);
+            };
+            a
+        }
+    };
+    Ok(Some(Target {
+        addr,
+        port: Some(p.host_port),
+        proto: p.proto,
+    }))
+}
+
+/// A namespace's tracing while the probe runs.
+struct Place {
+    label: String,
+    tracing: Tracing,
+    tracer: Tracer,
+}
+
+fn start(label: &str, probe: &Probe) -> anyhow::Result<Place> {
+    Ok(Place {
+        label: label.to_string(),
+        tracing: Tracing::start(probe).context("setting nftables tracing")?,
+        tracer: Tracer::open().context("subscribing to nftables traces")?,
+    })
+}
+
+fn start_in(ns: &std::fs::File, label: &str, probe: &Probe) -> anyhow::Result<Place> {
+    netns::run_in(ns, || start(label, probe)).with_context(|| format!("entering {label}"))?
+}
+
+/// Trace every place the probe meets, send it, read what was traced.
+fn run(r: &Route) -> anyhow::Result<(String, Vec<StepOut>, bool)> {
+    let mut matches = Probe::new(r.to.addr, r.to.port, r.to.proto == Proto::Udp);
+    if let Source::Foreign(a) = r.src {
+        matches = matches.answered_to(a, r.inside.unwrap_or(r.to).addr);
+    }
+    let mut places = Vec::new();
+    if let Some((ns, label)) = &r.before_host {
+        places.push(start_in(ns, label, &matches)?);
+    }
+    places.push(start("host", &matches)?);
+    if let Some((ns, label)) = &r.after_host {
+        let inside = r
+            .inside
+            .map(|t| Probe::new(t.addr, t.port, t.proto == Proto::Udp));
+        places.push(start_in(ns, label, inside.as_ref().unwrap_or(&matches))?);
+    }
+    let wait = Duration::from_millis(1500);
+    let send = || probe::send(r.src, r.to.addr, r.to.port, r.to.proto == Proto::Udp, wait);
+    let outcome = match &r.origin {
+        Origin::Context(ns, label) => {
+            netns::run_in(ns, send).with_context(|| format!("entering {label}"))?
+        }
+        Origin::Host => send(),
+    };
+    let mut steps = Vec::new();
+    let mut answered = false;
+    for mut p in places {
+        let raw = p
+            .tracer
+            .steps(Duration::from_millis(300), Duration::from_secs(3))
+            .context("reading nftables traces")?;
+        let tables = p.tracing.tables().context("reading nftables tables")?;
+        if p.label == "host" {
+            answered = answer_stopped(&raw);
+        }
+        steps.extend(steps_of(&p.label, &raw, &tables));
+    }
+    Ok((outcome, steps, answered))
 }
 
 pub fn explain(cfg: &Config, a: &ExplainArgs) -> anyhow::Result<Exit> {
-    if a.from.is_some() {
-        bail!("explain --from is not built yet: explain a probe from the context with --to");
-    }
-    let Some(to) = &a.to else {
-        bail!("name where the probe goes: --to ADDR[:PORT[/PROTO]]");
-    };
-    let t = parse_target(to).map_err(anyhow::Error::msg)?;
     let ctx = cfg
         .get(&a.context)
         .with_context(|| format!("context {} is not declared", a.context))?;
-    let ns = netns::open(&ctx.name).with_context(|| format!("context {} is not up", ctx.name))?;
-    let matches = Probe::new(t.addr, t.port, t.proto == Proto::Udp);
-    // The host traces first, so that it is listening when the probe
-    // arrives; the context's tracing lives on its worker thread.
-    let host = traced(&matches, || {
-        netns::run_in(&ns, || traced(&matches, || probe(&t)))
-    })?;
-    let ((outcome, ctx_steps, ctx_tables, _ctx_tracing), host_steps, host_tables, _host) = (
-        host.0.context("entering the context")??,
-        host.1,
-        host.2,
-        host.3,
-    );
-    let mut steps = steps_of(&format!("context {}", ctx.name), &ctx_steps, &ctx_tables);
-    steps.extend(steps_of("host", &host_steps, &host_tables));
+    let r = match (&a.to, &a.from) {
+        (Some(to), None) => route_to(ctx, to)?,
+        (None, Some(from)) => route_from(cfg, ctx, from)?,
+        _ => bail!(
+            "name where the probe goes (--to ADDR[:PORT[/PROTO]]) or where it comes from \
+             (--from ADDR[:PORT[/PROTO]])"
+        ),
+    };
+    let (mut outcome, steps, answered) = run(&r)?;
+    let mut note = None;
+    if let Source::Foreign(src) = r.src {
+        if answered {
+            outcome = format!("answered (the answer was stopped at the host, not sent to {src})");
+        }
+        note = Some(format!(
+            "sent from the host with source {src}: it met the host's output hook, where a \
+             packet from {src} itself arrives through prerouting and forward"
+        ));
+    }
     let dropped = steps
         .iter()
         .find(|s| matches!(s.verdict.as_deref(), Some("drop") | Some("reject")));
@@ -223,40 +381,69 @@ pub fn explain(cfg: &Config, a: &ExplainArgs) -> anyhow::Result<Exit> {
         None if silent => "dropped or unanswered beyond what was traced".into(),
         None => "passed".into(),
     };
+    let to = r.to.to_string();
+    let said = match (&a.to, &a.from) {
+        (Some(t), _) => format!("{t} from context {}", ctx.name),
+        (_, Some(f)) => format!("{f} to context {} at {to}", ctx.name),
+        _ => unreachable!("checked above"),
+    };
     if a.json {
         let doc = Doc {
             context: &ctx.name,
+            from: a.from.as_deref(),
+            note: note.as_deref(),
             outcome: verdict,
             passed,
             probe: outcome,
             steps: &steps,
+            to,
         };
         println!("{}", serde_json::to_string(&doc)?);
     } else {
-        let mut place = String::new();
-        for s in &steps {
-            if s.place != place {
-                place = s.place.clone();
-                println!("{place}:");
-            }
-            let what = match (s.kind, s.handle) {
-                ("policy", _) => "policy".to_string(),
-                ("return", _) => "end of chain".to_string(),
-                (_, Some(h)) => format!("rule handle {h}"),
-                (_, None) => "rule".to_string(),
-            };
-            let rule = s
-                .rule
-                .as_ref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default();
-            let v = s.verdict.as_deref().unwrap_or("continue");
-            println!("  {} {} {}: {what}{rule}: {v}", s.family, s.table, s.chain);
+        print(&steps);
+        println!("probe: {said}: {outcome}");
+        if let Some(n) = &note {
+            println!("note: {n}");
         }
-        println!("probe: {to} from context {}: {outcome}", ctx.name);
         println!("verdict: {verdict}");
     }
     Ok(if passed { Exit::Ok } else { Exit::Finding })
+}
+
+fn print(steps: &[StepOut]) {
+    let mut place = String::new();
+    for s in steps {
+        if s.place != place {
+            place = s.place.clone();
+            println!("{place}:");
+        }
+        let what = match (s.kind, s.handle) {
+            ("policy", _) => "policy".to_string(),
+            ("return", _) => "end of chain".to_string(),
+            (_, Some(h)) => format!("rule handle {h}"),
+            (_, None) => "rule".to_string(),
+        };
+        let rule = s
+            .rule
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let v = s.verdict.as_deref().unwrap_or("continue");
+        println!("  {} {} {}: {what}{rule}: {v}", s.family, s.table, s.chain);
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = match self.proto {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        };
+        match self.port {
+            None => write!(f, "{} (ICMP echo)", self.addr),
+            Some(p) => write!(f, "{}/{proto}", SocketAddr::new(self.addr, p)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -197,6 +197,19 @@ pub fn forwarding_ifaces(cfg: &Config) -> Vec<String> {
     ifaces
 }
 
+/// Every host link of the declared contexts (what the host's input,
+/// output and prerouting chains meet of netctx's).
+pub fn host_links(cfg: &Config) -> Vec<String> {
+    let mut links: Vec<String> = cfg
+        .contexts
+        .iter()
+        .flat_map(|c| c.links.iter().filter_map(|l| l.host.clone()))
+        .collect();
+    links.sort();
+    links.dedup();
+    links
+}
+
 /// The host's rows: the uplinks' guard chain (the host's, no context's)
 /// and the host's own firewall for what netctx forwards (the host links
 /// and uplinks of contexts with an uplink in use or a `reach`).
@@ -214,7 +227,9 @@ fn host_rows(cfg: &Config, attachments: &[String], nl: &mut apply::Host) -> Vec<
     }
     let mut ifaces = forwarding_ifaces(cfg);
     ifaces.extend(attachments.iter().cloned());
-    match apply::firewall::findings(nl, &ifaces) {
+    let mut links = host_links(cfg);
+    links.extend(attachments.iter().cloned());
+    match apply::firewall::findings(nl, &ifaces, &links) {
         Ok(f) if f.is_empty() => {}
         Ok(f) => out.push(row(ContextState::Conflict, f)),
         Err(e) => out.push(row(

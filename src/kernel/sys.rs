@@ -6,7 +6,7 @@
 //! the callers have none. What is here: the new mount API (fsopen,
 //! fsconfig, fsmount, open_tree, mount_setattr, move_mount), duplicating a
 //! descriptor above a floor, the terminal ioctls, waitpid with the raw
-//! status, close_range, capset and the capability prctls, and _exit
+//! status, close_range, capset and the capability prctls, IPV6_TRANSPARENT, and _exit
 //! (sigaction is `signals`').
 
 use std::ffi::CStr;
@@ -190,6 +190,25 @@ pub fn close_from(first: libc::c_uint) -> io::Result<()> {
 pub fn prctl(op: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> io::Result<()> {
     // SAFETY: integer arguments only.
     ok(unsafe { libc::prctl(op, a, b, 0, 0) }.into())
+}
+
+/// IPV6_TRANSPARENT on an IPv6 socket (nix wraps only IPv4's
+/// IP_TRANSPARENT): it may send from an address that is not the host's
+/// (`netctx explain --from`). Needs CAP_NET_ADMIN.
+pub fn set_ipv6_transparent(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: `one` outlives the call and `len` is its size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_IPV6,
+            libc::IPV6_TRANSPARENT,
+            (&one as *const libc::c_int).cast(),
+            len,
+        )
+    };
+    ok(r.into())
 }
 
 /// _LINUX_CAPABILITY_VERSION_3 of the calling thread (pid 0).

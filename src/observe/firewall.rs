@@ -198,8 +198,13 @@ pub fn decode_expr(name: &str, d: &[u8]) -> Expr {
         "lookup" | "range" => Expr::Lookup,
         "immediate" => match (u(1), nested(d, 2).and_then(verdict)) {
             (Some(0), Some(v)) => Expr::Verdict(v),
-            _ => Expr::Statement("immediate".into()),
+            // Data for a statement that follows (a NAT's address, port):
+            // said by that statement.
+            _ => Expr::Statement(String::new()),
         },
+        // NFTA_NAT_TYPE: NFT_NAT_SNAT 0, NFT_NAT_DNAT 1.
+        "nat" => Expr::Statement(if u(1) == Some(1) { "dnat" } else { "snat" }.into()),
+        "masq" => Expr::Statement("masquerade".into()),
         "reject" => Expr::Verdict(Verdict::Reject),
         // iptables-nft's extensions: `match` by name, `target` by name.
         "match" => Expr::Unknown(format!("-m {}", nested(d, 1).map(cstr).unwrap_or_default())),
@@ -342,6 +347,7 @@ pub fn render(exprs: &[Expr]) -> String {
                 parts.push(format!("{w} {o} {v}"));
             }
             Expr::Lookup => parts.push("@set".into()),
+            Expr::Statement(n) if n.is_empty() => {}
             Expr::Unknown(n) | Expr::Statement(n) => parts.push(n.clone()),
             Expr::Verdict(v) => parts.push(verdict_text(v)),
         }

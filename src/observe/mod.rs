@@ -21,6 +21,7 @@ pub mod neigh;
 pub mod nflog;
 pub mod nft;
 pub mod owner;
+pub mod probe;
 pub mod procs;
 pub mod routes;
 pub mod trace;

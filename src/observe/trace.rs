@@ -149,22 +149,29 @@ impl Tracer {
 }
 
 /// What a probe's packets are, for the tracing rules: to `addr`, on
-/// `port` of TCP or UDP, or (no port) an ICMP echo request.
+/// `port` of TCP or UDP, or (no port) an ICMP echo request; and, for a
+/// probe from a foreign source, what its answer is (to that source: the
+/// tracing table stops it, so that it never leaves the host).
 #[derive(Debug, Clone)]
 pub struct Probe {
     matches: Vec<Match>,
+    answer: Option<Vec<Match>>,
+}
+
+fn one(dir: Dir, addr: IpAddr) -> Match {
+    Match::Prefix {
+        dir,
+        cidr: Cidr {
+            addr,
+            prefix: max_prefix(addr),
+        },
+    }
 }
 
 impl Probe {
     pub fn new(addr: IpAddr, port: Option<u16>, udp: bool) -> Probe {
         let v6 = addr.is_ipv6();
-        let mut matches = vec![Match::Prefix {
-            dir: Dir::Dst,
-            cidr: Cidr {
-                addr,
-                prefix: max_prefix(addr),
-            },
-        }];
+        let mut matches = vec![one(Dir::Dst, addr)];
         matches.push(match port {
             Some(port) => Match::Dport {
                 proto: if udp { IPPROTO_UDP } else { IPPROTO_TCP },
@@ -175,8 +182,27 @@ impl Probe {
                 ty: if v6 { 128 } else { 8 },
             },
         });
-        Probe { matches }
+        Probe {
+            matches,
+            answer: None,
+        }
     }
+
+    /// The probe comes from `source`, not the host's, and is answered
+    /// from `by`: those answers are traced and stopped before they leave
+    /// the host (a TCP one with a reset to `by`).
+    pub fn answered_to(mut self, source: IpAddr, by: IpAddr) -> Probe {
+        self.answer = Some(vec![one(Dir::Src, by), one(Dir::Dst, source)]);
+        self
+    }
+}
+
+/// Whether `steps` (the host's) hold the tracing table's drop of an
+/// answer: the probe was answered.
+pub fn answer_stopped(steps: &[Step]) -> bool {
+    steps
+        .iter()
+        .any(|s| s.table == EXPLAIN_TABLE && s.verdict == Some(Verdict::Drop))
 }
 
 /// The tracing table of the calling thread's namespace, held by the
@@ -188,7 +214,7 @@ pub struct Tracing {
 impl Tracing {
     pub fn start(p: &Probe) -> Result<Tracing, NlError> {
         let mut nft = Nft::open()?;
-        let msgs = explain_msgs(&p.matches);
+        let msgs = explain_msgs(&p.matches, p.answer.as_deref());
         nft.transaction(&msgs).map_err(|(i, e)| NlError {
             extack: Some(format!(
                 "{} (message {i} of {}){}",
@@ -207,58 +233,5 @@ impl Tracing {
     /// Every table of the namespace (for the rules' text).
     pub fn tables(&mut self) -> Result<Vec<super::firewall::ForeignChain>, NlError> {
         super::firewall::read_tables(&mut self.nft, true)
-    }
-}
-
-/// An ICMP echo request to `addr` from an ICMP datagram socket (what
-/// `ping` uses without privilege); what came back within `wait`.
-pub fn ping(addr: IpAddr, wait: Duration) -> String {
-    use nix::sys::socket::{
-        recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol,
-        SockType, SockaddrIn, SockaddrIn6,
-    };
-    let (family, proto) = match addr {
-        IpAddr::V4(_) => (AddressFamily::Inet, SockProtocol::Icmp),
-        IpAddr::V6(_) => (AddressFamily::Inet6, SockProtocol::IcmpV6),
-    };
-    let fd = match socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, proto) {
-        Ok(fd) => fd,
-        Err(e) => return format!("failed: {e}"),
-    };
-    let tv = nix::sys::time::TimeVal::new(
-        i64::try_from(wait.as_secs()).unwrap_or(1),
-        i64::from(wait.subsec_micros()),
-    );
-    let _ = setsockopt(&fd, sockopt::ReceiveTimeout, &tv);
-    // Type, code, checksum (the kernel's), identifier (the kernel's),
-    // sequence 1.
-    let ty = if addr.is_ipv6() { 128 } else { 8 };
-    let echo = [ty, 0, 0, 0, 0, 0, 0, 1];
-    let sent = match addr {
-        IpAddr::V4(a) => sendto(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            &echo,
-            &SockaddrIn::from(std::net::SocketAddrV4::new(a, 0)),
-            MsgFlags::empty(),
-        ),
-        IpAddr::V6(a) => sendto(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            &echo,
-            &SockaddrIn6::from(std::net::SocketAddrV6::new(a, 0, 0, 0)),
-            MsgFlags::empty(),
-        ),
-    };
-    if let Err(e) = sent {
-        return format!("failed: {e}");
-    }
-    let mut buf = [0u8; 1500];
-    match recv(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &mut buf,
-        MsgFlags::empty(),
-    ) {
-        Ok(_) => "answered (echo reply)".into(),
-        Err(nix::errno::Errno::EAGAIN) => "no answer".into(),
-        Err(e) => format!("failed: {e}"),
     }
 }

@@ -1,16 +1,28 @@
 //! The host's own firewall against netctx's (docs/coexistence.md). An
 //! nftables `accept` is final only in its own table: a drop in any other
-//! base chain on the same hook still drops. This
-//! judges every foreign base chain of the forward hook for the packets
-//! netctx's chains accept — in by or out of a netctx link or an uplink,
-//! carrying netctx's mark (`rules::FORWARD_MARK`) — and names every policy
-//! and rule that would drop or reject them. Pure.
+//! base chain on the same hook still drops. This judges every foreign
+//! filter base chain on the hooks netctx's traffic passes for the packets
+//! netctx's chains accept, and names every policy and rule that would drop
+//! or reject them:
+//!
+//! - forward: in by or out of a netctx link or an uplink, carrying netctx's
+//!   mark (`rules::FORWARD_MARK`) after netctx's dispatch;
+//! - prerouting: in by a netctx link or an uplink;
+//! - input: from a context to the host (in by a netctx link);
+//! - output: from the host to a context (out by a netctx link);
+//! - postrouting: out by a netctx link or an uplink.
+//!
+//! On input and output, where a host's own policy is expected to be strict
+//! (ufw's, firewalld's), only a drop that is certain counts: one that an
+//! earlier rule might have accepted first (a match the judgement cannot
+//! read: a port, a conntrack state) is left out. Pure.
 
 use crate::kernel::nft::dispatch::DISPATCH_PRIORITY;
 use crate::observe::firewall::{Expr, ForeignChain, Load, Verdict};
 
-/// NF_INET_FORWARD.
-const HOOK_FORWARD: u32 = 2;
+use crate::kernel::nft::table::{
+    NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING,
+};
 /// Docker's chain for other tools' rules (in `ip filter` and `ip6 filter`).
 pub const DOCKER_USER: &str = "DOCKER-USER";
 /// The comment on netctx's rule in `DOCKER-USER`.
@@ -23,21 +35,64 @@ pub struct Finding {
     pub chain: String,
     /// `policy drop`, or `rule 12 (handle) drops …`.
     pub what: String,
+    /// The chain's hook (NF_INET_*).
+    pub hook: u32,
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.chain;
+        let (drops, remedy) = match self.hook {
+            NF_INET_FORWARD => (
+                "forwarded traffic netctx accepts".to_string(),
+                format!(
+                    "accept netctx's mark first in that chain, `nft insert rule {c} meta mark and \
+                     {m:#x} == {m:#x} accept`; with Docker, netctx keeps that rule in DOCKER-USER \
+                     itself",
+                    m = super::rules::FORWARD_MARK
+                ),
+            ),
+            NF_INET_LOCAL_IN => (
+                "what contexts send to the host (ICMP echo to their host side, the host \
+                 services their reach names)"
+                    .to_string(),
+                format!(
+                    "accept netctx's links first in that chain, `nft insert rule {c} iifname \
+                     \"nx-*\" accept`: netctx's own chains judge what contexts may send"
+                ),
+            ),
+            NF_INET_LOCAL_OUT => (
+                "what the host sends to contexts".to_string(),
+                format!("accept it first, `nft insert rule {c} oifname \"nx-*\" accept`"),
+            ),
+            NF_INET_PRE_ROUTING => (
+                "packets from contexts and to published ports before netctx judges them".into(),
+                format!(
+                    "accept netctx's links first, `nft insert rule {c} iifname \"nx-*\" accept`, \
+                     and the published ports from the uplink"
+                ),
+            ),
+            _ => (
+                "packets netctx sends on to contexts and the uplink".to_string(),
+                format!("accept them first, `nft insert rule {c} oifname \"nx-*\" accept`"),
+            ),
+        };
         write!(
             f,
-            "host firewall: {} {}: it drops forwarded traffic netctx accepts (remedy: accept \
-             netctx's mark first in that chain, `nft insert rule {} meta mark and {m:#x} == {m:#x} \
-             accept`; with Docker, netctx keeps that rule in DOCKER-USER itself)",
-            self.chain,
-            self.what,
-            self.chain,
-            m = super::rules::FORWARD_MARK
+            "host firewall: {c} {}: it drops {drops} (remedy: {remedy})",
+            self.what
         )
     }
+}
+
+/// The packets judged on one hook: their input and output interfaces (a
+/// set of names, `""` for none; `None`: any), their mark, and whether only
+/// a certain drop counts.
+struct Packets<'a> {
+    iif: Option<&'a [String]>,
+    oif: Option<&'a [String]>,
+    mark: u32,
+    certain_only: bool,
 }
 
 /// Whether a condition holds for netctx's packets.
@@ -45,6 +100,9 @@ impl std::fmt::Display for Finding {
 enum Truth {
     Always,
     Never,
+    /// For some of netctx's packets (by interface), surely.
+    Part,
+    /// Unknown (a match the judgement cannot read).
     Maybe,
 }
 
@@ -52,7 +110,7 @@ impl Truth {
     fn and(self, o: Truth) -> Truth {
         match (self, o) {
             (Truth::Never, _) | (_, Truth::Never) => Truth::Never,
-            (Truth::Always, Truth::Always) => Truth::Always,
+            (Truth::Always, t) | (t, Truth::Always) => t,
             _ => Truth::Maybe,
         }
     }
@@ -61,7 +119,8 @@ impl Truth {
 /// What a register holds, as far as netctx's packets go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Reg {
-    Name,
+    Iif,
+    Oif,
     /// The mark with `mask` applied and `xor` (None: unmasked).
     Mark(Option<(u32, u32)>),
     Unknown,
@@ -82,18 +141,20 @@ fn name_matches(name: &str, data: &[u8]) -> bool {
     }
 }
 
-/// The truth of one comparison of `reg` for netctx's packets, whose
-/// interfaces are `ifaces` and whose mark has `mark` set.
-fn compare(reg: &Reg, op: u32, data: &[u8], ifaces: &[String], mark: u32) -> Truth {
+/// The truth of one comparison of `reg` for the packets `p`.
+fn compare(reg: &Reg, op: u32, data: &[u8], p: &Packets) -> Truth {
+    let names = |ifaces: Option<&[String]>| match ifaces {
+        None => Truth::Maybe,
+        Some(ifaces) => match ifaces.iter().filter(|i| name_matches(i, data)).count() {
+            0 => Truth::Never,
+            n if n == ifaces.len() => Truth::Always,
+            _ => Truth::Part,
+        },
+    };
+    let mark = p.mark;
     let truth = match reg {
-        Reg::Name => {
-            let hits = ifaces.iter().filter(|i| name_matches(i, data)).count();
-            match hits {
-                0 => Truth::Never,
-                n if n == ifaces.len() => Truth::Always,
-                _ => Truth::Maybe,
-            }
-        }
+        Reg::Iif => names(p.iif),
+        Reg::Oif => names(p.oif),
         Reg::Mark(Some((mask, xor))) if mask & !mark == 0 => {
             // Only netctx's bit survives the mask: the value is known.
             match u32_ne(data) {
@@ -108,12 +169,13 @@ fn compare(reg: &Reg, op: u32, data: &[u8], ifaces: &[String], mark: u32) -> Tru
         (0, t) => t,
         (1, Truth::Always) => Truth::Never,
         (1, Truth::Never) => Truth::Always,
+        (1, Truth::Part) => Truth::Part,
         _ => Truth::Maybe,
     }
 }
 
 /// Whether the rule's matches hold for netctx's packets, and its verdict.
-fn rule_truth<'a>(exprs: &'a [Expr], ifaces: &[String], mark: u32) -> (Truth, Option<&'a Verdict>) {
+fn rule_truth<'a>(exprs: &'a [Expr], p: &Packets) -> (Truth, Option<&'a Verdict>) {
     let mut regs: std::collections::HashMap<u32, Reg> = std::collections::HashMap::new();
     let mut t = Truth::Always;
     let mut verdict = None;
@@ -121,7 +183,8 @@ fn rule_truth<'a>(exprs: &'a [Expr], ifaces: &[String], mark: u32) -> (Truth, Op
         match e {
             Expr::Load { dreg, what } => {
                 let r = match what {
-                    Load::IifName | Load::OifName => Reg::Name,
+                    Load::IifName => Reg::Iif,
+                    Load::OifName => Reg::Oif,
                     Load::Mark => Reg::Mark(None),
                     Load::Other(_) => Reg::Unknown,
                 };
@@ -141,7 +204,7 @@ fn rule_truth<'a>(exprs: &'a [Expr], ifaces: &[String], mark: u32) -> (Truth, Op
             }
             Expr::Cmp { sreg, op, data } => {
                 let r = regs.get(sreg).cloned().unwrap_or(Reg::Unknown);
-                t = t.and(compare(&r, *op, data, ifaces, mark));
+                t = t.and(compare(&r, *op, data, p));
             }
             Expr::Lookup | Expr::Unknown(_) => t = t.and(Truth::Maybe),
             Expr::Verdict(v) => verdict = Some(v),
@@ -155,85 +218,131 @@ fn rule_truth<'a>(exprs: &'a [Expr], ifaces: &[String], mark: u32) -> (Truth, Op
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum End {
     Accepted,
-    /// Back to the caller (or the policy, for a base chain).
-    Through,
-    Dropped(String),
+    /// Back to the caller (or the policy, for a base chain); `open`: some
+    /// of the packets may have been accepted on the way.
+    Through {
+        open: bool,
+    },
+    /// `certain`: all of them, no rule before might have accepted some.
+    Dropped {
+        what: String,
+        certain: bool,
+    },
 }
 
-fn walk(c: &ForeignChain, all: &[ForeignChain], ifaces: &[String], mark: u32, depth: u8) -> End {
+fn walk(c: &ForeignChain, all: &[ForeignChain], p: &Packets, depth: u8) -> End {
     if depth > 16 {
-        return End::Through;
+        return End::Through { open: true };
     }
     let callee = |name: &str| {
         all.iter()
             .find(|o| o.family == c.family && o.table == c.table && o.name == name)
     };
+    let mut open = false;
     for (i, r) in c.rules.iter().enumerate() {
-        let (t, v) = rule_truth(&r.exprs, ifaces, mark);
+        let (t, v) = rule_truth(&r.exprs, p);
         if t == Truth::Never {
             continue;
         }
-        let may = t == Truth::Maybe;
+        // `may`: not all of netctx's packets; `unsure`: not known.
+        let may = t != Truth::Always;
+        let unsure = t == Truth::Maybe;
         let what = || format!("rule {} (handle {})", i + 1, r.handle);
         let says =
             |sure: &str, maybe: &str| format!("{} {}", what(), if may { maybe } else { sure });
+        let dropped = |what: String| End::Dropped {
+            what,
+            certain: !unsure && !open,
+        };
         match v {
-            Some(Verdict::Accept) if t == Truth::Always => return End::Accepted,
-            Some(Verdict::Drop) => return End::Dropped(says("drops", "may drop")),
-            Some(Verdict::Reject) => return End::Dropped(says("rejects", "may reject")),
+            Some(Verdict::Accept) if !may => return End::Accepted,
+            Some(Verdict::Accept) | Some(Verdict::Other(_)) => open = true,
+            Some(Verdict::Drop) => return dropped(says("drops", "may drop")),
+            Some(Verdict::Reject) => return dropped(says("rejects", "may reject")),
             Some(Verdict::Jump(n)) | Some(Verdict::Goto(n)) => {
                 let Some(sub) = callee(n) else { continue };
-                match walk(sub, all, ifaces, mark, depth + 1) {
-                    End::Accepted if t == Truth::Always => return End::Accepted,
-                    End::Dropped(w) if may => {
-                        return End::Dropped(format!("{} may go to {n}, whose {w}", what()));
+                match walk(sub, all, p, depth + 1) {
+                    End::Accepted if !may => return End::Accepted,
+                    End::Accepted => open = true,
+                    End::Dropped { what: w, certain } if may => {
+                        return End::Dropped {
+                            what: format!("{} may go to {n}, whose {w}", what()),
+                            certain: certain && !unsure && !open,
+                        };
                     }
-                    End::Dropped(w) => {
-                        return End::Dropped(format!("{}: {n} {w}", what()));
+                    End::Dropped { what: w, certain } => {
+                        return End::Dropped {
+                            what: format!("{}: {n} {w}", what()),
+                            certain: certain && !open,
+                        };
                     }
-                    _ if matches!(v, Some(Verdict::Goto(_))) && t == Truth::Always => {
-                        return End::Through
+                    End::Through { open: o } => {
+                        open |= o;
+                        if matches!(v, Some(Verdict::Goto(_))) && !may {
+                            return End::Through { open };
+                        }
                     }
-                    _ => {}
                 }
             }
-            Some(Verdict::Return) if t == Truth::Always => return End::Through,
+            Some(Verdict::Return) if !may => return End::Through { open },
             _ => {}
         }
     }
-    End::Through
+    End::Through { open }
 }
 
-/// Every foreign base chain on the forward hook (type filter) that would
-/// drop or reject netctx's forwarded packets. `ifaces`: netctx's host links
-/// and uplinks.
-pub fn findings(chains: &[ForeignChain], ifaces: &[String]) -> Vec<Finding> {
-    let mark = super::rules::FORWARD_MARK;
+/// Every foreign filter base chain on a hook netctx's traffic passes that
+/// would drop or reject it. `forwarding`: the host links and uplinks of
+/// what netctx forwards; `links`: every host link of netctx's.
+pub fn findings(chains: &[ForeignChain], forwarding: &[String], links: &[String]) -> Vec<Finding> {
+    let none = [String::new()];
+    let mut both: Vec<String> = forwarding.iter().chain(links).cloned().collect();
+    both.sort();
+    both.dedup();
     let mut out = Vec::new();
-    if ifaces.is_empty() {
-        return out;
-    }
     for c in chains {
         let Some((hook, prio, kind)) = &c.hook else {
             continue;
         };
-        if *hook != HOOK_FORWARD || kind != "filter" {
+        if kind != "filter" && kind != "route" {
             continue;
         }
-        // A chain that runs before netctx's dispatch sees no mark yet.
-        let mark = if *prio > DISPATCH_PRIORITY { mark } else { 0 };
-        match walk(c, chains, ifaces, mark, 0) {
-            End::Accepted => {}
-            End::Dropped(what) => out.push(Finding {
-                chain: c.title(),
-                what,
-            }),
-            End::Through if c.policy_drop => out.push(Finding {
-                chain: c.title(),
-                what: "has policy drop".into(),
-            }),
-            End::Through => {}
-        }
+        let (iif, oif, certain_only) = match *hook {
+            NF_INET_FORWARD if !forwarding.is_empty() => {
+                (Some(forwarding), Some(forwarding), false)
+            }
+            NF_INET_PRE_ROUTING if !both.is_empty() => (Some(&both[..]), Some(&none[..]), true),
+            NF_INET_LOCAL_IN if !links.is_empty() => (Some(links), Some(&none[..]), true),
+            NF_INET_LOCAL_OUT if !links.is_empty() => (Some(&none[..]), Some(links), true),
+            NF_INET_POST_ROUTING if !both.is_empty() => (None, Some(&both[..]), true),
+            _ => continue,
+        };
+        // Only forward's packets carry the mark, from netctx's dispatch on:
+        // a chain that runs before it sees none yet.
+        let marked = *hook == NF_INET_FORWARD && *prio > DISPATCH_PRIORITY;
+        let p = Packets {
+            iif,
+            oif,
+            mark: if marked {
+                super::rules::FORWARD_MARK
+            } else {
+                0
+            },
+            certain_only,
+        };
+        let what = match walk(c, chains, &p, 0) {
+            End::Accepted => continue,
+            End::Dropped { what, certain } if certain || !p.certain_only => what,
+            End::Through { open } if c.policy_drop && !(open && p.certain_only) => {
+                "has policy drop".to_string()
+            }
+            _ => continue,
+        };
+        out.push(Finding {
+            chain: c.title(),
+            what,
+            hook: *hook,
+        });
     }
     out
 }
@@ -241,8 +350,13 @@ pub fn findings(chains: &[ForeignChain], ifaces: &[String]) -> Vec<Finding> {
 /// Whether a rule is netctx's in `DOCKER-USER`: accept netctx's mark
 /// (what `iptables -S` lists as `-m mark --mark M/M -j ACCEPT`).
 pub fn is_docker_user_rule(exprs: &[Expr]) -> bool {
-    let mark = super::rules::FORWARD_MARK;
-    let (t, v) = rule_truth(exprs, &[], mark);
+    let p = Packets {
+        iif: Some(&[]),
+        oif: Some(&[]),
+        mark: super::rules::FORWARD_MARK,
+        certain_only: false,
+    };
+    let (t, v) = rule_truth(exprs, &p);
     let loads_mark = exprs.iter().any(|e| {
         matches!(
             e,
@@ -256,152 +370,5 @@ pub fn is_docker_user_rule(exprs: &[Expr]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::observe::firewall::{ForeignRule, NFPROTO_IPV4};
-
-    fn chain(name: &str, hook: Option<u32>, drop: bool, rules: Vec<Vec<Expr>>) -> ForeignChain {
-        ForeignChain {
-            family: NFPROTO_IPV4,
-            table: "filter".into(),
-            name: name.into(),
-            hook: hook.map(|h| (h, 0, "filter".to_string())),
-            policy_drop: drop,
-            rules: rules
-                .into_iter()
-                .enumerate()
-                .map(|(i, exprs)| ForeignRule {
-                    handle: i as u64 + 2,
-                    exprs,
-                    comment: None,
-                })
-                .collect(),
-        }
-    }
-
-    fn name(n: &str) -> Vec<u8> {
-        let mut v = n.as_bytes().to_vec();
-        v.resize(16, 0);
-        v
-    }
-
-    fn iif(n: &str) -> Vec<Expr> {
-        vec![
-            Expr::Load {
-                dreg: 1,
-                what: Load::IifName,
-            },
-            Expr::Cmp {
-                sreg: 1,
-                op: 0,
-                data: name(n),
-            },
-        ]
-    }
-
-    fn mark_rule() -> Vec<Expr> {
-        let m = super::super::rules::FORWARD_MARK;
-        vec![
-            Expr::Load {
-                dreg: 1,
-                what: Load::Mark,
-            },
-            Expr::Bitwise {
-                sreg: 1,
-                dreg: 1,
-                mask: m.to_ne_bytes().to_vec(),
-                xor: vec![0; 4],
-            },
-            Expr::Cmp {
-                sreg: 1,
-                op: 0,
-                data: m.to_ne_bytes().to_vec(),
-            },
-            Expr::Statement("counter".into()),
-            Expr::Verdict(Verdict::Accept),
-        ]
-    }
-
-    fn with(mut e: Vec<Expr>, v: Verdict) -> Vec<Expr> {
-        e.push(Expr::Verdict(v));
-        e
-    }
-
-    fn ifaces() -> Vec<String> {
-        vec!["nx-web".into(), "up0".into()]
-    }
-
-    #[test]
-    fn dockers_layout_drops_until_netctx_has_its_rule_in_docker_user() {
-        let jump = vec![Expr::Verdict(Verdict::Jump(DOCKER_USER.into()))];
-        let docker0 = with(iif("docker0"), Verdict::Accept);
-        let forward = chain("FORWARD", Some(2), true, vec![jump, docker0]);
-        let empty_user = chain(DOCKER_USER, None, false, vec![]);
-        let f = findings(&[forward.clone(), empty_user], &ifaces());
-        assert_eq!(f.len(), 1);
-        assert_eq!(f[0].chain, "ip filter FORWARD");
-        assert_eq!(f[0].what, "has policy drop");
-        let user = chain(DOCKER_USER, None, false, vec![mark_rule()]);
-        assert!(is_docker_user_rule(&user.rules[0].exprs));
-        assert!(findings(&[forward, user], &ifaces()).is_empty());
-    }
-
-    #[test]
-    fn rules_are_judged_by_interface_and_unknown_matches_may_drop() {
-        // firewalld-like: reject what is not from its zones.
-        let other = with(iif("eth9"), Verdict::Reject);
-        let c = chain("filter_FORWARD", Some(2), false, vec![other]);
-        assert!(findings(std::slice::from_ref(&c), &ifaces()).is_empty());
-        let ours = with(iif("nx-web"), Verdict::Drop);
-        let c = chain("fw", Some(2), false, vec![ours]);
-        let f = findings(&[c], &ifaces());
-        assert_eq!(f[0].what, "rule 1 (handle 2) may drop");
-        // iptables' `-i nx-+`: a prefix, not NUL-padded.
-        let mut prefix = iif("x");
-        prefix[1] = Expr::Cmp {
-            sreg: 1,
-            op: 0,
-            data: b"nx-".to_vec(),
-        };
-        let all = with(prefix, Verdict::Drop);
-        let c = chain("fw", Some(2), false, vec![all]);
-        assert_eq!(
-            findings(&[c], &["nx-web".into()])[0].what,
-            "rule 1 (handle 2) drops"
-        );
-        let unknown = vec![Expr::Lookup, Expr::Verdict(Verdict::Reject)];
-        let c = chain("fw", Some(2), false, vec![unknown]);
-        assert_eq!(
-            findings(&[c], &ifaces())[0].what,
-            "rule 1 (handle 2) may reject"
-        );
-        // An unconditional accept first settles it; a non-forward or a
-        // nat chain is not judged.
-        let c = chain(
-            "fw",
-            Some(2),
-            true,
-            vec![vec![Expr::Verdict(Verdict::Accept)]],
-        );
-        assert!(findings(&[c], &ifaces()).is_empty());
-        let c = chain("INPUT", Some(1), true, vec![]);
-        assert!(findings(&[c], &ifaces()).is_empty());
-    }
-
-    #[test]
-    fn a_chain_before_netctxs_dispatch_sees_no_mark() {
-        let mut early = chain("early", Some(2), true, vec![mark_rule()]);
-        early.hook = Some((2, -100, "filter".into()));
-        let f = findings(&[early], &ifaces());
-        assert_eq!(f.len(), 1, "{f:?}");
-        assert_eq!(f[0].what, "has policy drop");
-    }
-
-    #[test]
-    fn iptables_wildcards_match_by_prefix() {
-        assert!(name_matches("nx-web", b"nx-"));
-        assert!(!name_matches("up0", b"nx-"));
-        assert!(name_matches("up0", &name("up0")));
-        assert!(!name_matches("up01", &name("up0")));
-    }
-}
+#[path = "firewall_tests.rs"]
+mod tests;

@@ -76,7 +76,8 @@ impl Watch<'_> {
         // What the host's firewall would drop of what netctx forwards, said
         // once each time it changes (`status` exits 2 for it meanwhile).
         let ifaces = super::super::status::forwarding_ifaces(&self.cfg);
-        match apply::firewall::findings(&mut self.host, &ifaces) {
+        let links = super::super::status::host_links(&self.cfg);
+        match apply::firewall::findings(&mut self.host, &ifaces, &links) {
             Ok(f) if f != self.firewall_findings => {
                 if f.is_empty() {
                     self.say("host", "firewall cleared", &[], None);

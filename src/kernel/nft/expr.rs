@@ -185,6 +185,9 @@ pub enum Action {
     Trace,
     /// Count and drop.
     Drop,
+    /// `reject with tcp reset`: a TCP packet is answered with a reset and
+    /// dropped; any other only dropped (`netctx explain`'s answers).
+    Reset,
     /// Log to an NFLOG group, rate-limited (packets per second, burst), and
     /// count what is logged.
     Log {
@@ -474,6 +477,10 @@ fn encode_action(l: &mut Attrs, action: &Action) {
                     .be16(a::NFTA_LOG_GROUP, *group);
             });
         }
+        // NFTA_REJECT_TYPE: NFT_REJECT_TCP_RST.
+        Action::Reset => expr(l, "reject", |d| {
+            d.be32(1, 1);
+        }),
         Action::Masquerade => expr(l, "masq", |_| {}),
         Action::Dnat { to, port } => dnat(l, *to, *port),
         Action::Vmap {

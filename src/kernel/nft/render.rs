@@ -19,6 +19,7 @@ impl Rule {
                 write!(s, "meta mark set meta mark | {bit:#010x} accept").unwrap()
             }
             Action::Drop => s.push_str("counter drop"),
+            Action::Reset => s.push_str("reject with tcp reset"),
             Action::Log {
                 rate,
                 prefix,
