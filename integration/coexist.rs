@@ -380,6 +380,54 @@ fn certain_drops_on_input_and_output_are_named_and_ufw_like_policies_are_not() {
     sb.netctx_with(&strict, &["down", "--all"]).ok();
 }
 
+#[test]
+fn iptables_legacy_chains_are_judged_by_their_shape() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.netctx_with(&cfg(""), &["up"]).ok();
+    let status = || sb.netctx_with(&cfg(""), &["status"]);
+    // Listing makes the legacy filter table, every policy accept: harmless.
+    sb.ok("iptables-legacy -S >/dev/null && ip6tables-legacy -S >/dev/null");
+    assert!(sb.ok("cat /proc/net/ip_tables_names").contains("filter"));
+    let st = status();
+    assert_eq!(st.code, 0, "{}\n{}", st.stdout, st.stderr);
+    // A policy drop nf_tables cannot see.
+    sb.ok("iptables-legacy -P FORWARD DROP");
+    let st = status();
+    assert_eq!(st.code, 2, "{}\n{}", st.stdout, st.stderr);
+    assert!(
+        st.stdout
+            .contains("iptables-legacy ip filter FORWARD has policy drop"),
+        "{}",
+        st.stdout
+    );
+    // Rules it cannot read: unknown, said so.
+    sb.ok("iptables-legacy -A FORWARD -i eth9 -j ACCEPT && ip6tables-legacy -A FORWARD -i eth9 -j ACCEPT");
+    let st = status();
+    assert_eq!(st.code, 2, "{}\n{}", st.stdout, st.stderr);
+    for want in [
+        "iptables-legacy ip filter FORWARD holds 1 rule(s) and policy drop: whether they drop",
+        "iptables-legacy ip6 filter FORWARD holds 1 rule(s): whether they drop",
+        "iptables-legacy -t filter -I FORWARD -m mark --mark 0x2000/0x2000 -j ACCEPT",
+    ] {
+        assert!(st.stdout.contains(want), "{want}:\n{}", st.stdout);
+    }
+    // The remedy it names clears it; a mark rule with more to it does not.
+    sb.ok("ip6tables-legacy -I FORWARD -i eth8 -m mark --mark 0x2000/0x2000 -j ACCEPT");
+    sb.ok("iptables-legacy -I FORWARD -m mark --mark 0x2000/0x2000 -j ACCEPT");
+    let st = status();
+    assert!(!st.stdout.contains("ip filter FORWARD"), "{}", st.stdout);
+    assert!(
+        st.stdout.contains("ip6 filter FORWARD holds 2 rule(s)"),
+        "{}",
+        st.stdout
+    );
+    sb.ok("ip6tables-legacy -D FORWARD 1 && ip6tables-legacy -I FORWARD -m mark --mark 0x2000/0x2000 -j ACCEPT");
+    let st = status();
+    assert_eq!(st.code, 0, "{}\n{}", st.stdout, st.stderr);
+    sb.netctx_with(&cfg(""), &["down", "--all"]).ok();
+}
+
 const ROUTED: &str = r#"
 [context.routed]
 uplink = "up0"

@@ -96,7 +96,7 @@ pub fn after(host: &mut Host, mode: HostFirewall, may_add: bool) -> Result<Synce
 
 /// What the host's own firewall would drop of netctx's traffic: a line
 /// each (table, chain, rule or policy, remedy), iptables-legacy's tables
-/// (which nf_tables cannot see) as unknown. `forwarding`: the host links
+/// (which nf_tables cannot see) as far as their shape tells. `forwarding`: the host links
 /// and uplinks of what netctx forwards; `links`: all of netctx's host
 /// links.
 pub fn findings(
@@ -109,14 +109,10 @@ pub fn findings(
         .iter()
         .map(|f| f.to_string())
         .collect();
-    if !forwarding.is_empty() || !links.is_empty() {
-        for t in seen::legacy_tables() {
-            out.push(format!(
-                "host firewall: iptables-legacy table {t} is loaded; nf_tables cannot see its \
-                 rules, so whether it drops netctx's traffic is unknown (move the host's rules \
-                 to iptables-nft)"
-            ));
-        }
-    }
+    out.extend(crate::plan::firewall::legacy_findings(
+        &crate::observe::legacy::read(),
+        forwarding,
+        links,
+    ));
     Ok(out)
 }

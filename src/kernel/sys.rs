@@ -6,7 +6,8 @@
 //! the callers have none. What is here: the new mount API (fsopen,
 //! fsconfig, fsmount, open_tree, mount_setattr, move_mount), duplicating a
 //! descriptor above a floor, the terminal ioctls, waitpid with the raw
-//! status, close_range, capset and the capability prctls, IPV6_TRANSPARENT, and _exit
+//! status, close_range, capset and the capability prctls, IPV6_TRANSPARENT, getsockopt into a
+//! buffer, and _exit
 //! (sigaction is `signals`').
 
 use std::ffi::CStr;
@@ -209,6 +210,32 @@ pub fn set_ipv6_transparent(fd: BorrowedFd<'_>) -> io::Result<()> {
         )
     };
     ok(r.into())
+}
+
+/// getsockopt(2) of an option read into (and, for some, first written
+/// into) `buf`: the length the kernel gave back (iptables-legacy's
+/// IPT_SO_GET_INFO and IPT_SO_GET_ENTRIES).
+pub fn getsockopt_buf(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let mut len = libc::socklen_t::try_from(buf.len())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `buf` is valid for `len` bytes, and `len` is passed by
+    // reference for the kernel to update.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    ok(r.into())?;
+    Ok(usize::try_from(len).unwrap_or(0))
 }
 
 /// _LINUX_CAPABILITY_VERSION_3 of the calling thread (pid 0).

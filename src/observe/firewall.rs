@@ -4,8 +4,7 @@
 //! policy) and rules, each rule's expressions decoded as far as `plan`'s
 //! judgement needs (interface names, packet marks, verdicts) and the rest
 //! kept by name. iptables-nft's tables (Docker's `ip filter`, ufw's) are
-//! nf_tables tables like any other; iptables-legacy's are not, and are only
-//! detected (`legacy_tables`).
+//! nf_tables tables like any other; iptables-legacy's are not (`legacy`).
 
 use crate::kernel::netlink::wire::{cstr, parse_attrs};
 use crate::kernel::netlink::NlError;
@@ -287,26 +286,6 @@ pub fn read_tables(nft: &mut Nft, with_ours: bool) -> Result<Vec<ForeignChain>, 
         });
     }
     Ok(chains)
-}
-
-/// iptables-legacy's tables, which nf_tables does not see: the names in
-/// `/proc/net/ip_tables_names` and `ip6_tables_names` (present only where
-/// the legacy modules are loaded or built in).
-pub fn legacy_tables() -> Vec<String> {
-    let mut out = Vec::new();
-    for (file, fam) in [
-        ("/proc/net/ip_tables_names", "ip"),
-        ("/proc/net/ip6_tables_names", "ip6"),
-    ] {
-        if let Ok(s) = std::fs::read_to_string(file) {
-            out.extend(
-                s.lines()
-                    .filter(|l| !l.is_empty())
-                    .map(|t| format!("{fam} {t}")),
-            );
-        }
-    }
-    out
 }
 
 /// A rule as a line a reader can follow: its matches (interface names,

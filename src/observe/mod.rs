@@ -15,6 +15,7 @@ pub mod diag;
 pub mod events;
 pub mod firewall;
 pub mod host;
+pub mod legacy;
 mod link_dump;
 pub mod links;
 pub mod neigh;

@@ -19,6 +19,7 @@
 
 use crate::kernel::nft::dispatch::DISPATCH_PRIORITY;
 use crate::observe::firewall::{Expr, ForeignChain, Load, Verdict};
+use crate::observe::legacy::Legacy;
 
 use crate::kernel::nft::table::{
     NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING,
@@ -343,6 +344,103 @@ pub fn findings(chains: &[ForeignChain], forwarding: &[String], links: &[String]
             what,
             hook: *hook,
         });
+    }
+    out
+}
+
+/// iptables' name of a hook's chain.
+fn chain_name(hook: u32) -> &'static str {
+    match hook {
+        NF_INET_PRE_ROUTING => "PREROUTING",
+        NF_INET_LOCAL_IN => "INPUT",
+        NF_INET_FORWARD => "FORWARD",
+        NF_INET_LOCAL_OUT => "OUTPUT",
+        _ => "POSTROUTING",
+    }
+}
+
+/// What iptables-legacy's chains would do to netctx's traffic, as far as
+/// their shape tells (their rules are not read, but for one form): a
+/// forward chain whose first rule accepts netctx's mark lets it through; a
+/// policy drop on a chain without rules is certain on every hook; on
+/// forward, any other rule is an unknown that is reported as such; on the
+/// other hooks, rules before a policy are the host's own business (as for
+/// nf_tables). A table that could not be read is unknown. `forwarding` and
+/// `links` as for `findings`.
+pub fn legacy_findings(tables: &[Legacy], forwarding: &[String], links: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let remedy = "move the host's rules to iptables-nft, which netctx can judge";
+    for t in tables {
+        let c = match t {
+            Legacy::Unreadable {
+                family,
+                table,
+                error,
+            } if !forwarding.is_empty() || !links.is_empty() => {
+                out.push(format!(
+                    "host firewall: iptables-legacy table {family} {table} could not be read \
+                     ({error}): whether it drops netctx's traffic is unknown (remedy: {remedy})"
+                ));
+                continue;
+            }
+            Legacy::Chain(c) => c,
+            Legacy::Unreadable { .. } => continue,
+        };
+        let ours = if c.hook == NF_INET_FORWARD {
+            forwarding
+        } else {
+            links
+        };
+        let marked =
+            c.hook == NF_INET_FORWARD && c.first_accepts_mark == Some(super::rules::FORWARD_MARK);
+        if ours.is_empty() || marked {
+            continue;
+        }
+        let name = format!(
+            "iptables-legacy {} {} {}",
+            c.family,
+            c.table,
+            chain_name(c.hook)
+        );
+        let tool = if c.family == "ip6" {
+            "ip6tables-legacy"
+        } else {
+            "iptables-legacy"
+        };
+        let first = match c.hook {
+            NF_INET_FORWARD => format!(
+                "`{tool} -t {} -I FORWARD -m mark --mark {m:#x}/{m:#x} -j ACCEPT`",
+                c.table,
+                m = super::rules::FORWARD_MARK
+            ),
+            NF_INET_LOCAL_OUT | NF_INET_POST_ROUTING => format!(
+                "`{tool} -t {} -I {} -o nx-+ -j ACCEPT`",
+                c.table,
+                chain_name(c.hook)
+            ),
+            _ => format!(
+                "`{tool} -t {} -I {} -i nx-+ -j ACCEPT`",
+                c.table,
+                chain_name(c.hook)
+            ),
+        };
+        if c.rules == 0 && c.policy_drop {
+            out.push(format!(
+                "host firewall: {name} has policy drop: it drops netctx's traffic (remedy: {remedy}, \
+                 or accept it first, {first})"
+            ));
+        } else if c.rules > 0 && c.hook == NF_INET_FORWARD {
+            out.push(format!(
+                "host firewall: {name} holds {} rule(s){}: whether they drop what netctx forwards \
+                 is unknown (remedy: {remedy}, or accept netctx's mark first, {first})",
+                c.rules,
+                if c.policy_drop {
+                    " and policy drop"
+                } else {
+                    ""
+                }
+            ));
+        }
     }
     out
 }
