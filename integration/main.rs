@@ -6,6 +6,7 @@ mod audit;
 mod bind_hooks;
 mod cni;
 mod cni_podman;
+mod cni_pods;
 mod cni_uplink;
 mod coexist;
 mod confine;
