@@ -5,6 +5,7 @@ mod attacks;
 mod audit;
 mod bind_hooks;
 mod cni;
+mod cni_cri;
 mod cni_podman;
 mod cni_pods;
 mod cni_uplink;
