@@ -117,6 +117,31 @@ fn read_attachments(
     (n, groups)
 }
 
+/// One reader in the namespace of each declared context that is up; how
+/// many.
+fn read_contexts(ctxs: &[&Context], json: bool, tx: &mpsc::Sender<Msg>) -> anyhow::Result<usize> {
+    let mut readers = 0;
+    for c in ctxs {
+        if owner::ns_owner(&c.name)? != NsOwner::Ours {
+            eprintln!("netctx: context {} is not up; not reading it", c.name);
+            continue;
+        }
+        let file = netns::open(&c.name)?;
+        let (tx, name, group, json) = (tx.clone(), c.name.clone(), c.log_group, json);
+        // A thread of its own, in the context's namespace until it ends.
+        std::thread::spawn(move || {
+            if let Err(e) = nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET) {
+                let why = format!("context {name}: entering its namespace: {e}");
+                let _ = tx.send(Msg::Failed(why, true));
+                return;
+            }
+            read(group, Some(&name), &[], &HashMap::new(), json, &tx);
+        });
+        readers += 1;
+    }
+    Ok(readers)
+}
+
 pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
     // CNI attachments (`cni` + 8 hex digits) are read in the runtime's
     // namespaces; the rest are declared contexts.
@@ -133,31 +158,13 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
         .map_err(anyhow::Error::msg)?
         .unwrap_or_default();
     let (tx, rx) = mpsc::channel();
-    let mut readers = 0;
     let mut wanted: Vec<String> = ctxs.iter().map(|c| c.name.clone()).collect();
     wanted.extend(sources.iter().map(|s| s.name.clone()));
     let pods: HashMap<String, String> = sources
         .iter()
         .filter_map(|s| Some((s.name.clone(), s.pod.clone()?)))
         .collect();
-    for c in &ctxs {
-        if owner::ns_owner(&c.name)? != NsOwner::Ours {
-            eprintln!("netctx: context {} is not up; not reading it", c.name);
-            continue;
-        }
-        let file = netns::open(&c.name)?;
-        let (tx, name, group, json) = (tx.clone(), c.name.clone(), c.log_group, a.json);
-        // A thread of its own, in the context's namespace until it ends.
-        std::thread::spawn(move || {
-            if let Err(e) = nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET) {
-                let why = format!("context {name}: entering its namespace: {e}");
-                let _ = tx.send(Msg::Failed(why, true));
-                return;
-            }
-            read(group, Some(&name), &[], &HashMap::new(), json, &tx);
-        });
-        readers += 1;
-    }
+    let mut readers = read_contexts(&ctxs, a.json, &tx)?;
     let mut host_groups: Vec<u16> = ctxs
         .iter()
         .filter(|c| c.isolation == Isolation::Strict)
