@@ -171,6 +171,16 @@ fn containerd_cri_runs_two_isolated_pods_on_a_netctx_network() {
             c.sb.ok(&format!("nsenter --net={ns} ip -br addr show eth0"));
         assert!(addrs.contains(&format!("{ip}/24")), "{addrs}");
     }
+    // The pods' cgroups are where cleanup looks for them.
+    let groups = c.sb.ok(&format!(
+        "find /sys/fs/cgroup -maxdepth 2 -name {} 2>/dev/null",
+        c.cgroup
+    ));
+    assert!(
+        !groups.trim().is_empty(),
+        "no cgroup {} of the pods",
+        c.cgroup
+    );
     // containerd passed the pod's names: the attachments carry them.
     let links = c.sb.ok("ip -d link show");
     assert!(

@@ -89,6 +89,10 @@ EOF
   ;;
 cleanup)
   cgroup=$3
+  case $cgroup in
+  nxcri-?*) ;;
+  *) echo "cri.sh: cgroup $cgroup is not the test's (nxcri-…)" >&2; exit 2 ;;
+  esac
   if [ -S "$dir/containerd.sock" ]; then
     for id in $($py "$here/cri.py" "$dir/containerd.sock" "$dir/gen" list 2>/dev/null |
       $py -c 'import json,sys; print(" ".join(p[0] for p in json.load(sys.stdin)))'); do
@@ -102,7 +106,16 @@ cleanup)
     i=0
     while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
   fi
-  # cgroupfs: the pods' parent groups stay behind empty; deepest first.
+  # cgroupfs: the pods' parent groups stay behind empty; deepest first. A
+  # pod CRI failed to stop (a test that failed half-way) still has its
+  # processes there: they are this test's, killed by pid first.
+  for root in /sys/fs/cgroup/*/ /sys/fs/cgroup/unified/; do
+    [ -d "$root$cgroup" ] || continue
+    for pid in $(find "$root$cgroup" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u); do
+      kill -9 "$pid" 2>/dev/null || true
+    done
+  done
+  sleep 0.2
   for root in /sys/fs/cgroup/*/ /sys/fs/cgroup/unified/; do
     [ -d "$root$cgroup" ] || continue
     find "$root$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null || true
