@@ -5,7 +5,8 @@
 //! busybox-static serving HTTP on 8080 is built and imported with `ctr -n
 //! k8s.io images import`, and a CRI client (`integration/cri/cri.py`:
 //! python3-grpcio with the CRI's api.proto compiled by protoc) runs two pod
-//! sandboxes on a netctx network with an uplink to a stand-in LAN. Needs
+//! sandboxes on a netctx network with an uplink to a stand-in LAN; a
+//! wrapper in containerd's `bin_dir` records each plugin call. Needs
 //! containerd, runc, busybox-static, protobuf-compiler, python3-grpcio and
 //! python3-protobuf (`.ci/setup`); not in the VM lane.
 
@@ -290,6 +291,26 @@ fn containerd_cri_runs_two_isolated_pods_on_a_netctx_network() {
     for id in [&a, &b] {
         c.cri(&["stop", id]);
         c.cri(&["remove", id]);
+    }
+    // What containerd called (the wrapper's record): for each pod one ADD
+    // with the pod's names, a DEL with its namespace at StopPodSandbox and
+    // one without at RemovePodSandbox; all succeeded (else CRI had failed).
+    let calls = std::fs::read_to_string(format!("{}/calls", c.dir)).unwrap_or_default();
+    for (id, ns, pod) in [(&a, "default", "web-0"), (&b, "shop", "db-0")] {
+        let mine: Vec<&str> = calls
+            .lines()
+            .filter(|l| l.contains(&format!("K8S_POD_INFRA_CONTAINER_ID={id}")))
+            .collect();
+        let count = |pre: &str| mine.iter().filter(|l| l.starts_with(pre)).count();
+        assert_eq!(count("ADD netns=/"), 1, "{calls}");
+        assert_eq!(count("DEL netns=/"), 1, "{calls}");
+        assert_eq!(count("DEL netns= "), 1, "{calls}");
+        assert_eq!(mine.len(), 3, "{calls}");
+        assert!(
+            mine[0].contains(&format!("K8S_POD_NAMESPACE={ns}"))
+                && mine[0].contains(&format!("K8S_POD_NAME={pod}")),
+            "{calls}"
+        );
     }
     let left = c.cri(&["list"]);
     assert_eq!(left.trim(), "[]");

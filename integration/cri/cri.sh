@@ -28,7 +28,14 @@ setup)
     "$dir/logs" "$dir/rootfs/bin" "$dir/rootfs/www" "$dir/rootfs/etc" "$dir/rootfs/tmp" \
     "$dir/rootfs/proc" "$dir/rootfs/sys" "$dir/rootfs/dev"
   for p in /usr/lib/cni/*; do ln -sf "$p" "$dir/bin/"; done
-  ln -sf "$netctx" "$dir/bin/netctx"
+  # netctx, behind a wrapper that records each call's command, namespace
+  # and arguments (what containerd passes) in DIR/calls.
+  cat >"$dir/bin/netctx" <<EOF
+#!/bin/sh
+echo "\$CNI_COMMAND netns=\$CNI_NETNS args=\$CNI_ARGS" >>"$dir/calls"
+exec "$netctx" "\$@"
+EOF
+  chmod +x "$dir/bin/netctx"
   cat >"$dir/net.d/10-netctx.conflist" <<EOF
 { "cniVersion": "1.0.0", "name": "nx",
   "plugins": [
