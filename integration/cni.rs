@@ -17,9 +17,9 @@ use crate::sandbox::{probe, Sandbox, BIN};
 const PLUGINS: &str = "/usr/lib/cni";
 
 pub(crate) struct Answer {
-    code: i32,
-    out: Value,
-    stderr: String,
+    pub(crate) code: i32,
+    pub(crate) out: Value,
+    pub(crate) stderr: String,
 }
 
 impl Answer {
@@ -30,7 +30,7 @@ impl Answer {
     }
     /// The spec's error object, with the code asserted.
     #[track_caller]
-    fn error(self, code: u64) -> Value {
+    pub(crate) fn error(self, code: u64) -> Value {
         assert_ne!(self.code, 0, "plugin succeeded: {}", self.out);
         assert_eq!(self.out["code"], code, "{}\n{}", self.out, self.stderr);
         for k in ["cniVersion", "msg", "details"] {
@@ -99,6 +99,20 @@ impl Cni {
         self.call_env(cmd, id, &netns, conf)
     }
 
+    /// netctx with command `cmd` for container `id` in `/run/netns/id`,
+    /// with `CNI_ARGS` `args`; also the plugin's stderr.
+    pub(crate) fn call_args(&self, cmd: &str, id: &str, args: &str, conf: &Value) -> Answer {
+        let netns = format!("/run/netns/{id}");
+        let vars = [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", args),
+        ];
+        self.run(BIN, &vars, &serde_json::to_vec(conf).unwrap())
+    }
+
     fn call_env(&self, cmd: &str, id: &str, netns: &str, conf: &Value) -> Answer {
         let vars = [
             ("CNI_COMMAND", cmd),
@@ -155,7 +169,7 @@ impl Cni {
     }
 
     /// host-local's leases of network `name`: (address, container id).
-    fn leases(&self, name: &str) -> Vec<(String, String)> {
+    pub(crate) fn leases(&self, name: &str) -> Vec<(String, String)> {
         let dir = self.data.join(name);
         let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
             .map(|rd| {

@@ -7,9 +7,18 @@ use crate::observe::attachments::{any_attachment, attachments, inside};
 use crate::observe::nft;
 use crate::plan::rules;
 
-/// `netctx status` rows for the attachments: (name, state, details), given
-/// the host links and table already read for the contexts.
-pub fn status_rows(host: &mut Host, view: &HostView) -> Vec<(String, ContextState, Vec<String>)> {
+/// One attachment's `netctx status` row.
+pub struct Row {
+    pub name: String,
+    /// `NAMESPACE/POD`, when the runtime named the pod.
+    pub pod: Option<String>,
+    pub state: ContextState,
+    pub detail: Vec<String>,
+}
+
+/// `netctx status` rows for the attachments, given the host links and table
+/// already read for the contexts.
+pub fn status_rows(host: &mut Host, view: &HostView) -> Vec<Row> {
     if !any_attachment(view.links.values()) {
         return Vec::new();
     }
@@ -53,7 +62,12 @@ pub fn status_rows(host: &mut Host, view: &HostView) -> Vec<(String, ContextStat
                 },
             )];
             detail.extend(d);
-            (a.alias.context.clone(), state, detail)
+            Row {
+                name: a.alias.context.clone(),
+                pod: a.alias.pod.clone(),
+                state,
+                detail,
+            }
         })
         .collect()
 }

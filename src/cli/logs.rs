@@ -3,6 +3,7 @@
 
 mod line;
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,15 @@ enum Msg {
 /// Read one group in the calling thread's namespace until the channel
 /// closes. `ctx` names the context; `None` for the host, where a packet's
 /// context is the owner of its input link (else of its output link).
-fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc::Sender<Msg>) {
+/// `pods`: the `NAMESPACE/POD` of attachments, by context name.
+fn read(
+    group: u16,
+    ctx: Option<&str>,
+    wanted: &[String],
+    pods: &HashMap<String, String>,
+    json: bool,
+    tx: &mpsc::Sender<Msg>,
+) {
     let sub = match Subscription::bind(group) {
         Ok(s) => s,
         Err(e) => {
@@ -70,11 +79,12 @@ fn read(group: u16, ctx: Option<&str>, wanted: &[String], json: bool, tx: &mpsc:
                 },
             };
             let h = nflog::parse_headers(&p.payload);
+            let pod = pods.get(&who).map(String::as_str);
             let line = if json {
-                serde_json::to_string(&line::to_json(&who, &chain, &indev, &outdev, &h))
+                serde_json::to_string(&line::to_json(&who, pod, &chain, &indev, &outdev, &h))
                     .unwrap_or_default()
             } else {
-                line::format_line(&who, &chain, &indev, &outdev, &h)
+                line::format_line(&line::label(&who, pod), &chain, &indev, &outdev, &h)
             };
             if tx.send(Msg::Line(line)).is_err() {
                 return;
@@ -94,15 +104,42 @@ fn read_attachments(
     let n = sources.len();
     for src in sources {
         let (tx, name, group) = (tx.clone(), src.name, src.log_group);
+        let pods: HashMap<String, String> =
+            src.pod.map(|p| (name.clone(), p)).into_iter().collect();
         std::thread::spawn(move || {
             if let Err(e) = nix::sched::setns(&src.netns, nix::sched::CloneFlags::CLONE_NEWNET) {
                 let _ = tx.send(Msg::Failed(format!("attachment {name}: {e}"), true));
                 return;
             }
-            read(group, Some(&name), &[], json, &tx);
+            read(group, Some(&name), &[], &pods, json, &tx);
         });
     }
     (n, groups)
+}
+
+/// One reader in the namespace of each declared context that is up; how
+/// many.
+fn read_contexts(ctxs: &[&Context], json: bool, tx: &mpsc::Sender<Msg>) -> anyhow::Result<usize> {
+    let mut readers = 0;
+    for c in ctxs {
+        if owner::ns_owner(&c.name)? != NsOwner::Ours {
+            eprintln!("netctx: context {} is not up; not reading it", c.name);
+            continue;
+        }
+        let file = netns::open(&c.name)?;
+        let (tx, name, group, json) = (tx.clone(), c.name.clone(), c.log_group, json);
+        // A thread of its own, in the context's namespace until it ends.
+        std::thread::spawn(move || {
+            if let Err(e) = nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET) {
+                let why = format!("context {name}: entering its namespace: {e}");
+                let _ = tx.send(Msg::Failed(why, true));
+                return;
+            }
+            read(group, Some(&name), &[], &HashMap::new(), json, &tx);
+        });
+        readers += 1;
+    }
+    Ok(readers)
 }
 
 pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
@@ -117,29 +154,17 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
         .attachments
         .as_deref()
         .map(crate::observe::attachments::sources)
+        .transpose()
+        .map_err(anyhow::Error::msg)?
         .unwrap_or_default();
     let (tx, rx) = mpsc::channel();
-    let mut readers = 0;
     let mut wanted: Vec<String> = ctxs.iter().map(|c| c.name.clone()).collect();
     wanted.extend(sources.iter().map(|s| s.name.clone()));
-    for c in &ctxs {
-        if owner::ns_owner(&c.name)? != NsOwner::Ours {
-            eprintln!("netctx: context {} is not up; not reading it", c.name);
-            continue;
-        }
-        let file = netns::open(&c.name)?;
-        let (tx, name, group, json) = (tx.clone(), c.name.clone(), c.log_group, a.json);
-        // A thread of its own, in the context's namespace until it ends.
-        std::thread::spawn(move || {
-            if let Err(e) = nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET) {
-                let why = format!("context {name}: entering its namespace: {e}");
-                let _ = tx.send(Msg::Failed(why, true));
-                return;
-            }
-            read(group, Some(&name), &[], json, &tx);
-        });
-        readers += 1;
-    }
+    let pods: HashMap<String, String> = sources
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.pod.clone()?)))
+        .collect();
+    let mut readers = read_contexts(&ctxs, a.json, &tx)?;
     let mut host_groups: Vec<u16> = ctxs
         .iter()
         .filter(|c| c.isolation == Isolation::Strict)
@@ -151,8 +176,8 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
     host_groups.sort();
     host_groups.dedup();
     for group in host_groups {
-        let (tx, wanted, json) = (tx.clone(), wanted.clone(), a.json);
-        std::thread::spawn(move || read(group, None, &wanted, json, &tx));
+        let (tx, wanted, pods, json) = (tx.clone(), wanted.clone(), pods.clone(), a.json);
+        std::thread::spawn(move || read(group, None, &wanted, &pods, json, &tx));
         readers += 1;
     }
     drop(tx);

@@ -29,6 +29,9 @@ pub struct Figures {
     pub dropped_inside: u64,
     pub dropped_host: u64,
     pub logged: u64,
+    /// A CNI attachment's `NAMESPACE/POD` (absent for the rest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 fn sum(rules: &[RuleCount], kind: Counted, chain: impl Fn(&str) -> bool) -> u64 {
@@ -45,6 +48,7 @@ struct Place {
     name: String,
     netns: File,
     only: Option<String>,
+    pod: Option<String>,
 }
 
 /// Read one namespace (on a thread of its own that enters it).
@@ -53,6 +57,7 @@ fn inside(p: &Place) -> anyhow::Result<Figures> {
         let (links, rules) = counters::read_here()?;
         let mut f = Figures {
             name: p.name.clone(),
+            pod: p.pod.clone(),
             ..Figures::default()
         };
         for l in links {
@@ -91,6 +96,7 @@ fn places(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<Place>> {
                 netns: netns::open(&c.name)
                     .with_context(|| format!("opening namespace {}", c.name))?,
                 only: None,
+                pod: None,
             }),
             _ if !names.is_empty() => eprintln!("netctx: context {} is not up", c.name),
             _ => {}
@@ -99,11 +105,14 @@ fn places(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<Place>> {
     let attachments = sel
         .attachments
         .as_deref()
-        .map(crate::observe::attachments::sources);
+        .map(crate::observe::attachments::sources)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     out.extend(attachments.unwrap_or_default().into_iter().map(|s| Place {
         name: s.name,
         netns: s.netns,
         only: Some(s.ifname),
+        pod: s.pod,
     }));
     Ok(out)
 }
@@ -176,11 +185,19 @@ pub fn to_table(figs: &[Figures]) -> String {
     for k in KEYS {
         write!(s, " {:>14}", k.to_uppercase()).unwrap();
     }
+    // CNI attachments' pods, in a last column when there are any.
+    let pods = figs.iter().any(|f| f.pod.is_some());
+    if pods {
+        s.push_str(" POD");
+    }
     s.push('\n');
     for f in figs {
         write!(s, "{:<12}", f.name).unwrap();
         for v in values(f) {
             write!(s, " {v:>14}").unwrap();
+        }
+        if pods {
+            write!(s, " {}", f.pod.as_deref().unwrap_or("-")).unwrap();
         }
         s.push('\n');
     }
@@ -249,7 +266,17 @@ pub fn to_prometheus(figs: &[Figures]) -> String {
         writeln!(s, "# TYPE {name} counter").unwrap();
         for f in figs {
             for (extra, v) in get(f) {
-                writeln!(s, "{name}{{context=\"{}\"{extra}}} {v}", label(&f.name)).unwrap();
+                let pod = f
+                    .pod
+                    .as_deref()
+                    .map(|p| format!(",pod=\"{}\"", label(p)))
+                    .unwrap_or_default();
+                writeln!(
+                    s,
+                    "{name}{{context=\"{}\"{pod}{extra}}} {v}",
+                    label(&f.name)
+                )
+                .unwrap();
             }
         }
     }
@@ -270,7 +297,28 @@ mod tests {
             dropped_inside: 1,
             dropped_host: 2,
             logged: 5,
+            pod: None,
         }
+    }
+
+    #[test]
+    fn attachments_carry_their_pod() {
+        let f = Figures {
+            name: "cni0011aabb".into(),
+            pod: Some("default/web-0".into()),
+            ..web()
+        };
+        let v: serde_json::Value = serde_json::from_str(&to_json(&[f.clone(), web()])).unwrap();
+        assert_eq!(v["contexts"][0]["pod"], "default/web-0");
+        assert!(v["contexts"][1].get("pod").is_none());
+        let t = to_table(&[f.clone(), web()]);
+        assert!(t.lines().next().unwrap().ends_with(" POD"));
+        assert!(t.lines().nth(1).unwrap().ends_with(" default/web-0"));
+        assert!(t.lines().nth(2).unwrap().ends_with(" -"));
+        let p = to_prometheus(&[f]);
+        assert!(p.contains(
+            "netctx_rx_packets_total{context=\"cni0011aabb\",pod=\"default/web-0\"} 3\n"
+        ));
     }
 
     #[test]

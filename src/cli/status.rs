@@ -60,6 +60,8 @@ impl std::fmt::Display for ContextState {
 /// One context's state for `status`.
 struct Status {
     name: String,
+    /// An attachment's `NAMESPACE/POD`.
+    pod: Option<String>,
     state: ContextState,
     detail: Vec<String>,
 }
@@ -79,6 +81,7 @@ struct StatusRow<'a> {
     id: Option<u16>,
     name: &'a str,
     not_shifted: Vec<String>,
+    pod: Option<&'a str>,
     processes: usize,
     state: ContextState,
 }
@@ -100,6 +103,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
             let (state, detail) = declared(r);
             Status {
                 name: c.name.clone(),
+                pod: None,
                 state,
                 detail,
             }
@@ -110,6 +114,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
             if cfg.get(&name).is_none() {
                 out.push(Status {
                     name,
+                    pod: None,
                     state: ContextState::Orphaned,
                     detail: vec!["not in the configuration; `netctx down NAME` removes it".into()],
                 });
@@ -127,17 +132,21 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
     }
     if let Some(wanted) = &sel.attachments {
         let rows = super::attachments::status_rows(&mut nl, &view);
+        let named =
+            |r: &super::attachments::Row, w: &String| r.name == *w || r.pod.as_ref() == Some(w);
         for w in wanted {
-            if !rows.iter().any(|(name, _, _)| name == w) {
+            if !rows.iter().any(|r| named(r, w)) {
+                let w = crate::model::escape(w);
                 bail!("no CNI attachment {w} on this host");
             }
         }
-        for (name, state, detail) in rows {
-            if wanted.is_empty() || wanted.contains(&name) {
+        for r in rows {
+            if wanted.is_empty() || wanted.iter().any(|w| named(&r, w)) {
                 out.push(Status {
-                    name,
-                    state,
-                    detail,
+                    name: r.name,
+                    pod: r.pod,
+                    state: r.state,
+                    detail: r.detail,
                 });
             }
         }
@@ -216,6 +225,7 @@ pub fn host_links(cfg: &Config) -> Vec<String> {
 fn host_rows(cfg: &Config, attachments: &[String], nl: &mut apply::Host) -> Vec<Status> {
     let row = |state, detail| Status {
         name: "host".into(),
+        pod: None,
         state,
         detail,
     };
@@ -266,6 +276,7 @@ fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
                     id: cfg.get(&s.name).and_then(|c| c.id),
                     name: &s.name,
                     not_shifted: not_shifted(&s.name),
+                    pod: s.pod.as_deref(),
                     processes: processes(&s.name),
                     state: s.state,
                 }
@@ -288,6 +299,12 @@ fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
                     println!("{:<12} {:<9} guest exited (was pid {pid})", s.name, s.state)
                 }
                 None if n > 0 => println!("{:<12} {:<9} {n} process(es)", s.name, s.state),
+                None if s.pod.is_some() => println!(
+                    "{:<12} {:<9} pod {}",
+                    s.name,
+                    s.state,
+                    s.pod.as_deref().unwrap_or_default()
+                ),
                 None => println!("{:<12} {}", s.name, s.state),
             }
             for d in &s.detail {

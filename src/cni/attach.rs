@@ -111,6 +111,7 @@ pub fn names(conf: &NetConf, env: &Env) -> (String, String, Alias) {
         network: conf.name.clone(),
         ifname: env.ifname.clone(),
         container_id: env.container_id.clone(),
+        pod: env.pod.clone(),
     };
     (
         ctx,

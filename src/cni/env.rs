@@ -51,6 +51,9 @@ pub struct Env {
     /// `CNI_ARGS` as key/value pairs, in order.
     pub args: Vec<(String, String)>,
     pub path: Vec<PathBuf>,
+    /// `NAMESPACE/POD` of `K8S_POD_NAMESPACE` and `K8S_POD_NAME` in
+    /// `CNI_ARGS`, when both are there (checked for ADD and CHECK).
+    pub pod: Option<String>,
 }
 
 /// Container ids: an alphanumeric, then alphanumerics, `_`, `.` or `-`.
@@ -64,6 +67,14 @@ pub fn valid_container_id(s: &str) -> bool {
 /// not `.` or `..`.
 pub fn valid_ifname(s: &str) -> bool {
     crate::config::check_ifname(s).is_ok()
+}
+
+/// The pod of `K8S_POD_NAMESPACE` and `K8S_POD_NAME` (the last of each),
+/// when both are there: `NAMESPACE/POD`, or why it cannot be.
+pub fn pod_of(args: &[(String, String)]) -> Option<std::result::Result<String, String>> {
+    let last = |k: &str| args.iter().rev().find(|a| a.0 == k).map(|a| a.1.as_str());
+    let (ns, pod) = (last("K8S_POD_NAMESPACE")?, last("K8S_POD_NAME")?);
+    Some(crate::model::pod::check(ns, pod).map(|()| format!("{ns}/{pod}")))
 }
 
 /// `K=V;K=V`; an empty string is no arguments.
@@ -95,12 +106,26 @@ impl Env {
             var: "CNI_COMMAND",
             why: format!("{raw:?} is none of ADD, DEL, CHECK, GC, STATUS, VERSION"),
         })?;
+        let args = parse_args(&get("CNI_ARGS"))?;
+        let pod = match pod_of(&args) {
+            // A pod name goes into the attachment's alias: ADD and CHECK
+            // refuse one that is not; DEL and GC go by the context name.
+            Some(Err(why)) if matches!(command, Command::Add | Command::Check) => {
+                return Err(CniError::InvalidEnv {
+                    var: "CNI_ARGS",
+                    why,
+                })
+            }
+            Some(p) => p.ok(),
+            None => None,
+        };
         let env = Env {
             command,
             container_id: get("CNI_CONTAINERID"),
             netns: get("CNI_NETNS"),
             ifname: get("CNI_IFNAME"),
-            args: parse_args(&get("CNI_ARGS"))?,
+            args,
+            pod,
             path: std::env::split_paths(&get("CNI_PATH"))
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect(),
@@ -187,6 +212,7 @@ mod tests {
         assert_eq!(e.netns, "/run/netns/cni-1234");
         assert_eq!(e.args.len(), 3);
         assert_eq!(e.args[1], ("K8S_POD_NAME".into(), "web-0".into()));
+        assert_eq!(e.pod.as_deref(), Some("default/web-0"));
         assert_eq!(
             e.path,
             vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
@@ -242,6 +268,30 @@ mod tests {
             assert_eq!(e.command.as_str(), c);
             assert!(e.path.is_empty());
         }
+    }
+
+    #[test]
+    fn hostile_pod_names_are_refused_by_add_and_check_only() {
+        for args in [
+            "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web\x1b[2J",
+            "K8S_POD_NAMESPACE=de:fault;K8S_POD_NAME=web",
+            "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web\n0 violation(s)",
+        ] {
+            let mut v = add();
+            v[4].1 = args;
+            assert_eq!(err_var(&v), "CNI_ARGS", "{args}");
+            v[0].1 = "CHECK";
+            assert_eq!(err_var(&v), "CNI_ARGS", "{args}");
+            v[0].1 = "DEL";
+            assert_eq!(Env::from_map(&map(&v)).unwrap().pod, None);
+        }
+        let long = format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={}", "a".repeat(254));
+        let mut v = add();
+        v[4].1 = &long;
+        assert_eq!(err_var(&v), "CNI_ARGS");
+        // One of the two alone names no pod.
+        v[4].1 = "K8S_POD_NAME=web-0";
+        assert_eq!(Env::from_map(&map(&v)).unwrap().pod, None);
     }
 
     #[test]

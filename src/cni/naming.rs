@@ -7,8 +7,10 @@
 use crate::model::ATTACHMENT_ALIAS_PREFIX;
 pub use crate::observe::attachments::Alias;
 
-/// Longest alias the kernel keeps (IFALIASZ - 1).
-const ALIAS_MAX: usize = 255;
+/// Longest alias the kernel takes as netctx sends it (IFALIASZ - 2: the
+/// attribute carries a NUL, and the kernel's policy counts it: 255 bytes
+/// are refused with ERANGE, found by the pod-name tests).
+const ALIAS_MAX: usize = 254;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x100_0000_01b3;
@@ -45,16 +47,30 @@ pub fn host_veth(container_id: &str, ifname: &str) -> String {
 /// Writing an alias, and what only the plugin's naming can tell of one;
 /// `Alias::parse` is the observer's.
 impl Alias {
-    /// `netctx-cni:CTX:GROUP:NETWORK:IFNAME:CONTAINERID`. No field contains `:`
-    /// (the spec's network names and container ids cannot, Linux interface
-    /// names cannot). A very long container id is cut to fit the kernel's
-    /// limit; the context name still identifies the attachment.
+    /// `netctx-cni:CTX:GROUP:NETWORK:IFNAME:CONTAINERID[:NAMESPACE/POD]`. No
+    /// field contains `:` (the spec's network names and container ids
+    /// cannot, Linux interface names cannot, pod names are checked). A very
+    /// long container id is cut to fit the kernel's limit (the context name
+    /// still identifies the attachment), and then there is no pod; a pod
+    /// name that does not fit whole is cut and ends in `~`.
     pub fn render(&self) -> String {
         let mut s = format!(
             "{ATTACHMENT_ALIAS_PREFIX}{}:{}:{}:{}:{}",
             self.context, self.log_group, self.network, self.ifname, self.container_id
         );
-        s.truncate(ALIAS_MAX);
+        if s.len() >= ALIAS_MAX {
+            s.truncate(ALIAS_MAX);
+            return s;
+        }
+        let room = ALIAS_MAX - s.len() - 1;
+        if let Some(pod) = self
+            .pod
+            .as_deref()
+            .and_then(|p| crate::model::pod::fit(p, room))
+        {
+            s.push(':');
+            s.push_str(&pod);
+        }
         s
     }
 
@@ -98,6 +114,7 @@ mod tests {
             network: "nx".into(),
             ifname: "eth0".into(),
             container_id: "abc".into(),
+            pod: None,
         };
         assert_eq!(Alias::parse(&a.render()), Some(a.clone()));
         assert!(a.complete());
@@ -110,9 +127,48 @@ mod tests {
             ..a
         };
         let r = long.render();
-        assert_eq!(r.len(), 255);
+        assert_eq!(r.len(), ALIAS_MAX);
         let back = Alias::parse(&r).unwrap();
         assert_eq!(back.network, "nx");
         assert!(!back.complete());
+        assert_eq!(back.pod, None);
+    }
+
+    #[test]
+    fn pod_names_in_the_alias() {
+        let a = Alias {
+            context: context_name("abc", "eth0"),
+            log_group: 100,
+            network: "nx".into(),
+            ifname: "eth0".into(),
+            container_id: "abc".into(),
+            pod: Some("default/web-0".into()),
+        };
+        let r = a.render();
+        assert!(r.ends_with(":abc:default/web-0"), "{r}");
+        assert_eq!(Alias::parse(&r), Some(a.clone()));
+        assert!(a.named("default/web-0") && a.named(&a.context) && !a.named("default/web"));
+        // Aliases written before pods were recorded still parse.
+        let old = format!("netctx-cni:{}:100:nx:eth0:abc", a.context);
+        assert_eq!(Alias::parse(&old).unwrap().pod, None);
+        // The longest pod name Kubernetes allows: cut, marked, within IFALIASZ.
+        let long = Alias {
+            context: context_name(&"f".repeat(64), "eth0"),
+            container_id: "f".repeat(64),
+            pod: Some(format!("{}/{}", "n".repeat(63), "p".repeat(253))),
+            ..a.clone()
+        };
+        let r = long.render();
+        assert_eq!(r.len(), ALIAS_MAX);
+        let back = Alias::parse(&r).unwrap();
+        assert_eq!(back.container_id, "f".repeat(64));
+        assert!(back.complete());
+        let p = back.pod.unwrap();
+        assert!(p.starts_with(&format!("{}/ppp", "n".repeat(63))) && p.ends_with('~'));
+        // A forged field (a control character, a second colon) is no pod.
+        for bad in ["default/we\x1bb", "default/web:x", "Default/web", "web"] {
+            let forged = format!("netctx-cni:{}:100:nx:eth0:abc:{bad}", a.context);
+            assert_eq!(Alias::parse(&forged).unwrap().pod, None, "{bad}");
+        }
     }
 }

@@ -421,6 +421,7 @@ pub fn is_attachment_chain(chain: &str) -> bool {
 }
 
 pub mod guest_caps;
+pub mod pod;
 
 /// Names of a context's chains in the host's table other than its veths'
 /// (`CTX_forward`, the NAT chains): no host-side veth may be called so.

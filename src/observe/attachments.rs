@@ -35,26 +35,36 @@ pub struct Alias {
     pub network: String,
     pub ifname: String,
     pub container_id: String,
+    /// `NAMESPACE/POD` when the runtime named the pod (`K8S_POD_*`); a pod
+    /// field that is not one (`model::pod`) is dropped.
+    pub pod: Option<String>,
 }
 
 impl Alias {
-    /// `netctx-cni:CTX:GROUP:NETWORK:IFNAME:CONTAINERID` (no field contains
-    /// `:`; a long container id may have been cut).
+    /// `netctx-cni:CTX:GROUP:NETWORK:IFNAME:CONTAINERID[:NAMESPACE/POD]` (no
+    /// field contains `:`; a long container id may have been cut).
     pub fn parse(s: &str) -> Option<Alias> {
         let rest = s.strip_prefix(ATTACHMENT_ALIAS_PREFIX)?;
-        let mut it = rest.splitn(5, ':');
+        let mut it = rest.splitn(6, ':');
         let (context, group) = (it.next()?, it.next()?.parse().ok()?);
         let (network, ifname, container_id) = (it.next()?, it.next()?, it.next()?);
         if context.len() != 11 || !context.starts_with("cni") {
             return None;
         }
+        let pod = it.next().filter(|p| crate::model::pod::valid_label(p));
         Some(Alias {
             context: context.into(),
             log_group: group,
             network: network.into(),
             ifname: ifname.into(),
             container_id: container_id.into(),
+            pod: pod.map(str::to_string),
         })
+    }
+
+    /// Whether `name` (a context name or `NAMESPACE/POD`) names it.
+    pub fn named(&self, name: &str) -> bool {
+        self.context == name || self.pod.as_deref() == Some(name)
     }
 }
 
@@ -215,8 +225,10 @@ pub fn split_names(names: &[String]) -> Selection {
             attachments: Some(Vec::new()),
         };
     }
-    let (cni, declared): (Vec<String>, Vec<String>) =
-        names.iter().cloned().partition(|n| is_attachment_name(n));
+    let (cni, declared): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|n| is_attachment_name(n) || n.contains('/'));
     Selection {
         declared: (!declared.is_empty()).then_some(declared),
         attachments: (!cni.is_empty()).then_some(cni),
@@ -231,17 +243,27 @@ pub struct Source {
     pub netns: File,
     pub ifname: String,
     pub addrs: Vec<crate::model::Cidr>,
+    /// `NAMESPACE/POD`, when known.
+    pub pod: Option<String>,
 }
 
-/// The attachments named in `names` (every one when `names` is empty) whose
-/// namespace was found.
-pub fn sources(names: &[String]) -> Vec<Source> {
+/// The attachments named in `names` (by context name or `NAMESPACE/POD`;
+/// every one when `names` is empty) whose namespace was found; an error
+/// names (escaped) the first name no attachment on the host has.
+pub fn sources(names: &[String]) -> Result<Vec<Source>, String> {
     let Ok(mut rtnl) = Rtnl::open() else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    attachments(&mut rtnl)
+    let all = attachments(&mut rtnl);
+    if let Some(n) = names.iter().find(|n| !all.iter().any(|a| a.alias.named(n))) {
+        return Err(format!(
+            "no CNI attachment {} on this host",
+            crate::model::escape(n)
+        ));
+    }
+    Ok(all
         .into_iter()
-        .filter(|a| names.is_empty() || names.contains(&a.alias.context))
+        .filter(|a| names.is_empty() || names.iter().any(|n| a.alias.named(n)))
         .filter_map(|a| {
             let (_, ns) = a.netns?;
             let ifname = a.alias.ifname.clone();
@@ -260,9 +282,10 @@ pub fn sources(names: &[String]) -> Vec<Source> {
                 netns: ns,
                 ifname: a.alias.ifname,
                 addrs,
+                pod: a.alias.pod,
             })
         })
-        .collect()
+        .collect())
 }
 
 /// The aliases of the attachments in namespace `ns` (on their links there).
@@ -327,5 +350,8 @@ mod tests {
         let mixed = split_names(&names(&["web", "cni581f55db"]));
         assert_eq!(mixed.declared, Some(names(&["web"])));
         assert_eq!(mixed.attachments, Some(names(&["cni581f55db"])));
+        let pod = split_names(&names(&["web", "default/web-0"]));
+        assert_eq!(pod.declared, Some(names(&["web"])));
+        assert_eq!(pod.attachments, Some(names(&["default/web-0"])));
     }
 }

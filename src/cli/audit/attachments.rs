@@ -44,12 +44,13 @@ fn context(src: &crate::observe::attachments::Source) -> Context {
 /// the addresses of their interface.
 pub(super) fn reports(names: &[String], g: &Gathered) -> anyhow::Result<Vec<Report>> {
     let mut out = Vec::new();
-    for src in crate::observe::attachments::sources(names) {
+    for src in crate::observe::attachments::sources(names).map_err(anyhow::Error::msg)? {
         let s = netns::run_in(&src.netns, || read_here(&g.kinds))?
             .with_context(|| format!("attachment {}", src.name))?;
         let (rows, violations) = judge_context(&context(&src), &s, &g.procs);
         out.push(Report {
             name: src.name,
+            pod: src.pod,
             up: true,
             rows,
             violations,

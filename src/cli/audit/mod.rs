@@ -91,6 +91,8 @@ struct Row {
 /// What audit says about one context.
 struct Report {
     name: String,
+    /// A CNI attachment's `NAMESPACE/POD`.
+    pod: Option<String>,
     up: bool,
     rows: Vec<Row>,
     violations: Vec<String>,
@@ -391,6 +393,7 @@ fn reports(ctxs: &[&Context], g: &Gathered) -> Vec<Report> {
         let Some(s) = s else {
             out.push(Report {
                 name: c.name.clone(),
+                pod: None,
                 up: false,
                 rows: Vec::new(),
                 violations: Vec::new(),
@@ -421,6 +424,7 @@ fn reports(ctxs: &[&Context], g: &Gathered) -> Vec<Report> {
         violations.extend(missing);
         out.push(Report {
             name: c.name.clone(),
+            pod: None,
             up: true,
             rows,
             violations,

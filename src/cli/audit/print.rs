@@ -61,6 +61,8 @@ struct ProcOut<'a> {
 struct ContextOut<'a> {
     bind_hooks: &'a str,
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<&'a str>,
     sockets: Vec<RowOut<'a>>,
     state: &'static str,
     unconfined: Vec<ProcOut<'a>>,
@@ -87,6 +89,7 @@ pub(super) fn json(reports: &[Report], host: Option<&(Vec<Row>, Vec<String>)>, t
             .map(|r| ContextOut {
                 bind_hooks: r.bind_hooks,
                 name: &r.name,
+                pod: r.pod.as_deref(),
                 sockets: r.rows.iter().map(RowOut::from).collect(),
                 state: if r.up { "up" } else { "down" },
                 unconfined: r
@@ -156,8 +159,9 @@ pub(super) fn text(reports: &[Report], host: Option<&(Vec<Row>, Vec<String>)>, t
             println!("context {}: down\n", r.name);
             continue;
         }
+        let pod = r.pod.as_deref().map(|p| format!(" (pod {p})"));
         print_table(
-            &format!("context {}", r.name),
+            &format!("context {}{}", r.name, pod.unwrap_or_default()),
             &r.name,
             &r.rows,
             &r.violations,

@@ -58,14 +58,26 @@ pub struct LogLine<'a> {
     line: String,
     #[serde(rename = "out")]
     outdev: &'a str,
+    /// A CNI attachment's `NAMESPACE/POD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<&'a str>,
     proto: &'a str,
     seq: Option<u16>,
     spt: Option<u16>,
     src: Option<IpAddr>,
 }
 
+/// The context as a text line names it: an attachment with its pod.
+pub fn label(ctx: &str, pod: Option<&str>) -> String {
+    match pod {
+        Some(p) => format!("{ctx} ({p})"),
+        None => ctx.to_string(),
+    }
+}
+
 pub fn to_json<'a>(
     ctx: &'a str,
+    pod: Option<&'a str>,
     chain: &'a str,
     indev: &'a str,
     outdev: &'a str,
@@ -81,8 +93,9 @@ pub fn to_json<'a>(
         id: h.echo.map(|e| e.0).or(h.ip_id),
         indev,
         len: h.len,
-        line: format_line(ctx, chain, indev, outdev, h),
+        line: format_line(&label(ctx, pod), chain, indev, outdev, h),
         outdev,
+        pod,
         proto: &h.proto,
         seq: h.echo.map(|e| e.1),
         spt: h.sport,
