@@ -11,6 +11,7 @@ mod cni_uplink;
 mod coexist;
 mod confine;
 mod engine;
+mod fabric;
 mod guests;
 mod integrity;
 mod isolation;
