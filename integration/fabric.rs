@@ -185,6 +185,7 @@ fn contexts_on_two_hosts_reach_each_other_through_bgp_routes_of_protocol_netctx(
     let (ca, cb) = (config(&a, CTX_A), config(&b, CTX_B));
     a.sb.netctx(&["-c", ca.to_str().unwrap(), "up"]).ok();
     b.sb.netctx(&["-c", cb.to_str().unwrap(), "up"]).ok();
+    let t0 = Instant::now();
     a.start_bird();
     b.start_bird();
     let logs = || format!("A:\n{}\nB:\n{}", a.log(), b.log());
@@ -215,6 +216,7 @@ fn contexts_on_two_hosts_reach_each_other_through_bgp_routes_of_protocol_netctx(
         assert!(gw == via || dst.contains(':'), "{r}");
         assert_eq!(r["dev"], "under0", "{r}");
     }
+    eprintln!("routes learned both ways {:?} after BIRD started", t0.elapsed());
     // The hand-made route never left A; only netctx's did.
     assert!(b.route("10.93.0.7").is_none(), "{:?}", b.route("10.93.0.7"));
     let exported = a.birdc("show route export fabric4");
@@ -245,6 +247,7 @@ fn contexts_on_two_hosts_reach_each_other_through_bgp_routes_of_protocol_netctx(
     assert_eq!(seen(&s6).trim(), "fd91::2");
     // down on A withdraws its routes from B.
     a.sb.netctx(&["-c", ca.to_str().unwrap(), "down", "a"]).ok();
+    let t1 = Instant::now();
     for dst in ["10.91.0.2", "fd91::2"] {
         wait_for(
             Duration::from_secs(20),
@@ -253,6 +256,7 @@ fn contexts_on_two_hosts_reach_each_other_through_bgp_routes_of_protocol_netctx(
             || format!("{:?}\n{}", b.route(dst), logs()),
         );
     }
+    eprintln!("withdrawn from B {:?} after down", t1.elapsed());
     // B's own stays announced, and A still learns it.
     assert!(a.route("10.92.0.2").is_some());
     b.sb.netctx(&["-c", cb.to_str().unwrap(), "down", "--all"]).ok();
