@@ -101,6 +101,12 @@ protocol bgp fabric6 {{
 impl Host {
     fn new(n: u8) -> Host {
         let sb = Sandbox::new();
+        assert!(
+            sb.sh("command -v bird && command -v birdc")
+                .status
+                .success(),
+            "the two-host test needs BIRD 2 (.ci/setup installs bird2)"
+        );
         sb.ok("ip link set lo up");
         Host { sb, n, bird: None }
     }
@@ -113,7 +119,9 @@ impl Host {
         ));
     }
 
-    /// Start BIRD in the host's namespaces and cgroup; its pid.
+    /// Start BIRD in the host's namespaces and cgroup, in the foreground of
+    /// a background job (`-f`), its control socket in the host's own /run;
+    /// its pid kept for the end.
     fn start_bird(&mut self) {
         let conf = self.sb.dir.join("bird.conf");
         std::fs::write(&conf, bird_conf(self.n)).unwrap();
@@ -127,13 +135,8 @@ impl Host {
     }
 
     fn birdc(&self, cmd: &str) -> String {
-        String::from_utf8_lossy(
-            &self
-                .sb
-                .sh(&format!("birdc -s /run/bird.ctl {cmd}"))
-                .stdout,
-        )
-        .into_owned()
+        String::from_utf8_lossy(&self.sb.sh(&format!("birdc -s /run/bird.ctl {cmd}")).stdout)
+            .into_owned()
     }
 
     fn log(&self) -> String {
@@ -216,7 +219,10 @@ fn contexts_on_two_hosts_reach_each_other_through_bgp_routes_of_protocol_netctx(
         assert!(gw == via || dst.contains(':'), "{r}");
         assert_eq!(r["dev"], "under0", "{r}");
     }
-    eprintln!("routes learned both ways {:?} after BIRD started", t0.elapsed());
+    eprintln!(
+        "routes learned both ways {:?} after BIRD started",
+        t0.elapsed()
+    );
     // The hand-made route never left A; only netctx's did.
     assert!(b.route("10.93.0.7").is_none(), "{:?}", b.route("10.93.0.7"));
     let exported = a.birdc("show route export fabric4");
@@ -259,5 +265,6 @@ fn contexts_on_two_hosts_reach_each_other_through_bgp_routes_of_protocol_netctx(
     eprintln!("withdrawn from B {:?} after down", t1.elapsed());
     // B's own stays announced, and A still learns it.
     assert!(a.route("10.92.0.2").is_some());
-    b.sb.netctx(&["-c", cb.to_str().unwrap(), "down", "--all"]).ok();
+    b.sb.netctx(&["-c", cb.to_str().unwrap(), "down", "--all"])
+        .ok();
 }
