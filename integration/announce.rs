@@ -213,3 +213,47 @@ fn announce_must_be_a_boolean() {
         r.stderr
     );
 }
+
+/// A routed address (docs/uplink.md) that is also announced.
+const ROUTED: &str = r#"
+[context.routed]
+uplink = "under0"
+egress = "routed"
+announce = true
+[[context.routed.link]]
+kind = "veth"
+name = "eth0"
+addresses = ["198.51.100.10/24"]
+"#;
+
+#[test]
+fn a_routed_address_that_is_announced_has_one_route_the_announces() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.netctx_with(ROUTED, &["up"]).ok();
+    let routes = |sb: &Sandbox| sb.ip(None, "route show 198.51.100.10");
+    let r = routes(&sb);
+    assert_eq!(r.as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r[0]["protocol"], "netctx", "{r}");
+    assert_eq!(r[0]["dev"], "nx-routed", "{r}");
+    assert!(sb
+        .ok("ip neigh show proxy dev under0")
+        .contains("198.51.100.10"));
+    // Converged: a second run changes nothing, status sees no drift.
+    let again = sb.netctx_with(ROUTED, &["up"]);
+    assert!(
+        again.ok().stdout.contains("routed: unchanged"),
+        "{}",
+        again.stdout
+    );
+    sb.netctx_with(ROUTED, &["status"]).ok();
+    // No longer announced: the route stays, routed's (proto static).
+    let off = ROUTED.replace("announce = true", "announce = false");
+    sb.netctx_with(&off, &["up"]).ok();
+    let r = routes(&sb);
+    assert_eq!(r.as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r[0]["protocol"], "static", "{r}");
+    sb.netctx_with(&off, &["status"]).ok();
+    sb.netctx_with(&off, &["down", "--all"]).ok();
+    assert!(routes(&sb).as_array().unwrap().is_empty());
+}
