@@ -322,7 +322,8 @@ fn uplink_rules(ctx: &Context, up: &str, veths: &[String], rules: &mut Vec<Rule>
             ]));
         }
         // Routed and announced addresses are reached from beyond the
-        // uplink directly.
+        // uplink directly (every source: `accept_from`, the policy's, is
+        // what narrows this accept).
         if ctx.egress == Egress::Routed || ctx.announce {
             rules.push(accept_marked(pair(up, v)));
         }
