@@ -79,6 +79,7 @@ fn context(i: u32) -> Context {
         log_rate: model::DEFAULT_LOG_RATE,
         isolation: Isolation::Strict,
         single_ip: false,
+        announce: false,
         hostname: format!("c{i}"),
         links: vec![Link {
             kind: LinkKind::Veth,

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against the real kernel, each test in
 //! a sandbox of its own (see `sandbox.rs`). They need root.
 
+mod announce;
 mod attacks;
 mod audit;
 mod bind_hooks;
@@ -12,6 +13,7 @@ mod cni_uplink;
 mod coexist;
 mod confine;
 mod engine;
+mod fabric;
 mod guests;
 mod integrity;
 mod isolation;

@@ -1,6 +1,7 @@
 //! Every integration test runs in a sandbox of its own: a process holding a
 //! fresh network namespace and a fresh mount namespace with private tmpfs
-//! over /run (so /run/netns and /run/netctx are the sandbox's own). A fresh
+//! over /run (so /run/netns and /run/netctx are the sandbox's own), and a
+//! private copy of /etc/iproute2 (where `up` names its route protocol). A fresh
 //! network namespace has no route out; nothing here adds one. Each sandbox
 //! also has a cgroup of its own (`nxtest-PID-N` under the machine's cgroup2
 //! mount), a cgroup namespace rooted there and a fresh cgroup2 mounted where
@@ -135,6 +136,8 @@ impl Sandbox {
             .unwrap();
         let inner = format!(
             "mount -t tmpfs -o mode=0755 netctx-test /run && mkdir /run/netns /run/netctx \
+             && {{ ! [ -d /etc/iproute2 ] || {{ mkdir /run/iproute2 \
+             && cp -a /etc/iproute2/. /run/iproute2/ && mount --bind /run/iproute2 /etc/iproute2; }}; }} \
              && mount -t tmpfs -o mode=0755,size=64m netctx-test /mnt \
              && mkdir {bin} {shared} && mount --bind {ex} {bin} \
              && umount -l {m} && mount -t cgroup2 nxtest {m} && echo ready && exec sleep 1000000",
@@ -179,6 +182,12 @@ impl Sandbox {
             cgroup,
             procs,
         }
+    }
+
+    /// The pid of the process holding the sandbox's namespaces (`ip link
+    /// … netns PID` puts a link into the sandbox).
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
     }
 
     /// A path of the sandbox's own mounts (`SHARED`, say) as this test

@@ -196,6 +196,7 @@ fn the_debian_package_holds_the_binary_units_man_page_and_completions() {
         "./usr/share/bash-completion/completions/netctx",
         "./usr/share/zsh/vendor-completions/_netctx",
         "./usr/share/fish/vendor_completions.d/netctx.fish",
+        "./etc/iproute2/rt_protos.d/netctx.conf",
     ] {
         assert!(
             list.lines().any(|l| l.ends_with(want)),

@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
+pub mod announce;
 pub mod crash;
 mod error;
 pub mod firewall;
@@ -80,11 +81,10 @@ impl HostView {
         uplink.sort();
         uplink.dedup();
         paths.extend(uplink);
-        // Proxy entries and host routes only matter to routed contexts and
-        // point-to-point links.
-        let routed = ctxs
-            .iter()
-            .any(|c| c.egress == crate::model::Egress::Routed || c.links.iter().any(|l| l.ptp));
+        // Proxy entries and host routes matter to routed contexts,
+        // point-to-point links and announced addresses — and to a context
+        // that announced them and no longer does: always read.
+        let routed = true;
         HostView::read_from(&mut host.rtnl, &mut host.nft, &paths, routed)
     }
 }

@@ -111,16 +111,27 @@ pub fn converge(
         return vec![e];
     }
     let mut reqs = Vec::new();
-    for (_, up, addr, veth) in &want {
+    for (ctx, up, addr, veth) in &want {
         if let (Some(u), Some(v)) = (index(up), index(veth)) {
+            // An announced address's route is the announce's (the same
+            // route, of protocol netctx).
+            let announced = routed.iter().any(|c| c.name == *ctx && c.announce);
+            let proto = if announced {
+                rtnl::ANNOUNCE_PROTO
+            } else {
+                rtnl::ROUTE_PROTO
+            };
             reqs.push(rtnl::add_proxy(u, *addr));
-            reqs.push(rtnl::replace_host_route(*addr, v));
+            reqs.push(rtnl::replace_host_route(*addr, v, proto));
         }
     }
     let adds = reqs.len();
     for (_, up, addr, veth) in &stale {
         reqs.extend(index(up).map(|u| rtnl::del_proxy(u, *addr)));
-        reqs.extend(index(veth).map(|v| rtnl::del_host_route(*addr, v)));
+        // Only a route of its own: an announced address's stays the
+        // announce's.
+        let proto = rtnl::ROUTE_PROTO;
+        reqs.extend(index(veth).map(|v| rtnl::del_host_route(*addr, v, proto)));
     }
     for (i, r) in host.rtnl.exec(reqs).into_iter().enumerate() {
         match r {

@@ -8,7 +8,7 @@ use super::error::CtxError;
 use super::journal::Step;
 use crate::kernel::rtnl;
 use crate::model::Context;
-use crate::plan::{dest, Action, Side};
+use crate::plan::{dest, single, Action, Side};
 
 pub fn link_what(side: Side, name: &str) -> String {
     match side {
@@ -73,7 +73,9 @@ pub fn host_links_addressed(actions: &[Action]) -> Vec<&str> {
                 side: Side::Host,
                 link,
                 ..
-            } => Some(link.as_str()),
+            }
+            | Action::Announce { link, .. }
+            | Action::Unannounce { link, .. } => Some(link.as_str()),
             _ => None,
         })
         .collect();
@@ -135,6 +137,23 @@ pub fn addresses_and_routes(
                     continue;
                 }
                 step
+            }
+            Action::Announce { link, addr } => {
+                let i = idx(Side::Host, link)?;
+                let what = format!("host route {} dev {link} proto netctx", single(*addr));
+                let undo = rtnl::del_host_route(*addr, i, rtnl::ANNOUNCE_PROTO);
+                late.push(
+                    Step::new(Side::Host, rtnl::add_announced_route(*addr, i), what).undo(undo),
+                );
+                continue;
+            }
+            Action::Unannounce { link, addr } => {
+                let i = idx(Side::Host, link)?;
+                let what = format!("host route {} dev {link} proto netctx", single(*addr));
+                let req = rtnl::del_host_route(*addr, i, rtnl::ANNOUNCE_PROTO);
+                Step::new(Side::Host, req, what)
+                    .undo(rtnl::add_announced_route(*addr, i))
+                    .ok_if(&[libc::ESRCH, libc::ENOENT])
             }
             Action::SetUp { side, link } => {
                 Step::new(*side, rtnl::set_link_up(link, true), link_what(*side, link))

@@ -247,6 +247,7 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
         .filter(|c| !refused.contains(&c.name.as_str()))
         .collect();
     netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
+    name_route_protocol(&ctxs);
     let mut failed = Vec::new();
     let mut converged = Vec::new();
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?.1) {
@@ -311,6 +312,17 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
         );
     }
     Ok(Exit::Error)
+}
+
+/// With a context announcing: the name of netctx's route protocol for
+/// `ip route`, when it is absent (the routes work without it: a warning).
+pub fn name_route_protocol(ctxs: &[&Context]) {
+    if ctxs.iter().any(|c| c.announce) {
+        if let Err(e) = apply::announce::name_protocol() {
+            let file = apply::announce::RT_PROTOS_FILE;
+            eprintln!("netctx: warning: writing {file}: {e}");
+        }
+    }
 }
 
 /// The host's switches for uplinks and the guard chain (after the

@@ -140,6 +140,7 @@ impl Watch<'_> {
             .filter(|(_, r)| r.is_ok())
             .map(|(c, _)| *c)
             .collect();
+        super::engine::name_route_protocol(&ok);
         super::engine::uplink_run(|h| crate::apply::uplink::after_converge(h, &ok))?;
         for (c, r) in ctxs.iter().zip(results) {
             match r {

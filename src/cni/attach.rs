@@ -199,6 +199,7 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
         log_rate: crate::model::DEFAULT_LOG_RATE,
         isolation: conf.isolation,
         single_ip: false,
+        announce: false,
         hostname: name,
         links: vec![Link {
             kind: LinkKind::Veth,

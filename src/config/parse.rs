@@ -27,6 +27,7 @@ pub struct Settings {
     pub log_rate: Option<u32>,
     pub isolation: Option<Isolation>,
     pub single_ip: Option<bool>,
+    pub announce: Option<bool>,
     /// The uplink and where it was given.
     pub uplink: Option<(String, Loc)>,
     pub egress: Option<(Egress, Loc)>,
@@ -235,6 +236,7 @@ impl Walker<'_> {
         match key {
             "ip_forward" => s.ip_forward = self.boolean(v, key),
             "single_ip" => s.single_ip = self.boolean(v, key),
+            "announce" => s.announce = self.boolean(v, key),
             "log_group" => s.log_group = self.integer(v, key, 0, u16::MAX),
             "log_rate" => s.log_rate = self.integer(v, key, 1, u16::MAX).map(u32::from),
             "uplink" => {
@@ -301,7 +303,7 @@ impl Walker<'_> {
                 self.unknown(
                     k,
                     key,
-                    "in [defaults] (expected ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, host_firewall)",
+                    "in [defaults] (expected ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, announce, host_firewall)",
                 );
             }
         }
@@ -363,7 +365,7 @@ impl Walker<'_> {
                 _ => self.unknown(
                     k,
                     key,
-                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, hostname, link, route, reach, publish, guest)"),
+                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, announce, hostname, link, route, reach, publish, guest)"),
                 ),
             }
         }

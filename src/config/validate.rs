@@ -355,6 +355,7 @@ fn build(c: CtxDecl, hosts: Vec<Option<String>>, d: &Settings, err: &mut Errors)
             .unwrap_or(crate::model::DEFAULT_LOG_RATE),
         isolation: s.isolation.or(d.isolation).unwrap_or(Isolation::Strict),
         single_ip: s.single_ip.or(d.single_ip).unwrap_or(false),
+        announce: s.announce.or(d.announce).unwrap_or(false),
         links: c
             .links
             .into_iter()

@@ -25,6 +25,14 @@ pub const CREATE: u16 = NLM_F_CREATE | NLM_F_EXCL;
 /// for administrator routes).
 pub const ROUTE_PROTO: RouteProtocol = RouteProtocol::Static;
 const MAIN_TABLE: u8 = 254;
+/// `rtm_protocol` of the host routes of announced addresses (`announce =
+/// true`, docs/cluster.md), named `netctx` in
+/// `/etc/iproute2/rt_protos.d/netctx.conf`: a number no registered protocol
+/// uses — not the kernel's RTPROT_* (0–4, 8–18, 42, 99, 186–189, 192), not
+/// FRR's own (186–198), not Calico's 80 or OVN's 84 — so that a routing
+/// daemon exporting this protocol exports netctx's routes and nothing else.
+pub const ANNOUNCE_PROTO_NUMBER: u8 = 110;
+pub const ANNOUNCE_PROTO: RouteProtocol = RouteProtocol::Other(ANNOUNCE_PROTO_NUMBER);
 
 fn link_named(name: &str) -> LinkMessage {
     let mut m = LinkMessage::default();
@@ -237,26 +245,42 @@ pub fn del_proxy(index: u32, ip: IpAddr) -> Request {
     }
 }
 
-/// `ip route replace IP/32 dev OIF proto static` (or /128).
-pub fn replace_host_route(ip: IpAddr, oif: u32) -> Request {
+/// `ip route replace IP/32 dev OIF proto PROTOCOL` (or /128).
+pub fn replace_host_route(ip: IpAddr, oif: u32, protocol: RouteProtocol) -> Request {
     let to = Cidr {
         addr: ip,
         prefix: crate::model::max_prefix(ip),
     };
     let mut m = route(to, None, Some(oif));
     m.header.scope = RouteScope::Link;
+    m.header.protocol = protocol;
     Request {
         msg: M::NewRoute(m),
         flags: NLM_F_CREATE | NLM_F_REPLACE,
     }
 }
 
-pub fn del_host_route(ip: IpAddr, oif: u32) -> Request {
+/// The host route `IP/32 dev OIF` of `protocol` (`Unspec`: of any).
+pub fn del_host_route(ip: IpAddr, oif: u32, protocol: RouteProtocol) -> Request {
     let to = Cidr {
         addr: ip,
         prefix: crate::model::max_prefix(ip),
     };
-    del_route(to, None, Some(oif), ROUTE_PROTO)
+    del_route(to, None, Some(oif), protocol)
+}
+
+/// `ip route replace IP/32 dev OIF scope link proto netctx` (or /128): an
+/// announced address.
+pub fn add_announced_route(ip: IpAddr, oif: u32) -> Request {
+    let mut r = add_link_route(ip, oif);
+    if let M::NewRoute(m) = &mut r.msg {
+        m.header.protocol = ANNOUNCE_PROTO;
+    }
+    // The route to the context's own address over its own veth is
+    // netctx's: one an earlier run left as `egress = "routed"`'s (proto
+    // static) becomes the announce's.
+    r.flags = NLM_F_CREATE | NLM_F_REPLACE;
+    r
 }
 
 /// An address that puts no subnet route in (the subnet is reached through

@@ -273,6 +273,9 @@ pub struct Context {
     pub uplink: Option<String>,
     pub egress: Egress,
     pub publish: Vec<Publish>,
+    /// Its addresses get host routes of protocol `netctx` for a routing
+    /// daemon to export (docs/cluster.md).
+    pub announce: bool,
     pub guest: Option<Guest>,
     /// The file that declared it.
     pub file: PathBuf,
@@ -349,8 +352,11 @@ impl Context {
         matches!(self.netns, Netns::Runtime { .. })
     }
 
+    /// Whether the context uses its uplink: egress, published ports, or
+    /// its addresses announced to a routing fabric reached through it.
     pub fn uses_uplink(&self) -> bool {
-        self.uplink.is_some() && (self.egress != Egress::None || !self.publish.is_empty())
+        self.uplink.is_some()
+            && (self.egress != Egress::None || !self.publish.is_empty() || self.announce)
     }
 
     /// The context's first address of a family.

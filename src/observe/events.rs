@@ -55,6 +55,9 @@ pub enum Event {
     },
     Route {
         deleted: bool,
+        /// The output link of a host route that netctx's may be (protocol
+        /// netctx or static, as netctx writes them): `None` for others.
+        oif: Option<u32>,
     },
     /// An nf_tables object of `table` changed (a table, chain, rule, set or
     /// element; `chain` when the message names one).
@@ -85,6 +88,20 @@ fn link_event(l: &LinkMessage, deleted: bool) -> Event {
     }
 }
 
+fn route_event(r: &netlink_packet_route::route::RouteMessage, deleted: bool) -> Event {
+    use netlink_packet_route::route::{RouteAttribute, RouteProtocol};
+    let ours = [crate::kernel::rtnl::ANNOUNCE_PROTO, RouteProtocol::Static];
+    let oif = r
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Oif(o) => Some(*o),
+            _ => None,
+        })
+        .filter(|_| ours.contains(&r.header.protocol));
+    Event::Route { deleted, oif }
+}
+
 /// The events in one datagram of rtnetlink notifications.
 pub fn parse_rtnl(buf: &[u8]) -> Vec<Event> {
     let mut out = Vec::new();
@@ -106,8 +123,8 @@ pub fn parse_rtnl(buf: &[u8]) -> Vec<Event> {
                 index: a.header.index,
                 deleted: true,
             },
-            M::NewRoute(_) => Event::Route { deleted: false },
-            M::DelRoute(_) => Event::Route { deleted: true },
+            M::NewRoute(r) => route_event(&r, false),
+            M::DelRoute(r) => route_event(&r, true),
             _ => continue,
         });
     }
@@ -285,7 +302,10 @@ mod tests {
                     index: 7,
                     deleted: true
                 },
-                Event::Route { deleted: true },
+                Event::Route {
+                    deleted: true,
+                    oif: None
+                },
             ]
         );
     }

@@ -74,6 +74,8 @@ pub fn parse_route(m: &RouteMessage) -> Option<ObsRoute> {
 pub struct RoutedObs {
     pub proxies: std::collections::BTreeSet<(u32, IpAddr)>,
     pub routes: std::collections::BTreeSet<(IpAddr, u32)>,
+    /// Those of `routes` of protocol netctx (announced addresses).
+    pub announced: std::collections::BTreeSet<(IpAddr, u32)>,
 }
 
 /// Proxy neighbour entries and single-address routes of the socket's
@@ -98,6 +100,9 @@ pub fn read_routed(nl: &mut Rtnl) -> Result<RoutedObs, NlError> {
         if r.to.prefix == crate::model::max_prefix(r.to.addr) && r.via.is_none() {
             if let Some(oif) = r.oif {
                 out.routes.insert((r.to.addr, oif));
+                if r.protocol == rtnl::ANNOUNCE_PROTO {
+                    out.announced.insert((r.to.addr, oif));
+                }
             }
         }
     }

@@ -12,6 +12,7 @@ use crate::observe::links::{NsState, ObsRoute};
 use crate::observe::nft::Live;
 use crate::observe::owner::NsOwner;
 
+pub mod announce;
 pub mod firewall;
 mod links;
 pub mod nat;
@@ -93,6 +94,18 @@ pub enum Action {
         /// Which of the two is missing.
         missing: &'static str,
     },
+    /// An announced address: a host route `ADDR/32` (`/128`) over the host
+    /// veth `link`, of protocol netctx (docs/cluster.md).
+    Announce {
+        link: String,
+        addr: IpAddr,
+    },
+    /// A route of protocol netctx over the context's host veth `link` that
+    /// no announced address wants.
+    Unannounce {
+        link: String,
+        addr: IpAddr,
+    },
     /// Replace the context's table `inet netctx` with `table` (one
     /// transaction).
     ReplaceTable {
@@ -135,7 +148,9 @@ impl Action {
             Action::AddLinkRoute { side, .. } => on(side, "host route", "route"),
             Action::Sysctl { .. } => "switch",
             Action::HostSysctl { .. } | Action::UplinkSysctl { .. } => "host switch",
-            Action::Routed { .. } => "host route",
+            Action::Routed { .. } | Action::Announce { .. } | Action::Unannounce { .. } => {
+                "host route"
+            }
             Action::ReplaceTable { .. } | Action::DeleteTable => "table",
             Action::ReplaceHostChains { .. } => "host chain",
         }
@@ -164,6 +179,14 @@ fn side(s: Side) -> &'static str {
     match s {
         Side::Host => "host link",
         Side::Ctx => "link",
+    }
+}
+
+/// `ADDR/32` or `ADDR/128`.
+pub(crate) fn single(addr: IpAddr) -> Cidr {
+    Cidr {
+        addr,
+        prefix: crate::model::max_prefix(addr),
     }
 }
 
@@ -230,6 +253,16 @@ impl fmt::Display for Action {
             } => write!(
                 f,
                 "add host {missing} for routed {addr} (proxy on {uplink}, route to {veth})"
+            ),
+            Action::Announce { link, addr } => write!(
+                f,
+                "add host route {} dev {link} proto netctx (announce)",
+                single(*addr)
+            ),
+            Action::Unannounce { link, addr } => write!(
+                f,
+                "remove host route {} dev {link} proto netctx (no longer announced)",
+                single(*addr)
             ),
             Action::ReplaceTable { table, .. } => {
                 let rules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
@@ -316,6 +349,7 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     links::addresses(ctx, obs, ns, &made, &mut acts);
     routes::routes(ctx, ns, &made, &mut acts);
     routes::host_routes(ctx, obs, &made, &mut acts);
+    announce::plan(ctx, obs, &made, &mut acts);
     sysctls::sysctls(ctx, ns, &made, &mut acts);
     sysctls::host_sysctls(ctx, obs.host_sysctls, &mut acts);
     uplink::plan(ctx, obs.host_sysctls, &mut acts);

@@ -301,7 +301,7 @@ fn forward_chain(ctx: &Context, veths: &[String]) -> Chain {
 }
 
 /// The forward path through the uplink: out for egress; in, replies,
-/// published ports (DNATed) and with `routed` anything; the rest from the
+/// published ports (DNATed) and with `routed` or `announce` anything; the rest from the
 /// uplink to the context is logged and dropped (a LAN host routing to the
 /// context's private address included). Only packets between the uplink
 /// and this context's veths: other contexts' traffic is theirs.
@@ -321,7 +321,10 @@ fn uplink_rules(ctx: &Context, up: &str, veths: &[String], rules: &mut Vec<Rule>
                 Match::CtStatus(CT_STATUS_DNAT),
             ]));
         }
-        if ctx.egress == Egress::Routed {
+        // Routed and announced addresses are reached from beyond the
+        // uplink directly (every source: `accept_from`, the policy's, is
+        // what narrows this accept).
+        if ctx.egress == Egress::Routed || ctx.announce {
             rules.push(accept_marked(pair(up, v)));
         }
         rules.extend(drop_if(ctx, pair(up, v)));

@@ -399,6 +399,15 @@ fn uplink_forward_rules_stay_between_the_uplink_and_the_contexts_veths() {
     c.publish.clear();
     assert!(!chain_text(&c, "web_forward").contains("up0"));
     assert!(chain_text(&c, "web_pre").is_empty());
+    // Announced: reached from beyond the uplink, nothing out without
+    // egress (what it may reach there is its `reach`'s).
+    c.announce = true;
+    let text = chain_text(&c, "web_forward");
+    assert!(
+        text.contains("iifname \"up0\" oifname \"nx-web\" accept"),
+        "{text}"
+    );
+    assert!(!text.contains("oifname \"up0\" accept"), "{text}");
 }
 
 #[test]

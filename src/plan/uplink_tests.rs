@@ -166,6 +166,7 @@ fn a_routed_contexts_missing_proxy_entry_or_route_is_drift() {
     let both = RoutedObs {
         proxies: [(2, addr)].into(),
         routes: [(addr, 7)].into(),
+        ..Default::default()
     };
     assert!(acts_with(&both).is_empty());
     let no_proxy = RoutedObs {

@@ -19,6 +19,7 @@ fn context(src: &crate::observe::attachments::Source) -> Context {
         log_rate: crate::model::DEFAULT_LOG_RATE,
         isolation: Isolation::Strict,
         single_ip: false,
+        announce: false,
         hostname: src.name.clone(),
         links: vec![Link {
             kind: LinkKind::Veth,

@@ -52,6 +52,12 @@ pub fn target(
                 .map_or(Target::All, |(ctx, _)| Target::One(ctx.to_string())),
             None => Target::All,
         },
+        // A host route over a host link (an announced or routed address's):
+        // that link's context.
+        (Place::Host, Event::Route { oif: Some(i), .. }) => match index.get(i) {
+            Some(c) => Target::One(c.clone()),
+            None => Target::HostIndex(*i),
+        },
         (Place::Host, Event::Nft { .. }) | (Place::Host, Event::Route { .. }) => Target::Nobody,
         (Place::Host, Event::Link { name, alias, .. }) => {
             match host_owner(name.as_deref(), alias.as_deref(), declared) {
@@ -97,7 +103,13 @@ mod tests {
         };
         // Inside a context: everything but other tables is about it.
         assert_eq!(
-            t(&ctx("a"), Event::Route { deleted: true }),
+            t(
+                &ctx("a"),
+                Event::Route {
+                    deleted: true,
+                    oif: None
+                }
+            ),
             Target::One("a".into())
         );
         assert_eq!(t(&ctx("a"), nft("netctx", None)), Target::One("a".into()));
@@ -114,9 +126,19 @@ mod tests {
         );
         assert_eq!(t(&Place::Host, Event::Lost), Target::All);
         assert_eq!(
-            t(&Place::Host, Event::Route { deleted: true }),
+            t(
+                &Place::Host,
+                Event::Route {
+                    deleted: true,
+                    oif: None
+                }
+            ),
             Target::Nobody
         );
+        // A host route over a context's host link (announce, routed).
+        let route = |oif| Event::Route { deleted: true, oif };
+        assert_eq!(t(&Place::Host, route(Some(7))), Target::One("web".into()));
+        assert_eq!(t(&Place::Host, route(Some(8))), Target::HostIndex(8));
         // Host links: by alias, else by declared name; addresses by index.
         let link = |name: &str, alias: Option<&str>| Event::Link {
             index: 9,
