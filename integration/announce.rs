@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::ops::Watcher;
 use crate::sandbox::Sandbox;
 
-const NET: &str = "\
+pub(crate) const NET: &str = "\
 ip link set lo up && ip netns add fabric && \
 ip link add under0 type veth peer name fab0 netns fabric && \
 ip addr add 198.51.100.1/24 dev under0 && ip addr add 2001:db8::1/64 dev under0 nodad && \
@@ -19,7 +19,7 @@ ip link set under0 up && ip -n fabric addr add 198.51.100.2/24 dev fab0 && \
 ip -n fabric addr add 2001:db8::2/64 dev fab0 nodad && ip -n fabric link set fab0 up";
 
 /// `announce` from `[defaults]`, one context opting out.
-const CFG: &str = r#"
+pub(crate) const CFG: &str = r#"
 [defaults]
 uplink = "under0"
 announce = true

@@ -689,3 +689,30 @@ fn a_mark_set_in_a_context_or_on_the_lan_does_not_reach_the_hosts_forward_hook()
     sb.ok("nft delete table inet marks");
     sb.netctx_with(&cfg(""), &["down", "--all"]).ok();
 }
+
+#[test]
+fn watch_on_a_converged_host_repairs_nothing() {
+    // Brought up by `up`, or by watch's own first converge (two contexts
+    // made at once, each making the forward dispatch from one
+    // observation): afterwards, a watch with nothing changing says nothing
+    // was repaired, and the dispatch holds its two rules once.
+    let two = cfg("") + &PEER.replace("reach = [\"nat:80\"]\n", "");
+    for by_up in [true, false] {
+        let sb = Sandbox::new();
+        sb.ok(NET);
+        let path = sb.write_config("netctx.toml", &two);
+        let path = path.to_str().unwrap();
+        if by_up {
+            sb.netctx(&["-c", path, "up"]).ok();
+        }
+        let w = Watcher::start(&sb, path);
+        let said = w.during(Duration::from_secs(5));
+        let repaired: Vec<_> = said.iter().filter(|v| v["event"] == "repaired").collect();
+        assert!(
+            repaired.is_empty(),
+            "watch repaired a converged host (up first: {by_up}): {said:?}"
+        );
+        let dispatch = sb.ok("nft list chain inet netctx netctx-forward");
+        assert_eq!(dispatch.matches(" vmap ").count(), 2, "{dispatch}");
+    }
+}

@@ -70,7 +70,7 @@ impl Watcher {
     }
 
     /// Lines printed within `d`.
-    fn during(&self, d: Duration) -> Vec<Value> {
+    pub(crate) fn during(&self, d: Duration) -> Vec<Value> {
         let end = Instant::now() + d;
         let mut out = Vec::new();
         while let Some(left) = end.checked_duration_since(Instant::now()) {

@@ -15,7 +15,7 @@
 //! for every forwarded packet; the map is one lookup.
 
 use super::expr::{Action, Rule};
-use super::table::{chain_msgs, del_chain, Chain, ChainKind, NF_INET_FORWARD, TABLE};
+use super::table::{chain_msgs, del_chain, flush_chain, Chain, ChainKind, NF_INET_FORWARD, TABLE};
 use super::wire::{attr, msg, Attrs, Msg};
 use netlink_packet_core::NLM_F_CREATE;
 
@@ -176,7 +176,18 @@ pub fn host_change_msgs(
         if exists {
             out.push(del_chain(DISPATCH));
         }
-        chain_msgs(&dispatch_chain(), out);
+        // Contexts made at once from one observation each make the base
+        // chain (`watch`'s first converge): whichever transaction comes
+        // second finds it made and must not append its rules again. So:
+        // the chain (a no-op when there), emptied, then its rules.
+        let chain = dispatch_chain();
+        let bare = Chain {
+            rules: Vec::new(),
+            ..chain.clone()
+        };
+        chain_msgs(&bare, out);
+        out.push(flush_chain(DISPATCH));
+        chain_msgs(&chain, out);
     }
     for part in d.add.chunks(512) {
         let e: Vec<(&str, Option<&str>)> = part

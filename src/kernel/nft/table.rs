@@ -228,6 +228,13 @@ pub fn del_chain(name: &str) -> Msg {
     Msg::new(msg::DELCHAIN, 0, a)
 }
 
+/// Delete every rule of a chain of netctx's table (`nft flush chain`).
+pub fn flush_chain(name: &str) -> Msg {
+    let mut a = Attrs::default();
+    a.str(attr::RULE_TABLE, TABLE).str(attr::RULE_CHAIN, name);
+    Msg::new(msg::DELRULE, 0, a)
+}
+
 /// The messages that create a chain and its rules.
 pub fn chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
     let mut a = Attrs::default();
