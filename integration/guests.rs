@@ -430,3 +430,56 @@ fn status_tells_a_guest_that_exited() {
     let r = sb.netctx_with(&cfg, &["start", "b"]);
     assert!(r.stdout.contains("guest started"), "{}", r.stdout);
 }
+
+/// `exec` of one context reads what `up` compiled into the run directory,
+/// not the configuration, while every file it came from is what it was;
+/// an edit (even one that puts the modification time back), a new `up`,
+/// compiled files another user could write: each is seen.
+#[test]
+fn exec_reads_the_compiled_configuration_only_while_it_holds() {
+    use crate::sandbox::BIN;
+    let sb = Sandbox::new();
+    let path = sb.write_config("netctx.toml", &cfg());
+    let p = path.to_str().unwrap();
+    sb.netctx(&["-c", p, "up"]).ok();
+    // How many times exec opened the configuration file.
+    let opens = || {
+        sb.ok(&format!(
+            "strace -e trace=openat -o /run/opens {BIN} -c {p} exec a -- true >/dev/null 2>&1; \
+             grep -c 'netctx.toml' /run/opens || true"
+        ))
+        .trim()
+        .to_string()
+    };
+    let hostname = || {
+        let r = sb.netctx(&["-c", p, "exec", "a", "--", "hostname"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout.trim().to_string()
+    };
+    assert_eq!(opens(), "0");
+    assert_eq!(hostname(), "alpha");
+    // Rewritten in place (one inode, one size), its modification time put
+    // back: the change time still tells.
+    sb.ok(&format!(
+        "touch -r {p} /run/stamp && sed 's/alpha/gamma/' {p} >/run/new && cat /run/new >{p} && \
+         touch -r /run/stamp {p}"
+    ));
+    assert_eq!(hostname(), "gamma");
+    assert_ne!(opens(), "0");
+    // `up` compiles it again.
+    sb.netctx(&["-c", p, "up"]).ok();
+    assert_eq!(opens(), "0");
+    assert_eq!(hostname(), "gamma");
+    // Compiled files someone else could have written are not trusted.
+    sb.ok("chmod 0777 /run/netctx/compiled");
+    assert_ne!(opens(), "0");
+    sb.ok("chmod 0700 /run/netctx/compiled && chmod 0666 /run/netctx/compiled/contexts.jsonl");
+    assert_ne!(opens(), "0");
+    sb.ok("chmod 0600 /run/netctx/compiled/contexts.jsonl");
+    assert_eq!(opens(), "0");
+    // An undeclared context: the full load, and its error.
+    let r = sb.netctx(&["-c", p, "exec", "nope", "--", "true"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("nope"), "{}", r.stderr);
+    sb.netctx(&["-c", p, "down", "--all"]).ok();
+}

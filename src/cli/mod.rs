@@ -237,6 +237,17 @@ fn listing_config(path: &std::path::Path, given: bool) -> anyhow::Result<Config>
     }
 }
 
+/// Leave the validated configuration in the run directory for `exec` and
+/// `start` (`observe::compiled`); a failure only costs them the full load.
+fn compile(path: &std::path::Path, cfg: &Config) {
+    let written = config::files(path)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|files| crate::observe::compiled::write(path, &files, cfg));
+    if let Err(e) = written {
+        tracing::debug!("compiling the configuration: {e}");
+    }
+}
+
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let path = config::resolve_path(cli.config.as_deref());
@@ -244,6 +255,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let load = || -> anyhow::Result<Config> {
         tracing::debug!(path = %path.display(), "loading configuration");
         Ok(config::load(&path)?)
+    };
+    // One context, as `up` compiled it when nothing changed since, else the
+    // whole configuration (docs/operations.md).
+    let one = |name: &str| match crate::observe::compiled::read_one(&path, name) {
+        Some(c) => Ok(c),
+        None => load(),
     };
     // The listing commands on a node that declares nothing (a Kubernetes
     // node with only CNI attachments): the default directory absent or
@@ -257,11 +274,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Plan(l) => engine::plan(&load()?, &l, cli.verbose),
-        Command::Up(sel) => engine::up(&load()?, &sel.contexts, wait),
+        Command::Up(sel) => {
+            let cfg = load()?;
+            let out = engine::up(&cfg, &sel.contexts, wait);
+            compile(&path, &cfg);
+            out
+        }
         Command::Down(args) => engine::down(&args, wait),
         Command::Status(l) => status::status(&listing()?, &l),
-        Command::Exec(args) => guest::exec(&load()?, &path, &args, wait),
-        Command::Start(args) => guest::start(&load()?, &path, &args, wait),
+        Command::Exec(args) => guest::exec(&one(&args.context)?, &path, &args, wait),
+        Command::Start(args) => guest::start(&one(&args.context)?, &path, &args, wait),
         Command::GuestInit {
             context,
             first,

@@ -3,6 +3,8 @@
 //! apply, status) works on these types.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -12,7 +14,7 @@ pub const DEFAULT_LOG_GROUP: u16 = 100;
 pub const DEFAULT_LOG_RATE: u32 = 100;
 
 /// An address with its prefix length, as assigned to a link (`10.0.0.2/24`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Cidr {
     pub addr: IpAddr,
     pub prefix: u8,
@@ -91,7 +93,7 @@ fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Hook {
     Input,
     Forward,
@@ -109,7 +111,7 @@ impl Hook {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Isolation {
     Strict,
     Off,
@@ -128,7 +130,7 @@ impl std::str::FromStr for Isolation {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LinkKind {
     Veth,
     Dummy,
@@ -143,7 +145,7 @@ impl LinkKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub kind: LinkKind,
     /// Name inside the context.
@@ -161,14 +163,14 @@ pub struct Link {
     pub ptp: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Route {
     /// Destination; `default` is `0.0.0.0/0` or `::/0` by the gateway's family.
     pub to: Cidr,
     pub via: IpAddr,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Guest {
     pub command: Vec<String>,
     pub user: Option<String>,
@@ -183,7 +185,7 @@ pub struct Guest {
 }
 
 /// A transport protocol of a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Proto {
     Tcp,
     Udp,
@@ -191,7 +193,7 @@ pub enum Proto {
 
 /// Another context this one may open connections to through the host
 /// (`reach`): any port, or one port.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Reach {
     pub context: String,
     pub port: Option<(u16, Proto)>,
@@ -200,7 +202,7 @@ pub struct Reach {
 }
 
 /// How a context reaches the world through its uplink (`egress`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Egress {
     /// Only published ports, nothing out.
     #[default]
@@ -227,7 +229,7 @@ impl std::str::FromStr for Egress {
 }
 
 /// A published port (`[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Publish {
     /// `None`: every address of the host but loopback; `0.0.0.0` every
     /// IPv4 one, `::` every IPv6 one.
@@ -252,7 +254,7 @@ impl fmt::Display for Publish {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Context {
     pub name: String,
     pub id: Option<u16>,
@@ -284,7 +286,7 @@ pub struct Context {
 }
 
 /// Where a context's network namespace comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Netns {
     /// netctx's own, `/run/netns/NAME` with its marker: made and removed
     /// with the context.
@@ -305,7 +307,7 @@ pub enum Netns {
 }
 
 /// A whole validated configuration; contexts sorted by name.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Config {
     pub contexts: Vec<Context>,
     /// `[defaults] host_firewall`.
@@ -316,7 +318,7 @@ pub struct Config {
 /// `Auto` keeps its one rule in Docker's `DOCKER-USER`;
 /// `None` leaves every foreign table alone. Both report what would drop
 /// netctx's traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum HostFirewall {
     #[default]
     Auto,

@@ -10,6 +10,7 @@
 //! kernel.
 
 pub mod attachments;
+pub mod compiled;
 pub mod counters;
 pub mod diag;
 pub mod events;
