@@ -186,7 +186,7 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
             // (table; the dispatch's map; the ingress chain and its 12
             // rules; the forward chain and its 3 rules; the dispatch's
             // chain and its 2 rules; the map's element)
-            Nft(Side::Host, 23),
+            Nft(Side::Host, 36),
         ]
     );
     // Every creation is journalled with its undo.

@@ -17,7 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use names::{check_context_name, check_ifname};
-pub use ports::parse_reach;
+pub use ports::{parse_entry, EntryKind};
 
 use crate::model::Config;
 

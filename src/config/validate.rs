@@ -7,7 +7,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::parse::{CtxDecl, FileDecl, Settings};
 use super::{Diag, Loc};
-use crate::model::{Cidr, Config, Context, Egress, Isolation, Link, LinkKind, Route};
+use super::ports::{parse_entry, EntryKind};
+use crate::model::{
+    meet, Admit, Cidr, Config, Context, Egress, Isolation, Link, LinkKind, Peer, Ports, Reach,
+    Route, DEFAULT_DENY,
+};
 
 /// Collects the errors of every check.
 pub(super) struct Errors<'a>(pub(super) &'a mut Vec<Diag>);
@@ -44,20 +48,51 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
     }
 }
 
-/// Each `reach` learns the host-side veths of the context it names.
+/// Each `reach` of a context learns the host-side veths of the context it
+/// names and what that context's `accept_from` admits of it.
 fn resolve_reach(contexts: &mut [Context]) {
-    let veths: HashMap<String, Vec<String>> = contexts
+    type Peers = (Vec<String>, Vec<Reach>);
+    let peers: HashMap<String, Peers> = contexts
         .iter()
         .map(|c| {
             let hosts = c.links.iter().filter_map(|l| l.host.clone()).collect();
-            (c.name.clone(), hosts)
+            (c.name.clone(), (hosts, c.accept_from.clone()))
         })
         .collect();
     for c in contexts {
+        let name = c.name.clone();
         for r in &mut c.reach {
-            r.links = veths.get(&r.context).cloned().unwrap_or_default();
+            let Some((veths, accept)) = r.context().and_then(|t| peers.get(t)) else {
+                continue;
+            };
+            r.links.clone_from(veths);
+            r.admit = admitted(&name, r.ports, accept);
         }
     }
+}
+
+/// What a receiver's `accept_from` admits of a sender's `reach` entry
+/// naming it (with these ports): without `accept_from`, the entry; else
+/// each of its entries naming the sender or an address range (the
+/// sender's sources in it), on the ports both allow.
+fn admitted(sender: &str, ports: Option<Ports>, accept: &[Reach]) -> Vec<Admit> {
+    if accept.is_empty() {
+        return vec![Admit { from: None, ports }];
+    }
+    let mut out: Vec<Admit> = accept
+        .iter()
+        .filter_map(|a| {
+            let from = match &a.to {
+                Peer::Context(c) if c == sender => None,
+                Peer::Net(n) => Some(*n),
+                _ => return None,
+            };
+            meet(ports, a.ports).map(|ports| Admit { from, ports })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `[defaults]` at most once over all files; every context of every file.
@@ -278,16 +313,20 @@ impl<'a> SubnetIndex<'a> {
     }
 }
 
-/// `reach` names declared contexts, other than itself.
+/// `reach` and `accept_from` name declared contexts, other than itself.
 fn reach_targets(decls: &[CtxDecl], err: &mut Errors) {
     for c in decls {
-        for (r, loc) in &c.reach {
-            if r.context == c.name {
-                err.at(loc, format!("context {}: reach names itself", c.name));
-            } else if !decls.iter().any(|d| d.name == r.context) {
+        let entries = c.reach.iter().map(|e| ("reach", e));
+        let entries = entries.chain(c.accept_from.iter().map(|e| ("accept_from", e)));
+        for (key, (r, loc)) in entries {
+            let Some(to) = r.context() else { continue };
+            if to == c.name {
+                err.at(loc, format!("context {}: {key} entry {r:?} names itself", c.name, r = r.to_string()));
+            } else if !decls.iter().any(|d| d.name == to) {
                 let m = format!(
-                    "context {}: reach names context {}, which is not declared",
-                    c.name, r.context
+                    "context {}: {key} entry {:?} names context {to}, which is not declared",
+                    c.name,
+                    r.to_string()
                 );
                 err.at(loc, m);
             }
@@ -337,9 +376,21 @@ fn routes(c: &CtxDecl, err: &mut Errors) -> Vec<Route> {
 fn build(c: CtxDecl, hosts: Vec<Option<String>>, d: &Settings, err: &mut Errors) -> Context {
     let routes = routes(&c, err);
     let s = &c.settings;
-    let mut reach: Vec<_> = c.reach.into_iter().map(|(r, _)| r).collect();
-    reach.sort();
-    reach.dedup();
+    let entries = |v: Vec<(Reach, Loc)>| {
+        let mut v: Vec<Reach> = v.into_iter().map(|(r, _)| r).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let reach = entries(c.reach);
+    let accept_from = entries(c.accept_from);
+    let deny = match &d.deny {
+        Some(v) => entries(v.clone()),
+        None => DEFAULT_DENY
+            .iter()
+            .map(|s| parse_entry(s, EntryKind::Deny).expect("a constant range"))
+            .collect(),
+    };
     Context {
         hostname: c.hostname.unwrap_or_else(|| c.name.clone()),
         id: c.id.map(|(i, _)| i),
@@ -371,6 +422,8 @@ fn build(c: CtxDecl, hosts: Vec<Option<String>>, d: &Settings, err: &mut Errors)
             .collect(),
         routes,
         reach,
+        accept_from,
+        deny,
         uplink: s
             .uplink
             .as_ref()

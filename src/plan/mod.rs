@@ -14,6 +14,7 @@ use crate::observe::owner::NsOwner;
 
 pub mod firewall;
 mod links;
+mod policy;
 pub mod nat;
 mod routes;
 pub mod rules;
