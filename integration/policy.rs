@@ -182,8 +182,14 @@ fn accept_from_admits_only_whom_it_names_and_no_other_host_interface_opens_a_con
     assert!(seen(&lan).starts_with("203.0.113.1\n"), "{}", seen(&lan));
     assert!(seen(&c80).contains("10.95.0.2\n"), "{}", seen(&c80));
     let logged = sb.ok("nft list chain inet netctx c_forward");
-    assert!(logged.contains("oifname \"nx-c\" counter packets"), "{logged}");
-    assert!(!logged.contains("oifname \"nx-c\" counter packets 0 "), "{logged}");
+    assert!(
+        logged.contains("oifname \"nx-c\" counter packets"),
+        "{logged}"
+    );
+    assert!(
+        !logged.contains("oifname \"nx-c\" counter packets 0 "),
+        "{logged}"
+    );
     sb.netctx_with(ADMIT, &["down", "--all"]).ok();
 }
 
@@ -228,14 +234,21 @@ fn egress_is_limited_to_the_ranges_reach_names_and_deny_beats_reach() {
     sb.ok("ip -n lan addr add 203.0.113.3/24 dev lan0");
     sb.netctx_with(LIMITED, &["up"]).ok();
     settled(&sb);
-    for (addr, port) in [("203.0.113.2", 7000), ("203.0.113.2", 7001), ("203.0.113.3", 7000)] {
+    for (addr, port) in [
+        ("203.0.113.2", 7000),
+        ("203.0.113.2", 7001),
+        ("203.0.113.3", 7000),
+    ] {
         serve(&sb, "lan", addr, port);
     }
     serve(&sb, "lan", "2001:db8:1::2", 7001);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(run(&sb, Some("n"), "connect 203.0.113.2 7000"), "connected");
     assert_ne!(run(&sb, Some("n"), "connect 203.0.113.2 7001"), "connected");
-    assert_eq!(run(&sb, Some("n"), "connect 2001:db8:1::2 7001"), "connected");
+    assert_eq!(
+        run(&sb, Some("n"), "connect 2001:db8:1::2 7001"),
+        "connected"
+    );
     // In reach's range, but the floor denies it.
     assert_ne!(run(&sb, Some("n"), "connect 203.0.113.3 7000"), "connected");
     // Without address ranges in reach: the whole world, but the floor.

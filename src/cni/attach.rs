@@ -212,7 +212,10 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
         routes,
         reach: entries(&conf.reach, EntryKind::Reach),
         accept_from: entries(&conf.accept_from, EntryKind::AcceptFrom),
-        deny: entries(&crate::model::DEFAULT_DENY.map(String::from), EntryKind::Deny),
+        deny: entries(
+            &crate::model::DEFAULT_DENY.map(String::from),
+            EntryKind::Deny,
+        ),
         uplink: conf.uplink.clone(),
         egress: conf.egress,
         publish,

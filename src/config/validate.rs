@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::parse::{CtxDecl, FileDecl, Settings};
-use super::{Diag, Loc};
 use super::ports::{parse_entry, EntryKind};
+use super::{Diag, Loc};
 use crate::model::{
     meet, Admit, Cidr, Config, Context, Egress, Isolation, Link, LinkKind, Peer, Ports, Reach,
     Route, DEFAULT_DENY,
@@ -321,7 +321,14 @@ fn reach_targets(decls: &[CtxDecl], err: &mut Errors) {
         for (key, (r, loc)) in entries {
             let Some(to) = r.context() else { continue };
             if to == c.name {
-                err.at(loc, format!("context {}: {key} entry {r:?} names itself", c.name, r = r.to_string()));
+                err.at(
+                    loc,
+                    format!(
+                        "context {}: {key} entry {r:?} names itself",
+                        c.name,
+                        r = r.to_string()
+                    ),
+                );
             } else if !decls.iter().any(|d| d.name == to) {
                 let m = format!(
                     "context {}: {key} entry {:?} names context {to}, which is not declared",

@@ -14,8 +14,8 @@ use crate::observe::owner::NsOwner;
 
 pub mod firewall;
 mod links;
-mod policy;
 pub mod nat;
+mod policy;
 mod routes;
 pub mod rules;
 pub mod sysctls;

@@ -63,7 +63,15 @@ pub(super) fn host_input(ctx: &Context, veths: &[String], rules: &mut Vec<Rule>)
         }
         let link = ctx.links.iter().find(|l| l.host.as_deref() == Some(v));
         let mut sides: Vec<Cidr> = link
-            .map(|l| l.host_addresses.iter().map(|a| Cidr { prefix: crate::model::max_prefix(a.addr), ..*a }).collect())
+            .map(|l| {
+                l.host_addresses
+                    .iter()
+                    .map(|a| Cidr {
+                        prefix: crate::model::max_prefix(a.addr),
+                        ..*a
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         sides.push(Cidr::parse("fe80::/10").expect("constant prefix"));
         for side in sides {

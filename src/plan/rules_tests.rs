@@ -276,7 +276,8 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
     );
     // The floor first: the default deny, logged and dropped.
     assert!(
-        lines[2].starts_with("iifname \"nx-web\" meta nfproto ipv4 ip daddr 169.254.0.0/16 limit rate"),
+        lines[2]
+            .starts_with("iifname \"nx-web\" meta nfproto ipv4 ip daddr 169.254.0.0/16 limit rate"),
         "{text}"
     );
     assert!(
@@ -299,7 +300,10 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
         "{text}"
     );
     let last = text.lines().rev().nth(1).unwrap_or_default();
-    assert!(last.trim().starts_with("oifname \"nx-web1\" counter drop"), "{text}");
+    assert!(
+        last.trim().starts_with("oifname \"nx-web1\" counter drop"),
+        "{text}"
+    );
     let admit = |ports| vec![crate::model::Admit { from: None, ports }];
     let udp53 = Some(crate::model::Ports {
         lo: 53,
@@ -337,7 +341,10 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
     assert!(!f(&c).contains("nx-db"));
     // Accepts come before the drops of the context's own packets.
     let last_accept = text.rfind("iifname \"nx-web1\" oif 0 tcp").unwrap();
-    assert!(last_accept < text.find("iifname \"nx-web\" counter drop").unwrap(), "{text}");
+    assert!(
+        last_accept < text.find("iifname \"nx-web\" counter drop").unwrap(),
+        "{text}"
+    );
 }
 
 #[test]

@@ -21,7 +21,6 @@ const NFT_META_NFTRACE: u32 = 12;
 const NFT_BITWISE_BOOL: u32 = 0;
 const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
-const NFT_META_OIF: u32 = 5;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_PKTTYPE: u32 = 19;
 const NFT_META_L4PROTO: u32 = 16;
@@ -50,19 +49,12 @@ pub const IPPROTO_ICMPV6: u8 = 58;
 pub const ICMP_REDIRECT: u8 = 5;
 pub const ND_ROUTER_ADVERT: u8 = 134;
 pub const ND_REDIRECT: u8 = 137;
-/// ICMP types a context may always send to its host side.
-pub const ICMP_ECHO_REQUEST: u8 = 8;
-pub const ICMPV6_ECHO_REQUEST: u8 = 128;
-pub const ND_NEIGHBOR_SOLICIT: u8 = 135;
-pub const ND_NEIGHBOR_ADVERT: u8 = 136;
 /// Payload bases (enum nft_payload_bases).
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 /// enum nft_cmp_ops.
 const NFT_CMP_EQ: u32 = 0;
 const NFT_CMP_NEQ: u32 = 1;
-const NFT_CMP_LTE: u32 = 3;
-const NFT_CMP_GTE: u32 = 5;
 /// enum nft_limit_type.
 const NFT_LIMIT_PKTS: u32 = 0;
 /// Verdicts (linux/netfilter.h).
@@ -123,7 +115,10 @@ pub const PACKET_MULTICAST: u8 = 2;
 mod mark;
 #[path = "expr_nat.rs"]
 mod nat;
+#[path = "expr_policy.rs"]
+mod policy;
 use nat::{dnat, local_not_loopback};
+pub use policy::{ICMPV6_ECHO_REQUEST, ICMP_ECHO_REQUEST, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dir {
@@ -179,8 +174,6 @@ pub enum Match {
         lo: u16,
         hi: u16,
     },
-    /// `meta l4proto P` alone (any port of that protocol).
-    L4proto(u8),
     /// No output interface (`oif 0`): the input hook.
     NoOif,
     /// The packet's mark has this bit set (`meta mark & BIT == BIT`,
@@ -450,18 +443,8 @@ fn encode_match(l: &mut Attrs, m: &Match) {
             payload_at(l, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
             cmp_eq(l, &port.to_be_bytes());
         }
-        Match::DportRange { proto, lo, hi } => {
-            l4proto(l, *proto);
-            payload_at(l, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
-            // As nft sends a range: two comparisons.
-            cmp(l, NFT_CMP_GTE, &lo.to_be_bytes());
-            cmp(l, NFT_CMP_LTE, &hi.to_be_bytes());
-        }
-        Match::L4proto(p) => l4proto(l, *p),
-        Match::NoOif => {
-            meta(l, NFT_META_OIF);
-            cmp_eq(l, &[0; 4]);
-        }
+        Match::DportRange { proto, lo, hi } => policy::dport_range(l, *proto, *lo, *hi),
+        Match::NoOif => policy::no_oif(l),
         Match::Icmp { v6, ty } => {
             nfproto(l, *v6);
             l4proto(l, if *v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP });

@@ -117,10 +117,6 @@ fn render_match(s: &mut String, m: &Match) {
             write!(s, "{p} dport {lo}-{hi} ")
         }
         Match::NoOif => write!(s, "oif 0 "),
-        Match::L4proto(p) => {
-            let p = if *p == IPPROTO_UDP { "udp" } else { "tcp" };
-            write!(s, "meta l4proto {p} ")
-        }
         Match::Icmp { v6, ty } => {
             let name = match (*v6, *ty) {
                 (true, ND_ROUTER_ADVERT) => "nd-router-advert".to_string(),
