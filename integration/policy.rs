@@ -88,6 +88,13 @@ fn a_strict_context_reaches_host_services_only_on_the_ports_reach_names_as_host(
     }
     // ICMP echo to its host side still passes.
     sb.ok("ip netns exec a ping -c1 -W2 10.91.0.1 && ip netns exec a ping -c1 -W2 fd91::1");
+    // Each refusal is counted (and logged CTX:DROP:).
+    let stats = sb.netctx_with(&two(""), &["stats", "a", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stats.ok().stdout).unwrap();
+    let dropped = v["contexts"][0]["dropped_host"]
+        .as_u64()
+        .unwrap_or_default();
+    assert!(dropped >= 6, "{}", stats.stdout);
 
     let cfg = two(r#""host:7001", "host:7002/tcp", "host:7100-7110""#);
     sb.netctx_with(&cfg, &["up"]).ok();
@@ -255,4 +262,33 @@ fn egress_is_limited_to_the_ranges_reach_names_and_deny_beats_reach() {
     assert_eq!(run(&sb, Some("w"), "connect 203.0.113.2 7001"), "connected");
     assert_ne!(run(&sb, Some("w"), "connect 203.0.113.3 7000"), "connected");
     sb.netctx_with(LIMITED, &["down", "--all"]).ok();
+}
+
+#[test]
+fn a_cni_attachment_reaches_host_services_only_with_host_reach() {
+    let t = crate::cni::Cni::new();
+    host_serve(&t.sb, "0.0.0.0", 7001);
+    host_serve(&t.sb, "0.0.0.0", 7002);
+    t.netns("pod");
+    let mut conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    t.call("ADD", "pod", &conf).ok();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Its gateway is the host side: no host service without host reach.
+    assert_ne!(
+        run(&t.sb, Some("pod"), "connect 10.89.0.1 7001"),
+        "connected"
+    );
+    t.sb.ok("ip netns exec pod ping -c1 -W2 10.89.0.1");
+    t.call("DEL", "pod", &conf).ok();
+    conf["reach"] = serde_json::json!(["host:7001"]);
+    t.call("ADD", "pod", &conf).ok();
+    assert_eq!(
+        run(&t.sb, Some("pod"), "connect 10.89.0.1 7001"),
+        "connected"
+    );
+    assert_ne!(
+        run(&t.sb, Some("pod"), "connect 10.89.0.1 7002"),
+        "connected"
+    );
+    t.call("DEL", "pod", &conf).ok();
 }
