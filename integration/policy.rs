@@ -152,11 +152,14 @@ accept_from = ["b:80"]
 [[context.c.link]]
 kind = "veth"
 name = "eth0"
-host_addresses = ["10.96.0.1/24"]
-addresses = ["10.96.0.2/24"]
+host_addresses = ["10.96.0.1/24", "fd96::1/64"]
+addresses = ["10.96.0.2/24", "fd96::2/64"]
 [[context.c.route]]
 to = "default"
 via = "10.96.0.1"
+[[context.c.route]]
+to = "default"
+via = "fd96::1"
 "#;
 
 #[test]
@@ -164,18 +167,27 @@ fn accept_from_admits_only_whom_it_names_and_no_other_host_interface_opens_a_con
     let sb = Sandbox::new();
     sb.ok(NET);
     // The host forwards, as a Docker or Kubernetes host does.
-    sb.ok("sysctl -qw net.ipv4.ip_forward=1");
+    sb.ok("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
+    sb.ok("ip addr add 2001:db8:2::1/64 dev other0 nodad && \
+         ip -n other addr add 2001:db8:2::2/64 dev oth0 nodad && \
+         ip -n other -6 route add default via 2001:db8:2::1");
     let open = ADMIT.replace("accept_from = [\"b:80\"]\n", "");
     sb.netctx_with(&open, &["up"]).ok();
     let c80 = serve(&sb, "c", "10.96.0.2", 80);
     serve(&sb, "c", "10.96.0.2", 81);
     let lan = serve(&sb, "lan", "203.0.113.2", 7000);
+    settled(&sb);
+    serve(&sb, "c", "fd96::2", 80);
     std::thread::sleep(std::time::Duration::from_millis(300));
     // The second network, forwarded by the host, cannot open a connection
     // into c; the LAN behind the uplink neither.
     sb.ok("ip -n lan route add 10.96.0.0/24 via 203.0.113.1");
     assert_ne!(run(&sb, Some("other"), "connect 10.96.0.2 80"), "connected");
+    assert_ne!(run(&sb, Some("other"), "connect fd96::2 80"), "connected");
     assert_ne!(run(&sb, Some("lan"), "connect 10.96.0.2 80"), "connected");
+    // The control: the host forwards the second network's packets (the
+    // route is there), and the host itself reaches c.
+    assert_eq!(run(&sb, None, "connect fd96::2 80"), "connected");
     // Without accept_from, whoever reaches c.
     assert_eq!(run(&sb, Some("a"), "connect 10.96.0.2 80"), "connected");
     sb.netctx_with(ADMIT, &["up"]).ok();
