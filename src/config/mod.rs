@@ -9,6 +9,7 @@ mod fuzz;
 mod ids;
 mod names;
 mod parse;
+mod policy;
 mod ports;
 mod uplink;
 mod validate;

@@ -315,3 +315,94 @@ mod tests {
         assert!(parse_entry("[fd00:ec2::254/128]:80", EntryKind::Deny).is_ok());
     }
 }
+
+#[cfg(test)]
+mod policy_tests {
+    use crate::model::{Admit, Peer, Ports, Proto};
+    use std::path::PathBuf;
+
+    const CFG: &str = r#"
+[defaults]
+deny = ["10.0.0.0/8:22"]
+[context.a]
+reach = ["c:80-90", "host:53/udp", "c:5000/udp"]
+[[context.a.link]]
+kind = "veth"
+name = "eth0"
+addresses = ["10.61.0.2/24"]
+[context.b]
+reach = ["c"]
+[[context.b.link]]
+kind = "veth"
+name = "eth0"
+addresses = ["10.62.0.2/24"]
+[context.c]
+accept_from = ["b:85-100", "a:88/tcp", "10.61.0.0/24:89"]
+[[context.c.link]]
+kind = "veth"
+name = "eth0"
+addresses = ["10.63.0.2/24"]
+[context.d]
+[[context.d.link]]
+kind = "veth"
+name = "eth0"
+addresses = ["10.64.0.2/24"]
+"#;
+
+    #[test]
+    fn the_receivers_accept_from_is_resolved_into_the_senders_reach() {
+        let cfg = crate::config::load_sources(&[(PathBuf::from("t.toml"), CFG.into())]).unwrap();
+        let get = |n: &str| cfg.contexts.iter().find(|c| c.name == n).unwrap();
+        let tcp = |lo, hi| {
+            Some(Ports {
+                lo,
+                hi,
+                proto: Proto::Tcp,
+            })
+        };
+        let a = get("a");
+        let to_c = a.reach.iter().find(|r| r.ports == tcp(80, 90)).unwrap();
+        assert_eq!(to_c.links, ["nx-c"]);
+        // c admits a on 88 (by name) and on 89 (by its range); not b's
+        // entry.
+        assert_eq!(
+            to_c.admit,
+            [
+                Admit {
+                    from: None,
+                    ports: tcp(88, 88)
+                },
+                Admit {
+                    from: Some(crate::model::Cidr::parse("10.61.0.0/24").unwrap()),
+                    ports: tcp(89, 89)
+                },
+            ]
+        );
+        // UDP 5000: nothing c admits.
+        let udp = a
+            .reach
+            .iter()
+            .find(|r| r.ports.is_some_and(|p| p.proto == Proto::Udp) && r.context().is_some())
+            .unwrap();
+        assert!(udp.admit.is_empty());
+        assert!(a.reach.iter().any(|r| r.to == Peer::Host));
+        // b: any port of c, narrowed to what c admits of b.
+        let b = get("b");
+        assert_eq!(b.reach[0].admit.len(), 1);
+        assert_eq!(b.reach[0].admit[0].ports, tcp(85, 100));
+        // The floor, as given, for every context.
+        assert_eq!(get("d").deny.len(), 1);
+        assert_eq!(get("d").deny[0].to_string(), "10.0.0.0/8:22/tcp");
+    }
+
+    #[test]
+    fn the_default_floor_is_cloud_metadata() {
+        let cfg = crate::config::load_sources(&[(
+            PathBuf::from("t.toml"),
+            "[context.d]\n[[context.d.link]]\nkind = \"veth\"\nname = \"eth0\"\naddresses = [\"10.64.0.2/24\"]\n".into(),
+        )])
+        .unwrap();
+        let deny: Vec<String> = cfg.contexts[0].deny.iter().map(|d| d.to_string()).collect();
+        assert_eq!(deny, ["169.254.0.0/16", "fd00:ec2::254/128"]);
+    }
+}

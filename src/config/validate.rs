@@ -9,8 +9,7 @@ use super::parse::{CtxDecl, FileDecl, Settings};
 use super::ports::{parse_entry, EntryKind};
 use super::{Diag, Loc};
 use crate::model::{
-    meet, Admit, Cidr, Config, Context, Egress, Isolation, Link, LinkKind, Peer, Ports, Reach,
-    Route, DEFAULT_DENY,
+    Cidr, Config, Context, Egress, Isolation, Link, LinkKind, Reach, Route, DEFAULT_DENY,
 };
 
 /// Collects the errors of every check.
@@ -41,58 +40,11 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
         .map(|(c, hosts)| build(c, hosts, &defaults, &mut err))
         .collect();
     contexts.sort_by(|a, b| a.name.cmp(&b.name));
-    resolve_reach(&mut contexts);
+    super::policy::resolve_reach(&mut contexts);
     Config {
         contexts,
         host_firewall: defaults.host_firewall.unwrap_or_default(),
     }
-}
-
-/// Each `reach` of a context learns the host-side veths of the context it
-/// names and what that context's `accept_from` admits of it.
-fn resolve_reach(contexts: &mut [Context]) {
-    type Peers = (Vec<String>, Vec<Reach>);
-    let peers: HashMap<String, Peers> = contexts
-        .iter()
-        .map(|c| {
-            let hosts = c.links.iter().filter_map(|l| l.host.clone()).collect();
-            (c.name.clone(), (hosts, c.accept_from.clone()))
-        })
-        .collect();
-    for c in contexts {
-        let name = c.name.clone();
-        for r in &mut c.reach {
-            let Some((veths, accept)) = r.context().and_then(|t| peers.get(t)) else {
-                continue;
-            };
-            r.links.clone_from(veths);
-            r.admit = admitted(&name, r.ports, accept);
-        }
-    }
-}
-
-/// What a receiver's `accept_from` admits of a sender's `reach` entry
-/// naming it (with these ports): without `accept_from`, the entry; else
-/// each of its entries naming the sender or an address range (the
-/// sender's sources in it), on the ports both allow.
-fn admitted(sender: &str, ports: Option<Ports>, accept: &[Reach]) -> Vec<Admit> {
-    if accept.is_empty() {
-        return vec![Admit { from: None, ports }];
-    }
-    let mut out: Vec<Admit> = accept
-        .iter()
-        .filter_map(|a| {
-            let from = match &a.to {
-                Peer::Context(c) if c == sender => None,
-                Peer::Net(n) => Some(*n),
-                _ => return None,
-            };
-            meet(ports, a.ports).map(|ports| Admit { from, ports })
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// `[defaults]` at most once over all files; every context of every file.
