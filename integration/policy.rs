@@ -119,7 +119,8 @@ fn a_strict_context_reaches_host_services_only_on_the_ports_reach_names_as_host(
 }
 
 /// `c` admits `b` on port 80 only; `a` names `c` in its reach too; `c` has
-/// an egress through the uplink.
+/// an egress through the uplink. `d` and `e` are without isolation, `d`
+/// names `c`.
 const ADMIT: &str = r#"
 [defaults]
 uplink = "up0"
@@ -160,6 +161,29 @@ via = "10.96.0.1"
 [[context.c.route]]
 to = "default"
 via = "fd96::1"
+
+[context.d]
+isolation = "off"
+reach = ["c:80"]
+[[context.d.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.99.1.1/24"]
+addresses = ["10.99.1.2/24"]
+[[context.d.route]]
+to = "default"
+via = "10.99.1.1"
+
+[context.e]
+isolation = "off"
+[[context.e.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.99.2.1/24"]
+addresses = ["10.99.2.2/24"]
+[[context.e.route]]
+to = "default"
+via = "10.99.2.1"
 "#;
 
 #[test]
@@ -188,6 +212,9 @@ fn accept_from_admits_only_whom_it_names_and_no_other_host_interface_opens_a_con
     // The control: the host forwards the second network's packets (the
     // route is there), and the host itself reaches c.
     assert_eq!(run(&sb, None, "connect fd96::2 80"), "connected");
+    // A context without isolation is no exception: only with reach.
+    assert_ne!(run(&sb, Some("e"), "connect 10.96.0.2 80"), "connected");
+    assert_eq!(run(&sb, Some("d"), "connect 10.96.0.2 80"), "connected");
     // Without accept_from, whoever reaches c.
     assert_eq!(run(&sb, Some("a"), "connect 10.96.0.2 80"), "connected");
     sb.netctx_with(ADMIT, &["up"]).ok();

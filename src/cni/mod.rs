@@ -178,5 +178,15 @@ mod tests {
                 .unwrap();
         let e = unsupported(&c).unwrap_err();
         assert!(e.to_string().contains("reach") && e.to_string().contains("db"));
+        let parse = |j: &str| NetConf::parse(j.as_bytes()).unwrap();
+        let c = parse(
+            r#"{"cniVersion":"1.1.0","name":"n","type":"netctx","reach":["host:53/udp","10.0.0.0/8:443","api.example.com"],"accept_from":["203.0.113.0/24:22"]}"#,
+        );
+        assert!(unsupported(&c).is_ok());
+        let c =
+            parse(r#"{"cniVersion":"1.1.0","name":"n","type":"netctx","accept_from":["web:22"]}"#);
+        let e = unsupported(&c).unwrap_err();
+        assert!(e.to_string().contains("accept_from"), "{e}");
+        assert_eq!(e.code(), 2);
     }
 }

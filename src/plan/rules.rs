@@ -176,7 +176,11 @@ pub fn host_chain_prefix(ctx: &str) -> String {
 /// dropping the rest; and its forward chain (`forward_chain`).
 pub fn host_chains(ctx: &Context) -> Vec<Chain> {
     let strict = ctx.isolation == Isolation::Strict;
-    if !strict && !ctx.uses_uplink() {
+    // Without isolation, a chain only for the uplink's paths, or for the
+    // contexts its reach names (a strict receiver refuses what no chain
+    // accepted).
+    let reaches = ctx.reach.iter().any(|r| r.context().is_some());
+    if !strict && !ctx.uses_uplink() && !reaches {
         return Vec::new();
     }
     let mut sources = super::nat::sources(ctx);
@@ -263,6 +267,19 @@ pub fn dispatch_elems(ctx: &Context, chains: &[Chain]) -> Vec<(String, String)> 
 /// other contexts are their own forward chains' business.
 fn forward_chain(ctx: &Context, veths: &[String]) -> Chain {
     let mut rules = Vec::new();
+    if ctx.isolation != Isolation::Strict && !ctx.uses_uplink() {
+        // No isolation: the floor and the contexts it may reach; the rest
+        // falls through to the receivers' chains (and the host's policy).
+        super::policy::deny(ctx, veths, &mut rules);
+        super::policy::contexts(ctx, veths, &mut rules);
+        return Chain {
+            name: forward_chain_name(&ctx.name),
+            kind: ChainKind::Filter,
+            hooknum: REGULAR,
+            device: None,
+            rules,
+        };
+    }
     for v in veths {
         rules.push(accept_marked(vec![
             Match::IifName(v.clone()),

@@ -354,6 +354,24 @@ fn isolation_off_without_logs_needs_no_table_and_no_host_chains() {
     c.log.clear();
     assert_eq!(context_table(&c), None);
     assert!(host_chains(&c).is_empty());
+    // Naming a context in reach: a chain with the floor and that context,
+    // nothing dropped beyond the floor (the rest falls through).
+    let mut db = crate::model::Reach::new(crate::model::Peer::Context("db".into()), None);
+    db.links = vec!["nx-db".into()];
+    db.admit = vec![crate::model::Admit {
+        from: None,
+        ports: None,
+    }];
+    let mut r = c.clone();
+    r.reach = vec![db];
+    let chains = host_chains(&r);
+    assert_eq!(chains.len(), 1);
+    let text = unmarked(&render_chain(&chains[0]));
+    assert!(
+        text.contains("iifname \"nx-web\" oifname \"nx-db\" accept"),
+        "{text}"
+    );
+    assert_eq!(text.matches("counter drop").count(), 4, "{text}");
     // Only logging: no sets, no drops.
     c.log = vec![crate::model::Hook::Output];
     let t = context_table(&c).unwrap();
