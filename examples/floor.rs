@@ -95,6 +95,8 @@ fn context(i: u32) -> Context {
             via: host.addr,
         }],
         reach: vec![],
+        accept_from: vec![],
+        deny: vec![],
         uplink: None,
         egress: model::Egress::None,
         publish: vec![],
@@ -417,7 +419,7 @@ fn up(n: u32, host_each: bool) -> io::Result<()> {
     // The dispatch's map and base chain, once.
     let shared = dispatch::DispatchChange {
         create_map: true,
-        chain: Some(false),
+        chain: Some(vec![]),
         ..Default::default()
     };
     if host_each {

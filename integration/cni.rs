@@ -163,8 +163,9 @@ impl Cni {
                 o.get("chain")
                     .map(|c| c["name"].as_str().unwrap().to_string())
             })
-            // The forward dispatch is the host's, no attachment's.
-            .filter(|c| c != "netctx-forward")
+            // The dispatch (forward and input) is the host's, no
+            // attachment's.
+            .filter(|c| c != "netctx-forward" && c != "netctx-input")
             .collect()
     }
 

@@ -126,7 +126,8 @@ fn tables_inside_and_on_the_host_read_back_with_nft() {
             "a_nx-a",
             "b_forward",
             "b_nx-b",
-            "netctx-forward"
+            "netctx-forward",
+            "netctx-input"
         ]
     );
     let hook = |name: &str| {
@@ -142,6 +143,9 @@ fn tables_inside_and_on_the_host_read_back_with_nft() {
     // chains a hook).
     assert_eq!(hook("a_forward"), serde_json::Value::Null);
     assert_eq!(hook("netctx-forward"), "forward");
+    // And what a context sends to the host's own addresses, through the
+    // same map from the input hook.
+    assert_eq!(hook("netctx-input"), "input");
     let map = sb.ok("nft list map inet netctx netctx-forward");
     assert!(
         map.contains("\"nx-a\" : jump a_forward") && map.contains("\"nx-b\" : jump b_forward"),
@@ -176,7 +180,10 @@ fn tables_inside_and_on_the_host_read_back_with_nft() {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(hc, ["a_nx-a", "a_forward", "netctx-forward"]);
+    assert_eq!(
+        hc,
+        ["a_nx-a", "a_forward", "netctx-forward", "netctx-input"]
+    );
     let map = sb.ok("nft list map inet netctx netctx-forward");
     assert!(!map.contains("nx-b"), "b's element is left: {map}");
 }
@@ -233,7 +240,7 @@ fn down_leaves_no_netctx_table_anywhere() {
         .collect();
     assert_eq!(
         hc,
-        ["netctx-forward", "b_nx-b", "b_forward"],
+        ["netctx-forward", "netctx-input", "b_nx-b", "b_forward"],
         "a's host chains left behind"
     );
     // ... and its element of the forward dispatch.
@@ -273,8 +280,12 @@ fn binding_another_contexts_address_fails() {
 #[test]
 fn forged_source_reaches_neither_host_nor_other_context() {
     let sb = Sandbox::new();
-    // a may reach b through the host (the control below needs it).
-    let cfg = TWO.replace("[context.a]\n", "[context.a]\nreach = [\"b\"]\n");
+    // a may reach b through the host, and the host's UDP 6000 (the
+    // control below needs both).
+    let cfg = TWO.replace(
+        "[context.a]\n",
+        "[context.a]\nreach = [\"b\", \"host:6000/udp\"]\n",
+    );
     sb.netctx_with(&cfg, &["up"]).ok();
     // The sandbox host routes between contexts for this test, so that
     // without the rules a forged packet would get through to b.

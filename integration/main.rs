@@ -18,6 +18,7 @@ mod guests;
 mod integrity;
 mod isolation;
 mod ops;
+mod policy;
 mod pty;
 mod reliability;
 mod sandbox;

@@ -56,6 +56,7 @@ EOF
       "ipam": { "type": "host-local", "ranges": [[{ "subnet": "$subnet" }]],
                 "routes": [{ "dst": "0.0.0.0/0" }], "dataDir": "$dir/cni" },
       "isolation": "strict", "log": ["input"], "log_group": 100,
+      "reach": ["host:9999/udp"],
       "capabilities": { "portMappings": true } },
     { "type": "tuning" } ] }
 EOF

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::apply::{CtxError, Host};
 use crate::kernel::netlink::{NlError, Request, Rtnl};
 use crate::kernel::netns;
-use crate::kernel::nft::dispatch::{self, DispatchChange, DISPATCH};
+use crate::kernel::nft::dispatch::{self, DispatchChange};
 use crate::kernel::nft::table;
 use crate::kernel::profile::{self, DOWN};
 use crate::kernel::rtnl;
@@ -90,7 +90,7 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
             .partition(|c| chain_owner(c).is_some_and(|o| names.contains(o)));
         // The dispatch alone is nobody's: with no context left it goes
         // with the table.
-        let msgs: Vec<_> = if kept.iter().all(|c| c == DISPATCH) {
+        let msgs: Vec<_> = if kept.iter().all(|c| dispatch::is_dispatch(c)) {
             vec![table::del_table()]
         } else {
             // Elements jumping to a chain that goes, before it.

@@ -185,8 +185,8 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
             Nft(Side::Ctx, 21),
             // (table; the dispatch's map; the ingress chain and its 12
             // rules; the forward chain and its 3 rules; the dispatch's
-            // chain, emptied, and its 2 rules; the map's element)
-            Nft(Side::Host, 25),
+            // chains, each emptied, and their rules; the map's element)
+            Nft(Side::Host, 40),
         ]
     );
     // Every creation is journalled with its undo.

@@ -372,7 +372,7 @@ fn sync_guard(host: &mut Host, rec: &Record) -> Result<(), UplinkError> {
             .digest
             .chains
             .iter()
-            .all(|c| c.0 == GUARD || c.0 == crate::kernel::nft::dispatch::DISPATCH) =>
+            .all(|c| c.0 == GUARD || crate::kernel::nft::dispatch::is_dispatch(&c.0)) =>
         {
             msgs = vec![table::del_table()];
         }

@@ -6,6 +6,7 @@
 //! container reaches its subnet through it, the host reaches each container
 //! by a host route). Pure: tested without root.
 
+use crate::config::EntryKind;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -211,7 +212,12 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
             ptp: true,
         }],
         routes,
-        reach: Vec::new(),
+        reach: entries(&conf.reach, EntryKind::Reach),
+        accept_from: entries(&conf.accept_from, EntryKind::AcceptFrom),
+        deny: entries(
+            &crate::model::DEFAULT_DENY.map(String::from),
+            EntryKind::Deny,
+        ),
         uplink: conf.uplink.clone(),
         egress: conf.egress,
         publish,
@@ -235,3 +241,15 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
 #[cfg(test)]
 #[path = "attach_tests.rs"]
 mod tests;
+
+/// The policy's entries of a checked network configuration (malformed
+/// ones were refused by `NetConf::parse`).
+fn entries(v: &[String], kind: EntryKind) -> Vec<crate::model::Reach> {
+    let mut out: Vec<_> = v
+        .iter()
+        .filter_map(|e| crate::config::parse_entry(e, kind).ok())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}

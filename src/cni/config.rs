@@ -26,6 +26,8 @@ struct Raw {
     log_group: Option<u16>,
     #[serde(default)]
     reach: Vec<String>,
+    #[serde(default)]
+    accept_from: Vec<String>,
     egress: Option<String>,
     uplink: Option<String>,
     #[serde(rename = "runtimeConfig", default)]
@@ -93,6 +95,7 @@ pub struct NetConf {
     pub log: Vec<Hook>,
     pub log_group: u16,
     pub reach: Vec<String>,
+    pub accept_from: Vec<String>,
     pub egress: Egress,
     pub uplink: Option<String>,
     pub port_mappings: Vec<PortMapping>,
@@ -113,9 +116,12 @@ pub fn version_of(stdin: &[u8]) -> Option<String> {
     v.get("cniVersion")?.as_str().map(str::to_string)
 }
 
-/// A `reach` entry as a declared context's (`CTX[:PORT[/PROTO]]`).
-fn reach_entry_ok(r: &str) -> bool {
-    crate::config::parse_reach(r).is_ok()
+/// The first malformed entry of `reach` or `accept_from`, with the reason.
+fn bad_entry(reach: &[String], accept_from: &[String]) -> Option<String> {
+    use crate::config::{parse_entry, EntryKind};
+    let r = reach.iter().map(|e| (e, EntryKind::Reach));
+    r.chain(accept_from.iter().map(|e| (e, EntryKind::AcceptFrom)))
+        .find_map(|(e, k)| parse_entry(e, k).err())
 }
 
 fn check_mapping(m: &PortMapping) -> Result<()> {
@@ -207,10 +213,8 @@ impl NetConf {
                 )));
             }
         }
-        if let Some(bad) = r.reach.iter().find(|x| !reach_entry_ok(x)) {
-            return Err(CniError::config(format!(
-                "reach entry {bad:?} is not CONTEXT or CONTEXT:PORT[/tcp|/udp]"
-            )));
+        if let Some(why) = bad_entry(&r.reach, &r.accept_from) {
+            return Err(CniError::config(why));
         }
         let mut port_mappings = r.runtime_config.port_mappings;
         for m in &mut port_mappings {
@@ -231,6 +235,7 @@ impl NetConf {
             log: parse_log(r.log)?,
             log_group: r.log_group.unwrap_or(100),
             reach: r.reach,
+            accept_from: r.accept_from,
             egress,
             uplink: r.uplink.filter(|u| !u.is_empty()),
             port_mappings,

@@ -135,9 +135,21 @@ fn malformed_configurations_get_the_specs_codes() {
 
 #[test]
 fn reach_entries() {
-    for ok in ["db", "cache:6379/tcp", "dns:53/udp", "web-2:80"] {
+    let reach_entry_ok = |e: &str| bad_entry(&[e.to_string()], &[]).is_none();
+    for ok in [
+        "db",
+        "cache:6379/tcp",
+        "dns:53/udp",
+        "web-2:80",
+        "host:53/udp",
+        "10.0.0.0/8:443",
+        "[2001:db8::/32]:80-90/udp",
+        "api.example.com:443",
+    ] {
         assert!(reach_entry_ok(ok), "{ok}");
     }
+    assert!(bad_entry(&[], &["host:22".into()]).is_some());
+    assert!(bad_entry(&[], &["203.0.113.0/24:22".into()]).is_none());
     for bad in [
         "",
         "Db",
@@ -146,6 +158,7 @@ fn reach_entries() {
         "db:0",
         "db:80/icmp",
         "averyveryverylong",
+        "db:90-80",
     ] {
         assert!(!reach_entry_ok(bad), "{bad}");
     }

@@ -86,17 +86,26 @@ fn version_gate(command: Command, ver: &str) -> Result<()> {
     }
 }
 
-/// What this build cannot do yet: `reach` (contexts by name) in a CNI
-/// network, refused with the spec's code 2, naming the field.
+/// What this build cannot do yet: `reach` or `accept_from` entries naming
+/// contexts in a CNI network (an attachment knows no declared context),
+/// refused with the spec's code 2, naming the field.
 pub fn unsupported(conf: &NetConf) -> Result<()> {
-    if !conf.reach.is_empty() {
-        return Err(CniError::Unsupported {
-            field: "reach".into(),
-            value: format!(
-                "{} (this build of netctx opens no forwarding between attachments)",
-                conf.raw["reach"]
-            ),
-        });
+    let names_context = |v: &[String]| {
+        v.iter().any(|e| {
+            crate::config::parse_entry(e, crate::config::EntryKind::AcceptFrom)
+                .is_ok_and(|r| r.context().is_some())
+        })
+    };
+    for (field, v) in [("reach", &conf.reach), ("accept_from", &conf.accept_from)] {
+        if names_context(v) {
+            return Err(CniError::Unsupported {
+                field: field.into(),
+                value: format!(
+                    "{} (an attachment reaches and admits hosts, address ranges and domains, not contexts by name)",
+                    conf.raw[field]
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -169,5 +178,15 @@ mod tests {
                 .unwrap();
         let e = unsupported(&c).unwrap_err();
         assert!(e.to_string().contains("reach") && e.to_string().contains("db"));
+        let parse = |j: &str| NetConf::parse(j.as_bytes()).unwrap();
+        let c = parse(
+            r#"{"cniVersion":"1.1.0","name":"n","type":"netctx","reach":["host:53/udp","10.0.0.0/8:443","api.example.com"],"accept_from":["203.0.113.0/24:22"]}"#,
+        );
+        assert!(unsupported(&c).is_ok());
+        let c =
+            parse(r#"{"cniVersion":"1.1.0","name":"n","type":"netctx","accept_from":["web:22"]}"#);
+        let e = unsupported(&c).unwrap_err();
+        assert!(e.to_string().contains("accept_from"), "{e}");
+        assert_eq!(e.code(), 2);
     }
 }

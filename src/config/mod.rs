@@ -9,6 +9,7 @@ mod fuzz;
 mod ids;
 mod names;
 mod parse;
+mod policy;
 mod ports;
 mod uplink;
 mod validate;
@@ -17,7 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use names::{check_context_name, check_ifname};
-pub use ports::parse_reach;
+pub use ports::{parse_entry, EntryKind};
 
 use crate::model::Config;
 

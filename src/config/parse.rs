@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::names::{check_context_name, check_hostname, check_ifname};
-use super::ports::{parse_publish, parse_reach};
+use super::ports::{parse_entry, parse_publish, EntryKind};
 use super::{addr, Diag, Lines, Loc};
 use crate::model::{Cidr, Egress, Guest, Hook, Isolation, LinkKind, Publish, Reach};
 
@@ -33,6 +33,8 @@ pub struct Settings {
     pub egress: Option<(Egress, Loc)>,
     /// `[defaults]` only: what netctx does with the host's own firewall.
     pub host_firewall: Option<crate::model::HostFirewall>,
+    /// `[defaults]` only: the administrator's floor.
+    pub deny: Option<Vec<(Reach, Loc)>>,
 }
 
 #[derive(Debug)]
@@ -45,6 +47,7 @@ pub struct CtxDecl {
     pub links: Vec<LinkDecl>,
     pub routes: Vec<RouteDecl>,
     pub reach: Vec<(Reach, Loc)>,
+    pub accept_from: Vec<(Reach, Loc)>,
     pub publish: Vec<(Publish, Loc)>,
     pub guest: Option<Guest>,
 }
@@ -299,11 +302,15 @@ impl Walker<'_> {
                 };
                 continue;
             }
+            if is_defaults && key == "deny" {
+                s.deny = Some(self.entries(v, EntryKind::Deny));
+                continue;
+            }
             if !self.setting(&mut s, key, v) && is_defaults {
                 self.unknown(
                     k,
                     key,
-                    "in [defaults] (expected ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, announce, host_firewall)",
+                    "in [defaults] (expected ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, announce, host_firewall, deny)",
                 );
             }
         }
@@ -326,6 +333,7 @@ impl Walker<'_> {
             links: Vec::new(),
             routes: Vec::new(),
             reach: Vec::new(),
+            accept_from: Vec::new(),
             publish: Vec::new(),
             guest: None,
         };
@@ -360,23 +368,30 @@ impl Walker<'_> {
                     }
                 }
                 "guest" => c.guest = self.guest(v),
-                "reach" => c.reach = self.reach(v),
+                "reach" => c.reach = self.entries(v, EntryKind::Reach),
+                "accept_from" => c.accept_from = self.entries(v, EntryKind::AcceptFrom),
                 "publish" => c.publish = self.publish(v),
                 _ => self.unknown(
                     k,
                     key,
-                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, announce, hostname, link, route, reach, publish, guest)"),
+                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, announce, hostname, link, route, reach, accept_from, publish, guest)"),
                 ),
             }
         }
         Some(c)
     }
 
-    /// `reach = ["db", "cache:6379/tcp", "dns:53/udp"]`.
-    fn reach(&mut self, v: &Value<'_>) -> Vec<(Reach, Loc)> {
+    /// `reach = ["db", "cache:8000-8100/udp", "host:53/udp",
+    /// "10.20.0.0/16:443"]`, and likewise `accept_from` and `deny`.
+    fn entries(&mut self, v: &Value<'_>, kind: EntryKind) -> Vec<(Reach, Loc)> {
+        let key = match kind {
+            EntryKind::Reach => "reach",
+            EntryKind::AcceptFrom => "accept_from",
+            EntryKind::Deny => "deny",
+        };
         let mut out = Vec::new();
-        for (s, span) in self.strings(v, "reach").unwrap_or_default() {
-            match parse_reach(&s) {
+        for (s, span) in self.strings(v, key).unwrap_or_default() {
+            match parse_entry(&s, kind) {
                 Ok(r) => out.push((r, self.loc(span))),
                 Err(e) => self.err(span, e),
             }

@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::parse::{CtxDecl, FileDecl, Settings};
+use super::ports::{parse_entry, EntryKind};
 use super::{Diag, Loc};
-use crate::model::{Cidr, Config, Context, Egress, Isolation, Link, LinkKind, Route};
+use crate::model::{
+    Cidr, Config, Context, Egress, Isolation, Link, LinkKind, Reach, Route, DEFAULT_DENY,
+};
 
 /// Collects the errors of every check.
 pub(super) struct Errors<'a>(pub(super) &'a mut Vec<Diag>);
@@ -37,26 +40,10 @@ pub fn validate(files: Vec<FileDecl>, diags: &mut Vec<Diag>) -> Config {
         .map(|(c, hosts)| build(c, hosts, &defaults, &mut err))
         .collect();
     contexts.sort_by(|a, b| a.name.cmp(&b.name));
-    resolve_reach(&mut contexts);
+    super::policy::resolve_reach(&mut contexts);
     Config {
         contexts,
         host_firewall: defaults.host_firewall.unwrap_or_default(),
-    }
-}
-
-/// Each `reach` learns the host-side veths of the context it names.
-fn resolve_reach(contexts: &mut [Context]) {
-    let veths: HashMap<String, Vec<String>> = contexts
-        .iter()
-        .map(|c| {
-            let hosts = c.links.iter().filter_map(|l| l.host.clone()).collect();
-            (c.name.clone(), hosts)
-        })
-        .collect();
-    for c in contexts {
-        for r in &mut c.reach {
-            r.links = veths.get(&r.context).cloned().unwrap_or_default();
-        }
     }
 }
 
@@ -278,16 +265,27 @@ impl<'a> SubnetIndex<'a> {
     }
 }
 
-/// `reach` names declared contexts, other than itself.
+/// `reach` and `accept_from` name declared contexts, other than itself.
 fn reach_targets(decls: &[CtxDecl], err: &mut Errors) {
     for c in decls {
-        for (r, loc) in &c.reach {
-            if r.context == c.name {
-                err.at(loc, format!("context {}: reach names itself", c.name));
-            } else if !decls.iter().any(|d| d.name == r.context) {
+        let entries = c.reach.iter().map(|e| ("reach", e));
+        let entries = entries.chain(c.accept_from.iter().map(|e| ("accept_from", e)));
+        for (key, (r, loc)) in entries {
+            let Some(to) = r.context() else { continue };
+            if to == c.name {
+                err.at(
+                    loc,
+                    format!(
+                        "context {}: {key} entry {r:?} names itself",
+                        c.name,
+                        r = r.to_string()
+                    ),
+                );
+            } else if !decls.iter().any(|d| d.name == to) {
                 let m = format!(
-                    "context {}: reach names context {}, which is not declared",
-                    c.name, r.context
+                    "context {}: {key} entry {:?} names context {to}, which is not declared",
+                    c.name,
+                    r.to_string()
                 );
                 err.at(loc, m);
             }
@@ -337,9 +335,21 @@ fn routes(c: &CtxDecl, err: &mut Errors) -> Vec<Route> {
 fn build(c: CtxDecl, hosts: Vec<Option<String>>, d: &Settings, err: &mut Errors) -> Context {
     let routes = routes(&c, err);
     let s = &c.settings;
-    let mut reach: Vec<_> = c.reach.into_iter().map(|(r, _)| r).collect();
-    reach.sort();
-    reach.dedup();
+    let entries = |v: Vec<(Reach, Loc)>| {
+        let mut v: Vec<Reach> = v.into_iter().map(|(r, _)| r).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let reach = entries(c.reach);
+    let accept_from = entries(c.accept_from);
+    let deny = match &d.deny {
+        Some(v) => entries(v.clone()),
+        None => DEFAULT_DENY
+            .iter()
+            .map(|s| parse_entry(s, EntryKind::Deny).expect("a constant range"))
+            .collect(),
+    };
     Context {
         hostname: c.hostname.unwrap_or_else(|| c.name.clone()),
         id: c.id.map(|(i, _)| i),
@@ -372,6 +382,8 @@ fn build(c: CtxDecl, hosts: Vec<Option<String>>, d: &Settings, err: &mut Errors)
             .collect(),
         routes,
         reach,
+        accept_from,
+        deny,
         uplink: s
             .uplink
             .as_ref()

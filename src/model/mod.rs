@@ -191,15 +191,8 @@ pub enum Proto {
     Udp,
 }
 
-/// Another context this one may open connections to through the host
-/// (`reach`): any port, or one port.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Reach {
-    pub context: String,
-    pub port: Option<(u16, Proto)>,
-    /// The host-side veths of that context (resolved by validation).
-    pub links: Vec<String>,
-}
+mod policy;
+pub use policy::{meet, Admit, Peer, Ports, Reach, DEFAULT_DENY};
 
 /// How a context reaches the world through its uplink (`egress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -269,8 +262,12 @@ pub struct Context {
     pub hostname: String,
     pub links: Vec<Link>,
     pub routes: Vec<Route>,
-    /// Contexts it may reach through the host.
+    /// What it may open connections to (docs/policy.md).
     pub reach: Vec<Reach>,
+    /// Who may open connections to it (empty: whoever `reach`es it).
+    pub accept_from: Vec<Reach>,
+    /// `[defaults] deny`: what it never reaches.
+    pub deny: Vec<Reach>,
     /// The host interface it reaches the world through.
     pub uplink: Option<String>,
     pub egress: Egress,

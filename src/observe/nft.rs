@@ -2,7 +2,7 @@
 //! rules, and the elements of its sets, with one dump per kind.
 
 use crate::kernel::netlink::NlError;
-use crate::kernel::nft::dispatch::{dispatch_chain, key_name, DISPATCH};
+use crate::kernel::nft::dispatch::{dispatch_chains, key_name, DISPATCH, INPUT_DISPATCH};
 use crate::kernel::nft::sock::Nft;
 /// The name of netctx's table (`inet netctx`), in the host's namespace and
 /// in each context's.
@@ -87,7 +87,10 @@ impl Live {
     /// (no context's chain begins with its name: context names are at most
     /// 11 characters).
     pub fn dispatch_ok(&self) -> bool {
-        self.dispatch.is_some() && self.only(DISPATCH) == digest_of(&[dispatch_chain()], &[])
+        let [forward, input] = dispatch_chains();
+        self.dispatch.is_some()
+            && self.only(DISPATCH) == digest_of(&[forward], &[])
+            && self.only(INPUT_DISPATCH) == digest_of(&[input], &[])
     }
 
     /// Whether a chain of that exact name is there.

@@ -16,6 +16,7 @@ pub mod announce;
 pub mod firewall;
 mod links;
 pub mod nat;
+mod policy;
 mod routes;
 pub mod rules;
 pub mod sysctls;

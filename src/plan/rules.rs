@@ -7,13 +7,13 @@ use std::net::IpAddr;
 
 use crate::kernel::nft::expr::{
     Action, Dir, Match, Rule, CT_ESTABLISHED, CT_RELATED, CT_STATUS_DNAT, ICMP_REDIRECT,
-    IPPROTO_TCP, IPPROTO_UDP, ND_REDIRECT, ND_ROUTER_ADVERT, PACKET_BROADCAST, PACKET_MULTICAST,
+    ND_REDIRECT, ND_ROUTER_ADVERT, PACKET_BROADCAST, PACKET_MULTICAST,
 };
 use crate::kernel::nft::table::{
     Chain, ChainKind, Set, Table, NF_INET_FORWARD, NF_INET_INGRESS, NF_INET_LOCAL_IN,
     NF_INET_LOCAL_OUT, REGULAR,
 };
-use crate::model::{Cidr, Context, Egress, Hook, Isolation, LinkKind, Proto};
+use crate::model::{Cidr, Context, Hook, Isolation, LinkKind};
 
 fn log_rule(ctx: &Context, prefix: &str) -> Rule {
     Rule {
@@ -28,7 +28,7 @@ fn log_rule(ctx: &Context, prefix: &str) -> Rule {
 
 /// Accept what the host forwards for a context, marked (`FORWARD_MARK`) so
 /// that the host's own firewall can let it pass too.
-fn accept_marked(matches: Vec<Match>) -> Rule {
+pub(super) fn accept_marked(matches: Vec<Match>) -> Rule {
     Rule {
         matches,
         action: Action::MarkAccept(FORWARD_MARK),
@@ -176,7 +176,11 @@ pub fn host_chain_prefix(ctx: &str) -> String {
 /// dropping the rest; and its forward chain (`forward_chain`).
 pub fn host_chains(ctx: &Context) -> Vec<Chain> {
     let strict = ctx.isolation == Isolation::Strict;
-    if !strict && !ctx.uses_uplink() {
+    // Without isolation, a chain only for the uplink's paths, or for the
+    // contexts its reach names (a strict receiver refuses what no chain
+    // accepted).
+    let reaches = ctx.reach.iter().any(|r| r.context().is_some());
+    if !strict && !ctx.uses_uplink() && !reaches {
         return Vec::new();
     }
     let mut sources = super::nat::sources(ctx);
@@ -263,33 +267,35 @@ pub fn dispatch_elems(ctx: &Context, chains: &[Chain]) -> Vec<(String, String)> 
 /// other contexts are their own forward chains' business.
 fn forward_chain(ctx: &Context, veths: &[String]) -> Chain {
     let mut rules = Vec::new();
+    if ctx.isolation != Isolation::Strict && !ctx.uses_uplink() {
+        // No isolation: the floor and the contexts it may reach; the rest
+        // falls through to the receivers' chains (and the host's policy).
+        super::policy::deny(ctx, veths, &mut rules);
+        super::policy::contexts(ctx, veths, &mut rules);
+        return Chain {
+            name: forward_chain_name(&ctx.name),
+            kind: ChainKind::Filter,
+            hooknum: REGULAR,
+            device: None,
+            rules,
+        };
+    }
     for v in veths {
         rules.push(accept_marked(vec![
             Match::IifName(v.clone()),
             Match::CtState(CT_ESTABLISHED | CT_RELATED),
         ]));
     }
-    for r in &ctx.reach {
-        for v in veths {
-            for to in &r.links {
-                let mut m = vec![Match::IifName(v.clone()), Match::OifName(to.clone())];
-                if let Some((port, proto)) = r.port {
-                    let proto = match proto {
-                        Proto::Tcp => IPPROTO_TCP,
-                        Proto::Udp => IPPROTO_UDP,
-                    };
-                    m.push(Match::Dport { proto, port });
-                }
-                rules.push(accept_marked(m));
-            }
-        }
-    }
+    super::policy::deny(ctx, veths, &mut rules);
+    super::policy::host_input(ctx, veths, &mut rules);
+    super::policy::contexts(ctx, veths, &mut rules);
     if let Some(up) = ctx.uplink.as_deref().filter(|_| ctx.uses_uplink()) {
         uplink_rules(ctx, up, veths, &mut rules);
     }
     for v in veths {
         rules.extend(drop_if(ctx, vec![Match::IifName(v.clone())]));
     }
+    super::policy::into(ctx, veths, &mut rules);
     // Reached through the dispatch, by the context's veths.
     Chain {
         name: forward_chain_name(&ctx.name),
@@ -308,9 +314,7 @@ fn forward_chain(ctx: &Context, veths: &[String]) -> Chain {
 fn uplink_rules(ctx: &Context, up: &str, veths: &[String], rules: &mut Vec<Rule>) {
     let pair = |from: &str, to: &str| vec![Match::IifName(from.into()), Match::OifName(to.into())];
     for v in veths {
-        if ctx.egress != Egress::None {
-            rules.push(accept_marked(pair(v, up)));
-        }
+        super::policy::egress(ctx, v, up, rules);
         rules.push(accept_marked(vec![
             Match::OifName(v.clone()),
             Match::CtState(CT_ESTABLISHED | CT_RELATED),
@@ -321,18 +325,13 @@ fn uplink_rules(ctx: &Context, up: &str, veths: &[String], rules: &mut Vec<Rule>
                 Match::CtStatus(CT_STATUS_DNAT),
             ]));
         }
-        // Routed and announced addresses are reached from beyond the
-        // uplink directly (every source: `accept_from`, the policy's, is
-        // what narrows this accept).
-        if ctx.egress == Egress::Routed || ctx.announce {
-            rules.push(accept_marked(pair(up, v)));
-        }
+        super::policy::routed_in(ctx, v, up, rules);
         rules.extend(drop_if(ctx, pair(up, v)));
     }
 }
 
 /// Log (`CTX:DROP:`) and drop what `matches`.
-fn drop_if(ctx: &Context, matches: Vec<Match>) -> [Rule; 2] {
+pub(super) fn drop_if(ctx: &Context, matches: Vec<Match>) -> [Rule; 2] {
     let [mut log, mut drop] = drop_rules(ctx);
     log.matches.clone_from(&matches);
     drop.matches = matches;

@@ -15,7 +15,10 @@ use crate::kernel::nft::wire::{attr, msg, parse_attrs, Attrs, Msg};
 use crate::model::Context;
 
 const CTX: &str = r#"
+[defaults]
+deny = ["169.254.0.0/16", "[fd00:ec2::254]:80-90"]
 [context.web]
+reach = ["host:22", "host:5000-5100/udp", "10.20.0.0/16:443", "[2001:db8::/32]:80-90/udp"]
 ip_forward = true
 log = ["input", "forward", "output"]
 log_group = 7
@@ -49,6 +52,11 @@ fn plain_ctx() -> Context {
     c.uplink = None;
     c.egress = crate::model::Egress::None;
     c.publish.clear();
+    c.reach.clear();
+    c.deny = crate::model::DEFAULT_DENY
+        .iter()
+        .map(|d| crate::config::parse_entry(d, crate::config::EntryKind::Deny).unwrap())
+        .collect();
     c
 }
 
@@ -168,7 +176,9 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
     for c in &chains {
         text.push_str(&render_chain(c));
     }
-    text.push_str(&render_chain(&dispatch::dispatch_chain()));
+    for c in dispatch::dispatch_chains() {
+        text.push_str(&render_chain(&c));
+    }
     text.push_str("}\n");
     text.push_str(&format!(
         "add element inet netctx {} {{ {} }}\n",
@@ -182,7 +192,7 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
     let hex = fixture("host", &text);
     let d = dispatch::DispatchChange {
         create_map: true,
-        chain: Some(false),
+        chain: Some(vec![]),
         remove: vec![],
         add: elems,
     };
@@ -264,27 +274,55 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
         lines[1].starts_with("iifname \"nx-web1\" ct state established,related accept"),
         "{text}"
     );
+    // The floor first: the default deny, logged and dropped.
     assert!(
-        lines[2].starts_with("iifname \"nx-web\" limit rate"),
+        lines[2]
+            .starts_with("iifname \"nx-web\" meta nfproto ipv4 ip daddr 169.254.0.0/16 limit rate"),
         "{text}"
     );
     assert!(
-        lines[3].starts_with("iifname \"nx-web\" counter drop"),
+        text.contains("iifname \"nx-web\" meta nfproto ipv6 ip6 daddr fd00:ec2::254 counter drop"),
         "{text}"
     );
-    assert_eq!(lines.len(), 2 + 4 + 1, "{text}");
-    c.reach = vec![
-        crate::model::Reach {
-            context: "db".into(),
-            port: None,
-            links: vec!["nx-db".into()],
-        },
-        crate::model::Reach {
-            context: "dns".into(),
-            port: Some((53, crate::model::Proto::Udp)),
-            links: vec!["nx-dns".into()],
-        },
-    ];
+    // The host: echo to its host side, neighbour discovery, nothing else.
+    assert!(
+        text.contains("iifname \"nx-web\" oif 0 icmp type echo-request meta nfproto ipv4 ip daddr 10.100.0.1 accept"),
+        "{text}"
+    );
+    assert!(
+        text.contains("iifname \"nx-web1\" oif 0 icmpv6 type nd-neighbor-solicit accept"),
+        "{text}"
+    );
+    assert!(!text.contains("oif 0 accept"), "{text}");
+    // Into the context: replies, the rest dropped.
+    assert!(
+        text.contains("oifname \"nx-web\" ct state established,related accept"),
+        "{text}"
+    );
+    let last = text.lines().rev().nth(1).unwrap_or_default();
+    assert!(
+        last.trim().starts_with("oifname \"nx-web1\" counter drop"),
+        "{text}"
+    );
+    let admit = |ports| vec![crate::model::Admit { from: None, ports }];
+    let udp53 = Some(crate::model::Ports {
+        lo: 53,
+        hi: 53,
+        proto: crate::model::Proto::Udp,
+    });
+    let mut db = crate::model::Reach::new(crate::model::Peer::Context("db".into()), None);
+    db.links = vec!["nx-db".into()];
+    db.admit = admit(None);
+    let mut dns = crate::model::Reach::new(crate::model::Peer::Context("dns".into()), udp53);
+    dns.links = vec!["nx-dns".into()];
+    dns.admit = admit(udp53);
+    let mut host = crate::model::Reach::new(crate::model::Peer::Host, None);
+    host.ports = Some(crate::model::Ports {
+        lo: 8000,
+        hi: 8100,
+        proto: crate::model::Proto::Tcp,
+    });
+    c.reach = vec![db, dns, host];
     let text = f(&c);
     assert!(
         text.contains("iifname \"nx-web\" oifname \"nx-db\" accept"),
@@ -294,9 +332,19 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
         text.contains("iifname \"nx-web1\" oifname \"nx-dns\" udp dport 53 accept"),
         "{text}"
     );
-    // Accepts come before the drops.
-    let last_accept = text.rfind(" accept").unwrap();
-    assert!(last_accept < text.find("counter drop").unwrap(), "{text}");
+    assert!(
+        text.contains("iifname \"nx-web1\" oif 0 tcp dport 8000-8100 accept"),
+        "{text}"
+    );
+    // The receiver's accept_from admits nothing of it: no rule.
+    c.reach[0].admit.clear();
+    assert!(!f(&c).contains("nx-db"));
+    // Accepts come before the drops of the context's own packets.
+    let last_accept = text.rfind("iifname \"nx-web1\" oif 0 tcp").unwrap();
+    assert!(
+        last_accept < text.find("iifname \"nx-web\" counter drop").unwrap(),
+        "{text}"
+    );
 }
 
 #[test]
@@ -306,6 +354,24 @@ fn isolation_off_without_logs_needs_no_table_and_no_host_chains() {
     c.log.clear();
     assert_eq!(context_table(&c), None);
     assert!(host_chains(&c).is_empty());
+    // Naming a context in reach: a chain with the floor and that context,
+    // nothing dropped beyond the floor (the rest falls through).
+    let mut db = crate::model::Reach::new(crate::model::Peer::Context("db".into()), None);
+    db.links = vec!["nx-db".into()];
+    db.admit = vec![crate::model::Admit {
+        from: None,
+        ports: None,
+    }];
+    let mut r = c.clone();
+    r.reach = vec![db];
+    let chains = host_chains(&r);
+    assert_eq!(chains.len(), 1);
+    let text = unmarked(&render_chain(&chains[0]));
+    assert!(
+        text.contains("iifname \"nx-web\" oifname \"nx-db\" accept"),
+        "{text}"
+    );
+    assert_eq!(text.matches("counter drop").count(), 4, "{text}");
     // Only logging: no sets, no drops.
     c.log = vec![crate::model::Hook::Output];
     let t = context_table(&c).unwrap();
@@ -361,6 +427,14 @@ fn forward_accepts_are_marked() {
 fn uplink_forward_rules_stay_between_the_uplink_and_the_contexts_veths() {
     use crate::model::Egress;
     let mut c = ctx();
+    // Address ranges in reach limit the world to them.
+    let limited = chain_text(&c, "web_forward");
+    assert!(
+        limited.contains("iifname \"nx-web\" oifname \"up0\" meta nfproto ipv4 ip daddr 10.20.0.0/16 tcp dport 443 accept"),
+        "{limited}"
+    );
+    assert!(!limited.contains("oifname \"up0\" accept"), "{limited}");
+    c.reach.clear();
     let text = chain_text(&c, "web_forward");
     let at = |needle: &str| {
         text.find(needle)

@@ -2,7 +2,7 @@
 //! differs, and the context's chains in the host's table.
 
 use super::{rules, Action, Observed, Refusal};
-use crate::kernel::nft::dispatch::{DispatchChange, DISPATCH};
+use crate::kernel::nft::dispatch::{DispatchChange, DISPATCH, INPUT_DISPATCH};
 use crate::kernel::nft::table::{digest_of, Chain};
 use crate::model::Context;
 use crate::observe::links::NsState;
@@ -74,7 +74,13 @@ pub fn dispatch_change(ctx: &Context, chains: &[Chain], live: &Live) -> (Dispatc
     let differ = have != want;
     let change = DispatchChange {
         create_map: !want.is_empty() && live.dispatch.is_none(),
-        chain: (!shared_ok).then(|| live.has_chain(DISPATCH)),
+        chain: (!shared_ok).then(|| {
+            [DISPATCH, INPUT_DISPATCH]
+                .into_iter()
+                .filter(|c| live.has_chain(c))
+                .map(String::from)
+                .collect()
+        }),
         remove: have.into_iter().map(|e| e.0).collect(),
         add: want,
     };

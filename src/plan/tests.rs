@@ -336,7 +336,7 @@ fn unmounted_namespace_file_of_ours_is_remade() {
 /// The host's table as `up` leaves it for `ctx()`.
 fn host_live() -> Live {
     let mut chains = host_chains(&ctx());
-    chains.push(crate::kernel::nft::dispatch::dispatch_chain());
+    chains.extend(crate::kernel::nft::dispatch::dispatch_chains());
     Live {
         exists: true,
         comment: Some(HOST_COMMENT.into()),

@@ -32,6 +32,8 @@ fn context(src: &crate::observe::attachments::Source) -> Context {
         }],
         routes: Vec::new(),
         reach: Vec::new(),
+        accept_from: Vec::new(),
+        deny: Vec::new(),
         uplink: None,
         egress: crate::model::Egress::None,
         publish: Vec::new(),

@@ -10,17 +10,25 @@
 //!     oifname vmap @netctx-forward }
 //! ```
 //!
+//! The same map dispatches the input hook (`netctx-input`: `iifname vmap
+//! @netctx-forward`), so what a context sends to the host's own addresses
+//! is judged by its chain too (there the output interface is none).
+//!
 //! A base chain a context would hit the kernel's limit of 1,024 hook entries
 //! a hook point (E2BIG at the 1,025th context) and walk every context's chain
 //! for every forwarded packet; the map is one lookup.
 
 use super::expr::{Action, Rule};
-use super::table::{chain_msgs, del_chain, flush_chain, Chain, ChainKind, NF_INET_FORWARD, TABLE};
+use super::table::{
+    chain_msgs, del_chain, flush_chain, Chain, ChainKind, NF_INET_FORWARD, NF_INET_LOCAL_IN, TABLE,
+};
 use super::wire::{attr, msg, Attrs, Msg};
 use netlink_packet_core::NLM_F_CREATE;
 
 /// The base chain and the map (one name: chains and sets are apart).
 pub const DISPATCH: &str = "netctx-forward";
+/// The input hook's base chain (nobody's: no `_` in the name).
+pub const INPUT_DISPATCH: &str = "netctx-input";
 /// The dispatch's priority on the forward hook.
 pub const DISPATCH_PRIORITY: i32 = -10;
 /// The map's id within a transaction.
@@ -40,9 +48,9 @@ const NFT_JUMP: i32 = -3;
 pub struct DispatchChange {
     /// Make the map (it is missing).
     pub create_map: bool,
-    /// Make the base chain; `Some(true)`: one is there, not as it should be,
-    /// and is replaced.
-    pub chain: Option<bool>,
+    /// Make the base chains; those named are there, not as they should be,
+    /// and are replaced.
+    pub chain: Option<Vec<String>>,
     /// Elements (host veths) that go, before the chains they jump to.
     pub remove: Vec<String>,
     /// Elements (host veth, chain) that come, after the chains.
@@ -69,7 +77,31 @@ pub fn render_map(elems: &[(String, String)]) -> String {
     s
 }
 
-/// The base chain as it must be.
+/// The base chains as they must be: forward, then input.
+pub fn dispatch_chains() -> [Chain; 2] {
+    let input = Chain {
+        name: INPUT_DISPATCH.into(),
+        kind: ChainKind::FilterAt(DISPATCH_PRIORITY),
+        hooknum: NF_INET_LOCAL_IN,
+        device: None,
+        rules: vec![Rule {
+            matches: vec![],
+            action: Action::Vmap {
+                output: false,
+                set: DISPATCH.into(),
+                set_id: DISPATCH_ID,
+            },
+        }],
+    };
+    [dispatch_chain(), input]
+}
+
+/// Whether a chain of the host's table is one of the dispatch's.
+pub fn is_dispatch(chain: &str) -> bool {
+    chain == DISPATCH || chain == INPUT_DISPATCH
+}
+
+/// The forward hook's base chain as it must be.
 pub fn dispatch_chain() -> Chain {
     let vmap = |output| Rule {
         matches: vec![],
@@ -172,22 +204,21 @@ pub fn host_change_msgs(
     for c in chains {
         chain_msgs(c, out);
     }
-    if let Some(exists) = d.chain {
-        if exists {
-            out.push(del_chain(DISPATCH));
-        }
+    if let Some(present) = &d.chain {
+        out.extend(present.iter().map(|c| del_chain(c)));
         // Contexts made at once from one observation each make the base
-        // chain (`watch`'s first converge): whichever transaction comes
-        // second finds it made and must not append its rules again. So:
-        // the chain (a no-op when there), emptied, then its rules.
-        let chain = dispatch_chain();
-        let bare = Chain {
-            rules: Vec::new(),
-            ..chain.clone()
-        };
-        chain_msgs(&bare, out);
-        out.push(flush_chain(DISPATCH));
-        chain_msgs(&chain, out);
+        // chains (`watch`'s first converge): whichever transaction comes
+        // second finds them made and must not append their rules again.
+        // So: each chain (a no-op when there), emptied, then its rules.
+        for c in dispatch_chains() {
+            let bare = Chain {
+                rules: Vec::new(),
+                ..c.clone()
+            };
+            chain_msgs(&bare, out);
+            out.push(flush_chain(&c.name));
+            chain_msgs(&c, out);
+        }
     }
     for part in d.add.chunks(512) {
         let e: Vec<(&str, Option<&str>)> = part

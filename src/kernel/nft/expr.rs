@@ -29,14 +29,6 @@ const NFT_CT_STATE: u32 = 0;
 const NFT_CT_STATUS: u32 = 2;
 /// Conntrack status bits (enum ip_conntrack_status): IPS_DST_NAT.
 pub const CT_STATUS_DNAT: u32 = 1 << 5;
-/// enum nft_fib_result, nft_fib_flags; RTN_LOCAL.
-const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
-const NFTA_FIB_F_DADDR: u32 = 1 << 1;
-const RTN_LOCAL: u32 = 2;
-/// enum nft_nat_types; NF_NAT_RANGE_PROTO_SPECIFIED.
-const NFT_NAT_DNAT: u32 = 1;
-const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 1 << 1;
-const NFT_REG_2: u32 = 2;
 /// Conntrack states as a bit mask (NF_CT_STATE_BIT).
 pub const CT_ESTABLISHED: u32 = 1 << 1;
 pub const CT_RELATED: u32 = 1 << 2;
@@ -115,7 +107,10 @@ pub const PACKET_MULTICAST: u8 = 2;
 mod mark;
 #[path = "expr_nat.rs"]
 mod nat;
+#[path = "expr_policy.rs"]
+mod policy;
 use nat::{dnat, local_not_loopback};
+pub use policy::{ICMPV6_ECHO_REQUEST, ICMP_ECHO_REQUEST, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dir {
@@ -165,6 +160,14 @@ pub enum Match {
         proto: u8,
         port: u16,
     },
+    /// A TCP or UDP destination port in `lo..=hi` (`tcp dport 8000-8100`).
+    DportRange {
+        proto: u8,
+        lo: u16,
+        hi: u16,
+    },
+    /// No output interface (`oif 0`): the input hook.
+    NoOif,
     /// The packet's mark has this bit set (`meta mark & BIT == BIT`,
     /// iptables' `-m mark --mark BIT/BIT`).
     MarkBit(u32),
@@ -435,6 +438,8 @@ fn encode_match(l: &mut Attrs, m: &Match) {
             payload_at(l, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
             cmp_eq(l, &port.to_be_bytes());
         }
+        Match::DportRange { proto, lo, hi } => policy::dport_range(l, *proto, *lo, *hi),
+        Match::NoOif => policy::no_oif(l),
         Match::Icmp { v6, ty } => {
             nfproto(l, *v6);
             l4proto(l, if *v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP });
@@ -477,10 +482,7 @@ fn encode_action(l: &mut Attrs, action: &Action) {
                     .be16(a::NFTA_LOG_GROUP, *group);
             });
         }
-        // NFTA_REJECT_TYPE: NFT_REJECT_TCP_RST.
-        Action::Reset => expr(l, "reject", |d| {
-            d.be32(1, 1);
-        }),
+        Action::Reset => mark::reset(l),
         Action::Masquerade => expr(l, "masq", |_| {}),
         Action::Dnat { to, port } => dnat(l, *to, *port),
         Action::Vmap {

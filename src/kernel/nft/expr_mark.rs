@@ -1,7 +1,7 @@
 //! The packet-mark expressions of `expr`, as nft and iptables-nft encode
 //! them: `meta mark set meta mark | BIT` (netctx's forward chains) and
 //! `meta mark & BIT == BIT` (its rule in Docker's `DOCKER-USER`), and
-//! `meta nftrace set 1` (`netctx explain`).
+//! `meta nftrace set 1` and `reject with tcp reset` (`netctx explain`).
 
 use super::*;
 
@@ -54,5 +54,13 @@ pub(super) fn set_nftrace(l: &mut Attrs) {
     expr(l, "meta", |d| {
         d.be32(a::NFTA_META_KEY, NFT_META_NFTRACE)
             .be32(a::NFTA_META_SREG, NFT_REG_1);
+    });
+}
+
+/// `reject with tcp reset` (NFTA_REJECT_TYPE: NFT_REJECT_TCP_RST): a TCP
+/// packet answered with a reset, any other only dropped.
+pub(super) fn reset(l: &mut Attrs) {
+    expr(l, "reject", |d| {
+        d.be32(1, 1);
     });
 }

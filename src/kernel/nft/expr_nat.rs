@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// enum nft_fib_result, nft_fib_flags; RTN_LOCAL.
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+const RTN_LOCAL: u32 = 2;
+/// enum nft_nat_types; NF_NAT_RANGE_PROTO_SPECIFIED.
+const NFT_NAT_DNAT: u32 = 1;
+const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 1 << 1;
+const NFT_REG_2: u32 = 2;
+
 /// `fib daddr type local` and the destination not loopback, as nft
 /// encodes it after `meta nfproto`.
 pub(super) fn local_not_loopback(l: &mut Attrs, v6: bool) {

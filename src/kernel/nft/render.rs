@@ -113,11 +113,21 @@ fn render_match(s: &mut String, m: &Match) {
             let p = if *proto == IPPROTO_UDP { "udp" } else { "tcp" };
             write!(s, "{p} dport {port} ")
         }
+        Match::DportRange { proto, lo, hi } => {
+            let p = if *proto == IPPROTO_UDP { "udp" } else { "tcp" };
+            write!(s, "{p} dport {lo}-{hi} ")
+        }
+        Match::NoOif => write!(s, "oif 0 "),
         Match::Icmp { v6, ty } => {
             let name = match (*v6, *ty) {
                 (true, ND_ROUTER_ADVERT) => "nd-router-advert".to_string(),
                 (true, ND_REDIRECT) => "nd-redirect".to_string(),
                 (false, ICMP_REDIRECT) => "redirect".to_string(),
+                (false, ICMP_ECHO_REQUEST) | (true, ICMPV6_ECHO_REQUEST) => {
+                    "echo-request".to_string()
+                }
+                (true, ND_NEIGHBOR_SOLICIT) => "nd-neighbor-solicit".to_string(),
+                (true, ND_NEIGHBOR_ADVERT) => "nd-neighbor-advert".to_string(),
                 (_, t) => t.to_string(),
             };
             let fam = if *v6 { "icmpv6" } else { "icmp" };

@@ -1,0 +1,28 @@
+//! The expressions of `expr` the policy's rules add (docs/policy.md): a
+//! destination port range, as nft sends it (two comparisons), and "no
+//! output interface" (`oif 0`: the input hook).
+
+use super::*;
+
+/// ICMP types a context may always send to its host side.
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMPV6_ECHO_REQUEST: u8 = 128;
+pub const ND_NEIGHBOR_SOLICIT: u8 = 135;
+pub const ND_NEIGHBOR_ADVERT: u8 = 136;
+const NFT_META_OIF: u32 = 5;
+const NFT_CMP_LTE: u32 = 3;
+const NFT_CMP_GTE: u32 = 5;
+
+/// `tcp dport LO-HI` (or udp).
+pub(super) fn dport_range(l: &mut Attrs, proto: u8, lo: u16, hi: u16) {
+    l4proto(l, proto);
+    payload_at(l, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+    cmp(l, NFT_CMP_GTE, &lo.to_be_bytes());
+    cmp(l, NFT_CMP_LTE, &hi.to_be_bytes());
+}
+
+/// `oif 0`.
+pub(super) fn no_oif(l: &mut Attrs) {
+    meta(l, NFT_META_OIF);
+    cmp_eq(l, &[0; 4]);
+}

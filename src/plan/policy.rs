@@ -1,0 +1,178 @@
+//! The policy's rules in a context's forward chain on the host
+//! (docs/policy.md): the administrator's floor (`deny`), what the context
+//! may open to the host's own services (reached through the same chain
+//! from the input hook's dispatch, where the output interface is none),
+//! to other contexts (their `accept_from` resolved into `admit`), to the
+//! world through the uplink, and what may open connections into it.
+
+use super::rules::{accept_marked, drop_if};
+use crate::kernel::nft::expr::{
+    Dir, Match, Rule, CT_ESTABLISHED, CT_RELATED, ICMPV6_ECHO_REQUEST, ICMP_ECHO_REQUEST,
+    IPPROTO_TCP, IPPROTO_UDP, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT,
+};
+use crate::model::{Cidr, Context, Egress, Isolation, Peer, Ports, Proto};
+
+/// The matches of a port specification (none: any port and protocol).
+pub fn ports(p: Option<Ports>) -> Vec<Match> {
+    let Some(p) = p else { return Vec::new() };
+    let proto = match p.proto {
+        Proto::Tcp => IPPROTO_TCP,
+        Proto::Udp => IPPROTO_UDP,
+    };
+    if p.lo == p.hi {
+        vec![Match::Dport { proto, port: p.lo }]
+    } else {
+        vec![Match::DportRange {
+            proto,
+            lo: p.lo,
+            hi: p.hi,
+        }]
+    }
+}
+
+fn prefix(dir: Dir, cidr: Cidr) -> Match {
+    Match::Prefix { dir, cidr }
+}
+
+/// What the input hook brings: no output interface.
+fn to_host(v: &str) -> Vec<Match> {
+    vec![Match::IifName(v.into()), Match::NoOif]
+}
+
+/// `deny`: logged and dropped before anything the context may reach.
+pub(super) fn deny(ctx: &Context, veths: &[String], rules: &mut Vec<Rule>) {
+    for v in veths {
+        for d in &ctx.deny {
+            let Peer::Net(n) = d.to else { continue };
+            let mut m = vec![Match::IifName(v.clone()), prefix(Dir::Dst, n)];
+            m.extend(ports(d.ports));
+            rules.extend(drop_if(ctx, m));
+        }
+    }
+}
+
+/// The host's own services: a strict context reaches them only on the
+/// ports its `reach` names as `host`, and always sends ICMP echo to its
+/// host side and IPv6 neighbour discovery; the rest falls to the chain's
+/// drop. A context without isolation reaches them all.
+pub(super) fn host_input(ctx: &Context, veths: &[String], rules: &mut Vec<Rule>) {
+    for v in veths {
+        if ctx.isolation != Isolation::Strict {
+            rules.push(accept_marked(to_host(v)));
+            continue;
+        }
+        let link = ctx.links.iter().find(|l| l.host.as_deref() == Some(v));
+        let mut sides: Vec<Cidr> = link
+            .map(|l| {
+                l.host_addresses
+                    .iter()
+                    .map(|a| Cidr {
+                        prefix: crate::model::max_prefix(a.addr),
+                        ..*a
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        sides.push(Cidr::parse("fe80::/10").expect("constant prefix"));
+        for side in sides {
+            let (v6, ty) = if side.is_v4() {
+                (false, ICMP_ECHO_REQUEST)
+            } else {
+                (true, ICMPV6_ECHO_REQUEST)
+            };
+            let mut m = to_host(v);
+            m.push(Match::Icmp { v6, ty });
+            m.push(prefix(Dir::Dst, side));
+            rules.push(accept_marked(m));
+        }
+        for ty in [ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT] {
+            let mut m = to_host(v);
+            m.push(Match::Icmp { v6: true, ty });
+            rules.push(accept_marked(m));
+        }
+        for r in ctx.reach.iter().filter(|r| r.to == Peer::Host) {
+            let mut m = to_host(v);
+            m.extend(ports(r.ports));
+            rules.push(accept_marked(m));
+        }
+    }
+}
+
+/// Other contexts: each `reach` entry naming one, as far as its
+/// `accept_from` admits it.
+pub(super) fn contexts(ctx: &Context, veths: &[String], rules: &mut Vec<Rule>) {
+    for r in ctx.reach.iter().filter(|r| r.context().is_some()) {
+        for a in &r.admit {
+            for v in veths {
+                for to in &r.links {
+                    let mut m = vec![Match::IifName(v.clone()), Match::OifName(to.clone())];
+                    m.extend(a.from.map(|f| prefix(Dir::Src, f)));
+                    m.extend(ports(a.ports));
+                    rules.push(accept_marked(m));
+                }
+            }
+        }
+    }
+}
+
+/// Out through the uplink: the whole world, or exactly the address ranges
+/// `reach` names when it names ranges or domains (a domain's addresses come
+/// from netctx's resolver, not built: none yet).
+pub(super) fn egress(ctx: &Context, v: &str, up: &str, rules: &mut Vec<Rule>) {
+    if ctx.egress == Egress::None {
+        return;
+    }
+    let pair = vec![Match::IifName(v.into()), Match::OifName(up.into())];
+    if !ctx.reach.iter().any(|r| r.is_world()) {
+        rules.push(accept_marked(pair));
+        return;
+    }
+    for r in &ctx.reach {
+        let Peer::Net(n) = r.to else { continue };
+        let mut m = pair.clone();
+        m.push(prefix(Dir::Dst, n));
+        m.extend(ports(r.ports));
+        rules.push(accept_marked(m));
+    }
+}
+
+/// In from the uplink to a routed or announced context: every source, or exactly the
+/// address ranges its `accept_from` names when it has one.
+pub(super) fn routed_in(ctx: &Context, v: &str, up: &str, rules: &mut Vec<Rule>) {
+    // Routed and announced addresses are reached from beyond the uplink
+    // directly.
+    if ctx.egress != Egress::Routed && !ctx.announce {
+        return;
+    }
+    let pair = vec![Match::IifName(up.into()), Match::OifName(v.into())];
+    if ctx.accept_from.is_empty() {
+        rules.push(accept_marked(pair));
+        return;
+    }
+    for a in &ctx.accept_from {
+        let Peer::Net(n) = a.to else { continue };
+        let mut m = pair.clone();
+        m.push(prefix(Dir::Src, n));
+        m.extend(ports(a.ports));
+        rules.push(accept_marked(m));
+    }
+}
+
+/// Into a strict context, from whatever the host forwards that no other
+/// rule admitted (a second LAN, docker0, a VPN, a context without
+/// isolation): replies to its own connections pass, the rest is logged and
+/// dropped. With an uplink, `uplink_rules` already accepted the replies.
+pub(super) fn into(ctx: &Context, veths: &[String], rules: &mut Vec<Rule>) {
+    if ctx.isolation != Isolation::Strict {
+        return;
+    }
+    for v in veths {
+        if !ctx.uses_uplink() {
+            rules.push(accept_marked(vec![
+                Match::OifName(v.clone()),
+                Match::CtState(CT_ESTABLISHED | CT_RELATED),
+            ]));
+        }
+        rules.extend(drop_if(ctx, vec![Match::OifName(v.clone())]));
+    }
+}
