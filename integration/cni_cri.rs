@@ -220,6 +220,8 @@ fn containerd_cri_runs_two_isolated_pods_on_a_netctx_network() {
     let bind =
         c.sb.ok(&format!("nsenter --net={na} {} bind {ib} 81", probe()));
     assert_eq!(bind.trim(), "EADDRNOTAVAIL");
+    // A host service the network's `reach` names (`host:9999/udp`): db-0
+    // reaches it as itself, web-0 cannot pass as db-0.
     let file = c.sb.dir.join("udp");
     let file = file.display();
     c.sb.ok(&format!(

@@ -43,7 +43,7 @@ EOF
       "ipam": { "type": "host-local", "ranges": [[{ "subnet": "$subnet" }]],
                 "routes": [{ "dst": "0.0.0.0/0" }], "dataDir": "$dir/cni" },
       "isolation": "strict", "log": ["input"], "log_group": 100,
-      "uplink": "$uplink", "egress": "none",
+      "uplink": "$uplink", "egress": "none", "reach": ["host:9999/udp"],
       "capabilities": { "portMappings": true } } ] }
 EOF
   cat >"$dir/config.toml" <<EOF
