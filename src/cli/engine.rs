@@ -182,7 +182,8 @@ fn taken_ports(ctxs: &[&Context]) -> anyhow::Result<Vec<(String, Vec<String>)>> 
             local: s.local,
             port: s.port,
             holder: procs.owner(s.inode).map_or("a process".to_string(), |p| {
-                format!("{} (pid {})", crate::model::escape(&p.comm), p.pid)
+                // comm is escaped by the scan already.
+                format!("{} (pid {})", p.comm, p.pid)
             }),
         })
         .collect();
