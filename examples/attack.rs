@@ -397,20 +397,60 @@ fn named(hex: &str, port: u16, secs: u64) {
 }
 
 fn families() {
+    let eafnosupport = |what: &str, r: libc::c_int| {
+        let e = Error::last_os_error();
+        if r >= 0 {
+            escaped(&format!("opened {what}"));
+        }
+        if e.raw_os_error() != Some(libc::EAFNOSUPPORT) {
+            escaped(&format!("{what}: refused by the kernel, not the filter ({e})"));
+        }
+        refused(what, &e);
+    };
     for (what, domain, ty) in [
         ("AF_VSOCK stream", libc::AF_VSOCK, libc::SOCK_STREAM),
         ("AF_VSOCK datagram", libc::AF_VSOCK, libc::SOCK_DGRAM),
+        ("AF_VSOCK seqpacket", libc::AF_VSOCK, libc::SOCK_SEQPACKET),
         ("AF_XDP", libc::AF_XDP, libc::SOCK_RAW),
         ("AF_ALG", libc::AF_ALG, libc::SOCK_SEQPACKET),
         ("AF_TIPC", libc::AF_TIPC, libc::SOCK_RDM),
         ("AF_KEY", libc::AF_KEY, libc::SOCK_RAW),
+        ("AF_PACKET", libc::AF_PACKET, libc::SOCK_DGRAM),
+        ("AF_CAN", libc::AF_CAN, libc::SOCK_RAW),
+        ("AF_RDS", libc::AF_RDS, libc::SOCK_SEQPACKET),
+        ("AF_BLUETOOTH", libc::AF_BLUETOOTH, libc::SOCK_STREAM),
+        ("AF_PHONET", libc::AF_PHONET, libc::SOCK_DGRAM),
+        ("family 45 (AF_MCTP)", 45, libc::SOCK_DGRAM),
+        ("family 255", 255, libc::SOCK_STREAM),
     ] {
-        // SAFETY: socket(2) with integer arguments; closed at once.
-        let fd = unsafe { libc::socket(domain, ty, 0) };
-        if fd >= 0 {
-            escaped(&format!("opened an {what} socket"));
+        // SAFETY: socket(2) with integer arguments; closed at exit.
+        let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, 0) };
+        eafnosupport(&format!("an {what} socket"), fd);
+        let mut sv = [-1i32; 2];
+        // SAFETY: socketpair(2) writes two descriptors into `sv`.
+        let r = unsafe { libc::socketpair(domain, ty | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) };
+        eafnosupport(&format!("an {what} socketpair"), r);
+    }
+    // What the filter lets through still works (ping and raw are the
+    // kernel's to refuse: no CAP_NET_RAW).
+    for (what, domain, ty, proto) in [
+        ("AF_UNIX", libc::AF_UNIX, libc::SOCK_STREAM, 0),
+        ("AF_INET", libc::AF_INET, libc::SOCK_STREAM, 0),
+        ("AF_INET6", libc::AF_INET6, libc::SOCK_DGRAM, 0),
+        ("AF_NETLINK", libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE),
+        ("ping", libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+    ] {
+        // SAFETY: socket(2) with integer arguments; closed at exit.
+        if unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) } < 0 {
+            println!("BROKEN: {what}: {}", Error::last_os_error());
+            std::process::exit(3);
         }
-        refused(&format!("an {what} socket"), &Error::last_os_error());
+    }
+    let mut sv = [-1i32; 2];
+    // SAFETY: socketpair(2) writes two descriptors into `sv`.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()) } < 0 {
+        println!("BROKEN: AF_UNIX socketpair: {}", Error::last_os_error());
+        std::process::exit(3);
     }
 }
 
