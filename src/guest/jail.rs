@@ -50,8 +50,8 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub argv: Vec<String>,
     pub cwd: PathBuf,
-    /// stdin is a pseudo-terminal of the guest's own (this path on the
-    /// host): make it the controlling terminal and /dev/console.
+    /// One of 0, 1, 2 is a pseudo-terminal of the guest's own (this path on
+    /// the host): make it the controlling terminal and /dev/console.
     pub tty: Option<PathBuf>,
 }
 
@@ -174,11 +174,17 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
     let prog = prepare(s)?;
     sys(nix::unistd::setsid(), "starting a session")?;
     if s.tty.is_some() {
-        // fd 0 is the guest's own pty slave.
-        sys(
-            kernel::sys::take_controlling_tty(io::stdin().as_fd()),
-            "taking the terminal",
-        )?;
+        // The first of 0, 1, 2 that is a terminal is the guest's own pty
+        // slave (netctx passes no other terminal).
+        let fd = (0..3)
+            .map(|fd| {
+                // SAFETY: 0, 1 and 2 are open (netctx gave them).
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+            })
+            .find(|fd| nix::unistd::isatty(fd).unwrap_or(false));
+        if let Some(fd) = fd {
+            sys(kernel::sys::take_controlling_tty(fd), "taking the terminal")?;
+        }
     }
     if !s.privileged {
         let keep = if s.uid == 0 {

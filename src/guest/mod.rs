@@ -207,28 +207,13 @@ pub fn exec(r: &Request) -> anyhow::Result<ExitStatus> {
         .context("giving the pseudo-terminal to the guest's user")?;
     }
     let mut s = s;
-    // Never a descriptor of the caller's terminal: with a terminal on
-    // stdin, a pty of the guest's own; else pipes for stdout and stderr
-    // where they are one.
-    let mut pipes = match &pty {
-        Some(_) => relay::Pipes::none(),
-        None => relay::pipes().context("making pipes for the terminal")?,
-    };
-    let stdio = match &pty {
-        Some(p) => [p.slave.as_raw_fd(); 3],
-        None => {
-            let mut io = [0, 1, 2];
-            for (fd, w) in &pipes.guest {
-                io[usize::try_from(*fd).unwrap_or(0)] = w.as_raw_fd();
-            }
-            io
-        }
-    };
+    // Never a descriptor of the caller's terminal: a pty of the guest's own
+    // in place of each of 0, 1, 2 that is one.
+    let stdio = pty.as_ref().map_or([0, 1, 2], relay::Pty::stdio);
     let lock = crate::kernel::lock::lock(r.lock_wait).context("taking the netctx lock")?;
     let pid = launch(&mut s, stdio)?;
     drop(lock);
-    pipes.guest.clear();
-    relay::wait(pid, pty, pipes).context("waiting for the command")
+    relay::wait(pid, pty).context("waiting for the command")
 }
 
 pub(crate) fn guest_dir() -> PathBuf {
