@@ -403,7 +403,9 @@ fn families() {
             escaped(&format!("opened {what}"));
         }
         if e.raw_os_error() != Some(libc::EAFNOSUPPORT) {
-            escaped(&format!("{what}: refused by the kernel, not the filter ({e})"));
+            escaped(&format!(
+                "{what}: refused by the kernel, not the filter ({e})"
+            ));
         }
         refused(what, &e);
     };
@@ -437,7 +439,12 @@ fn families() {
         ("AF_UNIX", libc::AF_UNIX, libc::SOCK_STREAM, 0),
         ("AF_INET", libc::AF_INET, libc::SOCK_STREAM, 0),
         ("AF_INET6", libc::AF_INET6, libc::SOCK_DGRAM, 0),
-        ("AF_NETLINK", libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE),
+        (
+            "AF_NETLINK",
+            libc::AF_NETLINK,
+            libc::SOCK_RAW,
+            libc::NETLINK_ROUTE,
+        ),
         ("ping", libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
     ] {
         // SAFETY: socket(2) with integer arguments; closed at exit.

@@ -17,6 +17,7 @@ use super::{addr, Diag, Lines, Loc};
 use crate::model::{Cidr, Egress, Guest, Hook, Isolation, LinkKind, Publish, Reach};
 
 mod guest;
+mod limits;
 
 /// Context-level settings that `[defaults]` may also carry.
 #[derive(Debug, Default, Clone)]
@@ -46,6 +47,7 @@ pub struct CtxDecl {
     pub reach: Vec<(Reach, Loc)>,
     pub publish: Vec<(Publish, Loc)>,
     pub guest: Option<Guest>,
+    pub limits: Option<crate::model::Limits>,
 }
 
 #[derive(Debug)]
@@ -326,6 +328,7 @@ impl Walker<'_> {
             reach: Vec::new(),
             publish: Vec::new(),
             guest: None,
+            limits: None,
         };
         for (k, v) in t {
             let key = k.get_ref().as_ref();
@@ -358,12 +361,13 @@ impl Walker<'_> {
                     }
                 }
                 "guest" => c.guest = self.guest(v),
+                "limits" => c.limits = Some(self.limits(v, &cname)),
                 "reach" => c.reach = self.reach(v),
                 "publish" => c.publish = self.publish(v),
                 _ => self.unknown(
                     k,
                     key,
-                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, hostname, link, route, reach, publish, guest)"),
+                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, hostname, link, route, reach, publish, guest, limits)"),
                 ),
             }
         }

@@ -194,7 +194,12 @@ impl Escape {
             let now = Instant::now();
             match self.since {
                 Some(t) if now.duration_since(t) <= ESCAPE_WITHIN => self.times += 1,
-                _ => *self = Escape { times: 1, since: Some(now) },
+                _ => {
+                    *self = Escape {
+                        times: 1,
+                        since: Some(now),
+                    }
+                }
             }
             if self.times >= ESCAPE_TIMES {
                 return true;
@@ -325,6 +330,9 @@ mod tests {
         let mut e = Escape::default();
         assert!(!e.typed(b"\x1d\x1d"));
         e.since = Some(Instant::now() - Duration::from_secs(2));
-        assert!(!e.typed(b"\x1d"), "a pause longer than a second starts over");
+        assert!(
+            !e.typed(b"\x1d"),
+            "a pause longer than a second starts over"
+        );
     }
 }

@@ -274,6 +274,8 @@ pub struct Context {
     pub egress: Egress,
     pub publish: Vec<Publish>,
     pub guest: Option<Guest>,
+    /// Its fences (`[context.NAME.limits]`).
+    pub limits: Limits,
     /// The file that declared it.
     pub file: PathBuf,
     /// The network namespace it lives in.
@@ -447,6 +449,9 @@ pub fn id_range(n: u16) -> (u32, u32) {
 
 mod text;
 pub use text::{escape, escape_bytes};
+
+pub mod limits;
+pub use limits::{Limits, Per};
 
 #[cfg(test)]
 mod tests {
