@@ -24,6 +24,8 @@
 //!     attack families                      sockets no network namespace
 //!                                          confines (AF_VSOCK, AF_XDP, AF_ALG…)
 //!     attack daemon MARKER                 double fork + setsid, then exit
+//!     attack forks N                       fork N children (a fork loop)
+//!     attack spew BYTES MARKER SECS        BYTES of output, MARKER, wait SECS
 //!     attack read PATH…                    open files for reading
 //!     attack ipc-find shm|msg|sem|mq KEY   reach an IPC object by its key (or
 //!                                          POSIX name /netctx-KEY)
@@ -461,6 +463,56 @@ fn families() {
     }
 }
 
+/// A fork loop: up to `n` children that wait; how many it got. Past the
+/// context's process limit fork fails (EAGAIN).
+fn forks(n: usize) {
+    let mut kids = Vec::new();
+    let mut err = None;
+    while kids.len() < n {
+        // SAFETY: the child only pauses (async-signal-safe) until killed.
+        match unsafe { libc::fork() } {
+            0 => loop {
+                // SAFETY: pause(2) has no arguments.
+                unsafe { libc::pause() };
+            },
+            -1 => {
+                err = Some(Error::last_os_error());
+                break;
+            }
+            pid => kids.push(pid),
+        }
+    }
+    let got = kids.len();
+    for k in kids {
+        // SAFETY: kill and waitpid on our own children.
+        unsafe {
+            libc::kill(k, libc::SIGKILL);
+            libc::waitpid(k, std::ptr::null_mut(), 0);
+        }
+    }
+    match err {
+        None => escaped(&format!("forked {got} processes")),
+        Some(e) => refused(&format!("forked {got} processes, then"), &e),
+    }
+}
+
+/// `bytes` of output on stdout (lines of 'x'), then `marker`, then a wait.
+fn spew(bytes: usize, marker: &str, secs: u64) {
+    let line = [b'x'; 1023];
+    let mut out = std::io::stdout().lock();
+    let mut left = bytes;
+    while left > 0 {
+        let k = left.min(1024);
+        let _ = out.write_all(&line[..k - 1]);
+        let _ = out.write_all(b"\n");
+        left -= k;
+    }
+    let _ = writeln!(out, "{marker}");
+    let _ = out.flush();
+    drop(out);
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+}
+
 fn read_files(paths: &[String]) {
     for p in paths {
         match std::fs::read(p) {
@@ -598,6 +650,12 @@ fn main() {
         "listen-unix" => listen_unix(arg(0), u64::try_from(num(1)).unwrap_or_else(|_| usage())),
         "read" => read_files(rest),
         "families" => families(),
+        "forks" => forks(usize::try_from(num(0)).unwrap_or_else(|_| usage())),
+        "spew" => spew(
+            usize::try_from(num(0)).unwrap_or_else(|_| usage()),
+            arg(1),
+            u64::try_from(num(2)).unwrap_or_else(|_| usage()),
+        ),
         "named" => named(
             arg(0),
             u16::try_from(num(1)).unwrap_or_else(|_| usage()),

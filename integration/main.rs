@@ -10,6 +10,7 @@ mod cni_uplink;
 mod coexist;
 mod confine;
 mod engine;
+mod fences;
 mod guests;
 mod integrity;
 mod isolation;

@@ -250,6 +250,7 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     netns::prepare_dir().with_context(|| format!("preparing {}", netns::NETNS_DIR))?;
     let mut failed = Vec::new();
     let mut converged = Vec::new();
+    let limits_host = guest::limits::Host::read();
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?.1) {
         if r.is_ok() {
             converged.push(*c);
@@ -276,6 +277,10 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
                 println!("{}: {what}", c.name);
                 for w in guest::shift::not_owned(c) {
                     eprintln!("netctx: warning: context {}: {w}", c.name);
+                }
+                let ran = crate::guest::cgroup::path(&c.name).is_ok_and(|p| p.exists());
+                if let Some(l) = guest::limits::line(c, limits_host, ran) {
+                    eprintln!("netctx: warning: context {}: {l}", c.name);
                 }
             }
             Err(e) => {
@@ -378,11 +383,8 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
                 super::guest::report(name, &s);
                 // The guests' output log goes with them (`stop` keeps it
                 // for reading).
-                let log = guest::log_file(name);
-                if let Err(e) = std::fs::remove_file(&log) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        eprintln!("netctx: warning: removing {}: {e}", log.display());
-                    }
+                for w in guest::logpump::remove(name) {
+                    eprintln!("netctx: warning: {w}");
                 }
             }
             Err(e) => {

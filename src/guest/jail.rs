@@ -50,6 +50,11 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub argv: Vec<String>,
     pub cwd: PathBuf,
+    /// Bytes of each private tmpfs (/tmp, /var/tmp, /run, /dev/shm).
+    pub tmp: u64,
+    /// RLIMIT_NPROC for the guest, where no cgroup pids controller caps
+    /// the context's tasks.
+    pub nproc: Option<u64>,
     /// One of 0, 1, 2 is a pseudo-terminal of the guest's own (this path on
     /// the host): make it the controlling terminal and /dev/console.
     pub tty: Option<PathBuf>,
@@ -197,6 +202,13 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
         sys(caps::set(&keep), "setting capabilities")?;
     } else {
         user(s)?;
+    }
+    if let (Some(n), false) = (s.nproc, s.privileged) {
+        // Counted per user id of the context's own range: per context.
+        sys(
+            kernel::sys::set_nproc(0, n),
+            "setting the process limit (RLIMIT_NPROC)",
+        )?;
     }
     sys(nix::sys::prctl::set_no_new_privs(), "setting no_new_privs")?;
     // Every descriptor above stderr: none is in use here.

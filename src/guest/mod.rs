@@ -13,6 +13,8 @@ mod fs;
 pub mod init;
 pub mod jail;
 mod kernelfs;
+pub mod limits;
+pub mod logpump;
 mod relay;
 mod resolv;
 mod seccomp;
@@ -114,6 +116,8 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
         argv: r.argv.to_vec(),
         cwd: PathBuf::from(&u.home),
         tty,
+        tmp: ctx.limits.tmp,
+        nproc: (!limits::Host::read().pids).then_some(ctx.limits.processes),
     })
 }
 
@@ -124,6 +128,7 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
 /// addresses each time.
 pub fn bind_hooks(ctx: &Context) -> anyhow::Result<()> {
     let cg = cgroup::create(&ctx.name)?;
+    limits::apply(ctx, &cg).with_context(|| format!("context {}: its limits", ctx.name))?;
     if ctx.isolation != crate::model::Isolation::Strict {
         return Ok(());
     }
@@ -299,15 +304,12 @@ pub fn start(r: &Request) -> anyhow::Result<Started> {
         return Ok(Started::Already(pid));
     }
     make_guest_dir()?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(log_file(&s.ctx))
-        .with_context(|| format!("opening {}", log_file(&s.ctx).display()))?;
+    let log = logpump::start(&s.ctx, r.ctx.limits.log)?;
     let null = std::fs::File::open("/dev/null").context("opening /dev/null")?;
     let mut s = s;
     let pid = launch(&mut s, [null.as_raw_fd(), log.as_raw_fd(), log.as_raw_fd()])?;
+    // Only the guest holds the pipe now: the pump ends with it.
+    drop(log);
     let (t, _) = start_time(pid).context("the guest exited at once")?;
     write_private(&pid_file(&s.ctx), &format!("{pid} {t}\n"))?;
     // Not waited for: it outlives netctx; the context's init reaps it.
