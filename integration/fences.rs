@@ -77,7 +77,7 @@ fn attack_filling_a_private_tmpfs_stops_at_limits_tmp() {
             let (d, size) = l.rsplit_once(' ').unwrap();
             let size: u64 = size.parse().unwrap_or_else(|_| panic!("{l}\n{}", r.stdout));
             assert!(
-                size <= 8 * MIB && size >= 6 * MIB,
+                (6 * MIB..=8 * MIB).contains(&size),
                 "{user:?} wrote {size} bytes into {d} (limits.tmp = 8M):\n{}",
                 r.stdout
             );
