@@ -260,3 +260,81 @@ fn attack_ten_mib_of_guest_output_is_capped_at_limits_log_and_gone_after_down() 
         "down left files of the guest"
     );
 }
+
+#[test]
+fn a_changed_process_limit_is_drift_that_up_sets_on_running_guests() {
+    let sb = Sandbox::new();
+    sb.netctx_with(&cfg(), &["up", "fa"]).ok();
+    let path = sb.dir.join("netctx.toml");
+    sb.ok(&format!(
+        "{BIN} -c {} exec --user nobody fa -- sleep 60 >/dev/null 2>&1 &",
+        path.display()
+    ));
+    let procs = sb.cgroup.join("netctx/fa/cgroup.procs");
+    // The guest, once it is `sleep` (the jail sets its limit before exec).
+    let t = Instant::now();
+    let guest = loop {
+        let all = std::fs::read_to_string(&procs).unwrap_or_default();
+        let sleeping = all.lines().find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        });
+        if let Some(p) = sleeping {
+            break p.to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no guest in {}",
+            procs.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let nproc = || {
+        std::fs::read_to_string(format!("/proc/{guest}/limits"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("Max processes"))
+            .unwrap()
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .to_string()
+    };
+    let pids_max = || std::fs::read_to_string(sb.cgroup.join("netctx/fa/pids.max")).ok();
+    let by_rlimit = controllers(&sb).0 == false;
+    if by_rlimit {
+        assert_eq!(nproc(), "24");
+    }
+    let s = sb.netctx_with(&cfg(), &["status", "fa"]);
+    assert_eq!(s.code, 0, "{}", s.stdout);
+    // Lowered, then raised: a running guest follows at `up` (raising a
+    // hard limit needs CAP_SYS_RESOURCE, which this machine's root lacks:
+    // then `up` says so and the drift stays).
+    for n in ["20", "77"] {
+        let changed = cfg().replace("processes = 24", &format!("processes = {n}"));
+        let s = sb.netctx_with(&changed, &["status", "fa"]);
+        assert_eq!(s.code, 2, "{}", s.stdout);
+        let needs = format!("needs: limits.processes {n}");
+        assert!(s.stdout.contains(&needs), "{}", s.stdout);
+        let up = sb.netctx_with(&changed, &["up", "fa"]);
+        up.ok();
+        let s = sb.netctx_with(&changed, &["status", "fa"]);
+        if !by_rlimit {
+            assert_eq!(s.code, 0, "{}", s.stdout);
+            assert_eq!(pids_max().as_deref().map(str::trim), Some(n));
+        } else if up.stderr.contains("Operation not permitted") {
+            assert_eq!(n, "77", "lowering failed: {}", up.stderr);
+            assert!(
+                up.stderr
+                    .contains("limits.processes 77: not set on 1 running process(es)"),
+                "{}",
+                up.stderr
+            );
+            assert!(s.code == 2 && s.stdout.contains(&needs), "{}", s.stdout);
+            assert_eq!(nproc(), "20");
+        } else {
+            assert_eq!(s.code, 0, "{}", s.stdout);
+            assert_eq!(nproc(), n);
+        }
+    }
+    sb.netctx_with(&cfg(), &["down", "fa"]).ok();
+}

@@ -99,7 +99,13 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
         .iter()
         .zip(results)
         .map(|(c, r)| {
-            let (state, detail) = declared(r);
+            let (mut state, mut detail) = declared(r);
+            // Limits the running guests do not have yet (`up` sets them).
+            let limits = guest::limits::pending(c);
+            if state == ContextState::Up && !limits.is_empty() {
+                state = ContextState::Drifted;
+            }
+            detail.extend(limits);
             Status {
                 name: c.name.clone(),
                 state,

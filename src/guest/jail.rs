@@ -203,10 +203,12 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
     } else {
         user(s)?;
     }
-    if let (Some(n), false) = (s.nproc, s.privileged) {
+    if let Some(n) = s.nproc {
         // Counted per user id of the context's own range: per context.
         sys(
-            kernel::sys::set_nproc(0, n),
+            // Never above the hard limit netctx has (raising it needs
+            // CAP_SYS_RESOURCE, which the host's root may lack).
+            kernel::sys::nproc_hard().and_then(|h| kernel::sys::set_nproc(0, n.min(h))),
             "setting the process limit (RLIMIT_NPROC)",
         )?;
     }

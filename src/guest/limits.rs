@@ -72,10 +72,12 @@ fn write(p: &Path, v: &str) -> anyhow::Result<()> {
 /// Set the context's group `cg` to its limits: `pids.max` and
 /// `memory.max` where the controllers are there, else every process of
 /// the group gets the RLIMIT_NPROC a new guest gets (so `up` changes the
-/// limit of running guests too).
-pub fn apply(ctx: &Context, cg: &Path) -> anyhow::Result<()> {
+/// limit of running guests too). What could not be set on running guests
+/// (raising a hard limit needs CAP_SYS_RESOURCE) comes back as warnings.
+pub fn apply(ctx: &Context, cg: &Path) -> anyhow::Result<Vec<String>> {
     let h = Host::read();
     let l = &ctx.limits;
+    let mut warn = Vec::new();
     if let Some(parent) = cg.parent() {
         let want: Vec<&str> = [(h.pids, "+pids"), (h.memory, "+memory")]
             .iter()
@@ -90,16 +92,101 @@ pub fn apply(ctx: &Context, cg: &Path) -> anyhow::Result<()> {
         write(&cg.join("pids.max"), &l.processes.to_string())?;
     } else {
         let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-            // A process gone meanwhile (ESRCH) is fine.
-            let _ = crate::kernel::sys::set_nproc(pid, l.processes);
+        let mut refused = (0, None);
+        // The context's init forks nothing: its limit does not matter.
+        let init = super::init::running(&ctx.name);
+        let pids = procs.lines().filter_map(|p| p.trim().parse::<i32>().ok());
+        for pid in pids.filter(|p| Some(*p) != init) {
+            match crate::kernel::sys::set_nproc(pid, l.processes) {
+                // Gone meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => refused = (refused.0 + 1, Some(e)),
+                Ok(()) => {}
+            }
+        }
+        if let (n, Some(e)) = refused {
+            warn.push(format!(
+                "limits.processes {}: not set on {n} running process(es) ({e}); \
+                 they keep their limit until they are restarted",
+                l.processes
+            ));
         }
     }
     if h.memory {
         let v = l.memory.map_or("max".to_string(), |m| m.to_string());
         write(&cg.join("memory.max"), &v)?;
     }
-    Ok(())
+    Ok(warn)
+}
+
+/// The soft RLIMIT_NPROC in a /proc/PID/limits text.
+fn nproc_of(limits: &str) -> Option<u64> {
+    let l = limits.lines().find(|l| l.starts_with("Max processes"))?;
+    let soft = l
+        .trim_start_matches("Max processes")
+        .split_whitespace()
+        .next()?;
+    Some(if soft == "unlimited" {
+        u64::MAX
+    } else {
+        soft.parse().ok()?
+    })
+}
+
+/// How the context's running guests differ from its limits (a change
+/// `up` makes), for `status`: empty when they agree or nothing runs.
+pub fn pending(ctx: &Context) -> Vec<String> {
+    let Ok(cg) = cgroup::path(&ctx.name) else {
+        return Vec::new();
+    };
+    let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+    if procs.trim().is_empty() {
+        return Vec::new();
+    }
+    let (h, l) = (Host::read(), &ctx.limits);
+    let mut out = Vec::new();
+    let file = |f: &str| {
+        std::fs::read_to_string(cg.join(f))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if h.pids {
+        match file("pids.max") {
+            Some(v) if v == l.processes.to_string() => {}
+            v => out.push(format!(
+                "needs: limits.processes {} (pids.max is {})",
+                l.processes,
+                v.as_deref().unwrap_or("unreadable")
+            )),
+        }
+    } else {
+        // The context's init forks nothing: its limit does not matter.
+        let init = super::init::running(&ctx.name).map(|p| p.to_string());
+        let off = procs
+            .lines()
+            .filter(|p| Some(p.trim()) != init.as_deref())
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{}/limits", p.trim())).ok())
+            .filter_map(|t| nproc_of(&t))
+            .filter(|n| *n != l.processes)
+            .count();
+        if off > 0 {
+            out.push(format!(
+                "needs: limits.processes {} on {off} running process(es) (RLIMIT_NPROC)",
+                l.processes
+            ));
+        }
+    }
+    if h.memory {
+        let want = l.memory.map_or("max".to_string(), |m| m.to_string());
+        match file("memory.max") {
+            Some(v) if v == want => {}
+            v => out.push(format!(
+                "needs: limits.memory {want} (memory.max is {})",
+                v.as_deref().unwrap_or("unreadable")
+            )),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -122,5 +209,16 @@ mod tests {
             "processes by rlimit, memory not enforced (no cgroup v2 memory controller)"
         );
         assert!(notes(&l, all).is_empty());
+    }
+
+    #[test]
+    fn the_process_limit_is_read_from_proc_limits() {
+        let t = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                 Max cpu time              unlimited            unlimited            seconds   \n\
+                 Max processes             24                   24                   processes \n";
+        assert_eq!(nproc_of(t), Some(24));
+        let t = "Max processes             unlimited            unlimited            processes \n";
+        assert_eq!(nproc_of(t), Some(u64::MAX));
+        assert_eq!(nproc_of("Max open files 1024 1024 files\n"), None);
     }
 }

@@ -128,7 +128,9 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
 /// addresses each time.
 pub fn bind_hooks(ctx: &Context) -> anyhow::Result<()> {
     let cg = cgroup::create(&ctx.name)?;
-    limits::apply(ctx, &cg).with_context(|| format!("context {}: its limits", ctx.name))?;
+    for w in limits::apply(ctx, &cg).with_context(|| format!("context {}: its limits", ctx.name))? {
+        eprintln!("netctx: warning: context {}: {w}", ctx.name);
+    }
     if ctx.isolation != crate::model::Isolation::Strict {
         return Ok(());
     }

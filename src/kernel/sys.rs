@@ -187,6 +187,17 @@ pub fn set_nproc(pid: libc::pid_t, n: u64) -> io::Result<()> {
     ok(rc.into())
 }
 
+/// The hard RLIMIT_NPROC of this process.
+pub fn nproc_hard() -> io::Result<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit writes the current limit into `r` and sets nothing.
+    let rc = unsafe { libc::prlimit(0, libc::RLIMIT_NPROC, std::ptr::null(), &mut r) };
+    ok(rc.into()).map(|()| r.rlim_max)
+}
+
 /// close_range(2): close every descriptor from `first` up, for a process
 /// about to exec or to do nothing else — no descriptor from `first` up
 /// may be owned by anything it still uses (both callers own none).
