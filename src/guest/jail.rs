@@ -206,9 +206,7 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
     if let Some(n) = s.nproc {
         // Counted per user id of the context's own range: per context.
         sys(
-            // Never above the hard limit netctx has (raising it needs
-            // CAP_SYS_RESOURCE, which the host's root may lack).
-            kernel::sys::nproc_hard().and_then(|h| kernel::sys::set_nproc(0, n.min(h))),
+            kernel::sys::set_nproc(0, n),
             "setting the process limit (RLIMIT_NPROC)",
         )?;
     }

@@ -97,7 +97,7 @@ pub fn apply(ctx: &Context, cg: &Path) -> anyhow::Result<Vec<String>> {
         let init = super::init::running(&ctx.name);
         let pids = procs.lines().filter_map(|p| p.trim().parse::<i32>().ok());
         for pid in pids.filter(|p| Some(*p) != init) {
-            match crate::kernel::sys::set_nproc(pid, l.processes) {
+            match crate::kernel::sys::set_nproc(pid, nproc(l)) {
                 // Gone meanwhile.
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                 Err(e) => refused = (refused.0 + 1, Some(e)),
@@ -117,6 +117,12 @@ pub fn apply(ctx: &Context, cg: &Path) -> anyhow::Result<Vec<String>> {
         write(&cg.join("memory.max"), &v)?;
     }
     Ok(warn)
+}
+
+/// The RLIMIT_NPROC guests get: `processes`, never above netctx's own
+/// hard limit (raising that needs CAP_SYS_RESOURCE).
+pub fn nproc(l: &Limits) -> u64 {
+    crate::kernel::sys::nproc_hard().map_or(l.processes, |h| l.processes.min(h))
 }
 
 /// The soft RLIMIT_NPROC in a /proc/PID/limits text.
@@ -167,7 +173,7 @@ pub fn pending(ctx: &Context) -> Vec<String> {
             .filter(|p| Some(p.trim()) != init.as_deref())
             .filter_map(|p| std::fs::read_to_string(format!("/proc/{}/limits", p.trim())).ok())
             .filter_map(|t| nproc_of(&t))
-            .filter(|n| *n != l.processes)
+            .filter(|n| *n != nproc(l))
             .count();
         if off > 0 {
             out.push(format!(

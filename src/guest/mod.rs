@@ -117,7 +117,7 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
         cwd: PathBuf::from(&u.home),
         tty,
         tmp: ctx.limits.tmp,
-        nproc: (!limits::Host::read().pids).then_some(ctx.limits.processes),
+        nproc: (!limits::Host::read().pids).then(|| limits::nproc(&ctx.limits)),
     })
 }
 
