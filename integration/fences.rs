@@ -315,6 +315,12 @@ fn a_changed_process_limit_is_drift_that_up_sets_on_running_guests() {
         assert_eq!(s.code, 2, "{}", s.stdout);
         let needs = format!("needs: limits.processes {n}");
         assert!(s.stdout.contains(&needs), "{}", s.stdout);
+        let plan = sb.netctx_with(&changed, &["plan", "fa"]);
+        assert!(
+            plan.stdout.contains(&format!("set limits.processes {n}")),
+            "{}",
+            plan.stdout
+        );
         let up = sb.netctx_with(&changed, &["up", "fa"]);
         up.ok();
         let s = sb.netctx_with(&changed, &["status", "fa"]);

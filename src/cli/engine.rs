@@ -110,6 +110,14 @@ struct PlanRow<'a> {
     name: &'a str,
 }
 
+/// The limits running guests do not have yet, as `up` would set them.
+fn limits_pending(c: &Context) -> Vec<String> {
+    guest::limits::pending(c)
+        .into_iter()
+        .map(|p| format!("set {}", p.trim_start_matches("needs: ")))
+        .collect()
+}
+
 pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<Exit> {
     let ctxs = select(cfg, &l.contexts)?;
     let mut failed = false;
@@ -119,10 +127,11 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
             .iter()
             .zip(&results)
             .map(|(c, r)| PlanRow {
-                actions: r
-                    .as_ref()
-                    .ok()
-                    .map(|o| o.actions.iter().map(|a| a.to_string()).collect()),
+                actions: r.as_ref().ok().map(|o| {
+                    let mut a: Vec<String> = o.actions.iter().map(|a| a.to_string()).collect();
+                    a.extend(limits_pending(c));
+                    a
+                }),
                 error: r.as_ref().err().map(|e| e.chain()),
                 name: &c.name,
             })
@@ -132,10 +141,16 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
         return Ok(if failed { Exit::Error } else { Exit::Ok });
     }
     for (c, r) in ctxs.iter().zip(results) {
+        let limits = limits_pending(c);
         match r {
-            Ok(o) if o.actions.is_empty() => println!("{}: up to date", c.name),
+            Ok(o) if o.actions.is_empty() && limits.is_empty() => {
+                println!("{}: up to date", c.name)
+            }
             Ok(o) => {
                 println!("{}:", c.name);
+                for l in &limits {
+                    println!("  {l}");
+                }
                 for a in &o.actions {
                     println!("  {a}");
                     // With -v, the rules themselves, in nft syntax.
