@@ -195,7 +195,7 @@ fn size(sb: &Sandbox, p: &str) -> Option<u64> {
 
 /// The log pumps of context `ctx` running in the sandbox's cgroup.
 fn pumps(sb: &Sandbox, ctx: &str) -> usize {
-    let procs = std::fs::read_to_string(sb.cgroup.join("cgroup.procs")).unwrap_or_default();
+    let procs = std::fs::read_to_string(sb.leaf.join("cgroup.procs")).unwrap_or_default();
     procs
         .lines()
         .filter(|p| {
