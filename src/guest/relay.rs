@@ -230,7 +230,11 @@ pub fn wait(child: i32, pty: Option<Pty>) -> io::Result<ExitStatus> {
     let _raw = relay_in.then(|| Raw::enter(pty.saved));
     // The guest's output goes to the caller's terminal: its stdout, else
     // its stderr, else (only stdin is one) stdin's terminal.
-    let out = caller(if pty.ttys[1] { 1 } else { first_tty(pty.ttys) });
+    let out = caller(match pty.ttys {
+        [_, true, _] => 1,
+        [_, _, true] => 2,
+        _ => 0,
+    });
     let size_from = caller(first_tty(pty.ttys));
     let master = pty.master;
     let mut buf = [0u8; 8192];
