@@ -308,7 +308,7 @@ fn a_changed_process_limit_is_drift_that_up_sets_on_running_guests() {
             .to_string()
     };
     let pids_max = || std::fs::read_to_string(sb.cgroup.join("netctx/fa/pids.max")).ok();
-    let by_rlimit = controllers(&sb).0 == false;
+    let by_rlimit = !controllers(&sb).0;
     if by_rlimit {
         assert_eq!(nproc(), "24");
     }
