@@ -58,7 +58,7 @@ addresses = ["10.92.0.2/24"]
 fn host_serve(sb: &Sandbox, addr: &str, port: u16) {
     let file = sb.dir.join(format!("host-{port}"));
     sb.ok(&format!(
-        "{} serve {addr} {port} 30 {} >/dev/null 2>&1 &",
+        "{} serve {addr} {port} 300 {} >/dev/null 2>&1 &",
         probe(),
         file.display()
     ));
