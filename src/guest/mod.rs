@@ -14,7 +14,7 @@ pub mod init;
 pub mod jail;
 mod kernelfs;
 mod relay;
-mod resolv;
+pub mod resolv;
 mod seccomp;
 pub mod shift;
 mod spawn;
