@@ -114,6 +114,7 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
         argv: r.argv.to_vec(),
         cwd: PathBuf::from(&u.home),
         tty,
+        resolver: ctx.resolver_addrs(),
     })
 }
 

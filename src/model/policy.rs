@@ -169,6 +169,20 @@ impl super::Context {
         self.domains().next().is_some()
     }
 
+    /// Where netctx's resolver answers it, when it needs one: the first
+    /// host address of each family of its first veth.
+    pub fn resolver_addrs(&self) -> Vec<std::net::IpAddr> {
+        if !self.needs_resolver() {
+            return Vec::new();
+        }
+        let Some(link) = self.links.iter().find(|l| l.kind == super::LinkKind::Veth) else {
+            return Vec::new();
+        };
+        let v4 = link.host_addresses.iter().find(|a| a.is_v4());
+        let v6 = link.host_addresses.iter().find(|a| !a.is_v4());
+        v4.into_iter().chain(v6).map(|a| a.addr).collect()
+    }
+
     /// Whether its `reach` covers `name`.
     pub fn covers(&self, name: &str) -> bool {
         self.domains().any(|(d, _)| domain_covers(d, name))

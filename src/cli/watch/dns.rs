@@ -16,7 +16,7 @@ use nix::sys::socket::{self as sock, sockopt, AddressFamily, SockFlag, SockType,
 
 use super::resolve::{answer, Scope};
 use crate::apply::dns::Allow;
-use crate::model::{Config, Context, LinkKind};
+use crate::model::Config;
 
 /// How often a listener looks whether it must stop.
 const POLL: Duration = Duration::from_millis(300);
@@ -42,24 +42,13 @@ impl Drop for Running {
     }
 }
 
-/// Where a context's resolver listens: the first host address of each
-/// family of its first veth.
-pub fn listen_addrs(ctx: &Context) -> Vec<IpAddr> {
-    let Some(link) = ctx.links.iter().find(|l| l.kind == LinkKind::Veth) else {
-        return Vec::new();
-    };
-    let v4 = link.host_addresses.iter().find(|a| a.is_v4());
-    let v6 = link.host_addresses.iter().find(|a| !a.is_v4());
-    v4.into_iter().chain(v6).map(|a| a.addr).collect()
-}
-
 impl Resolvers {
     /// Start the resolvers the configuration needs and stop the others.
     pub fn sync(&mut self, cfg: &Config) {
         let mut wanted: HashMap<&str, (Vec<IpAddr>, Vec<String>)> = HashMap::new();
         for c in cfg.contexts.iter().filter(|c| c.needs_resolver()) {
             let domains = c.domains().map(|(d, _)| d.to_string()).collect();
-            wanted.insert(&c.name, (listen_addrs(c), domains));
+            wanted.insert(&c.name, (c.resolver_addrs(), domains));
         }
         self.running
             .retain(|name, r| wanted.get(name.as_str()) == Some(&r.key));
