@@ -188,3 +188,19 @@ impl super::Context {
         self.domains().any(|(d, _)| domain_covers(d, name))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::domain_covers;
+
+    #[test]
+    fn a_wildcard_covers_subdomains_only_and_names_match_whole() {
+        assert!(domain_covers("api.example.com", "API.example.com."));
+        assert!(!domain_covers("api.example.com", "x.api.example.com"));
+        assert!(!domain_covers("api.example.com", "evilapi.example.com"));
+        assert!(domain_covers("*.example.com", "a.b.example.com."));
+        assert!(!domain_covers("*.example.com", "example.com"));
+        assert!(!domain_covers("*.example.com", "badexample.com"));
+        assert!(!domain_covers("*.example.com", "example.com.evil.net"));
+    }
+}
