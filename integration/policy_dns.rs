@@ -106,7 +106,12 @@ fn a_domain_in_reach_opens_exactly_the_addresses_the_resolver_answered_for_their
     // No watch: status says the resolver is missing (no drift).
     let st = sb.netctx_with(CFG, &["status", "d"]);
     assert_eq!(st.code, 0, "{}{}", st.stdout, st.stderr);
-    assert!(st.stdout.contains("no `netctx watch` serves its resolver at 10.88.0.1"), "{}", st.stdout);
+    assert!(
+        st.stdout
+            .contains("no `netctx watch` serves its resolver at 10.88.0.1"),
+        "{}",
+        st.stdout
+    );
 
     let mut w = watch(&sb, &resolv);
     let st = sb.netctx_with(CFG, &["status", "d"]).ok().stdout.clone();
@@ -126,17 +131,28 @@ fn a_domain_in_reach_opens_exactly_the_addresses_the_resolver_answered_for_their
     assert!(r.starts_with("failed"), "{r}");
     let out = logs.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&out.stdout);
-    assert!(out.contains("d DENY: NAME=refused.example SRC=10.88.0.2"), "{out}");
+    assert!(
+        out.contains("d DENY: NAME=refused.example SRC=10.88.0.2"),
+        "{out}"
+    );
     assert_ne!(run(&sb, Some("d"), "connect 203.0.113.51 80"), "connected");
 
     // The name it covers: answered, and its address open on port 80 only.
     let r = guest(&sb, "resolve allowed.example");
     assert_eq!(r, "203.0.113.50");
-    assert!(set(&sb).contains("203.0.113.50 timeout 30s"), "{}", set(&sb));
+    assert!(
+        set(&sb).contains("203.0.113.50 timeout 30s"),
+        "{}",
+        set(&sb)
+    );
     assert_eq!(guest(&sb, "connect 203.0.113.50 80"), "connected");
     assert_ne!(run(&sb, Some("d"), "connect 203.0.113.50 81"), "connected");
     assert_ne!(run(&sb, Some("d"), "connect 203.0.113.51 80"), "connected");
-    assert!(seen(&allowed).starts_with("203.0.113.1\n"), "{}", seen(&allowed));
+    assert!(
+        seen(&allowed).starts_with("203.0.113.1\n"),
+        "{}",
+        seen(&allowed)
+    );
     assert_eq!(seen(&refused), "");
 
     // The resolver's elements are no drift, and a replacement of the

@@ -112,8 +112,7 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
                 } => Some((remove.as_slice(), chains.as_slice(), dispatch, sets)),
                 _ => None,
             });
-            let (remove, chains, dispatch, sets) =
-                found.unwrap_or((&[], &[], &empty, &no_sets));
+            let (remove, chains, dispatch, sets) = found.unwrap_or((&[], &[], &empty, &no_sets));
             // The dispatch's map and base chain are made once a run, by the
             // first context that finds them missing.
             let mut d = dispatch.clone();

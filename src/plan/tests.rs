@@ -427,11 +427,7 @@ fn a_domain_in_reach_gets_timed_sets_whatever_their_elements_and_they_go_with_it
     assert_eq!(names, ["web_dns4", "web_dns6"]);
     assert!(s.remove.is_empty());
     // Another context's sets are not its own.
-    live.set_names = vec![
-        "web2_dns4".into(),
-        "web_dns4".into(),
-        "web_dns6".into(),
-    ];
+    live.set_names = vec!["web2_dns4".into(), "web_dns4".into(), "web_dns6".into()];
     assert!(super::tables::host_sets(&c, &live).remove.is_empty());
     let gone = super::tables::host_sets(&ctx(), &live);
     assert!(gone.keep.is_empty());

@@ -77,12 +77,7 @@ pub fn answer(
     let name = question.name.to_ascii();
     let shown = name.trim_end_matches('.');
     if !s.domains.iter().any(|d| domain_covers(d, shown)) {
-        let line = format!(
-            "{} DENY: NAME={} SRC={}",
-            s.ctx,
-            escape(shown),
-            peer.ip()
-        );
+        let line = format!("{} DENY: NAME={} SRC={}", s.ctx, escape(shown), peer.ip());
         if let Err(e) = allow::log(&line) {
             eprintln!("netctx: warning: the DNS log: {e}");
         }

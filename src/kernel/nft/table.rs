@@ -60,7 +60,7 @@ impl TimedSet {
     /// Its id within a transaction (the rules look it up by name first).
     pub fn id(&self) -> u32 {
         let h = fnv(self.name.as_bytes(), 0xcbf2_9ce4_8422_2325);
-        0x4000_0000 | (h as u32 & 0x3fff_ffff)
+        0x4000_0000 | (u32::try_from(h & 0x3fff_ffff).unwrap_or(0))
     }
 
     /// Create it, or leave it as it is (elements included) when it is
@@ -84,7 +84,10 @@ impl TimedSet {
     /// In `nft -f` syntax (`plan -v`).
     pub fn render(&self) -> String {
         let ty = if self.v6 { "ipv6_addr" } else { "ipv4_addr" };
-        format!("\tset {} {{\n\t\ttype {ty}\n\t\tflags timeout\n\t}}\n", self.name)
+        format!(
+            "\tset {} {{\n\t\ttype {ty}\n\t\tflags timeout\n\t}}\n",
+            self.name
+        )
     }
 }
 
