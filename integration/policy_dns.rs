@@ -8,6 +8,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::policy::settled;
 use crate::sandbox::{probe, Sandbox, BIN};
 use crate::uplink::{run, seen, NET};
 
@@ -21,11 +22,14 @@ reach = ["allowed.example:80"]
 [[context.d.link]]
 kind = "veth"
 name = "eth0"
-host_addresses = ["10.88.0.1/24"]
-addresses = ["10.88.0.2/24"]
+host_addresses = ["10.88.0.1/24", "fd88::1/64"]
+addresses = ["10.88.0.2/24", "fd88::2/64"]
 [[context.d.route]]
 to = "default"
 via = "10.88.0.1"
+[[context.d.route]]
+to = "default"
+via = "fd88::1"
 "#;
 
 /// A TCP server in the LAN for `secs`; the file of its clients.
@@ -50,18 +54,26 @@ fn guest(sb: &Sandbox, args: &str) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
-/// `watch` with the upstream file given, once it follows every context.
-fn watch(sb: &Sandbox, resolv: &std::path::Path) -> Child {
+/// `watch --json` with the upstream file given, once it follows every
+/// context; and its lines.
+fn watch(sb: &Sandbox, resolv: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
     let cfg = sb.dir.join("netctx.toml");
     let mut child = sb
         .enter(BIN)
         .env("NETCTX_RESOLV_CONF", resolv)
-        .args(["-c", cfg.to_str().unwrap(), "watch"])
+        .args(["-c", cfg.to_str().unwrap(), "watch", "--json"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let (ltx, lines) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = ltx.send(l);
+        }
+    });
     let (tx, rx) = mpsc::channel();
     let err = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -74,22 +86,26 @@ fn watch(sb: &Sandbox, resolv: &std::path::Path) -> Child {
     });
     rx.recv_timeout(Duration::from_secs(20))
         .expect("watch did not say it is watching");
-    child
+    (child, lines)
 }
 
 fn set(sb: &Sandbox) -> String {
-    sb.ok("nft list set inet netctx d_dns4")
+    sb.ok("nft list set inet netctx d_dns4; nft list set inet netctx d_dns6")
 }
 
 #[test]
 fn a_domain_in_reach_opens_exactly_the_addresses_the_resolver_answered_for_their_time() {
     let sb = Sandbox::new();
     sb.ok(NET);
-    sb.ok("ip -n lan addr add 203.0.113.50/24 dev lan0 && ip -n lan addr add 203.0.113.51/24 dev lan0");
+    sb.ok(
+        "ip -n lan addr add 203.0.113.50/24 dev lan0 && ip -n lan addr add 203.0.113.51/24 dev lan0 && \
+         ip -n lan addr add 2001:db8:1::50/64 dev lan0 nodad",
+    );
     let dnsmasq = sb.ok(
         "ip netns exec lan dnsmasq --keep-in-foreground --conf-file=/dev/null --pid-file= \
          --user=root --no-resolv --no-hosts --bind-interfaces --listen-address=203.0.113.2 \
-         --address=/allowed.example/203.0.113.50 --address=/refused.example/203.0.113.51 \
+         --address=/allowed.example/203.0.113.50 --address=/allowed.example/2001:db8:1::50 \
+         --address=/refused.example/203.0.113.51 \
          --local-ttl=2 >/dev/null 2>&1 & echo $!",
     );
     let resolv = sb.dir.join("upstream.conf");
@@ -97,12 +113,18 @@ fn a_domain_in_reach_opens_exactly_the_addresses_the_resolver_answered_for_their
     let allowed = lan_serve(&sb, "203.0.113.50", 80, 120);
     lan_serve(&sb, "203.0.113.50", 81, 120);
     let refused = lan_serve(&sb, "203.0.113.51", 80, 120);
+    let allowed6 = lan_serve(&sb, "2001:db8:1::50", 80, 120);
     sb.netctx_with(CFG, &["up"]).ok();
+    settled(&sb);
     std::thread::sleep(Duration::from_millis(300));
 
     // The attack: the address, known without asking the resolver.
     assert_ne!(run(&sb, Some("d"), "connect 203.0.113.50 80"), "connected");
     assert_ne!(run(&sb, Some("d"), "connect 203.0.113.51 80"), "connected");
+    assert_ne!(
+        run(&sb, Some("d"), "connect 2001:db8:1::50 80"),
+        "connected"
+    );
     // No watch: status says the resolver is missing (no drift).
     let st = sb.netctx_with(CFG, &["status", "d"]);
     assert_eq!(st.code, 0, "{}{}", st.stdout, st.stderr);
@@ -113,7 +135,7 @@ fn a_domain_in_reach_opens_exactly_the_addresses_the_resolver_answered_for_their
         st.stdout
     );
 
-    let mut w = watch(&sb, &resolv);
+    let (mut w, events) = watch(&sb, &resolv);
     let st = sb.netctx_with(CFG, &["status", "d"]).ok().stdout.clone();
     assert!(!st.contains("resolver"), "{st}");
     let logs = sb
@@ -139,13 +161,19 @@ fn a_domain_in_reach_opens_exactly_the_addresses_the_resolver_answered_for_their
 
     // The name it covers: answered, and its address open on port 80 only.
     let r = guest(&sb, "resolve allowed.example");
-    assert_eq!(r, "203.0.113.50");
-    assert!(
-        set(&sb).contains("203.0.113.50 timeout 30s"),
-        "{}",
-        set(&sb)
-    );
+    let mut got: Vec<&str> = r.lines().collect();
+    got.sort();
+    assert_eq!(got, ["2001:db8:1::50", "203.0.113.50"], "{r}");
+    let now = set(&sb);
+    assert!(now.contains("203.0.113.50 timeout 30s"), "{now}");
+    assert!(now.contains("2001:db8:1::50 timeout 30s"), "{now}");
     assert_eq!(guest(&sb, "connect 203.0.113.50 80"), "connected");
+    assert_eq!(guest(&sb, "connect 2001:db8:1::50 80"), "connected");
+    assert!(
+        seen(&allowed6).starts_with("2001:db8:1::1\n"),
+        "{}",
+        seen(&allowed6)
+    );
     assert_ne!(run(&sb, Some("d"), "connect 203.0.113.50 81"), "connected");
     assert_ne!(run(&sb, Some("d"), "connect 203.0.113.51 80"), "connected");
     assert!(
@@ -175,6 +203,13 @@ fn a_domain_in_reach_opens_exactly_the_addresses_the_resolver_answered_for_their
     }
     assert!(start.elapsed() > Duration::from_secs(15));
     assert_ne!(run(&sb, Some("d"), "connect 203.0.113.50 80"), "connected");
+    assert_ne!(
+        run(&sb, Some("d"), "connect 2001:db8:1::50 80"),
+        "connected"
+    );
+    // The resolver's elements woke no repair.
+    let said: Vec<String> = events.try_iter().collect();
+    assert!(!said.iter().any(|l| l.contains("\"repaired\"")), "{said:?}");
 
     // SIGTERM to the watch and dnsmasq we started, by pid.
     // SAFETY: kill(2) of our own children.
