@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,27 @@ use crate::model::Config;
 const POLL: Duration = Duration::from_millis(300);
 /// A guest's TCP connection is closed after this long without a query.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Queries and connections answered at once, all contexts together; more
+/// are dropped (a guest flooding its resolver starves only itself and
+/// those alike, never watch).
+const IN_FLIGHT: usize = 256;
+
+static BUSY: AtomicUsize = AtomicUsize::new(0);
+
+/// Run `f` on a thread of its own, unless `IN_FLIGHT` are running.
+fn spawn_counted(f: impl FnOnce() + Send + 'static) {
+    if BUSY.fetch_add(1, Ordering::SeqCst) >= IN_FLIGHT {
+        BUSY.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let spawned = std::thread::Builder::new().spawn(move || {
+        f();
+        BUSY.fetch_sub(1, Ordering::SeqCst);
+    });
+    if spawned.is_err() {
+        BUSY.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The resolvers running, by context.
 #[derive(Default)]
@@ -128,7 +149,7 @@ fn serve_udp(u: UdpSocket, stop: &AtomicBool, s: Arc<Scope>, nft: Arc<Mutex<Opti
         };
         let (query, s, nft) = (buf[..n].to_vec(), s.clone(), nft.clone());
         let Ok(u) = u.try_clone() else { continue };
-        std::thread::spawn(move || {
+        spawn_counted(move || {
             if let Some(a) = answer(&query, false, peer, &s, &nft) {
                 let _ = u.send_to(&a, peer);
             }
@@ -144,7 +165,7 @@ fn serve_tcp(l: TcpListener, stop: &AtomicBool, s: Arc<Scope>, nft: Arc<Mutex<Op
         match l.accept() {
             Ok((c, peer)) => {
                 let (s, nft) = (s.clone(), nft.clone());
-                std::thread::spawn(move || {
+                spawn_counted(move || {
                     let _ = serve_conn(c, peer, &s, &nft);
                 });
             }
