@@ -433,3 +433,45 @@ fn a_domain_in_reach_gets_timed_sets_whatever_their_elements_and_they_go_with_it
     assert!(gone.keep.is_empty());
     assert_eq!(gone.remove, ["web_dns4", "web_dns6"]);
 }
+
+#[test]
+fn missing_timed_sets_are_planned_with_the_chains_and_shown_by_plan_v() {
+    use crate::model::{Peer, Reach};
+    let mut c = ctx();
+    c.reach
+        .push(Reach::new(Peer::Domain("api.example.com".into()), None));
+    let (ns, host) = converged();
+    let mut chains = host_chains(&c);
+    chains.extend(crate::kernel::nft::dispatch::dispatch_chains());
+    let mut hl = host_live();
+    hl.digest = digest_of(&chains, &[]);
+    let host = HostLinks::from(host);
+    let sysctls = host_sysctls();
+    let acts = |hl: &Live| {
+        let obs = Observed {
+            owner: NsOwner::Ours,
+            ns: ns.clone(),
+            host: &host,
+            host_nft: hl,
+            host_sysctls: &sysctls,
+            host_routed: &Default::default(),
+        };
+        plan(&c, &obs).unwrap()
+    };
+    let a = acts(&hl);
+    let replace = a
+        .iter()
+        .find(|a| matches!(a, Action::ReplaceHostChains { .. }))
+        .expect("the sets are missing");
+    let text = replace.rules_text().unwrap();
+    assert!(
+        text.contains("\tset web_dns4 {\n\t\ttype ipv4_addr\n\t\tflags timeout\n"),
+        "{text}"
+    );
+    assert!(text.contains("set web_dns6 {"), "{text}");
+    // There (whatever their elements): nothing to do.
+    hl.set_names = vec!["web_dns4".into(), "web_dns6".into()];
+    assert!(!acts(&hl)
+        .iter()
+        .any(|a| matches!(a, Action::ReplaceHostChains { .. })));
+}
