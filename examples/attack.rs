@@ -24,6 +24,8 @@
 //!     attack families                      sockets no network namespace
 //!                                          confines (AF_VSOCK, AF_XDP, AF_ALG…)
 //!     attack daemon MARKER                 double fork + setsid, then exit
+//!     attack forks N                       fork N children (a fork loop)
+//!     attack spew BYTES MARKER SECS        BYTES of output, MARKER, wait SECS
 //!     attack read PATH…                    open files for reading
 //!     attack ipc-find shm|msg|sem|mq KEY   reach an IPC object by its key (or
 //!                                          POSIX name /netctx-KEY)
@@ -397,21 +399,118 @@ fn named(hex: &str, port: u16, secs: u64) {
 }
 
 fn families() {
+    let eafnosupport = |what: &str, r: libc::c_int| {
+        let e = Error::last_os_error();
+        if r >= 0 {
+            escaped(&format!("opened {what}"));
+        }
+        if e.raw_os_error() != Some(libc::EAFNOSUPPORT) {
+            escaped(&format!(
+                "{what}: refused by the kernel, not the filter ({e})"
+            ));
+        }
+        refused(what, &e);
+    };
     for (what, domain, ty) in [
         ("AF_VSOCK stream", libc::AF_VSOCK, libc::SOCK_STREAM),
         ("AF_VSOCK datagram", libc::AF_VSOCK, libc::SOCK_DGRAM),
+        ("AF_VSOCK seqpacket", libc::AF_VSOCK, libc::SOCK_SEQPACKET),
         ("AF_XDP", libc::AF_XDP, libc::SOCK_RAW),
         ("AF_ALG", libc::AF_ALG, libc::SOCK_SEQPACKET),
         ("AF_TIPC", libc::AF_TIPC, libc::SOCK_RDM),
         ("AF_KEY", libc::AF_KEY, libc::SOCK_RAW),
+        ("AF_PACKET", libc::AF_PACKET, libc::SOCK_DGRAM),
+        ("AF_CAN", libc::AF_CAN, libc::SOCK_RAW),
+        ("AF_RDS", libc::AF_RDS, libc::SOCK_SEQPACKET),
+        ("AF_BLUETOOTH", libc::AF_BLUETOOTH, libc::SOCK_STREAM),
+        ("AF_PHONET", libc::AF_PHONET, libc::SOCK_DGRAM),
+        ("family 45 (AF_MCTP)", 45, libc::SOCK_DGRAM),
+        ("family 255", 255, libc::SOCK_STREAM),
     ] {
-        // SAFETY: socket(2) with integer arguments; closed at once.
-        let fd = unsafe { libc::socket(domain, ty, 0) };
-        if fd >= 0 {
-            escaped(&format!("opened an {what} socket"));
-        }
-        refused(&format!("an {what} socket"), &Error::last_os_error());
+        // SAFETY: socket(2) with integer arguments; closed at exit.
+        let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, 0) };
+        eafnosupport(&format!("an {what} socket"), fd);
+        let mut sv = [-1i32; 2];
+        // SAFETY: socketpair(2) writes two descriptors into `sv`.
+        let r = unsafe { libc::socketpair(domain, ty | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) };
+        eafnosupport(&format!("an {what} socketpair"), r);
     }
+    // What the filter lets through still works (ping and raw are the
+    // kernel's to refuse: no CAP_NET_RAW).
+    for (what, domain, ty, proto) in [
+        ("AF_UNIX", libc::AF_UNIX, libc::SOCK_STREAM, 0),
+        ("AF_INET", libc::AF_INET, libc::SOCK_STREAM, 0),
+        ("AF_INET6", libc::AF_INET6, libc::SOCK_DGRAM, 0),
+        (
+            "AF_NETLINK",
+            libc::AF_NETLINK,
+            libc::SOCK_RAW,
+            libc::NETLINK_ROUTE,
+        ),
+        ("ping", libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+    ] {
+        // SAFETY: socket(2) with integer arguments; closed at exit.
+        if unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) } < 0 {
+            println!("BROKEN: {what}: {}", Error::last_os_error());
+            std::process::exit(3);
+        }
+    }
+    let mut sv = [-1i32; 2];
+    // SAFETY: socketpair(2) writes two descriptors into `sv`.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()) } < 0 {
+        println!("BROKEN: AF_UNIX socketpair: {}", Error::last_os_error());
+        std::process::exit(3);
+    }
+}
+
+/// A fork loop: up to `n` children that wait; how many it got. Past the
+/// context's process limit fork fails (EAGAIN).
+fn forks(n: usize) {
+    let mut kids = Vec::new();
+    let mut err = None;
+    while kids.len() < n {
+        // SAFETY: the child only pauses (async-signal-safe) until killed.
+        match unsafe { libc::fork() } {
+            0 => loop {
+                // SAFETY: pause(2) has no arguments.
+                unsafe { libc::pause() };
+            },
+            -1 => {
+                err = Some(Error::last_os_error());
+                break;
+            }
+            pid => kids.push(pid),
+        }
+    }
+    let got = kids.len();
+    for k in kids {
+        // SAFETY: kill and waitpid on our own children.
+        unsafe {
+            libc::kill(k, libc::SIGKILL);
+            libc::waitpid(k, std::ptr::null_mut(), 0);
+        }
+    }
+    match err {
+        None => escaped(&format!("forked {got} processes")),
+        Some(e) => refused(&format!("forked {got} processes, then"), &e),
+    }
+}
+
+/// `bytes` of output on stdout (lines of 'x'), then `marker`, then a wait.
+fn spew(bytes: usize, marker: &str, secs: u64) {
+    let line = [b'x'; 1023];
+    let mut out = std::io::stdout().lock();
+    let mut left = bytes;
+    while left > 0 {
+        let k = left.min(1024);
+        let _ = out.write_all(&line[..k - 1]);
+        let _ = out.write_all(b"\n");
+        left -= k;
+    }
+    let _ = writeln!(out, "{marker}");
+    let _ = out.flush();
+    drop(out);
+    std::thread::sleep(std::time::Duration::from_secs(secs));
 }
 
 fn read_files(paths: &[String]) {
@@ -551,6 +650,12 @@ fn main() {
         "listen-unix" => listen_unix(arg(0), u64::try_from(num(1)).unwrap_or_else(|_| usage())),
         "read" => read_files(rest),
         "families" => families(),
+        "forks" => forks(usize::try_from(num(0)).unwrap_or_else(|_| usage())),
+        "spew" => spew(
+            usize::try_from(num(0)).unwrap_or_else(|_| usage()),
+            arg(1),
+            u64::try_from(num(2)).unwrap_or_else(|_| usage()),
+        ),
         "named" => named(
             arg(0),
             u16::try_from(num(1)).unwrap_or_else(|_| usage()),

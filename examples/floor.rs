@@ -101,6 +101,7 @@ fn context(i: u32) -> Context {
         egress: model::Egress::None,
         publish: vec![],
         guest: None,
+        limits: Default::default(),
         file: "floor".into(),
         netns: Default::default(),
     }

@@ -372,3 +372,46 @@ fn audit_flags_addresses_on_lo_and_extra_link_local_addresses() {
         ]
     );
 }
+
+#[test]
+fn audit_lists_ping_sockets_and_flags_one_on_a_neighbours_address() {
+    let sb = Sandbox::new();
+    up(&sb);
+    // ICMP datagram sockets bind through their own bind, which no cgroup
+    // hook sees: only audit can tell. The "port" is the echo identifier.
+    let pid = hold(&sb, Some("a"), "10.41.0.2 4711 --ping");
+    hold(&sb, Some("a"), "fd00:41::2 4712 --ping");
+    let (code, v) = audit(&sb, &[]);
+    assert_eq!(code, 0, "{v:#}");
+    let own = find(sockets(&v, 0), "ping", "10.41.0.2", 4711);
+    assert_eq!(
+        (&own["verdict"], &own["pid"], &own["command"]),
+        (&"assigned".into(), &pid.into(), &"netprobe".into()),
+        "{v:#}"
+    );
+    assert_eq!(
+        find(sockets(&v, 0), "ping", "fd00:41::2", 4712)["verdict"],
+        "assigned"
+    );
+    // b binds a ping socket to a's address (IP_FREEBIND).
+    hold(&sb, Some("b"), "10.41.0.2 4713 --ping --freebind");
+    let (code, v) = audit(&sb, &[]);
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(v["violations"], 1, "{v:#}");
+    assert_eq!(
+        find(sockets(&v, 1), "ping", "10.41.0.2", 4713)["verdict"],
+        "VIOLATION"
+    );
+    let msg = v["contexts"][1]["violations"][0].as_str().unwrap();
+    assert!(
+        msg.starts_with("ping socket on 10.41.0.2:4713 is bound to 10.41.0.2"),
+        "{msg}"
+    );
+    let text = sb.netctx_with(CFG, &["audit", "b"]);
+    assert_eq!(text.code, 2, "{}", text.stdout);
+    assert!(
+        text.stdout.contains("ping") && text.stdout.contains("VIOLATION"),
+        "{}",
+        text.stdout
+    );
+}

@@ -4,7 +4,8 @@
 //! underlay `under0` (198.51.100.0/24, 2001:db8::/64) over which they speak
 //! eBGP, exporting only routes of protocol netctx. A context on host A
 //! opens real TCP connections to a context on host B, at their own
-//! addresses both ways; a hand-made `proto static` route on A is not
+//! addresses both ways, on the port B's `accept_from` admits and no other;
+//! a hand-made `proto static` route on A is not
 //! exported; `down` on A withdraws A's routes from B.
 
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ uplink = "under0"
 announce = true
 
 [context.b]
+# Remote contexts are named by their address ranges: A's, on 8080 only.
+accept_from = ["10.91.0.0/24:8080", "[fd91::/64]:8080"]
 [[context.b.link]]
 kind = "veth"
 name = "eth0"
@@ -251,6 +254,17 @@ fn contexts_on_two_hosts_reach_each_other_through_bgp_routes_of_protocol_netctx(
     assert_eq!(run(&a.sb, Some("a"), "connect fd92::2 8080"), "connected");
     assert_eq!(seen(&s4).trim(), "10.91.0.2");
     assert_eq!(seen(&s6).trim(), "fd91::2");
+    // B's accept_from admits A's contexts on 8080 and nothing else: not
+    // another port, not host A itself (its underlay address).
+    let other4 = serve(&b.sb, "b", "10.92.0.2", 8081);
+    let other6 = serve(&b.sb, "b", "fd92::2", 8081);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(run(&a.sb, Some("a"), "connect 10.92.0.2 8081"), "timeout");
+    assert_eq!(run(&a.sb, Some("a"), "connect fd92::2 8081"), "timeout");
+    assert_eq!(run(&a.sb, None, "connect 10.92.0.2 8080"), "timeout");
+    assert_eq!(run(&a.sb, None, "connect fd92::2 8080"), "timeout");
+    assert_eq!(seen(&other4).trim(), "");
+    assert_eq!(seen(&other6).trim(), "");
     // down on A withdraws its routes from B.
     a.sb.netctx(&["-c", ca.to_str().unwrap(), "down", "a"]).ok();
     let t1 = Instant::now();

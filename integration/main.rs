@@ -14,6 +14,7 @@ mod coexist;
 mod confine;
 mod engine;
 mod fabric;
+mod fences;
 mod guests;
 mod integrity;
 mod isolation;

@@ -215,10 +215,14 @@ fn attack_a_guest_keeps_no_hold_of_the_terminal_when_only_stdout_is_one() {
     for (i, user) in USERS.iter().enumerate() {
         let u = user.map(|u| format!("--user {u}")).unwrap_or_default();
         // Left behind by the guest: after exec returns, it prints a fake
-        // prompt on its stdout and reads the next line typed there.
+        // prompt on its stdout and stderr and reads the next line typed
+        // there or on its terminal. While exec runs, its stdout and stderr
+        // are a terminal (its own), its stdin the /dev/null it was given.
         pty.line(&format!(
             "{BIN} -c {} exec {u} a -- sh -c '(sleep 1; echo FAKE-PROMPT-$((600+{i})); \
-             read l <&1; echo STOLEN-$((700+{i})):$l) & echo guest-{i}-said-$((6*7))' </dev/null; \
+             read l <&1; echo STOLEN-$((700+{i})):$l; echo FAKE-PROMPT-$((600+{i})) >&2; \
+             read l </dev/tty; echo STOLEN-$((700+{i})):$l >/dev/tty) & \
+             test -t 1 && test -t 2 && test ! -t 0 && echo guest-{i}-said-$((6*7))' </dev/null; \
              echo __END__$((50+{i}))",
             cfg.display(),
         ));
@@ -237,4 +241,45 @@ fn attack_a_guest_keeps_no_hold_of_the_terminal_when_only_stdout_is_one() {
         "the guest wrote to or read from the terminal after exec returned:\n{}",
         pty.out
     );
+}
+
+#[test]
+fn the_escape_leaves_a_guest_that_traps_every_signal_and_restores_the_terminal() {
+    let sb = Sandbox::new();
+    let cfg = sb.write_config("netctx.toml", CFG);
+    sb.netctx(&["-c", cfg.to_str().unwrap(), "up"]).ok();
+    let (child, mut pty) = shell(&sb);
+    pty.line("stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'; echo __MODE__$((1+1))");
+    pty.expect("__MODE__2");
+    let before = pty.out.clone();
+    for (i, user) in USERS.iter().enumerate() {
+        let u = user.map(|u| format!("--user {u}")).unwrap_or_default();
+        pty.line(&format!(
+            "{BIN} -c {} exec {u} a -- sh -c 'trap \"\" INT TERM HUP QUIT; echo __T__$((3+{i})); \
+             while :; do sleep 1; done'; echo __RC__$((80+{i})):$?",
+            cfg.display()
+        ));
+        pty.expect(&format!("__T__{}", 3 + i));
+        std::thread::sleep(Duration::from_millis(200));
+        // ^C and ^\ reach the guest, which ignores them.
+        pty.master.write_all(b"\x03\x1c").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let rc = format!("__RC__{}:", 80 + i);
+        assert!(!pty.out.contains(&rc), "exec ended early:\n{}", pty.out);
+        pty.master.write_all(b"\x1d\x1d\x1d").unwrap();
+        pty.expect(&format!("__RC__{}:137", 80 + i));
+    }
+    assert!(pty.out.contains("^] typed three times"), "{}", pty.out);
+    // The shell's terminal is back in the mode it was in (canonical).
+    pty.out.clear();
+    pty.line("stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'; echo __MODE__$((2+2))");
+    pty.expect("__MODE__4");
+    assert!(
+        before.contains("icanon\r\n")
+            && pty.out.contains("icanon\r\n")
+            && !pty.out.contains("-icanon\r\n"),
+        "the terminal mode was not restored:\n{before}\n---\n{}",
+        pty.out
+    );
+    pty.finish(child);
 }

@@ -52,6 +52,9 @@ pub struct Sandbox {
     pub dir: PathBuf,
     /// The sandbox's cgroup as the machine sees it.
     pub cgroup: PathBuf,
+    /// The group its own processes are in: `cgroup`, or `cgroup/holder`
+    /// where the sandbox hands cgroup controllers to netctx's groups.
+    pub leaf: PathBuf,
     /// Its cgroup.procs, open for the processes that join it.
     procs: File,
 }
@@ -130,17 +133,37 @@ impl Sandbox {
                 .replace("netctx-test", "nxtest"),
         );
         std::fs::create_dir(&cgroup).unwrap();
+        // Where the machine's cgroup2 root hands down the pids and memory
+        // controllers (the VM lane), the sandbox's group hands them on to
+        // netctx's: then its processes live in a leaf `holder` (a group
+        // with controllers for its children holds no process), which the
+        // holder moves itself into once its cgroup namespace is rooted at
+        // the sandbox's group.
+        let offered = std::fs::read_to_string(mnt.join("cgroup.subtree_control"))
+            .is_ok_and(|c| c.contains("pids") && c.contains("memory"));
+        let leaf = if offered {
+            std::fs::create_dir(cgroup.join("holder")).unwrap();
+            cgroup.join("holder")
+        } else {
+            cgroup.clone()
+        };
         let procs = File::options()
             .write(true)
             .open(cgroup.join("cgroup.procs"))
             .unwrap();
+        let to_leaf = if offered {
+            format!("&& echo $$ >{}/holder/cgroup.procs ", mnt.display())
+        } else {
+            String::new()
+        };
         let inner = format!(
             "mount -t tmpfs -o mode=0755 netctx-test /run && mkdir /run/netns /run/netctx \
              && {{ ! [ -d /etc/iproute2 ] || {{ mkdir /run/iproute2 \
              && cp -a /etc/iproute2/. /run/iproute2/ && mount --bind /run/iproute2 /etc/iproute2; }}; }} \
              && mount -t tmpfs -o mode=0755,size=64m netctx-test /mnt \
              && mkdir {bin} {shared} && mount --bind {ex} {bin} \
-             && umount -l {m} && mount -t cgroup2 nxtest {m} && echo ready && exec sleep 1000000",
+             && umount -l {m} && mount -t cgroup2 nxtest {m} {to_leaf}&& echo ready \
+             && exec sleep 1000000",
             m = mnt.display(),
             bin = BIN_DIR,
             shared = SHARED,
@@ -176,10 +199,21 @@ impl Sandbox {
             let _ = holder.wait();
             panic!("sandbox did not start");
         }
+        let procs = if offered {
+            std::fs::write(cgroup.join("cgroup.subtree_control"), "+pids +memory")
+                .expect("handing the pids and memory controllers to the sandbox's groups");
+            File::options()
+                .write(true)
+                .open(leaf.join("cgroup.procs"))
+                .unwrap()
+        } else {
+            procs
+        };
         Sandbox {
             holder,
             dir,
             cgroup,
+            leaf,
             procs,
         }
     }

@@ -110,6 +110,14 @@ struct PlanRow<'a> {
     name: &'a str,
 }
 
+/// The limits running guests do not have yet, as `up` would set them.
+fn limits_pending(c: &Context) -> Vec<String> {
+    guest::limits::pending(c)
+        .into_iter()
+        .map(|p| format!("set {}", p.trim_start_matches("needs: ")))
+        .collect()
+}
+
 pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<Exit> {
     let ctxs = select(cfg, &l.contexts)?;
     let mut failed = false;
@@ -119,10 +127,11 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
             .iter()
             .zip(&results)
             .map(|(c, r)| PlanRow {
-                actions: r
-                    .as_ref()
-                    .ok()
-                    .map(|o| o.actions.iter().map(|a| a.to_string()).collect()),
+                actions: r.as_ref().ok().map(|o| {
+                    let mut a: Vec<String> = o.actions.iter().map(|a| a.to_string()).collect();
+                    a.extend(limits_pending(c));
+                    a
+                }),
                 error: r.as_ref().err().map(|e| e.chain()),
                 name: &c.name,
             })
@@ -132,10 +141,16 @@ pub fn plan(cfg: &Config, l: &super::Listing, verbose: bool) -> anyhow::Result<E
         return Ok(if failed { Exit::Error } else { Exit::Ok });
     }
     for (c, r) in ctxs.iter().zip(results) {
+        let limits = limits_pending(c);
         match r {
-            Ok(o) if o.actions.is_empty() => println!("{}: up to date", c.name),
+            Ok(o) if o.actions.is_empty() && limits.is_empty() => {
+                println!("{}: up to date", c.name)
+            }
             Ok(o) => {
                 println!("{}:", c.name);
+                for l in &limits {
+                    println!("  {l}");
+                }
                 for a in &o.actions {
                     println!("  {a}");
                     // With -v, the rules themselves, in nft syntax.
@@ -182,7 +197,8 @@ fn taken_ports(ctxs: &[&Context]) -> anyhow::Result<Vec<(String, Vec<String>)>> 
             local: s.local,
             port: s.port,
             holder: procs.owner(s.inode).map_or("a process".to_string(), |p| {
-                format!("{} (pid {})", crate::model::escape(&p.comm), p.pid)
+                // comm is escaped by the scan already.
+                format!("{} (pid {})", p.comm, p.pid)
             }),
         })
         .collect();
@@ -250,6 +266,7 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
     name_route_protocol(&ctxs);
     let mut failed = Vec::new();
     let mut converged = Vec::new();
+    let limits_host = guest::limits::Host::read();
     for (c, r) in ctxs.iter().zip(converge_all(&ctxs, false)?.1) {
         if r.is_ok() {
             converged.push(*c);
@@ -276,6 +293,10 @@ pub fn up(cfg: &Config, names: &[String], wait: Duration) -> anyhow::Result<Exit
                 println!("{}: {what}", c.name);
                 for w in guest::shift::not_owned(c) {
                     eprintln!("netctx: warning: context {}: {w}", c.name);
+                }
+                let ran = crate::guest::cgroup::path(&c.name).is_ok_and(|p| p.exists());
+                if let Some(l) = guest::limits::line(c, limits_host, ran) {
+                    eprintln!("netctx: warning: context {}: {l}", c.name);
                 }
             }
             Err(e) => {
@@ -390,11 +411,8 @@ pub fn down(args: &super::DownArgs, wait: Duration) -> anyhow::Result<Exit> {
                 super::guest::report(name, &s);
                 // The guests' output log goes with them (`stop` keeps it
                 // for reading).
-                let log = guest::log_file(name);
-                if let Err(e) = std::fs::remove_file(&log) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        eprintln!("netctx: warning: removing {}: {e}", log.display());
-                    }
+                for w in guest::logpump::remove(name) {
+                    eprintln!("netctx: warning: {w}");
                 }
             }
             Err(e) => {

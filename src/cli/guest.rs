@@ -78,6 +78,9 @@ pub fn start(cfg: &Config, config: &Path, a: &StartArgs, wait: Duration) -> anyh
     for w in guest::shift::not_owned(ctx) {
         eprintln!("netctx: warning: context {}: {w}", ctx.name);
     }
+    if let Some(l) = guest::limits::line(ctx, guest::limits::Host::read(), true) {
+        eprintln!("netctx: warning: context {}: {l}", ctx.name);
+    }
     println!(
         "{}: guest started (pid {pid}, output in {})",
         ctx.name,

@@ -74,6 +74,9 @@ pub enum Command {
     /// (internal) confine this process as a guest and exec its command
     #[command(hide = true)]
     GuestJail,
+    /// (internal) copy a declared guest's output into its capped log
+    #[command(hide = true)]
+    GuestLog { context: String, bytes: u64 },
     /// Send one probe from a context and print every table, chain and rule
     /// that judged it, with the verdict (nftables tracing)
     Explain(explain::ExplainArgs),
@@ -290,6 +293,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             count,
         } => crate::guest::init::main(&context, first, count).map(Exit::Command),
         Command::GuestJail => crate::guest::jail::main().map(Exit::Command),
+        Command::GuestLog { context, bytes } => {
+            crate::guest::logpump::main(&context, bytes).map(Exit::Command)
+        }
         Command::Stop(args) => guest::stop(&args, wait),
         Command::Audit(l) => audit::audit(&listing()?, &l),
         Command::Shift(a) => guest::shift(&load()?, &a, wait),

@@ -79,6 +79,8 @@ struct StatusRow<'a> {
     guest: Option<&'static str>,
     guest_pid: Option<i32>,
     id: Option<u16>,
+    /// The fences this host cannot enforce as designed.
+    limits: Vec<String>,
     name: &'a str,
     not_shifted: Vec<String>,
     pod: Option<&'a str>,
@@ -100,7 +102,13 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
         .iter()
         .zip(results)
         .map(|(c, r)| {
-            let (state, detail) = declared(r);
+            let (mut state, mut detail) = declared(r);
+            // Limits the running guests do not have yet (`up` sets them).
+            let limits = guest::limits::pending(c);
+            if state == ContextState::Up && !limits.is_empty() {
+                state = ContextState::Drifted;
+            }
+            detail.extend(limits);
             Status {
                 name: c.name.clone(),
                 pod: None,
@@ -286,6 +294,12 @@ fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
         }
     };
     let recorded = |c: &str| traces.any(c).then(|| guest::recorded(c)).flatten();
+    // Fences a guest's context cannot have here (never a silent no-op).
+    let host = guest::limits::Host::read();
+    let limits = |s: &Status| {
+        let c = cfg.get(&s.name).filter(|_| s.state != ContextState::Down);
+        c.and_then(|c| guest::limits::line(c, host, traces.any(&s.name)))
+    };
     if json {
         let contexts = out
             .iter()
@@ -296,6 +310,11 @@ fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
                     guest: rec.map(|(_, alive)| if alive { "running" } else { "exited" }),
                     guest_pid: rec.filter(|g| g.1).map(|g| g.0),
                     id: cfg.get(&s.name).and_then(|c| c.id),
+                    limits: limits(s).map_or(Vec::new(), |_| {
+                        cfg.get(&s.name)
+                            .map(|c| guest::limits::notes(&c.limits, host))
+                            .unwrap_or_default()
+                    }),
                     name: &s.name,
                     not_shifted: not_shifted(&s.name),
                     pod: s.pod.as_deref(),
@@ -334,6 +353,9 @@ fn print_status(cfg: &Config, out: &[Status], json: bool, finding: bool) {
             }
             for w in not_shifted(&s.name) {
                 println!("{:<12}   {w}", "");
+            }
+            if let Some(l) = limits(s) {
+                println!("{:<12}   {l}", "");
             }
         }
     }

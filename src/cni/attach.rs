@@ -222,6 +222,7 @@ pub fn build(conf: &NetConf, env: &Env, ipam: &CniResult, index: usize) -> Resul
         egress: conf.egress,
         publish,
         guest: None,
+        limits: Default::default(),
         file: PathBuf::from(format!("cni network {}", conf.name)),
         netns: Netns::Runtime {
             path: env.netns.clone(),

@@ -17,6 +17,7 @@ use super::{addr, Diag, Lines, Loc};
 use crate::model::{Cidr, Egress, Guest, Hook, Isolation, LinkKind, Publish, Reach};
 
 mod guest;
+mod limits;
 
 /// Context-level settings that `[defaults]` may also carry.
 #[derive(Debug, Default, Clone)]
@@ -50,6 +51,7 @@ pub struct CtxDecl {
     pub accept_from: Vec<(Reach, Loc)>,
     pub publish: Vec<(Publish, Loc)>,
     pub guest: Option<Guest>,
+    pub limits: Option<crate::model::Limits>,
 }
 
 #[derive(Debug)]
@@ -336,6 +338,7 @@ impl Walker<'_> {
             accept_from: Vec::new(),
             publish: Vec::new(),
             guest: None,
+            limits: None,
         };
         for (k, v) in t {
             let key = k.get_ref().as_ref();
@@ -368,13 +371,14 @@ impl Walker<'_> {
                     }
                 }
                 "guest" => c.guest = self.guest(v),
+                "limits" => c.limits = Some(self.limits(v, &cname)),
                 "reach" => c.reach = self.entries(v, EntryKind::Reach),
                 "accept_from" => c.accept_from = self.entries(v, EntryKind::AcceptFrom),
                 "publish" => c.publish = self.publish(v),
                 _ => self.unknown(
                     k,
                     key,
-                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, announce, hostname, link, route, reach, accept_from, publish, guest)"),
+                    &format!("in [context.{cname}] (expected id, ip_forward, log, log_group, log_rate, isolation, single_ip, uplink, egress, announce, hostname, link, route, reach, accept_from, publish, guest, limits)"),
                 ),
             }
         }

@@ -351,6 +351,7 @@ fn build(c: CtxDecl, hosts: Vec<Option<String>>, d: &Settings, err: &mut Errors)
             .collect(),
     };
     Context {
+        limits: c.limits.unwrap_or_default(),
         hostname: c.hostname.unwrap_or_else(|| c.name.clone()),
         id: c.id.map(|(i, _)| i),
         ip_forward: s.ip_forward.or(d.ip_forward).unwrap_or(false),

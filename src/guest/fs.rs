@@ -322,13 +322,14 @@ pub fn build(s: &Spec, h: Host) -> Result<()> {
     let r = new.as_fd();
     proc_(r)?;
     sys(r, h.sysfs)?;
-    dev(r, s.tty.as_deref())?;
+    dev(r, s.tty.as_deref(), s.tmp)?;
+    let size = s.tmp.to_string();
     for (dir, mode) in [("tmp", "1777"), ("var/tmp", "1777"), ("run", "0755")] {
         match fd::resolve(r, Path::new(dir)) {
             Ok(t) if fd::stat(t.as_fd()).is_ok_and(|st| fd::is_dir(&st)) => {
                 let shown = Path::new("/").join(dir);
                 let m = at(
-                    tmpfs(mode, "256m", ATTR_NOSUID | ATTR_NODEV),
+                    tmpfs(mode, &size, ATTR_NOSUID | ATTR_NODEV),
                     "making",
                     &shown,
                 )?;

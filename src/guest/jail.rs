@@ -50,8 +50,13 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub argv: Vec<String>,
     pub cwd: PathBuf,
-    /// stdin is a pseudo-terminal of the guest's own (this path on the
-    /// host): make it the controlling terminal and /dev/console.
+    /// Bytes of each private tmpfs (/tmp, /var/tmp, /run, /dev/shm).
+    pub tmp: u64,
+    /// RLIMIT_NPROC for the guest, where no cgroup pids controller caps
+    /// the context's tasks.
+    pub nproc: Option<u64>,
+    /// One of 0, 1, 2 is a pseudo-terminal of the guest's own (this path on
+    /// the host): make it the controlling terminal and /dev/console.
     pub tty: Option<PathBuf>,
     /// netctx's resolver, when the context's `reach` names domains: the
     /// guest's only name servers.
@@ -177,11 +182,17 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
     let prog = prepare(s)?;
     sys(nix::unistd::setsid(), "starting a session")?;
     if s.tty.is_some() {
-        // fd 0 is the guest's own pty slave.
-        sys(
-            kernel::sys::take_controlling_tty(io::stdin().as_fd()),
-            "taking the terminal",
-        )?;
+        // The first of 0, 1, 2 that is a terminal is the guest's own pty
+        // slave (netctx passes no other terminal).
+        let fd = (0..3)
+            .map(|fd| {
+                // SAFETY: 0, 1 and 2 are open (netctx gave them).
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+            })
+            .find(|fd| nix::unistd::isatty(fd).unwrap_or(false));
+        if let Some(fd) = fd {
+            sys(kernel::sys::take_controlling_tty(fd), "taking the terminal")?;
+        }
     }
     if !s.privileged {
         let keep = if s.uid == 0 {
@@ -194,6 +205,13 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
         sys(caps::set(&keep), "setting capabilities")?;
     } else {
         user(s)?;
+    }
+    if let Some(n) = s.nproc {
+        // Counted per user id of the context's own range: per context.
+        sys(
+            kernel::sys::set_nproc(0, n),
+            "setting the process limit (RLIMIT_NPROC)",
+        )?;
     }
     sys(nix::sys::prctl::set_no_new_privs(), "setting no_new_privs")?;
     // Every descriptor above stderr: none is in use here.

@@ -140,7 +140,8 @@ pub(super) fn sys(root: BorrowedFd<'_>, sysfs: OwnedFd) -> Result<()> {
     )
 }
 
-pub(super) fn dev(root: BorrowedFd<'_>, tty: Option<&Path>) -> Result<()> {
+/// `/dev`, its shm a tmpfs of `shm_size` bytes.
+pub(super) fn dev(root: BorrowedFd<'_>, tty: Option<&Path>, shm_size: u64) -> Result<()> {
     let shown = Path::new("/dev");
     let t = dir_at(root, shown, shown)?;
     let d = at(
@@ -182,7 +183,11 @@ pub(super) fn dev(root: BorrowedFd<'_>, tty: Option<&Path>) -> Result<()> {
         &shown.join("shm"),
     )?;
     let m = at(
-        tmpfs("1777", "64m", ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC),
+        tmpfs(
+            "1777",
+            &shm_size.to_string(),
+            ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+        ),
         "making",
         &shown.join("shm"),
     )?;

@@ -13,6 +13,8 @@ mod fs;
 pub mod init;
 pub mod jail;
 mod kernelfs;
+pub mod limits;
+pub mod logpump;
 mod relay;
 pub mod resolv;
 mod seccomp;
@@ -115,6 +117,8 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
         cwd: PathBuf::from(&u.home),
         tty,
         resolver: ctx.resolver_addrs(),
+        tmp: ctx.limits.tmp,
+        nproc: (!limits::Host::read().pids).then(|| limits::nproc(&ctx.limits)),
     })
 }
 
@@ -125,6 +129,9 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
 /// addresses each time.
 pub fn bind_hooks(ctx: &Context) -> anyhow::Result<()> {
     let cg = cgroup::create(&ctx.name)?;
+    for w in limits::apply(ctx, &cg).with_context(|| format!("context {}: its limits", ctx.name))? {
+        eprintln!("netctx: warning: context {}: {w}", ctx.name);
+    }
     if ctx.isolation != crate::model::Isolation::Strict {
         return Ok(());
     }
@@ -208,28 +215,13 @@ pub fn exec(r: &Request) -> anyhow::Result<ExitStatus> {
         .context("giving the pseudo-terminal to the guest's user")?;
     }
     let mut s = s;
-    // Never a descriptor of the caller's terminal: with a terminal on
-    // stdin, a pty of the guest's own; else pipes for stdout and stderr
-    // where they are one.
-    let mut pipes = match &pty {
-        Some(_) => relay::Pipes::none(),
-        None => relay::pipes().context("making pipes for the terminal")?,
-    };
-    let stdio = match &pty {
-        Some(p) => [p.slave.as_raw_fd(); 3],
-        None => {
-            let mut io = [0, 1, 2];
-            for (fd, w) in &pipes.guest {
-                io[usize::try_from(*fd).unwrap_or(0)] = w.as_raw_fd();
-            }
-            io
-        }
-    };
+    // Never a descriptor of the caller's terminal: a pty of the guest's own
+    // in place of each of 0, 1, 2 that is one.
+    let stdio = pty.as_ref().map_or([0, 1, 2], relay::Pty::stdio);
     let lock = crate::kernel::lock::lock(r.lock_wait).context("taking the netctx lock")?;
     let pid = launch(&mut s, stdio)?;
     drop(lock);
-    pipes.guest.clear();
-    relay::wait(pid, pty, pipes).context("waiting for the command")
+    relay::wait(pid, pty).context("waiting for the command")
 }
 
 pub(crate) fn guest_dir() -> PathBuf {
@@ -315,15 +307,12 @@ pub fn start(r: &Request) -> anyhow::Result<Started> {
         return Ok(Started::Already(pid));
     }
     make_guest_dir()?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(log_file(&s.ctx))
-        .with_context(|| format!("opening {}", log_file(&s.ctx).display()))?;
+    let log = logpump::start(&s.ctx, r.ctx.limits.log)?;
     let null = std::fs::File::open("/dev/null").context("opening /dev/null")?;
     let mut s = s;
     let pid = launch(&mut s, [null.as_raw_fd(), log.as_raw_fd(), log.as_raw_fd()])?;
+    // Only the guest holds the pipe now: the pump ends with it.
+    drop(log);
     let (t, _) = start_time(pid).context("the guest exited at once")?;
     write_private(&pid_file(&s.ctx), &format!("{pid} {t}\n"))?;
     // Not waited for: it outlives netctx; the context's init reaps it.

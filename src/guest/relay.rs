@@ -1,25 +1,35 @@
-//! The caller's side of `exec`: with a terminal on stdin, a new
-//! pseudo-terminal for the guest and a relay between the two (the caller's
-//! terminal in raw mode, restored after; window size on SIGWINCH); without
-//! one, the guest's stdio as given. Either way SIGINT, SIGTERM, SIGHUP and
-//! SIGQUIT sent to netctx are passed on to the guest, and the guest's exit
-//! status is returned. The guest never gets a descriptor of the caller's
-//! terminal.
+//! The caller's side of `exec`: when any of stdin, stdout and stderr is a
+//! terminal, a new pseudo-terminal for the guest in place of each of them
+//! and a relay between the two (the caller's terminal in raw mode while
+//! stdin is relayed, restored however the relay ends; window size on
+//! SIGWINCH; `^]` three times within a second leaves); the other
+//! descriptors as given. Either way SIGINT, SIGTERM, SIGHUP and SIGQUIT sent
+//! to netctx are passed on to the guest, and the guest's exit status is
+//! returned. The guest never gets a descriptor of the caller's terminal, and
+//! once `exec` returns the relay is gone: nothing the guest left behind can
+//! read or write the caller's terminal.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::ExitStatus;
+use std::time::{Duration, Instant};
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, OutputFlags, SetArg, Termios};
 use nix::unistd::{isatty, Pid};
 
 use super::spawn::try_wait;
 use crate::kernel::sys;
+
+/// The escape: this byte (`^]`, as telnet's and systemd-nspawn's) typed
+/// `ESCAPE_TIMES` times in a row within `ESCAPE_WITHIN` leaves the guest.
+pub const ESCAPE_BYTE: u8 = 0x1d;
+const ESCAPE_TIMES: u8 = 3;
+const ESCAPE_WITHIN: Duration = Duration::from_secs(1);
 
 /// A pseudo-terminal for the guest, sized and set up like the caller's.
 pub struct Pty {
@@ -27,85 +37,52 @@ pub struct Pty {
     pub slave: OwnedFd,
     /// The slave's path (the guest's /dev/console).
     pub path: std::path::PathBuf,
+    /// Which of the caller's 0, 1, 2 are a terminal (the guest gets the
+    /// slave in their place).
+    pub ttys: [bool; 3],
     saved: Termios,
 }
 
-/// Pipes netctx relays in place of the caller's terminal on stdout and
-/// stderr when stdin is not one (no pty then): the guest never holds a
-/// descriptor of the terminal, and once `exec` returns nothing it left
-/// behind can write to it (or read from it).
-pub struct Pipes {
-    /// (read end, the caller's descriptor it is copied to).
-    relays: Vec<(OwnedFd, i32)>,
-    /// The write ends, for the guest's stdio (closed after the spawn).
-    pub guest: Vec<(i32, OwnedFd)>,
-}
-
-/// For each of stdout and stderr that is a terminal, a pipe.
-pub fn pipes() -> io::Result<Pipes> {
-    let mut p = Pipes::none();
-    let (out, err) = (io::stdout(), io::stderr());
-    for (fd, f) in [(1, out.as_fd()), (2, err.as_fd())] {
-        if isatty(f).unwrap_or(false) {
-            let (r, w) =
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-            nix::fcntl::fcntl(
-                &r,
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )
-            .map_err(io::Error::from)?;
-            p.relays.push((r, fd));
-            p.guest.push((fd, w));
-        }
-    }
-    Ok(p)
-}
-
-impl Pipes {
-    pub fn none() -> Pipes {
-        Pipes {
-            relays: Vec::new(),
-            guest: Vec::new(),
-        }
-    }
-
-    /// Copy what is in the pipes to the caller's descriptors; whether any
-    /// pipe is still open.
-    fn pump(&mut self) -> bool {
-        let mut buf = [0u8; 8192];
-        self.relays.retain(|(r, to)| loop {
-            match nix::unistd::read(r, &mut buf) {
-                Ok(0) => return false,
-                Ok(n) => {
-                    let (out, err) = (io::stdout(), io::stderr());
-                    let fd = if *to == 1 { out.as_fd() } else { err.as_fd() };
-                    let mut rest = &buf[..n];
-                    while !rest.is_empty() {
-                        match nix::unistd::write(fd, rest) {
-                            Ok(w) => rest = &rest[w..],
-                            Err(nix::errno::Errno::EINTR) => {}
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(nix::errno::Errno::EAGAIN) => return true,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return false,
+impl Pty {
+    /// The guest's descriptors 0, 1, 2: the slave for each that is a
+    /// terminal, the caller's own for the others.
+    pub fn stdio(&self) -> [i32; 3] {
+        let mut io = [0, 1, 2];
+        for (fd, tty) in io.iter_mut().zip(self.ttys) {
+            if tty {
+                *fd = self.slave.as_raw_fd();
             }
-        });
-        !self.relays.is_empty()
+        }
+        io
     }
 }
 
-/// stdin is a terminal: a new pty with its settings, else None.
+fn caller(fd: i32) -> BorrowedFd<'static> {
+    // SAFETY: 0, 1 and 2 stay open for the life of the process.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// The first of the caller's descriptors that is a terminal.
+fn first_tty(ttys: [bool; 3]) -> i32 {
+    (0..3).zip(ttys).find(|(_, t)| *t).map_or(0, |(fd, _)| fd)
+}
+
+/// Any of 0, 1, 2 is a terminal: a new pty with its settings, else None.
 pub fn open() -> io::Result<Option<Pty>> {
-    let stdin = io::stdin();
-    if !isatty(stdin.as_fd()).unwrap_or(false) {
+    let ttys = [0, 1, 2].map(|fd| isatty(caller(fd)).unwrap_or(false));
+    if !ttys.contains(&true) {
         return Ok(None);
     }
-    let t = tcgetattr(stdin.as_fd())?;
+    let from = caller(first_tty(ttys));
+    let saved = tcgetattr(from)?;
+    let mut t = saved.clone();
+    if !ttys[0] {
+        // The caller's terminal stays as it is (nothing is typed through
+        // the relay): it does its own output processing.
+        t.output_flags.remove(OutputFlags::OPOST);
+    }
     // The window size stays zero where it cannot be read.
-    let ws = sys::winsize(stdin.as_fd()).unwrap_or(libc::winsize {
+    let ws = sys::winsize(from).unwrap_or(libc::winsize {
         ws_row: 0,
         ws_col: 0,
         ws_xpixel: 0,
@@ -115,12 +92,14 @@ pub fn open() -> io::Result<Option<Pty>> {
     for fd in [&pty.master, &pty.slave] {
         let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
+    fcntl(&pty.master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
     let path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))?;
     Ok(Some(Pty {
         master: pty.master,
         slave: pty.slave,
         path,
-        saved: t,
+        ttys,
+        saved,
     }))
 }
 
@@ -144,21 +123,22 @@ fn signals() -> io::Result<SignalFd> {
     )?)
 }
 
-/// Restores the caller's terminal settings when dropped.
+/// The caller's terminal (stdin) in raw mode; its settings restored when
+/// dropped, whichever way the relay ends (a return, an error, a panic).
 struct Raw(Termios);
 
 impl Raw {
     fn enter(saved: Termios) -> Raw {
         let mut t = saved.clone();
         cfmakeraw(&mut t);
-        let _ = tcsetattr(io::stdin().as_fd(), SetArg::TCSANOW, &t);
+        let _ = tcsetattr(caller(0), SetArg::TCSANOW, &t);
         Raw(saved)
     }
 }
 
 impl Drop for Raw {
     fn drop(&mut self) {
-        let _ = tcsetattr(io::stdin().as_fd(), SetArg::TCSADRAIN, &self.0);
+        let _ = tcsetattr(caller(0), SetArg::TCSADRAIN, &self.0);
     }
 }
 
@@ -183,25 +163,61 @@ fn forward(child: i32, sig: Signal) {
     let _ = kill(Pid::from_raw(child), sig);
 }
 
-/// Wait for the guest, relaying the terminal (or the pipes in its place)
-/// when there is one.
-pub fn wait(child: i32, pty: Option<Pty>, mut pipes: Pipes) -> io::Result<ExitStatus> {
+/// All of `buf` to `fd`; what cannot be written is dropped (the caller's
+/// terminal gone does not end the guest).
+fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(1)),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Counts the escape bytes typed in a row.
+#[derive(Default)]
+struct Escape {
+    times: u8,
+    since: Option<Instant>,
+}
+
+impl Escape {
+    /// Whether `input` completes the escape.
+    fn typed(&mut self, input: &[u8]) -> bool {
+        for b in input {
+            if *b != ESCAPE_BYTE {
+                *self = Escape::default();
+                continue;
+            }
+            let now = Instant::now();
+            match self.since {
+                Some(t) if now.duration_since(t) <= ESCAPE_WITHIN => self.times += 1,
+                _ => {
+                    *self = Escape {
+                        times: 1,
+                        since: Some(now),
+                    }
+                }
+            }
+            if self.times >= ESCAPE_TIMES {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Wait for the guest, relaying the terminal when there is one.
+pub fn wait(child: i32, pty: Option<Pty>) -> io::Result<ExitStatus> {
     let sig = signals()?;
     let Some(pty) = pty else {
-        pipes.guest.clear();
         loop {
             if let Some(st) = try_wait(child)? {
-                // What the guest wrote before it ended; then the pipes
-                // close, and whatever it left behind writes into nothing.
-                pipes.pump();
                 return Ok(st);
             }
-            let mut fds: Vec<PollFd> = std::iter::once(sig.as_fd())
-                .chain(pipes.relays.iter().map(|(r, _)| r.as_fd()))
-                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
-                .collect();
-            poll(&mut fds);
-            pipes.pump();
+            poll(&mut [PollFd::new(sig.as_fd(), PollFlags::POLLIN)]);
             while let Some(s) = next_signal(&sig) {
                 if FORWARDED.contains(&s) {
                     forward(child, s);
@@ -210,58 +226,117 @@ pub fn wait(child: i32, pty: Option<Pty>, mut pipes: Pipes) -> io::Result<ExitSt
         }
     };
     drop(pty.slave);
-    let _raw = Raw::enter(pty.saved);
-    let mut master = File::from(pty.master);
-    let (mut stdin, mut stdout) = (io::stdin(), io::stdout());
+    let relay_in = pty.ttys[0];
+    let _raw = relay_in.then(|| Raw::enter(pty.saved));
+    // The guest's output goes to the caller's terminal: its stdout, else
+    // its stderr, else (only stdin is one) stdin's terminal.
+    let out = caller(match pty.ttys {
+        [_, true, _] => 1,
+        [_, _, true] => 2,
+        _ => 0,
+    });
+    let size_from = caller(first_tty(pty.ttys));
+    let master = pty.master;
     let mut buf = [0u8; 8192];
-    let mut stdin_open = true;
+    let (mut stdin_open, mut master_open) = (relay_in, true);
+    let mut escape = Escape::default();
     loop {
-        let stdin_fd = stdin.as_fd();
-        let mut fds = [
-            PollFd::new(master.as_fd(), PollFlags::POLLIN),
-            PollFd::new(sig.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stdin_fd, PollFlags::POLLIN),
-        ];
-        // A closed stdin is left out (as poll ignores a negative fd).
-        let n = if stdin_open { 3 } else { 2 };
-        poll(&mut fds[..n]);
-        let (master_ready, stdin_ready) = (ready(&fds[0]), n == 3 && ready(&fds[2]));
-        if master_ready {
-            match master.read(&mut buf) {
-                Ok(n) if n > 0 => {
-                    stdout.write_all(&buf[..n])?;
-                    stdout.flush()?;
-                }
-                // EIO: every holder of the slave closed it.
-                _ => break,
-            }
+        let mut fds = vec![PollFd::new(sig.as_fd(), PollFlags::POLLIN)];
+        if master_open {
+            fds.push(PollFd::new(master.as_fd(), PollFlags::POLLIN));
+        }
+        if stdin_open {
+            fds.push(PollFd::new(caller(0), PollFlags::POLLIN));
+        }
+        poll(&mut fds);
+        let stdin_ready = stdin_open && fds.last().is_some_and(ready);
+        drop(fds);
+        if master_open {
+            master_open = pump(&master, out, &mut buf);
         }
         if stdin_ready {
-            match stdin.read(&mut buf) {
-                Ok(n) if n > 0 => master.write_all(&buf[..n])?,
+            match nix::unistd::read(caller(0), &mut buf) {
+                Ok(n) if n > 0 => {
+                    write_all(master.as_fd(), &buf[..n]);
+                    if escape.typed(&buf[..n]) {
+                        return leave(child);
+                    }
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
                 _ => stdin_open = false,
             }
         }
         while let Some(s) = next_signal(&sig) {
             if s == Signal::SIGWINCH {
-                // The window size, from fd 0 to the master.
-                if let Ok(ws) = sys::winsize(io::stdin().as_fd()) {
+                if let Ok(ws) = sys::winsize(size_from) {
                     let _ = sys::set_winsize(master.as_fd(), &ws);
                 }
             } else if FORWARDED.contains(&s) {
                 forward(child, s);
             }
         }
-        if !master_ready {
-            if let Some(st) = try_wait(child)? {
-                return Ok(st);
+        if let Some(st) = try_wait(child)? {
+            // What the guest wrote before it ended; then the master
+            // closes, and whatever it left behind writes into nothing.
+            if master_open {
+                pump(&master, out, &mut buf);
             }
+            return Ok(st);
         }
     }
+}
+
+/// Copy what the master holds to `out`; whether it is still open (EIO:
+/// every holder of the slave closed it).
+fn pump(master: &OwnedFd, out: BorrowedFd<'_>, buf: &mut [u8]) -> bool {
+    // Bounded: a guest that writes without pause must not keep the relay
+    // from noticing that the command ended.
+    for _ in 0..64 {
+        match nix::unistd::read(master, buf) {
+            Ok(0) => return false,
+            Ok(n) => write_all(out, &buf[..n]),
+            Err(Errno::EAGAIN) => return true,
+            Err(Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// The escape was typed: the command is killed (a guest that traps every
+/// signal included) and `exec` returns its status.
+fn leave(child: i32) -> io::Result<ExitStatus> {
+    forward(child, Signal::SIGKILL);
+    write_all(
+        caller(2),
+        b"\r\nnetctx: ^] typed three times: the command is killed, exec ends\r\n",
+    );
     loop {
         if let Some(st) = try_wait(child)? {
             return Ok(st);
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_escape_is_three_in_a_row() {
+        let mut e = Escape::default();
+        assert!(!e.typed(b"\x1d\x1dx\x1d"));
+        assert!(!e.typed(b"\x1d"));
+        assert!(e.typed(b"\x1d"));
+        let mut e = Escape::default();
+        assert!(e.typed(b"ls\r\x1d\x1d\x1d"));
+        let mut e = Escape::default();
+        assert!(!e.typed(b"\x1d\x1d"));
+        e.since = Some(Instant::now() - Duration::from_secs(2));
+        assert!(
+            !e.typed(b"\x1d"),
+            "a pause longer than a second starts over"
+        );
     }
 }

@@ -177,6 +177,28 @@ pub fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<libc::
     }
 }
 
+/// RLIMIT_NPROC of process `pid` (0: this one), soft and hard, to `n`.
+pub fn set_nproc(pid: libc::pid_t, n: u64) -> io::Result<()> {
+    let r = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: prlimit reads a valid rlimit and writes no old value.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NPROC, &r, std::ptr::null_mut()) };
+    ok(rc.into())
+}
+
+/// The hard RLIMIT_NPROC of this process.
+pub fn nproc_hard() -> io::Result<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit writes the current limit into `r` and sets nothing.
+    let rc = unsafe { libc::prlimit(0, libc::RLIMIT_NPROC, std::ptr::null(), &mut r) };
+    ok(rc.into()).map(|()| r.rlim_max)
+}
+
 /// close_range(2): close every descriptor from `first` up, for a process
 /// about to exec or to do nothing else — no descriptor from `first` up
 /// may be owned by anything it still uses (both callers own none).

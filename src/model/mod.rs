@@ -276,6 +276,8 @@ pub struct Context {
     /// daemon to export (docs/cluster.md).
     pub announce: bool,
     pub guest: Option<Guest>,
+    /// Its fences (`[context.NAME.limits]`).
+    pub limits: Limits,
     /// The file that declared it.
     pub file: PathBuf,
     /// The network namespace it lives in.
@@ -453,6 +455,9 @@ pub fn id_range(n: u16) -> (u32, u32) {
 
 mod text;
 pub use text::{escape, escape_bytes};
+
+pub mod limits;
+pub use limits::{Limits, Per};
 
 #[cfg(test)]
 mod tests {

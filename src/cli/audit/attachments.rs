@@ -38,6 +38,7 @@ fn context(src: &crate::observe::attachments::Source) -> Context {
         egress: crate::model::Egress::None,
         publish: Vec::new(),
         guest: None,
+        limits: Default::default(),
         file: "CNI attachment".into(),
         netns: crate::model::Netns::Named,
     }

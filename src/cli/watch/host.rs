@@ -42,6 +42,8 @@ impl Watch<'_> {
         } else if actions.is_empty() {
             format!("{ctx}: {event}")
         } else {
+            // An action names what it repaired (a foreign link's name, say).
+            let actions: Vec<String> = actions.iter().map(|a| crate::model::escape(a)).collect();
             format!("{ctx}: {event}: {}", actions.join("; "))
         };
         if writeln!(std::io::stdout(), "{line}").is_err() {
