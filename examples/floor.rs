@@ -365,7 +365,12 @@ fn up_one(i: u32, host: &mut Nl, host_nft: &mut Nl, host_each: bool) -> io::Resu
         ..Default::default()
     };
     if host_each {
-        host_nft.transaction(&table::replace_host_chains(&[], &chains, &d))?;
+        host_nft.transaction(&table::replace_host_chains(
+            &[],
+            &chains,
+            &d,
+            &Default::default(),
+        ))?;
         return Ok(Vec::new());
     }
     let mut msgs = Vec::new();
@@ -424,7 +429,12 @@ fn up(n: u32, host_each: bool) -> io::Result<()> {
         ..Default::default()
     };
     if host_each {
-        Nl::open(NETLINK_NETFILTER)?.transaction(&table::replace_host_chains(&[], &[], &shared))?;
+        Nl::open(NETLINK_NETFILTER)?.transaction(&table::replace_host_chains(
+            &[],
+            &[],
+            &shared,
+            &Default::default(),
+        ))?;
     }
     let per_ctx = pool(n, |host, nft, i| up_one(i, host, nft, host_each))?;
     if !host_each {

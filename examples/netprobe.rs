@@ -15,6 +15,8 @@
 //!                                               the errno's name and exit 1
 //!     netprobe bind ADDR PORT                   prints "ok" or the errno's name
 //!     netprobe raw                              opens a raw socket; exit 1 if refused
+//!     netprobe resolve NAME                     getaddrinfo(3): the addresses, one a line,
+//!                                               or "failed: …" and exit 1
 //!     netprobe connect ADDR PORT                TCP connect (1 s): "connected", else "timeout"
 //!                                               or the errno's name and exit 1
 //!     netprobe ra IFACE PREFIX                  sends a router advertisement (default
@@ -423,6 +425,17 @@ fn main() {
             Ok(_) => println!("ok"),
             Err(e) => println!("{}", errno_name(&e)),
         },
+        // getaddrinfo(3) through std: the addresses, one a line.
+        "resolve" => {
+            use std::net::ToSocketAddrs;
+            match (arg(1).as_str(), 0).to_socket_addrs() {
+                Ok(addrs) => addrs.for_each(|a| println!("{}", a.ip())),
+                Err(e) => {
+                    println!("failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         "connect" => {
             let to = SocketAddr::new(ip(1), port(2));
             match std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)) {

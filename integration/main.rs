@@ -20,6 +20,7 @@ mod integrity;
 mod isolation;
 mod ops;
 mod policy;
+mod policy_dns;
 mod pty;
 mod reliability;
 mod sandbox;

@@ -12,7 +12,7 @@ use crate::uplink::{run, seen, serve, NET};
 
 /// No address still tentative (duplicate address detection) in any
 /// namespace of the sandbox.
-fn settled(sb: &Sandbox) {
+pub(crate) fn settled(sb: &Sandbox) {
     for _ in 0..60 {
         let t = sb.ok("ip -6 addr show tentative; ip -all netns exec ip -6 addr show tentative");
         if !t.contains("tentative") {

@@ -12,6 +12,7 @@ use std::os::unix::fs::MetadataExt;
 
 pub mod announce;
 pub mod crash;
+pub mod dns;
 mod error;
 pub mod firewall;
 mod journal;

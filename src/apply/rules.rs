@@ -8,7 +8,7 @@ use std::io;
 use super::kernel::Kernel;
 use super::{crash, CtxError, Host};
 use crate::kernel::netlink::{NlError, Request};
-use crate::kernel::nft::dispatch::{self, DispatchChange};
+use crate::kernel::nft::dispatch::DispatchChange;
 use crate::kernel::nft::table;
 use crate::kernel::nft::wire::Msg;
 use crate::kernel::profile;
@@ -40,8 +40,9 @@ pub(super) fn rules_phase(
                 remove,
                 chains,
                 dispatch,
+                sets,
             } => {
-                host_chains(ctx, remove, chains, dispatch, k)?;
+                host_chains(ctx, remove, chains, (dispatch, sets), k)?;
                 crash::point("an nf_tables transaction done");
             }
             _ => {}
@@ -54,13 +55,13 @@ fn host_chains(
     ctx: &Context,
     remove: &[String],
     chains: &[table::Chain],
-    dispatch: &DispatchChange,
+    (dispatch, sets): (&DispatchChange, &table::HostSets),
     k: &mut impl Kernel,
 ) -> Result<(), CtxError> {
     const OBJECT: &str = "host nftables table inet netctx";
     let mut remove = remove.to_vec();
     for attempt in 1.. {
-        let msgs = table::replace_host_chains(&remove, chains, dispatch);
+        let msgs = table::replace_host_chains(&remove, chains, dispatch, sets);
         match profile::time(5, || k.nft(Side::Host, &msgs)) {
             Ok(()) => break,
             // A chain to remove went on its own (its device was deleted, on
@@ -96,9 +97,10 @@ fn nft_transaction(
 /// in the order of `items`.
 pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Result<(), CtxError>> {
     let empty = DispatchChange::default();
+    let no_sets = table::HostSets::default();
     let mut shared_made = false;
     let mut touched: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let pending: Vec<(&[String], &[table::Chain], DispatchChange)> = items
+    let pending: Vec<Pending> = items
         .iter()
         .map(|(_, acts)| {
             let found = acts.iter().find_map(|a| match a {
@@ -106,10 +108,11 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
                     remove,
                     chains,
                     dispatch,
-                } => Some((remove.as_slice(), chains.as_slice(), dispatch)),
+                    sets,
+                } => Some((remove.as_slice(), chains.as_slice(), dispatch, sets)),
                 _ => None,
             });
-            let (remove, chains, dispatch) = found.unwrap_or((&[], &[], &empty));
+            let (remove, chains, dispatch, sets) = found.unwrap_or((&[], &[], &empty, &no_sets));
             // The dispatch's map and base chain are made once a run, by the
             // first context that finds them missing.
             let mut d = dispatch.clone();
@@ -123,17 +126,17 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
             d.remove.retain(|k| !touched.contains(k));
             touched.extend(d.remove.iter().cloned());
             touched.extend(d.add.iter().map(|e| e.0.clone()));
-            (remove, chains, d)
+            (remove, chains, d, sets)
         })
         .collect();
     let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
     let mut any = false;
-    for (remove, chains, dispatch) in &pending {
-        if remove.is_empty() && chains.is_empty() && dispatch.is_empty() {
+    for (remove, chains, dispatch, sets) in &pending {
+        if remove.is_empty() && chains.is_empty() && dispatch.is_empty() && **sets == no_sets {
             continue;
         }
         any = true;
-        dispatch::host_change_msgs(remove, chains, dispatch, &mut msgs);
+        table::host_context_msgs(remove, chains, dispatch, sets, &mut msgs);
     }
     let r = if any {
         profile::time(5, || host.nft.transaction(&msgs))
@@ -152,15 +155,24 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
     items
         .iter()
         .zip(pending)
-        .map(|((ctx, _), (remove, chains, dispatch))| {
-            if remove.is_empty() && chains.is_empty() && dispatch.is_empty() {
+        .map(|((ctx, _), (remove, chains, dispatch, sets))| {
+            if remove.is_empty() && chains.is_empty() && dispatch.is_empty() && *sets == no_sets {
                 return Ok(());
             }
             let mut k = HostOnly(host);
-            host_chains(ctx, remove, chains, &dispatch, &mut k)
+            host_chains(ctx, remove, chains, (&dispatch, sets), &mut k)
         })
         .collect()
 }
+
+/// A context's part of the host's transaction: chains that go, chains that
+/// come, its dispatch change and its timed sets.
+type Pending<'a> = (
+    &'a [String],
+    &'a [table::Chain],
+    DispatchChange,
+    &'a table::HostSets,
+);
 
 /// The host's sockets as a `Kernel` for the host's chains alone.
 struct HostOnly<'a>(&'a mut Host);

@@ -82,6 +82,13 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
         if !live.exists || live.comment.as_deref() != Some(table::HOST_COMMENT) {
             return Ok(Vec::new());
         }
+        // Their timed sets (netctx's resolver's) go after their chains.
+        let gone_sets: Vec<String> = live
+            .set_names
+            .iter()
+            .filter(|s| chain_owner(s).is_some_and(|o| names.contains(o)))
+            .cloned()
+            .collect();
         let (gone, kept): (Vec<String>, Vec<String>) = live
             .digest
             .chains
@@ -110,6 +117,7 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
                 ..DispatchChange::default()
             };
             dispatch::host_change_msgs(&gone, &[], &d, &mut m);
+            m.extend(gone_sets.iter().map(|s| table::del_set(s)));
             m
         };
         // Many contexts' chains do not fit one message: a transaction per

@@ -142,6 +142,55 @@ fn read_contexts(ctxs: &[&Context], json: bool, tx: &mpsc::Sender<Msg>) -> anyho
     Ok(readers)
 }
 
+/// The names netctx's resolver refused (`CTX DENY: NAME=… SRC=…`), from
+/// the DNS log `watch` writes, as they come.
+fn follow_dns_log(names: &[String], json: bool, tx: &mpsc::Sender<Msg>) {
+    use std::io::{Read, Seek};
+    let path = crate::apply::dns::log_path();
+    let mut at = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let mut rest = String::new();
+    if tx.send(Msg::Ready).is_err() {
+        return;
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let Ok(mut f) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let len = f.metadata().map_or(0, |m| m.len());
+        if len < at {
+            at = 0; // started again
+        }
+        let mut buf = String::new();
+        if f.seek(std::io::SeekFrom::Start(at)).is_err() || f.read_to_string(&mut buf).is_err() {
+            continue;
+        }
+        at += buf.len() as u64;
+        rest.push_str(&buf);
+        while let Some(i) = rest.find('\n') {
+            let line: String = rest.drain(..=i).collect();
+            let line = line.trim_end();
+            let ctx = line.split(' ').next().unwrap_or_default();
+            if !names.iter().any(|n| n == ctx) {
+                continue;
+            }
+            let out = if json {
+                let name = line
+                    .split(' ')
+                    .find_map(|w| w.strip_prefix("NAME="))
+                    .unwrap_or_default();
+                serde_json::json!({"chain": "DENY", "context": ctx, "line": line, "name": name})
+                    .to_string()
+            } else {
+                line.to_string()
+            };
+            if tx.send(Msg::Line(out)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
 pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
     // CNI attachments (`cni` + 8 hex digits) are read in the runtime's
     // namespaces; the rest are declared contexts.
@@ -178,6 +227,12 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
     for group in host_groups {
         let (tx, wanted, pods, json) = (tx.clone(), wanted.clone(), pods.clone(), a.json);
         std::thread::spawn(move || read(group, None, &wanted, &pods, json, &tx));
+        readers += 1;
+    }
+    if ctxs.iter().any(|c| c.needs_resolver()) {
+        let (tx, json) = (tx.clone(), a.json);
+        let names: Vec<String> = ctxs.iter().map(|c| c.name.clone()).collect();
+        std::thread::spawn(move || follow_dns_log(&names, json, &tx));
         readers += 1;
     }
     drop(tx);

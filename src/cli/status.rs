@@ -117,6 +117,7 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
             }
         })
         .collect();
+    resolver_details(&ctxs, &mut out);
     if l.contexts.is_empty() {
         for name in down::known_in(view.links.values(), &view.nft)? {
             if cfg.get(&name).is_none() {
@@ -162,6 +163,27 @@ pub fn status(cfg: &Config, l: &super::Listing) -> anyhow::Result<Exit> {
     let finding = out.iter().any(|s| s.state.is_finding());
     print_status(cfg, &out, l.json, finding);
     Ok(if finding { Exit::Finding } else { Exit::Ok })
+}
+
+/// A context whose `reach` names domains and whose resolver no `netctx
+/// watch` serves (nothing listens on UDP port 53 at its address): a detail
+/// line, not drift.
+fn resolver_details(ctxs: &[&crate::model::Context], out: &mut [Status]) {
+    if !ctxs.iter().any(|c| c.needs_resolver()) {
+        return;
+    }
+    let listening = crate::observe::diag::services_on(&[53]).unwrap_or_default();
+    for (c, s) in ctxs.iter().zip(out.iter_mut()) {
+        let Some(at) = c.resolver_addrs().first().copied() else {
+            continue;
+        };
+        if !listening.iter().any(|l| l.proto == "udp" && l.local == at) {
+            s.detail.push(format!(
+                "its reach names domains and no `netctx watch` serves its resolver at {at} port 53: \
+                 they resolve to nothing"
+            ));
+        }
+    }
 }
 
 /// A declared context's state and details from its dry converge.

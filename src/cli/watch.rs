@@ -12,8 +12,10 @@
 //! in. SIGTERM and SIGINT end it; nothing is undone.
 
 mod debounce;
+mod dns;
 mod host;
 mod readers;
+mod resolve;
 mod signals;
 mod stamp;
 mod targets;
@@ -84,6 +86,8 @@ struct Watch<'a> {
     firewall_dirty: bool,
     /// What the host's firewall would drop, as last said.
     firewall_findings: Vec<String>,
+    /// netctx's resolver, for the contexts whose `reach` names domains.
+    dns: dns::Resolvers,
 }
 
 pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow::Result<Exit> {
@@ -116,8 +120,10 @@ pub fn watch(path: &Path, cfg: Config, a: &WatchArgs, wait: Duration) -> anyhow:
         rescan: true,
         firewall_dirty: true,
         firewall_findings: Vec::new(),
+        dns: dns::Resolvers::default(),
     };
     w.converge_once()?;
+    w.dns.sync(&w.cfg);
     w.scan()?;
     w.run(&rx)?;
     Ok(Exit::Ok)
@@ -182,6 +188,7 @@ impl Watch<'_> {
             }
             if last_scan.elapsed() >= SCAN {
                 self.scan()?;
+                self.dns.sync(&self.cfg);
                 last_scan = Instant::now();
             }
             let due = self.pending.take_due(Instant::now());

@@ -93,7 +93,9 @@ pub fn before_userns(s: &Spec) -> Result<Host> {
         &root,
     )?;
     let st = at(fd::stat(t.as_fd()), "reading", &root)?;
-    let resolv = if s.root.is_none() {
+    let resolv = if !s.resolver.is_empty() {
+        Some(super::resolv::resolver(&s.resolver, s.root.is_none()))
+    } else if s.root.is_none() {
         super::resolv::content()
     } else {
         None

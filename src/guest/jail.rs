@@ -58,6 +58,9 @@ pub struct Spec {
     /// One of 0, 1, 2 is a pseudo-terminal of the guest's own (this path on
     /// the host): make it the controlling terminal and /dev/console.
     pub tty: Option<PathBuf>,
+    /// netctx's resolver, when the context's `reach` names domains: the
+    /// guest's only name servers.
+    pub resolver: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ mod kernelfs;
 pub mod limits;
 pub mod logpump;
 mod relay;
-mod resolv;
+pub mod resolv;
 mod seccomp;
 pub mod shift;
 mod spawn;
@@ -116,6 +116,7 @@ fn spec(r: &Request, tty: Option<PathBuf>) -> anyhow::Result<Spec> {
         argv: r.argv.to_vec(),
         cwd: PathBuf::from(&u.home),
         tty,
+        resolver: ctx.resolver_addrs(),
         tmp: ctx.limits.tmp,
         nproc: (!limits::Host::read().pids).then(|| limits::nproc(&ctx.limits)),
     })

@@ -46,6 +46,21 @@ pub fn content() -> Option<(String, Option<PathBuf>)> {
     into_run.is_some().then_some((text, into_run))
 }
 
+/// The guest's resolv.conf when its context uses netctx's resolver: those
+/// name servers alone; where it goes as for `content` (the host's tree,
+/// `host_tree`) or over the root's own file.
+pub fn resolver(servers: &[std::net::IpAddr], host_tree: bool) -> (String, Option<PathBuf>) {
+    let mut text = String::from("# netctx's resolver (netctx watch): reach names domains\n");
+    for s in servers {
+        text.push_str(&format!("nameserver {s}\n"));
+    }
+    let into_run = host_tree
+        .then(|| link_target(Path::new("/etc/resolv.conf")))
+        .flatten()
+        .filter(|t| t.starts_with("/run"));
+    (text, into_run)
+}
+
 /// Where a symlinked resolv.conf points, as an absolute path.
 fn link_target(link: &Path) -> Option<PathBuf> {
     let t = std::fs::read_link(link).ok()?;

@@ -192,7 +192,7 @@ pub enum Proto {
 }
 
 mod policy;
-pub use policy::{meet, Admit, Peer, Ports, Reach, DEFAULT_DENY};
+pub use policy::{dns_set, domain_covers, meet, Admit, Peer, Ports, Reach, DEFAULT_DENY};
 
 /// How a context reaches the world through its uplink (`egress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

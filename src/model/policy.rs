@@ -135,3 +135,72 @@ impl fmt::Display for Reach {
 
 /// `[defaults] deny` when it is not given: cloud metadata services.
 pub const DEFAULT_DENY: [&str; 2] = ["169.254.0.0/16", "fd00:ec2::254/128"];
+
+/// The name of the host's set of the addresses netctx's resolver allowed a
+/// context (`CTX_dns4`, `CTX_dns6`).
+pub fn dns_set(ctx: &str, v6: bool) -> String {
+    format!("{ctx}_dns{}", if v6 { 6 } else { 4 })
+}
+
+/// Whether a domain entry of `reach` (`example.com`, `*.example.com`: its
+/// subdomains) covers `name` (ASCII, with or without the final dot).
+pub fn domain_covers(entry: &str, name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let entry = entry.trim_end_matches('.').to_ascii_lowercase();
+    match entry.strip_prefix("*.") {
+        Some(parent) => name
+            .strip_suffix(parent)
+            .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        None => name == entry,
+    }
+}
+
+impl super::Context {
+    /// The entries of `reach` naming a domain.
+    pub fn domains(&self) -> impl Iterator<Item = (&str, &Reach)> {
+        self.reach.iter().filter_map(|r| match &r.to {
+            Peer::Domain(d) => Some((d.as_str(), r)),
+            _ => None,
+        })
+    }
+
+    /// Whether it needs netctx's resolver: its `reach` names a domain.
+    pub fn needs_resolver(&self) -> bool {
+        self.domains().next().is_some()
+    }
+
+    /// Where netctx's resolver answers it, when it needs one: the first
+    /// host address of each family of its first veth.
+    pub fn resolver_addrs(&self) -> Vec<std::net::IpAddr> {
+        if !self.needs_resolver() {
+            return Vec::new();
+        }
+        let Some(link) = self.links.iter().find(|l| l.kind == super::LinkKind::Veth) else {
+            return Vec::new();
+        };
+        let v4 = link.host_addresses.iter().find(|a| a.is_v4());
+        let v6 = link.host_addresses.iter().find(|a| !a.is_v4());
+        v4.into_iter().chain(v6).map(|a| a.addr).collect()
+    }
+
+    /// Whether its `reach` covers `name`.
+    pub fn covers(&self, name: &str) -> bool {
+        self.domains().any(|(d, _)| domain_covers(d, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::domain_covers;
+
+    #[test]
+    fn a_wildcard_covers_subdomains_only_and_names_match_whole() {
+        assert!(domain_covers("api.example.com", "API.example.com."));
+        assert!(!domain_covers("api.example.com", "x.api.example.com"));
+        assert!(!domain_covers("api.example.com", "evilapi.example.com"));
+        assert!(domain_covers("*.example.com", "a.b.example.com."));
+        assert!(!domain_covers("*.example.com", "example.com"));
+        assert!(!domain_covers("*.example.com", "badexample.com"));
+        assert!(!domain_covers("*.example.com", "example.com.evil.net"));
+    }
+}

@@ -38,6 +38,10 @@ const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_DELSET: u16 = 11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
 
 /// One change the kernel reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +166,19 @@ pub fn parse_nft(buf: &[u8]) -> Vec<Event> {
         let chain = match ty {
             NFT_MSG_NEWCHAIN | NFT_MSG_DELCHAIN => attr_str(attrs, 3),
             NFT_MSG_NEWRULE | NFT_MSG_DELRULE => attr_str(attrs, 2),
+            // A set's name stands for the chain: `CTX_dns4` is CTX's.
+            NFT_MSG_NEWSET | NFT_MSG_DELSET => attr_str(attrs, 2),
+            NFT_MSG_NEWSETELEM | NFT_MSG_DELSETELEM => {
+                let set = attr_str(attrs, 2);
+                // netctx's resolver's elements come and go: never drift.
+                if set
+                    .as_deref()
+                    .is_some_and(|s| s.ends_with("_dns4") || s.ends_with("_dns6"))
+                {
+                    continue;
+                }
+                set
+            }
             _ => None,
         };
         out.push(Event::Nft { table, chain });

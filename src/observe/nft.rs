@@ -19,6 +19,9 @@ pub struct Live {
     /// The host's forward dispatch map (`kernel::nft::dispatch`); `None`
     /// when there is no such map (read for the host only).
     pub dispatch: Option<Dispatch>,
+    /// The names of the table's sets, sorted (read for the host only: the
+    /// contexts' timed sets; their elements are not looked at).
+    pub set_names: Vec<String>,
 }
 
 /// The elements of the dispatch map, (host veth, chain jumped to), sorted
@@ -91,6 +94,16 @@ impl Live {
         self.dispatch.is_some()
             && self.only(DISPATCH) == digest_of(&[forward], &[])
             && self.only(INPUT_DISPATCH) == digest_of(&[input], &[])
+    }
+
+    /// The names of the sets whose name starts with `prefix`.
+    pub fn sets_named(&self, prefix: &str) -> Vec<String> {
+        let start = self.set_names.partition_point(|n| n.as_str() < prefix);
+        self.set_names[start..]
+            .iter()
+            .take_while(|n| n.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 
     /// Whether a chain of that exact name is there.
@@ -177,6 +190,7 @@ pub fn read_chains(nft: &mut Nft) -> Result<Live, NlError> {
         comment: t.get(attr::TABLE_USERDATA).and_then(udata_comment),
         digest: Digest::default(),
         dispatch: None,
+        set_names: Vec::new(),
     };
     for c in nft.get(msg::GETCHAIN, &[], true)? {
         if c.get_str(attr::CHAIN_TABLE).as_deref() != Some(TABLE) {
@@ -192,6 +206,14 @@ pub fn read_chains(nft: &mut Nft) -> Result<Live, NlError> {
             .push((c.get_str(attr::CHAIN_NAME).unwrap_or_default(), hooknum));
     }
     live.digest.chains.sort();
+    if live.comment.as_deref() == Some(HOST_COMMENT) {
+        for s in nft.get(msg::GETSET, &name.0, true)? {
+            if s.get_str(attr::SET_TABLE).as_deref() == Some(TABLE) {
+                live.set_names.extend(s.get_str(attr::SET_NAME));
+            }
+        }
+        live.set_names.sort();
+    }
     Ok(live)
 }
 

@@ -125,6 +125,9 @@ pub enum Action {
         /// The forward dispatch's elements of the context (and the
         /// dispatch itself when it is missing).
         dispatch: crate::kernel::nft::dispatch::DispatchChange,
+        /// The context's timed sets (netctx's resolver's): made when
+        /// missing, kept with their elements when there; those that go.
+        sets: crate::kernel::nft::table::HostSets,
     },
 }
 
@@ -163,9 +166,13 @@ impl Action {
         match self {
             Action::ReplaceTable { table, .. } => Some(table.render()),
             Action::ReplaceHostChains {
-                chains, dispatch, ..
+                chains,
+                dispatch,
+                sets,
+                ..
             } => {
-                let mut t: String = chains.iter().map(render_chain).collect();
+                let mut t: String = sets.keep.iter().map(|s| s.render()).collect();
+                t.extend(chains.iter().map(render_chain));
                 if !dispatch.add.is_empty() {
                     t.push_str(&render_map(&dispatch.add));
                 }

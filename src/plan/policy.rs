@@ -10,7 +10,26 @@ use crate::kernel::nft::expr::{
     Dir, Match, Rule, CT_ESTABLISHED, CT_RELATED, ICMPV6_ECHO_REQUEST, ICMP_ECHO_REQUEST,
     IPPROTO_TCP, IPPROTO_UDP, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT,
 };
-use crate::model::{Cidr, Context, Egress, Isolation, Peer, Ports, Proto};
+use crate::kernel::nft::table::TimedSet;
+use crate::model::{dns_set, Cidr, Context, Egress, Isolation, Peer, Ports, Proto};
+
+/// The DNS service of netctx's resolver (`netctx watch`), on the host side.
+pub const DNS_PORT: u16 = 53;
+
+/// The host's sets of the addresses netctx's resolver allowed the context:
+/// none unless its `reach` names a domain (and it goes out by an uplink).
+pub fn dns_sets(ctx: &Context) -> Vec<TimedSet> {
+    if !ctx.needs_resolver() {
+        return Vec::new();
+    }
+    [false, true]
+        .into_iter()
+        .map(|v6| TimedSet {
+            name: dns_set(&ctx.name, v6),
+            v6,
+        })
+        .collect()
+}
 
 /// The matches of a port specification (none: any port and protocol).
 pub fn ports(p: Option<Ports>) -> Vec<Match> {
@@ -95,6 +114,32 @@ pub(super) fn host_input(ctx: &Context, veths: &[String], rules: &mut Vec<Rule>)
             m.extend(ports(r.ports));
             rules.push(accept_marked(m));
         }
+        if ctx.needs_resolver() {
+            resolver_input(link, v, rules);
+        }
+    }
+}
+
+/// netctx's resolver, at the host side of the context's first veth: UDP
+/// and TCP port 53 to its host addresses.
+fn resolver_input(link: Option<&crate::model::Link>, v: &str, rules: &mut Vec<Rule>) {
+    let Some(link) = link else { return };
+    for a in &link.host_addresses {
+        for proto in [IPPROTO_UDP, IPPROTO_TCP] {
+            let mut m = to_host(v);
+            m.push(prefix(
+                Dir::Dst,
+                Cidr {
+                    prefix: crate::model::max_prefix(a.addr),
+                    ..*a
+                },
+            ));
+            m.push(Match::Dport {
+                proto,
+                port: DNS_PORT,
+            });
+            rules.push(accept_marked(m));
+        }
     }
 }
 
@@ -116,8 +161,8 @@ pub(super) fn contexts(ctx: &Context, veths: &[String], rules: &mut Vec<Rule>) {
 }
 
 /// Out through the uplink: the whole world, or exactly the address ranges
-/// `reach` names when it names ranges or domains (a domain's addresses come
-/// from netctx's resolver, not built: none yet).
+/// `reach` names when it names ranges or domains (a domain's addresses are
+/// those netctx's resolver answered, in the context's timed sets).
 pub(super) fn egress(ctx: &Context, v: &str, up: &str, rules: &mut Vec<Rule>) {
     if ctx.egress == Egress::None {
         return;
@@ -133,6 +178,23 @@ pub(super) fn egress(ctx: &Context, v: &str, up: &str, rules: &mut Vec<Rule>) {
         m.push(prefix(Dir::Dst, n));
         m.extend(ports(r.ports));
         rules.push(accept_marked(m));
+    }
+    // One rule per set and port specification, however many names share it.
+    let mut specs: Vec<Option<Ports>> = ctx.domains().map(|(_, r)| r.ports).collect();
+    specs.sort();
+    specs.dedup();
+    for set in dns_sets(ctx) {
+        for p in &specs {
+            let mut m = pair.clone();
+            m.push(Match::InSet {
+                v6: set.v6,
+                dir: Dir::Dst,
+                set: set.name.clone(),
+                set_id: set.id(),
+            });
+            m.extend(ports(*p));
+            rules.push(accept_marked(m));
+        }
     }
 }
 

@@ -197,7 +197,12 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
         add: elems,
     };
     compare(
-        ours(&table::replace_host_chains(&[], &chains, &d)),
+        ours(&table::replace_host_chains(
+            &[],
+            &chains,
+            &d,
+            &Default::default(),
+        )),
         from_hex(hex),
     );
 }

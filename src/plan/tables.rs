@@ -3,7 +3,7 @@
 
 use super::{rules, Action, Observed, Refusal};
 use crate::kernel::nft::dispatch::{DispatchChange, DISPATCH, INPUT_DISPATCH};
-use crate::kernel::nft::table::{digest_of, Chain};
+use crate::kernel::nft::table::{digest_of, Chain, HostSets};
 use crate::model::Context;
 use crate::observe::links::NsState;
 use crate::observe::nft::Live;
@@ -39,7 +39,13 @@ pub(super) fn host_chains(
     // way it is installed again.
     let veth_renewed = acts.iter().any(|a| matches!(a, Action::CreateVeth { .. }));
     let (dispatch, elems_differ) = dispatch_change(ctx, &chains, obs.host_nft);
+    let sets = host_sets(ctx, obs.host_nft);
     if have != digest_of(&chains, &[])
+        || !sets.remove.is_empty()
+        || sets
+            .keep
+            .iter()
+            .any(|s| obs.host_nft.set_names.binary_search(&s.name).is_err())
         || (veth_renewed && !chains.is_empty())
         || elems_differ
         || dispatch.create_map
@@ -52,9 +58,23 @@ pub(super) fn host_chains(
             remove: have.chains.into_iter().map(|c| c.0).collect(),
             chains,
             dispatch,
+            sets,
         });
     }
     Ok(())
+}
+
+/// The context's timed sets (netctx's resolver's): those it needs, and
+/// those of its there that it no longer needs. Their elements are the
+/// resolver's business, never drift.
+pub fn host_sets(ctx: &Context, live: &Live) -> HostSets {
+    let keep = super::policy::dns_sets(ctx);
+    let remove = live
+        .sets_named(&format!("{}_dns", ctx.name))
+        .into_iter()
+        .filter(|n| !keep.iter().any(|s| s.name == *n))
+        .collect();
+    HostSets { keep, remove }
 }
 
 /// The dispatch's change for a context whose chains are replaced: its

@@ -70,6 +70,7 @@ fn converged() -> (NsState, HashMap<String, ObsLink>) {
                 comment: Some(t.comment.clone()),
                 digest: t.digest(),
                 dispatch: None,
+                set_names: Vec::new(),
             }
         },
     };
@@ -342,6 +343,7 @@ fn host_live() -> Live {
         comment: Some(HOST_COMMENT.into()),
         digest: digest_of(&chains, &[]),
         dispatch: Some(crate::plan::rules::dispatch_elems(&ctx(), &host_chains(&ctx())).into()),
+        set_names: Vec::new(),
     }
 }
 
@@ -411,4 +413,65 @@ fn isolation_off_removes_the_rules() {
             "remove host nftables chains web_forward, web_nx-web"
         ]
     );
+}
+
+#[test]
+fn a_domain_in_reach_gets_timed_sets_whatever_their_elements_and_they_go_with_it() {
+    use crate::model::{Peer, Reach};
+    let mut c = ctx();
+    c.reach
+        .push(Reach::new(Peer::Domain("*.example.com".into()), None));
+    let mut live = host_live();
+    let s = super::tables::host_sets(&c, &live);
+    let names: Vec<&str> = s.keep.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["web_dns4", "web_dns6"]);
+    assert!(s.remove.is_empty());
+    // Another context's sets are not its own.
+    live.set_names = vec!["web2_dns4".into(), "web_dns4".into(), "web_dns6".into()];
+    assert!(super::tables::host_sets(&c, &live).remove.is_empty());
+    let gone = super::tables::host_sets(&ctx(), &live);
+    assert!(gone.keep.is_empty());
+    assert_eq!(gone.remove, ["web_dns4", "web_dns6"]);
+}
+
+#[test]
+fn missing_timed_sets_are_planned_with_the_chains_and_shown_by_plan_v() {
+    use crate::model::{Peer, Reach};
+    let mut c = ctx();
+    c.reach
+        .push(Reach::new(Peer::Domain("api.example.com".into()), None));
+    let (ns, host) = converged();
+    let mut chains = host_chains(&c);
+    chains.extend(crate::kernel::nft::dispatch::dispatch_chains());
+    let mut hl = host_live();
+    hl.digest = digest_of(&chains, &[]);
+    let host = HostLinks::from(host);
+    let sysctls = host_sysctls();
+    let acts = |hl: &Live| {
+        let obs = Observed {
+            owner: NsOwner::Ours,
+            ns: ns.clone(),
+            host: &host,
+            host_nft: hl,
+            host_sysctls: &sysctls,
+            host_routed: &Default::default(),
+        };
+        plan(&c, &obs).unwrap()
+    };
+    let a = acts(&hl);
+    let replace = a
+        .iter()
+        .find(|a| matches!(a, Action::ReplaceHostChains { .. }))
+        .expect("the sets are missing");
+    let text = replace.rules_text().unwrap();
+    assert!(
+        text.contains("\tset web_dns4 {\n\t\ttype ipv4_addr\n\t\tflags timeout\n"),
+        "{text}"
+    );
+    assert!(text.contains("set web_dns6 {"), "{text}");
+    // There (whatever their elements): nothing to do.
+    hl.set_names = vec!["web_dns4".into(), "web_dns6".into()];
+    assert!(!acts(&hl)
+        .iter()
+        .any(|a| matches!(a, Action::ReplaceHostChains { .. })));
 }

@@ -6,5 +6,6 @@ pub mod dispatch;
 pub mod expr;
 pub mod sock;
 pub mod table;
+pub mod timed;
 pub mod trace;
 pub mod wire;

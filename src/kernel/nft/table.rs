@@ -44,6 +44,53 @@ pub struct Set {
     pub elems: Vec<IpAddr>,
 }
 
+/// A set of addresses whose elements come and go at run time with a
+/// timeout each (`flags timeout`): what netctx's resolver allowed a
+/// context. Its elements are never part of the digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedSet {
+    pub name: String,
+    pub v6: bool,
+}
+
+/// NFT_SET_TIMEOUT.
+const SET_TIMEOUT_FLAG: u32 = 0x10;
+
+impl TimedSet {
+    /// Its id within a transaction (the rules look it up by name first).
+    pub fn id(&self) -> u32 {
+        let h = fnv(self.name.as_bytes(), 0xcbf2_9ce4_8422_2325);
+        0x4000_0000 | (u32::try_from(h & 0x3fff_ffff).unwrap_or(0))
+    }
+
+    /// Create it, or leave it as it is (elements included) when it is
+    /// there already: no NLM_F_EXCL.
+    pub fn create_msg(&self) -> Msg {
+        let key = if self.v6 {
+            (TYPE_IP6ADDR, 16)
+        } else {
+            (TYPE_IPADDR, 4)
+        };
+        let mut a = Attrs::default();
+        a.str(attr::SET_TABLE, TABLE)
+            .str(attr::SET_NAME, &self.name)
+            .be32(attr::SET_FLAGS, SET_TIMEOUT_FLAG)
+            .be32(attr::SET_KEY_TYPE, key.0)
+            .be32(attr::SET_KEY_LEN, key.1)
+            .be32(attr::SET_ID, self.id());
+        Msg::new(msg::NEWSET, NLM_F_CREATE, a)
+    }
+
+    /// In `nft -f` syntax (`plan -v`).
+    pub fn render(&self) -> String {
+        let ty = if self.v6 { "ipv6_addr" } else { "ipv4_addr" };
+        format!(
+            "\tset {} {{\n\t\ttype {ty}\n\t\tflags timeout\n\t}}\n",
+            self.name
+        )
+    }
+}
+
 /// The type of a base chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ChainKind {
@@ -337,10 +384,34 @@ pub fn replace_host_chains(
     existing: &[String],
     chains: &[Chain],
     dispatch: &super::dispatch::DispatchChange,
+    sets: &HostSets,
 ) -> Vec<Msg> {
     let mut out = vec![new_table(Some(HOST_COMMENT))];
-    super::dispatch::host_change_msgs(existing, chains, dispatch, &mut out);
+    host_context_msgs(existing, chains, dispatch, sets, &mut out);
     out
+}
+
+/// One context's part of a change to the host's table: its timed sets
+/// before the chains whose rules look them up, those that go after the
+/// chains that looked them up went.
+pub fn host_context_msgs(
+    existing: &[String],
+    chains: &[Chain],
+    dispatch: &super::dispatch::DispatchChange,
+    sets: &HostSets,
+    out: &mut Vec<Msg>,
+) {
+    out.extend(sets.keep.iter().map(TimedSet::create_msg));
+    super::dispatch::host_change_msgs(existing, chains, dispatch, out);
+    out.extend(sets.remove.iter().map(|s| del_set(s)));
+}
+
+/// A context's timed sets in the host's table: those it has (made when
+/// missing, kept with their elements when there) and those that go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSets {
+    pub keep: Vec<TimedSet>,
+    pub remove: Vec<String>,
 }
 
 impl Table {

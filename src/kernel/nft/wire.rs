@@ -26,6 +26,7 @@ pub mod msg {
     pub const DELRULE: u16 = 8;
     pub const GETRULE: u16 = 7;
     pub const NEWSET: u16 = 9;
+    pub const GETSET: u16 = 10;
     pub const DELSET: u16 = 11;
     pub const NEWSETELEM: u16 = 12;
     pub const GETSETELEM: u16 = 13;
@@ -69,6 +70,7 @@ pub mod attr {
     pub const SET_ELEM_LIST_SET_ID: u16 = 4;
     pub const SET_ELEM_KEY: u16 = 1;
     pub const SET_ELEM_DATA: u16 = 2;
+    pub const SET_ELEM_TIMEOUT: u16 = 4;
 
     pub const LIST_ELEM: u16 = 1;
     pub const EXPR_NAME: u16 = 1;
