@@ -144,19 +144,13 @@ fn steps_of(place: &str, steps: &[Step], tables: &[ForeignChain]) -> Vec<StepOut
         .collect()
 }
 
-/// Where a probe is sent from: a context's namespace or the host's.
-enum Origin {
-    Context(std::fs::File, String),
-    Host,
-}
-
-/// One probe: where it starts, its source, where it goes.
+/// One probe: its source, where it goes, and the namespaces it meets.
 struct Route {
-    origin: Origin,
     src: Source,
     to: Target,
     /// The namespaces traced besides the host's, with their labels, in
-    /// the order the probe meets them.
+    /// the order the probe meets them. The probe starts in `before_host`'s
+    /// when there is one, else on the host.
     before_host: Option<(std::fs::File, String)>,
     after_host: Option<(std::fs::File, String)>,
     /// Where the probe goes once inside the context, if not `to` (a
@@ -173,7 +167,6 @@ fn route_to(ctx: &Context, to: &str) -> anyhow::Result<Route> {
     let t = parse_target(to).map_err(anyhow::Error::msg)?;
     let label = format!("context {}", ctx.name);
     Ok(Route {
-        origin: Origin::Context(open_ns(&ctx.name)?, label.clone()),
         src: Source::Any,
         to: t,
         before_host: Some((open_ns(&ctx.name)?, label)),
@@ -220,7 +213,6 @@ fn route_from(cfg: &Config, ctx: &Context, from: &str) -> anyhow::Result<Route> 
         }
         let label = format!("context {}", o.name);
         return Ok(Route {
-            origin: Origin::Context(open_ns(&o.name)?, label.clone()),
             src: Source::Local(f.addr),
             to: direct,
             before_host: Some((open_ns(&o.name)?, label)),
@@ -230,7 +222,6 @@ fn route_from(cfg: &Config, ctx: &Context, from: &str) -> anyhow::Result<Route> 
     }
     if probe::is_local(f.addr) {
         return Ok(Route {
-            origin: Origin::Host,
             src: Source::Local(f.addr),
             to: direct,
             before_host: None,
@@ -240,7 +231,6 @@ fn route_from(cfg: &Config, ctx: &Context, from: &str) -> anyhow::Result<Route> 
     }
     let to = published(ctx, &f)?;
     Ok(Route {
-        origin: Origin::Host,
         src: Source::Foreign(f.addr),
         to: to.unwrap_or(direct),
         before_host: None,
@@ -318,11 +308,11 @@ fn run(r: &Route) -> anyhow::Result<(String, Vec<StepOut>, bool)> {
     }
     let wait = Duration::from_millis(1500);
     let send = || probe::send(r.src, r.to.addr, r.to.port, r.to.proto == Proto::Udp, wait);
-    let outcome = match &r.origin {
-        Origin::Context(ns, label) => {
+    let outcome = match &r.before_host {
+        Some((ns, label)) => {
             netns::run_in(ns, send).with_context(|| format!("entering {label}"))?
         }
-        Origin::Host => send(),
+        None => send(),
     };
     let mut steps = Vec::new();
     let mut answered = false;

@@ -242,11 +242,8 @@ fn listing_config(path: &std::path::Path, given: bool) -> anyhow::Result<Config>
 
 /// Leave the validated configuration in the run directory for `exec` and
 /// `start` (`observe::compiled`); a failure only costs them the full load.
-fn compile(path: &std::path::Path, cfg: &Config) {
-    let written = config::files(path)
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|files| crate::observe::compiled::write(path, &files, cfg));
-    if let Err(e) = written {
+fn compile(sources: std::io::Result<crate::observe::compiled::Sources>, cfg: &Config) {
+    if let Err(e) = sources.and_then(|s| crate::observe::compiled::write(s, cfg)) {
         tracing::debug!("compiling the configuration: {e}");
     }
 }
@@ -278,9 +275,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Plan(l) => engine::plan(&load()?, &l, cli.verbose),
         Command::Up(sel) => {
+            // What the files were before they are read (observe::compiled).
+            let sources = crate::observe::compiled::Sources::take(&path, || {
+                config::files(&path).map_err(|e| std::io::Error::other(e.to_string()))
+            });
             let cfg = load()?;
             let out = engine::up(&cfg, &sel.contexts, wait);
-            compile(&path, &cfg);
+            compile(sources, &cfg);
             out
         }
         Command::Down(args) => engine::down(&args, wait),

@@ -8,7 +8,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-const UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
+/// systemd-resolved's list of upstream servers, beside its stub.
+pub const UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
 
 /// Whether every `nameserver` line names a loopback address (and there is
 /// at least one).

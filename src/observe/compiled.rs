@@ -62,22 +62,36 @@ struct Index {
     at: BTreeMap<String, (u64, u64)>,
 }
 
-fn sources(config: &Path, files: &[PathBuf]) -> io::Result<Vec<Identity>> {
-    let mut out = vec![identity(config)?];
-    for f in files {
-        out.push(identity(f)?);
+/// The identities of the configuration path, its files and netctx itself,
+/// taken before the configuration is read: an edit made after this (even
+/// while `up` runs) moves a change time, and `read_one` then loads the
+/// whole configuration instead of a compiled copy that missed the edit.
+pub struct Sources(Vec<Identity>);
+
+impl Sources {
+    /// `files` lists the configuration's files; it is called after the
+    /// path itself is looked at, so a file added meanwhile moves the
+    /// directory's times.
+    pub fn take(
+        config: &Path,
+        files: impl FnOnce() -> io::Result<Vec<PathBuf>>,
+    ) -> io::Result<Sources> {
+        let mut out = vec![identity(config)?];
+        for f in files()? {
+            out.push(identity(&f)?);
+        }
+        out.push(identity(Path::new("/proc/self/exe"))?);
+        Ok(Sources(out))
     }
-    out.push(identity(Path::new("/proc/self/exe"))?);
-    Ok(out)
 }
 
-/// Leave `cfg`, loaded from `config` (whose files are `files`), for `exec`
-/// and `start`; nothing when what is there already holds.
-pub fn write(config: &Path, files: &[PathBuf], cfg: &Config) -> io::Result<()> {
-    let sources = sources(config, files)?;
+/// Leave `cfg`, read after `sources` were taken, for `exec` and `start`;
+/// nothing when what is there already holds.
+pub fn write(sources: Sources, cfg: &Config) -> io::Result<()> {
+    let sources = sources.0;
     let d = dir();
     if let Ok(old) = read_index(&d) {
-        if old.sources == sources && old.at.len() == cfg.contexts.len() {
+        if old.sources == sources {
             return Ok(());
         }
     }

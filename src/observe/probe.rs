@@ -54,14 +54,10 @@ fn open(
     flags: SockFlag,
     proto: Option<SockProtocol>,
     src: Source,
-    v6: bool,
+    to: IpAddr,
 ) -> Result<OwnedFd, String> {
-    let family = if v6 {
-        AddressFamily::Inet6
-    } else {
-        AddressFamily::Inet
-    };
-    let fd = socket(family, ty, flags | SockFlag::SOCK_CLOEXEC, proto)
+    let v6 = to.is_ipv6();
+    let fd = socket(family(to), ty, flags | SockFlag::SOCK_CLOEXEC, proto)
         .map_err(|e| format!("failed: socket: {e}"))?;
     let at = match src {
         Source::Any => return Ok(fd),
@@ -96,7 +92,7 @@ fn tcp(src: Source, to: SocketAddr, wait: Duration) -> Result<String, String> {
         SockFlag::SOCK_NONBLOCK,
         None,
         src,
-        to.is_ipv6(),
+        to.ip(),
     )?;
     match connect(fd.as_raw_fd(), &SockaddrStorage::from(to)) {
         Ok(()) => return Ok("connected".into()),
@@ -117,13 +113,7 @@ fn tcp(src: Source, to: SocketAddr, wait: Duration) -> Result<String, String> {
 }
 
 fn udp(src: Source, to: SocketAddr) -> Result<String, String> {
-    let fd = open(
-        SockType::Datagram,
-        SockFlag::empty(),
-        None,
-        src,
-        to.is_ipv6(),
-    )?;
+    let fd = open(SockType::Datagram, SockFlag::empty(), None, src, to.ip())?;
     sendto(
         fd.as_raw_fd(),
         b"netctx explain",
@@ -169,7 +159,7 @@ fn echo(src: Source, to: IpAddr, wait: Duration) -> Result<String, String> {
     } else {
         SockType::Datagram
     };
-    let fd = open(kind, SockFlag::empty(), Some(proto), src, v6)?;
+    let fd = open(kind, SockFlag::empty(), Some(proto), src, to)?;
     sendto(
         fd.as_raw_fd(),
         &msg,
@@ -195,8 +185,8 @@ fn echo(src: Source, to: IpAddr, wait: Duration) -> Result<String, String> {
 /// Send the probe to `to` (`port`: TCP or, with `udp`, UDP; none: an ICMP
 /// echo request) and say what came back within `wait`. From a foreign
 /// source, nothing comes back here: the caller learns from the trace.
-pub fn send(src: Source, to: IpAddr, port: Option<u16>, udp_: bool, wait: Duration) -> String {
-    let out = match (port, udp_) {
+pub fn send(src: Source, to: IpAddr, port: Option<u16>, is_udp: bool, wait: Duration) -> String {
+    let out = match (port, is_udp) {
         (Some(p), false) => tcp(src, SocketAddr::new(to, p), wait),
         (Some(p), true) => udp(src, SocketAddr::new(to, p)),
         (None, _) => echo(src, to, wait),

@@ -22,8 +22,6 @@ pub const MIN_TTL: Duration = Duration::from_secs(30);
 const UPSTREAM_WAIT: Duration = Duration::from_secs(3);
 /// The host's resolver file (`NETCTX_RESOLV_CONF` overrides it, for tests).
 const RESOLV_CONF: &str = "/etc/resolv.conf";
-/// systemd-resolved's upstream list, when the host's file names only its stub.
-const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
 
 /// What one context's resolver answers for.
 pub struct Scope {
@@ -40,10 +38,21 @@ pub fn upstreams(own: &[IpAddr]) -> Vec<IpAddr> {
     let path = std::env::var_os("NETCTX_RESOLV_CONF")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(RESOLV_CONF));
-    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
-    if crate::guest::resolv::only_loopback(&text) {
-        text = std::fs::read_to_string(RESOLVED_UPSTREAM).unwrap_or_default();
-    }
+    let host = std::fs::read_to_string(&path).unwrap_or_default();
+    nameservers(&host, own, || {
+        std::fs::read_to_string(crate::guest::resolv::UPSTREAM).unwrap_or_default()
+    })
+}
+
+/// The `nameserver`s of resolv.conf text `host` — or, when it names only
+/// loopback servers (systemd-resolved's stub), of `resolved()` — but
+/// loopback and the resolver's `own` addresses. Pure.
+fn nameservers(host: &str, own: &[IpAddr], resolved: impl FnOnce() -> String) -> Vec<IpAddr> {
+    let text = if crate::guest::resolv::only_loopback(host) {
+        resolved()
+    } else {
+        host.to_string()
+    };
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .filter_map(|s| s.trim().parse::<IpAddr>().ok())
@@ -157,4 +166,27 @@ fn exchange(query: &[u8], tcp: bool, server: SocketAddr) -> Option<Vec<u8>> {
     let n = u.recv(&mut buf).ok()?;
     buf.truncate(n);
     Some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_are_the_hosts_or_systemd_resolveds_behind_its_stub() {
+        let own: Vec<IpAddr> = vec!["10.88.0.1".parse().unwrap()];
+        let ips = |v: Vec<IpAddr>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        let resolved = || "nameserver 203.0.113.53\nnameserver 2001:db8::53\n".to_string();
+        // The host's own servers, without loopback or the resolver itself.
+        let host = "search example\nnameserver 198.51.100.53\nnameserver 127.0.0.1\nnameserver 10.88.0.1\n";
+        assert_eq!(ips(nameservers(host, &own, resolved)), ["198.51.100.53"]);
+        // Only systemd-resolved's stub: its upstream list.
+        let stub = "nameserver 127.0.0.53\noptions edns0 trust-ad\n";
+        assert_eq!(
+            ips(nameservers(stub, &own, resolved)),
+            ["203.0.113.53", "2001:db8::53"]
+        );
+        // Nothing usable: no upstream (every covered name then fails).
+        assert!(nameservers("", &own, String::new).is_empty());
+    }
 }
