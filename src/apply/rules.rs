@@ -100,6 +100,8 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
     let no_sets = table::HostSets::default();
     let mut shared_made = false;
     let mut touched: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut nat_made = Vec::new();
+    let mut nat_touched = std::collections::HashSet::new();
     let pending: Vec<Pending> = items
         .iter()
         .map(|(_, acts)| {
@@ -126,6 +128,12 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
             d.remove.retain(|k| !touched.contains(k));
             touched.extend(d.remove.iter().cloned());
             touched.extend(d.add.iter().map(|e| e.0.clone()));
+            // So with the NAT dispatch's groups and elements.
+            d.nat.make.retain(|(g, _)| !nat_made.contains(g));
+            nat_made.extend(d.nat.make.iter().map(|(g, _)| *g));
+            d.nat.remove.retain(|k| !nat_touched.contains(k));
+            nat_touched.extend(d.nat.remove.iter().cloned());
+            nat_touched.extend(d.nat.add.iter().map(|e| e.0.clone()));
             (remove, chains, d, sets)
         })
         .collect();

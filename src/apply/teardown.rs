@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::apply::{CtxError, Host};
 use crate::kernel::netlink::{NlError, Request, Rtnl};
 use crate::kernel::netns;
+use crate::kernel::nft::dispatch::nat::{Group, NatChange};
 use crate::kernel::nft::dispatch::{self, DispatchChange};
 use crate::kernel::nft::table;
 use crate::kernel::profile::{self, DOWN};
@@ -95,29 +96,17 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
             .into_iter()
             .map(|c| c.0)
             .partition(|c| chain_owner(c).is_some_and(|o| names.contains(o)));
-        // The dispatch alone is nobody's: with no context left it goes
+        // The dispatches alone are nobody's: with no context left they go
         // with the table.
         let msgs: Vec<_> = if kept.iter().all(|c| dispatch::is_dispatch(c)) {
             vec![table::del_table()]
         } else {
-            // Elements jumping to a chain that goes, before it.
-            let going: HashSet<&String> = gone.iter().collect();
-            let elems: Vec<String> = match nft_live::read_dispatch(&mut host.nft)? {
-                Some(d) => d
-                    .elems
-                    .into_iter()
-                    .filter(|(_, c)| going.contains(c))
-                    .map(|(k, _)| k)
-                    .collect(),
-                None => Vec::new(),
-            };
             let mut m = Vec::new();
-            let d = DispatchChange {
-                remove: elems,
-                ..DispatchChange::default()
-            };
+            let nat = nft_live::read_nat(&mut host.nft)?;
+            let d = dispatch_leaving(&mut host.nft, &gone, &nat)?;
             dispatch::host_change_msgs(&gone, &[], &d, &mut m);
             m.extend(gone_sets.iter().map(|s| table::del_set(s)));
+            nat_prune(&nat, &gone, &kept, &mut m);
             m
         };
         // Many contexts' chains do not fit one message: a transaction per
@@ -130,6 +119,90 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
     };
     crate::apply::crash::point("host chains removed");
     Ok(gone)
+}
+
+/// The dispatches' elements jumping to a chain that goes (`gone`), which
+/// go before it.
+fn dispatch_leaving(
+    nft: &mut crate::kernel::nft::sock::Nft,
+    gone: &[String],
+    nat: &nft_live::NatLive,
+) -> Result<DispatchChange, NlError> {
+    let going: HashSet<&String> = gone.iter().collect();
+    let remove = match nft_live::read_dispatch(nft)? {
+        Some(d) => d
+            .elems
+            .into_iter()
+            .filter(|(_, c)| going.contains(c))
+            .map(|(k, _)| k)
+            .collect(),
+        None => Vec::new(),
+    };
+    let nat_remove = nat
+        .elems
+        .elems
+        .iter()
+        .filter(|(_, c)| going.contains(c))
+        .map(|(k, _)| k.clone())
+        .collect();
+    Ok(DispatchChange {
+        remove,
+        nat: NatChange {
+            remove: nat_remove,
+            ..NatChange::default()
+        },
+        ..DispatchChange::default()
+    })
+}
+
+/// The NAT dispatch's groups left without an element once the chains
+/// `gone` go (their elements with them), removed after them: base chains
+/// (those there, of `kept`), then maps.
+fn nat_prune(
+    nat: &nft_live::NatLive,
+    gone: &[String],
+    kept: &[String],
+    out: &mut Vec<crate::kernel::nft::wire::Msg>,
+) {
+    let going: HashSet<&String> = gone.iter().collect();
+    for g in Group::ALL {
+        let present = g.maps().iter().any(|m| nat.maps.contains(m));
+        let left = nat
+            .elems
+            .elems
+            .iter()
+            .any(|(k, c)| k.map().group() == g && !going.contains(c));
+        if present && !left {
+            let chains: Vec<String> = g
+                .chains()
+                .into_iter()
+                .map(|c| c.name)
+                .filter(|c| kept.contains(c))
+                .collect();
+            g.remove_msgs(&chains, out);
+        }
+    }
+}
+
+/// The NAT dispatch's groups that no element uses any more go (base chains,
+/// then maps): after a run in which contexts left them. One transaction.
+pub fn prune_nat(host: &mut Host) -> Result<(), NlError> {
+    let nat = nft_live::read_nat(&mut host.nft)?;
+    let empty = |g: Group| {
+        g.maps().iter().any(|m| nat.maps.contains(m))
+            && !nat.elems.elems.iter().any(|(k, _)| k.map().group() == g)
+    };
+    if !Group::ALL.into_iter().any(empty) {
+        return Ok(());
+    }
+    let live = nft_live::read_chains(&mut host.nft)?;
+    if live.foreign_host_table() {
+        return Ok(());
+    }
+    let kept: Vec<String> = live.digest.chains.into_iter().map(|c| c.0).collect();
+    let mut msgs = Vec::new();
+    nat_prune(&nat, &[], &kept, &mut msgs);
+    host.nft.transaction(&msgs).map_err(|(_, e)| e)
 }
 
 /// Remove the contexts. With `wait`, return only once the kernel has

@@ -33,6 +33,8 @@ pub enum UplinkError {
     },
     #[error("host nftables chain {GUARD} in table inet netctx")]
     Guard(#[source] crate::kernel::netlink::NlError),
+    #[error("host nftables NAT dispatch (netctx-postrouting, netctx-prerouting, netctx-output) in table inet netctx")]
+    Nat(#[source] crate::kernel::netlink::NlError),
     #[error("proxy neighbour entry or host route of a routed context")]
     Neigh(#[source] crate::kernel::netlink::NlError),
     #[error("uplink {0} is no interface of the host")]
@@ -128,10 +130,12 @@ pub fn wanted(ctx: &crate::model::Context) -> Vec<(String, String)> {
     crate::plan::uplink::switches(ctx, &links::read_sysctls(&paths))
 }
 
-/// After `up` (or `watch`) converged `ctxs`: the switches of those using
-/// an uplink recorded and written, those no longer needing them released;
-/// routed entries; the guard. Every error collected.
+/// After `up` (or `watch`) converged `ctxs`: the NAT dispatch's groups no
+/// context uses any more removed; the switches of those using an uplink
+/// recorded and written, those no longer needing them released; routed
+/// entries; the guard. Every error collected.
 pub fn after_converge(host: &mut Host, ctxs: &[&crate::model::Context]) -> Vec<UplinkError> {
+    let nat = super::teardown::prune_nat(host).err().map(UplinkError::Nat);
     let (mut users, mut leaving) = (Vec::new(), Vec::new());
     let (mut routed, mut unrouted) = (Vec::new(), Vec::new());
     for c in ctxs {
@@ -151,7 +155,8 @@ pub fn after_converge(host: &mut Host, ctxs: &[&crate::model::Context]) -> Vec<U
         leaving: &leaving,
         all: false,
     };
-    let mut errors = converge(host, &change);
+    let mut errors: Vec<UplinkError> = nat.into_iter().collect();
+    errors.extend(converge(host, &change));
     errors.extend(super::routed::converge(host, &routed, &unrouted, false));
     errors
 }

@@ -47,6 +47,7 @@ impl HostView {
         let mut live = super::nft::read(nft, &[])?;
         if live.exists {
             live.dispatch = super::nft::read_dispatch(nft)?;
+            live.nat = super::nft::read_nat(nft)?;
         }
         Ok(HostView {
             routed,

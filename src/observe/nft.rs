@@ -2,6 +2,7 @@
 //! rules, and the elements of its sets, with one dump per kind.
 
 use crate::kernel::netlink::NlError;
+use crate::kernel::nft::dispatch::nat::{Group, NatKey, NatMap};
 use crate::kernel::nft::dispatch::{dispatch_chains, key_name, DISPATCH, INPUT_DISPATCH};
 use crate::kernel::nft::sock::Nft;
 /// The name of netctx's table (`inet netctx`), in the host's namespace and
@@ -19,35 +20,62 @@ pub struct Live {
     /// The host's forward dispatch map (`kernel::nft::dispatch`); `None`
     /// when there is no such map (read for the host only).
     pub dispatch: Option<Dispatch>,
+    /// The NAT dispatch's maps (`kernel::nft::dispatch::nat`) as read for
+    /// the host: those there and their elements.
+    pub nat: NatLive,
     /// The names of the table's sets, sorted (read for the host only: the
     /// contexts' timed sets; their elements are not looked at).
     pub set_names: Vec<String>,
 }
 
-/// The elements of the dispatch map, (host veth, chain jumped to), sorted
-/// by veth, and the same sorted by chain: what one context's elements are
-/// is two binary searches, not a scan of every context's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Dispatch {
-    pub elems: Vec<(String, String)>,
-    by_chain: Vec<(String, String)>,
+/// The elements of a dispatch map, (key — a host veth for the forward
+/// dispatch —, chain jumped to), sorted by key, and the same sorted by
+/// chain: what one context's elements are is binary searches, not a scan
+/// of every context's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch<K = String> {
+    pub elems: Vec<(K, String)>,
+    by_chain: Vec<(String, K)>,
 }
 
-impl From<Vec<(String, String)>> for Dispatch {
-    fn from(mut elems: Vec<(String, String)>) -> Self {
+impl<K> Default for Dispatch<K> {
+    fn default() -> Self {
+        Dispatch {
+            elems: Vec::new(),
+            by_chain: Vec::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone> From<Vec<(K, String)>> for Dispatch<K> {
+    fn from(mut elems: Vec<(K, String)>) -> Self {
         elems.sort();
-        let mut by_chain: Vec<(String, String)> =
+        let mut by_chain: Vec<(String, K)> =
             elems.iter().map(|(k, c)| (c.clone(), k.clone())).collect();
         by_chain.sort();
         Dispatch { elems, by_chain }
     }
 }
 
-impl Dispatch {
-    /// The elements of any of `veths` or jumping to a chain whose name
-    /// starts with `prefix`, sorted.
-    pub fn of(&self, veths: &[String], prefix: &str) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = veths
+/// The NAT dispatch's maps that are there, and their elements.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatLive {
+    pub maps: Vec<NatMap>,
+    pub elems: Dispatch<NatKey>,
+}
+
+impl NatLive {
+    /// Whether every map of the group is there.
+    pub fn has_maps(&self, g: Group) -> bool {
+        g.maps().iter().all(|m| self.maps.contains(m))
+    }
+}
+
+impl<K: Ord + Clone> Dispatch<K> {
+    /// The elements of any of `veths` (keys) or jumping to a chain whose
+    /// name starts with `prefix`, sorted.
+    pub fn of(&self, veths: &[K], prefix: &str) -> Vec<(K, String)> {
+        let mut out: Vec<(K, String)> = veths
             .iter()
             .flat_map(|v| {
                 let start = self.elems.partition_point(|e| e.0 < *v);
@@ -96,6 +124,15 @@ impl Live {
             && self.only(INPUT_DISPATCH) == digest_of(&[input], &[])
     }
 
+    /// Whether the NAT dispatch's group `g` is there as it must be: its
+    /// maps, and its base chains with their rules.
+    pub fn nat_group_ok(&self, g: Group) -> bool {
+        self.nat.has_maps(g)
+            && g.chains()
+                .iter()
+                .all(|c| self.only(&c.name) == digest_of(std::slice::from_ref(c), &[]))
+    }
+
     /// The names of the sets whose name starts with `prefix`.
     pub fn sets_named(&self, prefix: &str) -> Vec<String> {
         let start = self.set_names.partition_point(|n| n.as_str() < prefix);
@@ -114,9 +151,38 @@ impl Live {
 
 /// The dispatch map's elements: `None` if there is no map.
 pub fn read_dispatch(nft: &mut Nft) -> Result<Option<Dispatch>, NlError> {
+    Ok(read_map(nft, DISPATCH)?.map(|e| {
+        e.into_iter()
+            .map(|(k, c)| (key_name(&k), c))
+            .collect::<Vec<_>>()
+            .into()
+    }))
+}
+
+/// The NAT dispatch's maps and elements (keys netctx does not write are
+/// left out).
+pub fn read_nat(nft: &mut Nft) -> Result<NatLive, NlError> {
+    let mut live = NatLive::default();
+    let mut elems = Vec::new();
+    for m in NatMap::ALL {
+        if let Some(e) = read_map(nft, m.name())? {
+            live.maps.push(m);
+            elems.extend(
+                e.into_iter()
+                    .filter_map(|(k, c)| Some((NatKey::parse(m, &k)?, c))),
+            );
+        }
+    }
+    live.elems = elems.into();
+    Ok(live)
+}
+
+/// A verdict map's elements, (key as the kernel holds it, chain jumped
+/// to): `None` if there is no such map.
+fn read_map(nft: &mut Nft, name: &str) -> Result<Option<Vec<(Vec<u8>, String)>>, NlError> {
     let mut a = Attrs::default();
     a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
-        .str(attr::SET_ELEM_LIST_SET, DISPATCH);
+        .str(attr::SET_ELEM_LIST_SET, name);
     let answers = match nft.get(msg::GETSETELEM, &a.0, true) {
         Ok(a) => a,
         Err(e) if e.errno == libc::ENOENT => return Ok(None),
@@ -135,7 +201,7 @@ pub fn read_dispatch(nft: &mut Nft) -> Result<Option<Dispatch>, NlError> {
                     attr::SET_ELEM_KEY => {
                         key = parse_attrs(v)
                             .find(|(t, _)| *t == attr::DATA_VALUE)
-                            .map(|(_, k)| key_name(k));
+                            .map(|(_, k)| k.to_vec());
                     }
                     attr::SET_ELEM_DATA => {
                         let verdict = parse_attrs(v).find(|(t, _)| *t == attr::DATA_VERDICT);
@@ -152,7 +218,7 @@ pub fn read_dispatch(nft: &mut Nft) -> Result<Option<Dispatch>, NlError> {
             out.extend(key.map(|k| (k, chain)));
         }
     }
-    Ok(Some(out.into()))
+    Ok(Some(out))
 }
 
 /// The entries of `sorted` (by name) whose name starts with `prefix`.
@@ -190,6 +256,7 @@ pub fn read_chains(nft: &mut Nft) -> Result<Live, NlError> {
         comment: t.get(attr::TABLE_USERDATA).and_then(udata_comment),
         digest: Digest::default(),
         dispatch: None,
+        nat: NatLive::default(),
         set_names: Vec::new(),
     };
     for c in nft.get(msg::GETCHAIN, &[], true)? {

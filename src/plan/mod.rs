@@ -122,8 +122,8 @@ pub enum Action {
     ReplaceHostChains {
         remove: Vec<String>,
         chains: Vec<Chain>,
-        /// The forward dispatch's elements of the context (and the
-        /// dispatch itself when it is missing).
+        /// The forward and NAT dispatches' elements of the context (and
+        /// the dispatches themselves when they are missing).
         dispatch: crate::kernel::nft::dispatch::DispatchChange,
         /// The context's timed sets (netctx's resolver's): made when
         /// missing, kept with their elements when there; those that go.
@@ -176,6 +176,7 @@ impl Action {
                 if !dispatch.add.is_empty() {
                     t.push_str(&render_map(&dispatch.add));
                 }
+                t.push_str(&dispatch.nat.render());
                 Some(t)
             }
             _ => None,

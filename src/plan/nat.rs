@@ -1,15 +1,15 @@
-//! A context's NAT chains in the host's table (docs/uplink.md):
-//! `CTX_post` masquerades its sources leaving by the uplink (`egress =
-//! "nat"`); `CTX_pre` (from outside) and `CTX_out` (from the host itself)
-//! DNAT its published ports to its first address of the family, the client's
-//! source kept. Pure.
+//! A context's NAT chains in the host's table (docs/uplink.md), regular
+//! chains reached through the NAT dispatch's maps
+//! (`kernel::nft::dispatch::nat`): `CTX_post` masquerades its sources
+//! leaving by the uplink (`egress = "nat"`), from its host veths; `CTX_pre`
+//! DNATs its published ports to its first address of the family, the
+//! client's source kept, from outside (prerouting) and from the host itself
+//! (output). Pure.
 
 use super::rules::host_chain_prefix;
+use crate::kernel::nft::dispatch::nat::NatKey;
 use crate::kernel::nft::expr::{Action, Dir, Match, Rule, IPPROTO_TCP, IPPROTO_UDP};
-use crate::kernel::nft::table::{
-    Chain, ChainKind, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING,
-    PRIORITY_DSTNAT, PRIORITY_SRCNAT,
-};
+use crate::kernel::nft::table::{Chain, ChainKind, REGULAR};
 use crate::model::{max_prefix, Cidr, Context, Egress, Proto};
 
 /// The sources a context sends from: its addresses; with `ip_forward` the
@@ -32,7 +32,7 @@ pub fn sources(ctx: &Context) -> Vec<Cidr> {
     out
 }
 
-/// The name of the context's NAT chain `kind` (`pre`, `out`, `post`):
+/// The name of the context's NAT chain `kind` (`pre`, `post`):
 /// `CTX_pre`; an attachment's, as all its chains, after its one host veth
 /// (`CTX_HOST_pre`).
 fn chain_name(ctx: &Context, kind: &str) -> String {
@@ -64,8 +64,8 @@ fn masquerade(ctx: &Context, uplink: &str) -> Option<Chain> {
         .collect();
     Some(Chain {
         name: chain_name(ctx, "post"),
-        kind: ChainKind::Nat(PRIORITY_SRCNAT),
-        hooknum: NF_INET_POST_ROUTING,
+        kind: ChainKind::Filter,
+        hooknum: REGULAR,
         device: None,
         rules,
     })
@@ -123,17 +123,62 @@ pub fn chains(ctx: &Context) -> Vec<Chain> {
         .collect();
     let dnat = dnat_rules(ctx);
     if !dnat.is_empty() {
-        for (name, hooknum) in [("pre", NF_INET_PRE_ROUTING), ("out", NF_INET_LOCAL_OUT)] {
-            out.push(Chain {
-                name: chain_name(ctx, name),
-                kind: ChainKind::Nat(PRIORITY_DSTNAT),
-                hooknum,
-                device: None,
-                rules: dnat.clone(),
+        out.push(Chain {
+            name: chain_name(ctx, "pre"),
+            kind: ChainKind::Filter,
+            hooknum: REGULAR,
+            device: None,
+            rules: dnat,
+        });
+    }
+    out
+}
+
+/// The keys of the context's published ports in the NAT dispatch: a host
+/// address's, or a family's (no address, or `0.0.0.0`/`[::]`).
+fn publish_keys(ctx: &Context) -> Vec<NatKey> {
+    let mut keys = Vec::new();
+    for p in &ctx.publish {
+        let proto = match p.proto {
+            Proto::Tcp => IPPROTO_TCP,
+            Proto::Udp => IPPROTO_UDP,
+        };
+        let port = p.host_port;
+        let families: &[bool] = match p.host_ip {
+            Some(h) => &[h.is_ipv6()][..],
+            None => &[false, true][..],
+        };
+        for v6 in families {
+            if ctx.first_address(*v6).is_none() {
+                continue;
+            }
+            keys.push(match p.host_ip {
+                Some(addr) if !addr.is_unspecified() => NatKey::AddrPort { addr, proto, port },
+                _ => NatKey::Port { v6: *v6, proto, port },
             });
         }
     }
-    out
+    keys
+}
+
+/// The NAT dispatch's elements for the context, sorted: each host veth to
+/// `CTX_post`, each published port's key to `CTX_pre`, when `chains` (its
+/// host chains) have them.
+pub fn nat_elems(ctx: &Context, chains: &[Chain]) -> Vec<(NatKey, String)> {
+    let has = |n: &str| chains.iter().any(|c| c.name == n);
+    let (post, pre) = (chain_name(ctx, "post"), chain_name(ctx, "pre"));
+    let mut e: Vec<(NatKey, String)> = Vec::new();
+    if has(&post) {
+        for v in super::rules::host_veths(ctx) {
+            e.push((NatKey::Iif(v), post.clone()));
+        }
+    }
+    if has(&pre) {
+        e.extend(publish_keys(ctx).into_iter().map(|k| (k, pre.clone())));
+    }
+    e.sort();
+    e.dedup_by(|a, b| a.0 == b.0);
+    e
 }
 
 /// A host socket, as far as a published port cares: protocol (`tcp` or

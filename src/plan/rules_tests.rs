@@ -165,19 +165,27 @@ fn context_table_is_encoded_as_nft_encodes_it() {
 
 #[test]
 fn host_chains_are_encoded_as_nft_encodes_them() {
+    use crate::kernel::nft::dispatch::nat::{Group, NatChange, NatMap};
     let chains = host_chains(&ctx());
     let mut text = format!(
         "table inet netctx {{\n\tcomment \"{}\"\n",
         table::HOST_COMMENT
     );
     let elems = crate::plan::rules::dispatch_elems(&ctx(), &chains);
-    // The forward dispatch's map first: nft reads the file in order.
+    let nat = crate::plan::nat::nat_elems(&ctx(), &chains);
+    // The dispatches' maps first: nft reads the file in order.
     text.push_str(&dispatch::render_map(&[]));
+    for m in NatMap::ALL {
+        text.push_str(&m.render(&[]));
+    }
     for c in &chains {
         text.push_str(&render_chain(c));
     }
     for c in dispatch::dispatch_chains() {
         text.push_str(&render_chain(&c));
+    }
+    for g in Group::ALL {
+        g.chains().iter().for_each(|c| text.push_str(&render_chain(c)));
     }
     text.push_str("}\n");
     text.push_str(&format!(
@@ -189,12 +197,32 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    for m in NatMap::ALL {
+        let e: Vec<String> = nat
+            .iter()
+            .filter(|(k, _)| k.map() == m)
+            .map(|(k, c)| dispatch::nat::elem_text(k, c))
+            .collect();
+        if e.is_empty() {
+            continue;
+        }
+        text.push_str(&format!(
+            "add element inet netctx {} {{ {} }}\n",
+            m.name(),
+            e.join(", ")
+        ));
+    }
     let hex = fixture("host", &text);
     let d = dispatch::DispatchChange {
         create_map: true,
         chain: Some(vec![]),
         remove: vec![],
         add: elems,
+        nat: NatChange {
+            make: Group::ALL.iter().map(|g| (*g, vec![])).collect(),
+            remove: vec![],
+            add: nat,
+        },
     };
     compare(
         ours(&table::replace_host_chains(
@@ -242,8 +270,7 @@ fn strict_context_table_has_the_expected_shape() {
             "web_nx-web1",
             "web_forward",
             "web_post",
-            "web_pre",
-            "web_out"
+            "web_pre"
         ]
     );
     let h = render_chain(&hc[0]);
@@ -493,17 +520,23 @@ fn uplink_forward_rules_stay_between_the_uplink_and_the_contexts_veths() {
 fn published_ports_go_to_the_first_address_of_their_family() {
     let mut c = ctx();
     let pre = chain_text(&c, "web_pre");
-    let bare = |t: &str| -> Vec<String> {
-        t.lines()
-            .filter(|l| l.contains("dnat"))
-            .map(|l| l.trim().split(" comment").next().unwrap().to_string())
-            .collect()
-    };
-    // From outside and from the host itself, the same DNATs.
-    assert_eq!(bare(&pre), bare(&chain_text(&c, "web_out")));
-    assert!(
-        pre.contains("type nat hook prerouting priority -100"),
-        "{pre}"
+    // A regular chain, reached from outside (prerouting) and from the host
+    // itself (output) through the NAT dispatch's maps, one element a key.
+    assert!(!pre.contains("type nat"), "{pre}");
+    let keys: Vec<String> = crate::plan::nat::nat_elems(&c, &host_chains(&c))
+        .iter()
+        .map(|(k, ch)| crate::kernel::nft::dispatch::nat::elem_text(k, ch))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "\"nx-web\" : jump web_post",
+            "\"nx-web1\" : jump web_post",
+            "ipv4 . tcp . 8080 : jump web_pre",
+            "ipv6 . tcp . 8080 : jump web_pre",
+            "ipv6 . udp . 5353 : jump web_pre",
+            "203.0.113.1 . tcp . 8443 : jump web_pre",
+        ]
     );
     let rules: Vec<&str> = pre
         .lines()
@@ -525,6 +558,14 @@ fn published_ports_go_to_the_first_address_of_their_family() {
     }
     let pre = chain_text(&c, "web_pre");
     assert!(!pre.contains("ip6"), "{pre}");
+    let keys = crate::plan::nat::nat_elems(&c, &host_chains(&c));
+    assert!(
+        keys.iter().all(|(k, _)| !matches!(
+            k,
+            crate::kernel::nft::dispatch::nat::NatKey::Port { v6: true, .. }
+        )),
+        "{keys:?}"
+    );
     assert!(
         pre.contains("tcp dport 8080 dnat ip to 10.100.0.2:80"),
         "{pre}"

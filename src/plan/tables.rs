@@ -2,6 +2,7 @@
 //! differs, and the context's chains in the host's table.
 
 use super::{rules, Action, Observed, Refusal};
+use crate::kernel::nft::dispatch::nat::{Group, NatChange, NatKey};
 use crate::kernel::nft::dispatch::{DispatchChange, DISPATCH, INPUT_DISPATCH};
 use crate::kernel::nft::table::{digest_of, Chain, HostSets};
 use crate::model::Context;
@@ -50,6 +51,7 @@ pub(super) fn host_chains(
         || elems_differ
         || dispatch.create_map
         || dispatch.chain.is_some()
+        || !dispatch.nat.make.is_empty()
     {
         if obs.host_nft.foreign_host_table() {
             return Err(Refusal::ForeignHostTable);
@@ -91,7 +93,8 @@ pub fn dispatch_change(ctx: &Context, chains: &[Chain], live: &Live) -> (Dispatc
         .map(|d| d.of(&veths, &prefix))
         .unwrap_or_default();
     let shared_ok = want.is_empty() || live.dispatch_ok();
-    let differ = have != want;
+    let (nat, nat_differ) = nat_change(ctx, chains, live);
+    let differ = have != want || nat_differ;
     let change = DispatchChange {
         create_map: !want.is_empty() && live.dispatch.is_none(),
         chain: (!shared_ok).then(|| {
@@ -101,6 +104,42 @@ pub fn dispatch_change(ctx: &Context, chains: &[Chain], live: &Live) -> (Dispatc
                 .map(String::from)
                 .collect()
         }),
+        remove: have.into_iter().map(|e| e.0).collect(),
+        add: want,
+        nat,
+    };
+    (change, differ)
+}
+
+/// The NAT dispatch's part (`dispatch_change`): the context's elements
+/// (those of its keys and veths, and any that jumps to one of its chains)
+/// go and the wanted come; a group it needs is made when missing or not as
+/// it must be. And whether its elements differ from the wanted.
+pub fn nat_change(ctx: &Context, chains: &[Chain], live: &Live) -> (NatChange, bool) {
+    let prefix = rules::host_chain_prefix(&ctx.name);
+    let want = super::nat::nat_elems(ctx, chains);
+    let mut keys: Vec<NatKey> = want.iter().map(|e| e.0.clone()).collect();
+    keys.extend(rules::host_veths(ctx).into_iter().map(NatKey::Iif));
+    keys.sort();
+    keys.dedup();
+    let have = live.nat.elems.of(&keys, &prefix);
+    let make = Group::ALL
+        .into_iter()
+        .filter(|g| want.iter().any(|(k, _)| k.map().group() == *g))
+        .filter(|g| !live.nat_group_ok(*g))
+        .map(|g| {
+            let present = g
+                .chains()
+                .into_iter()
+                .map(|c| c.name)
+                .filter(|c| live.has_chain(c))
+                .collect();
+            (g, present)
+        })
+        .collect();
+    let differ = have != want;
+    let change = NatChange {
+        make,
         remove: have.into_iter().map(|e| e.0).collect(),
         add: want,
     };

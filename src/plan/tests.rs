@@ -70,6 +70,7 @@ fn converged() -> (NsState, HashMap<String, ObsLink>) {
                 comment: Some(t.comment.clone()),
                 digest: t.digest(),
                 dispatch: None,
+                nat: Default::default(),
                 set_names: Vec::new(),
             }
         },
@@ -338,11 +339,27 @@ fn unmounted_namespace_file_of_ours_is_remade() {
 fn host_live() -> Live {
     let mut chains = host_chains(&ctx());
     chains.extend(crate::kernel::nft::dispatch::dispatch_chains());
+    let nat = crate::plan::nat::nat_elems(&ctx(), &host_chains(&ctx()));
+    let mut maps: Vec<_> = nat.iter().map(|(k, _)| k.map()).collect();
+    maps.sort();
+    maps.dedup();
+    let mut groups: Vec<_> = maps.iter().map(|m| m.group()).collect();
+    groups.dedup();
+    for g in &groups {
+        maps.extend(g.maps());
+        chains.extend(g.chains());
+    }
+    maps.sort();
+    maps.dedup();
     Live {
         exists: true,
         comment: Some(HOST_COMMENT.into()),
         digest: digest_of(&chains, &[]),
         dispatch: Some(crate::plan::rules::dispatch_elems(&ctx(), &host_chains(&ctx())).into()),
+        nat: crate::observe::nft::NatLive {
+            maps,
+            elems: nat.into(),
+        },
         set_names: Vec::new(),
     }
 }

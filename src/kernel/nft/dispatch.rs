@@ -25,6 +25,8 @@ use super::table::{
 use super::wire::{attr, msg, Attrs, Msg};
 use netlink_packet_core::NLM_F_CREATE;
 
+pub mod nat;
+
 /// The base chain and the map (one name: chains and sets are apart).
 pub const DISPATCH: &str = "netctx-forward";
 /// The input hook's base chain (nobody's: no `_` in the name).
@@ -55,11 +57,17 @@ pub struct DispatchChange {
     pub remove: Vec<String>,
     /// Elements (host veth, chain) that come, after the chains.
     pub add: Vec<(String, String)>,
+    /// The NAT dispatch's change (`nat`).
+    pub nat: nat::NatChange,
 }
 
 impl DispatchChange {
     pub fn is_empty(&self) -> bool {
-        !self.create_map && self.chain.is_none() && self.remove.is_empty() && self.add.is_empty()
+        !self.create_map
+            && self.chain.is_none()
+            && self.remove.is_empty()
+            && self.add.is_empty()
+            && self.nat.is_empty()
     }
 }
 
@@ -96,9 +104,10 @@ pub fn dispatch_chains() -> [Chain; 2] {
     [dispatch_chain(), input]
 }
 
-/// Whether a chain of the host's table is one of the dispatch's.
+/// Whether a chain of the host's table is one of the dispatch's (the
+/// forward's or the NAT's): nobody's.
 pub fn is_dispatch(chain: &str) -> bool {
-    chain == DISPATCH || chain == INPUT_DISPATCH
+    chain == DISPATCH || chain == INPUT_DISPATCH || nat::is_nat_dispatch(chain)
 }
 
 /// The forward hook's base chain as it must be.
@@ -144,22 +153,23 @@ fn map_msg() -> Msg {
     Msg::new(msg::NEWSET, NLM_F_CREATE, a)
 }
 
-/// Elements added (with the chain each jumps to) or, without, deleted.
-fn elems_msg(ty: u16, elems: &[(&str, Option<&str>)]) -> Msg {
+/// Elements of map `set` (id `set_id`) added (with the chain each jumps
+/// to) or, without, deleted.
+fn elems_msg(set: &str, set_id: u32, ty: u16, elems: &[(&[u8], Option<&str>)]) -> Msg {
     let mut a = Attrs::default();
     a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
-        .str(attr::SET_ELEM_LIST_SET, DISPATCH);
+        .str(attr::SET_ELEM_LIST_SET, set);
     if ty == msg::NEWSETELEM {
         // Found by name when the map is there already, by id when it is
         // made in the same transaction.
-        a.be32(attr::SET_ELEM_LIST_SET_ID, DISPATCH_ID);
+        a.be32(attr::SET_ELEM_LIST_SET_ID, set_id);
     }
     a.nested(attr::SET_ELEM_LIST_ELEMENTS, |l| {
         for (i, (key, chain)) in elems.iter().enumerate() {
             let index = u16::try_from(i + 1).unwrap_or(u16::MAX);
             l.nested(index, |el| {
                 el.nested(attr::SET_ELEM_KEY, |k| {
-                    k.bytes(attr::DATA_VALUE, &ifname_key(key));
+                    k.bytes(attr::DATA_VALUE, key);
                 });
                 if let Some(chain) = chain {
                     el.nested(attr::SET_ELEM_DATA, |d| {
@@ -197,9 +207,11 @@ pub fn host_change_msgs(
     }
     // Chunks keep each message well under the kernel's limit.
     for part in d.remove.chunks(512) {
-        let e: Vec<(&str, Option<&str>)> = part.iter().map(|k| (k.as_str(), None)).collect();
-        out.push(elems_msg(msg::DELSETELEM, &e));
+        let keys: Vec<Vec<u8>> = part.iter().map(|k| ifname_key(k)).collect();
+        let e: Vec<(&[u8], Option<&str>)> = keys.iter().map(|k| (k.as_slice(), None)).collect();
+        out.push(elems_msg(DISPATCH, DISPATCH_ID, msg::DELSETELEM, &e));
     }
+    d.nat.before_msgs(out);
     out.extend(remove.iter().map(|c| del_chain(c)));
     for c in chains {
         chain_msgs(c, out);
@@ -221,12 +233,12 @@ pub fn host_change_msgs(
         }
     }
     for part in d.add.chunks(512) {
-        let e: Vec<(&str, Option<&str>)> = part
-            .iter()
-            .map(|(k, c)| (k.as_str(), Some(c.as_str())))
-            .collect();
-        out.push(elems_msg(msg::NEWSETELEM, &e));
+        let keys: Vec<(Vec<u8>, &str)> = part.iter().map(|(k, c)| (ifname_key(k), c.as_str())).collect();
+        let e: Vec<(&[u8], Option<&str>)> =
+            keys.iter().map(|(k, c)| (k.as_slice(), Some(*c))).collect();
+        out.push(elems_msg(DISPATCH, DISPATCH_ID, msg::NEWSETELEM, &e));
     }
+    d.nat.after_msgs(out);
 }
 
 /// A NUL-padded name as the kernel holds it (an element's key, a

@@ -109,7 +109,8 @@ mod mark;
 mod nat;
 #[path = "expr_policy.rs"]
 mod policy;
-use nat::{dnat, local_not_loopback};
+use nat::{dnat, ifname_lookup, local_not_loopback, vmap_concat};
+pub use nat::ConcatKey;
 pub use policy::{ICMPV6_ECHO_REQUEST, ICMP_ECHO_REQUEST, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +211,13 @@ pub enum Action {
     /// rule.
     Vmap {
         output: bool,
+        set: String,
+        set_id: u32,
+    },
+    /// The verdict the named map holds for a concatenation of the packet's
+    /// fields (`ConcatKey`); none: on to the next rule.
+    VmapConcat {
+        key: ConcatKey,
         set: String,
         set_id: u32,
     },
@@ -331,28 +339,6 @@ fn ct_bits(list: &mut Attrs, key: u32, mask: u32) {
     });
     bitwise(list, &mask.to_ne_bytes());
     cmp(list, NFT_CMP_NEQ, &[0; 4]);
-}
-
-/// The input (or output) interface's name looked up in a set; with `dreg`,
-/// in a map whose data goes to that register (libnftnl's attribute order:
-/// sreg, dreg, set, set id).
-fn ifname_lookup(l: &mut Attrs, output: bool, set: &str, set_id: u32, dreg: Option<u32>) {
-    meta(
-        l,
-        if output {
-            NFT_META_OIFNAME
-        } else {
-            NFT_META_IIFNAME
-        },
-    );
-    expr(l, "lookup", |d| {
-        d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1);
-        if let Some(r) = dreg {
-            d.be32(a::NFTA_LOOKUP_DREG, r);
-        }
-        d.str(a::NFTA_LOOKUP_SET, set)
-            .be32(a::NFTA_LOOKUP_SET_ID, set_id);
-    });
 }
 
 fn nfproto(list: &mut Attrs, v6: bool) {
@@ -490,5 +476,6 @@ fn encode_action(l: &mut Attrs, action: &Action) {
             set,
             set_id,
         } => ifname_lookup(l, *output, set, *set_id, Some(NFT_REG_VERDICT)),
+        Action::VmapConcat { key, set, set_id } => vmap_concat(l, *key, set, *set_id),
     }
 }

@@ -1,5 +1,5 @@
-//! The NAT expressions of `expr`: the published ports' destination match
-//! and `dnat`.
+//! The NAT expressions of `expr`: the published ports' destination match,
+//! `dnat`, and the NAT dispatch's lookups of concatenated keys.
 
 use super::*;
 
@@ -57,5 +57,93 @@ pub(super) fn dnat(l: &mut Attrs, to: IpAddr, port: u16) {
             .be32(a::NFTA_NAT_REG_ADDR_MIN, NFT_REG_1)
             .be32(a::NFTA_NAT_REG_PROTO_MIN, NFT_REG_2)
             .be32(a::NFTA_NAT_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+    });
+}
+
+/// The fields of a verdict map's key (`Action::VmapConcat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcatKey {
+    /// `meta nfproto . meta l4proto . th dport`.
+    ProtoPort,
+    /// `ip daddr . meta l4proto . th dport` (or ip6).
+    AddrProtoPort { v6: bool },
+}
+
+/// The register nft loads a concatenation's field into, from its offset
+/// in 32-bit words: a 128-bit register where one begins, else a 32-bit one.
+fn concat_reg(word: u32) -> u32 {
+    if word % 4 == 0 {
+        NFT_REG_1 + word / 4
+    } else {
+        NFT_REG32_00 + word
+    }
+}
+
+const NFT_REG32_00: u32 = 8;
+
+fn load(l: &mut Attrs, word: u32, what: impl FnOnce(&mut Attrs, u32)) {
+    what(l, concat_reg(word));
+}
+
+/// `KEY vmap @set`, as nft encodes it.
+pub(super) fn vmap_concat(l: &mut Attrs, key: ConcatKey, set: &str, set_id: u32) {
+    let meta_to = |l: &mut Attrs, k: u32, reg: u32| {
+        expr(l, "meta", |d| {
+            d.be32(a::NFTA_META_KEY, k).be32(a::NFTA_META_DREG, reg);
+        });
+    };
+    let words = match key {
+        ConcatKey::ProtoPort => {
+            meta_to(l, NFT_META_NFPROTO, NFT_REG_1);
+            1
+        }
+        ConcatKey::AddrProtoPort { v6 } => {
+            nfproto(l, v6);
+            let len = if v6 { 16 } else { 4 };
+            expr(l, "payload", |d| {
+                d.be32(a::NFTA_PAYLOAD_DREG, NFT_REG_1)
+                    .be32(a::NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER)
+                    .be32(a::NFTA_PAYLOAD_OFFSET, addr_offset(v6, Dir::Dst))
+                    .be32(a::NFTA_PAYLOAD_LEN, len);
+            });
+            len / 4
+        }
+    };
+    load(l, words, |l, reg| meta_to(l, NFT_META_L4PROTO, reg));
+    load(l, words + 1, |l, reg| {
+        expr(l, "payload", |d| {
+            d.be32(a::NFTA_PAYLOAD_DREG, reg)
+                .be32(a::NFTA_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER)
+                .be32(a::NFTA_PAYLOAD_OFFSET, 2)
+                .be32(a::NFTA_PAYLOAD_LEN, 2);
+        });
+    });
+    expr(l, "lookup", |d| {
+        d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
+            .be32(a::NFTA_LOOKUP_DREG, NFT_REG_VERDICT)
+            .str(a::NFTA_LOOKUP_SET, set)
+            .be32(a::NFTA_LOOKUP_SET_ID, set_id);
+    });
+}
+
+/// The input (or output) interface's name looked up in a set; with `dreg`,
+/// in a map whose data goes to that register (libnftnl's attribute order:
+/// sreg, dreg, set, set id).
+pub(super) fn ifname_lookup(l: &mut Attrs, output: bool, set: &str, set_id: u32, dreg: Option<u32>) {
+    meta(
+        l,
+        if output {
+            NFT_META_OIFNAME
+        } else {
+            NFT_META_IIFNAME
+        },
+    );
+    expr(l, "lookup", |d| {
+        d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1);
+        if let Some(r) = dreg {
+            d.be32(a::NFTA_LOOKUP_DREG, r);
+        }
+        d.str(a::NFTA_LOOKUP_SET, set)
+            .be32(a::NFTA_LOOKUP_SET_ID, set_id);
     });
 }

@@ -34,6 +34,14 @@ impl Rule {
                 let d = if *output { "oifname" } else { "iifname" };
                 write!(s, "{d} vmap @{set}").unwrap()
             }
+            Action::VmapConcat { key, set, .. } => {
+                let k = match key {
+                    ConcatKey::ProtoPort => "meta nfproto",
+                    ConcatKey::AddrProtoPort { v6: false } => "ip daddr",
+                    ConcatKey::AddrProtoPort { v6: true } => "ip6 daddr",
+                };
+                write!(s, "{k} . meta l4proto . th dport vmap @{set}").unwrap()
+            }
             Action::Dnat { to: IpAddr::V4(a), port } => write!(s, "dnat ip to {a}:{port}").unwrap(),
             Action::Dnat { to: IpAddr::V6(a), port } => {
                 write!(s, "dnat ip6 to [{a}]:{port}").unwrap()
