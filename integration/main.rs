@@ -25,4 +25,5 @@ mod pty;
 mod reliability;
 mod sandbox;
 mod uplink;
+mod uplink_scale;
 mod userns;
