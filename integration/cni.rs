@@ -163,9 +163,9 @@ impl Cni {
                 o.get("chain")
                     .map(|c| c["name"].as_str().unwrap().to_string())
             })
-            // The dispatch (forward and input) is the host's, no
-            // attachment's.
-            .filter(|c| c != "netctx-forward" && c != "netctx-input")
+            // The dispatches (forward and input; the NAT's) are the
+            // host's, no attachment's.
+            .filter(|c| !c.starts_with("netctx-"))
             .collect()
     }
 
@@ -900,7 +900,19 @@ fn port_mappings_published_by_netctx_itself() {
         )),
         "{chains:?}"
     );
-    assert_eq!(chains.len(), 4, "{chains:?}");
+    // Ingress, forward and the DNAT chain (reached from prerouting and
+    // output through the NAT dispatch's maps: an element a port).
+    assert_eq!(chains.len(), 3, "{chains:?}");
+    let publish = t.sb.ok("nft list map inet netctx netctx-publish");
+    assert!(
+        publish.contains("ipv4 . udp . 18081 : jump"),
+        "{publish}"
+    );
+    let publish4 = t.sb.ok("nft list map inet netctx netctx-publish4");
+    assert!(
+        publish4.contains("10.89.0.1 . udp . 18082 : jump"),
+        "{publish4}"
+    );
     let file = t.sb.dir.join("published");
     for port in [80, 81] {
         t.sb.ok(&format!(
@@ -918,12 +930,14 @@ fn port_mappings_published_by_netctx_itself() {
     let with_prev = Cni::with_prev(&conf, &r);
     t.call("CHECK", "pub", &with_prev).ok();
     t.sb.ok(&format!(
-        "nft flush chain inet netctx {}_{host}_out",
+        "nft flush chain inet netctx {}_{host}_pre",
         chains[0].split('_').next().unwrap()
     ));
     t.call("CHECK", "pub", &with_prev).error(101);
     t.call("DEL", "pub", &with_prev).ok();
     assert!(t.host_chains().is_empty());
+    // The NAT dispatch went with its last user.
+    assert!(t.sb.sh("nft list map inet netctx netctx-publish").status.code() != Some(0));
     t.sb.ok("ip netns del pub");
 }
 

@@ -66,17 +66,18 @@ fn port_mappings_work_through_the_uplink_from_the_lan_and_the_host() {
     let r = t.call("ADD", "pod", &c).ok();
     let (v4, v6) = addrs(&r);
     let host = r["interfaces"][0]["name"].as_str().unwrap().to_string();
-    // Its publish is the engine's: NAT chains of its own on the host (no
-    // `_post`: that is egress's masquerade).
+    // Its publish is the engine's: a DNAT chain of its own on the host,
+    // reached through the NAT dispatch's map (no `_post`: that is egress's
+    // masquerade).
     let chains = t.host_chains();
-    for hook in ["pre", "out"] {
-        assert!(
-            chains
-                .iter()
-                .any(|ch| ch.ends_with(&format!("_{host}_{hook}"))),
-            "no {hook} chain of {host}: {chains:?}"
-        );
-    }
+    let pre = format!("_{host}_pre");
+    assert!(
+        chains.iter().any(|ch| ch.ends_with(&pre)),
+        "no DNAT chain of {host}: {chains:?}"
+    );
+    let map = t.sb.ok("nft list map inet netctx netctx-publish");
+    assert!(map.contains("ipv4 . tcp . 18080 : jump "), "{map}");
+    assert!(map.contains(&pre), "{map}");
     assert_eq!(
         t.sb.ok("sysctl -n net.ipv4.conf.up0.forwarding").trim(),
         "1",

@@ -553,7 +553,7 @@ fn explain_from_traces_a_probe_into_the_context_from_a_context_the_host_and_the_
             e.stdout
         );
         assert!(
-            e.stdout.contains("inet netctx nat_out: rule handle"),
+            e.stdout.contains("inet netctx nat_pre: rule handle"),
             "{}",
             e.stdout
         );
