@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, BIN};
 use crate::uplink::{run, seen, serve, NET};
 
 /// `n` contexts `u0…`, each masqueraded through `up0` with one published
@@ -254,4 +254,73 @@ fn the_nat_dispatch_goes_with_the_last_context_using_it() {
     assert_eq!(base_chains_on(&sb, "prerouting"), 1);
     sb.netctx_with(TWO, &["down", "b"]).ok();
     assert_eq!(sb.ok("nft list tables").trim(), "");
+}
+
+/// The number of kill points `netctx ARGS` passes (crash.rs).
+fn kill_points(sb: &Sandbox, cfg: &str, args: &str) -> usize {
+    let o = sb.sh(&format!(
+        "NETCTX_THREADS=1 NETCTX_CRASH_TRACE=1 {BIN} -c {cfg} {args} 2>&1 >/dev/null"
+    ));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with("netctx: crash point "))
+        .count()
+}
+
+fn crash_at(sb: &Sandbox, cfg: &str, args: &str, point: usize) {
+    let o = sb.sh(&format!(
+        "NETCTX_THREADS=1 NETCTX_CRASH_AFTER={point} {BIN} -c {cfg} {args} >/dev/null 2>&1; echo $?"
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "137",
+        "`{args}` did not die at kill point {point}"
+    );
+}
+
+/// kill -9 at every point of an `up` that makes the NAT dispatch, and of
+/// one that leaves it (no context masquerades or publishes any more): the
+/// next `up` converges (status 0; no group left that no context uses) and
+/// `down --all` leaves no table.
+#[test]
+fn kill_9_anywhere_in_up_leaves_the_nat_dispatch_to_converge_or_go() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    let two = sb.write_config("two.toml", TWO);
+    let plain = TWO
+        .replace("egress = \"nat\"\n", "")
+        .replace(
+            "publish = [\"8080:80\", \"203.0.113.1:8443:443\", \"[::]:8053:53/udp\"]\n",
+            "",
+        )
+        .replace("publish = [\"9090:80\"]\n", "");
+    let plain = sb.write_config("plain.toml", &plain);
+    let (two, plain) = (two.to_str().unwrap(), plain.to_str().unwrap());
+    let making = kill_points(&sb, two, "up");
+    let leaving = kill_points(&sb, plain, "up");
+    sb.netctx(&["-c", two, "down", "--all"]).ok();
+    assert!(making > 10 && leaving > 0, "{making} {leaving}");
+    eprintln!("kill points: {making} making, {leaving} leaving");
+    for p in 1..=making {
+        crash_at(&sb, two, "up", p);
+        sb.netctx(&["-c", two, "up"]).ok();
+        let st = sb.netctx(&["-c", two, "status"]);
+        assert_eq!(st.code, 0, "after kill point {p}: {}", st.stdout);
+        assert_eq!(elems(&sb, "netctx-masquerade"), 2, "kill point {p}");
+        sb.netctx(&["-c", two, "down", "--all"]).ok();
+        assert_eq!(sb.ok("nft list tables").trim(), "", "kill point {p}");
+    }
+    for p in 1..=leaving {
+        sb.netctx(&["-c", two, "up"]).ok();
+        crash_at(&sb, plain, "up", p);
+        sb.netctx(&["-c", plain, "up"]).ok();
+        assert_eq!(sb.netctx(&["-c", plain, "status"]).code, 0, "kill point {p}");
+        let t = sb.ok("nft list table inet netctx");
+        assert!(
+            !t.contains("netctx-masquerade") && !t.contains("netctx-prerouting"),
+            "kill point {p}: {t}"
+        );
+        sb.netctx(&["-c", plain, "down", "--all"]).ok();
+        assert_eq!(sb.ok("nft list tables").trim(), "", "kill point {p}");
+    }
 }
