@@ -904,10 +904,7 @@ fn port_mappings_published_by_netctx_itself() {
     // output through the NAT dispatch's maps: an element a port).
     assert_eq!(chains.len(), 3, "{chains:?}");
     let publish = t.sb.ok("nft list map inet netctx netctx-publish");
-    assert!(
-        publish.contains("ipv4 . udp . 18081 : jump"),
-        "{publish}"
-    );
+    assert!(publish.contains("ipv4 . udp . 18081 : jump"), "{publish}");
     let publish4 = t.sb.ok("nft list map inet netctx netctx-publish4");
     assert!(
         publish4.contains("10.89.0.1 . udp . 18082 : jump"),
@@ -937,7 +934,12 @@ fn port_mappings_published_by_netctx_itself() {
     t.call("DEL", "pub", &with_prev).ok();
     assert!(t.host_chains().is_empty());
     // The NAT dispatch went with its last user.
-    assert!(t.sb.sh("nft list map inet netctx netctx-publish").status.code() != Some(0));
+    assert!(
+        t.sb.sh("nft list map inet netctx netctx-publish")
+            .status
+            .code()
+            != Some(0)
+    );
     t.sb.ok("ip netns del pub");
 }
 

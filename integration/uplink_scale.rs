@@ -200,10 +200,7 @@ fn tampering_with_the_nat_dispatch_is_drift_that_up_repairs() {
     assert_eq!(seen(&web), "203.0.113.2\n203.0.113.2\n203.0.113.1\n");
     let lan = serve(&sb, "lan", "203.0.113.2", 7000);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        run(&sb, Some("a"), "connect 203.0.113.2 7000"),
-        "connected"
-    );
+    assert_eq!(run(&sb, Some("a"), "connect 203.0.113.2 7000"), "connected");
     assert_eq!(seen(&lan).trim(), "203.0.113.1");
     sb.netctx_with(TWO, &["down", "--all"]).ok();
     assert_eq!(sb.ok("nft list tables").trim(), "");
@@ -314,7 +311,11 @@ fn kill_9_anywhere_in_up_leaves_the_nat_dispatch_to_converge_or_go() {
         sb.netctx(&["-c", two, "up"]).ok();
         crash_at(&sb, plain, "up", p);
         sb.netctx(&["-c", plain, "up"]).ok();
-        assert_eq!(sb.netctx(&["-c", plain, "status"]).code, 0, "kill point {p}");
+        assert_eq!(
+            sb.netctx(&["-c", plain, "status"]).code,
+            0,
+            "kill point {p}"
+        );
         let t = sb.ok("nft list table inet netctx");
         assert!(
             !t.contains("netctx-masquerade") && !t.contains("netctx-prerouting"),

@@ -177,9 +177,11 @@ pub fn read_nat(nft: &mut Nft) -> Result<NatLive, NlError> {
     Ok(live)
 }
 
-/// A verdict map's elements, (key as the kernel holds it, chain jumped
-/// to): `None` if there is no such map.
-fn read_map(nft: &mut Nft, name: &str) -> Result<Option<Vec<(Vec<u8>, String)>>, NlError> {
+/// A verdict map's elements: (key as the kernel holds it, chain jumped to).
+type MapElems = Vec<(Vec<u8>, String)>;
+
+/// A verdict map's elements: `None` if there is no such map.
+fn read_map(nft: &mut Nft, name: &str) -> Result<Option<MapElems>, NlError> {
     let mut a = Attrs::default();
     a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
         .str(attr::SET_ELEM_LIST_SET, name);

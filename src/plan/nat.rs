@@ -154,7 +154,11 @@ fn publish_keys(ctx: &Context) -> Vec<NatKey> {
             }
             keys.push(match p.host_ip {
                 Some(addr) if !addr.is_unspecified() => NatKey::AddrPort { addr, proto, port },
-                _ => NatKey::Port { v6: *v6, proto, port },
+                _ => NatKey::Port {
+                    v6: *v6,
+                    proto,
+                    port,
+                },
             });
         }
     }

@@ -185,7 +185,9 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
         text.push_str(&render_chain(&c));
     }
     for g in Group::ALL {
-        g.chains().iter().for_each(|c| text.push_str(&render_chain(c)));
+        g.chains()
+            .iter()
+            .for_each(|c| text.push_str(&render_chain(c)));
     }
     text.push_str("}\n");
     text.push_str(&format!(

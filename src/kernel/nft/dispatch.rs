@@ -233,7 +233,10 @@ pub fn host_change_msgs(
         }
     }
     for part in d.add.chunks(512) {
-        let keys: Vec<(Vec<u8>, &str)> = part.iter().map(|(k, c)| (ifname_key(k), c.as_str())).collect();
+        let keys: Vec<(Vec<u8>, &str)> = part
+            .iter()
+            .map(|(k, c)| (ifname_key(k), c.as_str()))
+            .collect();
         let e: Vec<(&[u8], Option<&str>)> =
             keys.iter().map(|(k, c)| (k.as_slice(), Some(*c))).collect();
         out.push(elems_msg(DISPATCH, DISPATCH_ID, msg::NEWSETELEM, &e));

@@ -109,8 +109,8 @@ mod mark;
 mod nat;
 #[path = "expr_policy.rs"]
 mod policy;
-use nat::{dnat, ifname_lookup, local_not_loopback, vmap_concat};
 pub use nat::ConcatKey;
+use nat::{dnat, ifname_lookup, local_not_loopback, vmap_concat};
 pub use policy::{ICMPV6_ECHO_REQUEST, ICMP_ECHO_REQUEST, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -72,7 +72,7 @@ pub enum ConcatKey {
 /// The register nft loads a concatenation's field into, from its offset
 /// in 32-bit words: a 128-bit register where one begins, else a 32-bit one.
 fn concat_reg(word: u32) -> u32 {
-    if word % 4 == 0 {
+    if word.is_multiple_of(4) {
         NFT_REG_1 + word / 4
     } else {
         NFT_REG32_00 + word
@@ -129,7 +129,13 @@ pub(super) fn vmap_concat(l: &mut Attrs, key: ConcatKey, set: &str, set_id: u32)
 /// The input (or output) interface's name looked up in a set; with `dreg`,
 /// in a map whose data goes to that register (libnftnl's attribute order:
 /// sreg, dreg, set, set id).
-pub(super) fn ifname_lookup(l: &mut Attrs, output: bool, set: &str, set_id: u32, dreg: Option<u32>) {
+pub(super) fn ifname_lookup(
+    l: &mut Attrs,
+    output: bool,
+    set: &str,
+    set_id: u32,
+    dreg: Option<u32>,
+) {
     meta(
         l,
         if output {

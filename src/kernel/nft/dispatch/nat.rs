@@ -215,7 +215,12 @@ impl Group {
                     vmap(ConcatKey::ProtoPort, NatMap::Publish),
                 ];
                 vec![
-                    base(PREROUTING, NF_INET_PRE_ROUTING, PRIORITY_DSTNAT, rules.clone()),
+                    base(
+                        PREROUTING,
+                        NF_INET_PRE_ROUTING,
+                        PRIORITY_DSTNAT,
+                        rules.clone(),
+                    ),
                     base(OUTPUT, NF_INET_LOCAL_OUT, PRIORITY_DSTNAT, rules),
                 ]
             }
