@@ -1106,8 +1106,12 @@ fn check_names_a_deleted_host_chain_and_a_changed_address() {
         .host_chains()
         .into_iter()
         .find(|c| c.ends_with("_pre"))
-        .expect("a prerouting chain for the port mapping");
-    t.sb.ok(&format!("nft delete chain inet netctx {pre}"));
+        .expect("a DNAT chain for the port mapping");
+    // (A map element jumps to it: the element first.)
+    t.sb.ok(&format!(
+        "nft delete element inet netctx netctx-publish '{{ ipv4 . tcp . 18090 }}' && \
+         nft delete chain inet netctx {pre}"
+    ));
     let e = t.call("CHECK", "chk", &prev).error(101);
     let d = e["details"].as_str().unwrap();
     assert!(
