@@ -174,9 +174,11 @@ fn tampering_with_the_nat_dispatch_is_drift_that_up_repairs() {
         sb.ok(t);
         let st = sb.netctx_with(TWO, &["status"]);
         assert_eq!(st.code, 2, "{t}: {}", st.stdout);
-        let plan = sb.netctx_with(TWO, &["plan", "a"]);
+        let plan = sb.netctx_with(TWO, &["plan", "-v", "a"]);
         assert!(
-            plan.stdout.contains("replace host nftables chains a_"),
+            plan.stdout.contains("replace host nftables chains a_")
+                && plan.stdout.contains("ipv4 . tcp . 8080 : jump a_pre")
+                && plan.stdout.contains("\"nx-a\" : jump a_post"),
             "{t}: {}",
             plan.stdout
         );
