@@ -163,7 +163,18 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
     items
         .iter()
         .zip(pending)
-        .map(|((ctx, _), (remove, chains, dispatch, sets))| {
+        .map(|((ctx, acts), (remove, chains, mut dispatch, sets))| {
+            // On its own, each context makes the shared parts it found
+            // missing (the transaction of the one that was to make them
+            // may be the failing one); making them twice is harmless.
+            if let Some(orig) = acts.iter().find_map(|a| match a {
+                Action::ReplaceHostChains { dispatch, .. } => Some(dispatch),
+                _ => None,
+            }) {
+                dispatch.create_map = orig.create_map;
+                dispatch.chain.clone_from(&orig.chain);
+                dispatch.nat.make.clone_from(&orig.nat.make);
+            }
             if remove.is_empty() && chains.is_empty() && dispatch.is_empty() && *sets == no_sets {
                 return Ok(());
             }
