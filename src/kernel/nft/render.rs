@@ -19,6 +19,7 @@ impl Rule {
                 write!(s, "meta mark set meta mark | {bit:#010x} accept").unwrap()
             }
             Action::Drop => s.push_str("counter drop"),
+            Action::Jump(chain) => write!(s, "jump {chain}").unwrap(),
             Action::Reset => s.push_str("reject with tcp reset"),
             Action::Log {
                 rate,
@@ -83,6 +84,9 @@ fn render_match(s: &mut String, m: &Match) {
         }
         Match::CtState(mask) => {
             let mut names = Vec::new();
+            if mask & CT_NEW != 0 {
+                names.push("new");
+            }
             if mask & CT_ESTABLISHED != 0 {
                 names.push("established");
             }
@@ -90,6 +94,16 @@ fn render_match(s: &mut String, m: &Match) {
                 names.push("related");
             }
             write!(s, "ct state {} ", names.join(","))
+        }
+        Match::CtCountOver(n) => write!(s, "ct count over {n} "),
+        Match::RateOver { rate, unit, burst } => {
+            let per = match unit {
+                60 => "minute",
+                3600 => "hour",
+                86400 => "day",
+                _ => "second",
+            };
+            write!(s, "limit rate over {rate}/{per} burst {burst} packets ")
         }
         Match::CtStatus(mask) => {
             let name = if *mask == CT_STATUS_DNAT {
