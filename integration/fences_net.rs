@@ -147,8 +147,8 @@ fn a_bandwidth_cap_holds_both_ways_and_changes_in_place() {
     let faster = cfg("bandwidth = \"40mbit\"");
     let plan = sb.netctx_with(&faster, &["plan", "bw"]);
     assert!(
-        plan.stdout.contains("set the rate of host link nx-bw to 40000000bit")
-            && plan.stdout.contains("set the rate of link eth0 to 40000000bit"),
+        plan.stdout.contains("set the rate of host link nx-bw to 40mbit")
+            && plan.stdout.contains("set the rate of link eth0 to 40mbit"),
         "{}{}",
         plan.stdout,
         plan.stderr

@@ -33,6 +33,16 @@ pub fn is_limit_chain(chain: &str) -> bool {
     chain == LIMIT_CONNECTIONS || chain == LIMIT_NEW_CONNECTIONS
 }
 
+/// Bits a second as tc writes them: `100mbit`, `1gbit`, `1500kbit`.
+pub fn rate_text(bits: u64) -> String {
+    match bits {
+        b if b % 1_000_000_000 == 0 => format!("{}gbit", b / 1_000_000_000),
+        b if b % 1_000_000 == 0 => format!("{}mbit", b / 1_000_000),
+        b if b % 1_000 == 0 => format!("{}kbit", b / 1_000),
+        b => format!("{b}bit"),
+    }
+}
+
 fn seconds(p: Per) -> u64 {
     match p {
         Per::Second => 1,
@@ -133,5 +143,79 @@ pub(super) fn qdiscs(
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_sources;
+
+    fn ctx(limits: &str) -> Context {
+        let toml = format!(
+            "[context.web]\n[[context.web.link]]\nkind = \"veth\"\nname = \"eth0\"\n\
+             host = \"nx-web\"\naddresses = [\"10.1.0.2/24\"]\n[context.web.limits]\n{limits}\n"
+        );
+        let files = [(std::path::PathBuf::from("t.toml"), toml)];
+        load_sources(&files).unwrap().contexts[0].clone()
+    }
+
+    fn link(name: &str, bits: Option<u64>) -> ObsLink {
+        ObsLink {
+            index: 3,
+            name: name.into(),
+            kind: Some("veth".into()),
+            up: true,
+            alias: None,
+            addrs: vec![],
+            link_local: vec![],
+            mac: None,
+            qdisc: Some(if bits.is_some() { "tbf" } else { "noqueue" }.into()),
+            tbf: bits.map(Tbf::for_bits),
+        }
+    }
+
+    /// The plan's qdisc actions with both ends observed with `have`.
+    fn plan(c: &Context, have: Option<u64>, fresh: bool) -> Vec<String> {
+        let host: std::collections::HashMap<_, _> =
+            [("nx-web".to_string(), link("nx-web", have))].into();
+        let ns = NsState {
+            links: vec![link("eth0", have)],
+            ..NsState::default()
+        };
+        let made = Made {
+            gone: vec![],
+            fresh: if fresh { vec!["eth0"] } else { vec![] },
+        };
+        let mut acts = Vec::new();
+        qdiscs(c, &host.into(), &ns, &made, &mut acts);
+        acts.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_changed_or_gone_rate_is_planned_on_both_ends_and_an_equal_one_is_not() {
+        let capped = ctx("bandwidth = \"20mbit\"");
+        assert!(plan(&capped, Some(20_000_000), false).is_empty());
+        assert_eq!(
+            plan(&capped, Some(40_000_000), false),
+            [
+                "set the rate of link eth0 to 20mbit (limits.bandwidth)",
+                "set the rate of host link nx-web to 20mbit (limits.bandwidth)"
+            ]
+        );
+        assert_eq!(plan(&capped, None, false).len(), 2);
+        // A link made anew has no bucket, whatever the old one had.
+        assert_eq!(plan(&capped, Some(20_000_000), true).len(), 2);
+        let free = ctx("");
+        assert!(plan(&free, None, false).is_empty());
+        assert_eq!(
+            plan(&free, Some(20_000_000), false),
+            [
+                "remove the rate limit of link eth0",
+                "remove the rate limit of host link nx-web"
+            ]
+        );
+        assert_eq!(rate_text(1_500_000), "1500kbit");
+        assert_eq!(rate_text(1_000_000_000), "1gbit");
     }
 }

@@ -291,7 +291,12 @@ impl fmt::Display for Action {
                 side: s,
                 link,
                 bandwidth: Some(b),
-            } => write!(f, "set the rate of {} {link} to {b}bit (limits.bandwidth)", side(*s)),
+            } => write!(
+                f,
+                "set the rate of {} {link} to {} (limits.bandwidth)",
+                side(*s),
+                fences::rate_text(*b)
+            ),
             Action::Qdisc {
                 side: s,
                 link,
