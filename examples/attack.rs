@@ -615,13 +615,17 @@ fn qdisc_request(index: u32, ty: u16, flags: u16, kind: Option<&str>) -> Result<
     if let Some(k) = kind {
         let v = format!("{k}\0");
         let len = 4 + v.len();
-        body.extend_from_slice(&(len as u16).to_ne_bytes());
+        body.extend_from_slice(&u16::try_from(len).unwrap_or_else(|_| usage()).to_ne_bytes());
         body.extend_from_slice(&1u16.to_ne_bytes()); // TCA_KIND
         body.extend_from_slice(v.as_bytes());
         body.resize(body.len().next_multiple_of(4), 0);
     }
     let mut m = Vec::new();
-    m.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+    m.extend_from_slice(
+        &u32::try_from(16 + body.len())
+            .unwrap_or_else(|_| usage())
+            .to_ne_bytes(),
+    );
     m.extend_from_slice(&ty.to_ne_bytes());
     m.extend_from_slice(&(flags | 1 | 4).to_ne_bytes()); // NLM_F_REQUEST | NLM_F_ACK
     m.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);

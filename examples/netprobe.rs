@@ -380,7 +380,11 @@ fn conns(to: SocketAddr, n: u64, hold: u64) {
 /// `burst`: non-blocking connects sent at once; those done in 0.8 s
 /// (before a dropped SYN's first retransmission).
 fn burst(to: SocketAddr, n: u64) {
-    let domain = if to.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let domain = if to.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     let mut fds = Vec::new();
     for _ in 0..n {
         // SAFETY: plain socket(2) and connect(2) on our own descriptors.
@@ -391,7 +395,11 @@ fn burst(to: SocketAddr, n: u64) {
             }
             let sa = socket2_addr(to, 0);
             libc::connect(fd, sa.0.as_ptr() as *const libc::sockaddr, sa.1);
-            fds.push(libc::pollfd { fd, events: libc::POLLOUT, revents: 0 });
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            });
         }
     }
     let until = std::time::Instant::now() + Duration::from_millis(800);
@@ -409,7 +417,13 @@ fn burst(to: SocketAddr, n: u64) {
             let mut len = 4;
             // SAFETY: getsockopt into an int we own.
             unsafe {
-                libc::getsockopt(p.fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len)
+                libc::getsockopt(
+                    p.fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&mut err as *mut libc::c_int).cast(),
+                    &mut len,
+                )
             };
             if err == 0 {
                 opened += 1;

@@ -82,7 +82,13 @@ fn line(c: &mut Child) -> (BufReader<std::process::ChildStdout>, String) {
 /// Bytes a second of a 3 s TCP transfer to `sink` (an address of the
 /// sandbox, `None`, or of context `ns`) from the other side, as the
 /// receiver counts them (first byte to last: what the rate let through).
-fn transfer(sb: &Sandbox, sink_ns: Option<&str>, from_ns: Option<&str>, addr: &str, port: &str) -> f64 {
+fn transfer(
+    sb: &Sandbox,
+    sink_ns: Option<&str>,
+    from_ns: Option<&str>,
+    addr: &str,
+    port: &str,
+) -> f64 {
     let mut s = spawn(sb, sink_ns, &["sink", addr, port, "60"]);
     let (mut out, first) = line(&mut s);
     assert_eq!(first, "listening");
@@ -92,9 +98,17 @@ fn transfer(sb: &Sandbox, sink_ns: Option<&str>, from_ns: Option<&str>, addr: &s
     let mut l = String::new();
     out.read_line(&mut l).unwrap();
     s.wait().unwrap();
-    let f: Vec<f64> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<f64> = l
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     assert!(f.len() == 2 && f[1] > 0.5, "sink said {l:?}");
-    eprintln!("transfer to {addr}: {} bytes in {} s: {:.0} B/s", f[0], f[1], f[0] / f[1]);
+    eprintln!(
+        "transfer to {addr}: {} bytes in {} s: {:.0} B/s",
+        f[0],
+        f[1],
+        f[0] / f[1]
+    );
     f[0] / f[1]
 }
 
@@ -147,7 +161,8 @@ fn a_bandwidth_cap_holds_both_ways_and_changes_in_place() {
     let faster = cfg("bandwidth = \"40mbit\"");
     let plan = sb.netctx_with(&faster, &["plan", "bw"]);
     assert!(
-        plan.stdout.contains("set the rate of host link nx-bw to 40mbit")
+        plan.stdout
+            .contains("set the rate of host link nx-bw to 40mbit")
             && plan.stdout.contains("set the rate of link eth0 to 40mbit"),
         "{}{}",
         plan.stdout,
@@ -160,7 +175,10 @@ fn a_bandwidth_cap_holds_both_ways_and_changes_in_place() {
     let plan = sb.netctx_with(&faster, &["plan", "bw"]).ok().stdout.clone();
     assert!(!plan.contains("set the rate"), "{plan}");
     let down = transfer(&sb, Some("bw"), None, "10.38.0.2", "5202");
-    assert!(within(down, 2.0 * CAP), "40mbit: host → context {down:.0} B/s");
+    assert!(
+        within(down, 2.0 * CAP),
+        "40mbit: host → context {down:.0} B/s"
+    );
 
     // Without the limit: no bucket, and far faster.
     let free = cfg("");
@@ -228,7 +246,11 @@ fn connections_past_the_cap_are_refused_counted_and_logged() {
     let sb = Sandbox::new();
     sb.netctx_with(&cfg(""), &["up", "cn"]).ok();
     // A listener on the host that never accepts: the connections stay.
-    let mut l = spawn(&sb, None, &["listen", "10.39.0.1", "5301", "--tcp", "--secs", "120"]);
+    let mut l = spawn(
+        &sb,
+        None,
+        &["listen", "10.39.0.1", "5301", "--tcp", "--secs", "120"],
+    );
     let (_lo, first) = line(&mut l);
     assert_eq!(first, "listening");
     // 13 connections one after another, held: exactly 10 are made.
@@ -239,7 +261,10 @@ fn connections_past_the_cap_are_refused_counted_and_logged() {
     assert!(f["limit_connections_refused"].as_u64().unwrap() >= 3, "{f}");
     assert!(f["conntrack_entries"].as_u64().unwrap() >= 10, "{f}");
     let out = limit_line(&sb, || {
-        let r = sb.sh(&format!("ip netns exec cn {} connect 10.39.0.1 5301", probe()));
+        let r = sb.sh(&format!(
+            "ip netns exec cn {} connect 10.39.0.1 5301",
+            probe()
+        ));
         assert!(!String::from_utf8_lossy(&r.stdout).contains("connected"));
     });
     assert!(
@@ -257,16 +282,26 @@ fn connections_past_the_cap_are_refused_counted_and_logged() {
 fn new_connections_over_the_rate_are_refused_and_counted() {
     let sb = Sandbox::new();
     sb.netctx_with(&cfg(""), &["up", "nc"]).ok();
-    let mut l = spawn(&sb, None, &["listen", "10.40.0.1", "5401", "--tcp", "--secs", "120"]);
+    let mut l = spawn(
+        &sb,
+        None,
+        &["listen", "10.40.0.1", "5401", "--tcp", "--secs", "120"],
+    );
     let (_lo, first) = line(&mut l);
     assert_eq!(first, "listening");
     // 8 connects at once at 5 a second (a burst of 5): at most a few
     // more than 5 are made within 0.8 s, the rest are dropped.
-    let r = sb.ok(&format!("ip netns exec nc {} burst 10.40.0.1 5401 8", probe()));
+    let r = sb.ok(&format!(
+        "ip netns exec nc {} burst 10.40.0.1 5401 8",
+        probe()
+    ));
     let opened: u64 = r.trim().trim_start_matches("opened ").parse().unwrap();
     assert!((1..=6).contains(&opened), "{r}");
     let f = stats(&sb, "nc");
-    assert!(f["limit_new_connections_refused"].as_u64().unwrap() >= 2, "{f}");
+    assert!(
+        f["limit_new_connections_refused"].as_u64().unwrap() >= 2,
+        "{f}"
+    );
     assert_eq!(f["limit_connections_refused"], 0, "{f}");
     l.kill().unwrap();
     l.wait().unwrap();

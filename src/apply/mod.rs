@@ -301,12 +301,18 @@ fn qdiscs(actions: &[Action], k: &mut impl Kernel) -> Result<(), CtxError> {
         else {
             continue;
         };
-        let what = format!("the rate limit (tbf qdisc) of {}", steps::link_what(*side, link));
+        let what = format!(
+            "the rate limit (tbf qdisc) of {}",
+            steps::link_what(*side, link)
+        );
         let index = match side {
             Side::Host => k.host_link(link),
             Side::Ctx => {
                 if inside.is_none() {
-                    inside = Some(k.ns_links().map_err(|e| CtxError::kernel("reading links", e))?);
+                    inside = Some(
+                        k.ns_links()
+                            .map_err(|e| CtxError::kernel("reading links", e))?,
+                    );
                 }
                 let found = inside.iter().flatten().find(|(n, _)| n == link);
                 Ok(found.map(|(_, i)| *i))

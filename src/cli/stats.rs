@@ -83,9 +83,11 @@ fn inside(p: &Place) -> anyhow::Result<Figures> {
         }
         f.dropped_inside = sum(&rules, Counted::Drop, |c| !fences::is_limit_chain(c));
         f.logged = sum(&rules, Counted::Log, |_| true);
-        f.limit_connections_refused = sum(&rules, Counted::Drop, |c| c == fences::LIMIT_CONNECTIONS);
-        f.limit_new_connections_refused =
-            sum(&rules, Counted::Drop, |c| c == fences::LIMIT_NEW_CONNECTIONS);
+        f.limit_connections_refused =
+            sum(&rules, Counted::Drop, |c| c == fences::LIMIT_CONNECTIONS);
+        f.limit_new_connections_refused = sum(&rules, Counted::Drop, |c| {
+            c == fences::LIMIT_NEW_CONNECTIONS
+        });
         // A runtime's namespace is not the attachment's alone.
         if p.only.is_none() {
             (f.limit_bandwidth_dropped_packets, f.conntrack_entries) = counters::fences_here()?;

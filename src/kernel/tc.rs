@@ -9,6 +9,8 @@ use netlink_packet_route::RouteNetlinkMessage as M;
 
 use crate::kernel::netlink::wire;
 use crate::kernel::netlink::Request;
+use crate::model::limits::burst;
+pub use crate::model::Tbf;
 
 /// The qdisc kind.
 pub const KIND: &str = "tbf";
@@ -28,36 +30,10 @@ const TCA_STATS_QUEUE: u16 = 3;
 /// The root of a link's qdiscs (TC_H_ROOT).
 const ROOT: u32 = u32::MAX;
 
-/// A token bucket as netctx sets it and reads it back: bytes a second and
-/// the bytes it queues at most (what a dump shows of it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tbf {
-    pub rate: u64,
-    pub limit: u32,
-}
-
-impl Tbf {
-    /// The bucket for `bits` a second: 10 ms of burst (at least 64 KiB,
-    /// a whole GSO packet), and 50 ms of queue beyond it.
-    pub fn for_bits(bits: u64) -> Tbf {
-        let rate = (bits / 8).max(1);
-        let limit = (rate / 20).saturating_add(u64::from(burst(rate)));
-        Tbf {
-            rate,
-            limit: u32::try_from(limit).unwrap_or(u32::MAX),
-        }
-    }
-}
-
-/// The bucket's size for `rate` bytes a second.
-fn burst(rate: u64) -> u32 {
-    u32::try_from((rate / 100).max(64 << 10)).unwrap_or(u32::MAX)
-}
-
 fn handle(h: u32) -> TcHandle {
     TcHandle {
-        major: (h >> 16) as u16,
-        minor: h as u16,
+        major: u16::try_from(h >> 16).unwrap_or(u16::MAX),
+        minor: u16::try_from(h & 0xffff).unwrap_or(u16::MAX),
     }
 }
 

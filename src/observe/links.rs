@@ -39,7 +39,7 @@ pub struct ObsLink {
     pub qdisc: Option<String>,
     /// netctx's token bucket at its root, when it has it (read only
     /// when the link's qdisc is a `tbf`).
-    pub tbf: Option<crate::kernel::tc::Tbf>,
+    pub tbf: Option<crate::model::Tbf>,
 }
 
 impl ObsLink {

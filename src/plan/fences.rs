@@ -10,8 +10,7 @@ use super::rules::log_drop;
 use super::{Action, Made, Side};
 use crate::kernel::nft::expr::{Action as Verdict, Match, Rule, CT_NEW};
 use crate::kernel::nft::table::{Chain, ChainKind, REGULAR};
-use crate::kernel::tc::Tbf;
-use crate::model::{Context, Hook, LinkKind, Per};
+use crate::model::{Context, Hook, LinkKind, Per, Tbf};
 use crate::observe::links::{NsState, ObsLink};
 
 /// The chain that counts the context's tracked connections (jumped to
@@ -71,10 +70,16 @@ pub fn chains(ctx: &Context) -> Vec<Chain> {
     };
     let mut out = Vec::new();
     if let Some(n) = l.connections {
-        out.push(regular(LIMIT_CONNECTIONS, log_drop(ctx, LIMIT_PREFIX).to_vec()));
+        out.push(regular(
+            LIMIT_CONNECTIONS,
+            log_drop(ctx, LIMIT_PREFIX).to_vec(),
+        ));
         // One rule, so one list of connections, whichever hook jumps here.
         let over = Match::CtCountOver(u32::try_from(n).unwrap_or(u32::MAX));
-        out.push(regular(CONNECTIONS, vec![jump(vec![over], LIMIT_CONNECTIONS)]));
+        out.push(regular(
+            CONNECTIONS,
+            vec![jump(vec![over], LIMIT_CONNECTIONS)],
+        ));
     }
     if l.new_connections.is_some() {
         out.push(regular(

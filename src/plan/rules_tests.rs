@@ -545,14 +545,25 @@ fn fences_count_every_new_connection_in_one_rule_and_rate_the_ones_it_opens() {
     // Regular chains first: the hooks' rules jump to them.
     assert_eq!(
         names,
-        [LIMIT_CONNECTIONS, CONNECTIONS, LIMIT_NEW_CONNECTIONS, "input", "forward", "output"]
+        [
+            LIMIT_CONNECTIONS,
+            CONNECTIONS,
+            LIMIT_NEW_CONNECTIONS,
+            "input",
+            "forward",
+            "output"
+        ]
     );
     let text = t.render();
     // One `ct count` rule (one list of connections) for all hooks.
     assert_eq!(text.matches("ct count over 100 ").count(), 1, "{text}");
     assert_eq!(text.matches("ct state new jump connections").count(), 3);
     // The rate only on what it opens, a burst of one second's worth.
-    assert_eq!(text.matches("limit rate over 20/second burst 20 packets").count(), 1);
+    assert_eq!(
+        text.matches("limit rate over 20/second burst 20 packets")
+            .count(),
+        1
+    );
     assert!(text.contains(
         "ct state new limit rate over 20/second burst 20 packets jump limit_new_connections"
     ));
@@ -564,6 +575,9 @@ fn fences_count_every_new_connection_in_one_rule_and_rate_the_ones_it_opens() {
     assert_eq!(context_table(&c), None);
     c.limits.new_connections = Some((90, crate::model::Per::Minute));
     let text = context_table(&c).unwrap().render();
-    assert!(text.contains("limit rate over 90/minute burst 2 packets"), "{text}");
+    assert!(
+        text.contains("limit rate over 90/minute burst 2 packets"),
+        "{text}"
+    );
     assert!(!text.contains("ct count"));
 }

@@ -38,8 +38,11 @@ pub(super) fn jump(l: &mut Attrs, chain: &str) {
         d.be32(a::NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT)
             .nested(a::NFTA_IMMEDIATE_DATA, |v| {
                 v.nested(attr::DATA_VERDICT, |c| {
-                    c.be32(attr::VERDICT_CODE, u32::from_ne_bytes(NFT_JUMP.to_ne_bytes()))
-                        .str(attr::VERDICT_CHAIN, chain);
+                    c.be32(
+                        attr::VERDICT_CODE,
+                        u32::from_ne_bytes(NFT_JUMP.to_ne_bytes()),
+                    )
+                    .str(attr::VERDICT_CHAIN, chain);
                 });
             });
     });
