@@ -25,6 +25,8 @@
 //!                                          confines (AF_VSOCK, AF_XDP, AF_ALG…)
 //!     attack daemon MARKER                 double fork + setsid, then exit
 //!     attack forks N                       fork N children (a fork loop)
+//!     attack qdisc IFNAME                  remove, then replace, the link's
+//!                                          root qdisc (rtnetlink)
 //!     attack spew BYTES MARKER SECS        BYTES of output, MARKER, wait SECS
 //!     attack read PATH…                    open files for reading
 //!     attack ipc-find shm|msg|sem|mq KEY   reach an IPC object by its key (or
@@ -596,6 +598,85 @@ fn run_as(uid: u32, gid: u32, cmd: &[String]) -> ! {
     std::process::exit(2)
 }
 
+/// One rtnetlink request about IFNAME's root qdisc (`ty`, `flags`, kind
+/// attribute if any): Ok, or the kernel's errno.
+fn qdisc_request(index: u32, ty: u16, flags: u16, kind: Option<&str>) -> Result<(), Error> {
+    // SAFETY: plain socket(2); closed below.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE) };
+    if fd < 0 {
+        return Err(Error::last_os_error());
+    }
+    // tcmsg: family, pad, ifindex, handle 0 (any), parent TC_H_ROOT, info.
+    let mut body = vec![0u8; 4];
+    body.extend_from_slice(&index.to_ne_bytes());
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    body.extend_from_slice(&u32::MAX.to_ne_bytes());
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    if let Some(k) = kind {
+        let v = format!("{k}\0");
+        let len = 4 + v.len();
+        body.extend_from_slice(&u16::try_from(len).unwrap_or_else(|_| usage()).to_ne_bytes());
+        body.extend_from_slice(&1u16.to_ne_bytes()); // TCA_KIND
+        body.extend_from_slice(v.as_bytes());
+        body.resize(body.len().next_multiple_of(4), 0);
+    }
+    let mut m = Vec::new();
+    m.extend_from_slice(
+        &u32::try_from(16 + body.len())
+            .unwrap_or_else(|_| usage())
+            .to_ne_bytes(),
+    );
+    m.extend_from_slice(&ty.to_ne_bytes());
+    m.extend_from_slice(&(flags | 1 | 4).to_ne_bytes()); // NLM_F_REQUEST | NLM_F_ACK
+    m.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+    m.extend_from_slice(&body);
+    let mut buf = [0u8; 4096];
+    // SAFETY: send and receive on our own socket with buffers we own.
+    let n = unsafe {
+        if libc::send(fd, m.as_ptr().cast(), m.len(), 0) < 0 {
+            libc::close(fd);
+            return Err(Error::last_os_error());
+        }
+        let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+        libc::close(fd);
+        n
+    };
+    if n < 20 {
+        return Err(Error::other("no answer"));
+    }
+    // An NLMSG_ERROR: the (negative) errno after the header, 0 for success.
+    let code = i32::from_ne_bytes(buf[16..20].try_into().unwrap());
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Error::from_raw_os_error(-code))
+    }
+}
+
+/// Remove IFNAME's root qdisc, then replace it with a plain FIFO: both
+/// need CAP_NET_ADMIN over the link's network namespace.
+fn qdisc(ifname: &str) -> ! {
+    let name = std::ffi::CString::new(ifname).unwrap_or_else(|_| usage());
+    // SAFETY: a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        eprintln!("attack: no link {ifname}");
+        std::process::exit(2)
+    }
+    // RTM_DELQDISC; RTM_NEWQDISC with NLM_F_CREATE | NLM_F_REPLACE.
+    let del = qdisc_request(index, 37, 0, None);
+    let rep = qdisc_request(index, 36, 0x400 | 0x100, Some("pfifo"));
+    match (&del, &rep) {
+        (Ok(()), _) => escaped(&format!("removed the root qdisc of {ifname}")),
+        (_, Ok(())) => escaped(&format!("replaced the root qdisc of {ifname}")),
+        (Err(d), Err(r)) => {
+            println!("refused: removing the root qdisc of {ifname}: {d}");
+            println!("refused: replacing the root qdisc of {ifname}: {r}");
+            std::process::exit(1)
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
@@ -650,6 +731,7 @@ fn main() {
         "listen-unix" => listen_unix(arg(0), u64::try_from(num(1)).unwrap_or_else(|_| usage())),
         "read" => read_files(rest),
         "families" => families(),
+        "qdisc" => qdisc(arg(0)),
         "forks" => forks(usize::try_from(num(0)).unwrap_or_else(|_| usage())),
         "spew" => spew(
             usize::try_from(num(0)).unwrap_or_else(|_| usage()),

@@ -19,6 +19,13 @@
 //!                                               or "failed: …" and exit 1
 //!     netprobe connect ADDR PORT                TCP connect (1 s): "connected", else "timeout"
 //!                                               or the errno's name and exit 1
+//!     netprobe sink ADDR PORT SECS              TCP: one client's bytes to its end: "BYTES SECS"
+//!                                               (from the first byte to the last)
+//!     netprobe pour ADDR PORT SECS              TCP: send as fast as it goes for SECS
+//!     netprobe conns ADDR PORT N HOLD           TCP: N connections one after another
+//!                                               (2 s each): "opened K", then hold them HOLD s
+//!     netprobe burst ADDR PORT N                TCP: N connects at once: "opened K" of
+//!                                               those done within 0.8 s
 //!     netprobe ra IFACE PREFIX                  sends a router advertisement (default
 //!                                               route, autoconf PREFIX/64) to ff02::1
 
@@ -316,6 +323,117 @@ fn serve(at: SocketAddr, secs: u64, file: &str) {
     }
 }
 
+/// `sink`: accept one client, read to its end.
+fn sink(at: SocketAddr, secs: u64) {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind(at).unwrap_or_else(|e| die(&e.to_string()));
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    let (mut c, _) = l.accept().unwrap_or_else(|e| die(&e.to_string()));
+    c.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut total, mut first, mut last) = (0u64, None, std::time::Instant::now());
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let now = std::time::Instant::now();
+                first.get_or_insert(now);
+                last = now;
+                total += n as u64;
+            }
+            Err(e) => die(&e.to_string()),
+        }
+    }
+    let took = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+    println!("{total} {took:.3}");
+}
+
+/// `pour`: send for `secs`.
+fn pour(to: SocketAddr, secs: u64) {
+    let mut c = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))
+        .unwrap_or_else(|e| die(&e.to_string()));
+    let buf = vec![0x5au8; 1 << 16];
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut total = 0u64;
+    while std::time::Instant::now() < until {
+        c.write_all(&buf).unwrap_or_else(|e| die(&e.to_string()));
+        total += buf.len() as u64;
+    }
+    let _ = c.shutdown(std::net::Shutdown::Write);
+    println!("{total}");
+}
+
+/// `conns`: connections one after another, held.
+fn conns(to: SocketAddr, n: u64, hold: u64) {
+    let mut open = Vec::new();
+    for _ in 0..n {
+        if let Ok(c) = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+            open.push(c);
+        }
+    }
+    println!("opened {}", open.len());
+    let _ = std::io::stdout().flush();
+    std::thread::sleep(Duration::from_secs(hold));
+}
+
+/// `burst`: non-blocking connects sent at once; those done in 0.8 s
+/// (before a dropped SYN's first retransmission).
+fn burst(to: SocketAddr, n: u64) {
+    let domain = if to.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let mut fds = Vec::new();
+    for _ in 0..n {
+        // SAFETY: plain socket(2) and connect(2) on our own descriptors.
+        unsafe {
+            let fd = libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+            if fd < 0 {
+                die("socket");
+            }
+            let sa = socket2_addr(to, 0);
+            libc::connect(fd, sa.0.as_ptr() as *const libc::sockaddr, sa.1);
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            });
+        }
+    }
+    let until = std::time::Instant::now() + Duration::from_millis(800);
+    let mut done = vec![false; fds.len()];
+    let mut opened = 0;
+    while std::time::Instant::now() < until && done.iter().any(|d| !d) {
+        // SAFETY: poll over our own descriptors.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
+        for (i, p) in fds.iter_mut().enumerate() {
+            if done[i] || p.revents == 0 {
+                continue;
+            }
+            done[i] = true;
+            let mut err: libc::c_int = 0;
+            let mut len = 4;
+            // SAFETY: getsockopt into an int we own.
+            unsafe {
+                libc::getsockopt(
+                    p.fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&mut err as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            if err == 0 {
+                opened += 1;
+            }
+            p.events = 0;
+        }
+    }
+    println!("opened {opened}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| {
@@ -374,6 +492,10 @@ fn main() {
                 writeln!(out, "{} {}", String::from_utf8_lossy(&buf[..n]), from.ip()).unwrap();
             }
         }
+        "sink" => sink(SocketAddr::new(ip(1), port(2)), num(3)),
+        "pour" => pour(SocketAddr::new(ip(1), port(2)), num(3)),
+        "conns" => conns(SocketAddr::new(ip(1), port(2)), num(3), num(4)),
+        "burst" => burst(SocketAddr::new(ip(1), port(2)), num(3)),
         "serve" => serve(SocketAddr::new(ip(1), port(2)), num(3), &arg(4)),
         "send-udp" => {
             let dst = SocketAddr::new(ip(1), port(2));

@@ -15,6 +15,7 @@ mod confine;
 mod engine;
 mod fabric;
 mod fences;
+mod fences_net;
 mod guests;
 mod integrity;
 mod isolation;

@@ -372,8 +372,12 @@ fn stats_count_pings_and_drops() {
     assert_eq!(
         keys,
         [
+            "conntrack_entries",
             "dropped_host",
             "dropped_inside",
+            "limit_bandwidth_dropped_packets",
+            "limit_connections_refused",
+            "limit_new_connections_refused",
             "logged",
             "name",
             "rx_bytes",

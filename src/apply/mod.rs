@@ -282,7 +282,56 @@ fn apply(
     sysctls(actions, k, journal)?;
     let steps = steps::addresses_and_routes(ctx, actions, &index)?;
     profile::time(2, || run(k, steps, journal))?;
-    rules::rules_phase(ctx, actions, k, defer_host_rules)
+    rules::rules_phase(ctx, actions, k, defer_host_rules)?;
+    qdiscs(actions, k)
+}
+
+/// The rate of each end of the context's veths (`limits.bandwidth`): last,
+/// once its links are there. A kernel without the `tbf` qdisc refuses it
+/// here, naming the link.
+fn qdiscs(actions: &[Action], k: &mut impl Kernel) -> Result<(), CtxError> {
+    use crate::kernel::tc;
+    let mut inside = None;
+    for a in actions {
+        let Action::Qdisc {
+            side,
+            link,
+            bandwidth,
+        } = a
+        else {
+            continue;
+        };
+        let what = format!(
+            "the rate limit (tbf qdisc) of {}",
+            steps::link_what(*side, link)
+        );
+        let index = match side {
+            Side::Host => k.host_link(link),
+            Side::Ctx => {
+                if inside.is_none() {
+                    inside = Some(
+                        k.ns_links()
+                            .map_err(|e| CtxError::kernel("reading links", e))?,
+                    );
+                }
+                let found = inside.iter().flatten().find(|(n, _)| n == link);
+                Ok(found.map(|(_, i)| *i))
+            }
+        }
+        .map_err(|e| CtxError::kernel(&what, e))?
+        .ok_or_else(|| CtxError::Vanished(link.clone()))?;
+        let req = match bandwidth {
+            Some(b) => tc::replace(index, tc::Tbf::for_bits(*b)),
+            None => tc::delete(index),
+        };
+        let r = k.exec(*side, vec![req]).pop().unwrap_or(Ok(()));
+        match r {
+            // Gone already: what removing wanted.
+            Err(e) if bandwidth.is_none() && e.errno == libc::ENOENT => {}
+            r => r.map_err(|e| CtxError::kernel(&what, e))?,
+        }
+    }
+    Ok(())
 }
 
 /// The ifindexes that addresses go on: every link inside, and the host links

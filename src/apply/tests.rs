@@ -345,6 +345,8 @@ fn an_attachment_leaves_the_runtimes_links_alone_and_rolls_back_whole() {
         addrs: vec![crate::model::Cidr::parse("198.51.100.7/24").unwrap()],
         link_local: Vec::new(),
         mac: None,
+        qdisc: None,
+        tbf: None,
     };
     // The runtime's namespace: lo and another plugin's eth1 with a route.
     let ns = NsState {

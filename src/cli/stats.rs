@@ -16,7 +16,7 @@ use crate::kernel::{netns, pool};
 use crate::model::Config;
 use crate::observe::counters::{self, Counted, RuleCount};
 use crate::observe::owner::{self, NsOwner};
-use crate::plan::rules;
+use crate::plan::{fences, rules};
 
 /// One context's figures; serialized in this order for `--json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -29,6 +29,15 @@ pub struct Figures {
     pub dropped_inside: u64,
     pub dropped_host: u64,
     pub logged: u64,
+    /// New connections dropped over `limits.connections` (`CTX:LIMIT:`).
+    pub limit_connections_refused: u64,
+    /// New connections dropped over `limits.new_connections`.
+    pub limit_new_connections_refused: u64,
+    /// Packets the token buckets of its veths (`limits.bandwidth`) dropped,
+    /// both ends.
+    pub limit_bandwidth_dropped_packets: u64,
+    /// Connections its namespace's conntrack table holds now.
+    pub conntrack_entries: u64,
     /// A CNI attachment's `NAMESPACE/POD` (absent for the rest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
@@ -72,8 +81,17 @@ fn inside(p: &Place) -> anyhow::Result<Figures> {
                 f.tx_bytes += l.tx_bytes;
             }
         }
-        f.dropped_inside = sum(&rules, Counted::Drop, |_| true);
+        f.dropped_inside = sum(&rules, Counted::Drop, |c| !fences::is_limit_chain(c));
         f.logged = sum(&rules, Counted::Log, |_| true);
+        f.limit_connections_refused =
+            sum(&rules, Counted::Drop, |c| c == fences::LIMIT_CONNECTIONS);
+        f.limit_new_connections_refused = sum(&rules, Counted::Drop, |c| {
+            c == fences::LIMIT_NEW_CONNECTIONS
+        });
+        // A runtime's namespace is not the attachment's alone.
+        if p.only.is_none() {
+            (f.limit_bandwidth_dropped_packets, f.conntrack_entries) = counters::fences_here()?;
+        }
         Ok(f)
     })
     .with_context(|| format!("entering the namespace of {}", p.name))?;
@@ -120,6 +138,7 @@ fn places(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<Place>> {
 pub fn stats(cfg: &Config, a: &StatsArgs) -> anyhow::Result<Exit> {
     let ctxs = places(cfg, &a.contexts)?;
     let host_rules = counters::host_rule_counts()?;
+    let host_drops = counters::host_qdisc_drops()?;
     let results = pool::map(&ctxs, None, || Ok(()), |(), c| inside(c))?;
     let mut figures = Vec::new();
     let mut failed = false;
@@ -130,6 +149,13 @@ pub fn stats(cfg: &Config, a: &StatsArgs) -> anyhow::Result<Exit> {
                 let ours = |chain: &str| chain.starts_with(&prefix);
                 f.dropped_host = sum(&host_rules, Counted::Drop, ours);
                 f.logged += sum(&host_rules, Counted::Log, ours);
+                let ctx = cfg.contexts.iter().find(|c| c.name == f.name);
+                f.limit_bandwidth_dropped_packets += ctx
+                    .map(rules::host_veths)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|v| host_drops.get(v))
+                    .sum::<u64>();
                 figures.push(f);
             }
             Err(e) => {
@@ -149,7 +175,7 @@ pub fn stats(cfg: &Config, a: &StatsArgs) -> anyhow::Result<Exit> {
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 
-fn values(f: &Figures) -> [u64; 7] {
+fn values(f: &Figures) -> [u64; 11] {
     [
         f.rx_packets,
         f.rx_bytes,
@@ -158,10 +184,14 @@ fn values(f: &Figures) -> [u64; 7] {
         f.dropped_inside,
         f.dropped_host,
         f.logged,
+        f.limit_connections_refused,
+        f.limit_new_connections_refused,
+        f.limit_bandwidth_dropped_packets,
+        f.conntrack_entries,
     ]
 }
 
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 11] = [
     "rx_packets",
     "rx_bytes",
     "tx_packets",
@@ -169,6 +199,10 @@ const KEYS: [&str; 7] = [
     "dropped_inside",
     "dropped_host",
     "logged",
+    "limit_connections_refused",
+    "limit_new_connections_refused",
+    "limit_bandwidth_dropped_packets",
+    "conntrack_entries",
 ];
 
 pub fn to_json(figs: &[Figures]) -> String {
@@ -182,8 +216,9 @@ pub fn to_json(figs: &[Figures]) -> String {
 
 pub fn to_table(figs: &[Figures]) -> String {
     let mut s = format!("{:<12}", "CONTEXT");
+    let width = |k: &str| k.len().max(14);
     for k in KEYS {
-        write!(s, " {:>14}", k.to_uppercase()).unwrap();
+        write!(s, " {:>w$}", k.to_uppercase(), w = width(k)).unwrap();
     }
     // CNI attachments' pods, in a last column when there are any.
     let pods = figs.iter().any(|f| f.pod.is_some());
@@ -193,8 +228,8 @@ pub fn to_table(figs: &[Figures]) -> String {
     s.push('\n');
     for f in figs {
         write!(s, "{:<12}", f.name).unwrap();
-        for v in values(f) {
-            write!(s, " {v:>14}").unwrap();
+        for (v, k) in values(f).into_iter().zip(KEYS) {
+            write!(s, " {v:>w$}", w = width(k)).unwrap();
         }
         if pods {
             write!(s, " {}", f.pod.as_deref().unwrap_or("-")).unwrap();
@@ -211,37 +246,44 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The metrics: name, help, and how to get the value with its extra label.
+/// The metrics: name, help, type, and how to get the value with its extra
+/// label.
 type Metric = (
+    &'static str,
     &'static str,
     &'static str,
     fn(&Figures) -> Vec<(&'static str, u64)>,
 );
 
-const METRICS: [Metric; 6] = [
+const METRICS: [Metric; 10] = [
     (
         "netctx_rx_packets_total",
         "Packets received on the context's links.",
+        "counter",
         |f| vec![("", f.rx_packets)],
     ),
     (
         "netctx_rx_bytes_total",
         "Bytes received on the context's links.",
+        "counter",
         |f| vec![("", f.rx_bytes)],
     ),
     (
         "netctx_tx_packets_total",
         "Packets sent on the context's links.",
+        "counter",
         |f| vec![("", f.tx_packets)],
     ),
     (
         "netctx_tx_bytes_total",
         "Bytes sent on the context's links.",
+        "counter",
         |f| vec![("", f.tx_bytes)],
     ),
     (
         "netctx_dropped_packets_total",
         "Packets dropped by strict isolation, inside the context or on the host.",
+        "counter",
         |f| {
             vec![
                 (",side=\"inside\"", f.dropped_inside),
@@ -252,7 +294,32 @@ const METRICS: [Metric; 6] = [
     (
         "netctx_logged_packets_total",
         "Packets the context's rules sent to NFLOG.",
+        "counter",
         |f| vec![("", f.logged)],
+    ),
+    (
+        "netctx_limit_connections_refused_total",
+        "New connections dropped over limits.connections.",
+        "counter",
+        |f| vec![("", f.limit_connections_refused)],
+    ),
+    (
+        "netctx_limit_new_connections_refused_total",
+        "New connections dropped over limits.new_connections.",
+        "counter",
+        |f| vec![("", f.limit_new_connections_refused)],
+    ),
+    (
+        "netctx_limit_bandwidth_dropped_packets_total",
+        "Packets the token buckets of the context's veths (limits.bandwidth) dropped.",
+        "counter",
+        |f| vec![("", f.limit_bandwidth_dropped_packets)],
+    ),
+    (
+        "netctx_conntrack_entries",
+        "Connections the context's conntrack table holds.",
+        "gauge",
+        |f| vec![("", f.conntrack_entries)],
     ),
 ];
 
@@ -261,9 +328,9 @@ const METRICS: [Metric; 6] = [
 /// context (and side).
 pub fn to_prometheus(figs: &[Figures]) -> String {
     let mut s = String::new();
-    for (name, help, get) in METRICS {
+    for (name, help, ty, get) in METRICS {
         writeln!(s, "# HELP {name} {help}").unwrap();
-        writeln!(s, "# TYPE {name} counter").unwrap();
+        writeln!(s, "# TYPE {name} {ty}").unwrap();
         for f in figs {
             for (extra, v) in get(f) {
                 let pod = f
@@ -297,6 +364,10 @@ mod tests {
             dropped_inside: 1,
             dropped_host: 2,
             logged: 5,
+            limit_connections_refused: 6,
+            limit_new_connections_refused: 7,
+            limit_bandwidth_dropped_packets: 8,
+            conntrack_entries: 9,
             pod: None,
         }
     }
@@ -345,6 +416,9 @@ mod tests {
         assert!(p.contains("netctx_rx_packets_total{context=\"web\"} 3\n"));
         assert!(p.contains("netctx_dropped_packets_total{context=\"web\",side=\"host\"} 2\n"));
         assert!(p.ends_with('\n'));
+        assert!(p.contains("netctx_limit_connections_refused_total{context=\"web\"} 6\n"));
+        assert!(p.contains("# TYPE netctx_conntrack_entries gauge\n"));
+        assert!(p.contains("netctx_conntrack_entries{context=\"web\"} 9\n"));
         assert_eq!(label("a\"b\\c\n"), "a\\\"b\\\\c\\n");
         // Every sample line follows its metric's TYPE line.
         assert_eq!(p.matches("# TYPE").count(), METRICS.len());
@@ -356,6 +430,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("CONTEXT") && lines[0].contains("DROPPED_HOST"));
-        assert!(lines[1].starts_with("web") && lines[1].trim_end().ends_with('5'));
+        assert!(lines[1].starts_with("web") && lines[1].trim_end().ends_with('9'));
+        assert!(lines[0].contains("LIMIT_CONNECTIONS_REFUSED"));
     }
 }

@@ -45,15 +45,9 @@ pub fn notes(l: &Limits, h: Host) -> Vec<String> {
     if l.memory.is_some() && !h.memory {
         out.push("memory not enforced (no cgroup v2 memory controller)".to_string());
     }
-    for (set, name) in [
-        (l.bandwidth.is_some(), "bandwidth"),
-        (l.connections.is_some(), "connections"),
-        (l.new_connections.is_some(), "new_connections"),
-    ] {
-        if set {
-            out.push(format!("{name} not enforced (not built in this version)"));
-        }
-    }
+    // bandwidth, connections and new_connections are the network's
+    // (plan::fences): a qdisc or nft object the kernel refuses fails `up`
+    // naming it, never a quiet skip; nothing to say here.
     out
 }
 
@@ -214,6 +208,11 @@ mod tests {
             notes(&l, none).join(", "),
             "processes by rlimit, memory not enforced (no cgroup v2 memory controller)"
         );
+        assert!(notes(&l, all).is_empty());
+        // The network's fences are enforced (or fail `up`): never a note.
+        l.bandwidth = Some(20_000_000);
+        l.connections = Some(10);
+        l.new_connections = Some((5, crate::model::Per::Second));
         assert!(notes(&l, all).is_empty());
     }
 

@@ -17,5 +17,6 @@ pub mod rundir;
 pub mod signals;
 pub mod sys;
 pub mod sysctl;
+pub mod tc;
 
 pub use rundir::RUN_DIR;

@@ -31,6 +31,33 @@ impl Per {
     }
 }
 
+/// The token bucket (`tbf`, docs/fences.md) a veth end gets for
+/// `bandwidth`, as netctx sets it and reads it back: bytes a second and
+/// the bytes it queues at most (what a dump shows of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tbf {
+    pub rate: u64,
+    pub limit: u32,
+}
+
+impl Tbf {
+    /// The bucket for `bits` a second: 10 ms of burst (at least 64 KiB,
+    /// a whole GSO packet), and 50 ms of queue beyond it.
+    pub fn for_bits(bits: u64) -> Tbf {
+        let rate = (bits / 8).max(1);
+        let limit = (rate / 20).saturating_add(u64::from(burst(rate)));
+        Tbf {
+            rate,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// The bucket's size for `rate` bytes a second.
+pub fn burst(rate: u64) -> u32 {
+    u32::try_from((rate / 100).max(64 << 10)).unwrap_or(u32::MAX)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Tasks of the context's guests together.

@@ -457,7 +457,7 @@ mod text;
 pub use text::{escape, escape_bytes};
 
 pub mod limits;
-pub use limits::{Limits, Per};
+pub use limits::{Limits, Per, Tbf};
 
 #[cfg(test)]
 mod tests {

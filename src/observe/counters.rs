@@ -23,6 +23,8 @@ pub enum CountError {
     Links(#[source] NlError),
     #[error("reading the rules' counters")]
     Rules(#[source] NlError),
+    #[error("reading the qdiscs' statistics")]
+    Qdiscs(#[source] NlError),
     #[error("reading the host's rules' counters")]
     HostRules(#[source] NlError),
 }
@@ -42,6 +44,42 @@ pub fn read_here() -> Result<(Vec<LinkStats>, Vec<RuleCount>), CountError> {
 pub fn host_rule_counts() -> Result<Vec<RuleCount>, CountError> {
     let mut nft = Nft::open().map_err(CountError::NftSocket)?;
     rule_counts(&mut nft).map_err(CountError::HostRules)
+}
+
+/// What the fences of the calling thread's namespace show: packets its
+/// token buckets dropped (their queue full), and its tracked connections
+/// (`nf_conntrack_count`, per namespace: the context's own table; 0
+/// where conntrack never started in it).
+pub fn fences_here() -> Result<(u64, u64), CountError> {
+    let mut nl = Rtnl::open().map_err(CountError::RouteSocket)?;
+    let drops = super::qdisc::read(&mut nl)
+        .map_err(CountError::Qdiscs)?
+        .iter()
+        .map(|o| o.drops)
+        .sum();
+    let entries = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    Ok((drops, entries))
+}
+
+/// Packets dropped by netctx's token bucket of each host link, by name
+/// (the calling thread is in the host's namespace).
+pub fn host_qdisc_drops() -> Result<std::collections::HashMap<String, u64>, CountError> {
+    let mut nl = Rtnl::open().map_err(CountError::RouteSocket)?;
+    let ours = super::qdisc::read(&mut nl).map_err(CountError::Qdiscs)?;
+    if ours.is_empty() {
+        return Ok(Default::default());
+    }
+    let links = super::links::read_links_only(&mut nl).map_err(CountError::Links)?;
+    Ok(links
+        .into_iter()
+        .filter_map(|l| {
+            let o = ours.iter().find(|o| o.index == l.index)?;
+            Some((l.name, o.drops))
+        })
+        .collect())
 }
 
 /// NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS.

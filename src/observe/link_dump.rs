@@ -11,6 +11,7 @@ use crate::kernel::netlink::wire;
 mod ifla {
     pub const ADDRESS: u16 = 1;
     pub const IFNAME: u16 = 3;
+    pub const QDISC: u16 = 6;
     pub const LINKINFO: u16 = 18;
     pub const INFO_KIND: u16 = 1;
     pub const IFALIAS: u16 = 20;
@@ -57,6 +58,8 @@ pub(super) fn raw_link(m: &[u8]) -> Option<(ObsLink, Vec<(String, String)>)> {
         addrs: Vec::new(),
         link_local: Vec::new(),
         mac: None,
+        qdisc: None,
+        tbf: None,
     };
     let text = |v: &[u8]| {
         let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
@@ -69,6 +72,7 @@ pub(super) fn raw_link(m: &[u8]) -> Option<(ObsLink, Vec<(String, String)>)> {
             ifla::IFNAME => l.name = text(v),
             ifla::ADDRESS => l.mac = v.try_into().ok(),
             ifla::IFALIAS => l.alias = Some(text(v)),
+            ifla::QDISC => l.qdisc = Some(text(v)),
             ifla::LINKINFO => {
                 l.kind = wire::parse_attrs(v)
                     .find(|(t, _)| *t == ifla::INFO_KIND)

@@ -35,6 +35,11 @@ pub struct ObsLink {
     pub link_local: Vec<Cidr>,
     /// The hardware address, for links that have one of 6 bytes.
     pub mac: Option<[u8; 6]>,
+    /// The kind of its root qdisc (IFLA_QDISC), when it has one.
+    pub qdisc: Option<String>,
+    /// netctx's token bucket at its root, when it has it (read only
+    /// when the link's qdisc is a `tbf`).
+    pub tbf: Option<crate::model::Tbf>,
 }
 
 impl ObsLink {
@@ -123,12 +128,15 @@ fn parse_link(m: &LinkMessage) -> ObsLink {
         addrs: Vec::new(),
         link_local: Vec::new(),
         mac: None,
+        qdisc: None,
+        tbf: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Address(mac) => l.mac = mac.as_slice().try_into().ok(),
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
+            LinkAttribute::Qdisc(q) => l.qdisc = Some(q.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {
@@ -233,6 +241,7 @@ fn read_links_only_conf(
         conf.extend(c);
         links.push(l);
     }
+    super::qdisc::fill(nl, &mut links)?;
     Ok((links, conf))
 }
 

@@ -25,6 +25,7 @@ pub mod nft;
 pub mod owner;
 pub mod probe;
 pub mod procs;
+pub mod qdisc;
 pub mod routes;
 pub mod trace;
 

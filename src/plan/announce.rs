@@ -86,6 +86,8 @@ mod tests {
             addrs: vec![],
             link_local: vec![],
             mac: None,
+            qdisc: None,
+            tbf: None,
         };
         [(l.name.clone(), l)]
             .into_iter()

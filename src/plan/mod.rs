@@ -13,6 +13,7 @@ use crate::observe::nft::Live;
 use crate::observe::owner::NsOwner;
 
 pub mod announce;
+pub mod fences;
 pub mod firewall;
 mod links;
 pub mod nat;
@@ -117,6 +118,14 @@ pub enum Action {
     },
     /// Remove the context's table (isolation off, no logging).
     DeleteTable,
+    /// Set the rate of one end of a veth (netctx's token bucket at its
+    /// root, changed in place), or with `None` remove the bucket.
+    Qdisc {
+        side: Side,
+        link: String,
+        /// Bits a second (`limits.bandwidth`).
+        bandwidth: Option<u64>,
+    },
     /// Replace the context's chains in the host's table (one transaction):
     /// the chains named in `remove` go, `chains` come.
     ReplaceHostChains {
@@ -156,6 +165,7 @@ impl Action {
                 "host route"
             }
             Action::ReplaceTable { .. } | Action::DeleteTable => "table",
+            Action::Qdisc { side, .. } => on(side, "host qdisc", "qdisc"),
             Action::ReplaceHostChains { .. } => "host chain",
         }
     }
@@ -278,6 +288,21 @@ impl fmt::Display for Action {
                 write!(f, "replace nftables table inet netctx ({rules} rules)")
             }
             Action::DeleteTable => write!(f, "delete nftables table inet netctx"),
+            Action::Qdisc {
+                side: s,
+                link,
+                bandwidth: Some(b),
+            } => write!(
+                f,
+                "set the rate of {} {link} to {} (limits.bandwidth)",
+                side(*s),
+                fences::rate_text(*b)
+            ),
+            Action::Qdisc {
+                side: s,
+                link,
+                bandwidth: None,
+            } => write!(f, "remove the rate limit of {} {link}", side(*s)),
             Action::ReplaceHostChains { remove, chains, .. } if chains.is_empty() => {
                 write!(f, "remove host nftables chains {}", remove.join(", "))
             }
@@ -365,6 +390,7 @@ pub fn plan(ctx: &Context, obs: &Observed) -> Result<Vec<Action>, Refusal> {
     uplink::routed(ctx, obs, &mut acts);
     tables::context_table(ctx, ns, &mut acts);
     tables::host_chains(ctx, obs, &mut acts)?;
+    fences::qdiscs(ctx, obs.host, ns, &made, &mut acts);
     Ok(acts)
 }
 

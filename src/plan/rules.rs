@@ -43,8 +43,13 @@ fn accept(matches: Vec<Match>) -> Rule {
 }
 
 fn drop_rules(ctx: &Context) -> [Rule; 2] {
+    log_drop(ctx, "CTX:DROP:")
+}
+
+/// Log (rate-limited, with `prefix`) and count and drop.
+pub(super) fn log_drop(ctx: &Context, prefix: &str) -> [Rule; 2] {
     [
-        log_rule(ctx, "CTX:DROP:"),
+        log_rule(ctx, prefix),
         Rule {
             matches: vec![],
             action: Action::Drop,
@@ -56,11 +61,11 @@ fn cidr(s: &str) -> Cidr {
     Cidr::parse(s).expect("constant prefix")
 }
 
-/// The table inside the context; `None` when it needs none (isolation off
-/// and no logging).
+/// The table inside the context; `None` when it needs none (isolation off,
+/// no logging, no fences on connections).
 pub fn context_table(ctx: &Context) -> Option<Table> {
     let strict = ctx.isolation == Isolation::Strict;
-    if !strict && ctx.log.is_empty() {
+    if !strict && ctx.log.is_empty() && !super::fences::fenced(ctx) {
         return None;
     }
     let v4: Vec<IpAddr> = ctx
@@ -101,7 +106,8 @@ pub fn context_table(ctx: &Context) -> Option<Table> {
         set: if v6 { "assigned6" } else { "assigned4" }.into(),
         set_id: if v6 { 2 } else { 1 },
     };
-    let mut chains = Vec::new();
+    // The fences' regular chains first: the hooks' rules jump to them.
+    let mut chains = super::fences::chains(ctx);
     for (hook, hooknum, prefix) in [
         (Hook::Input, NF_INET_LOCAL_IN, "CTX:INPUT:"),
         (Hook::Forward, NF_INET_FORWARD, "CTX:FORWARD:"),
@@ -111,6 +117,7 @@ pub fn context_table(ctx: &Context) -> Option<Table> {
         if ctx.log.contains(&hook) {
             rules.push(log_rule(ctx, prefix));
         }
+        rules.extend(super::fences::hook_rules(ctx, hook));
         if strict && hook == Hook::Input {
             rules.push(accept(vec![Match::IifName("lo".into())]));
             rules.push(accept(vec![in_set(false, Dir::Dst)]));

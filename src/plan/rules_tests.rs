@@ -26,6 +26,9 @@ log_rate = 50
 uplink = "up0"
 egress = "nat"
 publish = ["8080:80", "203.0.113.1:8443:443/tcp", "[::]:5353:53/udp"]
+[context.web.limits]
+connections = 100
+new_connections = "20/second"
 [[context.web.link]]
 kind = "veth"
 name = "eth0"
@@ -53,6 +56,7 @@ fn plain_ctx() -> Context {
     c.egress = crate::model::Egress::None;
     c.publish.clear();
     c.reach.clear();
+    c.limits = Default::default();
     c.deny = crate::model::DEFAULT_DENY
         .iter()
         .map(|d| crate::config::parse_entry(d, crate::config::EntryKind::Deny).unwrap())
@@ -239,7 +243,9 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
 
 #[test]
 fn strict_context_table_has_the_expected_shape() {
-    let t = context_table(&ctx()).unwrap();
+    let mut c = ctx();
+    c.limits = Default::default();
+    let t = context_table(&c).unwrap();
     let names: Vec<&str> = t.chains.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["input", "forward", "output"]);
     assert_eq!(
@@ -572,4 +578,49 @@ fn published_ports_go_to_the_first_address_of_their_family() {
         pre.contains("tcp dport 8080 dnat ip to 10.100.0.2:80"),
         "{pre}"
     );
+}
+
+#[test]
+fn fences_count_every_new_connection_in_one_rule_and_rate_the_ones_it_opens() {
+    use crate::plan::fences::{CONNECTIONS, LIMIT_CONNECTIONS, LIMIT_NEW_CONNECTIONS};
+    let t = context_table(&ctx()).unwrap();
+    let names: Vec<&str> = t.chains.iter().map(|c| c.name.as_str()).collect();
+    // Regular chains first: the hooks' rules jump to them.
+    assert_eq!(
+        names,
+        [
+            LIMIT_CONNECTIONS,
+            CONNECTIONS,
+            LIMIT_NEW_CONNECTIONS,
+            "input",
+            "forward",
+            "output"
+        ]
+    );
+    let text = t.render();
+    // One `ct count` rule (one list of connections) for all hooks.
+    assert_eq!(text.matches("ct count over 100 ").count(), 1, "{text}");
+    assert_eq!(text.matches("ct state new jump connections").count(), 3);
+    // The rate only on what it opens, a burst of one second's worth.
+    assert_eq!(
+        text.matches("limit rate over 20/second burst 20 packets")
+            .count(),
+        1
+    );
+    assert!(text.contains(
+        "ct state new limit rate over 20/second burst 20 packets jump limit_new_connections"
+    ));
+    assert_eq!(text.matches("prefix \"CTX:LIMIT:\"").count(), 2);
+    // Without isolation or logging, the fences alone make a table.
+    let mut c = plain_ctx();
+    c.isolation = crate::model::Isolation::Off;
+    c.log.clear();
+    assert_eq!(context_table(&c), None);
+    c.limits.new_connections = Some((90, crate::model::Per::Minute));
+    let text = context_table(&c).unwrap().render();
+    assert!(
+        text.contains("limit rate over 90/minute burst 2 packets"),
+        "{text}"
+    );
+    assert!(!text.contains("ct count"));
 }

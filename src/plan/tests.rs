@@ -43,6 +43,8 @@ fn link(index: u32, name: &str, kind: &str, addrs: &[&str]) -> ObsLink {
         addrs: addrs.iter().map(|a| Cidr::parse(a).unwrap()).collect(),
         link_local: Vec::new(),
         mac: None,
+        qdisc: None,
+        tbf: None,
     }
 }
 

@@ -139,6 +139,8 @@ fn a_routed_contexts_missing_proxy_entry_or_route_is_drift() {
         addrs,
         link_local: vec![],
         mac: None,
+        qdisc: None,
+        tbf: None,
     };
     let links: crate::observe::links::HostLinks = [
         link(2, "up0", vec![Cidr::parse("10.70.0.1/24").unwrap()]),

@@ -31,6 +31,7 @@ const NFT_CT_STATUS: u32 = 2;
 pub const CT_STATUS_DNAT: u32 = 1 << 5;
 /// Conntrack states as a bit mask (NF_CT_STATE_BIT).
 pub const CT_ESTABLISHED: u32 = 1 << 1;
+pub const CT_NEW: u32 = 1 << 3;
 pub const CT_RELATED: u32 = 1 << 2;
 /// Transport protocols (IPPROTO_*).
 pub const IPPROTO_ICMP: u8 = 1;
@@ -103,6 +104,8 @@ pub const IMMEDIATE: &str = "immediate";
 pub const PACKET_BROADCAST: u8 = 1;
 pub const PACKET_MULTICAST: u8 = 2;
 
+#[path = "expr_limits.rs"]
+mod limits;
 #[path = "expr_mark.rs"]
 mod mark;
 #[path = "expr_nat.rs"]
@@ -149,6 +152,15 @@ pub enum Match {
     },
     /// Any of these conntrack states (CT_* bits).
     CtState(u32),
+    /// `ct count over N`: the rule's own list of tracked connections
+    /// (nft_connlimit) holds more than N with this one.
+    CtCountOver(u32),
+    /// `limit rate over RATE/UNIT burst BURST packets` (UNIT in seconds).
+    RateOver {
+        rate: u64,
+        unit: u64,
+        burst: u32,
+    },
     /// Any of these conntrack status bits (`ct status dnat`).
     CtStatus(u32),
     /// The destination is one of the host's addresses, not loopback
@@ -189,6 +201,8 @@ pub enum Action {
     Trace,
     /// Count and drop.
     Drop,
+    /// `jump CHAIN` (a regular chain of the same table).
+    Jump(String),
     /// `reject with tcp reset`: a TCP packet is answered with a reset and
     /// dropped; any other only dropped (`netctx explain`'s answers).
     Reset,
@@ -394,29 +408,10 @@ fn encode_match(l: &mut Attrs, m: &Match) {
             set,
             set_id,
         } => ifname_lookup(l, *output, set, *set_id, None),
-        Match::Prefix { dir, cidr } => {
-            let v6 = !cidr.is_v4();
-            nfproto(l, v6);
-            // As nft does: a prefix on a byte boundary loads only
-            // the bytes it covers; any other loads the whole address
-            // and masks it.
-            let bytes = addr_bytes(cidr.network());
-            let p = usize::from(cidr.prefix);
-            let n = if p % 8 == 0 { p / 8 } else { bytes.len() };
-            payload(l, addr_offset(v6, *dir), n.try_into().expect("≤ 16"));
-            if p % 8 != 0 {
-                let mask: Vec<u8> = (0..n)
-                    .map(|i| match p.saturating_sub(i * 8) {
-                        0 => 0,
-                        b if b >= 8 => 0xff,
-                        b => 0xffu8 << (8 - b),
-                    })
-                    .collect();
-                bitwise(l, &mask);
-            }
-            cmp_eq(l, &bytes[..n]);
-        }
+        Match::Prefix { dir, cidr } => policy::prefix(l, *dir, cidr),
         Match::CtState(mask) => ct_bits(l, NFT_CT_STATE, *mask),
+        Match::CtCountOver(n) => limits::ct_count_over(l, *n),
+        Match::RateOver { rate, unit, burst } => limits::rate_over(l, *rate, *unit, *burst),
         Match::CtStatus(mask) => ct_bits(l, NFT_CT_STATUS, *mask),
         Match::LocalNotLoopback { v6 } => local_not_loopback(l, *v6),
         Match::Dport { proto, port } => {
@@ -469,6 +464,7 @@ fn encode_action(l: &mut Attrs, action: &Action) {
             });
         }
         Action::Reset => mark::reset(l),
+        Action::Jump(chain) => limits::jump(l, chain),
         Action::Masquerade => expr(l, "masq", |_| {}),
         Action::Dnat { to, port } => dnat(l, *to, *port),
         Action::Vmap {

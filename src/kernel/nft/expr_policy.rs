@@ -1,6 +1,6 @@
 //! The expressions of `expr` the policy's rules add (docs/policy.md): a
 //! destination port range, as nft sends it (two comparisons), and "no
-//! output interface" (`oif 0`: the input hook).
+//! output interface" (`oif 0`: the input hook), and address prefixes.
 
 use super::*;
 
@@ -25,4 +25,28 @@ pub(super) fn dport_range(l: &mut Attrs, proto: u8, lo: u16, hi: u16) {
 pub(super) fn no_oif(l: &mut Attrs) {
     meta(l, NFT_META_OIF);
     cmp_eq(l, &[0; 4]);
+}
+
+/// `ip saddr PREFIX` (or daddr, ip6), as nft encodes it.
+pub(super) fn prefix(l: &mut Attrs, dir: Dir, cidr: &Cidr) {
+    let v6 = !cidr.is_v4();
+    nfproto(l, v6);
+    // As nft does: a prefix on a byte boundary loads only
+    // the bytes it covers; any other loads the whole address
+    // and masks it.
+    let bytes = addr_bytes(cidr.network());
+    let p = usize::from(cidr.prefix);
+    let n = if p % 8 == 0 { p / 8 } else { bytes.len() };
+    payload(l, addr_offset(v6, dir), n.try_into().expect("≤ 16"));
+    if p % 8 != 0 {
+        let mask: Vec<u8> = (0..n)
+            .map(|i| match p.saturating_sub(i * 8) {
+                0 => 0,
+                b if b >= 8 => 0xff,
+                b => 0xffu8 << (8 - b),
+            })
+            .collect();
+        bitwise(l, &mask);
+    }
+    cmp_eq(l, &bytes[..n]);
 }

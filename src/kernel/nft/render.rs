@@ -19,6 +19,7 @@ impl Rule {
                 write!(s, "meta mark set meta mark | {bit:#010x} accept").unwrap()
             }
             Action::Drop => s.push_str("counter drop"),
+            Action::Jump(chain) => write!(s, "jump {chain}").unwrap(),
             Action::Reset => s.push_str("reject with tcp reset"),
             Action::Log {
                 rate,
@@ -89,16 +90,13 @@ fn render_match(s: &mut String, m: &Match) {
                 write!(s, "meta nfproto {fam} {ip} {d} {} ", cidr.subnet())
             }
         }
-        Match::CtState(mask) => {
-            let mut names = Vec::new();
-            if mask & CT_ESTABLISHED != 0 {
-                names.push("established");
-            }
-            if mask & CT_RELATED != 0 {
-                names.push("related");
-            }
-            write!(s, "ct state {} ", names.join(","))
-        }
+        Match::CtState(mask) => write!(s, "ct state {} ", ct_states(*mask)),
+        Match::CtCountOver(n) => write!(s, "ct count over {n} "),
+        Match::RateOver { rate, unit, burst } => write!(
+            s,
+            "limit rate over {rate}/{} burst {burst} packets ",
+            per(*unit)
+        ),
         Match::CtStatus(mask) => {
             let name = if *mask == CT_STATUS_DNAT {
                 "dnat".to_string()
@@ -143,4 +141,29 @@ fn render_match(s: &mut String, m: &Match) {
         }
     }
     .unwrap();
+}
+
+/// nft's name of a limit's unit of seconds.
+fn per(unit: u64) -> &'static str {
+    match unit {
+        60 => "minute",
+        3600 => "hour",
+        86400 => "day",
+        _ => "second",
+    }
+}
+
+/// The names of a `ct state` mask.
+fn ct_states(mask: u32) -> String {
+    let mut names = Vec::new();
+    for (bit, name) in [
+        (CT_NEW, "new"),
+        (CT_ESTABLISHED, "established"),
+        (CT_RELATED, "related"),
+    ] {
+        if mask & bit != 0 {
+            names.push(name);
+        }
+    }
+    names.join(",")
 }
