@@ -21,6 +21,7 @@ mod isolation;
 mod ops;
 mod policy;
 mod policy_dns;
+mod policy_sets;
 mod pty;
 mod reliability;
 mod sandbox;

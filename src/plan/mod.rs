@@ -129,6 +129,9 @@ pub enum Action {
         /// missing, kept with their elements when there; those that go.
         sets: crate::kernel::nft::table::HostSets,
     },
+    /// Change the elements of the context's range sets in the host's table
+    /// in place (one transaction; its chains stay as they are).
+    UpdateHostSets(Vec<crate::kernel::nft::ranges::RangeChange>),
 }
 
 impl Action {
@@ -157,6 +160,7 @@ impl Action {
             }
             Action::ReplaceTable { .. } | Action::DeleteTable => "table",
             Action::ReplaceHostChains { .. } => "host chain",
+            Action::UpdateHostSets(_) => "host set",
         }
     }
 
@@ -172,12 +176,14 @@ impl Action {
                 ..
             } => {
                 let mut t: String = sets.keep.iter().map(|s| s.render()).collect();
+                t.extend(sets.ranges.iter().map(|r| r.render()));
                 t.extend(chains.iter().map(render_chain));
                 if !dispatch.add.is_empty() {
                     t.push_str(&render_map(&dispatch.add));
                 }
                 Some(t)
             }
+            Action::UpdateHostSets(r) => Some(r.iter().map(|r| r.render()).collect()),
             _ => None,
         }
     }
@@ -283,6 +289,17 @@ impl fmt::Display for Action {
             Action::ReplaceHostChains { chains, .. } => {
                 let names: Vec<&str> = chains.iter().map(|c| c.name.as_str()).collect();
                 write!(f, "replace host nftables chains {}", names.join(", "))
+            }
+            Action::UpdateHostSets(r) => {
+                let (del, add) = r
+                    .iter()
+                    .fold((0, 0), |(d, a), r| (d + r.del.len(), a + r.add.len()));
+                let names: Vec<&str> = r.iter().map(|r| r.set.name.as_str()).collect();
+                write!(
+                    f,
+                    "update host nftables sets {} in place (-{del} +{add} elements)",
+                    names.join(", ")
+                )
             }
         }
     }

@@ -71,6 +71,7 @@ fn converged() -> (NsState, HashMap<String, ObsLink>) {
                 digest: t.digest(),
                 dispatch: None,
                 set_names: Vec::new(),
+                ranges: Default::default(),
             }
         },
     };
@@ -337,13 +338,16 @@ fn unmounted_namespace_file_of_ours_is_remade() {
 /// The host's table as `up` leaves it for `ctx()`.
 fn host_live() -> Live {
     let mut chains = host_chains(&ctx());
+    let mut ranges = crate::plan::policy::range_sets(&ctx(), &chains);
+    ranges.sort_by(|a, b| a.name.cmp(&b.name));
     chains.extend(crate::kernel::nft::dispatch::dispatch_chains());
     Live {
         exists: true,
         comment: Some(HOST_COMMENT.into()),
         digest: digest_of(&chains, &[]),
         dispatch: Some(crate::plan::rules::dispatch_elems(&ctx(), &host_chains(&ctx())).into()),
-        set_names: Vec::new(),
+        set_names: ranges.iter().map(|s| s.name.clone()).collect(),
+        ranges: ranges.into_iter().map(|s| (s.name, s.elems)).collect(),
     }
 }
 
@@ -422,14 +426,16 @@ fn a_domain_in_reach_gets_timed_sets_whatever_their_elements_and_they_go_with_it
     c.reach
         .push(Reach::new(Peer::Domain("*.example.com".into()), None));
     let mut live = host_live();
-    let s = super::tables::host_sets(&c, &live);
+    let s = super::tables::host_sets(&c, &host_chains(&c), &live);
     let names: Vec<&str> = s.keep.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["web_dns4", "web_dns6"]);
     assert!(s.remove.is_empty());
     // Another context's sets are not its own.
     live.set_names = vec!["web2_dns4".into(), "web_dns4".into(), "web_dns6".into()];
-    assert!(super::tables::host_sets(&c, &live).remove.is_empty());
-    let gone = super::tables::host_sets(&ctx(), &live);
+    assert!(super::tables::host_sets(&c, &host_chains(&c), &live)
+        .remove
+        .is_empty());
+    let gone = super::tables::host_sets(&ctx(), &host_chains(&ctx()), &live);
     assert!(gone.keep.is_empty());
     assert_eq!(gone.remove, ["web_dns4", "web_dns6"]);
 }

@@ -59,10 +59,21 @@ fn render_match(s: &mut String, m: &Match) {
             };
             write!(s, "meta pkttype {name} ")
         }
-        Match::InSet { v6, dir, set, .. } => {
+        Match::InSet {
+            v6,
+            dir,
+            ports,
+            set,
+            ..
+        } => {
             let (fam, ip) = if *v6 { ("ipv6", "ip6") } else { ("ipv4", "ip") };
             let d = if *dir == Dir::Src { "saddr" } else { "daddr" };
-            write!(s, "meta nfproto {fam} {ip} {d} @{set} ")
+            let more = if *ports {
+                " . meta l4proto . th dport"
+            } else {
+                ""
+            };
+            write!(s, "meta nfproto {fam} {ip} {d}{more} @{set} ")
         }
         Match::IfnameInSet { output, set, .. } => {
             let d = if *output { "oifname" } else { "iifname" };
