@@ -7,6 +7,7 @@ mod audit;
 mod bind_hooks;
 mod cni;
 mod cni_cri;
+mod cni_dns;
 mod cni_podman;
 mod cni_pods;
 mod cni_uplink;
