@@ -171,3 +171,80 @@ fn changed_addresses_update_the_sets_in_place_and_keep_chains_rules_counters_and
     assert!(!again.stdout.contains("host nftables"), "{}", again.stdout);
     sb.netctx_with(&after, &["down", "--all"]).ok();
 }
+
+/// `n` strict with egress limited, naming the host's 7001 and `m`'s 80;
+/// `m` strict, admitting only a LAN range (not `n`).
+const REFUSALS: &str = r#"
+[defaults]
+uplink = "up0"
+deny = ["203.0.113.4/32"]
+
+[context.n]
+egress = "nat"
+reach = ["203.0.113.2/32:7000", "host:7001", "m:80"]
+[[context.n.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.97.0.1/24"]
+addresses = ["10.97.0.2/24"]
+[[context.n.route]]
+to = "default"
+via = "10.97.0.1"
+
+[context.m]
+accept_from = ["203.0.113.0/24"]
+[[context.m.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.96.0.1/24"]
+addresses = ["10.96.0.2/24"]
+"#;
+
+fn dropped_host(sb: &Sandbox, ctx: &str) -> u64 {
+    let stats = sb.netctx_with(REFUSALS, &["stats", ctx, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stats.ok().stdout).unwrap();
+    v["contexts"][0]["dropped_host"].as_u64().unwrap()
+}
+
+#[test]
+fn every_policy_refusal_is_dropped_and_counted_in_stats() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.ok("sysctl -qw net.ipv4.ip_forward=1");
+    sb.ok("ip -n lan addr add 203.0.113.4/24 dev lan0");
+    sb.netctx_with(REFUSALS, &["up"]).ok();
+    settled(&sb);
+    for addr in ["203.0.113.2", "203.0.113.4"] {
+        serve(&sb, "lan", addr, 7000);
+        serve(&sb, "lan", addr, 7002);
+    }
+    serve(&sb, "m", "10.96.0.2", 80);
+    serve(&sb, "n", "10.97.0.2", 80);
+    for port in [7001, 7002] {
+        sb.ok(&format!(
+            "{} serve 0.0.0.0 {port} 60 {} >/dev/null 2>&1 &",
+            crate::sandbox::probe(),
+            sb.dir.join(format!("host-{port}")).display()
+        ));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Controls: what the policy allows passes.
+    assert_eq!(run(&sb, Some("n"), "connect 203.0.113.2 7000"), "connected");
+    assert_eq!(run(&sb, Some("n"), "connect 10.97.0.1 7001"), "connected");
+    // Each refusal: dropped, and counted for the context whose chain
+    // refused it.
+    let refusals = [
+        ("n", Some("n"), "connect 203.0.113.2 7002", "egress beyond reach"),
+        ("n", Some("n"), "connect 203.0.113.4 7000", "deny"),
+        ("n", Some("n"), "connect 10.97.0.1 7002", "host input"),
+        ("n", Some("n"), "connect 10.96.0.2 80", "accept_from"),
+        ("n", Some("other"), "connect 10.97.0.2 80", "a non-uplink forward"),
+    ];
+    for (ctx, from, what, why) in refusals {
+        let before = dropped_host(&sb, ctx);
+        assert_ne!(run(&sb, from, what), "connected", "{why}");
+        let after = dropped_host(&sb, ctx);
+        assert!(after > before, "{why}: dropped_host {before} -> {after}");
+    }
+    sb.netctx_with(REFUSALS, &["down", "--all"]).ok();
+}
