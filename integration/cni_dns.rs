@@ -110,7 +110,10 @@ fn a_cni_attachment_with_a_domain_gets_the_resolver_and_only_the_answered_addres
 
     // The covered name: answered through the resolver, its address open
     // on port 80 only.
-    assert_eq!(in_pod(sb, &resolv, "resolve allowed.example"), "203.0.113.50");
+    assert_eq!(
+        in_pod(sb, &resolv, "resolve allowed.example"),
+        "203.0.113.50"
+    );
     let set = sb.ok(&format!("nft list set inet netctx {name}_dns4"));
     assert!(set.contains("203.0.113.50 timeout 30s"), "{set}");
     assert_eq!(run(sb, Some("pod"), "connect 203.0.113.50 80"), "connected");
@@ -128,5 +131,8 @@ fn a_cni_attachment_with_a_domain_gets_the_resolver_and_only_the_answered_addres
     sb.ok(&format!("kill {}", dnsmasq.trim()));
     t.call("DEL", "pod", &conf).ok();
     assert!(!sb.ok("nft list sets").contains("_dns4"));
-    assert_eq!(sb.ok("ls /run/netctx/resolver 2>/dev/null; true").trim(), "");
+    assert_eq!(
+        sb.ok("ls /run/netctx/resolver 2>/dev/null; true").trim(),
+        ""
+    );
 }

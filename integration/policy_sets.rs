@@ -110,7 +110,9 @@ fn echoed(file: &std::path::Path) -> u64 {
 fn changed_addresses_update_the_sets_in_place_and_keep_chains_rules_counters_and_connections() {
     let sb = Sandbox::new();
     sb.ok(NET);
-    sb.ok("ip -n lan addr add 203.0.113.3/24 dev lan0 && ip -n lan addr add 203.0.113.4/24 dev lan0");
+    sb.ok(
+        "ip -n lan addr add 203.0.113.3/24 dev lan0 && ip -n lan addr add 203.0.113.4/24 dev lan0",
+    );
     let before = config(
         r#""203.0.113.2/32:7000", "203.0.113.3/32:7000-7001""#,
         r#""203.0.113.4/32", "169.254.0.0/16""#,
@@ -140,8 +142,15 @@ fn changed_addresses_update_the_sets_in_place_and_keep_chains_rules_counters_and
     plan.ok();
     let flowing = echoed(&count);
     sb.netctx_with(&after, &["up"]).ok();
-    assert_eq!(handles(&sb), (chain, rules), "chains or rules were replaced");
-    assert!(deny_drops(&sb) >= denied, "the deny rule's counter was reset");
+    assert_eq!(
+        handles(&sb),
+        (chain, rules),
+        "chains or rules were replaced"
+    );
+    assert!(
+        deny_drops(&sb) >= denied,
+        "the deny rule's counter was reset"
+    );
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(echoed(&count) > flowing, "the long connection stopped");
     // What plan -v showed before: the element changes, no chain replaced.
@@ -162,7 +171,10 @@ fn changed_addresses_update_the_sets_in_place_and_keep_chains_rules_counters_and
         p.contains("delete element inet netctx n_deny4 { 203.0.113.4 }"),
         "{p}"
     );
-    assert!(p.contains("add element inet netctx n_deny4 { 203.0.113.2 }"), "{p}");
+    assert!(
+        p.contains("add element inet netctx n_deny4 { 203.0.113.2 }"),
+        "{p}"
+    );
     assert_eq!(run(&sb, Some("n"), "connect 203.0.113.4 7000"), "connected");
     assert_ne!(run(&sb, Some("n"), "connect 203.0.113.2 7000"), "connected");
     // Converged: nothing more to do.
@@ -234,11 +246,21 @@ fn every_policy_refusal_is_dropped_and_counted_in_stats() {
     // Each refusal: dropped, and counted for the context whose chain
     // refused it.
     let refusals = [
-        ("n", Some("n"), "connect 203.0.113.2 7002", "egress beyond reach"),
+        (
+            "n",
+            Some("n"),
+            "connect 203.0.113.2 7002",
+            "egress beyond reach",
+        ),
         ("n", Some("n"), "connect 203.0.113.4 7000", "deny"),
         ("n", Some("n"), "connect 10.97.0.1 7002", "host input"),
         ("n", Some("n"), "connect 10.96.0.2 80", "accept_from"),
-        ("n", Some("other"), "connect 10.97.0.2 80", "a non-uplink forward"),
+        (
+            "n",
+            Some("other"),
+            "connect 10.97.0.2 80",
+            "a non-uplink forward",
+        ),
     ];
     for (ctx, from, what, why) in refusals {
         let before = dropped_host(&sb, ctx);

@@ -103,7 +103,11 @@ pub fn remove_record(ctx: &str) -> io::Result<()> {
 /// Every record there (a malformed one skipped).
 pub fn read_records() -> Vec<Record> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(records_dir()).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(records_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let ctx = e.file_name().to_string_lossy().into_owned();
         if !crate::model::is_attachment_name(&ctx) {
             continue;

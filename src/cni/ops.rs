@@ -56,7 +56,12 @@ pub fn result(
     // A reach naming domains: netctx's resolver is the name server (the
     // runtime writes it into the container's resolv.conf).
     if att.ctx.needs_resolver() {
-        let ns: Vec<String> = att.ctx.resolver_addrs().iter().map(|a| a.to_string()).collect();
+        let ns: Vec<String> = att
+            .ctx
+            .resolver_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         r.dns.insert("nameservers".into(), serde_json::json!(ns));
     }
     r
@@ -170,10 +175,11 @@ fn refuse_namespace(env: &Env, ns: &std::fs::File) -> Result<()> {
 /// DEL: best effort, idempotent; the namespace may be gone or unnamed.
 pub fn del(conf: &NetConf, env: &Env) -> Result<()> {
     let (ctx, hl, _) = attach::names(conf, env);
-    let kernel = locked(|host| kernel::del(&ctx, &hl, &env.ifname, &env.netns, host)).and_then(|()| {
-        crate::apply::dns::remove_record(&ctx)
-            .map_err(|e| CniError::io("removing the attachment's resolver record", e))
-    });
+    let kernel =
+        locked(|host| kernel::del(&ctx, &hl, &env.ifname, &env.netns, host)).and_then(|()| {
+            crate::apply::dns::remove_record(&ctx)
+                .map_err(|e| CniError::io("removing the attachment's resolver record", e))
+        });
     let lease = ipam_del(conf, env);
     match (kernel, lease) {
         (Ok(()), Ok(())) => Ok(()),

@@ -297,8 +297,7 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
     );
     // The floor first: the default deny, logged and dropped.
     assert!(
-        lines[2]
-            .starts_with("iifname \"nx-web\" meta nfproto ipv4 ip daddr @web_deny4 limit rate"),
+        lines[2].starts_with("iifname \"nx-web\" meta nfproto ipv4 ip daddr @web_deny4 limit rate"),
         "{text}"
     );
     assert!(

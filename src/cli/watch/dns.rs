@@ -80,7 +80,8 @@ impl Resolvers {
                 wanted.insert(r.ctx, (r.addrs, r.domains, Some(r.dev)));
             }
         }
-        self.running.retain(|name, r| wanted.get(name) == Some(&r.key));
+        self.running
+            .retain(|name, r| wanted.get(name) == Some(&r.key));
         for (name, key) in &wanted {
             if self.running.contains_key(name) || key.0.is_empty() {
                 continue;

@@ -5,8 +5,7 @@
 //! their elements change in place (one transaction of element deletions and
 //! additions) and the chains, rules and counters stay as they are.
 
-use std::fmt::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use super::table::{del_set, TimedSet, TABLE};
 use super::wire::{attr, msg, parse_attrs, Attrs, Msg, NLM_F_CREATE};
@@ -100,18 +99,23 @@ fn ported_key(v6: bool, a: u128, proto: u8, port: u16) -> Vec<u8> {
     k
 }
 
+/// Addresses as numbers, first and last.
+type Span = (u128, u128);
+/// Ports, first and last.
+type PortSpan = (u16, u16);
+
 /// Disjoint boxes covering the union of (address range, ports) entries of
 /// one protocol: the ports are cut where any entry's begin or end, and in
 /// each piece the address ranges of the entries covering it are merged
 /// (the kernel refuses overlapping elements).
-fn boxes(entries: &[((u128, u128), (u16, u16))]) -> Vec<((u16, u16), Vec<(u128, u128)>)> {
+fn boxes(entries: &[(Span, PortSpan)]) -> Vec<(PortSpan, Vec<Span>)> {
     let mut cuts: Vec<u32> = entries
         .iter()
         .flat_map(|(_, (lo, hi))| [u32::from(*lo), u32::from(*hi) + 1])
         .collect();
     cuts.sort_unstable();
     cuts.dedup();
-    let mut out: Vec<((u16, u16), Vec<(u128, u128)>)> = Vec::new();
+    let mut out: Vec<(PortSpan, Vec<Span>)> = Vec::new();
     for w in cuts.windows(2) {
         let (lo, hi) = (w[0], w[1] - 1);
         let addrs = merge(
@@ -307,68 +311,6 @@ impl RangeSet {
             }
         }
     }
-
-    fn key_type(&self) -> &'static str {
-        match (self.v6, self.ports) {
-            (false, false) => "ipv4_addr",
-            (true, false) => "ipv6_addr",
-            (false, true) => "ipv4_addr . inet_proto . inet_service",
-            (true, true) => "ipv6_addr . inet_proto . inet_service",
-        }
-    }
-
-    /// In `nft -f` syntax (`plan -v`).
-    pub fn render(&self) -> String {
-        let mut s = format!(
-            "\tset {} {{\n\t\ttype {}\n\t\tflags interval\n",
-            self.name,
-            self.key_type()
-        );
-        if !self.elems.is_empty() {
-            writeln!(s, "\t\telements = {{ {} }}", self.render_elems(&self.elems)).unwrap();
-        }
-        s.push_str("\t}\n");
-        s
-    }
-
-    /// Elements in `nft` syntax, comma-separated.
-    pub fn render_elems(&self, elems: &[Elem]) -> String {
-        let alen = self.addr_len() as usize;
-        let e: Vec<String> = elems
-            .iter()
-            .map(|e| {
-                let addrs = render_addrs(self.v6, &e.lo[..alen], &e.hi[..alen]);
-                if !self.ports {
-                    return addrs;
-                }
-                let proto = match e.lo.get(alen) {
-                    Some(&IPPROTO_UDP) => "udp".to_string(),
-                    Some(&IPPROTO_TCP) => "tcp".to_string(),
-                    p => p.copied().unwrap_or_default().to_string(),
-                };
-                let port = |k: &[u8]| u16::from_be_bytes([k[alen + 4], k[alen + 5]]);
-                let (lo, hi) = (port(&e.lo), port(&e.hi));
-                if lo == hi {
-                    format!("{addrs} . {proto} . {lo}")
-                } else {
-                    format!("{addrs} . {proto} . {lo}-{hi}")
-                }
-            })
-            .collect();
-        e.join(", ")
-    }
-
-    /// The element changes in `nft` syntax (`plan -v`).
-    pub fn render_change(&self, del: &[Elem], add: &[Elem]) -> String {
-        let mut s = String::new();
-        for (verb, e) in [("delete", del), ("add", add)] {
-            if !e.is_empty() {
-                let elems = self.render_elems(e);
-                writeln!(s, "{verb} element inet {TABLE} {} {{ {elems} }}", self.name).unwrap();
-            }
-        }
-        s
-    }
 }
 
 /// One element of the kernel's.
@@ -395,29 +337,6 @@ fn successor(k: &[u8]) -> Option<Vec<u8>> {
         (1u128 << (8 * k.len())) - 1
     };
     (n < max).then(|| from_num(n + 1, k.len()))
-}
-
-fn render_addrs(v6: bool, lo: &[u8], hi: &[u8]) -> String {
-    let addr = |b: &[u8]| -> IpAddr {
-        if v6 {
-            Ipv6Addr::from(to_num(b)).into()
-        } else {
-            Ipv4Addr::from(u32::try_from(to_num(b)).unwrap_or_default()).into()
-        }
-    };
-    let (l, h) = (to_num(lo), to_num(hi));
-    let bits = 8 * lo.len() as u32;
-    let size = h.wrapping_sub(l).wrapping_add(1);
-    if l == h {
-        return addr(lo).to_string();
-    }
-    if size == 0 {
-        return format!("{}/0", addr(lo));
-    }
-    if size.is_power_of_two() && l % size == 0 {
-        return format!("{}/{}", addr(lo), bits - size.trailing_zeros());
-    }
-    format!("{}-{}", addr(lo), addr(hi))
 }
 
 /// Whether a set of the host's table is one of these, and with ports:
@@ -536,6 +455,9 @@ pub fn host_context_msgs(
     super::dispatch::host_change_msgs(existing, chains, dispatch, out);
     out.extend(sets.remove.iter().map(|s| del_set(s)));
 }
+
+#[path = "ranges_render.rs"]
+mod render;
 
 #[cfg(test)]
 #[path = "ranges_tests.rs"]
