@@ -33,7 +33,7 @@ via = "fd88::1"
 "#;
 
 /// A TCP server in the LAN for `secs`; the file of its clients.
-fn lan_serve(sb: &Sandbox, addr: &str, port: u16, secs: u32) -> std::path::PathBuf {
+pub(crate) fn lan_serve(sb: &Sandbox, addr: &str, port: u16, secs: u32) -> std::path::PathBuf {
     let file = sb.dir.join(format!("lan-{addr}-{port}"));
     sb.ok(&format!(
         "ip netns exec lan {} serve {addr} {port} {secs} {} >/dev/null 2>&1 &",
@@ -56,7 +56,7 @@ fn guest(sb: &Sandbox, args: &str) -> String {
 
 /// `watch --json` with the upstream file given, once it follows every
 /// context; and its lines.
-fn watch(sb: &Sandbox, resolv: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
+pub(crate) fn watch(sb: &Sandbox, resolv: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
     let cfg = sb.dir.join("netctx.toml");
     let mut child = sb
         .enter(BIN)

@@ -55,3 +55,82 @@ impl Allow {
         }
     }
 }
+
+/// The run directory's records of the CNI attachments whose `reach` names
+/// domains: what `watch` serves them (their configuration is the
+/// runtime's, not in netctx's configuration file).
+pub fn records_dir() -> PathBuf {
+    PathBuf::from(RUN_DIR).join("resolver")
+}
+
+/// What one attachment's resolver answers: its listening addresses and the
+/// domains its `reach` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub ctx: String,
+    /// Its host veth: attachments of one network share the gateway
+    /// address, so each listener is bound to its device.
+    pub dev: String,
+    pub addrs: Vec<IpAddr>,
+    pub domains: Vec<String>,
+}
+
+/// Record an attachment's resolver (`ADD`): its host veth on the first
+/// line, its addresses on the second, a domain a line after. Nothing (and
+/// any old record gone) when it needs none.
+pub fn write_record(ctx: &crate::model::Context) -> io::Result<()> {
+    let dev = ctx.links.iter().find_map(|l| l.host.clone());
+    let (true, Some(dev)) = (ctx.needs_resolver(), dev) else {
+        return remove_record(&ctx.name);
+    };
+    let addrs: Vec<String> = ctx.resolver_addrs().iter().map(|a| a.to_string()).collect();
+    let mut text = format!("{dev}\n{}\n", addrs.join(" "));
+    for (d, _) in ctx.domains() {
+        text.push_str(d);
+        text.push('\n');
+    }
+    rundir::write_private(&records_dir().join(&ctx.name), text.as_bytes())
+}
+
+/// Remove an attachment's record (`DEL`, `GC`); none is fine.
+pub fn remove_record(ctx: &str) -> io::Result<()> {
+    match std::fs::remove_file(records_dir().join(ctx)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Every record there (a malformed one skipped).
+pub fn read_records() -> Vec<Record> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(records_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let ctx = e.file_name().to_string_lossy().into_owned();
+        if !crate::model::is_attachment_name(&ctx) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let mut lines = text.lines();
+        let dev = lines.next().unwrap_or_default().to_string();
+        let addrs = lines
+            .next()
+            .unwrap_or_default()
+            .split(' ')
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let domains = lines.filter(|l| !l.is_empty()).map(String::from).collect();
+        out.push(Record {
+            ctx,
+            dev,
+            addrs,
+            domains,
+        });
+    }
+    out.sort_by(|a, b| a.ctx.cmp(&b.ctx));
+    out
+}

@@ -35,7 +35,18 @@ pub(super) fn rules_phase(
                 let msgs = table::replace_table(None, true);
                 nft_transaction(k, Side::Ctx, &msgs, INSIDE, 4)?;
             }
-            Action::ReplaceHostChains { .. } if defer_host_rules => {}
+            Action::ReplaceHostChains { .. } | Action::UpdateHostSets(_) if defer_host_rules => {}
+            Action::UpdateHostSets(ranges) => {
+                let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
+                ranges.iter().for_each(|r| r.msgs(&mut msgs));
+                nft_transaction(
+                    k,
+                    Side::Host,
+                    &msgs,
+                    "host nftables sets in table inet netctx",
+                    5,
+                )?;
+            }
             Action::ReplaceHostChains {
                 remove,
                 chains,
@@ -111,10 +122,21 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
                     chains,
                     dispatch,
                     sets,
-                } => Some((remove.as_slice(), chains.as_slice(), dispatch, sets)),
+                } => Some((remove.as_slice(), chains.as_slice(), dispatch, sets.clone())),
+                // Only set elements: no chain, no dispatch change.
+                Action::UpdateHostSets(ranges) => Some((
+                    &[][..],
+                    &[][..],
+                    &empty,
+                    table::HostSets {
+                        ranges: ranges.clone(),
+                        ..Default::default()
+                    },
+                )),
                 _ => None,
             });
-            let (remove, chains, dispatch, sets) = found.unwrap_or((&[], &[], &empty, &no_sets));
+            let (remove, chains, dispatch, sets) =
+                found.unwrap_or((&[], &[], &empty, no_sets.clone()));
             // The dispatch's map and base chain are made once a run, by the
             // first context that finds them missing.
             let mut d = dispatch.clone();
@@ -140,7 +162,7 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
     let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
     let mut any = false;
     for (remove, chains, dispatch, sets) in &pending {
-        if remove.is_empty() && chains.is_empty() && dispatch.is_empty() && **sets == no_sets {
+        if remove.is_empty() && chains.is_empty() && dispatch.is_empty() && *sets == no_sets {
             continue;
         }
         any = true;
@@ -175,11 +197,11 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
                 dispatch.chain.clone_from(&orig.chain);
                 dispatch.nat.make.clone_from(&orig.nat.make);
             }
-            if remove.is_empty() && chains.is_empty() && dispatch.is_empty() && *sets == no_sets {
+            if remove.is_empty() && chains.is_empty() && dispatch.is_empty() && sets == no_sets {
                 return Ok(());
             }
             let mut k = HostOnly(host);
-            host_chains(ctx, remove, chains, (&dispatch, sets), &mut k)
+            host_chains(ctx, remove, chains, (&dispatch, &sets), &mut k)
         })
         .collect()
 }
@@ -190,7 +212,7 @@ type Pending<'a> = (
     &'a [String],
     &'a [table::Chain],
     DispatchChange,
-    &'a table::HostSets,
+    table::HostSets,
 );
 
 /// The host's sockets as a `Kernel` for the host's chains alone.

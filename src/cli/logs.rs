@@ -229,9 +229,12 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<Exit> {
         std::thread::spawn(move || read(group, None, &wanted, &pods, json, &tx));
         readers += 1;
     }
-    if ctxs.iter().any(|c| c.needs_resolver()) {
+    // Attachments whose reach names domains have a resolver record.
+    let records = crate::apply::dns::read_records();
+    let resolved = |n: &String| records.iter().any(|r| r.ctx == *n);
+    if ctxs.iter().any(|c| c.needs_resolver()) || wanted.iter().any(resolved) {
         let (tx, json) = (tx.clone(), a.json);
-        let names: Vec<String> = ctxs.iter().map(|c| c.name.clone()).collect();
+        let names = wanted.clone();
         std::thread::spawn(move || follow_dns_log(&names, json, &tx));
         readers += 1;
     }

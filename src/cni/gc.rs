@@ -125,6 +125,11 @@ fn gc_kernel(
     }
     gone_ctx.sort();
     gone_ctx.dedup();
+    for c in &gone_ctx {
+        if let Err(e) = crate::apply::dns::remove_record(c) {
+            errors.push(CniError::io("removing an attachment's resolver record", e));
+        }
+    }
     if !gone_ctx.is_empty() {
         if let Err(e) = crate::apply::teardown::remove_host_chains(host, &gone_ctx) {
             errors.push(CniError::TryAgain(e.to_string()));

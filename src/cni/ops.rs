@@ -53,6 +53,17 @@ pub fn result(
     if r.dns.is_empty() {
         r.dns = ipam.dns.clone();
     }
+    // A reach naming domains: netctx's resolver is the name server (the
+    // runtime writes it into the container's resolv.conf).
+    if att.ctx.needs_resolver() {
+        let ns: Vec<String> = att
+            .ctx
+            .resolver_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        r.dns.insert("nameservers".into(), serde_json::json!(ns));
+    }
     r
 }
 
@@ -96,6 +107,10 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<Value> {
                 eprintln!("netctx: warning: port mapping {m} is not published by netctx");
             }
             let macs = kernel::add(&att, host)?;
+            if let Err(e) = crate::apply::dns::write_record(&att.ctx) {
+                let _ = kernel::del(&att.ctx.name, att.host(), att.ifname(), &env.netns, host);
+                return Err(CniError::io("recording the attachment's resolver", e));
+            }
             Ok(result(conf.prev_result.as_ref(), &got, &att, macs))
         });
         match made {
@@ -160,7 +175,11 @@ fn refuse_namespace(env: &Env, ns: &std::fs::File) -> Result<()> {
 /// DEL: best effort, idempotent; the namespace may be gone or unnamed.
 pub fn del(conf: &NetConf, env: &Env) -> Result<()> {
     let (ctx, hl, _) = attach::names(conf, env);
-    let kernel = locked(|host| kernel::del(&ctx, &hl, &env.ifname, &env.netns, host));
+    let kernel =
+        locked(|host| kernel::del(&ctx, &hl, &env.ifname, &env.netns, host)).and_then(|()| {
+            crate::apply::dns::remove_record(&ctx)
+                .map_err(|e| CniError::io("removing the attachment's resolver record", e))
+        });
     let lease = ipam_del(conf, env);
     match (kernel, lease) {
         (Ok(()), Ok(())) => Ok(()),

@@ -4,6 +4,7 @@
 use crate::kernel::netlink::NlError;
 use crate::kernel::nft::dispatch::nat::{Group, NatKey, NatMap};
 use crate::kernel::nft::dispatch::{dispatch_chains, key_name, DISPATCH, INPUT_DISPATCH};
+use crate::kernel::nft::ranges::{parse_elems, ported_name, Elem};
 use crate::kernel::nft::sock::Nft;
 /// The name of netctx's table (`inet netctx`), in the host's namespace and
 /// in each context's.
@@ -26,6 +27,9 @@ pub struct Live {
     /// The names of the table's sets, sorted (read for the host only: the
     /// contexts' timed sets; their elements are not looked at).
     pub set_names: Vec<String>,
+    /// The elements of the contexts' range sets (`kernel::nft::ranges`),
+    /// by set name (read for the host only).
+    pub ranges: std::collections::BTreeMap<String, Vec<Elem>>,
 }
 
 /// The elements of a dispatch map, (key — a host veth for the forward
@@ -237,7 +241,29 @@ pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
     }
     read_rules_and_sets(nft, sets, &mut live)?;
     Digest::normalize(&mut live.digest);
+    for name in live.set_names.clone() {
+        if let Some(ports) = ported_name(&name) {
+            let lists = set_elem_lists(nft, &name)?;
+            let elems = parse_elems(ports, lists.iter().map(Vec::as_slice));
+            live.ranges.insert(name, elems);
+        }
+    }
     Ok(live)
+}
+
+/// The element lists of a set's dump (none when it is gone meanwhile).
+fn set_elem_lists(nft: &mut Nft, set: &str) -> Result<Vec<Vec<u8>>, NlError> {
+    let mut a = Attrs::default();
+    a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
+        .str(attr::SET_ELEM_LIST_SET, set);
+    match nft.get(msg::GETSETELEM, &a.0, true) {
+        Ok(answers) => Ok(answers
+            .iter()
+            .filter_map(|a| a.get(attr::SET_ELEM_LIST_ELEMENTS).map(<[u8]>::to_vec))
+            .collect()),
+        Err(e) if e.errno == libc::ENOENT => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The table and its chains, without rules or sets (what `down` needs:
@@ -260,6 +286,7 @@ pub fn read_chains(nft: &mut Nft) -> Result<Live, NlError> {
         dispatch: None,
         nat: NatLive::default(),
         set_names: Vec::new(),
+        ranges: Default::default(),
     };
     for c in nft.get(msg::GETCHAIN, &[], true)? {
         if c.get_str(attr::CHAIN_TABLE).as_deref() != Some(TABLE) {

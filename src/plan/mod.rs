@@ -138,6 +138,9 @@ pub enum Action {
         /// missing, kept with their elements when there; those that go.
         sets: crate::kernel::nft::table::HostSets,
     },
+    /// Change the elements of the context's range sets in the host's table
+    /// in place (one transaction; its chains stay as they are).
+    UpdateHostSets(Vec<crate::kernel::nft::ranges::RangeChange>),
 }
 
 impl Action {
@@ -167,6 +170,7 @@ impl Action {
             Action::ReplaceTable { .. } | Action::DeleteTable => "table",
             Action::Qdisc { side, .. } => on(side, "host qdisc", "qdisc"),
             Action::ReplaceHostChains { .. } => "host chain",
+            Action::UpdateHostSets(_) => "host set",
         }
     }
 
@@ -182,6 +186,7 @@ impl Action {
                 ..
             } => {
                 let mut t: String = sets.keep.iter().map(|s| s.render()).collect();
+                t.extend(sets.ranges.iter().map(|r| r.render()));
                 t.extend(chains.iter().map(render_chain));
                 if !dispatch.add.is_empty() {
                     t.push_str(&render_map(&dispatch.add));
@@ -189,6 +194,7 @@ impl Action {
                 t.push_str(&dispatch.nat.render());
                 Some(t)
             }
+            Action::UpdateHostSets(r) => Some(r.iter().map(|r| r.render()).collect()),
             _ => None,
         }
     }
@@ -309,6 +315,17 @@ impl fmt::Display for Action {
             Action::ReplaceHostChains { chains, .. } => {
                 let names: Vec<&str> = chains.iter().map(|c| c.name.as_str()).collect();
                 write!(f, "replace host nftables chains {}", names.join(", "))
+            }
+            Action::UpdateHostSets(r) => {
+                let (del, add) = r
+                    .iter()
+                    .fold((0, 0), |(d, a), r| (d + r.del.len(), a + r.add.len()));
+                let names: Vec<&str> = r.iter().map(|r| r.set.name.as_str()).collect();
+                write!(
+                    f,
+                    "update host nftables sets {} in place (-{del} +{add} elements)",
+                    names.join(", ")
+                )
             }
         }
     }

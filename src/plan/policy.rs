@@ -10,7 +10,8 @@ use crate::kernel::nft::expr::{
     Dir, Match, Rule, CT_ESTABLISHED, CT_RELATED, ICMPV6_ECHO_REQUEST, ICMP_ECHO_REQUEST,
     IPPROTO_TCP, IPPROTO_UDP, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT,
 };
-use crate::kernel::nft::table::TimedSet;
+use crate::kernel::nft::ranges::RangeSet;
+use crate::kernel::nft::table::{Chain, TimedSet};
 use crate::model::{dns_set, Cidr, Context, Egress, Isolation, Peer, Ports, Proto};
 
 /// The DNS service of netctx's resolver (`netctx watch`), on the host side.
@@ -29,6 +30,103 @@ pub fn dns_sets(ctx: &Context) -> Vec<TimedSet> {
             v6,
         })
         .collect()
+}
+
+/// Which list a range set holds the address ranges of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Deny,
+    Reach,
+    Accept,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Deny => "deny",
+            Kind::Reach => "reach",
+            Kind::Accept => "accept",
+        }
+    }
+}
+
+/// The name of a context's range set: `CTX_deny4`, `CTX_reachp6`…
+pub fn range_set_name(ctx: &str, kind: Kind, v6: bool, ports: bool) -> String {
+    let p = if ports { "p" } else { "" };
+    format!("{ctx}_{}{p}{}", kind.name(), if v6 { 6 } else { 4 })
+}
+
+/// The range sets of one of the context's lists that hold any entry: per
+/// family, the ranges without ports and those with.
+pub fn kind_sets(ctx: &Context, kind: Kind) -> Vec<RangeSet> {
+    let all = [Kind::Deny, Kind::Reach, Kind::Accept];
+    let mut out: Vec<(Kind, RangeSet)> = all
+        .into_iter()
+        .flat_map(|k| sets_of(ctx, k).into_iter().map(move |s| (k, s)))
+        .collect();
+    // Numbered as nft numbers a file's sets after the dispatches' maps
+    // (the forward one 1, the NAT ones 2 to 5: ids unique in a transaction).
+    let first = crate::kernel::nft::dispatch::nat::NatMap::ALL.len() as u32 + 2;
+    for (i, (_, s)) in out.iter_mut().enumerate() {
+        s.id = u32::try_from(i).unwrap_or(0) + first;
+    }
+    out.retain(|(k, _)| *k == kind);
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
+fn sets_of(ctx: &Context, kind: Kind) -> Vec<RangeSet> {
+    let list = match kind {
+        Kind::Deny => &ctx.deny,
+        Kind::Reach => &ctx.reach,
+        Kind::Accept => &ctx.accept_from,
+    };
+    let e: Vec<(Cidr, Option<Ports>)> = list
+        .iter()
+        .filter_map(|r| match r.to {
+            Peer::Net(n) => Some((n, r.ports)),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        for ports in [false, true] {
+            if e.iter()
+                .any(|(c, p)| c.is_v4() != v6 && p.is_some() == ports)
+            {
+                let name = range_set_name(&ctx.name, kind, v6, ports);
+                out.push(RangeSet::new(name, v6, ports, &e));
+            }
+        }
+    }
+    out
+}
+
+/// Every range set the context's chains look up.
+pub fn range_sets(ctx: &Context, chains: &[Chain]) -> Vec<RangeSet> {
+    let used: std::collections::HashSet<&str> = chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| &r.matches)
+        .filter_map(|m| match m {
+            Match::InSet { set, .. } => Some(set.as_str()),
+            _ => None,
+        })
+        .collect();
+    [Kind::Deny, Kind::Reach, Kind::Accept]
+        .into_iter()
+        .flat_map(|k| kind_sets(ctx, k))
+        .filter(|s| used.contains(s.name.as_str()))
+        .collect()
+}
+
+fn in_range_set(s: &RangeSet, dir: Dir) -> Match {
+    Match::InSet {
+        v6: s.v6,
+        dir,
+        ports: s.ports,
+        set: s.name.clone(),
+        set_id: s.id(),
+    }
 }
 
 /// The matches of a port specification (none: any port and protocol).
@@ -60,11 +158,10 @@ fn to_host(v: &str) -> Vec<Match> {
 
 /// `deny`: logged and dropped before anything the context may reach.
 pub(super) fn deny(ctx: &Context, veths: &[String], rules: &mut Vec<Rule>) {
+    let sets = kind_sets(ctx, Kind::Deny);
     for v in veths {
-        for d in &ctx.deny {
-            let Peer::Net(n) = d.to else { continue };
-            let mut m = vec![Match::IifName(v.clone()), prefix(Dir::Dst, n)];
-            m.extend(ports(d.ports));
+        for s in &sets {
+            let m = vec![Match::IifName(v.clone()), in_range_set(s, Dir::Dst)];
             rules.extend(drop_if(ctx, m));
         }
     }
@@ -172,11 +269,9 @@ pub(super) fn egress(ctx: &Context, v: &str, up: &str, rules: &mut Vec<Rule>) {
         rules.push(accept_marked(pair));
         return;
     }
-    for r in &ctx.reach {
-        let Peer::Net(n) = r.to else { continue };
+    for s in kind_sets(ctx, Kind::Reach) {
         let mut m = pair.clone();
-        m.push(prefix(Dir::Dst, n));
-        m.extend(ports(r.ports));
+        m.push(in_range_set(&s, Dir::Dst));
         rules.push(accept_marked(m));
     }
     // One rule per set and port specification, however many names share it.
@@ -189,6 +284,7 @@ pub(super) fn egress(ctx: &Context, v: &str, up: &str, rules: &mut Vec<Rule>) {
             m.push(Match::InSet {
                 v6: set.v6,
                 dir: Dir::Dst,
+                ports: false,
                 set: set.name.clone(),
                 set_id: set.id(),
             });
@@ -211,11 +307,9 @@ pub(super) fn routed_in(ctx: &Context, v: &str, up: &str, rules: &mut Vec<Rule>)
         rules.push(accept_marked(pair));
         return;
     }
-    for a in &ctx.accept_from {
-        let Peer::Net(n) = a.to else { continue };
+    for s in kind_sets(ctx, Kind::Accept) {
         let mut m = pair.clone();
-        m.push(prefix(Dir::Src, n));
-        m.extend(ports(a.ports));
+        m.push(in_range_set(&s, Dir::Src));
         rules.push(accept_marked(m));
     }
 }

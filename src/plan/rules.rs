@@ -103,6 +103,7 @@ pub fn context_table(ctx: &Context) -> Option<Table> {
     let in_set = |v6: bool, dir: Dir| Match::InSet {
         v6,
         dir,
+        ports: false,
         set: if v6 { "assigned6" } else { "assigned4" }.into(),
         set_id: if v6 { 2 } else { 1 },
     };

@@ -177,10 +177,15 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
     );
     let elems = crate::plan::rules::dispatch_elems(&ctx(), &chains);
     let nat = crate::plan::nat::nat_elems(&ctx(), &chains);
-    // The dispatches' maps first: nft reads the file in order.
+    // The dispatches' maps and the range sets first: nft reads the file in
+    // order.
     text.push_str(&dispatch::render_map(&[]));
     for m in NatMap::ALL {
         text.push_str(&m.render(&[]));
+    }
+    let ranges = crate::plan::policy::range_sets(&ctx(), &chains);
+    for s in &ranges {
+        text.push_str(&s.render());
     }
     for c in &chains {
         text.push_str(&render_chain(c));
@@ -235,7 +240,18 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
             &[],
             &chains,
             &d,
-            &Default::default(),
+            &table::HostSets {
+                ranges: ranges
+                    .into_iter()
+                    .map(|set| crate::kernel::nft::ranges::RangeChange {
+                        set,
+                        create: true,
+                        del: Vec::new(),
+                        add: Vec::new(),
+                    })
+                    .collect(),
+                ..Default::default()
+            },
         )),
         from_hex(hex),
     );
@@ -316,14 +332,17 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
     );
     // The floor first: the default deny, logged and dropped.
     assert!(
-        lines[2]
-            .starts_with("iifname \"nx-web\" meta nfproto ipv4 ip daddr 169.254.0.0/16 limit rate"),
+        lines[2].starts_with("iifname \"nx-web\" meta nfproto ipv4 ip daddr @web_deny4 limit rate"),
         "{text}"
     );
     assert!(
-        text.contains("iifname \"nx-web\" meta nfproto ipv6 ip6 daddr fd00:ec2::254 counter drop"),
+        text.contains("iifname \"nx-web\" meta nfproto ipv6 ip6 daddr @web_deny6 counter drop"),
         "{text}"
     );
+    // The ranges are the sets' elements, not the rules'.
+    let sets = crate::plan::policy::range_sets(&c, &host_chains(&c));
+    let shown: Vec<String> = sets.iter().map(|s| s.render_elems(&s.elems)).collect();
+    assert_eq!(shown, ["169.254.0.0/16", "fd00:ec2::254"]);
     // The host: echo to its host side, neighbour discovery, nothing else.
     assert!(
         text.contains("iifname \"nx-web\" oif 0 icmp type echo-request meta nfproto ipv4 ip daddr 10.100.0.1 accept"),
@@ -470,7 +489,7 @@ fn uplink_forward_rules_stay_between_the_uplink_and_the_contexts_veths() {
     // Address ranges in reach limit the world to them.
     let limited = chain_text(&c, "web_forward");
     assert!(
-        limited.contains("iifname \"nx-web\" oifname \"up0\" meta nfproto ipv4 ip daddr 10.20.0.0/16 tcp dport 443 accept"),
+        limited.contains("iifname \"nx-web\" oifname \"up0\" meta nfproto ipv4 ip daddr . meta l4proto . th dport @web_reachp4 accept"),
         "{limited}"
     );
     assert!(!limited.contains("oifname \"up0\" accept"), "{limited}");

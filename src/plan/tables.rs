@@ -4,6 +4,7 @@
 use super::{rules, Action, Observed, Refusal};
 use crate::kernel::nft::dispatch::nat::{Group, NatChange, NatKey};
 use crate::kernel::nft::dispatch::{DispatchChange, DISPATCH, INPUT_DISPATCH};
+use crate::kernel::nft::ranges::{ported_name, RangeChange};
 use crate::kernel::nft::table::{digest_of, Chain, HostSets};
 use crate::model::Context;
 use crate::observe::links::NsState;
@@ -40,8 +41,8 @@ pub(super) fn host_chains(
     // way it is installed again.
     let veth_renewed = acts.iter().any(|a| matches!(a, Action::CreateVeth { .. }));
     let (dispatch, elems_differ) = dispatch_change(ctx, &chains, obs.host_nft);
-    let sets = host_sets(ctx, obs.host_nft);
-    if have != digest_of(&chains, &[])
+    let sets = host_sets(ctx, &chains, obs.host_nft);
+    let replace = have != digest_of(&chains, &[])
         || !sets.remove.is_empty()
         || sets
             .keep
@@ -51,32 +52,74 @@ pub(super) fn host_chains(
         || elems_differ
         || dispatch.create_map
         || dispatch.chain.is_some()
-        || !dispatch.nat.make.is_empty()
-    {
-        if obs.host_nft.foreign_host_table() {
-            return Err(Refusal::ForeignHostTable);
-        }
+        || !dispatch.nat.make.is_empty();
+    if (replace || !sets.ranges.is_empty()) && obs.host_nft.foreign_host_table() {
+        return Err(Refusal::ForeignHostTable);
+    }
+    if replace {
         acts.push(Action::ReplaceHostChains {
             remove: have.chains.into_iter().map(|c| c.0).collect(),
             chains,
             dispatch,
             sets,
         });
+    } else if !sets.ranges.is_empty() {
+        // Only the addresses changed: the chains and their counters stay.
+        acts.push(Action::UpdateHostSets(sets.ranges));
     }
     Ok(())
 }
 
-/// The context's timed sets (netctx's resolver's): those it needs, and
-/// those of its there that it no longer needs. Their elements are the
-/// resolver's business, never drift.
-pub fn host_sets(ctx: &Context, live: &Live) -> HostSets {
+/// The context's sets in the host's table: its timed sets (netctx's
+/// resolver's: their elements are the resolver's business, never drift),
+/// its range sets (those missing made, the others' elements changed in
+/// place where they differ), and those of its there that it no longer
+/// needs.
+pub fn host_sets(ctx: &Context, chains: &[Chain], live: &Live) -> HostSets {
     let keep = super::policy::dns_sets(ctx);
+    let want = super::policy::range_sets(ctx, chains);
+    let dns = format!("{}_dns", ctx.name);
     let remove = live
-        .sets_named(&format!("{}_dns", ctx.name))
+        .sets_named(&format!("{}_", ctx.name))
         .into_iter()
-        .filter(|n| !keep.iter().any(|s| s.name == *n))
+        .filter(|n| n.starts_with(&dns) || ported_name(n).is_some())
+        .filter(|n| !keep.iter().any(|s| s.name == *n) && !want.iter().any(|s| s.name == *n))
         .collect();
-    HostSets { keep, remove }
+    let ranges = want
+        .into_iter()
+        .filter_map(|set| match live.ranges.get(&set.name) {
+            Some(have) if live.set_names.binary_search(&set.name).is_ok() => {
+                let del: Vec<_> = have
+                    .iter()
+                    .filter(|e| !set.elems.contains(e))
+                    .cloned()
+                    .collect();
+                let add: Vec<_> = set
+                    .elems
+                    .iter()
+                    .filter(|e| !have.contains(e))
+                    .cloned()
+                    .collect();
+                (!del.is_empty() || !add.is_empty()).then_some(RangeChange {
+                    set,
+                    create: false,
+                    del,
+                    add,
+                })
+            }
+            _ => Some(RangeChange {
+                set,
+                create: true,
+                del: Vec::new(),
+                add: Vec::new(),
+            }),
+        })
+        .collect();
+    HostSets {
+        keep,
+        ranges,
+        remove,
+    }
 }
 
 /// The dispatch's change for a context whose chains are replaced: its

@@ -74,6 +74,7 @@ fn converged() -> (NsState, HashMap<String, ObsLink>) {
                 dispatch: None,
                 nat: Default::default(),
                 set_names: Vec::new(),
+                ranges: Default::default(),
             }
         },
     };
@@ -340,6 +341,8 @@ fn unmounted_namespace_file_of_ours_is_remade() {
 /// The host's table as `up` leaves it for `ctx()`.
 fn host_live() -> Live {
     let mut chains = host_chains(&ctx());
+    let mut ranges = crate::plan::policy::range_sets(&ctx(), &chains);
+    ranges.sort_by(|a, b| a.name.cmp(&b.name));
     chains.extend(crate::kernel::nft::dispatch::dispatch_chains());
     let nat = crate::plan::nat::nat_elems(&ctx(), &host_chains(&ctx()));
     let mut maps: Vec<_> = nat.iter().map(|(k, _)| k.map()).collect();
@@ -362,7 +365,8 @@ fn host_live() -> Live {
             maps,
             elems: nat.into(),
         },
-        set_names: Vec::new(),
+        set_names: ranges.iter().map(|s| s.name.clone()).collect(),
+        ranges: ranges.into_iter().map(|s| (s.name, s.elems)).collect(),
     }
 }
 
@@ -441,14 +445,16 @@ fn a_domain_in_reach_gets_timed_sets_whatever_their_elements_and_they_go_with_it
     c.reach
         .push(Reach::new(Peer::Domain("*.example.com".into()), None));
     let mut live = host_live();
-    let s = super::tables::host_sets(&c, &live);
+    let s = super::tables::host_sets(&c, &host_chains(&c), &live);
     let names: Vec<&str> = s.keep.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["web_dns4", "web_dns6"]);
     assert!(s.remove.is_empty());
     // Another context's sets are not its own.
     live.set_names = vec!["web2_dns4".into(), "web_dns4".into(), "web_dns6".into()];
-    assert!(super::tables::host_sets(&c, &live).remove.is_empty());
-    let gone = super::tables::host_sets(&ctx(), &live);
+    assert!(super::tables::host_sets(&c, &host_chains(&c), &live)
+        .remove
+        .is_empty());
+    let gone = super::tables::host_sets(&ctx(), &host_chains(&ctx()), &live);
     assert!(gone.keep.is_empty());
     assert_eq!(gone.remove, ["web_dns4", "web_dns6"]);
 }

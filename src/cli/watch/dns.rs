@@ -51,9 +51,12 @@ pub struct Resolvers {
     nft: Arc<Mutex<Option<Allow>>>,
 }
 
+/// What a resolver is started for: its listening addresses, domains and
+/// (a CNI attachment's) host veth it is bound to.
+type Key = (Vec<IpAddr>, Vec<String>, Option<String>);
+
 struct Running {
-    /// What it was started for: its listening addresses and domains.
-    key: (Vec<IpAddr>, Vec<String>),
+    key: Key,
     stop: Arc<AtomicBool>,
 }
 
@@ -64,20 +67,26 @@ impl Drop for Running {
 }
 
 impl Resolvers {
-    /// Start the resolvers the configuration needs and stop the others.
+    /// Start the resolvers the configuration and the CNI attachments'
+    /// records (those whose host veth is there) need, and stop the others.
     pub fn sync(&mut self, cfg: &Config) {
-        let mut wanted: HashMap<&str, (Vec<IpAddr>, Vec<String>)> = HashMap::new();
+        let mut wanted: HashMap<String, Key> = HashMap::new();
         for c in cfg.contexts.iter().filter(|c| c.needs_resolver()) {
             let domains = c.domains().map(|(d, _)| d.to_string()).collect();
-            wanted.insert(&c.name, (c.resolver_addrs(), domains));
+            wanted.insert(c.name.clone(), (c.resolver_addrs(), domains, None));
+        }
+        for r in crate::apply::dns::read_records() {
+            if nix::net::if_::if_nametoindex(r.dev.as_str()).is_ok() {
+                wanted.insert(r.ctx, (r.addrs, r.domains, Some(r.dev)));
+            }
         }
         self.running
-            .retain(|name, r| wanted.get(name.as_str()) == Some(&r.key));
-        for (name, key) in wanted {
+            .retain(|name, r| wanted.get(name) == Some(&r.key));
+        for (name, key) in &wanted {
             if self.running.contains_key(name) || key.0.is_empty() {
                 continue;
             }
-            match self.start(name, &key) {
+            match self.start(name, key) {
                 Ok(r) => {
                     self.running.insert(name.to_string(), r);
                 }
@@ -86,7 +95,7 @@ impl Resolvers {
         }
     }
 
-    fn start(&self, name: &str, key: &(Vec<IpAddr>, Vec<String>)) -> io::Result<Running> {
+    fn start(&self, name: &str, key: &Key) -> io::Result<Running> {
         let stop = Arc::new(AtomicBool::new(false));
         let scope = Arc::new(Scope {
             ctx: name.to_string(),
@@ -97,8 +106,9 @@ impl Resolvers {
         let mut tcp = Vec::new();
         for ip in &key.0 {
             let at = SocketAddr::new(*ip, 53);
-            udp.push(UdpSocket::from(bound(at, SockType::Datagram)?));
-            let l = bound(at, SockType::Stream)?;
+            let dev = key.2.as_deref();
+            udp.push(UdpSocket::from(bound(at, SockType::Datagram, dev)?));
+            let l = bound(at, SockType::Stream, dev)?;
             sock::listen(&l, sock::Backlog::new(64).map_err(io::Error::from)?)?;
             tcp.push(TcpListener::from(l));
         }
@@ -117,8 +127,9 @@ impl Resolvers {
     }
 }
 
-/// A socket bound to `at` (IP_FREEBIND: the address may not be there yet).
-fn bound(at: SocketAddr, ty: SockType) -> io::Result<OwnedFd> {
+/// A socket bound to `at` (IP_FREEBIND: the address may not be there yet),
+/// and to device `dev` when given.
+fn bound(at: SocketAddr, ty: SockType, dev: Option<&str>) -> io::Result<OwnedFd> {
     let family = if at.is_ipv6() {
         AddressFamily::Inet6
     } else {
@@ -127,6 +138,9 @@ fn bound(at: SocketAddr, ty: SockType) -> io::Result<OwnedFd> {
     let fd = sock::socket(family, ty, SockFlag::SOCK_CLOEXEC, None)?;
     sock::setsockopt(&fd, sockopt::IpFreebind, &true)?;
     sock::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if let Some(dev) = dev {
+        sock::setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(dev))?;
+    }
     if at.is_ipv6() {
         sock::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
     }

@@ -131,10 +131,12 @@ pub enum Match {
     IifName(String),
     OifName(String),
     PktType(u8),
-    /// The address is in the named set (`v6` picks ip6 and its set type).
+    /// The address is in the named set (`v6` picks ip6 and its set type;
+    /// `ports`: address . l4proto . destination port, `kernel::nft::ranges`).
     InSet {
         v6: bool,
         dir: Dir,
+        ports: bool,
         set: String,
         set_id: u32,
     },
@@ -392,17 +394,10 @@ fn encode_match(l: &mut Attrs, m: &Match) {
         Match::InSet {
             v6,
             dir,
+            ports,
             set,
             set_id,
-        } => {
-            nfproto(l, *v6);
-            payload(l, addr_offset(*v6, *dir), if *v6 { 16 } else { 4 });
-            expr(l, "lookup", |d| {
-                d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
-                    .str(a::NFTA_LOOKUP_SET, set)
-                    .be32(a::NFTA_LOOKUP_SET_ID, *set_id);
-            });
-        }
+        } => policy::in_set(l, (*v6, *dir, *ports), set, *set_id),
         Match::IfnameInSet {
             output,
             set,

@@ -21,6 +21,50 @@ pub(super) fn dport_range(l: &mut Attrs, proto: u8, lo: u16, hi: u16) {
     cmp(l, NFT_CMP_LTE, &hi.to_be_bytes());
 }
 
+const NFTA_BYTEORDER_SREG: u16 = 1;
+const NFTA_BYTEORDER_DREG: u16 = 2;
+const NFTA_BYTEORDER_OP: u16 = 3;
+const NFTA_BYTEORDER_LEN: u16 = 4;
+const NFTA_BYTEORDER_SIZE: u16 = 5;
+const NFT_BYTEORDER_HTON: u32 = 1;
+
+/// `ip daddr @set`, or with `ports` `ip daddr . meta l4proto . th dport
+/// @set` (the fields in consecutive 32-bit registers from NFT_REG_1, and
+/// the byteorder nft puts after the protocol: a no-op, one byte).
+pub(super) fn in_set(l: &mut Attrs, (v6, dir, ports): (bool, Dir, bool), set: &str, set_id: u32) {
+    nfproto(l, v6);
+    let len = if v6 { 16 } else { 4 };
+    payload(l, addr_offset(v6, dir), len);
+    if ports {
+        // NFT_REG32_00 is 8: the register after the address.
+        let proto_reg = 8 + len / 4;
+        // nft names a 32-bit register that begins a 16-byte one by the latter.
+        let named = if v6 { proto_reg / 4 - 1 } else { proto_reg };
+        expr(l, "meta", |d| {
+            d.be32(a::NFTA_META_KEY, NFT_META_L4PROTO)
+                .be32(a::NFTA_META_DREG, named);
+        });
+        expr(l, "byteorder", |d| {
+            d.be32(NFTA_BYTEORDER_SREG, named)
+                .be32(NFTA_BYTEORDER_DREG, named)
+                .be32(NFTA_BYTEORDER_OP, NFT_BYTEORDER_HTON)
+                .be32(NFTA_BYTEORDER_LEN, 1)
+                .be32(NFTA_BYTEORDER_SIZE, 2);
+        });
+        expr(l, "payload", |d| {
+            d.be32(a::NFTA_PAYLOAD_DREG, proto_reg + 1)
+                .be32(a::NFTA_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER)
+                .be32(a::NFTA_PAYLOAD_OFFSET, 2)
+                .be32(a::NFTA_PAYLOAD_LEN, 2);
+        });
+    }
+    expr(l, "lookup", |d| {
+        d.be32(a::NFTA_LOOKUP_SREG, NFT_REG_1)
+            .str(a::NFTA_LOOKUP_SET, set)
+            .be32(a::NFTA_LOOKUP_SET_ID, set_id);
+    });
+}
+
 /// `oif 0`.
 pub(super) fn no_oif(l: &mut Attrs) {
     meta(l, NFT_META_OIF);

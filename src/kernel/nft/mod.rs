@@ -4,6 +4,7 @@
 
 pub mod dispatch;
 pub mod expr;
+pub mod ranges;
 pub mod sock;
 pub mod table;
 pub mod timed;

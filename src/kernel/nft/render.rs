@@ -52,6 +52,23 @@ impl Rule {
     }
 }
 
+/// `meta nfproto ipv4 ip daddr @set ` (with `ports`: `ip daddr . meta
+/// l4proto . th dport @set `).
+fn render_in_set(
+    s: &mut String,
+    (v6, dir, ports): (bool, Dir, bool),
+    set: &str,
+) -> std::fmt::Result {
+    let (fam, ip) = if v6 { ("ipv6", "ip6") } else { ("ipv4", "ip") };
+    let d = if dir == Dir::Src { "saddr" } else { "daddr" };
+    let more = if ports {
+        " . meta l4proto . th dport"
+    } else {
+        ""
+    };
+    write!(s, "meta nfproto {fam} {ip} {d}{more} @{set} ")
+}
+
 /// One match in `nft` syntax, with a space after it.
 fn render_match(s: &mut String, m: &Match) {
     match m {
@@ -68,11 +85,13 @@ fn render_match(s: &mut String, m: &Match) {
             };
             write!(s, "meta pkttype {name} ")
         }
-        Match::InSet { v6, dir, set, .. } => {
-            let (fam, ip) = if *v6 { ("ipv6", "ip6") } else { ("ipv4", "ip") };
-            let d = if *dir == Dir::Src { "saddr" } else { "daddr" };
-            write!(s, "meta nfproto {fam} {ip} {d} @{set} ")
-        }
+        Match::InSet {
+            v6,
+            dir,
+            ports,
+            set,
+            ..
+        } => render_in_set(s, (*v6, *dir, *ports), set),
         Match::IfnameInSet { output, set, .. } => {
             let d = if *output { "oifname" } else { "iifname" };
             write!(s, "{d} @{set} ")

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::expr::Rule;
+pub use super::ranges::{host_context_msgs, HostSets};
 use super::wire::{attr, comment_udata, msg, Attrs, Msg, NLA_F_NESTED, NLM_F_APPEND, NLM_F_CREATE};
 
 /// The name of netctx's table, in every namespace.
@@ -389,29 +390,6 @@ pub fn replace_host_chains(
     let mut out = vec![new_table(Some(HOST_COMMENT))];
     host_context_msgs(existing, chains, dispatch, sets, &mut out);
     out
-}
-
-/// One context's part of a change to the host's table: its timed sets
-/// before the chains whose rules look them up, those that go after the
-/// chains that looked them up went.
-pub fn host_context_msgs(
-    existing: &[String],
-    chains: &[Chain],
-    dispatch: &super::dispatch::DispatchChange,
-    sets: &HostSets,
-    out: &mut Vec<Msg>,
-) {
-    out.extend(sets.keep.iter().map(TimedSet::create_msg));
-    super::dispatch::host_change_msgs(existing, chains, dispatch, out);
-    out.extend(sets.remove.iter().map(|s| del_set(s)));
-}
-
-/// A context's timed sets in the host's table: those it has (made when
-/// missing, kept with their elements when there) and those that go.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostSets {
-    pub keep: Vec<TimedSet>,
-    pub remove: Vec<String>,
 }
 
 impl Table {
