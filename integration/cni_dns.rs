@@ -122,6 +122,22 @@ fn a_cni_attachment_with_a_domain_gets_the_resolver_and_only_the_answered_addres
     assert_ne!(run(sb, Some("pod"), "connect 203.0.113.51 80"), "connected");
     assert_eq!(seen(&refused), "");
 
+    // The pod made anew (DEL, ADD of the same container): its veth comes
+    // back under the same name as another device, and the resolver must
+    // listen on the new one.
+    t.call("DEL", "pod", &conf).ok();
+    t.call("ADD", "pod", &conf).ok();
+    assert!(sb.ok("nft list sets inet").contains(&format!("{name}_dns4")));
+    let until = std::time::Instant::now() + Duration::from_secs(25);
+    let again = loop {
+        let r = in_pod(sb, &resolv, "resolve allowed.example");
+        if r == "203.0.113.50" || std::time::Instant::now() > until {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(again, "203.0.113.50", "the resolver of the pod made anew");
+
     // SIGTERM to the watch and dnsmasq we started, by pid.
     // SAFETY: kill(2) of our own child.
     unsafe {

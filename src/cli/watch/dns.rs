@@ -52,8 +52,10 @@ pub struct Resolvers {
 }
 
 /// What a resolver is started for: its listening addresses, domains and
-/// (a CNI attachment's) host veth it is bound to.
-type Key = (Vec<IpAddr>, Vec<String>, Option<String>);
+/// (a CNI attachment's) host veth it is bound to, with the veth's index (a
+/// veth made anew under the same name is another device: the sockets bound
+/// to the old one hear nothing, so the resolver starts again).
+type Key = (Vec<IpAddr>, Vec<String>, Option<(String, u32)>);
 
 struct Running {
     key: Key,
@@ -76,8 +78,8 @@ impl Resolvers {
             wanted.insert(c.name.clone(), (c.resolver_addrs(), domains, None));
         }
         for r in crate::apply::dns::read_records() {
-            if nix::net::if_::if_nametoindex(r.dev.as_str()).is_ok() {
-                wanted.insert(r.ctx, (r.addrs, r.domains, Some(r.dev)));
+            if let Ok(index) = nix::net::if_::if_nametoindex(r.dev.as_str()) {
+                wanted.insert(r.ctx, (r.addrs, r.domains, Some((r.dev, index))));
             }
         }
         self.running
@@ -106,7 +108,7 @@ impl Resolvers {
         let mut tcp = Vec::new();
         for ip in &key.0 {
             let at = SocketAddr::new(*ip, 53);
-            let dev = key.2.as_deref();
+            let dev = key.2.as_ref().map(|(d, _)| d.as_str());
             udp.push(UdpSocket::from(bound(at, SockType::Datagram, dev)?));
             let l = bound(at, SockType::Stream, dev)?;
             sock::listen(&l, sock::Backlog::new(64).map_err(io::Error::from)?)?;
