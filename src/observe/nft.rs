@@ -11,7 +11,7 @@ use crate::kernel::nft::table::{digest_of, Digest, HOST_COMMENT};
 use crate::kernel::nft::wire::{attr, msg, parse_attrs, udata_comment, Attrs};
 
 /// The table `inet netctx` of one namespace as the kernel has it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Live {
     pub exists: bool,
     pub comment: Option<String>,
@@ -27,7 +27,7 @@ pub struct Live {
 /// The elements of the dispatch map, (host veth, chain jumped to), sorted
 /// by veth, and the same sorted by chain: what one context's elements are
 /// is two binary searches, not a scan of every context's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dispatch {
     pub elems: Vec<(String, String)>,
     by_chain: Vec<(String, String)>,
