@@ -127,7 +127,9 @@ fn a_cni_attachment_with_a_domain_gets_the_resolver_and_only_the_answered_addres
     // listen on the new one.
     t.call("DEL", "pod", &conf).ok();
     t.call("ADD", "pod", &conf).ok();
-    assert!(sb.ok("nft list sets inet").contains(&format!("{name}_dns4")));
+    assert!(sb
+        .ok("nft list sets inet")
+        .contains(&format!("{name}_dns4")));
     let until = std::time::Instant::now() + Duration::from_secs(25);
     let again = loop {
         let r = in_pod(sb, &resolv, "resolve allowed.example");

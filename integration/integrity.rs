@@ -376,6 +376,53 @@ fn tampering_with_the_forward_dispatch_is_drift_and_up_closes_the_path() {
     assert_eq!(sb.ok("nft list tables").trim(), "");
 }
 
+/// `status` and `up` keep the host's table with the nf_tables generation
+/// it was read at (/run/netctx/host-table.json) and do not dump it again
+/// while the generation holds: an edit of a context's host chain made
+/// after that (any commit moves the generation) is still drift, and `up`
+/// repairs it.
+#[test]
+fn an_edit_after_the_host_table_was_kept_is_still_drift() {
+    let sb = Sandbox::new();
+    sb.netctx_with(TWO, &["up"]).ok();
+    // Read whole and kept, then read from what was kept.
+    sb.netctx_with(TWO, &["status"]).ok();
+    assert!(sb.ok("ls /run/netctx").contains("host-table.json"));
+    sb.netctx_with(TWO, &["status"]).ok();
+    let listing = sb.ok("nft -a list chain inet netctx a_forward");
+    let handle = listing
+        .lines()
+        .filter(|l| l.contains("comment \"netctx:"))
+        .find_map(|l| l.split("# handle ").nth(1))
+        .unwrap_or_else(|| panic!("no rule in a_forward: {listing}"))
+        .trim()
+        .to_string();
+    sb.ok(&format!(
+        "nft delete rule inet netctx a_forward handle {handle}"
+    ));
+    let st = sb.netctx_with(TWO, &["status"]);
+    assert_eq!(st.code, 2, "{}", st.stdout);
+    assert!(
+        st.stdout
+            .lines()
+            .any(|l| l.starts_with('a') && l.contains("drifted")),
+        "{}",
+        st.stdout
+    );
+    sb.netctx_with(TWO, &["up"]).ok();
+    sb.netctx_with(TWO, &["status"]).ok();
+    sb.netctx_with(TWO, &["status"]).ok();
+    let rules = |t: &str| {
+        t.lines()
+            .filter(|l| l.contains("comment \"netctx:"))
+            .count()
+    };
+    assert_eq!(
+        rules(&sb.ok("nft list chain inet netctx a_forward")),
+        rules(&listing)
+    );
+}
+
 #[test]
 fn a_host_address_on_a_foreign_interface_is_refused_naming_it() {
     let sb = Sandbox::new();

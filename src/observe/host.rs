@@ -44,11 +44,8 @@ impl HostView {
         } else {
             RoutedObs::default()
         };
-        let mut live = super::nft::read(nft, &[])?;
-        if live.exists {
-            live.dispatch = super::nft::read_dispatch(nft)?;
-            live.nat = super::nft::read_nat(nft)?;
-        }
+        // As kept at its generation when nothing committed since.
+        let live = super::host_table::read_host(nft)?;
         Ok(HostView {
             routed,
             links: links

@@ -1,6 +1,7 @@
 //! Read-only kernel queries turned into plain data: the host's view and a
 //! context's namespace as the engine plans against them (`host`); links, addresses and
-//! routes of a namespace (`links`; the link dump's bytes read by
+//! routes of a namespace (`links`; the host's table kept at its nf_tables
+//! generation: `host_table`; the link dump's bytes read by
 //! `link_dump`), the live nft table (`nft`), who owns a namespace
 //! (`owner`), which process holds which socket (`procs`), traffic figures
 //! of links and rule counters (`counters`), the sockets and link-local
@@ -16,6 +17,7 @@ pub mod diag;
 pub mod events;
 pub mod firewall;
 pub mod host;
+pub mod host_table;
 pub mod legacy;
 mod link_dump;
 pub mod links;

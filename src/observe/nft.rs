@@ -13,7 +13,7 @@ use crate::kernel::nft::table::{digest_of, Digest, HOST_COMMENT};
 use crate::kernel::nft::wire::{attr, msg, parse_attrs, udata_comment, Attrs};
 
 /// The table `inet netctx` of one namespace as the kernel has it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Live {
     pub exists: bool,
     pub comment: Option<String>,
@@ -36,7 +36,7 @@ pub struct Live {
 /// dispatch —, chain jumped to), sorted by key, and the same sorted by
 /// chain: what one context's elements are is binary searches, not a scan
 /// of every context's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dispatch<K = String> {
     pub elems: Vec<(K, String)>,
     by_chain: Vec<(String, K)>,
@@ -62,7 +62,7 @@ impl<K: Ord + Clone> From<Vec<(K, String)>> for Dispatch<K> {
 }
 
 /// The NAT dispatch's maps that are there, and their elements.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NatLive {
     pub maps: Vec<NatMap>,
     pub elems: Dispatch<NatKey>,

@@ -29,7 +29,9 @@ const IPPROTO_UDP: u8 = 17;
 
 /// One range of keys, both ends included, as the kernel holds the key (an
 /// address; with ports, address . protocol . port, each padded to 4 bytes).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Elem {
     pub lo: Vec<u8>,
     pub hi: Vec<u8>,

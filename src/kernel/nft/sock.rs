@@ -7,7 +7,7 @@ use std::io;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use nix::sys::socket::{setsockopt, sockopt};
 
-use super::wire::{batch, Msg, NFNL_SUBSYS_NFTABLES, NFPROTO_INET};
+use super::wire::{attr, batch, msg, Msg, NFNL_SUBSYS_NFTABLES, NFPROTO_INET};
 use crate::kernel::netlink::wire::{
     self, cstr, encode_nfnl, error_code, frames, parse_attrs, Dumped, NLMSG_DONE, NLMSG_ERROR,
     NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
@@ -163,6 +163,19 @@ impl Nft {
                 extack: Some("nf_tables dump kept being interrupted".into()),
             },
         )
+    }
+
+    /// The ruleset's generation in the calling thread's namespace: every
+    /// committed transaction, whoever sent it, moves it.
+    pub fn generation(&mut self) -> Result<u32, NlError> {
+        let answers = self.get_once(msg::GETGEN, 0, &[], false)?.value;
+        answers
+            .iter()
+            .find_map(|a| a.get(attr::GEN_ID)?.try_into().ok().map(u32::from_be_bytes))
+            .ok_or_else(|| NlError {
+                errno: libc::EPROTO,
+                extack: Some("the kernel's answer carries no generation".into()),
+            })
     }
 
     /// A dump of every object of a kind in every family (tables, chains,

@@ -175,7 +175,7 @@ pub struct Table {
 
 /// What is compared with the kernel: chains with their hooks, the comments
 /// of their rules (each a digest of the rule), and set elements.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Digest {
     pub chains: Vec<(String, u32)>,
     pub rules: Vec<(String, String)>,

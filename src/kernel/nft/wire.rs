@@ -31,10 +31,14 @@ pub mod msg {
     pub const NEWSETELEM: u16 = 12;
     pub const GETSETELEM: u16 = 13;
     pub const DELSETELEM: u16 = 14;
+    pub const GETGEN: u16 = 16;
 }
 
 /// Attribute numbers, by object.
 pub mod attr {
+    /// NFTA_GEN_ID: the ruleset's generation, moved by every commit.
+    pub const GEN_ID: u16 = 1;
+
     pub const TABLE_NAME: u16 = 1;
     pub const TABLE_FLAGS: u16 = 2;
     pub const TABLE_USERDATA: u16 = 6;

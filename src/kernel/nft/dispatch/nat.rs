@@ -41,7 +41,9 @@ pub const PREROUTING: &str = "netctx-prerouting";
 pub const OUTPUT: &str = "netctx-output";
 
 /// A NAT dispatch map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum NatMap {
     /// Host veth → `CTX_post`.
     Masquerade,
@@ -257,7 +259,9 @@ pub fn is_nat_dispatch(chain: &str) -> bool {
 }
 
 /// An element's key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum NatKey {
     /// A host veth (masquerade).
     Iif(String),
