@@ -1,0 +1,321 @@
+"""bench/run --datapath: what isolation costs per packet.
+
+TCP throughput (iperf3) and UDP request/response latency (sockperf
+ping-pong, full round trip) for five setups side by side in the benchmark's
+sandbox, all up at once:
+
+  bare            host -> a plain namespace over a veth pair (no netctx:
+                  the host is a namespace of its own without nftables,
+                  so no conntrack either)
+  strict          host -> a strict netctx context
+  logged          host -> a strict context logging input, forward, output
+  via_host        context a -> context b through the host (a's reach names
+                  b's two ports; the host forwards through the dispatch)
+  bare_via_host   the same path between two plain namespaces (forwarding on
+                  their two host veths only, no nftables): via_host's floor
+
+Each round runs every setup once, starting one setup further each round
+(round-robin), so drift of the machine lands on all of them alike. The
+client is pinned to CPU 0 and the server to CPU 1 (taskset). Results are
+medians over the rounds with their min and max.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+TCP_PORT = 5201
+UDP_PORT = 11111
+PINGPONG_PORT = 11112
+BARE_HOST = "barehost"
+SETUPS = ["bare", "strict", "logged", "via_host", "bare_via_host"]
+# (host side, inside) of each veth pair, one /30 each, beside bench/run's
+# 10.100.0.0/14 contexts.
+NETS = {"bare": ("10.99.0.1", "10.99.0.2"), "s": ("10.99.1.1", "10.99.1.2"),
+        "l": ("10.99.2.1", "10.99.2.2"), "a": ("10.99.3.1", "10.99.3.2"),
+        "b": ("10.99.4.1", "10.99.4.2"), "ba": ("10.99.5.1", "10.99.5.2"),
+        "bb": ("10.99.6.1", "10.99.6.2")}
+# setup: (namespace of the client or None for the host, namespace of the
+# server, address of the server)
+PATHS = {"bare": (BARE_HOST, "bare", NETS["bare"][1]), "strict": (None, "s", NETS["s"][1]),
+         "logged": (None, "l", NETS["l"][1]), "via_host": ("a", "b", NETS["b"][1]),
+         "bare_via_host": ("ba", "bb", NETS["bb"][1])}
+TOOLS = {"iperf3": "iperf3", "sockperf": "sockperf", "taskset": "util-linux"}
+
+
+def missing_tools():
+    """Debian packages of the tools the datapath needs that are not here."""
+    return sorted({pkg for exe, pkg in TOOLS.items()
+                   if not any(os.access(os.path.join(d, exe), os.X_OK)
+                              for d in os.environ["PATH"].split(":"))})
+
+
+def run(argv, **kw):
+    return subprocess.run(argv, check=True, capture_output=True, text=True, **kw)
+
+
+def context(name, addrs, id_, more=""):
+    h, a = addrs
+    return (f'[context.{name}]\nid = {id_}\n{more}[[context.{name}.link]]\nkind = "veth"\n'
+            f'name = "eth0"\nhost = "nx{name}"\nhost_addresses = ["{h}/30"]\n'
+            f'addresses = ["{a}/30"]\n[[context.{name}.route]]\nto = "default"\nvia = "{h}"\n')
+
+
+def config(work):
+    """The four netctx contexts: s strict, l logging, a reaching b."""
+    text = "".join([
+        context("s", NETS["s"], 1),
+        context("l", NETS["l"], 2, 'log = ["input", "forward", "output"]\n'),
+        context("a", NETS["a"], 3, f'reach = ["b:{TCP_PORT}/tcp", "b:{UDP_PORT}/udp", "b:{PINGPONG_PORT}/udp"]\n'),
+        context("b", NETS["b"], 4)])
+    path = os.path.join(work, "datapath.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def forward_on(veth, ns=None):
+    """The host forwards what comes in on `veth` (the input device's switch
+    decides; ip_forward stays off). The host's setting: netctx turns none on
+    for contexts that reach each other."""
+    pre = ["ip", "netns", "exec", ns] if ns else []
+    run(pre + ["sysctl", "-q", f"net.ipv4.conf.{veth}.forwarding=1"])
+
+
+def bare_namespace(ns, forward=False):
+    """A plain namespace behind a veth pair whose host side is in BARE_HOST,
+    a namespace of its own standing for the host: the sandbox's own has
+    netctx's host table (its input and forward hooks, and conntrack with
+    them), which a host without netctx does not."""
+    h, a = NETS[ns]
+    veth = f"dp{ns}"
+    cmds = [["ip", "netns", "add", ns],
+            ["ip", "-n", BARE_HOST, "link", "add", veth, "type", "veth", "peer", "name", "eth0",
+             "netns", ns],
+            ["ip", "-n", BARE_HOST, "addr", "add", f"{h}/30", "dev", veth],
+            ["ip", "-n", BARE_HOST, "link", "set", veth, "up"],
+            ["ip", "-n", ns, "link", "set", "lo", "up"],
+            ["ip", "-n", ns, "addr", "add", f"{a}/30", "dev", "eth0"],
+            ["ip", "-n", ns, "link", "set", "eth0", "up"],
+            ["ip", "-n", ns, "route", "add", "default", "via", h]]
+    for c in cmds:
+        run(c)
+    if forward:
+        forward_on(veth, BARE_HOST)
+
+
+def in_ns(ns, cpu, argv):
+    pre = ["ip", "netns", "exec", ns] if ns else []
+    return pre + ["taskset", "-c", str(cpu)] + argv
+
+
+def listening(ns, proto, port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        out = run(["ip", "netns", "exec", ns, "ss", "-Hn", "-l" + proto[0],
+                   f"sport = :{port}"]).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"datapath: no {proto} server on port {port} in {ns}")
+
+
+def start_servers(pingpong):
+    """An iperf3 and a sockperf server in each server namespace, and one
+    pingpong echoing in all of them, on CPU 1. ip netns exec and taskset
+    exec the server: the pid is the server's."""
+    pp = subprocess.Popen(in_ns(None, 1, [pingpong, "serve", *[
+        f"{PATHS[s][1]}@{PATHS[s][2]}:{PINGPONG_PORT}" for s in SETUPS]]),
+        stdout=subprocess.PIPE, text=True)
+    procs = [pp]
+    if pp.stdout.readline().strip() != "ready":
+        raise RuntimeError("datapath: pingpong serve did not start")
+    for setup in SETUPS:
+        _, ns, addr = PATHS[setup]
+        procs.append(subprocess.Popen(in_ns(ns, 1, ["iperf3", "-s", "-B", addr, "-p",
+                                                    str(TCP_PORT)]),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(in_ns(ns, 1, ["sockperf", "server", "-i", addr, "-p",
+                                                    str(UDP_PORT)]),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        listening(ns, "tcp", TCP_PORT)
+        listening(ns, "udp", UDP_PORT)
+    return procs
+
+
+def stop(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def throughput(setup, seconds):
+    """Gbit/s the server received over `seconds` of one TCP stream."""
+    client, _, addr = PATHS[setup]
+    out = run(in_ns(client, 0, ["iperf3", "-c", addr, "-p", str(TCP_PORT), "-t", str(seconds),
+                                "--connect-timeout", "3000", "-J"]), timeout=seconds + 20).stdout
+    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def round_trip(setup, seconds):
+    """Median UDP round trip in µs of sockperf's ping-pong."""
+    client, _, addr = PATHS[setup]
+    out = run(in_ns(client, 0, ["sockperf", "ping-pong", "-i", addr, "-p", str(UDP_PORT),
+                                "-t", str(seconds), "--full-rtt"]),
+              timeout=seconds + 20).stdout
+    m = re.search(r"percentile 50\.000 =\s+([0-9.]+)", out)
+    if not m:
+        raise RuntimeError(f"datapath: no median in sockperf's output:\n{out}")
+    return float(m.group(1))
+
+
+def interleaved(pingpong, count):
+    """Median UDP round trip in µs of each setup, `pingpong client` sending
+    to all of them in turn, packet by packet, from CPU 0."""
+    specs = [f"{PATHS[s][0] or '-'}@{PATHS[s][2]}:{PINGPONG_PORT}" for s in SETUPS]
+    out = json.loads(run(in_ns(None, 0, [pingpong, "client", str(count), *specs]),
+                         timeout=120).stdout)
+    return {s: out[spec]["p50"] for s, spec in zip(SETUPS, specs)}
+
+
+def spread(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    med = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+    return med, xs[0], xs[-1]
+
+
+def measure(netctx, pingpong, work, settle, rounds=8, seconds=1, cpu_profile=None):
+    """All setups up, `rounds` interleaved rounds, everything down again.
+    The dict of results.json's `datapath`."""
+    cfg = config(work)
+    run([netctx, "-c", cfg, "up"])
+    procs = []
+    try:
+        forward_on("nxa")
+        forward_on("nxb")
+        run(["ip", "netns", "add", BARE_HOST])
+        run(["ip", "-n", BARE_HOST, "link", "set", "lo", "up"])
+        bare_namespace("bare")
+        bare_namespace("ba", forward=True)
+        bare_namespace("bb", forward=True)
+        procs = start_servers(pingpong)
+        settle()
+        gbps = {s: [] for s in SETUPS}
+        rr = {s: [] for s in SETUPS}
+        pp = {s: [] for s in SETUPS}
+        for r in range(rounds):
+            order = SETUPS[r % len(SETUPS):] + SETUPS[:r % len(SETUPS)]
+            for s in order:
+                gbps[s].append(throughput(s, seconds))
+                rr[s].append(round_trip(s, seconds))
+            for s, v in interleaved(pingpong, 5000).items():
+                pp[s].append(v)
+            print(f"  datapath round {r + 1}/{rounds}: " +
+                  ", ".join(f"{s} {gbps[s][-1]:.1f} Gbit/s {rr[s][-1]:.1f} us" for s in SETUPS),
+                  file=sys.stderr)
+        profiles = cpu_profile(seconds) if cpu_profile else {}
+    finally:
+        stop(procs)
+        run([netctx, "-c", cfg, "down", "--all"])
+        for ns in ["bare", "ba", "bb", BARE_HOST]:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    out = {"rounds": rounds, "seconds": seconds, "client_cpu": 0, "server_cpu": 1}
+    for s in SETUPS:
+        out[f"{s}_gbps"], out[f"{s}_gbps_min"], out[f"{s}_gbps_max"] = spread(gbps[s])
+        out[f"{s}_rr_us"], out[f"{s}_rr_us_min"], out[f"{s}_rr_us_max"] = spread(rr[s])
+        out[f"{s}_pp_us"], out[f"{s}_pp_us_min"], out[f"{s}_pp_us_max"] = spread(pp[s])
+        out[f"{s}_gbps_runs"], out[f"{s}_rr_us_runs"] = gbps[s], rr[s]
+        out[f"{s}_pp_us_runs"] = pp[s]
+    for s in SETUPS[1:4]:
+        out[f"{s}_over_bare_gbps"] = out[f"{s}_gbps"] / out["bare_gbps"]
+        out[f"{s}_over_bare_rr"] = out[f"{s}_rr_us"] / out["bare_rr_us"]
+        out[f"{s}_over_bare_pp"] = out[f"{s}_pp_us"] / out["bare_pp_us"]
+    out["via_host_over_bare_via_host_gbps"] = out["via_host_gbps"] / out["bare_via_host_gbps"]
+    out["via_host_over_bare_via_host_rr"] = out["via_host_rr_us"] / out["bare_via_host_rr_us"]
+    out["via_host_over_bare_via_host_pp"] = out["via_host_pp_us"] / out["bare_via_host_pp_us"]
+    if profiles:
+        out["profile"] = profiles
+    return out
+
+
+def report(d):
+    print(f"\ndatapath: median of {d['rounds']} interleaved rounds [min–max] and ÷ bare "
+          f"(via_host ÷ bare_via_host); TCP one stream {d['seconds']} s (iperf3); UDP round "
+          "trip: sockperf ping-pong (median of each run), pingpong (all setups in turn packet "
+          "by packet, median of 5,000 a round)")
+    print(f"{'setup':14} {'TCP Gbit/s':>26}   {'sockperf RR µs':>26}   {'pingpong RR µs':>26}")
+    for s in SETUPS:
+        base = "bare_via_host" if s == "via_host" else "bare"
+        cells = []
+        for k, f in [("gbps", ".2f"), ("rr_us", ".1f"), ("pp_us", ".1f")]:
+            v = d[f"{s}_{k}"]
+            cells.append(f"{v:6{f}} [{d[f'{s}_{k}_min']:{f}}–{d[f'{s}_{k}_max']:{f}}]".ljust(20)
+                         + f"{v / d[f'{base}_{k}']:5.2f}x")
+        print(f"{s:14} " + "   ".join(c.rjust(26) for c in cells))
+    if d.get("profile"):
+        print("perf: per cent of the samples of iperf3 and ksoftirqd in netfilter, one run a "
+              "setup")
+    for s, prof in d.get("profile", {}).items():
+        if not prof:
+            print(f"  {s:15} no samples")
+            continue
+        parts = ", ".join(f"{k} {prof[k]:.1f}" for k, _ in PARTS)
+        top = ", ".join(f"{k} {v:.1f}" for k, v in prof["top"].items())
+        print(f"  {s:15} netfilter {prof['netfilter']:4.1f} % ({parts}; of "
+              f"{prof['samples']} samples); top: {top}")
+
+
+# Kernel symbols by the part of netfilter they belong to (first match).
+PARTS = [("nflog", r"^(__)?nfulnl|^nf_log|^nft_log"),
+         ("conntrack", r"^(__)?nf_conntrack|^(__)?nf_ct_|^nf_confirm|^ipv[46]_conntrack|"
+                       r"^hash_conntrack|^nf_nat|^tcp_in_window|^nf_tcp|^nf_udp"),
+         ("nf_tables", r"^(__)?nft_|^nf_tables"),
+         ("hooks", r"^nf_hook|^nf_queue|^nf_iterate")]
+
+
+def perf_profile(setup, seconds, record=None):
+    """Per cent of the CPU samples of the datapath's processes (iperf3 and
+    ksoftirqd, system-wide perf at 4 kHz over one iperf3 run) that fall in
+    each part of netfilter."""
+    client, _, addr = PATHS[setup]
+    data = f"/tmp/netctx-bench-perf-{os.getpid()}.data"
+    try:
+        run(["perf", "record", "-q", "-F", "4000", "-a", "-o", data, "--",
+             *in_ns(client, 0, ["iperf3", "-c", addr, "-p", str(TCP_PORT), "-t", str(seconds)])],
+            timeout=seconds + 30)
+        out = run(["perf", "script", "-i", data, "-F", "comm,ip,sym"]).stdout
+    finally:
+        if os.path.exists(data):
+            os.unlink(data)
+    counts = {name: 0 for name, _ in PARTS}
+    total = 0
+    syms = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*(.*?)\s+[0-9a-f]+\s+(\S+)", line)
+        if not m or not (m.group(1) == "iperf3" or m.group(1).startswith("ksoftirqd")):
+            continue
+        total += 1
+        sym = m.group(2)
+        for name, rx in PARTS:
+            if re.search(rx, sym):
+                counts[name] += 1
+                syms[sym] = syms.get(sym, 0) + 1
+                break
+    if not total:
+        return {}
+    prof = {name: 100 * c / total for name, c in counts.items()}
+    prof["netfilter"] = sum(prof.values())
+    prof["samples"] = total
+    top = sorted(syms.items(), key=lambda kv: -kv[1])[:5]
+    prof["top"] = {s: round(100 * c / total, 2) for s, c in top}
+    return prof
