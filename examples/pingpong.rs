@@ -21,7 +21,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 /// `NS@ADDR:PORT` split.
 fn parse(spec: &str) -> Result<(String, SocketAddr), String> {
-    let (ns, addr) = spec.split_once('@').ok_or(format!("{spec}: expected NS@ADDR:PORT"))?;
+    let (ns, addr) = spec
+        .split_once('@')
+        .ok_or(format!("{spec}: expected NS@ADDR:PORT"))?;
     let addr = addr.parse().map_err(|e| format!("{spec}: {e}"))?;
     Ok((ns.to_owned(), addr))
 }
@@ -57,8 +59,10 @@ fn serve(specs: &[(String, SocketAddr)]) -> std::io::Result<()> {
     println!("ready");
     let mut buf = [0u8; 2048];
     loop {
-        let mut fds: Vec<PollFd> =
-            socks.iter().map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN)).collect();
+        let mut fds: Vec<PollFd> = socks
+            .iter()
+            .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
+            .collect();
         nix::poll::poll(&mut fds, PollTimeout::NONE)?;
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
         for (s, r) in socks.iter().zip(ready) {
@@ -70,8 +74,9 @@ fn serve(specs: &[(String, SocketAddr)]) -> std::io::Result<()> {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+/// The `pct`th percentile of sorted values (nearest rank below).
+fn percentile(sorted: &[f64], pct: usize) -> f64 {
+    sorted[(sorted.len() - 1) * pct / 100]
 }
 
 fn client(count: usize, specs: &[(String, SocketAddr)]) -> std::io::Result<()> {
@@ -103,8 +108,8 @@ fn client(count: usize, specs: &[(String, SocketAddr)]) -> std::io::Result<()> {
         t.sort_by(f64::total_cmp);
         out.insert(
             format!("{ns}@{addr}"),
-            serde_json::json!({"p25": percentile(&t, 0.25), "p50": percentile(&t, 0.5),
-                               "p75": percentile(&t, 0.75), "count": t.len()}),
+            serde_json::json!({"p25": percentile(&t, 25), "p50": percentile(&t, 50),
+                               "p75": percentile(&t, 75), "count": t.len()}),
         );
     }
     println!("{}", serde_json::Value::Object(out));
@@ -124,11 +129,18 @@ fn main() {
             }
             _ => return Err(usage.into()),
         };
-        let specs = specs.iter().map(|s| parse(s)).collect::<Result<Vec<_>, _>>()?;
+        let specs = specs
+            .iter()
+            .map(|s| parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
         if specs.is_empty() {
             return Err(usage.into());
         }
-        let done = if mode == "serve" { serve(&specs) } else { client(count, &specs) };
+        let done = if mode == "serve" {
+            serve(&specs)
+        } else {
+            client(count, &specs)
+        };
         done.map_err(|e| e.to_string())
     };
     if let Err(e) = run() {
