@@ -164,11 +164,18 @@ def stop(procs):
 
 
 def throughput(setup, seconds):
-    """Gbit/s the server received over `seconds` of one TCP stream."""
+    """Gbit/s the server received over `seconds` of one TCP stream, and
+    Gbit per CPU-second of the two iperf3 processes (user + system, with the
+    softirq work the kernel does on their time): the cost of a bit, which
+    the CPU other processes take from them changes less than the rate."""
     client, _, addr = PATHS[setup]
     out = run(in_ns(client, 0, ["iperf3", "-c", addr, "-p", str(TCP_PORT), "-t", str(seconds),
                                 "--connect-timeout", "3000", "-J"]), timeout=seconds + 20).stdout
-    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+    end = json.loads(out)["end"]
+    gbit = end["sum_received"]["bits_per_second"] * end["sum_received"]["seconds"] / 1e9
+    cpu = end["cpu_utilization_percent"]
+    cpu_s = (cpu["host_total"] + cpu["remote_total"]) / 100 * end["sum_received"]["seconds"]
+    return end["sum_received"]["bits_per_second"] / 1e9, gbit / max(cpu_s, 1e-9)
 
 
 STALLS = []
@@ -226,12 +233,15 @@ def measure(netctx, pingpong, work, settle, rounds=8, seconds=1, cpu_profile=Non
         procs = start_servers(pingpong)
         settle()
         gbps = {s: [] for s in SETUPS}
+        per_cpu = {s: [] for s in SETUPS}
         rr = {s: [] for s in SETUPS}
         pp = {s: [] for s in SETUPS}
         for r in range(rounds):
             order = SETUPS[r % len(SETUPS):] + SETUPS[:r % len(SETUPS)]
             for s in order:
-                gbps[s].append(throughput(s, seconds))
+                rate, cost = throughput(s, seconds)
+                gbps[s].append(rate)
+                per_cpu[s].append(cost)
                 rr[s].append(round_trip(s, seconds))
             for s, v in interleaved(pingpong, 5000).items():
                 pp[s].append(v)
@@ -250,7 +260,10 @@ def measure(netctx, pingpong, work, settle, rounds=8, seconds=1, cpu_profile=Non
         out[f"{s}_gbps"], out[f"{s}_gbps_min"], out[f"{s}_gbps_max"] = spread(gbps[s])
         out[f"{s}_rr_us"], out[f"{s}_rr_us_min"], out[f"{s}_rr_us_max"] = spread(rr[s])
         out[f"{s}_pp_us"], out[f"{s}_pp_us_min"], out[f"{s}_pp_us_max"] = spread(pp[s])
+        out[f"{s}_gbit_cpu_s"], out[f"{s}_gbit_cpu_s_min"], out[f"{s}_gbit_cpu_s_max"] = \
+            spread(per_cpu[s])
         out[f"{s}_gbps_runs"], out[f"{s}_rr_us_runs"] = gbps[s], rr[s]
+        out[f"{s}_gbit_cpu_s_runs"] = per_cpu[s]
         out[f"{s}_pp_us_runs"] = pp[s]
     for s in SETUPS[1:4]:
         out[f"{s}_over_bare_gbps"] = out[f"{s}_gbps"] / out["bare_gbps"]
@@ -265,7 +278,7 @@ def measure(netctx, pingpong, work, settle, rounds=8, seconds=1, cpu_profile=Non
     return out
 
 
-METRICS = [("gbps", ".2f"), ("rr_us", ".1f"), ("pp_us", ".1f")]
+METRICS = [("gbps", ".2f"), ("gbit_cpu_s", ".2f"), ("rr_us", ".1f"), ("pp_us", ".1f")]
 
 
 def base_of(setup):
@@ -288,11 +301,12 @@ def report(d):
           f"(via_host ÷ bare_via_host); TCP one stream {d['seconds']} s (iperf3); UDP round "
           "trip: sockperf ping-pong (median of each run), pingpong (all setups in turn packet "
           "by packet, median of 5,000 a round)")
-    print(f"{'setup':14} {'TCP Gbit/s':>26}   {'sockperf RR µs':>26}   {'pingpong RR µs':>26}")
+    print(f"{'setup':14} {'TCP Gbit/s':>26}   {'TCP Gbit per CPU-s':>26}   "
+          f"{'sockperf RR µs':>26}   {'pingpong RR µs':>26}")
     for s in SETUPS:
-        base = "bare_via_host" if s == "via_host" else "bare"
+        base = base_of(s)
         cells = []
-        for k, f in [("gbps", ".2f"), ("rr_us", ".1f"), ("pp_us", ".1f")]:
+        for k, f in METRICS:
             v = d[f"{s}_{k}"]
             cells.append(f"{v:6{f}} [{d[f'{s}_{k}_min']:{f}}–{d[f'{s}_{k}_max']:{f}}]".ljust(20)
                          + f"{v / d[f'{base}_{k}']:5.2f}x")
@@ -314,6 +328,13 @@ def report(d):
         top = ", ".join(f"{k} {v:.1f}" for k, v in prof["top"].items())
         print(f"  {s:15} netfilter {prof['netfilter']:4.1f} % ({parts}; of "
               f"{prof['samples']} samples); top: {top}")
+        base = d["profile"].get(base_of(s), {})
+        if s.startswith("bare") or not base.get("samples_per_gbit"):
+            continue
+        more = ", ".join(f"{k} {v:+.0f}" for k, v in grown(prof, base))
+        print(f"  {'':15} samples per Gbit {prof['samples_per_gbit']:.0f} against "
+              f"{base['samples_per_gbit']:.0f} ({prof['samples_per_gbit'] / base['samples_per_gbit']:.2f}x);"
+              f" grown most: {more}")
 
 
 # Kernel symbols by the part of netfilter they belong to (first match).
@@ -327,26 +348,30 @@ PARTS = [("nflog", r"^(__)?nfulnl|^nf_log|^nft_log"),
 def perf_profile(setup, seconds, record=None):
     """Per cent of the CPU samples of the datapath's processes (iperf3 and
     ksoftirqd, system-wide perf at 4 kHz over one iperf3 run) that fall in
-    each part of netfilter."""
+    each part of netfilter, and their samples per Gbit received, in all and
+    by function (the 40 busiest)."""
     client, _, addr = PATHS[setup]
     data = f"/tmp/netctx-bench-perf-{os.getpid()}.data"
     try:
-        run(["perf", "record", "-q", "-F", "4000", "-a", "-o", data, "--",
-             *in_ns(client, 0, ["iperf3", "-c", addr, "-p", str(TCP_PORT), "-t", str(seconds)])],
-            timeout=seconds + 30)
+        res = run(["perf", "record", "-q", "-F", "4000", "-a", "-o", data, "--",
+                   *in_ns(client, 0, ["iperf3", "-c", addr, "-p", str(TCP_PORT), "-t",
+                                      str(seconds), "-J"])], timeout=seconds + 30).stdout
+        got = json.loads(res)["end"]["sum_received"]
+        gbit = got["bits_per_second"] * got["seconds"] / 1e9
         out = run(["perf", "script", "-i", data, "-F", "comm,ip,sym"]).stdout
     finally:
         if os.path.exists(data):
             os.unlink(data)
     counts = {name: 0 for name, _ in PARTS}
     total = 0
-    syms = {}
+    syms, every = {}, {}
     for line in out.splitlines():
         m = re.match(r"\s*(.*?)\s+[0-9a-f]+\s+(\S+)", line)
         if not m or not (m.group(1) == "iperf3" or m.group(1).startswith("ksoftirqd")):
             continue
         total += 1
         sym = m.group(2)
+        every[sym] = every.get(sym, 0) + 1
         for name, rx in PARTS:
             if re.search(rx, sym):
                 counts[name] += 1
@@ -359,4 +384,14 @@ def perf_profile(setup, seconds, record=None):
     prof["samples"] = total
     top = sorted(syms.items(), key=lambda kv: -kv[1])[:5]
     prof["top"] = {s: round(100 * c / total, 2) for s, c in top}
+    prof["samples_per_gbit"] = total / gbit
+    busiest = sorted(every.items(), key=lambda kv: -kv[1])[:40]
+    prof["per_gbit"] = {s: c / gbit for s, c in busiest}
     return prof
+
+
+def grown(prof, base, n=6):
+    """The functions whose samples per Gbit grew most over `base`'s."""
+    a, b = prof.get("per_gbit", {}), base.get("per_gbit", {})
+    diff = {s: a.get(s, 0) - b.get(s, 0) for s in set(a) | set(b)}
+    return sorted(diff.items(), key=lambda kv: -kv[1])[:n]
