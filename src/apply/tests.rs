@@ -183,11 +183,10 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
             // Phase 4: the table inside, then the host's chains.
             // (table, 2 sets, 2 elements, 3 chains and 13 rules)
             Nft(Side::Ctx, 21),
-            // (table; the dispatch's map; the two deny sets and their
-            // elements; the ingress chain and its 12 rules; the forward
-            // chain and its 3 rules; the dispatch's chains, each emptied,
-            // and their rules; the map's element)
-            Nft(Side::Host, 44),
+            // (table; the dispatch's map; the ingress chain and its 12
+            // rules; the forward chain and its 3 rules; the dispatch's
+            // chains, each emptied, and their rules; the map's element)
+            Nft(Side::Host, 40),
         ]
     );
     // Every creation is journalled with its undo.

@@ -32,10 +32,14 @@ pub fn dns_sets(ctx: &Context) -> Vec<TimedSet> {
         .collect()
 }
 
-/// Which list a range set holds the address ranges of.
+/// Which list a range set holds the address ranges of. Not `deny`: the
+/// administrator's floor is the same few ranges for every context and
+/// changes rarely, so it is compiled into each context's rules; a set a
+/// context would cost the kernel a search through every set of the host's
+/// table at every set and rule made (nf_tables keeps them in a list):
+/// quadratic, a third of `up`'s CPU at 8,000 contexts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    Deny,
     Reach,
     Accept,
 }
@@ -43,14 +47,13 @@ pub enum Kind {
 impl Kind {
     fn name(self) -> &'static str {
         match self {
-            Kind::Deny => "deny",
             Kind::Reach => "reach",
             Kind::Accept => "accept",
         }
     }
 }
 
-/// The name of a context's range set: `CTX_deny4`, `CTX_reachp6`…
+/// The name of a context's range set: `CTX_reach4`, `CTX_acceptp6`…
 pub fn range_set_name(ctx: &str, kind: Kind, v6: bool, ports: bool) -> String {
     let p = if ports { "p" } else { "" };
     format!("{ctx}_{}{p}{}", kind.name(), if v6 { 6 } else { 4 })
@@ -59,7 +62,7 @@ pub fn range_set_name(ctx: &str, kind: Kind, v6: bool, ports: bool) -> String {
 /// The range sets of one of the context's lists that hold any entry: per
 /// family, the ranges without ports and those with.
 pub fn kind_sets(ctx: &Context, kind: Kind) -> Vec<RangeSet> {
-    let all = [Kind::Deny, Kind::Reach, Kind::Accept];
+    let all = [Kind::Reach, Kind::Accept];
     let mut out: Vec<(Kind, RangeSet)> = all
         .into_iter()
         .flat_map(|k| sets_of(ctx, k).into_iter().map(move |s| (k, s)))
@@ -76,7 +79,6 @@ pub fn kind_sets(ctx: &Context, kind: Kind) -> Vec<RangeSet> {
 
 fn sets_of(ctx: &Context, kind: Kind) -> Vec<RangeSet> {
     let list = match kind {
-        Kind::Deny => &ctx.deny,
         Kind::Reach => &ctx.reach,
         Kind::Accept => &ctx.accept_from,
     };
@@ -112,7 +114,7 @@ pub fn range_sets(ctx: &Context, chains: &[Chain]) -> Vec<RangeSet> {
             _ => None,
         })
         .collect();
-    [Kind::Deny, Kind::Reach, Kind::Accept]
+    [Kind::Reach, Kind::Accept]
         .into_iter()
         .flat_map(|k| kind_sets(ctx, k))
         .filter(|s| used.contains(s.name.as_str()))
@@ -156,12 +158,14 @@ fn to_host(v: &str) -> Vec<Match> {
     vec![Match::IifName(v.into()), Match::NoOif]
 }
 
-/// `deny`: logged and dropped before anything the context may reach.
+/// `deny`: logged and dropped before anything the context may reach (as
+/// rules, not a set: `Kind`).
 pub(super) fn deny(ctx: &Context, veths: &[String], rules: &mut Vec<Rule>) {
-    let sets = kind_sets(ctx, Kind::Deny);
     for v in veths {
-        for s in &sets {
-            let m = vec![Match::IifName(v.clone()), in_range_set(s, Dir::Dst)];
+        for d in &ctx.deny {
+            let Peer::Net(n) = d.to else { continue };
+            let mut m = vec![Match::IifName(v.clone()), prefix(Dir::Dst, n)];
+            m.extend(ports(d.ports));
             rules.extend(drop_if(ctx, m));
         }
     }
