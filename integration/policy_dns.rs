@@ -58,8 +58,10 @@ fn guest(sb: &Sandbox, args: &str) -> String {
 /// context; and its lines.
 pub(crate) fn watch(sb: &Sandbox, resolv: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
     let cfg = sb.dir.join("netctx.toml");
+    // In the sandbox's cgroup: a test that fails before it ends the watch
+    // leaves nothing running.
     let mut child = sb
-        .enter(BIN)
+        .enter_joined(BIN)
         .env("NETCTX_RESOLV_CONF", resolv)
         .args(["-c", cfg.to_str().unwrap(), "watch", "--json"])
         .stdin(Stdio::null())
