@@ -47,7 +47,7 @@ fn netns() -> Option<(u64, u64)> {
             return None;
         }
         let mut cookie = 0u64;
-        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        let mut len: libc::socklen_t = 8;
         let r = libc::getsockopt(
             fd,
             libc::SOL_SOCKET,

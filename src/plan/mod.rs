@@ -289,6 +289,15 @@ impl fmt::Display for Action {
                 "remove host route {} dev {link} proto netctx (no longer announced)",
                 single(*addr)
             ),
+            _ => self.fmt_nft(f),
+        }
+    }
+}
+
+impl Action {
+    /// The nftables and qdisc actions, as `Display` shows them.
+    fn fmt_nft(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Action::ReplaceTable { table, .. } => {
                 let rules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
                 write!(f, "replace nftables table inet netctx ({rules} rules)")
@@ -327,6 +336,8 @@ impl fmt::Display for Action {
                     names.join(", ")
                 )
             }
+            // The others are shown by `Display` itself.
+            other => write!(f, "{other:?}"),
         }
     }
 }

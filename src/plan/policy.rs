@@ -69,7 +69,8 @@ pub fn kind_sets(ctx: &Context, kind: Kind) -> Vec<RangeSet> {
         .collect();
     // Numbered as nft numbers a file's sets after the dispatches' maps
     // (the forward one 1, the NAT ones 2 to 5: ids unique in a transaction).
-    let first = crate::kernel::nft::dispatch::nat::NatMap::ALL.len() as u32 + 2;
+    let first =
+        u32::try_from(crate::kernel::nft::dispatch::nat::NatMap::ALL.len()).unwrap_or(0) + 2;
     for (i, (_, s)) in out.iter_mut().enumerate() {
         s.id = u32::try_from(i).unwrap_or(0) + first;
     }

@@ -61,6 +61,32 @@ fn cidr(s: &str) -> Cidr {
     Cidr::parse(s).expect("constant prefix")
 }
 
+/// The sets of the context's own addresses (`assigned4`, `assigned6`).
+fn assigned_sets(ctx: &Context) -> Vec<Set> {
+    let of = |v6: bool| -> Vec<IpAddr> {
+        ctx.links
+            .iter()
+            .flat_map(|l| &l.addresses)
+            .filter(|a| a.is_v4() != v6)
+            .map(|a| a.addr)
+            .collect()
+    };
+    vec![
+        Set {
+            name: "assigned4".into(),
+            v6: false,
+            id: 1,
+            elems: of(false),
+        },
+        Set {
+            name: "assigned6".into(),
+            v6: true,
+            id: 2,
+            elems: of(true),
+        },
+    ]
+}
+
 /// The table inside the context; `None` when it needs none (isolation off,
 /// no logging, no fences on connections).
 pub fn context_table(ctx: &Context) -> Option<Table> {
@@ -68,38 +94,7 @@ pub fn context_table(ctx: &Context) -> Option<Table> {
     if !strict && ctx.log.is_empty() && !super::fences::fenced(ctx) {
         return None;
     }
-    let v4: Vec<IpAddr> = ctx
-        .links
-        .iter()
-        .flat_map(|l| &l.addresses)
-        .filter(|a| a.is_v4())
-        .map(|a| a.addr)
-        .collect();
-    let v6: Vec<IpAddr> = ctx
-        .links
-        .iter()
-        .flat_map(|l| &l.addresses)
-        .filter(|a| !a.is_v4())
-        .map(|a| a.addr)
-        .collect();
-    let sets = if strict {
-        vec![
-            Set {
-                name: "assigned4".into(),
-                v6: false,
-                id: 1,
-                elems: v4,
-            },
-            Set {
-                name: "assigned6".into(),
-                v6: true,
-                id: 2,
-                elems: v6,
-            },
-        ]
-    } else {
-        vec![]
-    };
+    let sets = if strict { assigned_sets(ctx) } else { vec![] };
     let in_set = |v6: bool, dir: Dir| Match::InSet {
         v6,
         dir,
