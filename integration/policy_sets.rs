@@ -132,7 +132,11 @@ fn changed_addresses_update_the_sets_in_place_and_keep_chains_rules_counters_and
     let denied = deny_drops(&sb);
     assert!(denied > 0, "the refusal is not counted");
     let count = long_connection(&sb);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Python starts slowly under the VM lane's emulation: wait for it.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while echoed(&count) == 0 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(echoed(&count) > 0, "the long connection never flowed");
     let (chain, rules) = handles(&sb);
 
@@ -154,7 +158,10 @@ fn changed_addresses_update_the_sets_in_place_and_keep_chains_rules_counters_and
         deny_drops(&sb) >= denied,
         "the deny rule's counter was reset"
     );
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while echoed(&count) <= flowing && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(echoed(&count) > flowing, "the long connection stopped");
     // What plan -v showed before: the element changes, no chain replaced.
     let p = &plan.stdout;
