@@ -22,6 +22,9 @@
 //!     netprobe sink ADDR PORT SECS              TCP: one client's bytes to its end: "BYTES SECS"
 //!                                               (from the first byte to the last)
 //!     netprobe pour ADDR PORT SECS              TCP: send as fast as it goes for SECS
+//!     netprobe echo ADDR PORT SECS              TCP: echo one client's bytes back
+//!     netprobe ticks ADDR PORT FILE SECS        TCP: a byte every 50 ms over one
+//!                                               connection, the count echoed back in FILE
 //!     netprobe conns ADDR PORT N HOLD           TCP: N connections one after another
 //!                                               (2 s each): "opened K", then hold them HOLD s
 //!     netprobe burst ADDR PORT N                TCP: N connects at once: "opened K" of
@@ -349,6 +352,40 @@ fn sink(at: SocketAddr, secs: u64) {
     println!("{total} {took:.3}");
 }
 
+/// `echo`: one client's bytes back to it, until it closes or `secs` idle.
+fn echo(at: SocketAddr, secs: u64) {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind(at).unwrap_or_else(|e| die(&e.to_string()));
+    let (mut c, _) = l.accept().unwrap_or_else(|e| die(&e.to_string()));
+    c.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = c.read(&mut buf) {
+        if n == 0 || c.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+/// `ticks`: a byte every 50 ms for `secs` over one connection; after each
+/// echo comes back, the count of them written to `file`.
+fn ticks(to: SocketAddr, file: &str, secs: u64) {
+    use std::io::Read;
+    let mut c = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2))
+        .unwrap_or_else(|e| die(&e.to_string()));
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut n = 0u64;
+    while std::time::Instant::now() < until {
+        let mut b = [0u8; 1];
+        if c.write_all(b"x").is_err() || c.read_exact(&mut b).is_err() {
+            break;
+        }
+        n += 1;
+        std::fs::write(file, n.to_string()).unwrap_or_else(|e| die(&e.to_string()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `pour`: send for `secs`.
 fn pour(to: SocketAddr, secs: u64) {
     let mut c = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))
@@ -494,6 +531,8 @@ fn main() {
         }
         "sink" => sink(SocketAddr::new(ip(1), port(2)), num(3)),
         "pour" => pour(SocketAddr::new(ip(1), port(2)), num(3)),
+        "echo" => echo(SocketAddr::new(ip(1), port(2)), num(3)),
+        "ticks" => ticks(SocketAddr::new(ip(1), port(2)), &arg(3), num(4)),
         "conns" => conns(SocketAddr::new(ip(1), port(2)), num(3), num(4)),
         "burst" => burst(SocketAddr::new(ip(1), port(2)), num(3)),
         "serve" => serve(SocketAddr::new(ip(1), port(2)), num(3), &arg(4)),

@@ -6,7 +6,7 @@
 //! (uplink `up0` to the LAN namespace `lan`, 203.0.113.0/24).
 
 use crate::policy::settled;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{probe, Sandbox};
 use crate::uplink::{run, serve, NET};
 
 fn config(reach: &str, deny: &str) -> String {
@@ -66,33 +66,19 @@ fn deny_drops(sb: &Sandbox) -> u64 {
 }
 
 /// A TCP echo server in `lan` and a client in context `n` that sends a
-/// byte every 50 ms over one connection and writes how many came back.
+/// byte every 50 ms over one connection and writes how many came back
+/// (netprobe's `echo` and `ticks`, in the sandbox's cgroup: they end with
+/// it).
 fn long_connection(sb: &Sandbox) -> std::path::PathBuf {
-    let server = sb.dir.join("echo.py");
-    std::fs::write(
-        &server,
-        "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('203.0.113.3', 7001))\ns.listen()\nc, _ = s.accept()\nwhile True:\n    \
-         d = c.recv(100)\n    if not d:\n        break\n    c.sendall(d)\n",
-    )
-    .unwrap();
-    let client = sb.dir.join("client.py");
     let count = sb.dir.join("echoed");
-    std::fs::write(
-        &client,
-        "import socket, sys, time\nc = socket.create_connection(('203.0.113.3', 7001), timeout=2)\n\
-         for n in range(1, 500):\n    c.sendall(b'x')\n    c.recv(1)\n    \
-         open(sys.argv[1], 'w').write(str(n))\n    time.sleep(0.05)\n",
-    )
-    .unwrap();
     sb.ok(&format!(
-        "ip netns exec lan /usr/bin/python3 {} >/dev/null 2>&1 &",
-        server.display()
+        "ip netns exec lan {} echo 203.0.113.3 7001 60 >/dev/null 2>&1 &",
+        probe()
     ));
     std::thread::sleep(std::time::Duration::from_millis(300));
     sb.ok(&format!(
-        "ip netns exec n /usr/bin/python3 {} {} >/dev/null 2>&1 &",
-        client.display(),
+        "ip netns exec n {} ticks 203.0.113.3 7001 {} 120 >/dev/null 2>&1 &",
+        probe(),
         count.display()
     ));
     count
@@ -132,7 +118,7 @@ fn changed_addresses_update_the_sets_in_place_and_keep_chains_rules_counters_and
     let denied = deny_drops(&sb);
     assert!(denied > 0, "the refusal is not counted");
     let count = long_connection(&sb);
-    // Python starts slowly under the VM lane's emulation: wait for it.
+    // Slow to start under the VM lane's emulation: wait for it.
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while echoed(&count) == 0 && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(100));
