@@ -153,6 +153,20 @@ fn map_msg() -> Msg {
     Msg::new(msg::NEWSET, NLM_F_CREATE, a)
 }
 
+/// A shared base chain, made so that two transactions planned from one
+/// observation (contexts made at once, `watch`'s first converge) leave it
+/// whole: made (a no-op when there), emptied, then its rules — whichever
+/// comes second does not append them again.
+pub(super) fn base_chain_msgs(c: &Chain, out: &mut Vec<Msg>) {
+    let bare = Chain {
+        rules: Vec::new(),
+        ..c.clone()
+    };
+    chain_msgs(&bare, out);
+    out.push(flush_chain(&c.name));
+    chain_msgs(c, out);
+}
+
 /// Elements of map `set` (id `set_id`) added (with the chain each jumps
 /// to) or, without, deleted.
 fn elems_msg(set: &str, set_id: u32, ty: u16, elems: &[(&[u8], Option<&str>)]) -> Msg {
@@ -218,18 +232,8 @@ pub fn host_change_msgs(
     }
     if let Some(present) = &d.chain {
         out.extend(present.iter().map(|c| del_chain(c)));
-        // Contexts made at once from one observation each make the base
-        // chains (`watch`'s first converge): whichever transaction comes
-        // second finds them made and must not append their rules again.
-        // So: each chain (a no-op when there), emptied, then its rules.
         for c in dispatch_chains() {
-            let bare = Chain {
-                rules: Vec::new(),
-                ..c.clone()
-            };
-            chain_msgs(&bare, out);
-            out.push(flush_chain(&c.name));
-            chain_msgs(&c, out);
+            base_chain_msgs(&c, out);
         }
     }
     for part in d.add.chunks(512) {

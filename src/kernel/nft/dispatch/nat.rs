@@ -28,8 +28,8 @@ use std::net::IpAddr;
 use super::elems_msg;
 use crate::kernel::nft::expr::{Action, ConcatKey, Rule, IPPROTO_TCP, IPPROTO_UDP};
 use crate::kernel::nft::table::{
-    chain_msgs, del_chain, del_set, flush_chain, Chain, ChainKind, NF_INET_LOCAL_OUT,
-    NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, PRIORITY_DSTNAT, PRIORITY_SRCNAT, TABLE,
+    del_chain, del_set, Chain, ChainKind, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING,
+    NF_INET_PRE_ROUTING, PRIORITY_DSTNAT, PRIORITY_SRCNAT, TABLE,
 };
 use crate::kernel::nft::wire::{attr, msg, Attrs, Msg};
 use netlink_packet_core::NLM_F_CREATE;
@@ -230,19 +230,11 @@ impl Group {
     }
 
     /// The group's base chains (its maps are made before): those named in
-    /// `present` deleted, each made (a no-op when there), emptied and
-    /// filled: whichever of two transactions made from one observation
-    /// comes second does not append the rules again.
+    /// `present` deleted, each made whole (`base_chain_msgs`).
     fn make_msgs(self, present: &[String], out: &mut Vec<Msg>) {
         out.extend(present.iter().map(|c| del_chain(c)));
         for c in self.chains() {
-            let bare = Chain {
-                rules: Vec::new(),
-                ..c.clone()
-            };
-            chain_msgs(&bare, out);
-            out.push(flush_chain(&c.name));
-            chain_msgs(&c, out);
+            super::base_chain_msgs(&c, out);
         }
     }
 
