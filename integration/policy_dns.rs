@@ -140,14 +140,7 @@ fn a_domain_in_reach_opens_exactly_the_addresses_the_resolver_answered_for_their
     let (mut w, events) = watch(&sb, &resolv);
     let st = sb.netctx_with(CFG, &["status", "d"]).ok().stdout.clone();
     assert!(!st.contains("resolver"), "{st}");
-    let mut logs = sb
-        .enter(BIN)
-        .args(["-c", sb.dir.join("netctx.toml").to_str().unwrap()])
-        .args(["logs", "d", "--count", "1", "--timeout", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut logs = follow_logs(&sb);
 
     // A name its reach does not cover: refused, logged; its address stays
     // shut. (Asked again until `logs`, which follows from its start and may
@@ -230,4 +223,121 @@ fn a_domain_in_reach_opens_exactly_the_addresses_the_resolver_answered_for_their
     sb.ok(&format!("kill {}", dnsmasq.trim()));
     sb.netctx_with(CFG, &["down", "--all"]).ok();
     assert!(!sb.ok("nft list sets").contains("d_dns"));
+}
+
+/// `netctx logs d` waiting for one line (30 s at most).
+fn follow_logs(sb: &Sandbox) -> Child {
+    sb.enter(BIN)
+        .args(["-c", sb.dir.join("netctx.toml").to_str().unwrap()])
+        .args(["logs", "d", "--count", "1", "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn over_ipv6_the_resolver_answers_at_the_host_side_and_opens_only_the_aaaa_it_answered() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    sb.ok(
+        "ip -n lan addr add 203.0.113.60/24 dev lan0 && \
+         ip -n lan addr add 2001:db8:1::60/64 dev lan0 nodad && \
+         ip -n lan addr add 2001:db8:1::61/64 dev lan0 nodad",
+    );
+    // The upstream over IPv6 alone: the resolver forwards over IPv6 too.
+    let dnsmasq = sb.ok(
+        "ip netns exec lan dnsmasq --keep-in-foreground --conf-file=/dev/null --pid-file= \
+         --user=root --no-resolv --no-hosts --bind-interfaces --listen-address=2001:db8:1::2 \
+         --address=/allowed.example/2001:db8:1::60 --address=/allowed.example/203.0.113.60 \
+         --address=/refused.example/2001:db8:1::61 \
+         --local-ttl=2 >/dev/null 2>&1 & echo $!",
+    );
+    let resolv = sb.dir.join("upstream.conf");
+    std::fs::write(&resolv, "nameserver 2001:db8:1::2\n").unwrap();
+    let allowed = lan_serve(&sb, "2001:db8:1::60", 80, 150);
+    let other_port = lan_serve(&sb, "2001:db8:1::60", 81, 150);
+    let refused = lan_serve(&sb, "2001:db8:1::61", 80, 150);
+    sb.netctx_with(CFG, &["up"]).ok();
+    settled(&sb);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The attack: the addresses, known without asking.
+    assert_ne!(run(&sb, Some("d"), "connect 2001:db8:1::60 80"), "connected");
+    assert_ne!(run(&sb, Some("d"), "connect 2001:db8:1::61 80"), "connected");
+
+    let (mut w, _) = watch(&sb, &resolv);
+    // The guest's resolv.conf names the resolver at both host addresses.
+    let cfg = sb.dir.join("netctx.toml");
+    let conf = sb.ok(&format!(
+        "{BIN} -c {} exec d -- cat /etc/resolv.conf",
+        cfg.display()
+    ));
+    let servers: Vec<&str> = conf.lines().filter(|l| l.starts_with("nameserver")).collect();
+    assert_eq!(servers, ["nameserver 10.88.0.1", "nameserver fd88::1"], "{conf}");
+
+    // A name its reach does not cover, asked at the IPv6 host side:
+    // refused, logged with the guest's IPv6 address; the address it names
+    // stays shut.
+    let mut logs = follow_logs(&sb);
+    let until = Instant::now() + Duration::from_secs(25);
+    loop {
+        assert_eq!(guest(&sb, "dns fd88::1 refused.example AAAA"), "Refused");
+        if logs.try_wait().unwrap().is_some() || Instant::now() > until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = logs.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("d DENY: NAME=refused.example SRC=fd88::2"),
+        "{out}"
+    );
+    assert_eq!(
+        guest(&sb, "dns fd88::1 refused.example AAAA --tcp"),
+        "Refused"
+    );
+    assert_ne!(guest(&sb, "connect 2001:db8:1::61 80"), "connected");
+
+    // The covered name's AAAA, over UDP at the IPv6 host side: answered,
+    // that address alone allowed (the A record was not asked), reached on
+    // the entry's port only, masqueraded to the uplink's IPv6 address.
+    let asked = Instant::now();
+    assert_eq!(
+        guest(&sb, "dns fd88::1 allowed.example AAAA"),
+        "2001:db8:1::60"
+    );
+    let now = set(&sb);
+    assert!(now.contains("2001:db8:1::60 timeout 30s"), "{now}");
+    assert!(!now.contains("203.0.113.60"), "{now}");
+    assert_eq!(guest(&sb, "connect 2001:db8:1::60 80"), "connected");
+    assert_eq!(seen(&allowed), "2001:db8:1::1\n");
+    assert_ne!(guest(&sb, "connect 2001:db8:1::60 81"), "connected");
+    assert_ne!(guest(&sb, "connect 2001:db8:1::61 80"), "connected");
+    assert_eq!(seen(&other_port), "");
+    assert_eq!(seen(&refused), "");
+    // Over TCP at the IPv6 host side too.
+    assert_eq!(
+        guest(&sb, "dns fd88::1 allowed.example AAAA --tcp"),
+        "2001:db8:1::60"
+    );
+
+    // After its time (the answer's TTL of 2 s, at least 30 s) it is shut.
+    while set(&sb).contains("2001:db8:1::60") {
+        assert!(asked.elapsed() < Duration::from_secs(60), "{}", set(&sb));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(asked.elapsed() > Duration::from_secs(25));
+    assert_ne!(guest(&sb, "connect 2001:db8:1::60 80"), "connected");
+    assert_eq!(seen(&allowed), "2001:db8:1::1\n");
+
+    // SIGTERM to the watch and dnsmasq we started, by pid.
+    // SAFETY: kill(2) of our own child.
+    unsafe {
+        libc::kill(w.id() as i32, libc::SIGTERM);
+    }
+    w.wait().unwrap();
+    sb.ok(&format!("kill {}", dnsmasq.trim()));
+    sb.netctx_with(CFG, &["down", "--all"]).ok();
 }
