@@ -78,8 +78,24 @@ fn a_cni_attachment_with_a_domain_gets_the_resolver_and_only_the_answered_addres
     // The attack first: the address known without asking.
     assert_ne!(run(sb, Some("pod"), "connect 203.0.113.50 80"), "connected");
 
-    // A node that declares no context: watch serves the attachment.
-    sb.write_config("netctx.toml", "[defaults]\nuplink = \"up0\"\n");
+    // A node that declares no context: no watch runs, and status says the
+    // attachment's names resolve to nothing (a detail, not drift).
+    let cfg = sb.write_config("netctx.toml", "[defaults]\nuplink = \"up0\"\n");
+    let status = |args: &[&str]| {
+        let mut all = vec!["-c", cfg.to_str().unwrap(), "status"];
+        all.extend_from_slice(args);
+        let st = sb.netctx(&all);
+        assert_eq!(st.code, 0, "{args:?}: {}{}", st.stdout, st.stderr);
+        st.stdout
+    };
+    for args in [&[][..], &[name.as_str()][..]] {
+        let st = status(args);
+        assert!(
+            st.contains("no `netctx watch` serves its resolver at 10.89.0.1 port 53"),
+            "{args:?}: {st}"
+        );
+    }
+    // Watch serves the attachment.
     let (mut w, _) = watch(sb, &upstream);
     let mut logs = sb
         .enter(BIN)
@@ -107,6 +123,11 @@ fn a_cni_attachment_with_a_domain_gets_the_resolver_and_only_the_answered_addres
         String::from_utf8_lossy(&out.stderr)
     );
     assert_ne!(run(sb, Some("pod"), "connect 203.0.113.51 80"), "connected");
+    // Served now: status says nothing of the resolver.
+    for args in [&[][..], &[name.as_str()][..]] {
+        let st = status(args);
+        assert!(!st.contains("resolver"), "{args:?}: {st}");
+    }
 
     // The covered name: answered through the resolver, its address open
     // on port 80 only.

@@ -24,6 +24,12 @@ pub fn status_rows(host: &mut Host, view: &HostView) -> Vec<Row> {
     }
     let live = attachments(&mut host.rtnl);
     let chains = nft::read(&mut host.nft, &[]).unwrap_or_default();
+    let resolvers = crate::apply::dns::read_records();
+    let listening = if resolvers.is_empty() {
+        Vec::new()
+    } else {
+        super::status::dns_listeners()
+    };
     live.iter()
         .map(|a| {
             let mut d = Vec::new();
@@ -62,6 +68,14 @@ pub fn status_rows(host: &mut Host, view: &HostView) -> Vec<Row> {
                 },
             )];
             detail.extend(d);
+            // Its reach names domains (ADD recorded its resolver): not
+            // drift, but its names resolve to nothing without watch.
+            if let Some(r) = resolvers.iter().find(|r| r.ctx == a.alias.context) {
+                let dev = nix::net::if_::if_nametoindex(r.dev.as_str()).unwrap_or(0);
+                if let Some(at) = r.addrs.first() {
+                    detail.extend(super::status::resolver_missing(&listening, *at, Some(dev)));
+                }
+            }
             Row {
                 name: a.alias.context.clone(),
                 pod: a.alias.pod.clone(),

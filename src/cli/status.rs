@@ -172,18 +172,37 @@ fn resolver_details(ctxs: &[&crate::model::Context], out: &mut [Status]) {
     if !ctxs.iter().any(|c| c.needs_resolver()) {
         return;
     }
-    let listening = crate::observe::diag::services_on(&[53]).unwrap_or_default();
+    let listening = dns_listeners();
     for (c, s) in ctxs.iter().zip(out.iter_mut()) {
-        let Some(at) = c.resolver_addrs().first().copied() else {
-            continue;
-        };
-        if !listening.iter().any(|l| l.proto == "udp" && l.local == at) {
-            s.detail.push(format!(
-                "its reach names domains and no `netctx watch` serves its resolver at {at} port 53: \
-                 they resolve to nothing"
-            ));
+        if let Some(at) = c.resolver_addrs().first() {
+            s.detail.extend(resolver_missing(&listening, *at, None));
         }
     }
+}
+
+/// The host's sockets a resolver listens on: UDP and TCP port 53.
+pub(super) fn dns_listeners() -> Vec<crate::observe::diag::Socket> {
+    crate::observe::diag::services_on(&[53]).unwrap_or_default()
+}
+
+/// The detail line of a context or CNI attachment whose `reach` names
+/// domains when no UDP socket of `listening` is bound to its resolver's
+/// address `at` (and to the device of index `dev`, for an attachment's,
+/// which `watch` binds to its host veth): no `netctx watch` serves it.
+pub(super) fn resolver_missing(
+    listening: &[crate::observe::diag::Socket],
+    at: std::net::IpAddr,
+    dev: Option<u32>,
+) -> Option<String> {
+    let served = listening
+        .iter()
+        .any(|l| l.proto == "udp" && l.local == at && dev.is_none_or(|d| l.ifindex == d));
+    (!served).then(|| {
+        format!(
+            "its reach names domains and no `netctx watch` serves its resolver at {at} port 53: \
+             they resolve to nothing"
+        )
+    })
 }
 
 /// A declared context's state and details from its dry converge.
