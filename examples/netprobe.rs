@@ -506,7 +506,11 @@ fn dns(server: IpAddr, name: &str, ty: &str, tcp: bool) {
             Ok(buf)
         })
     } else {
-        let local = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let local = if server.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
         UdpSocket::bind(local).and_then(|u| {
             u.connect(to)?;
             u.set_read_timeout(wait)?;

@@ -240,11 +240,9 @@ fn follow_logs(sb: &Sandbox) -> Child {
 fn over_ipv6_the_resolver_answers_at_the_host_side_and_opens_only_the_aaaa_it_answered() {
     let sb = Sandbox::new();
     sb.ok(NET);
-    sb.ok(
-        "ip -n lan addr add 203.0.113.60/24 dev lan0 && \
+    sb.ok("ip -n lan addr add 203.0.113.60/24 dev lan0 && \
          ip -n lan addr add 2001:db8:1::60/64 dev lan0 nodad && \
-         ip -n lan addr add 2001:db8:1::61/64 dev lan0 nodad",
-    );
+         ip -n lan addr add 2001:db8:1::61/64 dev lan0 nodad");
     // The upstream over IPv6 alone: the resolver forwards over IPv6 too.
     let dnsmasq = sb.ok(
         "ip netns exec lan dnsmasq --keep-in-foreground --conf-file=/dev/null --pid-file= \
@@ -263,8 +261,14 @@ fn over_ipv6_the_resolver_answers_at_the_host_side_and_opens_only_the_aaaa_it_an
     std::thread::sleep(Duration::from_millis(300));
 
     // The attack: the addresses, known without asking.
-    assert_ne!(run(&sb, Some("d"), "connect 2001:db8:1::60 80"), "connected");
-    assert_ne!(run(&sb, Some("d"), "connect 2001:db8:1::61 80"), "connected");
+    assert_ne!(
+        run(&sb, Some("d"), "connect 2001:db8:1::60 80"),
+        "connected"
+    );
+    assert_ne!(
+        run(&sb, Some("d"), "connect 2001:db8:1::61 80"),
+        "connected"
+    );
 
     let (mut w, _) = watch(&sb, &resolv);
     // The guest's resolv.conf names the resolver at both host addresses.
@@ -273,8 +277,15 @@ fn over_ipv6_the_resolver_answers_at_the_host_side_and_opens_only_the_aaaa_it_an
         "{BIN} -c {} exec d -- cat /etc/resolv.conf",
         cfg.display()
     ));
-    let servers: Vec<&str> = conf.lines().filter(|l| l.starts_with("nameserver")).collect();
-    assert_eq!(servers, ["nameserver 10.88.0.1", "nameserver fd88::1"], "{conf}");
+    let servers: Vec<&str> = conf
+        .lines()
+        .filter(|l| l.starts_with("nameserver"))
+        .collect();
+    assert_eq!(
+        servers,
+        ["nameserver 10.88.0.1", "nameserver fd88::1"],
+        "{conf}"
+    );
 
     // A name its reach does not cover, asked at the IPv6 host side:
     // refused, logged with the guest's IPv6 address; the address it names
