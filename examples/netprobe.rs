@@ -40,6 +40,9 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
+#[path = "netprobe/dns.rs"]
+mod dns;
+
 fn die(msg: &str) -> ! {
     eprintln!("netprobe: {msg}");
     std::process::exit(2)
@@ -475,76 +478,6 @@ fn burst(to: SocketAddr, n: u64) {
     println!("opened {opened}");
 }
 
-/// One DNS query for `name` of type `ty` to `server` port 53, over UDP or
-/// TCP: prints the A/AAAA addresses of the answer, else its response code
-/// or `timeout` (exit 1).
-fn dns(server: IpAddr, name: &str, ty: &str, tcp: bool) {
-    use hickory_proto::op::{Message, Query};
-    use hickory_proto::rr::{Name, RData, RecordType};
-    use std::io::Read;
-    let ty = match ty {
-        "A" => RecordType::A,
-        "AAAA" => RecordType::AAAA,
-        _ => die("A or AAAA"),
-    };
-    let name = Name::from_ascii(name).unwrap_or_else(|e| die(&e.to_string()));
-    let mut q = Message::query();
-    q.add_query(Query::query(name, ty));
-    q.metadata.recursion_desired = true;
-    let q = q.to_vec().unwrap_or_else(|e| die(&e.to_string()));
-    let to = SocketAddr::new(server, 53);
-    let wait = Some(Duration::from_secs(2));
-    let raw = if tcp {
-        std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2)).and_then(|mut c| {
-            c.set_read_timeout(wait)?;
-            let len = u16::try_from(q.len()).unwrap_or(0).to_be_bytes();
-            c.write_all(&[&len[..], &q].concat())?;
-            let mut l = [0u8; 2];
-            c.read_exact(&mut l)?;
-            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(l))];
-            c.read_exact(&mut buf)?;
-            Ok(buf)
-        })
-    } else {
-        let local = if server.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        };
-        UdpSocket::bind(local).and_then(|u| {
-            u.connect(to)?;
-            u.set_read_timeout(wait)?;
-            u.send(&q)?;
-            let mut buf = vec![0u8; 65535];
-            let n = u.recv(&mut buf)?;
-            buf.truncate(n);
-            Ok(buf)
-        })
-    };
-    let raw = raw.unwrap_or_else(|e| {
-        match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => println!("timeout"),
-            _ => println!("{}", errno_name(&e)),
-        }
-        std::process::exit(1)
-    });
-    let m = Message::from_vec(&raw).unwrap_or_else(|e| die(&e.to_string()));
-    let addrs: Vec<IpAddr> = m
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        })
-        .collect();
-    if addrs.is_empty() {
-        println!("{:?}", m.metadata.response_code);
-        std::process::exit(1);
-    }
-    addrs.iter().for_each(|a| println!("{a}"));
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| {
@@ -671,7 +604,7 @@ fn main() {
                 }
             }
         }
-        "dns" => dns(ip(1), &arg(2), &arg(3), flag("--tcp")),
+        "dns" => dns::query(ip(1), &arg(2), &arg(3), flag("--tcp")),
         "connect" => {
             let to = SocketAddr::new(ip(1), port(2));
             match std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
