@@ -1,7 +1,7 @@
 //! The benchmark's floor: the kernel work of N strict contexts and nothing
 //! else, to measure netctx against the kernel itself.
 //!
-//!     floor up N [--host each]     floor observe N     floor down N
+//!     floor up N [--host each] [--without PART]     floor observe N     floor down N
 //!
 //! Context `i` is what `bench/run` declares: namespace `c{i}`, a veth `nx{i}`
 //! with its peer `eth0` created directly inside, one IPv4 address each side
@@ -16,6 +16,12 @@
 //! it makes (netctx's own `netns::create_and_run`). The host's chains go in
 //! one transaction for the whole run (`--host each`: one a context, as
 //! netctx did before the host batch).
+//!
+//! `--without` leaves a part of that work out, to see which part grows
+//! with N: `ingress` (the host's ingress chains; its forward chains and
+//! dispatch stay), `host-nft` (nothing in the host's table), `nft` (no
+//! nf_tables at all), `links` (the namespaces alone: no veth, addresses,
+//! routes or switches).
 //!
 //! `observe` is the kernel work of looking at N such contexts, what
 //! `status` and `up` of a converged host cannot do without: the host's link
@@ -306,10 +312,47 @@ impl Nl {
     }
 }
 
+/// The part of a context's kernel work `floor up --without` leaves out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Without {
+    Nothing,
+    Ingress,
+    HostNft,
+    Nft,
+    Links,
+}
+
+impl Without {
+    fn parse(s: &str) -> Option<Without> {
+        Some(match s {
+            "ingress" => Without::Ingress,
+            "host-nft" => Without::HostNft,
+            "nft" => Without::Nft,
+            "links" => Without::Links,
+            _ => return None,
+        })
+    }
+
+    /// Whether the host's table is left out.
+    fn no_host_nft(self) -> bool {
+        matches!(self, Without::HostNft | Without::Nft | Without::Links)
+    }
+}
+
 /// One context: namespace, links, addresses, routes, switches, its table;
 /// its host chains are returned (or sent at once with `host_each`).
-fn up_one(i: u32, host: &mut Nl, host_nft: &mut Nl, host_each: bool) -> io::Result<Vec<wire::Msg>> {
+fn up_one(
+    i: u32,
+    host: &mut Nl,
+    host_nft: &mut Nl,
+    host_each: bool,
+    without: Without,
+) -> io::Result<Vec<wire::Msg>> {
     let ctx = context(i);
+    if without == Without::Links {
+        netns::create_and_run(&ctx.name, |_| Ok(()), |_| -> io::Result<()> { Ok(()) })??;
+        return Ok(Vec::new());
+    }
     let (h, a) = addrs(i);
     let hostname = format!("nx{i}");
     let hindex = HOST_INDEX + i;
@@ -351,6 +394,9 @@ fn up_one(i: u32, host: &mut Nl, host_nft: &mut Nl, host_each: bool) -> io::Resu
             ];
             reqs.extend(ctx.routes.iter().map(|r| rtnl::add_route(r.to, r.via)));
             ns.exec(reqs)?;
+            if without == Without::Nft {
+                return Ok(());
+            }
             let t = rules::context_table(&ctx).expect("a strict context has a table");
             Nl::open(NETLINK_NETFILTER)?.transaction(&table::replace_table(Some(&t), false))
         },
@@ -358,7 +404,13 @@ fn up_one(i: u32, host: &mut Nl, host_nft: &mut Nl, host_each: bool) -> io::Resu
     for (p, v) in host_sysctls(&hostname) {
         sysctl::write(&p, v)?;
     }
-    let chains = rules::host_chains(&ctx);
+    if without.no_host_nft() {
+        return Ok(Vec::new());
+    }
+    let mut chains = rules::host_chains(&ctx);
+    if without == Without::Ingress {
+        chains.retain(|c| c.device.is_none());
+    }
     // The context's forward chain is reached through the dispatch's map.
     let d = dispatch::DispatchChange {
         add: rules::dispatch_elems(&ctx, &chains),
@@ -420,7 +472,7 @@ fn pool<R: Send>(
     Ok(out.into_inner().unwrap())
 }
 
-fn up(n: u32, host_each: bool) -> io::Result<()> {
+fn up(n: u32, host_each: bool, without: Without) -> io::Result<()> {
     netns::prepare_dir()?;
     // The dispatch's map and base chain, once.
     let shared = dispatch::DispatchChange {
@@ -428,7 +480,7 @@ fn up(n: u32, host_each: bool) -> io::Result<()> {
         chain: Some(vec![]),
         ..Default::default()
     };
-    if host_each {
+    if host_each && !without.no_host_nft() {
         Nl::open(NETLINK_NETFILTER)?.transaction(&table::replace_host_chains(
             &[],
             &[],
@@ -436,8 +488,8 @@ fn up(n: u32, host_each: bool) -> io::Result<()> {
             &Default::default(),
         ))?;
     }
-    let per_ctx = pool(n, |host, nft, i| up_one(i, host, nft, host_each))?;
-    if !host_each {
+    let per_ctx = pool(n, |host, nft, i| up_one(i, host, nft, host_each, without))?;
+    if !host_each && !without.no_host_nft() {
         let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
         dispatch::host_change_msgs(&[], &[], &shared, &mut msgs);
         msgs.extend(per_ctx.into_iter().flatten());
@@ -506,19 +558,34 @@ fn observe(n: u32) -> io::Result<()> {
 
 fn down(n: u32) -> io::Result<()> {
     pool(n, |_, _, i| netns::remove(&format!("c{i}")))?;
-    Nl::open(NETLINK_NETFILTER)?.transaction(&[table::del_table()])
+    match Nl::open(NETLINK_NETFILTER)?.transaction(&[table::del_table()]) {
+        // `up --without` left the host's table out.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r,
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n = args.get(1).and_then(|s| s.parse::<u32>().ok());
-    let host_each = args.get(2..) == Some(&["--host".to_string(), "each".to_string()][..]);
-    let r = match (args.first().map(String::as_str), n) {
-        (Some("up"), Some(n)) => up(n, host_each),
-        (Some("down"), Some(n)) if args.len() == 2 => down(n),
-        (Some("observe"), Some(n)) if args.len() == 2 => observe(n),
+    let flags: Vec<&str> = args.iter().skip(2).map(String::as_str).collect();
+    let (mut host_each, mut without, mut bad) = (false, Some(Without::Nothing), false);
+    for pair in flags.chunks(2) {
+        match pair {
+            ["--host", "each"] => host_each = true,
+            ["--without", part] => without = Without::parse(part),
+            _ => bad = true,
+        }
+    }
+    let r = match (args.first().map(String::as_str), n, without) {
+        (Some("up"), Some(n), Some(without)) if !bad => up(n, host_each, without),
+        (Some("down"), Some(n), _) if args.len() == 2 => down(n),
+        (Some("observe"), Some(n), _) if args.len() == 2 => observe(n),
         _ => {
-            eprintln!("usage: floor up N [--host each] | floor observe N | floor down N");
+            eprintln!(
+                "usage: floor up N [--host each] [--without ingress|host-nft|nft|links] \
+                 | floor observe N | floor down N"
+            );
             std::process::exit(2);
         }
     };

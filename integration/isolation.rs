@@ -325,6 +325,55 @@ fn forged_source_reaches_neither_host_nor_other_context() {
     );
 }
 
+/// A privileged guest (its context's own rules deleted) forging a source
+/// that belongs to no context (a LAN address, and one of the host's own):
+/// the host's chain on its veth drops it, towards the host and towards a
+/// context it may reach, and logs it as `CTX:DROP:`.
+#[test]
+fn forged_outside_source_is_dropped_and_logged_by_the_host() {
+    let sb = Sandbox::new();
+    let cfg = TWO.replace(
+        "[context.a]\n",
+        "[context.a]\nreach = [\"b\", \"host:6000/udp\"]\n",
+    );
+    let file = sb.write_config("c.toml", &cfg);
+    let c = file.to_str().unwrap();
+    sb.netctx(&["-c", c, "up"]).ok();
+    sb.ok("sysctl -qw net.ipv4.ip_forward=1");
+    sb.ok("ip netns exec a nft delete table inet netctx");
+    udp_receiver(&sb, None, 6000, "/run/rx-host", 2.5);
+    udp_receiver(&sb, Some("b"), 6000, "/run/rx-b", 2.5);
+    start_logs(&sb, c, "a --timeout 3", "/run/logs");
+    // Control: a's own source gets through to both.
+    forge(&sb, "a", "10.31.0.2", "10.31.0.1", 6000, "own-to-host");
+    forge(&sb, "a", "10.31.0.2", "10.32.0.2", 6000, "own-to-b");
+    for src in ["198.51.100.7", "10.32.0.1"] {
+        forge(&sb, "a", src, "10.31.0.1", 6000, "forged-to-host");
+        forge(&sb, "a", src, "10.32.0.2", 6000, "forged-to-b");
+    }
+    let logs = stop_logs(&sb, "/run/logs");
+    let host = received(&sb, "/run/rx-host", 0.5);
+    let b = received(&sb, "/run/rx-b", 0.0);
+    assert!(host.contains("own-to-host"), "control failed: {host:?}");
+    assert!(b.contains("own-to-b"), "control failed: {b:?}");
+    assert!(!host.contains("forged"), "the host got a forgery: {host:?}");
+    assert!(!b.contains("forged"), "b got a forgery: {b:?}");
+    assert_eq!(
+        drops(&sb, None, "a_nx-a"),
+        4,
+        "the host's chain did not drop the forgeries"
+    );
+    for (src, dst) in [
+        ("198.51.100.7", "10.31.0.1"),
+        ("198.51.100.7", "10.32.0.2"),
+        ("10.32.0.1", "10.31.0.1"),
+        ("10.32.0.1", "10.32.0.2"),
+    ] {
+        let line = format!("a DROP: IN=nx-a OUT= SRC={src} DST={dst}");
+        assert!(logs.lines().any(|l| l.starts_with(&line)), "{line}: {logs}");
+    }
+}
+
 /// Packets counted by the last drop rule of a chain (the one that drops
 /// what nothing accepted).
 fn drops(sb: &Sandbox, ns: Option<&str>, chain: &str) -> u64 {
