@@ -6,7 +6,7 @@
 use std::io;
 
 use super::kernel::Kernel;
-use super::{crash, CtxError, Host};
+use super::{crash, CtxError, Host, HostView};
 use crate::kernel::netlink::{NlError, Request};
 use crate::kernel::nft::dispatch::DispatchChange;
 use crate::kernel::nft::table;
@@ -14,6 +14,7 @@ use crate::kernel::nft::wire::Msg;
 use crate::kernel::profile;
 use crate::kernel::sysctl;
 use crate::model::Context;
+use crate::observe::host_table::{self, splice::Part};
 use crate::observe::links;
 use crate::plan::{rules, Action, Side};
 
@@ -106,7 +107,14 @@ fn nft_transaction(
 /// and chains). If it fails, each context's chains go in a transaction of
 /// their own, so the failure is the failing context's alone. The results are
 /// in the order of `items`.
-pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Result<(), CtxError>> {
+///
+/// When the one transaction commits, the host's table `view` had with it
+/// made is kept for the next run (`observe::host_table::committed`).
+pub fn host_rules(
+    host: &mut Host,
+    view: &HostView,
+    items: &[(&Context, &[Action])],
+) -> Vec<Result<(), CtxError>> {
     let empty = DispatchChange::default();
     let no_sets = table::HostSets::default();
     let mut shared_made = false;
@@ -176,6 +184,18 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
     match r {
         Ok(()) => {
             crash::point("the host's nf_tables transaction done");
+            if let (true, Some(before)) = (any, view.generation) {
+                let parts: Vec<Part> = pending
+                    .iter()
+                    .map(|(remove, chains, dispatch, sets)| Part {
+                        remove,
+                        chains,
+                        dispatch,
+                        sets,
+                    })
+                    .collect();
+                host_table::committed(&mut host.nft, &view.nft, before, &parts);
+            }
             return items.iter().map(|_| Ok(())).collect();
         }
         Err((i, e)) => {
