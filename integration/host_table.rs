@@ -61,7 +61,10 @@ fn kept_is_what_a_read_finds(sb: &Sandbox, toml: &str, step: &str) {
     sb.ok("rm /run/netctx/host-table.json");
     sb.netctx_with(toml, &["status"]).ok();
     let read = kept(sb);
-    assert_eq!(by_up["generation"], read["generation"], "{step}: kept at another generation");
+    assert_eq!(
+        by_up["generation"], read["generation"],
+        "{step}: kept at another generation"
+    );
     assert_eq!(by_up["netns"], read["netns"], "{step}");
     assert_eq!(by_up["live"], read["live"], "{step}: kept is not the table");
 }

@@ -124,25 +124,7 @@ pub fn host_rules(
     let pending: Vec<Pending> = items
         .iter()
         .map(|(_, acts)| {
-            let found = acts.iter().find_map(|a| match a {
-                Action::ReplaceHostChains {
-                    remove,
-                    chains,
-                    dispatch,
-                    sets,
-                } => Some((remove.as_slice(), chains.as_slice(), dispatch, sets.clone())),
-                // Only set elements: no chain, no dispatch change.
-                Action::UpdateHostSets(ranges) => Some((
-                    &[][..],
-                    &[][..],
-                    &empty,
-                    table::HostSets {
-                        ranges: ranges.clone(),
-                        ..Default::default()
-                    },
-                )),
-                _ => None,
-            });
+            let found = host_part(acts, &empty);
             let (remove, chains, dispatch, sets) =
                 found.unwrap_or((&[], &[], &empty, no_sets.clone()));
             // The dispatch's map and base chain are made once a run, by the
@@ -184,17 +166,8 @@ pub fn host_rules(
     match r {
         Ok(()) => {
             crash::point("the host's nf_tables transaction done");
-            if let (true, Some(before)) = (any, view.generation) {
-                let parts: Vec<Part> = pending
-                    .iter()
-                    .map(|(remove, chains, dispatch, sets)| Part {
-                        remove,
-                        chains,
-                        dispatch,
-                        sets,
-                    })
-                    .collect();
-                host_table::committed(&mut host.nft, &view.nft, before, &parts);
+            if any {
+                keep_committed(host, view, &pending);
             }
             return items.iter().map(|_| Ok(())).collect();
         }
@@ -224,6 +197,55 @@ pub fn host_rules(
             host_chains(ctx, remove, chains, (&dispatch, &sets), &mut k)
         })
         .collect()
+}
+
+/// A context's host chains and sets among its actions.
+fn host_part<'a>(
+    acts: &'a [Action],
+    empty: &'a DispatchChange,
+) -> Option<(
+    &'a [String],
+    &'a [table::Chain],
+    &'a DispatchChange,
+    table::HostSets,
+)> {
+    acts.iter().find_map(|a| match a {
+        Action::ReplaceHostChains {
+            remove,
+            chains,
+            dispatch,
+            sets,
+        } => Some((remove.as_slice(), chains.as_slice(), dispatch, sets.clone())),
+        // Only set elements: no chain, no dispatch change.
+        Action::UpdateHostSets(ranges) => Some((
+            &[][..],
+            &[][..],
+            empty,
+            table::HostSets {
+                ranges: ranges.clone(),
+                ..Default::default()
+            },
+        )),
+        _ => None,
+    })
+}
+
+/// Keep the host's table `view` had with the committed transaction's
+/// `pending` parts made (`observe::host_table::committed`).
+fn keep_committed(host: &mut Host, view: &HostView, pending: &[Pending]) {
+    let Some(before) = view.generation else {
+        return;
+    };
+    let parts: Vec<Part> = pending
+        .iter()
+        .map(|(remove, chains, dispatch, sets)| Part {
+            remove,
+            chains,
+            dispatch,
+            sets,
+        })
+        .collect();
+    host_table::committed(&mut host.nft, &view.nft, before, &parts);
 }
 
 /// A context's part of the host's transaction: chains that go, chains that

@@ -187,11 +187,15 @@ pub fn read_all(config: &Path) -> Option<Config> {
     let mut names: Vec<&str> = contexts.iter().map(|c| c.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    (names.len() == contexts.len() && names.iter().copied().eq(index.at.keys().map(String::as_str)))
-        .then(|| Config {
-            contexts,
-            ..index.defaults
-        })
+    let whole = names.len() == contexts.len()
+        && names
+            .iter()
+            .copied()
+            .eq(index.at.keys().map(String::as_str));
+    whole.then_some(Config {
+        contexts,
+        ..index.defaults
+    })
 }
 
 /// The configuration at `config` with only context `name`, as `up` left

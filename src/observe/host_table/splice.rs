@@ -69,7 +69,11 @@ pub fn splice(live: &mut Live, parts: &[Part<'_>]) {
         .filter(|m| live.nat.maps.contains(m))
         .collect();
     // A base chain made is flushed and filled: as if it went and came.
-    gone.extend(made.iter().filter(|c| c.hooknum != REGULAR).map(|c| c.name.as_str()));
+    gone.extend(
+        made.iter()
+            .filter(|c| c.hooknum != REGULAR)
+            .map(|c| c.name.as_str()),
+    );
     replace_chains(live, &gone, &made);
     if let Some(fwd) = &mut live.dispatch {
         *fwd = Dispatch::from(edit(&fwd.elems, &fwd_gone, fwd_add));
@@ -118,7 +122,13 @@ fn sets_before(live: &mut Live, sets: &HostSets) {
             elems.clone_from(&r.set.elems);
         } else {
             elems.retain(|e| !r.del.contains(e));
-            elems.extend(r.add.iter().filter(|e| !elems.contains(e)).cloned().collect::<Vec<_>>());
+            elems.extend(
+                r.add
+                    .iter()
+                    .filter(|e| !elems.contains(e))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
         }
         elems.sort();
     }
