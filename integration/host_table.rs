@@ -133,3 +133,31 @@ fn an_edit_after_up_kept_the_host_table_is_drift_and_up_repairs_it() {
     }
     sb.netctx_with(&toml, &["down", "--all"]).ok();
 }
+
+/// `up` and `status` read the configuration `up` compiled only while its
+/// files are what they were: an edit in place that puts the modification
+/// time back is still seen (status reports the drift it makes, `up`
+/// applies it), never the stale compiled copy.
+#[test]
+fn up_and_status_see_an_edit_that_hides_its_modification_time() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    let path = sb.write_config("netctx.toml", &CFG.replace("REACH", ""));
+    let p = path.to_str().unwrap();
+    sb.netctx(&["-c", p, "up", "s"]).ok();
+    sb.netctx(&["-c", p, "status", "s"]).ok();
+    sb.ok(&format!(
+        "touch -r {p} /run/stamp && sed 's#10.71.0.1/24#10.71.0.9/24#' {p} >/run/new && \
+         cat /run/new >{p} && touch -r /run/stamp {p}"
+    ));
+    let st = sb.netctx(&["-c", p, "status", "s"]);
+    assert_eq!(st.code, 2, "{}", st.stdout);
+    sb.netctx(&["-c", p, "up", "s"]).ok();
+    let addrs = sb.addrs(None, "nx-s");
+    assert!(
+        addrs.iter().any(|a| a.starts_with("10.71.0.9")),
+        "{addrs:?}"
+    );
+    sb.netctx(&["-c", p, "status", "s"]).ok();
+    sb.netctx(&["-c", p, "down", "--all"]).ok();
+}
