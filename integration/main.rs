@@ -18,6 +18,7 @@ mod fabric;
 mod fences;
 mod fences_net;
 mod guests;
+mod host_table;
 mod integrity;
 mod isolation;
 mod ops;

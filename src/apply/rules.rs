@@ -6,7 +6,7 @@
 use std::io;
 
 use super::kernel::Kernel;
-use super::{crash, CtxError, Host};
+use super::{crash, CtxError, Host, HostView};
 use crate::kernel::netlink::{NlError, Request};
 use crate::kernel::nft::dispatch::DispatchChange;
 use crate::kernel::nft::table;
@@ -14,6 +14,7 @@ use crate::kernel::nft::wire::Msg;
 use crate::kernel::profile;
 use crate::kernel::sysctl;
 use crate::model::Context;
+use crate::observe::host_table::{self, splice::Part};
 use crate::observe::links;
 use crate::plan::{rules, Action, Side};
 
@@ -106,7 +107,14 @@ fn nft_transaction(
 /// and chains). If it fails, each context's chains go in a transaction of
 /// their own, so the failure is the failing context's alone. The results are
 /// in the order of `items`.
-pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Result<(), CtxError>> {
+///
+/// When the one transaction commits, the host's table `view` had with it
+/// made is kept for the next run (`observe::host_table::committed`).
+pub fn host_rules(
+    host: &mut Host,
+    view: &HostView,
+    items: &[(&Context, &[Action])],
+) -> Vec<Result<(), CtxError>> {
     let empty = DispatchChange::default();
     let no_sets = table::HostSets::default();
     let mut shared_made = false;
@@ -116,25 +124,7 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
     let pending: Vec<Pending> = items
         .iter()
         .map(|(_, acts)| {
-            let found = acts.iter().find_map(|a| match a {
-                Action::ReplaceHostChains {
-                    remove,
-                    chains,
-                    dispatch,
-                    sets,
-                } => Some((remove.as_slice(), chains.as_slice(), dispatch, sets.clone())),
-                // Only set elements: no chain, no dispatch change.
-                Action::UpdateHostSets(ranges) => Some((
-                    &[][..],
-                    &[][..],
-                    &empty,
-                    table::HostSets {
-                        ranges: ranges.clone(),
-                        ..Default::default()
-                    },
-                )),
-                _ => None,
-            });
+            let found = host_part(acts, &empty);
             let (remove, chains, dispatch, sets) =
                 found.unwrap_or((&[], &[], &empty, no_sets.clone()));
             // The dispatch's map and base chain are made once a run, by the
@@ -176,6 +166,9 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
     match r {
         Ok(()) => {
             crash::point("the host's nf_tables transaction done");
+            if any {
+                keep_committed(host, view, &pending);
+            }
             return items.iter().map(|_| Ok(())).collect();
         }
         Err((i, e)) => {
@@ -204,6 +197,55 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
             host_chains(ctx, remove, chains, (&dispatch, &sets), &mut k)
         })
         .collect()
+}
+
+/// A context's host chains and sets among its actions.
+fn host_part<'a>(
+    acts: &'a [Action],
+    empty: &'a DispatchChange,
+) -> Option<(
+    &'a [String],
+    &'a [table::Chain],
+    &'a DispatchChange,
+    table::HostSets,
+)> {
+    acts.iter().find_map(|a| match a {
+        Action::ReplaceHostChains {
+            remove,
+            chains,
+            dispatch,
+            sets,
+        } => Some((remove.as_slice(), chains.as_slice(), dispatch, sets.clone())),
+        // Only set elements: no chain, no dispatch change.
+        Action::UpdateHostSets(ranges) => Some((
+            &[][..],
+            &[][..],
+            empty,
+            table::HostSets {
+                ranges: ranges.clone(),
+                ..Default::default()
+            },
+        )),
+        _ => None,
+    })
+}
+
+/// Keep the host's table `view` had with the committed transaction's
+/// `pending` parts made (`observe::host_table::committed`).
+fn keep_committed(host: &mut Host, view: &HostView, pending: &[Pending]) {
+    let Some(before) = view.generation else {
+        return;
+    };
+    let parts: Vec<Part> = pending
+        .iter()
+        .map(|(remove, chains, dispatch, sets)| Part {
+            remove,
+            chains,
+            dispatch,
+            sets,
+        })
+        .collect();
+    host_table::committed(&mut host.nft, &view.nft, before, &parts);
 }
 
 /// A context's part of the host's transaction: chains that go, chains that

@@ -77,7 +77,7 @@ pub(super) fn converge_all(
         .filter_map(|(i, r)| Some((i, (ctxs[i], r.as_ref().ok()?.actions.as_slice()))))
         .collect();
     let items: Vec<(&Context, &[plan::Action])> = done.iter().map(|(_, it)| *it).collect();
-    let host_results = apply::host_rules(&mut host, &items);
+    let host_results = apply::host_rules(&mut host, &view, &items);
     let failed: Vec<(usize, CtxError)> = done
         .iter()
         .zip(host_results)

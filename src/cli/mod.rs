@@ -229,6 +229,9 @@ impl Cli {
 /// `given`), a directory that is absent or holds no `*.toml` file declares
 /// no context.
 fn listing_config(path: &std::path::Path, given: bool) -> anyhow::Result<Config> {
+    if let Some(c) = crate::observe::compiled::read_all(path) {
+        return Ok(c);
+    }
     match config::load(path) {
         Err(config::ConfigError::Empty(_)) if !given => Ok(Config::default()),
         Err(config::ConfigError::Read { source, .. })
@@ -279,7 +282,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             let sources = crate::observe::compiled::Sources::take(&path, || {
                 config::files(&path).map_err(|e| std::io::Error::other(e.to_string()))
             });
-            let cfg = load()?;
+            // As `up` compiled it when nothing changed since (then there
+            // is nothing to compile either).
+            let cfg = match crate::observe::compiled::read_all(&path) {
+                Some(c) => c,
+                None => load()?,
+            };
             let out = engine::up(&cfg, &sel.contexts, wait);
             compile(sources, &cfg);
             out

@@ -153,21 +153,57 @@ fn read_index(d: &Path) -> io::Result<Index> {
     Ok(index)
 }
 
-/// The configuration at `config` with only context `name`, as `up` left
-/// it, if every file it came from is still what it was; `None` otherwise
-/// (then the caller loads the configuration whole).
-pub fn read_one(config: &Path, name: &str) -> Option<Config> {
-    let d = dir();
-    let index = read_index(&d).ok()?;
+/// The index of what `up` compiled from `config`, if every file it came
+/// from is still what it was.
+fn current(d: &Path, config: &Path) -> Option<Index> {
+    let index = read_index(d).ok()?;
     let now: Vec<Identity> = index
         .sources
         .iter()
         .map(|s| identity(&s.path))
         .collect::<io::Result<_>>()
         .ok()?;
-    if now != index.sources || index.sources.first()?.path != config {
-        return None;
-    }
+    (now == index.sources && index.sources.first()?.path == config).then_some(index)
+}
+
+/// The configuration at `config` whole, as `up` left it (its contexts in
+/// their order), if every file it came from is still what it was; `None`
+/// otherwise (then the caller loads it).
+pub fn read_all(config: &Path) -> Option<Config> {
+    let d = dir();
+    let index = current(&d, config)?;
+    let mut data = Vec::new();
+    open_trusted(&d.join("contexts.jsonl"))
+        .ok()?
+        .read_to_end(&mut data)
+        .ok()?;
+    let contexts: Vec<Context> = data
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(serde_json::from_slice)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // Every context the index names, each once.
+    let mut names: Vec<&str> = contexts.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let whole = names.len() == contexts.len()
+        && names
+            .iter()
+            .copied()
+            .eq(index.at.keys().map(String::as_str));
+    whole.then_some(Config {
+        contexts,
+        ..index.defaults
+    })
+}
+
+/// The configuration at `config` with only context `name`, as `up` left
+/// it, if every file it came from is still what it was; `None` otherwise
+/// (then the caller loads the configuration whole).
+pub fn read_one(config: &Path, name: &str) -> Option<Config> {
+    let d = dir();
+    let index = current(&d, config)?;
     let (start, len) = *index.at.get(name)?;
     let mut f = open_trusted(&d.join("contexts.jsonl")).ok()?;
     f.seek(SeekFrom::Start(start)).ok()?;
@@ -178,4 +214,30 @@ pub fn read_one(config: &Path, name: &str) -> Option<Config> {
         contexts: vec![ctx],
         ..index.defaults
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Context;
+
+    /// `up`, `status` and `exec` act on the compiled contexts as on the
+    /// loaded ones: a context's line is that context, field for field.
+    #[test]
+    fn a_compiled_context_is_the_loaded_one() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/contexts");
+        let mut seen = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().and_then(|x| x.to_str()) != Some("toml") {
+                continue;
+            }
+            for c in crate::config::load(&p).unwrap().contexts {
+                let line = serde_json::to_vec(&c).unwrap();
+                let back: Context = serde_json::from_slice(&line).unwrap();
+                assert_eq!(back, c, "{}", p.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "{seen}");
+    }
 }

@@ -27,6 +27,9 @@ pub struct HostView {
     /// Proxy neighbour entries and host routes (read when a context is
     /// routed or has a point-to-point link).
     pub routed: RoutedObs,
+    /// The nf_tables generation `nft` is exactly the table of (`None` when
+    /// something committed while it was read).
+    pub generation: Option<u32>,
 }
 
 impl HostView {
@@ -45,7 +48,7 @@ impl HostView {
             RoutedObs::default()
         };
         // As kept at its generation when nothing committed since.
-        let live = super::host_table::read_host(nft)?;
+        let (live, generation) = super::host_table::read_host(nft)?;
         Ok(HostView {
             routed,
             links: links
@@ -54,6 +57,7 @@ impl HostView {
                 .collect::<HashMap<_, _>>()
                 .into(),
             nft: live,
+            generation,
             sysctls: links::read_sysctls_from(paths, &conf),
         })
     }

@@ -85,20 +85,49 @@ fn keep(netns: (u64, u64), generation: u32, live: &Live) {
 
 /// The host's table with its dispatch map (the calling thread's namespace
 /// is the host's): as kept if the generation has not moved since, else
-/// read whole (and kept when nothing committed while it was read).
-pub fn read_host(nft: &mut Nft) -> Result<Live, NlError> {
+/// read whole (and kept when nothing committed while it was read). With
+/// it, the generation it is exactly the table of (`None` when something
+/// committed while it was read).
+pub fn read_host(nft: &mut Nft) -> Result<(Live, Option<u32>), NlError> {
     let ns = netns();
     let generation = nft.generation()?;
     if let Some(live) = ns.and_then(|ns| kept(ns, generation)) {
-        return Ok(live);
+        return Ok((live, Some(generation)));
     }
     let mut live = read(nft, &[])?;
     if live.exists {
         live.dispatch = read_dispatch(nft)?;
         live.nat = read_nat(nft)?;
-        if let (Some(ns), true) = (ns, nft.generation()? == generation) {
-            keep(ns, generation, &live);
-        }
     }
-    Ok(live)
+    let still = nft.generation()? == generation;
+    if let (Some(ns), true, true) = (ns, still, live.exists) {
+        keep(ns, generation, &live);
+    }
+    Ok((live, still.then_some(generation)))
 }
+
+/// The generation after one commit from `generation` (nf_tables skips 0).
+fn next(generation: u32) -> u32 {
+    generation.checked_add(1).unwrap_or(1)
+}
+
+/// After `up`'s one transaction on the host's table committed: `live`, the
+/// table at `before`, with the transaction's `parts` (each context's, as
+/// sent) made, is the table at the generation after `before` — kept when
+/// that is the generation now, i.e. nothing else committed since `before`
+/// (netctx's lock is held; anyone else's commit moves the generation past
+/// it, and then the next reader reads whole).
+pub fn committed(nft: &mut Nft, live: &Live, before: u32, parts: &[splice::Part<'_>]) {
+    let Some(ns) = netns() else { return };
+    match nft.generation() {
+        Ok(now) if now == next(before) => {
+            let mut live = live.clone();
+            splice::splice(&mut live, parts);
+            keep(ns, now, &live);
+        }
+        Ok(_) => tracing::debug!("the host's table moved beside netctx's transaction: not kept"),
+        Err(e) => tracing::debug!("the host's table's generation: {e}"),
+    }
+}
+
+pub mod splice;
