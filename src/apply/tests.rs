@@ -123,6 +123,14 @@ impl Kernel for Fake {
     fn host_chains(&mut self, _prefix: &str) -> Result<Vec<String>, NlError> {
         Ok(Vec::new())
     }
+    fn host_set(
+        &mut self,
+        _name: &str,
+        _ports: bool,
+    ) -> Result<Option<Vec<crate::kernel::nft::ranges::Elem>>, NlError> {
+        Ok(None)
+    }
+
 }
 
 /// The plan `up` makes for a new context.
@@ -183,10 +191,11 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
             // Phase 4: the table inside, then the host's chains.
             // (table, 2 sets, 2 elements, 3 chains and 13 rules)
             Nft(Side::Ctx, 21),
-            // (table; the dispatch's map; the ingress chain and its 12
-            // rules; the forward chain and its 3 rules; the dispatch's
-            // chains, each emptied, and their rules; the map's element)
-            Nft(Side::Host, 40),
+            // (table; the dispatch's map; the shared deny sets, 4 and 6,
+            // and their elements; the ingress chain and its 12 rules; the
+            // forward chain and its 3 rules; the dispatch's chains, each
+            // emptied, and their rules; the map's element)
+            Nft(Side::Host, 44),
         ]
     );
     // Every creation is journalled with its undo.

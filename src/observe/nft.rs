@@ -251,6 +251,25 @@ pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
     Ok(live)
 }
 
+/// The elements of one range set of the host's table (`ports`: with
+/// protocol and port); `None` when there is no such set.
+pub fn read_range_set(nft: &mut Nft, set: &str, ports: bool) -> Result<Option<Vec<Elem>>, NlError> {
+    let mut a = Attrs::default();
+    a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
+        .str(attr::SET_ELEM_LIST_SET, set);
+    match nft.get(msg::GETSETELEM, &a.0, true) {
+        Ok(answers) => {
+            let lists: Vec<&[u8]> = answers
+                .iter()
+                .filter_map(|a| a.get(attr::SET_ELEM_LIST_ELEMENTS))
+                .collect();
+            Ok(Some(parse_elems(ports, lists.into_iter())))
+        }
+        Err(e) if e.errno == libc::ENOENT => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The element lists of a set's dump (none when it is gone meanwhile).
 fn set_elem_lists(nft: &mut Nft, set: &str) -> Result<Vec<Vec<u8>>, NlError> {
     let mut a = Attrs::default();

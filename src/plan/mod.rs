@@ -24,6 +24,8 @@ pub mod sysctls;
 pub mod tables;
 pub mod uplink;
 
+pub use policy::deny_sets;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     Host,

@@ -342,6 +342,7 @@ fn unmounted_namespace_file_of_ours_is_remade() {
 fn host_live() -> Live {
     let mut chains = host_chains(&ctx());
     let mut ranges = crate::plan::policy::range_sets(&ctx(), &chains);
+    ranges.extend(crate::plan::policy::shared_sets(&ctx(), &chains));
     ranges.sort_by(|a, b| a.name.cmp(&b.name));
     chains.extend(crate::kernel::nft::dispatch::dispatch_chains());
     let nat = crate::plan::nat::nat_elems(&ctx(), &host_chains(&ctx()));
