@@ -68,7 +68,7 @@ const SETS: &str = "host nftables sets in table inet netctx";
 /// converged at once each planned them from one look, and whichever comes
 /// second finds elements gone or there already (ENOENT, EEXIST): it looks
 /// again and changes what is left to change, if anything.
-fn shared_sets(k: &mut impl Kernel, mut changes: Vec<RangeChange>) -> Result<(), CtxError> {
+pub(super) fn shared_sets(k: &mut impl Kernel, mut changes: Vec<RangeChange>) -> Result<(), CtxError> {
     for attempt in 1.. {
         if changes.is_empty() {
             break;
@@ -141,20 +141,18 @@ fn nft_transaction(
     Ok(())
 }
 
-/// The host's chains of every context converged with `DeferHostRules`, in
-/// one transaction (the table's creation once, then each context's removals
-/// and chains). If it fails, each context's chains go in a transaction of
-/// their own, so the failure is the failing context's alone. The results are
-/// in the order of `items`.
-pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Result<(), CtxError>> {
+/// Each context's part of `host_rules`' one transaction: its chains and
+/// sets, with what they share made or changed by the first context that
+/// has it to do (the dispatch's map and base chains, the NAT groups, the
+/// shared deny sets), and an element two claim set by the first only.
+pub(super) fn pending<'a>(items: &[(&Context, &'a [Action])]) -> Vec<Pending<'a>> {
     let empty = DispatchChange::default();
-    let no_sets = table::HostSets::default();
     let mut shared_made = false;
     let mut touched: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut nat_made = Vec::new();
     let mut nat_touched = std::collections::HashSet::new();
     let mut shared_taken = std::collections::HashSet::new();
-    let pending: Vec<Pending> = items
+    items
         .iter()
         .map(|(_, acts)| {
             let found = acts.iter().find_map(|a| match a {
@@ -177,13 +175,13 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
                 _ => None,
             });
             let (remove, chains, dispatch, mut sets) =
-                found.unwrap_or((&[], &[], &empty, no_sets.clone()));
-            // The shared deny sets are made or changed by the first context
-            // that has them to do, once.
-            sets.shared.retain(|r| shared_taken.insert(r.set.name.clone()));
+                found.unwrap_or((&[], &[], &empty, table::HostSets::default()));
+            let mut d = dispatch.clone();
+            // The shared deny sets are made or changed once.
+            sets.shared
+                .retain(|r| shared_taken.insert(r.set.name.clone()));
             // The dispatch's map and base chain are made once a run, by the
             // first context that finds them missing.
-            let mut d = dispatch.clone();
             if shared_made {
                 d.create_map = false;
                 d.chain = None;
@@ -202,7 +200,17 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
             nat_touched.extend(d.nat.add.iter().map(|e| e.0.clone()));
             (remove, chains, d, sets)
         })
-        .collect();
+        .collect()
+}
+
+/// The host's chains of every context converged with `DeferHostRules`, in
+/// one transaction (the table's creation once, then each context's removals
+/// and chains). If it fails, each context's chains go in a transaction of
+/// their own, so the failure is the failing context's alone. The results are
+/// in the order of `items`.
+pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Result<(), CtxError>> {
+    let no_sets = table::HostSets::default();
+    let pending = pending(items);
     let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
     let mut any = false;
     for (remove, chains, dispatch, sets) in &pending {
@@ -263,7 +271,7 @@ pub fn host_rules(host: &mut Host, items: &[(&Context, &[Action])]) -> Vec<Resul
 
 /// A context's part of the host's transaction: chains that go, chains that
 /// come, its dispatch change and its timed sets.
-type Pending<'a> = (
+pub(super) type Pending<'a> = (
     &'a [String],
     &'a [table::Chain],
     DispatchChange,
