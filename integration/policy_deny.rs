@@ -225,3 +225,82 @@ fn a_changed_deny_changes_the_shared_sets_in_place_for_every_context() {
     sb.netctx_with("[defaults]\n", &["down", "m"]).ok();
     assert_eq!(sb.ok("nft list ruleset").trim(), "");
 }
+
+#[test]
+fn watch_repairs_a_shared_deny_set_changed_by_hand_in_place() {
+    let sb = Sandbox::new();
+    sb.ok(NET);
+    let cfg = sb.write_config("deny.toml", &config(BEFORE));
+    let w = crate::ops::Watcher::start(&sb, cfg.to_str().unwrap());
+    let handles = chains(&sb);
+    sb.ok("nft delete element inet netctx netctx-deny4 { 203.0.113.4 }");
+    let lines = w.during(Duration::from_secs(4));
+    let set = sb.ok("nft list set inet netctx netctx-deny4");
+    assert!(set.contains("203.0.113.4"), "not repaired: {set}");
+    // Both contexts drifted and were repaired (the second found the first's
+    // repair done), in place: no chain made anew.
+    for ctx in ["n", "m"] {
+        let repaired = lines.iter().any(|v| {
+            v["event"] == "repaired"
+                && v["context"] == ctx
+                && v["actions"].as_array().is_some_and(|a| {
+                    a.iter().any(|a| {
+                        a.as_str()
+                            .is_some_and(|a| a.contains("netctx-deny4 in place (-0 +1 elements)"))
+                    })
+                })
+        });
+        assert!(repaired, "{ctx}: {lines:?}");
+    }
+    assert_eq!(chains(&sb), handles, "the repair replaced chains");
+    assert!(w.term().success());
+    sb.netctx(&["-c", cfg.to_str().unwrap(), "down", "--all"]).ok();
+    assert_eq!(sb.ok("nft list ruleset").trim(), "");
+}
+
+/// One strict context declared with its own floor.
+const DECLARED: &str = r#"
+[defaults]
+deny = ["203.0.113.9/32"]
+
+[context.d]
+[[context.d.link]]
+kind = "veth"
+name = "eth0"
+host_addresses = ["10.95.0.1/24"]
+addresses = ["10.95.0.2/24"]
+"#;
+
+#[test]
+fn cni_attachments_keep_their_default_floor_apart_from_the_declared_one() {
+    let t = crate::cni::Cni::new();
+    t.sb.netctx_with(DECLARED, &["up"]).ok();
+    t.netns("pod");
+    let conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
+    t.call("ADD", "pod", &conf).ok();
+    let set = |name: &str| t.sb.ok(&format!("nft list set inet netctx {name}"));
+    // Neither front end rewrites the other's floor.
+    let declared = set("netctx-deny4");
+    assert!(
+        declared.contains("203.0.113.9") && !declared.contains("169.254"),
+        "{declared}"
+    );
+    let cni = set("netctx-cni-deny4");
+    assert!(
+        cni.contains("169.254.0.0/16") && !cni.contains("203.0.113.9"),
+        "{cni}"
+    );
+    assert!(set("netctx-cni-deny6").contains("fd00:ec2::254"));
+    assert_eq!(t.sb.netctx_with(DECLARED, &["status", "d"]).code, 0);
+    t.call("CHECK", "pod", &conf).ok();
+    t.sb.netctx_with(DECLARED, &["up"]).ok();
+    t.call("CHECK", "pod", &conf).ok();
+    // The last attachment takes its sets along, the declared ones stay.
+    t.call("DEL", "pod", &conf).ok();
+    let o = t.sb.sh("nft list set inet netctx netctx-cni-deny4");
+    assert!(!o.status.success(), "the attachments' set outlived them");
+    assert!(set("netctx-deny4").contains("203.0.113.9"));
+    assert_eq!(t.sb.netctx_with(DECLARED, &["status", "d"]).code, 0);
+    t.sb.netctx_with(DECLARED, &["down", "d"]).ok();
+    assert_eq!(t.sb.ok("nft list ruleset").trim(), "");
+}

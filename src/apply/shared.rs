@@ -43,11 +43,7 @@ pub fn prune(host: &mut Host, ctxs: &[&Context]) -> Result<(), NlError> {
     if wanted.iter().all(Option::is_none) {
         return Ok(());
     }
-    let live = nft_live::read_chains(&mut host.nft)?;
-    if live.foreign_host_table() {
-        return Ok(());
-    }
-    for name in &live.set_names {
+    for name in &nft_live::read_set_names(&mut host.nft)? {
         let Some(a) = shared::scope(name) else {
             continue;
         };

@@ -188,7 +188,7 @@ impl Action {
                 ..
             } => {
                 let mut t: String = sets.keep.iter().map(|s| s.render()).collect();
-                t.extend(sets.ranges.iter().map(|r| r.render()));
+                t.extend(sets.shared.iter().chain(&sets.ranges).map(|r| r.render()));
                 t.extend(chains.iter().map(render_chain));
                 if !dispatch.add.is_empty() {
                     t.push_str(&render_map(&dispatch.add));
