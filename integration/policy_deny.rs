@@ -65,8 +65,14 @@ fn chains(sb: &Sandbox) -> Vec<String> {
             out.push(format!("{} # {handle}", kept[0]));
         }
     }
-    assert!(out.iter().any(|l| l.starts_with("chain n_forward")), "{table}");
-    assert!(out.iter().any(|l| l.starts_with("chain m_forward")), "{table}");
+    assert!(
+        out.iter().any(|l| l.starts_with("chain n_forward")),
+        "{table}"
+    );
+    assert!(
+        out.iter().any(|l| l.starts_with("chain m_forward")),
+        "{table}"
+    );
     out
 }
 
@@ -76,10 +82,8 @@ fn chains(sb: &Sandbox) -> Vec<String> {
 fn settled(sb: &Sandbox) {
     let until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until {
-        let t = sb.ok(
-            "ip -6 addr show tentative scope global; \
-             ip -all netns exec ip -6 addr show tentative scope global",
-        );
+        let t = sb.ok("ip -6 addr show tentative scope global; \
+             ip -all netns exec ip -6 addr show tentative scope global");
         if !t.contains("tentative") {
             return;
         }
@@ -254,7 +258,8 @@ fn watch_repairs_a_shared_deny_set_changed_by_hand_in_place() {
     }
     assert_eq!(chains(&sb), handles, "the repair replaced chains");
     assert!(w.term().success());
-    sb.netctx(&["-c", cfg.to_str().unwrap(), "down", "--all"]).ok();
+    sb.netctx(&["-c", cfg.to_str().unwrap(), "down", "--all"])
+        .ok();
     assert_eq!(sb.ok("nft list ruleset").trim(), "");
 }
 

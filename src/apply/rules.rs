@@ -68,7 +68,10 @@ const SETS: &str = "host nftables sets in table inet netctx";
 /// converged at once each planned them from one look, and whichever comes
 /// second finds elements gone or there already (ENOENT, EEXIST): it looks
 /// again and changes what is left to change, if anything.
-pub(super) fn shared_sets(k: &mut impl Kernel, mut changes: Vec<RangeChange>) -> Result<(), CtxError> {
+pub(super) fn shared_sets(
+    k: &mut impl Kernel,
+    mut changes: Vec<RangeChange>,
+) -> Result<(), CtxError> {
     for attempt in 1.. {
         if changes.is_empty() {
             break;

@@ -126,7 +126,13 @@ impl Kernel for Fake {
             return Ok(());
         }
         let errno = self.nft_fails.remove(0);
-        Err((0, NlError { errno, extack: None }))
+        Err((
+            0,
+            NlError {
+                errno,
+                extack: None,
+            },
+        ))
     }
     fn host_chains(&mut self, _prefix: &str) -> Result<Vec<String>, NlError> {
         Ok(Vec::new())

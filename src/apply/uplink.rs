@@ -138,7 +138,9 @@ pub fn wanted(ctx: &crate::model::Context) -> Vec<(String, String)> {
 /// entries; the guard. Every error collected.
 pub fn after_converge(host: &mut Host, ctxs: &[&crate::model::Context]) -> Vec<UplinkError> {
     let nat = super::teardown::prune_nat(host).err().map(UplinkError::Nat);
-    let deny = super::shared::prune(host, ctxs).err().map(UplinkError::Deny);
+    let deny = super::shared::prune(host, ctxs)
+        .err()
+        .map(UplinkError::Deny);
     let (mut users, mut leaving) = (Vec::new(), Vec::new());
     let (mut routed, mut unrouted) = (Vec::new(), Vec::new());
     for c in ctxs {

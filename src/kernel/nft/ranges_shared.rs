@@ -112,7 +112,12 @@ mod tests {
         assert_eq!(scope("netctx-cni-denyp4"), Some(true));
         assert_eq!(ported("netctx-cni-denyp4"), Some(true));
         assert_eq!(ported("netctx-deny6"), Some(false));
-        for other in ["netctx-forward", "netctx-deny", "web_deny4", "netctx-denyx4"] {
+        for other in [
+            "netctx-forward",
+            "netctx-deny",
+            "web_deny4",
+            "netctx-denyx4",
+        ] {
             assert_eq!(scope(other), None, "{other}");
         }
     }
