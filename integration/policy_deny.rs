@@ -282,7 +282,8 @@ fn cni_attachments_keep_their_default_floor_apart_from_the_declared_one() {
     t.sb.netctx_with(DECLARED, &["up"]).ok();
     t.netns("pod");
     let conf = t.conf("1.0.0", "nx", "10.89.0.0/24");
-    t.call("ADD", "pod", &conf).ok();
+    let added = t.call("ADD", "pod", &conf).ok();
+    let check = crate::cni::Cni::with_prev(&conf, &added);
     let set = |name: &str| t.sb.ok(&format!("nft list set inet netctx {name}"));
     // Neither front end rewrites the other's floor.
     let declared = set("netctx-deny4");
@@ -297,9 +298,9 @@ fn cni_attachments_keep_their_default_floor_apart_from_the_declared_one() {
     );
     assert!(set("netctx-cni-deny6").contains("fd00:ec2::254"));
     assert_eq!(t.sb.netctx_with(DECLARED, &["status", "d"]).code, 0);
-    t.call("CHECK", "pod", &conf).ok();
+    t.call("CHECK", "pod", &check).ok();
     t.sb.netctx_with(DECLARED, &["up"]).ok();
-    t.call("CHECK", "pod", &conf).ok();
+    t.call("CHECK", "pod", &check).ok();
     // The last attachment takes its sets along, the declared ones stay.
     t.call("DEL", "pod", &conf).ok();
     let o = t.sb.sh("nft list set inet netctx netctx-cni-deny4");
