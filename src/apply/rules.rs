@@ -53,7 +53,7 @@ pub(super) fn rules_phase(
                 dispatch,
                 sets,
             } => {
-                host_chains(ctx, remove, chains, (dispatch, sets), k)?;
+                host_chains(ctx, remove, chains, (dispatch, &**sets), k)?;
                 crash::point("an nf_tables transaction done");
             }
             _ => {}
@@ -164,7 +164,12 @@ pub(super) fn pending<'a>(items: &[(&Context, &'a [Action])]) -> Vec<Pending<'a>
                     chains,
                     dispatch,
                     sets,
-                } => Some((remove.as_slice(), chains.as_slice(), dispatch, sets.clone())),
+                } => Some((
+                    remove.as_slice(),
+                    chains.as_slice(),
+                    dispatch,
+                    (**sets).clone(),
+                )),
                 // Only set elements: no chain, no dispatch change.
                 Action::UpdateHostSets(ranges) => {
                     let (shared, ranges) = ranges.iter().cloned().partition(RangeChange::shared);

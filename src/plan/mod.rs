@@ -138,7 +138,7 @@ pub enum Action {
         dispatch: crate::kernel::nft::dispatch::DispatchChange,
         /// The context's timed sets (netctx's resolver's): made when
         /// missing, kept with their elements when there; those that go.
-        sets: crate::kernel::nft::table::HostSets,
+        sets: Box<crate::kernel::nft::table::HostSets>,
     },
     /// Change the elements of the context's range sets in the host's table
     /// in place (one transaction; its chains stay as they are).

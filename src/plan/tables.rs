@@ -62,7 +62,7 @@ pub(super) fn host_chains(
             remove: have.chains.into_iter().map(|c| c.0).collect(),
             chains,
             dispatch,
-            sets,
+            sets: Box::new(sets),
         });
     } else if in_place > 0 {
         // Only the addresses changed: the chains and their counters stay.
