@@ -23,6 +23,7 @@ mod integrity;
 mod isolation;
 mod ops;
 mod policy;
+mod policy_deny;
 mod policy_dns;
 mod policy_sets;
 mod pty;

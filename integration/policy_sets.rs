@@ -55,8 +55,8 @@ fn deny_drops(sb: &Sandbox) -> u64 {
     let line = text
         .lines()
         .find(|l| {
-            // A set since the ranges are sets, a prefix before.
-            (l.contains("@n_deny4") || l.contains("203.0.113.4"))
+            // The shared set of the floor (a prefix when deny was rules).
+            (l.contains("@netctx-deny4") || l.contains("203.0.113.4"))
                 && l.contains("counter packets")
                 && l.contains("drop")
         })
@@ -69,7 +69,7 @@ fn deny_drops(sb: &Sandbox) -> u64 {
 /// byte every 50 ms over one connection and writes how many came back
 /// (netprobe's `echo` and `ticks`, in the sandbox's cgroup: they end with
 /// it).
-fn long_connection(sb: &Sandbox) -> std::path::PathBuf {
+pub(crate) fn long_connection(sb: &Sandbox) -> std::path::PathBuf {
     let count = sb.dir.join("echoed");
     sb.ok(&format!(
         "ip netns exec lan {} echo 203.0.113.3 7001 60 >/dev/null 2>&1 &",
@@ -84,7 +84,7 @@ fn long_connection(sb: &Sandbox) -> std::path::PathBuf {
     count
 }
 
-fn echoed(file: &std::path::Path) -> u64 {
+pub(crate) fn echoed(file: &std::path::Path) -> u64 {
     std::fs::read_to_string(file)
         .unwrap_or_default()
         .trim()

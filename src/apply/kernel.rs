@@ -5,6 +5,7 @@
 use std::io;
 
 use crate::kernel::netlink::{NlError, Request, Rtnl};
+use crate::kernel::nft::ranges::Elem;
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::nft::wire::Msg;
 use crate::kernel::sysctl;
@@ -27,6 +28,8 @@ pub trait Kernel {
     fn nft(&mut self, side: Side, msgs: &[Msg]) -> Result<(), (usize, NlError)>;
     /// Names of the host table's chains starting with `prefix`.
     fn host_chains(&mut self, prefix: &str) -> Result<Vec<String>, NlError>;
+    /// The elements of a range set of the host's table, `None` if missing.
+    fn host_set(&mut self, name: &str, ports: bool) -> Result<Option<Vec<Elem>>, NlError>;
 }
 
 /// The real kernel: the worker's host sockets and the namespace's, opened on
@@ -74,5 +77,9 @@ impl Kernel for Sockets<'_> {
     fn host_chains(&mut self, prefix: &str) -> Result<Vec<String>, NlError> {
         let live = nft_live::read(&mut self.host.nft, &[])?;
         Ok(live.only(prefix).chains.into_iter().map(|c| c.0).collect())
+    }
+
+    fn host_set(&mut self, name: &str, ports: bool) -> Result<Option<Vec<Elem>>, NlError> {
+        nft_live::read_range_set(&mut self.host.nft, name, ports)
     }
 }

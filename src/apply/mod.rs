@@ -19,6 +19,7 @@ mod journal;
 mod kernel;
 pub mod routed;
 mod rules;
+pub mod shared;
 mod steps;
 pub mod teardown;
 #[cfg(test)]

@@ -9,6 +9,7 @@ use super::kernel::Kernel;
 use super::{crash, CtxError, Host, HostView};
 use crate::kernel::netlink::{NlError, Request};
 use crate::kernel::nft::dispatch::DispatchChange;
+use crate::kernel::nft::ranges::{Elem, RangeChange};
 use crate::kernel::nft::table;
 use crate::kernel::nft::wire::Msg;
 use crate::kernel::profile;
@@ -38,15 +39,14 @@ pub(super) fn rules_phase(
             }
             Action::ReplaceHostChains { .. } | Action::UpdateHostSets(_) if defer_host_rules => {}
             Action::UpdateHostSets(ranges) => {
-                let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
-                ranges.iter().for_each(|r| r.msgs(&mut msgs));
-                nft_transaction(
-                    k,
-                    Side::Host,
-                    &msgs,
-                    "host nftables sets in table inet netctx",
-                    5,
-                )?;
+                let (shared, own): (Vec<RangeChange>, Vec<RangeChange>) =
+                    ranges.iter().cloned().partition(RangeChange::shared);
+                shared_sets(k, shared)?;
+                if !own.is_empty() {
+                    let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
+                    own.iter().for_each(|r| r.msgs(&mut msgs));
+                    nft_transaction(k, Side::Host, &msgs, SETS, 5)?;
+                }
             }
             Action::ReplaceHostChains {
                 remove,
@@ -54,10 +54,44 @@ pub(super) fn rules_phase(
                 dispatch,
                 sets,
             } => {
-                host_chains(ctx, remove, chains, (dispatch, sets), k)?;
+                host_chains(ctx, remove, chains, (dispatch, &**sets), k)?;
                 crash::point("an nf_tables transaction done");
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+const SETS: &str = "host nftables sets in table inet netctx";
+
+/// The shared deny sets' changes in a transaction of their own: contexts
+/// converged at once each planned them from one look, and whichever comes
+/// second finds elements gone or there already (ENOENT, EEXIST): it looks
+/// again and changes what is left to change, if anything.
+pub(super) fn shared_sets(
+    k: &mut impl Kernel,
+    mut changes: Vec<RangeChange>,
+) -> Result<(), CtxError> {
+    for attempt in 1.. {
+        if changes.is_empty() {
+            break;
+        }
+        let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
+        changes.iter().for_each(|r| r.msgs(&mut msgs));
+        match profile::time(5, || k.nft(Side::Host, &msgs)) {
+            Ok(()) => break,
+            Err((_, e)) if [libc::ENOENT, libc::EEXIST].contains(&e.errno) && attempt <= 3 => {
+                let mut again = Vec::new();
+                for c in changes {
+                    let have = k
+                        .host_set(&c.set.name, c.set.ports)
+                        .map_err(|e| CtxError::kernel(SETS, e))?;
+                    again.extend(RangeChange::against(c.set, have.as_deref()));
+                }
+                changes = again;
+            }
+            Err((_, e)) => return Err(CtxError::kernel(SETS, e)),
         }
     }
     Ok(())
@@ -71,6 +105,15 @@ fn host_chains(
     k: &mut impl Kernel,
 ) -> Result<(), CtxError> {
     const OBJECT: &str = "host nftables table inet netctx";
+    // The shared sets' elements changed on their own (`shared_sets`); those
+    // made go with the chains that look them up.
+    let (made, changed): (Vec<RangeChange>, Vec<RangeChange>) =
+        sets.shared.iter().cloned().partition(|r| r.create);
+    shared_sets(k, changed)?;
+    let sets = &table::HostSets {
+        shared: made,
+        ..sets.clone()
+    };
     let mut remove = remove.to_vec();
     for attempt in 1.. {
         let msgs = table::replace_host_chains(&remove, chains, dispatch, sets);
@@ -102,34 +145,29 @@ fn nft_transaction(
     Ok(())
 }
 
-/// The host's chains of every context converged with `DeferHostRules`, in
-/// one transaction (the table's creation once, then each context's removals
-/// and chains). If it fails, each context's chains go in a transaction of
-/// their own, so the failure is the failing context's alone. The results are
-/// in the order of `items`.
-///
-/// When the one transaction commits, the host's table `view` had with it
-/// made is kept for the next run (`observe::host_table::committed`).
-pub fn host_rules(
-    host: &mut Host,
-    view: &HostView,
-    items: &[(&Context, &[Action])],
-) -> Vec<Result<(), CtxError>> {
+/// Each context's part of `host_rules`' one transaction: its chains and
+/// sets, with what they share made or changed by the first context that
+/// has it to do (the dispatch's map and base chains, the NAT groups, the
+/// shared deny sets), and an element two claim set by the first only.
+pub(super) fn pending<'a>(items: &[(&Context, &'a [Action])]) -> Vec<Pending<'a>> {
     let empty = DispatchChange::default();
-    let no_sets = table::HostSets::default();
     let mut shared_made = false;
     let mut touched: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut nat_made = Vec::new();
     let mut nat_touched = std::collections::HashSet::new();
-    let pending: Vec<Pending> = items
+    let mut shared_taken = std::collections::HashSet::new();
+    items
         .iter()
         .map(|(_, acts)| {
             let found = host_part(acts, &empty);
-            let (remove, chains, dispatch, sets) =
-                found.unwrap_or((&[], &[], &empty, no_sets.clone()));
+            let (remove, chains, dispatch, mut sets) =
+                found.unwrap_or((&[], &[], &empty, table::HostSets::default()));
+            let mut d = dispatch.clone();
+            // The shared deny sets are made or changed once.
+            sets.shared
+                .retain(|r| shared_taken.insert(r.set.name.clone()));
             // The dispatch's map and base chain are made once a run, by the
             // first context that finds them missing.
-            let mut d = dispatch.clone();
             if shared_made {
                 d.create_map = false;
                 d.chain = None;
@@ -148,7 +186,24 @@ pub fn host_rules(
             nat_touched.extend(d.nat.add.iter().map(|e| e.0.clone()));
             (remove, chains, d, sets)
         })
-        .collect();
+        .collect()
+}
+
+/// The host's chains of every context converged with `DeferHostRules`, in
+/// one transaction (the table's creation once, then each context's removals
+/// and chains). If it fails, each context's chains go in a transaction of
+/// their own, so the failure is the failing context's alone. The results are
+/// in the order of `items`.
+///
+/// When the one transaction commits, the host's table `view` had with it
+/// made is kept for the next run (`observe::host_table::committed`).
+pub fn host_rules(
+    host: &mut Host,
+    view: &HostView,
+    items: &[(&Context, &[Action])],
+) -> Vec<Result<(), CtxError>> {
+    let no_sets = table::HostSets::default();
+    let pending = pending(items);
     let mut msgs = vec![table::new_table(Some(table::HOST_COMMENT))];
     let mut any = false;
     for (remove, chains, dispatch, sets) in &pending {
@@ -178,7 +233,7 @@ pub fn host_rules(
     items
         .iter()
         .zip(pending)
-        .map(|((ctx, acts), (remove, chains, mut dispatch, sets))| {
+        .map(|((ctx, acts), (remove, chains, mut dispatch, mut sets))| {
             // On its own, each context makes the shared parts it found
             // missing (the transaction of the one that was to make them
             // may be the failing one); making them twice is harmless.
@@ -190,6 +245,17 @@ pub fn host_rules(
                 dispatch.chain.clone_from(&orig.chain);
                 dispatch.nat.make.clone_from(&orig.nat.make);
             }
+            // And the shared sets it found missing (their changes in place
+            // stay the first's: `shared_sets` makes them once).
+            let made = acts.iter().find_map(|a| match a {
+                Action::ReplaceHostChains { sets, .. } => Some(&sets.shared),
+                _ => None,
+            });
+            for r in made.into_iter().flatten().filter(|r| r.create) {
+                if !sets.shared.iter().any(|s| s.set.name == r.set.name) {
+                    sets.shared.push(r.clone());
+                }
+            }
             if remove.is_empty() && chains.is_empty() && dispatch.is_empty() && sets == no_sets {
                 return Ok(());
             }
@@ -200,13 +266,13 @@ pub fn host_rules(
 }
 
 /// A context's host chains and sets among its actions.
-fn host_part<'a>(
+fn host_part<'a: 'b, 'b>(
     acts: &'a [Action],
-    empty: &'a DispatchChange,
+    empty: &'b DispatchChange,
 ) -> Option<(
     &'a [String],
     &'a [table::Chain],
-    &'a DispatchChange,
+    &'b DispatchChange,
     table::HostSets,
 )> {
     acts.iter().find_map(|a| match a {
@@ -215,17 +281,22 @@ fn host_part<'a>(
             chains,
             dispatch,
             sets,
-        } => Some((remove.as_slice(), chains.as_slice(), dispatch, sets.clone())),
-        // Only set elements: no chain, no dispatch change.
-        Action::UpdateHostSets(ranges) => Some((
-            &[][..],
-            &[][..],
-            empty,
-            table::HostSets {
-                ranges: ranges.clone(),
-                ..Default::default()
-            },
+        } => Some((
+            remove.as_slice(),
+            chains.as_slice(),
+            dispatch,
+            (**sets).clone(),
         )),
+        // Only set elements: no chain, no dispatch change.
+        Action::UpdateHostSets(ranges) => {
+            let (shared, ranges) = ranges.iter().cloned().partition(RangeChange::shared);
+            let sets = table::HostSets {
+                ranges,
+                shared,
+                ..Default::default()
+            };
+            Some((&[][..], &[][..], empty, sets))
+        }
         _ => None,
     })
 }
@@ -250,7 +321,7 @@ fn keep_committed(host: &mut Host, view: &HostView, pending: &[Pending]) {
 
 /// A context's part of the host's transaction: chains that go, chains that
 /// come, its dispatch change and its timed sets.
-type Pending<'a> = (
+pub(super) type Pending<'a> = (
     &'a [String],
     &'a [table::Chain],
     DispatchChange,
@@ -282,5 +353,8 @@ impl Kernel for HostOnly<'_> {
     fn host_chains(&mut self, prefix: &str) -> Result<Vec<String>, NlError> {
         let live = crate::observe::nft::read(&mut self.0.nft, &[])?;
         Ok(live.only(prefix).chains.into_iter().map(|c| c.0).collect())
+    }
+    fn host_set(&mut self, name: &str, ports: bool) -> Result<Option<Vec<Elem>>, NlError> {
+        crate::observe::nft::read_range_set(&mut self.0.nft, name, ports)
     }
 }

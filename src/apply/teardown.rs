@@ -107,6 +107,7 @@ pub fn remove_host_chains(host: &mut Host, names: &[String]) -> Result<Vec<Strin
             dispatch::host_change_msgs(&gone, &[], &d, &mut m);
             m.extend(gone_sets.iter().map(|s| table::del_set(s)));
             nat_prune(&nat, &gone, &kept, &mut m);
+            m.extend(super::shared::leaving(&live.set_names, &kept));
             m
         };
         // Many contexts' chains do not fit one message: a transaction per

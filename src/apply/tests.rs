@@ -55,6 +55,10 @@ struct Fake {
     /// Every undo fails (for rollback reports).
     undo_fails: bool,
     rolling_back: bool,
+    /// The next nf_tables transactions fail with these errnos, in order.
+    nft_fails: Vec<i32>,
+    /// What a host set holds when read (`host_set`).
+    set: Option<Vec<crate::kernel::nft::ranges::Elem>>,
 }
 
 fn kind(r: &Request) -> &'static str {
@@ -118,10 +122,27 @@ impl Kernel for Fake {
     }
     fn nft(&mut self, side: Side, msgs: &[Msg]) -> Result<(), (usize, NlError)> {
         self.calls.push(Call::Nft(side, msgs.len()));
-        Ok(())
+        if self.nft_fails.is_empty() {
+            return Ok(());
+        }
+        let errno = self.nft_fails.remove(0);
+        Err((
+            0,
+            NlError {
+                errno,
+                extack: None,
+            },
+        ))
     }
     fn host_chains(&mut self, _prefix: &str) -> Result<Vec<String>, NlError> {
         Ok(Vec::new())
+    }
+    fn host_set(
+        &mut self,
+        _name: &str,
+        _ports: bool,
+    ) -> Result<Option<Vec<crate::kernel::nft::ranges::Elem>>, NlError> {
+        Ok(self.set.clone())
     }
 }
 
@@ -183,10 +204,11 @@ fn phases_run_in_order_links_sysctls_addresses_rules() {
             // Phase 4: the table inside, then the host's chains.
             // (table, 2 sets, 2 elements, 3 chains and 13 rules)
             Nft(Side::Ctx, 21),
-            // (table; the dispatch's map; the ingress chain and its 12
-            // rules; the forward chain and its 3 rules; the dispatch's
-            // chains, each emptied, and their rules; the map's element)
-            Nft(Side::Host, 40),
+            // (table; the dispatch's map; the shared deny sets, 4 and 6,
+            // and their elements; the ingress chain and its 12 rules; the
+            // forward chain and its 3 rules; the dispatch's chains, each
+            // emptied, and their rules; the map's element)
+            Nft(Side::Host, 44),
         ]
     );
     // Every creation is journalled with its undo.
@@ -417,4 +439,84 @@ fn an_attachment_leaves_the_runtimes_links_alone_and_rolls_back_whole() {
     assert_eq!(undone.last(), Some(&Exec(Side::Host, vec!["DelLink"])));
     assert!(undone.contains(&Exec(Side::Ctx, vec!["DelRoute"])));
     assert!(undone.contains(&Exec(Side::Ctx, vec!["DelAddress"])));
+}
+
+/// A shared deny set of `c` changed in place: its ranges now `deny` (one
+/// IPv4 range) where they were `was`.
+fn deny_change(c: &Context, was: &str, deny: &str) -> crate::kernel::nft::ranges::RangeChange {
+    use crate::config::{parse_entry, EntryKind};
+    let mut c = c.clone();
+    c.deny = vec![parse_entry(was, EntryKind::Deny).unwrap()];
+    let old = crate::plan::deny_sets(&c).remove(0);
+    c.deny = vec![parse_entry(deny, EntryKind::Deny).unwrap()];
+    let new = crate::plan::deny_sets(&c).remove(0);
+    crate::kernel::nft::ranges::RangeChange::against(new, Some(&old.elems)).unwrap()
+}
+
+#[test]
+fn the_shared_deny_sets_are_made_and_changed_once_in_ups_transaction() {
+    let web = ctx();
+    let mut db = ctx();
+    db.name = "db".into();
+    let (pw, pd) = (new_context_plan(&web), new_context_plan(&db));
+    let items = [(&web, &pw[..]), (&db, &pd[..])];
+    let p = super::rules::pending(&items);
+    let made = |i: usize| -> Vec<(String, bool)> {
+        p[i].3
+            .shared
+            .iter()
+            .map(|r| (r.set.name.clone(), r.create))
+            .collect()
+    };
+    // Both planned them from one look; the first makes them.
+    assert_eq!(
+        made(0),
+        [
+            ("netctx-deny4".to_string(), true),
+            ("netctx-deny6".to_string(), true)
+        ]
+    );
+    assert!(made(1).is_empty());
+    // Their elements changed in place: by the first context only.
+    let change = deny_change(&web, "169.254.0.0/16", "203.0.113.0/24");
+    assert_eq!((change.del.len(), change.add.len()), (1, 1));
+    let up = [Action::UpdateHostSets(vec![change.clone()])];
+    let items = [(&web, &up[..]), (&db, &up[..])];
+    let p = super::rules::pending(&items);
+    assert_eq!(p[0].3.shared, [change]);
+    assert!(p[1].3.shared.is_empty() && p[1].3.ranges.is_empty());
+}
+
+#[test]
+fn a_shared_change_another_context_made_first_is_looked_at_again_not_failed() {
+    let change = deny_change(&ctx(), "169.254.0.0/16", "203.0.113.0/24");
+    // Another context of the same run changed them first: its deletion
+    // finds the element gone; the set is as wanted, nothing more is sent.
+    let mut k = Fake {
+        nft_fails: vec![libc::ENOENT],
+        set: Some(change.set.elems.clone()),
+        ..Fake::default()
+    };
+    super::rules::shared_sets(&mut k, vec![change.clone()]).unwrap();
+    assert_eq!(k.calls, [Call::Nft(Side::Host, 3)]);
+    // Someone emptied it meanwhile: the wanted elements are added.
+    let mut k = Fake {
+        nft_fails: vec![libc::ENOENT],
+        set: Some(Vec::new()),
+        ..Fake::default()
+    };
+    super::rules::shared_sets(&mut k, vec![change.clone()]).unwrap();
+    assert_eq!(k.calls.len(), 2);
+    // Another error is the error.
+    let mut k = Fake {
+        nft_fails: vec![libc::EPERM],
+        ..Fake::default()
+    };
+    let e = super::rules::shared_sets(&mut k, vec![change]).unwrap_err();
+    assert!(
+        e.chain()
+            .starts_with("host nftables sets in table inet netctx"),
+        "{}",
+        e.chain()
+    );
 }

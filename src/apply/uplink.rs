@@ -35,6 +35,8 @@ pub enum UplinkError {
     Guard(#[source] crate::kernel::netlink::NlError),
     #[error("host nftables NAT dispatch (netctx-postrouting, netctx-prerouting, netctx-output) in table inet netctx")]
     Nat(#[source] crate::kernel::netlink::NlError),
+    #[error("host nftables deny sets (netctx-deny4…) in table inet netctx")]
+    Deny(#[source] crate::kernel::netlink::NlError),
     #[error("proxy neighbour entry or host route of a routed context")]
     Neigh(#[source] crate::kernel::netlink::NlError),
     #[error("uplink {0} is no interface of the host")]
@@ -136,6 +138,9 @@ pub fn wanted(ctx: &crate::model::Context) -> Vec<(String, String)> {
 /// entries; the guard. Every error collected.
 pub fn after_converge(host: &mut Host, ctxs: &[&crate::model::Context]) -> Vec<UplinkError> {
     let nat = super::teardown::prune_nat(host).err().map(UplinkError::Nat);
+    let deny = super::shared::prune(host, ctxs)
+        .err()
+        .map(UplinkError::Deny);
     let (mut users, mut leaving) = (Vec::new(), Vec::new());
     let (mut routed, mut unrouted) = (Vec::new(), Vec::new());
     for c in ctxs {
@@ -155,7 +160,7 @@ pub fn after_converge(host: &mut Host, ctxs: &[&crate::model::Context]) -> Vec<U
         leaving: &leaving,
         all: false,
     };
-    let mut errors: Vec<UplinkError> = nat.into_iter().collect();
+    let mut errors: Vec<UplinkError> = nat.into_iter().chain(deny).collect();
     errors.extend(converge(host, &change));
     errors.extend(super::routed::converge(host, &routed, &unrouted, false));
     errors

@@ -19,7 +19,7 @@ use crate::kernel::netlink::NlError;
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::rundir::{self, RUN_DIR};
 
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 fn path() -> PathBuf {
     PathBuf::from(RUN_DIR).join("host-table.json")

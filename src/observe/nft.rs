@@ -251,6 +251,51 @@ pub fn read(nft: &mut Nft, sets: &[&str]) -> Result<Live, NlError> {
     Ok(live)
 }
 
+/// The names of the host table's sets, sorted; none when the table is not
+/// there or not netctx's (a dump of its sets, not of every chain).
+pub fn read_set_names(nft: &mut Nft) -> Result<Vec<String>, NlError> {
+    let mut name = Attrs::default();
+    name.str(attr::TABLE_NAME, TABLE);
+    let tables = match nft.get(msg::GETTABLE, &name.0, false) {
+        Ok(t) => t,
+        Err(e) if e.errno == libc::ENOENT => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let ours = tables
+        .first()
+        .and_then(|t| t.get(attr::TABLE_USERDATA).and_then(udata_comment));
+    if ours.as_deref() != Some(HOST_COMMENT) {
+        return Ok(Vec::new());
+    }
+    let mut names: Vec<String> = nft
+        .get(msg::GETSET, &name.0, true)?
+        .iter()
+        .filter(|s| s.get_str(attr::SET_TABLE).as_deref() == Some(TABLE))
+        .filter_map(|s| s.get_str(attr::SET_NAME))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The elements of one range set of the host's table (`ports`: with
+/// protocol and port); `None` when there is no such set.
+pub fn read_range_set(nft: &mut Nft, set: &str, ports: bool) -> Result<Option<Vec<Elem>>, NlError> {
+    let mut a = Attrs::default();
+    a.str(attr::SET_ELEM_LIST_TABLE, TABLE)
+        .str(attr::SET_ELEM_LIST_SET, set);
+    match nft.get(msg::GETSETELEM, &a.0, true) {
+        Ok(answers) => {
+            let lists: Vec<&[u8]> = answers
+                .iter()
+                .filter_map(|a| a.get(attr::SET_ELEM_LIST_ELEMENTS))
+                .collect();
+            Ok(Some(parse_elems(ports, lists.into_iter())))
+        }
+        Err(e) if e.errno == libc::ENOENT => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The element lists of a set's dump (none when it is gone meanwhile).
 fn set_elem_lists(nft: &mut Nft, set: &str) -> Result<Vec<Vec<u8>>, NlError> {
     let mut a = Attrs::default();

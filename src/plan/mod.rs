@@ -24,6 +24,8 @@ pub mod sysctls;
 pub mod tables;
 pub mod uplink;
 
+pub use policy::deny_sets;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     Host,
@@ -136,7 +138,7 @@ pub enum Action {
         dispatch: crate::kernel::nft::dispatch::DispatchChange,
         /// The context's timed sets (netctx's resolver's): made when
         /// missing, kept with their elements when there; those that go.
-        sets: crate::kernel::nft::table::HostSets,
+        sets: Box<crate::kernel::nft::table::HostSets>,
     },
     /// Change the elements of the context's range sets in the host's table
     /// in place (one transaction; its chains stay as they are).
@@ -186,7 +188,7 @@ impl Action {
                 ..
             } => {
                 let mut t: String = sets.keep.iter().map(|s| s.render()).collect();
-                t.extend(sets.ranges.iter().map(|r| r.render()));
+                t.extend(sets.shared.iter().chain(&sets.ranges).map(|r| r.render()));
                 t.extend(chains.iter().map(render_chain));
                 if !dispatch.add.is_empty() {
                     t.push_str(&render_map(&dispatch.add));

@@ -10,7 +10,7 @@ use crate::kernel::nft::expr::{
     Dir, Match, Rule, CT_ESTABLISHED, CT_RELATED, ICMPV6_ECHO_REQUEST, ICMP_ECHO_REQUEST,
     IPPROTO_TCP, IPPROTO_UDP, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT,
 };
-use crate::kernel::nft::ranges::RangeSet;
+use crate::kernel::nft::ranges::{shared, RangeSet};
 use crate::kernel::nft::table::{Chain, TimedSet};
 use crate::model::{dns_set, Cidr, Context, Egress, Isolation, Peer, Ports, Proto};
 
@@ -32,12 +32,12 @@ pub fn dns_sets(ctx: &Context) -> Vec<TimedSet> {
         .collect()
 }
 
-/// Which list a range set holds the address ranges of. Not `deny`: the
-/// administrator's floor is the same few ranges for every context and
-/// changes rarely, so it is compiled into each context's rules; a set a
-/// context would cost the kernel a search through every set of the host's
-/// table at every set and rule made (nf_tables keeps them in a list):
-/// quadratic, a third of `up`'s CPU at 8,000 contexts.
+/// Which list a context's range set holds the address ranges of. Not
+/// `deny`: the administrator's floor is the same few ranges for every
+/// context, in a few sets they share (`deny_sets`); a set a context would
+/// cost the kernel a search through every set of the host's table at every
+/// set and rule made (nf_tables keeps them in a list): quadratic, a third
+/// of `up`'s CPU at 8,000 contexts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Reach,
@@ -68,9 +68,11 @@ pub fn kind_sets(ctx: &Context, kind: Kind) -> Vec<RangeSet> {
         .flat_map(|k| sets_of(ctx, k).into_iter().map(move |s| (k, s)))
         .collect();
     // Numbered as nft numbers a file's sets after the dispatches' maps
-    // (the forward one 1, the NAT ones 2 to 5: ids unique in a transaction).
-    let first =
-        u32::try_from(crate::kernel::nft::dispatch::nat::NatMap::ALL.len()).unwrap_or(0) + 2;
+    // (the forward one 1, the NAT ones 2 to 5) and the shared deny sets (6
+    // to 9): ids unique in a transaction.
+    let first = u32::try_from(crate::kernel::nft::dispatch::nat::NatMap::ALL.len()).unwrap_or(0)
+        + 2
+        + shared::COUNT;
     for (i, (_, s)) in out.iter_mut().enumerate() {
         s.id = u32::try_from(i).unwrap_or(0) + first;
     }
@@ -104,9 +106,9 @@ fn sets_of(ctx: &Context, kind: Kind) -> Vec<RangeSet> {
     out
 }
 
-/// Every range set the context's chains look up.
-pub fn range_sets(ctx: &Context, chains: &[Chain]) -> Vec<RangeSet> {
-    let used: std::collections::HashSet<&str> = chains
+/// The names of the sets the chains look up.
+fn used(chains: &[Chain]) -> std::collections::HashSet<&str> {
+    chains
         .iter()
         .flat_map(|c| &c.rules)
         .flat_map(|r| &r.matches)
@@ -114,10 +116,24 @@ pub fn range_sets(ctx: &Context, chains: &[Chain]) -> Vec<RangeSet> {
             Match::InSet { set, .. } => Some(set.as_str()),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Every range set of the context's own that its chains look up.
+pub fn range_sets(ctx: &Context, chains: &[Chain]) -> Vec<RangeSet> {
+    let used = used(chains);
     [Kind::Reach, Kind::Accept]
         .into_iter()
         .flat_map(|k| kind_sets(ctx, k))
+        .filter(|s| used.contains(s.name.as_str()))
+        .collect()
+}
+
+/// The shared deny sets the context's chains look up.
+pub fn shared_sets(ctx: &Context, chains: &[Chain]) -> Vec<RangeSet> {
+    let used = used(chains);
+    deny_sets(ctx)
+        .into_iter()
         .filter(|s| used.contains(s.name.as_str()))
         .collect()
 }
@@ -159,14 +175,41 @@ fn to_host(v: &str) -> Vec<Match> {
     vec![Match::IifName(v.into()), Match::NoOif]
 }
 
-/// `deny`: logged and dropped before anything the context may reach (as
-/// rules, not a set: `Kind`).
+/// The shared sets of the context's floor (`deny`), one per family and
+/// kind (with ports or not) it has entries of: the declared contexts' or,
+/// for a CNI attachment, the attachments' (`ranges::shared`).
+pub fn deny_sets(ctx: &Context) -> Vec<RangeSet> {
+    let e: Vec<(Cidr, Option<Ports>)> = ctx
+        .deny
+        .iter()
+        .filter_map(|r| match r.to {
+            Peer::Net(n) => Some((n, r.ports)),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for ports in [false, true] {
+        for v6 in [false, true] {
+            if e.iter()
+                .any(|(c, p)| c.is_v4() != v6 && p.is_some() == ports)
+            {
+                let name = shared::name(ctx.is_attachment(), v6, ports);
+                let mut s = RangeSet::new(name, v6, ports, &e);
+                s.id = shared::id(v6, ports);
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// `deny`: logged and dropped before anything the context may reach, by a
+/// lookup in the shared sets (`deny_sets`), whose elements change in place.
 pub(super) fn deny(ctx: &Context, veths: &[String], rules: &mut Vec<Rule>) {
+    let sets = deny_sets(ctx);
     for v in veths {
-        for d in &ctx.deny {
-            let Peer::Net(n) = d.to else { continue };
-            let mut m = vec![Match::IifName(v.clone()), prefix(Dir::Dst, n)];
-            m.extend(ports(d.ports));
+        for s in &sets {
+            let m = vec![Match::IifName(v.clone()), in_range_set(s, Dir::Dst)];
             rules.extend(drop_if(ctx, m));
         }
     }

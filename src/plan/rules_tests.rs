@@ -5,6 +5,7 @@
 //! for the same ruleset in `nft` syntax.
 
 use crate::kernel::nft::dispatch;
+use crate::kernel::nft::ranges::RangeChange;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -16,7 +17,7 @@ use crate::model::Context;
 
 const CTX: &str = r#"
 [defaults]
-deny = ["169.254.0.0/16", "[fd00:ec2::254]:80-90"]
+deny = ["169.254.0.0/16", "fd00:ec2::254/128", "10.9.0.0/16:22", "[fd00:ec2::254]:80-90"]
 [context.web]
 reach = ["host:22", "host:5000-5100/udp", "10.20.0.0/16:443", "[2001:db8::/32]:80-90/udp"]
 ip_forward = true
@@ -183,8 +184,9 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
     for m in NatMap::ALL {
         text.push_str(&m.render(&[]));
     }
+    let shared = crate::plan::policy::shared_sets(&ctx(), &chains);
     let ranges = crate::plan::policy::range_sets(&ctx(), &chains);
-    for s in &ranges {
+    for s in shared.iter().chain(&ranges) {
         text.push_str(&s.render());
     }
     for c in &chains {
@@ -243,12 +245,11 @@ fn host_chains_are_encoded_as_nft_encodes_them() {
             &table::HostSets {
                 ranges: ranges
                     .into_iter()
-                    .map(|set| crate::kernel::nft::ranges::RangeChange {
-                        set,
-                        create: true,
-                        del: Vec::new(),
-                        add: Vec::new(),
-                    })
+                    .filter_map(|set| RangeChange::against(set, None))
+                    .collect(),
+                shared: shared
+                    .into_iter()
+                    .filter_map(|set| RangeChange::against(set, None))
                     .collect(),
                 ..Default::default()
             },
@@ -330,15 +331,15 @@ fn the_forward_chain_passes_replies_and_reach_and_drops_the_rest() {
         lines[1].starts_with("iifname \"nx-web1\" ct state established,related accept"),
         "{text}"
     );
-    // The floor first: the default deny, logged and dropped (rules, not
-    // sets: policy::Kind).
+    // The floor first: the default deny, logged and dropped, looked up in
+    // the shared sets (one rule pair a veth and set, not an entry).
     assert!(
         lines[2]
-            .starts_with("iifname \"nx-web\" meta nfproto ipv4 ip daddr 169.254.0.0/16 limit rate"),
+            .starts_with("iifname \"nx-web\" meta nfproto ipv4 ip daddr @netctx-deny4 limit rate"),
         "{text}"
     );
     assert!(
-        text.contains("iifname \"nx-web\" meta nfproto ipv6 ip6 daddr fd00:ec2::254 counter drop"),
+        text.contains("iifname \"nx-web\" meta nfproto ipv6 ip6 daddr @netctx-deny6 counter drop"),
         "{text}"
     );
     assert!(crate::plan::policy::range_sets(&c, &host_chains(&c)).is_empty());

@@ -4,7 +4,7 @@
 use super::{rules, Action, Observed, Refusal};
 use crate::kernel::nft::dispatch::nat::{Group, NatChange, NatKey};
 use crate::kernel::nft::dispatch::{DispatchChange, DISPATCH, INPUT_DISPATCH};
-use crate::kernel::nft::ranges::{ported_name, RangeChange};
+use crate::kernel::nft::ranges::{ported_name, RangeChange, RangeSet};
 use crate::kernel::nft::table::{digest_of, Chain, HostSets};
 use crate::model::Context;
 use crate::observe::links::NsState;
@@ -53,7 +53,8 @@ pub(super) fn host_chains(
         || dispatch.create_map
         || dispatch.chain.is_some()
         || !dispatch.nat.make.is_empty();
-    if (replace || !sets.ranges.is_empty()) && obs.host_nft.foreign_host_table() {
+    let in_place = sets.ranges.len() + sets.shared.len();
+    if (replace || in_place > 0) && obs.host_nft.foreign_host_table() {
         return Err(Refusal::ForeignHostTable);
     }
     if replace {
@@ -61,11 +62,13 @@ pub(super) fn host_chains(
             remove: have.chains.into_iter().map(|c| c.0).collect(),
             chains,
             dispatch,
-            sets,
+            sets: Box::new(sets),
         });
-    } else if !sets.ranges.is_empty() {
+    } else if in_place > 0 {
         // Only the addresses changed: the chains and their counters stay.
-        acts.push(Action::UpdateHostSets(sets.ranges));
+        let mut r = sets.shared;
+        r.extend(sets.ranges);
+        acts.push(Action::UpdateHostSets(r));
     }
     Ok(())
 }
@@ -73,8 +76,9 @@ pub(super) fn host_chains(
 /// The context's sets in the host's table: its timed sets (netctx's
 /// resolver's: their elements are the resolver's business, never drift),
 /// its range sets (those missing made, the others' elements changed in
-/// place where they differ), and those of its there that it no longer
-/// needs.
+/// place where they differ), those of its there that it no longer needs,
+/// and the shared deny sets its chains look up (made when missing, their
+/// elements changed in place: the floor is every context's at once).
 pub fn host_sets(ctx: &Context, chains: &[Chain], live: &Live) -> HostSets {
     let keep = super::policy::dns_sets(ctx);
     let want = super::policy::range_sets(ctx, chains);
@@ -85,40 +89,23 @@ pub fn host_sets(ctx: &Context, chains: &[Chain], live: &Live) -> HostSets {
         .filter(|n| n.starts_with(&dns) || ported_name(n).is_some())
         .filter(|n| !keep.iter().any(|s| s.name == *n) && !want.iter().any(|s| s.name == *n))
         .collect();
-    let ranges = want
+    let against = |set: RangeSet| {
+        let have = live
+            .ranges
+            .get(&set.name)
+            .filter(|_| live.set_names.binary_search(&set.name).is_ok());
+        RangeChange::against(set, have.map(Vec::as_slice))
+    };
+    let ranges = want.into_iter().filter_map(against).collect();
+    let shared = super::policy::shared_sets(ctx, chains)
         .into_iter()
-        .filter_map(|set| match live.ranges.get(&set.name) {
-            Some(have) if live.set_names.binary_search(&set.name).is_ok() => {
-                let del: Vec<_> = have
-                    .iter()
-                    .filter(|e| !set.elems.contains(e))
-                    .cloned()
-                    .collect();
-                let add: Vec<_> = set
-                    .elems
-                    .iter()
-                    .filter(|e| !have.contains(e))
-                    .cloned()
-                    .collect();
-                (!del.is_empty() || !add.is_empty()).then_some(RangeChange {
-                    set,
-                    create: false,
-                    del,
-                    add,
-                })
-            }
-            _ => Some(RangeChange {
-                set,
-                create: true,
-                del: Vec::new(),
-                add: Vec::new(),
-            }),
-        })
+        .filter_map(against)
         .collect();
     HostSets {
         keep,
         ranges,
         remove,
+        shared,
     }
 }
 

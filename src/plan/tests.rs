@@ -342,6 +342,7 @@ fn unmounted_namespace_file_of_ours_is_remade() {
 fn host_live() -> Live {
     let mut chains = host_chains(&ctx());
     let mut ranges = crate::plan::policy::range_sets(&ctx(), &chains);
+    ranges.extend(crate::plan::policy::shared_sets(&ctx(), &chains));
     ranges.sort_by(|a, b| a.name.cmp(&b.name));
     chains.extend(crate::kernel::nft::dispatch::dispatch_chains());
     let nat = crate::plan::nat::nat_elems(&ctx(), &host_chains(&ctx()));
@@ -499,4 +500,65 @@ fn missing_timed_sets_are_planned_with_the_chains_and_shown_by_plan_v() {
     assert!(!acts(&hl)
         .iter()
         .any(|a| matches!(a, Action::ReplaceHostChains { .. })));
+}
+
+#[test]
+fn a_changed_deny_changes_the_shared_sets_in_place_and_a_new_kind_replaces_the_chains() {
+    use crate::config::{parse_entry, EntryKind};
+    let (ns, host) = converged();
+    let hl = host_live();
+    let obs = Observed {
+        owner: NsOwner::Ours,
+        ns,
+        host: &HostLinks::from(host.clone()),
+        host_nft: &hl,
+        host_sysctls: &host_sysctls(),
+        host_routed: &Default::default(),
+    };
+    let mut c = ctx();
+    let deny = |list: &[&str]| -> Vec<crate::model::Reach> {
+        list.iter()
+            .map(|d| parse_entry(d, EntryKind::Deny).unwrap())
+            .collect()
+    };
+    // Only the addresses: the elements, in place, the chains kept.
+    c.deny = deny(&["169.254.0.0/16", "fd00:ec2::253/128"]);
+    let p = plan(&c, &obs).unwrap();
+    assert_eq!(
+        texts(&p),
+        ["update host nftables sets netctx-deny6 in place (-1 +1 elements)"]
+    );
+    let v = p[0].rules_text().unwrap();
+    assert!(
+        v.contains("delete element inet netctx netctx-deny6 { fd00:ec2::254 }")
+            && v.contains("add element inet netctx netctx-deny6 { fd00:ec2::253 }"),
+        "{v}"
+    );
+    // Elements deleted behind netctx's back: the same repair.
+    let mut tampered = hl.clone();
+    tampered.ranges.insert("netctx-deny4".into(), Vec::new());
+    let obs2 = Observed {
+        host_nft: &tampered,
+        ..obs.clone()
+    };
+    assert_eq!(
+        texts(&plan(&ctx(), &obs2).unwrap()),
+        ["update host nftables sets netctx-deny4 in place (-0 +1 elements)"]
+    );
+    // A kind of set the chains did not look up: new rules, the set made.
+    c.deny = deny(&["169.254.0.0/16", "fd00:ec2::254/128", "10.9.0.0/16:22"]);
+    let p = plan(&c, &obs).unwrap();
+    assert_eq!(
+        texts(&p),
+        ["replace host nftables chains web_nx-web, web_forward"]
+    );
+    let Action::ReplaceHostChains { sets, .. } = &p[0] else {
+        panic!("{p:?}")
+    };
+    let made: Vec<(&str, bool)> = sets
+        .shared
+        .iter()
+        .map(|r| (r.set.name.as_str(), r.create))
+        .collect();
+    assert_eq!(made, [("netctx-denyp4", true)]);
 }

@@ -342,8 +342,11 @@ fn successor(k: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Whether a set of the host's table is one of these, and with ports:
-/// `CTX_deny4`, `CTX_reachp6`, `CTX_accept4`…
+/// `CTX_reachp6`, `CTX_accept4`…, the shared `netctx-deny4` (`shared`).
 pub fn ported_name(name: &str) -> Option<bool> {
+    if let Some(p) = shared::ported(name) {
+        return Some(p);
+    }
     let (_, tail) = name.rsplit_once('_')?;
     let tail = tail.strip_suffix(['4', '6'])?;
     let (kind, ports) = match tail.strip_suffix('p') {
@@ -404,12 +407,13 @@ pub fn parse_elems<'a>(ports: bool, lists: impl Iterator<Item = &'a [u8]>) -> Ve
 /// A context's sets in the host's table: its timed sets (netctx's
 /// resolver's: made when missing, kept with their elements when there),
 /// its range sets (made, or their elements changed in place) and those
-/// that go.
+/// that go; the shared deny sets it needs (`shared`: made, or changed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostSets {
     pub keep: Vec<TimedSet>,
     pub ranges: Vec<RangeChange>,
     pub remove: Vec<String>,
+    pub shared: Vec<RangeChange>,
 }
 
 /// A range set made (`create`: with all its elements) or changed in place.
@@ -451,7 +455,7 @@ pub fn host_context_msgs(
     out: &mut Vec<Msg>,
 ) {
     out.extend(sets.keep.iter().map(TimedSet::create_msg));
-    for r in &sets.ranges {
+    for r in sets.shared.iter().chain(&sets.ranges) {
         r.msgs(out);
     }
     super::dispatch::host_change_msgs(existing, chains, dispatch, out);
@@ -460,6 +464,9 @@ pub fn host_context_msgs(
 
 #[path = "ranges_render.rs"]
 mod render;
+
+#[path = "ranges_shared.rs"]
+pub mod shared;
 
 #[cfg(test)]
 #[path = "ranges_tests.rs"]

@@ -106,12 +106,13 @@ fn edit<K: Ord + Clone + Hash>(
     out.into_iter().collect()
 }
 
-/// The timed sets made when missing, the range sets made or changed.
+/// The timed sets made when missing, the range sets (a context's own and
+/// the shared `deny` sets) made or changed.
 fn sets_before(live: &mut Live, sets: &HostSets) {
     for s in &sets.keep {
         add_set_name(live, &s.name);
     }
-    for r in &sets.ranges {
+    for r in sets.ranges.iter().chain(&sets.shared) {
         let name = r.set.name.clone();
         add_set_name(live, &name);
         if ported_name(&name).is_none() {
