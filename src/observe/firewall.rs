@@ -10,7 +10,7 @@ use crate::kernel::netlink::wire::{cstr, parse_attrs};
 use crate::kernel::netlink::NlError;
 use crate::kernel::nft::sock::Nft;
 use crate::kernel::nft::table::TABLE;
-use crate::kernel::nft::wire::{attr, msg};
+use crate::kernel::nft::wire::{attr, msg, Attrs};
 
 pub use crate::kernel::nft::wire::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6};
 
@@ -265,7 +265,24 @@ pub fn read_tables(nft: &mut Nft, with_ours: bool) -> Result<Vec<ForeignChain>, 
     if chains.is_empty() {
         return Ok(chains);
     }
-    for r in nft.get_all(msg::GETRULE)? {
+    // The rules of those tables only, a dump each: netctx's own table (12 MB
+    // of rules with 1,000 contexts) is not read to be left out.
+    let mut tables: Vec<(u8, String)> =
+        chains.iter().map(|c| (c.family, c.table.clone())).collect();
+    tables.sort();
+    tables.dedup();
+    let mut rules = Vec::new();
+    for (family, table) in &tables {
+        let mut filter = Attrs::default();
+        filter.str(attr::RULE_TABLE, table);
+        match nft.dump_in(msg::GETRULE, *family, &filter.0) {
+            Ok(r) => rules.extend(r),
+            // Gone between the two dumps: nothing of it to judge.
+            Err(e) if e.errno == libc::ENOENT => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for r in rules {
         let table = r.get_str(attr::RULE_TABLE).unwrap_or_default();
         let chain = r.get_str(attr::RULE_CHAIN).unwrap_or_default();
         let Some(c) = chains

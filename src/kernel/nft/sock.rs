@@ -181,8 +181,14 @@ impl Nft {
     /// A dump of every object of a kind in every family (tables, chains,
     /// rules of whoever made them).
     pub fn get_all(&mut self, ty: u16) -> Result<Vec<Answer>, NlError> {
+        self.dump_in(ty, 0, &[])
+    }
+
+    /// A dump of the objects of a kind in `family` (0: all) that `attrs`
+    /// select (the kernel filters rules by `RULE_TABLE`, say).
+    pub fn dump_in(&mut self, ty: u16, family: u8, attrs: &[u8]) -> Result<Vec<Answer>, NlError> {
         wire::retry_interrupted(
-            || self.get_once(ty, 0, &[], true),
+            || self.get_once(ty, family, attrs, true),
             || NlError {
                 errno: libc::EAGAIN,
                 extack: Some("nf_tables dump kept being interrupted".into()),
