@@ -12,7 +12,7 @@ use crate::kernel::nft::expr::{
 };
 use crate::kernel::nft::ranges::{shared, RangeSet};
 use crate::kernel::nft::table::{Chain, TimedSet};
-use crate::model::{dns_set, Cidr, Context, Egress, Isolation, Peer, Ports, Proto};
+use crate::model::{dns_set, Cidr, Context, Egress, Isolation, Peer, Ports, Proto, Reach};
 
 /// The DNS service of netctx's resolver (`netctx watch`), on the host side.
 pub const DNS_PORT: u16 = 53;
@@ -80,24 +80,34 @@ pub fn kind_sets(ctx: &Context, kind: Kind) -> Vec<RangeSet> {
     out.into_iter().map(|(_, s)| s).collect()
 }
 
+/// The address ranges of a list (`reach`, `accept_from`, `deny`), with
+/// their ports.
+fn net_entries(list: &[Reach]) -> Vec<(Cidr, Option<Ports>)> {
+    list.iter()
+        .filter_map(|r| match r.to {
+            Peer::Net(n) => Some((n, r.ports)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `e` has ranges of the family and kind (with ports or not) of a
+/// set.
+fn has_kind(e: &[(Cidr, Option<Ports>)], v6: bool, ports: bool) -> bool {
+    e.iter()
+        .any(|(c, p)| c.is_v4() != v6 && p.is_some() == ports)
+}
+
 fn sets_of(ctx: &Context, kind: Kind) -> Vec<RangeSet> {
     let list = match kind {
         Kind::Reach => &ctx.reach,
         Kind::Accept => &ctx.accept_from,
     };
-    let e: Vec<(Cidr, Option<Ports>)> = list
-        .iter()
-        .filter_map(|r| match r.to {
-            Peer::Net(n) => Some((n, r.ports)),
-            _ => None,
-        })
-        .collect();
+    let e = net_entries(list);
     let mut out = Vec::new();
     for v6 in [false, true] {
         for ports in [false, true] {
-            if e.iter()
-                .any(|(c, p)| c.is_v4() != v6 && p.is_some() == ports)
-            {
+            if has_kind(&e, v6, ports) {
                 let name = range_set_name(&ctx.name, kind, v6, ports);
                 out.push(RangeSet::new(name, v6, ports, &e));
             }
@@ -179,20 +189,11 @@ fn to_host(v: &str) -> Vec<Match> {
 /// kind (with ports or not) it has entries of: the declared contexts' or,
 /// for a CNI attachment, the attachments' (`ranges::shared`).
 pub fn deny_sets(ctx: &Context) -> Vec<RangeSet> {
-    let e: Vec<(Cidr, Option<Ports>)> = ctx
-        .deny
-        .iter()
-        .filter_map(|r| match r.to {
-            Peer::Net(n) => Some((n, r.ports)),
-            _ => None,
-        })
-        .collect();
+    let e = net_entries(&ctx.deny);
     let mut out = Vec::new();
     for ports in [false, true] {
         for v6 in [false, true] {
-            if e.iter()
-                .any(|(c, p)| c.is_v4() != v6 && p.is_some() == ports)
-            {
+            if has_kind(&e, v6, ports) {
                 let name = shared::name(ctx.is_attachment(), v6, ports);
                 let mut s = RangeSet::new(name, v6, ports, &e);
                 s.id = shared::id(v6, ports);
