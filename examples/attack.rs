@@ -31,6 +31,9 @@
 //!     attack read PATH…                    open files for reading
 //!     attack ipc-find shm|msg|sem|mq KEY   reach an IPC object by its key (or
 //!                                          POSIX name /netctx-KEY)
+//!     attack snoop SECS MARKER             for SECS, every netctx process in
+//!                                          sight (a jail being built): read
+//!                                          its environment for MARKER, attach
 //! Helpers run by the tests outside the guest:
 //!     attack victim [UID]                  sleep as UID, print the pid
 //!     attack sleeper MARKER                sleep, ignoring SIGTERM and SIGHUP
@@ -145,6 +148,44 @@ fn ptrace(args: &[String]) {
             Err(e) => refused(&format!("writing /proc/{pid}/mem"), &e),
         }
     }
+}
+
+/// For `secs` seconds, every process named netctx in sight — a jail
+/// between its clone and the guest command's exec — has its environment
+/// read (MARKER is in the caller's) and is PTRACE_ATTACHed (an attach
+/// counts only if the process is still netctx once stopped: after its exec
+/// it is the guest's own command). Prints how many it saw.
+fn snoop(secs: u64, marker: &str) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut seen = std::collections::HashSet::new();
+    let mut last = None;
+    while std::time::Instant::now() < end {
+        // Not the context's init (PID 1): it is netctx too, and not a jail.
+        for pid in targets(&["netctx".into()]).into_iter().filter(|p| *p != 1) {
+            seen.insert(pid);
+            match std::fs::read(format!("/proc/{pid}/environ")) {
+                Ok(env) if env.windows(marker.len()).any(|w| w == marker.as_bytes()) => {
+                    escaped(&format!("read the caller's environment in pid {pid}"))
+                }
+                Ok(_) => {}
+                Err(e) => last = Some(format!("reading /proc/{pid}/environ: {e}")),
+            }
+            // SAFETY: ptrace with integer arguments; a success is undone below.
+            if unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) } == 0 {
+                // SAFETY: waiting for the attached tracee, then detaching.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL) };
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"));
+                // SAFETY: as above.
+                unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) };
+                if comm.is_ok_and(|c| c.trim() == "netctx") {
+                    escaped(&format!("PTRACE_ATTACH to the jail, pid {pid}"));
+                }
+            } else {
+                last = Some(format!("PTRACE_ATTACH to {pid}: {}", Error::last_os_error()));
+            }
+        }
+    }
+    println!("refused: saw {} netctx processes; last: {last:?}", seen.len());
 }
 
 fn pidfd_getfd(pid: i32, fd: i32) {
@@ -743,6 +784,7 @@ fn main() {
             u16::try_from(num(1)).unwrap_or_else(|_| usage()),
             u64::try_from(num(2)).unwrap_or_else(|_| usage()),
         ),
+        "snoop" => snoop(u64::try_from(num(0)).unwrap_or_else(|_| usage()), arg(1)),
         "ipc-make" => match ipc(arg(0), int(1), true) {
             Ok(id) => {
                 println!("made {} {} (id {id})", arg(0), arg(1));

@@ -104,6 +104,42 @@ fn attack_ptrace_and_proc_mem_of_outside_processes_and_the_exec_parent() {
     assert!(alive(root_v) && alive(nobody_v));
 }
 
+/// While netctx builds a jail (a copy of netctx, from its clone to the
+/// command's exec), a guest of the same context watches for it: its memory
+/// holds the caller's environment, and once it has dropped to the
+/// context's ids it is the guest root's own user. It must stay out of
+/// reach: neither its environment nor a ptrace attach.
+#[test]
+fn attack_a_guest_snoops_on_the_jails_netctx_builds() {
+    let (sb, path) = setup();
+    for user in USERS {
+        let marker = format!("NXSNOOP{}", sb.pid());
+        let (r, execs) = std::thread::scope(|s| {
+            let snooper = s.spawn(|| guest(&sb, user, &["snoop", "5", &marker]));
+            let mut execs = 0;
+            while !snooper.is_finished() {
+                let as_user = if execs % 2 == 0 { "" } else { "--user nobody" };
+                sb.ok(&format!(
+                    "NXCALLER={marker} {BIN} -c {path} exec {as_user} a -- true"
+                ));
+                execs += 1;
+            }
+            (snooper.join().unwrap(), execs)
+        });
+        refused(&r, &format!("{user:?} snooping on the jails"));
+        let seen: usize = r
+            .stdout
+            .split("saw ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {}", r.stdout));
+        eprintln!("{user:?}: {execs} execs; {}", r.stdout.trim());
+        // The race was run: the snooper saw jails being built.
+        assert!(seen >= 3, "{user:?} saw {seen} jails of {execs} execs: {}", r.stdout);
+    }
+}
+
 #[test]
 fn attack_pidfd_getfd_and_kill_of_outside_processes() {
     let (sb, _) = setup();

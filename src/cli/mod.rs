@@ -71,9 +71,6 @@ pub enum Command {
         first: u32,
         count: u32,
     },
-    /// (internal) confine this process as a guest and exec its command
-    #[command(hide = true)]
-    GuestJail,
     /// (internal) copy a declared guest's output into its capped log
     #[command(hide = true)]
     GuestLog { context: String, bytes: u64 },
@@ -301,7 +298,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             first,
             count,
         } => crate::guest::init::main(&context, first, count).map(Exit::Command),
-        Command::GuestJail => crate::guest::jail::main().map(Exit::Command),
         Command::GuestLog { context, bytes } => {
             crate::guest::logpump::main(&context, bytes).map(Exit::Command)
         }

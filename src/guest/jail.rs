@@ -1,7 +1,7 @@
-//! `netctx guest-jail`: the process that becomes a guest. netctx starts it
-//! inside the context's PID namespace and cgroup, with the `Spec` in its
-//! environment and the context's user and IPC namespaces as descriptors 3
-//! and 4; it confines itself in a fixed order — network namespace; the
+//! The jail: the process that becomes a guest. netctx clones it inside the
+//! context's PID namespace and cgroup (`spawn::jail`), with the `Spec` and
+//! the context's user and IPC namespaces as descriptors 3 and 4; it
+//! confines itself in a fixed order — network namespace; the
 //! sysfs of that namespace (only host root can make it); the context's
 //! user namespace, as its root (nobody on the host: from here on nothing
 //! it does is checked against host root's powers); the context's IPC
@@ -22,9 +22,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{caps, cgroup, fs, seccomp};
 use crate::kernel;
-
-/// The environment variable that carries the spec.
-pub const SPEC_VAR: &str = "NETCTX_GUEST_SPEC";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {
@@ -65,8 +62,6 @@ pub struct Spec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JailError {
-    #[error("the guest specification")]
-    Spec(#[source] serde_json::Error),
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
     #[error("network namespace {}", .path.display())]
@@ -89,15 +84,14 @@ fn sys<T, E: Into<io::Error>>(r: Result<T, E>, step: &'static str) -> Result<T, 
     })
 }
 
-/// `netctx guest-jail`: confine, then exec (returns only on failure).
-pub fn main() -> anyhow::Result<u8> {
-    let text = std::env::var(SPEC_VAR).unwrap_or_default();
-    let s: Spec = serde_json::from_str(&text).map_err(JailError::Spec)?;
-    let err = match confine(&s) {
-        Ok(prog) => exec(&s, prog),
+/// Confine this process (the child `spawn::jail` started) as the spec
+/// says and exec its command; returns only on failure, with the cause.
+pub fn run(s: &Spec) -> anyhow::Error {
+    let err = match confine(s) {
+        Ok(prog) => exec(s, prog),
         Err(e) => e,
     };
-    Err(anyhow::Error::new(err).context(format!("context {}", s.ctx)))
+    anyhow::Error::new(err).context(format!("context {}", s.ctx))
 }
 
 /// The descriptors `launch` passes: the context's user and IPC namespaces.
@@ -165,6 +159,11 @@ fn own_namespaces(s: &Spec) -> Result<(), JailError> {
 
 /// Everything up to exec; the program's path and C strings.
 fn confine(s: &Spec) -> Result<Prepared, JailError> {
+    // Its memory (a copy of netctx's, the caller's environment in it) is
+    // host root's alone until the exec gives the command a fresh one: not
+    // dumpable, so no id of the context may read or trace it, not even
+    // while this process is still host root in the context's user namespace.
+    sys(nix::sys::prctl::set_dumpable(false), "making the jail undumpable")?;
     netns(s)?;
     if s.privileged {
         own_namespaces(s)?;

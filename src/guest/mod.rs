@@ -2,8 +2,8 @@
 //! (`start`/`stop`, detached, tracked by a pid file), confined as docs/guests.md
 //! says. This side runs on the host: it prepares a `jail::Spec`, makes sure
 //! the context's init (PID namespace) and cgroup exist, enters the PID
-//! namespace and starts `netctx guest-jail`, which confines itself and
-//! execs the command. `stop` and `down` end the context's whole cgroup.
+//! namespace and clones the jail, which confines itself and execs the
+//! command. `stop` and `down` end the context's whole cgroup.
 
 pub mod binds;
 pub mod caps;
@@ -23,7 +23,6 @@ mod spawn;
 pub mod users;
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -146,7 +145,7 @@ pub fn bind_hooks(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Start `netctx guest-jail` for the spec inside the context's PID
+/// Start the guest's jail (`spawn::jail`) for the spec inside the context's PID
 /// namespace (started if need be) and cgroup, with these descriptors as
 /// its stdio; its pid. The caller holds the netctx lock.
 fn launch(s: &mut Spec, stdio: [RawFd; 3]) -> anyhow::Result<i32> {
@@ -176,18 +175,9 @@ fn launch(s: &mut Spec, stdio: [RawFd; 3]) -> anyhow::Result<i32> {
     } else {
         extra.iter().map(|f| f.as_raw_fd()).collect()
     };
-    let exe = std::env::current_exe().context("finding the netctx binary")?;
     let cg = std::fs::File::open(&s.cgroup)
         .with_context(|| format!("opening the cgroup {}", s.cgroup.display()))?;
-    let c = |t: &str| CString::new(t).context("a NUL byte in the guest's specification");
-    let exe_c = c(&exe.to_string_lossy())?;
-    let argv = [exe_c.clone(), c("guest-jail")?];
-    let envp = [c(&format!(
-        "{}={}",
-        jail::SPEC_VAR,
-        serde_json::to_string(s)?
-    ))?];
-    spawn::spawn(&exe_c, &argv, &envp, stdio, &extra_raw, &cg).context("starting the guest")
+    spawn::jail(s, stdio, &extra_raw, &cg).context("starting the guest")
 }
 
 /// Exit status as a shell reports it: the code, or 128 + signal.

@@ -1,15 +1,13 @@
-//! Starting `netctx guest-jail` directly inside the context's cgroup with
+//! Starting the guest directly inside the context's cgroup with
 //! clone3(CLONE_INTO_CGROUP): moving a running process between cgroups
 //! waits for an RCU grace period (about 10 ms, most of an `exec`'s cost),
-//! being born there does not. Between clone3 and execve the child only
-//! calls dup2, execve and _exit on data prepared before.
+//! being born there does not.
 
-use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::ptr;
 
+use super::jail::Spec;
 use crate::kernel::sys;
 
 #[repr(C)]
@@ -62,45 +60,56 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<i32> {
     }
 }
 
-/// Run `exe argv…` with exactly `envp`, stdio from `stdio`, the
-/// descriptors `extra` as 3, 4, …, born in the cgroup `cgroup` (a
-/// directory). Returns the child's pid (to wait for). `extra` must not
-/// hold a descriptor below 3 + its length (see `high`).
-pub fn spawn(
-    exe: &CStr,
-    argv: &[CString],
-    envp: &[CString],
+/// Start the guest for `spec`: a child born in the cgroup `cgroup` (a
+/// directory), with stdio from `stdio` and the descriptors `extra` as 3,
+/// 4, …, that confines itself (`jail::run`) and execs the command; it never
+/// comes back to the caller's code. Returns the child's pid (to wait for).
+/// `extra` must not hold a descriptor below 3 + its length (see `high`).
+///
+/// The child is a copy of this process, not a fresh `execve` of netctx:
+/// one start of the binary less for every `exec`. That is sound because
+/// this process has one thread (checked here: no other thread can hold a
+/// lock the child would wait for), and what the copy holds stays out of
+/// the guest's reach: the command's `execve` replaces the address space,
+/// every descriptor above stderr is closed before it, and until then the
+/// child's memory belongs to the host's user namespace, so neither the
+/// guest's root (after the child drops to its ids) nor anyone else of the
+/// context can ptrace it or read it through /proc (docs/guests.md).
+pub fn jail(
+    spec: &Spec,
     stdio: [RawFd; 3],
     extra: &[RawFd],
     cgroup: &File,
 ) -> io::Result<i32> {
-    let args_p: Vec<*const libc::c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([ptr::null()])
-        .collect();
-    let env_p: Vec<*const libc::c_char> = envp
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([ptr::null()])
-        .collect();
-    // SAFETY: the child only calls async-signal-safe functions on the
-    // arrays above and never returns.
+    if sys::threads()? != 1 {
+        return Err(io::Error::other(
+            "netctx has more than one thread here; a guest is started from one",
+        ));
+    }
+    // SAFETY: this process is single-threaded (checked above), so the
+    // child may allocate; it never returns into the caller's code.
     match unsafe { clone3(0, Some(cgroup.as_raw_fd())) }? {
         0 => {
-            // SAFETY: as above: dup2, execve, _exit only.
-            unsafe {
-                for (i, fd) in (0..).zip(stdio.iter().chain(extra)) {
-                    if *fd != i && libc::dup2(*fd, i) < 0 {
-                        libc::_exit(127);
-                    }
-                }
-                libc::execve(exe.as_ptr(), args_p.as_ptr(), env_p.as_ptr());
-                libc::_exit(127)
-            }
+            let run = std::panic::AssertUnwindSafe(|| child(spec, stdio, extra));
+            sys::exit_now(std::panic::catch_unwind(run).unwrap_or(127))
         }
         p => Ok(p),
     }
+}
+
+/// The child of `jail`: its descriptors in place, then confine and exec;
+/// the exit code if that failed.
+fn child(spec: &Spec, stdio: [RawFd; 3], extra: &[RawFd]) -> libc::c_int {
+    for (i, fd) in (0..).zip(stdio.iter().chain(extra)) {
+        // SAFETY: integer arguments; the numbers below 3 + extra.len() are
+        // the child's to replace.
+        if *fd != i && unsafe { libc::dup2(*fd, i) } < 0 {
+            return 127;
+        }
+    }
+    let e = super::jail::run(spec);
+    eprintln!("netctx: error: {e:#}");
+    1
 }
 
 /// A close-on-exec duplicate of `fd` numbered 16 or above, out of the way

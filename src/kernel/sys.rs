@@ -292,3 +292,13 @@ pub fn exit_now(code: libc::c_int) -> ! {
     // SAFETY: _exit has no preconditions and never returns.
     unsafe { libc::_exit(code) }
 }
+
+/// The number of threads of this process (field 20 of /proc/self/stat).
+pub fn threads() -> io::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    stat.rfind(')')
+        .and_then(|i| stat.get(i + 2..))
+        .and_then(|rest| rest.split(' ').nth(17))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::other("an unreadable /proc/self/stat"))
+}
