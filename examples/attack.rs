@@ -181,11 +181,17 @@ fn snoop(secs: u64, marker: &str) {
                     escaped(&format!("PTRACE_ATTACH to the jail, pid {pid}"));
                 }
             } else {
-                last = Some(format!("PTRACE_ATTACH to {pid}: {}", Error::last_os_error()));
+                last = Some(format!(
+                    "PTRACE_ATTACH to {pid}: {}",
+                    Error::last_os_error()
+                ));
             }
         }
     }
-    println!("refused: saw {} netctx processes; last: {last:?}", seen.len());
+    println!(
+        "refused: saw {} netctx processes; last: {last:?}",
+        seen.len()
+    );
 }
 
 fn pidfd_getfd(pid: i32, fd: i32) {

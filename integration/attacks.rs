@@ -136,7 +136,11 @@ fn attack_a_guest_snoops_on_the_jails_netctx_builds() {
             .unwrap_or_else(|| panic!("no count in {}", r.stdout));
         eprintln!("{user:?}: {execs} execs; {}", r.stdout.trim());
         // The race was run: the snooper saw jails being built.
-        assert!(seen >= 3, "{user:?} saw {seen} jails of {execs} execs: {}", r.stdout);
+        assert!(
+            seen >= 3,
+            "{user:?} saw {seen} jails of {execs} execs: {}",
+            r.stdout
+        );
     }
 }
 

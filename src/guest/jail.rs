@@ -163,7 +163,10 @@ fn confine(s: &Spec) -> Result<Prepared, JailError> {
     // host root's alone until the exec gives the command a fresh one: not
     // dumpable, so no id of the context may read or trace it, not even
     // while this process is still host root in the context's user namespace.
-    sys(nix::sys::prctl::set_dumpable(false), "making the jail undumpable")?;
+    sys(
+        nix::sys::prctl::set_dumpable(false),
+        "making the jail undumpable",
+    )?;
     netns(s)?;
     if s.privileged {
         own_namespaces(s)?;

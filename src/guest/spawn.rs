@@ -75,12 +75,7 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<i32> {
 /// child's memory belongs to the host's user namespace, so neither the
 /// guest's root (after the child drops to its ids) nor anyone else of the
 /// context can ptrace it or read it through /proc (docs/guests.md).
-pub fn jail(
-    spec: &Spec,
-    stdio: [RawFd; 3],
-    extra: &[RawFd],
-    cgroup: &File,
-) -> io::Result<i32> {
+pub fn jail(spec: &Spec, stdio: [RawFd; 3], extra: &[RawFd], cgroup: &File) -> io::Result<i32> {
     if sys::threads()? != 1 {
         return Err(io::Error::other(
             "netctx has more than one thread here; a guest is started from one",
