@@ -114,8 +114,16 @@ fn attack_a_guest_snoops_on_the_jails_netctx_builds() {
     let (sb, path) = setup();
     for user in USERS {
         let marker = format!("NXSNOOP{}", sb.pid());
+        // The configuration as it is (`guest` would write it again while
+        // the execs below read it).
+        let a = attack();
+        let mut args = vec!["-c", &path, "exec"];
+        if let Some(u) = user {
+            args.extend(["--user", u]);
+        }
+        args.extend(["a", "--", &a, "snoop", "5", &marker]);
         let (r, execs) = std::thread::scope(|s| {
-            let snooper = s.spawn(|| guest(&sb, user, &["snoop", "5", &marker]));
+            let snooper = s.spawn(|| sb.netctx(&args));
             let mut execs = 0;
             while !snooper.is_finished() {
                 let as_user = if execs % 2 == 0 { "" } else { "--user nobody" };
