@@ -295,10 +295,30 @@ pub fn exit_now(code: libc::c_int) -> ! {
 
 /// The number of threads of this process (field 20 of /proc/self/stat).
 pub fn threads() -> io::Result<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    stat.rfind(')')
-        .and_then(|i| stat.get(i + 2..))
-        .and_then(|rest| rest.split(' ').nth(17))
-        .and_then(|n| n.parse().ok())
+    threads_in(&std::fs::read_to_string("/proc/self/stat")?)
         .ok_or_else(|| io::Error::other("an unreadable /proc/self/stat"))
+}
+
+/// Field 20 of a stat line (after the command's name, which may hold
+/// spaces and parentheses).
+fn threads_in(stat: &str) -> Option<u64> {
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split(' ').nth(17)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn threads_is_field_20_after_a_name_with_spaces_and_parentheses() {
+        let stat = "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 120 0 0 0 1 2 0 0 20 0 \
+                    7 0 12345 1000 100 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0";
+        assert_eq!(super::threads_in(stat), Some(7));
+        assert_eq!(super::threads_in("4242 (x) S 1"), None);
+        // With a thread of its own alive, this process has two at least.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(super::threads().unwrap() >= 2);
+        tx.send(()).unwrap();
+        t.join().unwrap().unwrap();
+    }
 }
