@@ -33,7 +33,8 @@
 //!                                          POSIX name /netctx-KEY)
 //!     attack snoop SECS MARKER             for SECS, every netctx process in
 //!                                          sight (a jail being built): read
-//!                                          its environment for MARKER, attach
+//!                                          its environment and command line
+//!                                          for MARKER, attach
 //! Helpers run by the tests outside the guest:
 //!     attack victim [UID]                  sleep as UID, print the pid
 //!     attack sleeper MARKER                sleep, ignoring SIGTERM and SIGHUP
@@ -152,7 +153,7 @@ fn ptrace(args: &[String]) {
 
 /// For `secs` seconds, every process named netctx in sight — a jail
 /// between its clone and the guest command's exec — has its environment
-/// read (MARKER is in the caller's) and is PTRACE_ATTACHed (an attach
+/// and command line read (MARKER is in the caller's) and is PTRACE_ATTACHed (an attach
 /// counts only if the process is still netctx once stopped: after its exec
 /// it is the guest's own command). Prints how many it saw.
 fn snoop(secs: u64, marker: &str) {
@@ -163,21 +164,28 @@ fn snoop(secs: u64, marker: &str) {
         // Not the context's init (PID 1): it is netctx too, and not a jail.
         for pid in targets(&["netctx".into()]).into_iter().filter(|p| *p != 1) {
             seen.insert(pid);
-            match std::fs::read(format!("/proc/{pid}/environ")) {
-                Ok(env) if env.windows(marker.len()).any(|w| w == marker.as_bytes()) => {
-                    escaped(&format!("read the caller's environment in pid {pid}"))
+            for what in ["environ", "cmdline"] {
+                match std::fs::read(format!("/proc/{pid}/{what}")) {
+                    // Read while it was still netctx (after its exec, the
+                    // guest's own command may carry MARKER).
+                    Ok(b)
+                        if b.windows(marker.len()).any(|w| w == marker.as_bytes())
+                            && is_netctx(pid) =>
+                    {
+                        escaped(&format!("read the caller's MARKER in /proc/{pid}/{what}"))
+                    }
+                    Ok(_) => {}
+                    Err(e) => last = Some(format!("reading /proc/{pid}/{what}: {e}")),
                 }
-                Ok(_) => {}
-                Err(e) => last = Some(format!("reading /proc/{pid}/environ: {e}")),
             }
             // SAFETY: ptrace with integer arguments; a success is undone below.
             if unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) } == 0 {
                 // SAFETY: waiting for the attached tracee, then detaching.
                 unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL) };
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"));
+                let jail = is_netctx(pid);
                 // SAFETY: as above.
                 unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) };
-                if comm.is_ok_and(|c| c.trim() == "netctx") {
+                if jail {
                     escaped(&format!("PTRACE_ATTACH to the jail, pid {pid}"));
                 }
             } else {
@@ -192,6 +200,10 @@ fn snoop(secs: u64, marker: &str) {
         "refused: saw {} netctx processes; last: {last:?}",
         seen.len()
     );
+}
+
+fn is_netctx(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "netctx")
 }
 
 fn pidfd_getfd(pid: i32, fd: i32) {

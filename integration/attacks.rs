@@ -106,7 +106,7 @@ fn attack_ptrace_and_proc_mem_of_outside_processes_and_the_exec_parent() {
 
 /// While netctx builds a jail (a copy of netctx, from its clone to the
 /// command's exec), a guest of the same context watches for it: its memory
-/// holds the caller's environment, and once it has dropped to the
+/// holds the caller's environment and command line, and once it has dropped to the
 /// context's ids it is the guest root's own user. It must stay out of
 /// reach: neither its environment nor a ptrace attach.
 #[test]
@@ -128,7 +128,7 @@ fn attack_a_guest_snoops_on_the_jails_netctx_builds() {
             while !snooper.is_finished() {
                 let as_user = if execs % 2 == 0 { "" } else { "--user nobody" };
                 sb.ok(&format!(
-                    "NXCALLER={marker} {BIN} -c {path} exec {as_user} a -- true"
+                    "NXCALLER={marker} {BIN} -c {path} exec {as_user} a -- true {marker}"
                 ));
                 execs += 1;
             }

@@ -81,14 +81,79 @@ pub fn jail(spec: &Spec, stdio: [RawFd; 3], extra: &[RawFd], cgroup: &File) -> i
             "netctx has more than one thread here; a guest is started from one",
         ));
     }
+    let hidden = Hidden::now()?;
     // SAFETY: this process is single-threaded (checked above), so the
     // child may allocate; it never returns into the caller's code.
-    match unsafe { clone3(0, Some(cgroup.as_raw_fd())) }? {
-        0 => {
+    match unsafe { clone3(0, Some(cgroup.as_raw_fd())) } {
+        Ok(0) => {
+            // The child's copy stays hidden.
+            std::mem::forget(hidden);
             let run = std::panic::AssertUnwindSafe(|| child(spec, stdio, extra));
             sys::exit_now(std::panic::catch_unwind(run).unwrap_or(127))
         }
-        p => Ok(p),
+        r => r,
+    }
+}
+
+/// What the context reads as the jail's command line.
+const JAIL_CMDLINE: &[u8] = b"netctx\0guest-jail\0";
+
+/// This process's command line and environment strings (the bytes
+/// /proc/PID/cmdline and /proc/PID/environ read) overwritten with `netctx
+/// guest-jail` and NULs while it clones the jail, and put back when
+/// dropped: the jail is born without the caller's (`netctx exec --env K=V
+/// -c … CTX -- …`; its command line is readable by anyone who sees the
+/// process, undumpable or not). For the caller's own process on the host,
+/// only for the clone. (PR_SET_MM, which would point the jail's elsewhere,
+/// needs CAP_SYS_RESOURCE, which not every host root has.)
+struct Hidden {
+    saved: [(usize, Vec<u8>); 2],
+}
+
+impl Hidden {
+    fn now() -> io::Result<Hidden> {
+        let stat = std::fs::read_to_string("/proc/self/stat")?;
+        let [a0, a1, e0, e1] = sys::stat_fields(&stat, [48, 49, 50, 51])
+            .ok_or_else(|| io::Error::other("an unreadable /proc/self/stat"))?
+            .map(|a| a as usize);
+        let save = |start: usize, end: usize| {
+            let len = end.saturating_sub(start);
+            // SAFETY: the kernel's record of where this process's argument
+            // and environment strings lie: its initial stack, mapped,
+            // readable and writable, no Rust object's.
+            let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, len) };
+            (start, bytes.to_vec())
+        };
+        let h = Hidden {
+            saved: [save(a0, a1), save(e0, e1)],
+        };
+        for (i, (start, bytes)) in h.saved.iter().enumerate() {
+            // SAFETY: as above; this process has one thread, and nothing
+            // reads these strings until `drop` puts them back (std keeps
+            // its own copies of what it read of them).
+            unsafe {
+                std::ptr::write_bytes(*start as *mut u8, 0, bytes.len());
+                if i == 0 && bytes.len() >= JAIL_CMDLINE.len() {
+                    std::ptr::copy_nonoverlapping(
+                        JAIL_CMDLINE.as_ptr(),
+                        *start as *mut u8,
+                        JAIL_CMDLINE.len(),
+                    );
+                }
+            }
+        }
+        Ok(h)
+    }
+}
+
+impl Drop for Hidden {
+    fn drop(&mut self) {
+        for (start, bytes) in &self.saved {
+            // SAFETY: back where `now` took them from.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), *start as *mut u8, bytes.len())
+            };
+        }
     }
 }
 

@@ -299,11 +299,21 @@ pub fn threads() -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("an unreadable /proc/self/stat"))
 }
 
-/// Field 20 of a stat line (after the command's name, which may hold
-/// spaces and parentheses).
+/// Field 20 of a stat line.
 fn threads_in(stat: &str) -> Option<u64> {
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    rest.split(' ').nth(17)?.parse().ok()
+    stat_fields(stat, [20]).map(|[n]| n)
+}
+
+/// Numeric fields of a /proc/PID/stat line, numbered as proc(5) numbers
+/// them (from 1; the command's name, field 2, may hold spaces and
+/// parentheses, so fields from 3 on are counted after its last `)`).
+pub fn stat_fields<const N: usize>(stat: &str, fields: [usize; N]) -> Option<[u64; N]> {
+    let rest: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let mut out = [0; N];
+    for (o, f) in out.iter_mut().zip(fields) {
+        *o = rest.get(f.checked_sub(3)?)?.trim_end().parse().ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
