@@ -113,9 +113,13 @@ struct Hidden {
 impl Hidden {
     fn now() -> io::Result<Hidden> {
         let stat = std::fs::read_to_string("/proc/self/stat")?;
-        let [a0, a1, e0, e1] = sys::stat_fields(&stat, [48, 49, 50, 51])
-            .ok_or_else(|| io::Error::other("an unreadable /proc/self/stat"))?
-            .map(|a| a as usize);
+        let unreadable = || io::Error::other("an unreadable /proc/self/stat");
+        let f = sys::stat_fields(&stat, [48, 49, 50, 51]).ok_or_else(unreadable)?;
+        let mut at = [0usize; 4];
+        for (a, v) in at.iter_mut().zip(f) {
+            *a = usize::try_from(v).map_err(|_| unreadable())?;
+        }
+        let [a0, a1, e0, e1] = at;
         let save = |start: usize, end: usize| {
             let len = end.saturating_sub(start);
             // SAFETY: the kernel's record of where this process's argument
