@@ -132,9 +132,10 @@ impl Hidden {
             saved: [save(a0, a1), save(e0, e1)],
         };
         for (i, (start, bytes)) in h.saved.iter().enumerate() {
-            // SAFETY: as above; this process has one thread, and nothing
-            // reads these strings until `drop` puts them back (std keeps
-            // its own copies of what it read of them).
+            // SAFETY: as above; this process has one thread and only
+            // clones before `drop` puts them back; the child never reads
+            // them (a lookup there finds empty strings: `jail` takes all
+            // it needs from its Spec).
             unsafe {
                 std::ptr::write_bytes(*start as *mut u8, 0, bytes.len());
                 if i == 0 && bytes.len() >= JAIL_CMDLINE.len() {
