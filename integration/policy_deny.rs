@@ -12,8 +12,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::policy_sets::{echoed, long_connection};
-use crate::sandbox::{Sandbox, BIN};
-use crate::uplink::{run, serve, NET};
+use crate::sandbox::{probe, Sandbox, BIN};
+use crate::uplink::{run, NET};
 
 /// Two strict contexts going out to the LAN through NAT, reach naming no
 /// range (the whole world), under the floor `deny`.
@@ -92,10 +92,24 @@ fn settled(sb: &Sandbox) {
     panic!("addresses still tentative");
 }
 
-/// A TCP connect from the context (1 s), tried again after a timeout: a
-/// loaded machine can miss the second. (A second try makes a refusal
-/// stricter, not looser.)
+/// A TCP server on `addr` `port` in the namespace `ns` for two minutes
+/// (longer than this file's tests; the sandbox ends it with them).
+fn serve(sb: &Sandbox, ns: &str, addr: &str, port: u16) {
+    sb.ok(&format!(
+        "ip netns exec {ns} {} serve {addr} {port} 120 /dev/null >/dev/null 2>&1 &",
+        probe()
+    ));
+}
+
+/// A TCP connect from the context (1 s): connected or not.
 fn connects(sb: &Sandbox, ctx: &str, to: &str) -> bool {
+    run(sb, Some(ctx), &format!("connect {to}")) == "connected"
+}
+
+/// `connects`, tried once more after a timeout, for what must connect: a
+/// loaded machine can miss the second. (Not for what must be refused: a
+/// second try there would only slow the test.)
+fn reaches(sb: &Sandbox, ctx: &str, to: &str) -> bool {
     let once = || run(sb, Some(ctx), &format!("connect {to}"));
     match once().as_str() {
         "timeout" => once() == "connected",
@@ -141,14 +155,19 @@ fn a_changed_deny_changes_the_shared_sets_in_place_for_every_context() {
     ] {
         serve(&sb, "lan", addr, port);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // All six listening before the first connect (a refusal must be the
+    // floor's, not a server still starting).
+    let until = Instant::now() + Duration::from_secs(10);
+    while sb.ok("ip netns exec lan ss -Hltn").lines().count() < 6 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for ctx in ["n", "m"] {
         assert!(!connects(&sb, ctx, "203.0.113.4 7000"), "{ctx}");
-        assert!(connects(&sb, ctx, "203.0.113.5 7000"), "{ctx}");
+        assert!(reaches(&sb, ctx, "203.0.113.5 7000"), "{ctx}");
         assert!(!connects(&sb, ctx, "2001:db8:1::4 7000"), "{ctx}");
-        assert!(connects(&sb, ctx, "2001:db8:1::5 7000"), "{ctx}");
+        assert!(reaches(&sb, ctx, "2001:db8:1::5 7000"), "{ctx}");
         assert!(!connects(&sb, ctx, "203.0.113.2 7001"), "{ctx}");
-        assert!(connects(&sb, ctx, "203.0.113.2 7002"), "{ctx}");
+        assert!(reaches(&sb, ctx, "203.0.113.2 7002"), "{ctx}");
     }
     // The floor is the shared sets, not an entry a context.
     let table = sb.ok("nft list table inet netctx");
@@ -206,11 +225,11 @@ fn a_changed_deny_changes_the_shared_sets_in_place_for_every_context() {
         "{logs}"
     );
     for ctx in ["n", "m"] {
-        assert!(connects(&sb, ctx, "203.0.113.4 7000"), "{ctx}");
+        assert!(reaches(&sb, ctx, "203.0.113.4 7000"), "{ctx}");
         assert!(!connects(&sb, ctx, "203.0.113.5 7000"), "{ctx}");
-        assert!(connects(&sb, ctx, "2001:db8:1::4 7000"), "{ctx}");
+        assert!(reaches(&sb, ctx, "2001:db8:1::4 7000"), "{ctx}");
         assert!(!connects(&sb, ctx, "2001:db8:1::5 7000"), "{ctx}");
-        assert!(connects(&sb, ctx, "203.0.113.2 7001"), "{ctx}");
+        assert!(reaches(&sb, ctx, "203.0.113.2 7001"), "{ctx}");
         assert!(!connects(&sb, ctx, "203.0.113.2 7002"), "{ctx}");
     }
     let st = sb.netctx_with(&after, &["status"]);
@@ -219,7 +238,7 @@ fn a_changed_deny_changes_the_shared_sets_in_place_for_every_context() {
     // An element deleted behind netctx's back: every context's drift,
     // repaired by `up` in place.
     sb.ok("nft delete element inet netctx netctx-deny4 { 203.0.113.5 }");
-    assert!(connects(&sb, "m", "203.0.113.5 7000"), "the tampering took");
+    assert!(reaches(&sb, "m", "203.0.113.5 7000"), "the tampering took");
     let st = sb.netctx_with(&after, &["status"]);
     assert_eq!(st.code, 2, "{}", st.stdout);
     assert!(st.stdout.contains("netctx-deny4"), "{}", st.stdout);
