@@ -158,7 +158,15 @@ fn a_changed_deny_changes_the_shared_sets_in_place_for_every_context() {
     // All six listening before the first connect (a refusal must be the
     // floor's, not a server still starting).
     let until = Instant::now() + Duration::from_secs(10);
-    while sb.ok("ip netns exec lan ss -Hltn").lines().count() < 6 && Instant::now() < until {
+    let listening = || {
+        // Sockets in state LISTEN (0A) in the LAN namespace (no `ss` in
+        // the VM lane's image).
+        sb.ok("ip netns exec lan cat /proc/net/tcp /proc/net/tcp6")
+            .lines()
+            .filter(|l| l.split_whitespace().nth(3) == Some("0A"))
+            .count()
+    };
+    while listening() < 6 && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(50));
     }
     for ctx in ["n", "m"] {
