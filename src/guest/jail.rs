@@ -18,12 +18,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use nix::sched::{setns, unshare, CloneFlags};
-use serde::{Deserialize, Serialize};
 
 use super::{caps, cgroup, fs, seccomp};
 use crate::kernel;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Spec {
     pub ctx: String,
     pub netns: PathBuf,

@@ -256,10 +256,10 @@ pub(crate) fn write_private(path: &Path, text: &str) -> io::Result<()> {
 /// which with the pid identifies it even after pid reuse; and its state.
 pub(crate) fn start_time(pid: i32) -> Option<(u64, char)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let state = fields.first()?.chars().next()?;
-    Some((fields.get(19)?.parse().ok()?, state))
+    let [started] = crate::kernel::sys::stat_fields(&stat, [22])?;
+    // Field 3, the state: the first character after the name's last `)`.
+    let state = stat.get(stat.rfind(')')? + 2..)?.chars().next()?;
+    Some((started, state))
 }
 
 /// The guest netctx started for a context, if any: its pid and whether it
